@@ -1,0 +1,17 @@
+"""toolgym: synthesized, verified, sandboxed tool-use environments for RL of language models.
+
+The package's face. Importing it registers every environment id with Gymnasium from one
+central list of string entry points (nothing heavy is imported until ``gymnasium.make``), so
+``import toolgym; gymnasium.make("toolgym/TripPlanning-v0")`` works, and so does
+``gymnasium.make("toolgym:toolgym/TripPlanning-v0")`` without the explicit import.
+
+Parts (see DESIGN.md): ``toolgym.envs`` (Gymnasium side), ``toolgym.synth`` (families and the
+synthesis pipeline), ``toolgym.verifiers`` (verdicts and quality gates), ``toolgym.policy``
+(the in-repo model, training and evaluation), ``toolgym.cli`` (the ``toolgym`` command).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,45 @@
+"""Named exception classes, in one small module (house style rule 14).
+
+Every error a user can cause carries a sentence that says what was wrong and how to fix it;
+the CLI prints that sentence as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class ToolgymError(Exception):
+    """Base class of every error toolgym raises on purpose."""
+
+
+class ConfigError(ToolgymError, ValueError):
+    """A configuration value or argument is invalid."""
+
+
+class UnknownNameError(ToolgymError, KeyError):
+    """A family, env id, task id, policy or verifier name is not registered.
+
+    The message lists the closest registered names.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateRegistrationError(ToolgymError):
+    """A name was registered twice."""
+
+
+class DatasetError(ToolgymError):
+    """A dataset file is missing, corrupt, or not a toolgym dataset."""
+
+
+class CheckpointError(ToolgymError):
+    """A checkpoint is missing, truncated, corrupt or does not match its config."""
+
+
+class ReferenceSolutionError(ToolgymError):
+    """A task's reference solution failed: a synthesis bug, never a warning."""
+
+
+class SandboxError(ToolgymError):
+    """The sandbox itself failed (not the code inside it)."""

@@ -1,0 +1,1 @@
+"""Families and the synthesis pipeline."""

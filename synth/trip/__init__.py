@@ -1,0 +1,1 @@
+"""Trip planning family."""

@@ -1,0 +1,1 @@
+"""Verdicts, answer/constraint/state checks and the quality gates."""
