@@ -14,4 +14,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: The central list of env ids: id -> family id (families are listed in ``toolgym.synth``).
+ENV_IDS: dict[str, str] = {
+    "toolgym/TripPlanning-v0": "trip",
+}
+
+
+def _register_all() -> None:
+    import gymnasium as gym
+
+    from toolgym.envs.registration import register_env
+
+    for env_id, family in ENV_IDS.items():
+        if env_id not in gym.registry:  # importing the package twice (reload) must not fail
+            register_env(env_id, family)
+
+
+_register_all()
+
+__all__ = ["ENV_IDS", "__version__"]

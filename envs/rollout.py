@@ -1,0 +1,119 @@
+"""Running an agent through an episode, and the agent that drives a reference program.
+
+An *agent* is anything with ``act(observation, info) -> action``; one agent object lives for
+one episode (a fresh one per episode keeps state from leaking between episodes). This is the
+loop every caller shares: the synthesis gates, the reference trajectories, ``toolgym eval``
+and the terminal player, so the reward they see is the one RL sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+
+from toolgym.envs import markup as mk
+from toolgym.errors import ReferenceSolutionError
+
+
+@dataclass
+class Step:
+    """One turn of a reference program: optional thought, then the calls to make."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+    thought: str | None = None
+
+
+#: A reference program: yields Steps, receives the list of tool-result payloads of each step,
+#: returns the answer it submits.
+Program = Generator[Step, list[dict[str, Any]], Any]
+
+
+class Agent(Protocol):
+    """Maps the latest observation (and info) to the next action text."""
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        """The next action."""
+        ...
+
+
+@dataclass
+class Episode:
+    """One finished episode."""
+
+    observations: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    tool_calls: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The whole context: ``obs0 + act1 + obs1 + …``."""
+        out = [self.observations[0]]
+        for a, o in zip(self.actions, self.observations[1:], strict=True):
+            out += [a, o]
+        return "".join(out)
+
+    @property
+    def turns(self) -> int:
+        """Number of assistant turns."""
+        return len(self.actions)
+
+
+def run_episode(
+    env: gym.Env[str, str],
+    agent: Agent,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Episode:
+    """Reset ``env`` and let ``agent`` act until the episode ends."""
+    obs, info = env.reset(seed=seed, options=options)
+    ep = Episode(observations=[obs])
+    while True:
+        action = agent.act(obs, info)
+        obs, reward, terminated, truncated, info = env.step(action)
+        ep.actions.append(action)
+        ep.observations.append(obs)
+        ep.tool_calls += info.get("tool_calls", 0)
+        if terminated or truncated:
+            ep.reward, ep.terminated, ep.truncated, ep.info = float(reward), terminated, truncated, info
+            return ep
+
+
+class ProgramAgent:
+    """Drives a reference program: each yielded Step becomes one canonical action.
+
+    The program receives the tool-result payloads parsed back from the observation text, so
+    it sees exactly what a policy would see; a tool error it did not expect is a reference
+    failure, raised as :class:`ReferenceSolutionError`.
+    """
+
+    def __init__(
+        self, program: Program, submit_thought: str = "I have an answer that meets every requirement; submitting it."
+    ):
+        self.program = program
+        self.submit_thought = submit_thought
+        self._started = False
+        self.answer: Any = None
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        """Advance the program by one step."""
+        try:
+            if not self._started:
+                self._started = True
+                step: Step = next(self.program)
+            else:
+                results = mk.parse_tool_results(observation)
+                for r in results:
+                    if "error" in r:
+                        raise ReferenceSolutionError(f"reference got a tool error: {r['error']}")
+                step = self.program.send(results)
+        except StopIteration as stop:
+            self.answer = stop.value
+            return mk.render_action([("submit", {"answer": stop.value})], reasoning=self.submit_thought)
+        return mk.render_action(step.calls, reasoning=step.thought)

@@ -1,0 +1,184 @@
+"""Where a ToolEnv gets its tasks: memory, a DuckDB dataset, or on-the-fly synthesis.
+
+A source answers two questions: ``pick(rng)`` (a task drawn deterministically from the env's
+seeded generator) and ``get(task_id)``. Worlds are rebuilt from their JSON once and cached in a
+small LRU, so reset cost stays flat however many episodes run; dataset connections are opened
+read-only and lazily in each process, so envs pickle and run in ``AsyncVectorEnv`` workers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toolgym.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from toolgym.envs.toolenv import EnvConfig
+    from toolgym.synth.family import Family, TaskSpec
+
+
+class LRU(OrderedDict[Any, Any]):
+    """A tiny bounded mapping: the least recently used entry goes first."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def lookup(self, key: Any) -> Any:
+        """The value for ``key`` (marking it recently used), or None."""
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return None
+
+    def store(self, key: Any, value: Any) -> Any:
+        """Insert, evicting the oldest entry past the bound."""
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class TaskSource(ABC):
+    """Tasks (with their world objects) for one family."""
+
+    @abstractmethod
+    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
+        """A task drawn with the env's generator."""
+
+    @abstractmethod
+    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
+        """The task with this id; unknown ids raise with the closest known ones."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+        """Release files or connections."""
+
+
+class MemorySource(TaskSource):
+    """Tasks already in memory (the synthesis pipeline's gates use this)."""
+
+    def __init__(self, items: list[tuple[TaskSpec, Any]]):
+        if not items:
+            raise ConfigError("a MemorySource needs at least one task")
+        self.items = items
+        self.by_id = {t.task_id: (t, w) for t, w in items}
+
+    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
+        """Uniform over the tasks."""
+        return self.items[int(rng.integers(len(self.items)))]
+
+    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
+        """By id."""
+        if task_id not in self.by_id:
+            from toolgym.synth import unknown
+
+            raise unknown("task id", task_id, list(self.by_id))
+        return self.by_id[task_id]
+
+
+class DatasetSource(TaskSource):
+    """Tasks of one family from a DuckDB dataset, filtered by split and difficulty."""
+
+    def __init__(self, family: Family, path: Path, split: str | None, difficulties: list[int] | None):
+        from toolgym.synth.dataset import Dataset
+
+        self.family, self.path = family, Path(path)
+        self.split, self.difficulties = split, difficulties
+        with Dataset(self.path, read_only=True) as ds:
+            self.task_ids = ds.task_ids(family.id, split=split, difficulties=difficulties)
+        if not self.task_ids:
+            raise ConfigError(
+                f"dataset {self.path} has no {family.id!r} tasks with split={split!r}, difficulty={difficulties!r}"
+            )
+        self._ds: Any = None
+        self._tasks: LRU = LRU(256)
+        self._worlds: LRU = LRU(32)
+
+    def _dataset(self) -> Any:
+        if self._ds is None:
+            from toolgym.synth.dataset import Dataset
+
+            self._ds = Dataset(self.path, read_only=True)
+        return self._ds
+
+    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
+        """Uniform over the matching task ids."""
+        return self.get(self.task_ids[int(rng.integers(len(self.task_ids)))])
+
+    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
+        """Load (or reuse) the task and its world."""
+        task = self._tasks.lookup(task_id)
+        if task is None:
+            task = self._dataset().task(task_id)
+            if task.family != self.family.id:
+                raise UnknownNameError(f"task {task_id!r} belongs to family {task.family!r}, not {self.family.id!r}")
+            self._tasks.store(task_id, task)
+        world = self._worlds.lookup(task.world_id)
+        if world is None:
+            world = self._worlds.store(task.world_id, self.family.load_world(self._dataset().world_data(task.world_id)))
+        return task, world
+
+    def close(self) -> None:
+        """Close the connection (it reopens on demand)."""
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_ds"] = None
+        return state
+
+
+class SynthSource(TaskSource):
+    """Tasks synthesized on the fly: the reset seed picks a candidate, gates included.
+
+    Task ids of synthesized tasks encode their seed, so ``get`` regenerates any of them.
+    """
+
+    def __init__(self, family: Family, difficulties: list[int] | None):
+        self.family = family
+        self.difficulties = difficulties or [1, 2, 3, 4, 5]
+        self._cache: LRU = LRU(64)
+
+    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
+        """Synthesize the task the generator's next draw names."""
+        seed = int(rng.integers(2**31))
+        difficulty = int(self.difficulties[int(rng.integers(len(self.difficulties)))])
+        return self._make(seed, difficulty)
+
+    def _make(self, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
+        key = (seed, difficulty)
+        hit = self._cache.lookup(key)
+        if hit is None:
+            from toolgym.synth.pipeline import synthesize_on_the_fly
+
+            hit = self._cache.store(key, synthesize_on_the_fly(self.family, seed, difficulty))
+        return hit
+
+    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
+        """Regenerate a task from an id of the form ``<family>-fly-s<seed>-d<difficulty>``."""
+        parts = task_id.split("-")
+        try:
+            assert parts[0] == self.family.id and parts[1] == "fly"
+            seed, difficulty = int(parts[2][1:]), int(parts[3][1:])
+        except (AssertionError, IndexError, ValueError):
+            raise UnknownNameError(
+                f"task id {task_id!r} is not an on-the-fly {self.family.id} task id "
+                f"(<family>-fly-s<seed>-d<difficulty>); pass dataset=… to serve dataset tasks"
+            ) from None
+        return self._make(seed, difficulty)
+
+
+def make_source(family: Family, config: EnvConfig) -> TaskSource:
+    """The source an :class:`EnvConfig` asks for."""
+    if config.dataset is not None:
+        return DatasetSource(family, config.dataset, config.split, config.difficulties())
+    if config.split not in (None, "train", "val", "test"):
+        raise ConfigError(f"split must be train, val or test, got {config.split!r}")
+    return SynthSource(family, config.difficulties())

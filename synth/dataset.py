@@ -1,0 +1,310 @@
+"""The dataset: one DuckDB file holding worlds, tasks, reference trajectories and a manifest.
+
+Tables (JSON payloads are stored as VARCHAR text so no extension is needed to read them):
+
+* ``info``: key/value, ``format = toolgym-dataset/1``: how a file proves it is ours;
+* ``manifest``: one row per family run: toolgym and family versions, the seed and the full
+  synthesis config (so a run can be resumed, or refused if the settings changed);
+* ``worlds``, ``tasks``, ``trajectories``: the specs and the reference runs;
+* ``candidates``: one row per candidate (world index, task index) with its fate (``shipped``,
+  ``infeasible`` or the name of the gate that dropped it) and why: the gate counts of the
+  manifest are computed from it, and resuming starts after its last row.
+
+Writes go through :meth:`Dataset.write_batch`, one transaction per batch: an interrupted run
+(even a SIGKILL) leaves the file at the last committed batch, and a rerun with the same
+settings continues from there without duplicates. No timestamps or host names are stored, so
+the same seed and config give identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from toolgym.errors import DatasetError, UnknownNameError
+from toolgym.synth.family import TaskSpec, WorldSpec
+
+FORMAT = "toolgym-dataset/1"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS info (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS manifest (
+    family VARCHAR PRIMARY KEY, toolgym_version VARCHAR, family_version INTEGER, seed BIGINT, config VARCHAR);
+CREATE TABLE IF NOT EXISTS worlds (
+    world_id VARCHAR PRIMARY KEY, family VARCHAR, family_version INTEGER, seed BIGINT,
+    difficulty INTEGER, split VARCHAR, data VARCHAR);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id VARCHAR PRIMARY KEY, ordinal BIGINT, world_id VARCHAR, family VARCHAR, env_id VARCHAR,
+    difficulty INTEGER, split VARCHAR, system VARCHAR, prompt VARCHAR, tools VARCHAR,
+    tool_config VARCHAR, params VARCHAR, verifier VARCHAR, meta VARCHAR);
+CREATE TABLE IF NOT EXISTS trajectories (
+    task_id VARCHAR PRIMARY KEY, actions VARCHAR, observations VARCHAR, messages VARCHAR,
+    answer VARCHAR, turns INTEGER, tool_calls INTEGER, reward DOUBLE);
+CREATE TABLE IF NOT EXISTS candidates (
+    family VARCHAR, world_index BIGINT, task_index INTEGER, status VARCHAR, reason VARCHAR,
+    PRIMARY KEY (family, world_index, task_index));
+"""
+_JSON_TASK_FIELDS = ("tools", "tool_config", "params", "verifier", "meta")
+
+
+@dataclass
+class Trajectory:
+    """A reference run, as stored."""
+
+    task_id: str
+    actions: list[str]
+    observations: list[str]
+    messages: list[dict[str, Any]]
+    answer: Any
+    turns: int
+    tool_calls: int
+    reward: float
+
+
+@dataclass
+class Batch:
+    """Everything one transaction writes."""
+
+    worlds: list[WorldSpec] = field(default_factory=list)
+    tasks: list[tuple[int, TaskSpec]] = field(default_factory=list)  # (ordinal, task)
+    trajectories: list[Trajectory] = field(default_factory=list)
+    candidates: list[tuple[str, int, int, str, str]] = field(default_factory=list)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+
+
+class Dataset:
+    """A toolgym dataset file (use as a context manager)."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, create: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise DatasetError(f"dataset {self.path} does not exist")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise DatasetError(f"{self.path} is not a readable toolgym dataset (DuckDB says: {exc})") from exc
+        try:
+            tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if create and not tables:
+                self.con.execute(SCHEMA)
+                self.con.execute("INSERT INTO info VALUES ('format', ?)", [FORMAT])
+                tables = {"info"}
+            fmt = (
+                self.con.execute("SELECT value FROM info WHERE key = 'format'").fetchone() if "info" in tables else None
+            )
+        except duckdb.Error as exc:
+            self.con.close()
+            raise DatasetError(f"{self.path} is corrupt or not a toolgym dataset: {exc}") from exc
+        if fmt is None or fmt[0] != FORMAT:
+            self.con.close()
+            raise DatasetError(f"{self.path} is a DuckDB file but not a toolgym dataset (no '{FORMAT}' marker)")
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.con.close()
+
+    # ------------------------------------------------------------------ writing
+    def manifest(self, family: str) -> dict[str, Any] | None:
+        """The manifest row of a family run, or None."""
+        row = self.con.execute(
+            "SELECT toolgym_version, family_version, seed, config FROM manifest WHERE family = ?", [family]
+        ).fetchone()
+        if row is None:
+            return None
+        return {"toolgym_version": row[0], "family_version": row[1], "seed": row[2], "config": json.loads(row[3])}
+
+    def set_manifest(
+        self, family: str, toolgym_version: str, family_version: int, seed: int, config: dict[str, Any]
+    ) -> None:
+        """Create or update a family's manifest row."""
+        self.con.execute(
+            "INSERT OR REPLACE INTO manifest VALUES (?, ?, ?, ?, ?)",
+            [family, toolgym_version, family_version, seed, _dump(config)],
+        )
+
+    def progress(self, family: str) -> tuple[tuple[int, int] | None, int]:
+        """(last candidate written as (world, task) or None, number of tasks shipped)."""
+        last = self.con.execute(
+            "SELECT world_index, task_index FROM candidates WHERE family = ? "
+            "ORDER BY world_index DESC, task_index DESC LIMIT 1",
+            [family],
+        ).fetchone()
+        shipped = self.con.execute("SELECT count(*) FROM tasks WHERE family = ?", [family]).fetchone()
+        return (None if last is None else (int(last[0]), int(last[1]))), int(shipped[0]) if shipped else 0
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write one batch atomically: all of it or none of it."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for w in batch.worlds:
+                con.execute(
+                    "INSERT INTO worlds VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [w.world_id, w.family, w.family_version, w.seed, w.difficulty, w.split, _dump(w.data)],
+                )
+            for ordinal, t in batch.tasks:
+                con.execute(
+                    "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        t.task_id,
+                        ordinal,
+                        t.world_id,
+                        t.family,
+                        t.env_id,
+                        t.difficulty,
+                        t.split,
+                        t.system,
+                        t.prompt,
+                        *(_dump(getattr(t, f)) for f in _JSON_TASK_FIELDS),
+                    ],
+                )
+            for r in batch.trajectories:
+                con.execute(
+                    "INSERT INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        r.task_id,
+                        _dump(r.actions),
+                        _dump(r.observations),
+                        _dump(r.messages),
+                        _dump(r.answer),
+                        r.turns,
+                        r.tool_calls,
+                        r.reward,
+                    ],
+                )
+            if batch.candidates:
+                con.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?)", batch.candidates)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reading
+    def families(self) -> list[str]:
+        """Families present in the dataset."""
+        return [r[0] for r in self.con.execute("SELECT family FROM manifest ORDER BY family").fetchall()]
+
+    def task_ids(
+        self, family: str | None = None, split: str | None = None, difficulties: list[int] | None = None
+    ) -> list[str]:
+        """Task ids in dataset order, filtered."""
+        sql, args = "SELECT task_id FROM tasks WHERE 1=1", []
+        if family:
+            sql += " AND family = ?"
+            args.append(family)
+        if split:
+            sql += " AND split = ?"
+            args.append(split)
+        if difficulties:
+            sql += f" AND difficulty IN ({', '.join('?' * len(difficulties))})"
+            args += difficulties
+        return [r[0] for r in self.con.execute(sql + " ORDER BY family, ordinal", args).fetchall()]
+
+    def task(self, task_id: str) -> TaskSpec:
+        """One task by id."""
+        row = self.con.execute(
+            "SELECT task_id, world_id, family, env_id, difficulty, split, system, prompt, tools, tool_config, "
+            "params, verifier, meta FROM tasks WHERE task_id = ?",
+            [task_id],
+        ).fetchone()
+        if row is None:
+            from toolgym.synth import unknown
+
+            near = [
+                r[0]
+                for r in self.con.execute(
+                    "SELECT task_id FROM tasks ORDER BY jaro_winkler_similarity(task_id, ?) DESC LIMIT 5", [task_id]
+                ).fetchall()
+            ]
+            raise unknown("task id", task_id, near) if near else UnknownNameError(f"dataset {self.path} has no tasks")
+        keys = ("task_id", "world_id", "family", "env_id", "difficulty", "split", "system", "prompt")
+        data = dict(zip(keys, row[:8], strict=True))
+        data.update({f: json.loads(v) for f, v in zip(_JSON_TASK_FIELDS, row[8:], strict=True)})
+        return TaskSpec(**data)
+
+    def world_data(self, world_id: str) -> dict[str, Any]:
+        """The JSON data of one world."""
+        row = self.con.execute("SELECT data FROM worlds WHERE world_id = ?", [world_id]).fetchone()
+        if row is None:
+            raise DatasetError(f"dataset {self.path} is missing world {world_id!r} (corrupt dataset)")
+        return json.loads(row[0])
+
+    def trajectory(self, task_id: str) -> Trajectory:
+        """The reference run of a task."""
+        row = self.con.execute(
+            "SELECT actions, observations, messages, answer, turns, tool_calls, reward "
+            "FROM trajectories WHERE task_id = ?",
+            [task_id],
+        ).fetchone()
+        if row is None:
+            raise DatasetError(f"dataset {self.path} has no reference trajectory for {task_id!r}")
+        return Trajectory(
+            task_id,
+            json.loads(row[0]),
+            json.loads(row[1]),
+            json.loads(row[2]),
+            json.loads(row[3]),
+            row[4],
+            row[5],
+            row[6],
+        )
+
+    def gate_counts(self, family: str | None = None) -> dict[str, dict[str, int]]:
+        """{family: {status: count}} over every candidate."""
+        sql = "SELECT family, status, count(*) FROM candidates"
+        args: list[Any] = []
+        if family:
+            sql += " WHERE family = ?"
+            args.append(family)
+        out: dict[str, dict[str, int]] = {}
+        for fam, status, n in self.con.execute(
+            sql + " GROUP BY family, status ORDER BY family, status", args
+        ).fetchall():
+            out.setdefault(fam, {})[status] = int(n)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per family, split and difficulty, plus gate counts."""
+        rows = self.con.execute(
+            "SELECT family, split, difficulty, count(*) FROM tasks GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        return {
+            "tasks": [{"family": f, "split": s, "difficulty": d, "count": n} for f, s, d, n in rows],
+            "gates": self.gate_counts(),
+            "manifests": {f: self.manifest(f) for f in self.families()},
+        }
+
+    def rows(self, split: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every task joined with its trajectory (for exports), in dataset order."""
+        sql = (
+            "SELECT t.task_id, t.env_id, t.family, t.world_id, t.difficulty, t.split, t.system, t.prompt, t.tools, "
+            "t.verifier, t.meta, r.messages, r.answer, r.turns, r.tool_calls FROM tasks t "
+            "LEFT JOIN trajectories r USING (task_id)"
+        )
+        args: list[Any] = []
+        if split:
+            sql += " WHERE t.split = ?"
+            args.append(split)
+        cur = self.con.execute(sql + " ORDER BY t.family, t.ordinal", args)
+        cols = [d[0] for d in cur.description]
+        while True:
+            chunk = cur.fetchmany(256)
+            if not chunk:
+                return
+            for r in chunk:
+                yield dict(zip(cols, r, strict=True))

@@ -1,0 +1,140 @@
+"""The family contract: what a family module provides, and the specs it produces.
+
+A family turns ``(seed, difficulty)`` into a *world* and ``(world, rng)`` into *tasks*. Specs are
+pure data (pydantic models that serialize to dataset rows); everything that needs code (tools,
+the reference program, gate answers) is a method of the family, looked up by family id. So a
+dataset row plus the family code at ``family_version`` reproduces an episode exactly.
+
+Why these hooks and no others (DeepSeek-V3.2 §6.4 workflow, DESIGN.md "Families and
+synthesis"):
+
+Randomness: every hook takes a seeded ``random.Random`` (fast scalar draws; one per item, derived
+from the run seed), never a global generator.
+
+* ``make_world`` / ``load_world``: the world is a pure function of (family, seed, difficulty);
+  ``load_world`` rebuilds the in-memory object (indices included) from its JSON data.
+* ``make_task``: propose a task with its structured parameters, verifier spec and toolset; a
+  family raises the difficulty inside (more constraints, days, distractors, pagination) and
+  adds tools when the toolset cannot express the harder task (toolset augmentation).
+* ``reference``: a program that solves the task **only through tool calls** (it is given the
+  task's public parameters, never the world) and returns the answer it submits.
+* ``random_answer`` / ``bluff_answer`` / ``perturb``: the answers the quality gates submit. A
+  random answer is a *plausible* plan drawn from the world (right kinds, right structure), so a
+  random pass really means the task is too easy; a bluff answer is well-formed but built without
+  looking at the world; a perturbed answer is the reference answer broken on purpose.
+* ``episode_context``: what the tools receive. Read-only families return the shared world;
+  families with write tools return a fresh copy, so episodes never share mutable state.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from toolgym.envs.rollout import Program, Step
+from toolgym.envs.tools import Tool
+
+__all__ = ["Family", "Program", "Step", "TaskDraft", "TaskSpec", "WorldSpec"]
+
+
+class WorldSpec(BaseModel):
+    """One synthesized environment as stored in a dataset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    world_id: str
+    family: str
+    family_version: int
+    seed: int
+    difficulty: int
+    split: str
+    data: dict[str, Any]
+
+
+class TaskSpec(BaseModel):
+    """One task as stored in a dataset: everything an env needs besides the family code."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str
+    world_id: str
+    family: str
+    env_id: str
+    difficulty: int
+    split: str
+    system: str
+    prompt: str
+    tools: list[dict[str, Any]]
+    tool_config: dict[str, Any]
+    params: dict[str, Any]
+    verifier: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclass
+class TaskDraft:
+    """What ``make_task`` returns; the pipeline adds ids, split and the rendered system text."""
+
+    prompt: str
+    params: dict[str, Any]
+    verifier: dict[str, Any]
+    tool_config: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Family(ABC):
+    """Base class of every family (see the module docstring for the contract)."""
+
+    id: ClassVar[str]
+    env_name: ClassVar[str]
+    version: ClassVar[int]
+    summary: ClassVar[str]
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id of this family's env."""
+        return f"toolgym/{self.env_name}-v{self.version}"
+
+    @abstractmethod
+    def make_world(self, seed: int, difficulty: int) -> Any:
+        """Build a world (an object with ``to_json()``) from a seed and a difficulty."""
+
+    @abstractmethod
+    def load_world(self, data: dict[str, Any]) -> Any:
+        """Rebuild a world object from its JSON data."""
+
+    @abstractmethod
+    def make_task(self, world: Any, difficulty: int, rng: random.Random) -> TaskDraft | None:
+        """Propose one task over ``world``; None when this world cannot host one."""
+
+    @abstractmethod
+    def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
+        """The toolset of a task (``submit`` included), from its tool config."""
+
+    @abstractmethod
+    def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
+        """The reference program; it sees the task's public parameters, never the world."""
+
+    @abstractmethod
+    def random_answer(self, world: Any, task: TaskSpec, rng: random.Random) -> Any:
+        """A plausible answer drawn at random from the world (the random gate)."""
+
+    @abstractmethod
+    def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
+        """A well-formed answer built without looking at the world (the bluff gate)."""
+
+    @abstractmethod
+    def perturb(self, world: Any, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
+        """Answers derived from a correct one, each broken on purpose (the perturbation gate)."""
+
+    def episode_context(self, world: Any, task: TaskSpec) -> Any:
+        """What the tools of one episode receive; override to copy mutable state."""
+        return world
+
+    def close_context(self, context: Any) -> None:  # noqa: B027 - optional hook
+        """Release what ``episode_context`` opened (sandboxes, files); default: nothing."""

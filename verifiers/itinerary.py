@@ -1,0 +1,194 @@
+"""Constraint checks for itineraries: any plan that meets every constraint passes.
+
+``{"kind": "itinerary", "constraints": [...]}``. The answer is checked against the world
+(``state``), which must offer three lookups: ``venue(name) -> (kind, record) | None``,
+``transport(a, b) -> [options]`` and ``weather(city, date) -> forecast | None``. No reference
+plan is consulted: a different plan that satisfies everything scores 1 just the same.
+
+This checker is written independently of the trip family's search (``synth/trip/solver.py``);
+the gate "the reference scores 1" cross-checks the two on every synthesized task. Scores are
+binary and the reason names the first broken rule, so a reward never pays for "most rules".
+
+Constraint kinds: ``days``, ``start_city``, ``distinct_cities``, ``connected``, ``in_city``,
+``no_repeats``, ``open``, ``weather_indoor``, ``min_rating``, ``tiered_day``, ``budget``,
+``cuisine``, ``category`` (see ``toolgym/synth/trip/tasks.py`` for their wording).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from toolgym.verifiers.verdict import Verdict, register_verifier
+
+KEYS = ("date", "city", "hotel", "lunch", "attraction", "dinner")
+SLOTS = (("hotel", "hotel"), ("lunch", "restaurant"), ("attraction", "attraction"), ("dinner", "restaurant"))
+_WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class _Plan:
+    """A structurally valid answer with its venues resolved against the world."""
+
+    def __init__(self, days: list[dict[str, str]], world: Any):
+        self.days = days
+        self.world = world
+        self.rec: list[dict[str, dict[str, Any]]] = []
+        for d in days:
+            row = {}
+            for slot, _ in SLOTS:
+                hit = world.venue(d[slot])
+                row[slot] = hit[1] if hit else {}
+            self.rec.append(row)
+
+    def weekday(self, i: int) -> str:
+        return _WD[dt.date.fromisoformat(self.days[i]["date"]).weekday()]
+
+    def moves(self) -> list[tuple[str, str]]:
+        return [(a["city"], b["city"]) for a, b in zip(self.days, self.days[1:], strict=False)]
+
+
+def _structure(answer: Any) -> str | None:
+    if not isinstance(answer, list) or not answer:
+        return "answer must be a non-empty list of day objects"
+    for i, d in enumerate(answer, 1):
+        if not isinstance(d, dict) or set(d) != set(KEYS):
+            return f"day {i} must have exactly the keys {list(KEYS)}"
+        if not all(isinstance(d[k], str) for k in KEYS):
+            return f"day {i}: every value must be a string"
+        try:
+            dt.date.fromisoformat(d["date"])
+        except ValueError:
+            return f"day {i}: {d['date']!r} is not an ISO date"
+    return None
+
+
+def _allowed(world: Any, a: str, b: str, cons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    opts = list(world.transport(a, b))
+    for c in cons:
+        opts = [
+            o
+            for o in opts
+            if (not c.get("modes") or o["mode"] in c["modes"])
+            and (c.get("max_hours") is None or o["hours"] <= c["max_hours"])
+        ]
+    return opts
+
+
+def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]]) -> str | None:
+    days, world = p.days, p.world
+    if kind == "days":
+        if len(days) != c["n_days"]:
+            return f"the plan has {len(days)} days, not {c['n_days']}"
+        start = dt.date.fromisoformat(c["start_date"])
+        for i, d in enumerate(days):
+            want = (start + dt.timedelta(days=i)).isoformat()
+            if d["date"] != want:
+                return f"day {i + 1} must be {want}, not {d['date']}"
+    elif kind == "start_city":
+        if days[0]["city"] != c["city"]:
+            return f"the trip must start in {c['city']}"
+    elif kind == "distinct_cities":
+        cities = [d["city"] for d in days]
+        if len(set(cities)) != len(cities):
+            return "a city is used on two days"
+    elif kind == "connected":
+        for a, b in p.moves():
+            if not _allowed(world, a, b, [c]):
+                return f"no allowed direct connection from {a} to {b}"
+    elif kind == "in_city":
+        for i, d in enumerate(days):
+            for slot, want in SLOTS:
+                hit = world.venue(d[slot])
+                if hit is None:
+                    return f"day {i + 1}: no {want} named {d[slot]!r}"
+                if hit[0] != want:
+                    return f"day {i + 1}: {d[slot]!r} is a {hit[0]}, not a {want}"
+                if hit[1]["city"] != d["city"]:
+                    return f"day {i + 1}: {d[slot]!r} is in {hit[1]['city']}, not {d['city']}"
+    elif kind == "no_repeats":
+        used = [d[s] for d in days for s, _ in SLOTS]
+        if len(set(used)) != len(used):
+            return "a venue appears twice"
+    elif kind == "open":
+        for i, r in enumerate(p.rec):
+            for slot in ("lunch", "attraction", "dinner"):
+                if p.weekday(i) in r[slot].get("closed_on", ()):
+                    return f"day {i + 1}: {days[i][slot]!r} is closed on {p.weekday(i)}"
+    elif kind == "weather_indoor":
+        for i, d in enumerate(days):
+            f = world.weather(d["city"], d["date"])
+            if f is None:
+                return f"day {i + 1}: no forecast for {d['city']} on {d['date']}"
+            if f["condition"] in c["conditions"] and not p.rec[i]["attraction"].get("indoor"):
+                return f"day {i + 1}: {f['condition']} in {d['city']} but {d['attraction']!r} is outdoors"
+    elif kind == "min_rating":
+        for i, r in enumerate(p.rec):
+            for slot, what in SLOTS:
+                if what == c["what"] and r[slot].get("rating", 0.0) < c["value"]:
+                    return f"day {i + 1}: {days[i][slot]!r} is rated below {c['value']}"
+    elif kind == "tiered_day":
+        i = c["day"] - 1
+        if i >= len(days):
+            return f"the plan has no day {c['day']}"
+        r = p.rec[i]
+        price = r["hotel"].get("price", 0)
+        tier = next((t for t in c["tiers"] if price >= t["min_price"]), None)
+        if tier is not None:
+            lunch, dinner = r["lunch"], r["dinner"]
+            ratings = (lunch.get("rating", 0.0), dinner.get("rating", 0.0))
+            if tier.get("max_meals") is not None and lunch.get("price", 0) + dinner.get("price", 0) > tier["max_meals"]:
+                return f"day {c['day']}: meals cost more than {tier['max_meals']} for a hotel of {price}"
+            if tier.get("min_rating_both") is not None and min(ratings) < tier["min_rating_both"]:
+                return f"day {c['day']}: both restaurants must be rated {tier['min_rating_both']}+"
+            if tier.get("min_rating_one") is not None and max(ratings) < tier["min_rating_one"]:
+                return f"day {c['day']}: one restaurant must be rated {tier['min_rating_one']}+"
+            if tier.get("max_ticket") is not None and r["attraction"].get("ticket", 0) > tier["max_ticket"]:
+                return f"day {c['day']}: the ticket costs more than {tier['max_ticket']}"
+    elif kind == "budget":
+        connected = [x for x in all_cons if x["kind"] == "connected"]
+        total = sum(
+            r["hotel"]["price"] + r["lunch"]["price"] + r["dinner"]["price"] + r["attraction"]["ticket"] for r in p.rec
+        )
+        for a, b in p.moves():
+            opts = _allowed(world, a, b, connected)
+            if not opts:
+                return f"no allowed connection from {a} to {b}"
+            total += min(o["price"] for o in opts)
+        if total > c["max_total"]:
+            return f"the trip costs {total}, over the budget of {c['max_total']}"
+    elif kind == "cuisine":
+        slots = ("dinner",) if c["meal"] == "dinner" else ("lunch", "dinner")
+        if not any(r[s].get("cuisine") == c["cuisine"] for r in p.rec for s in slots):
+            return f"no {c['cuisine']} {'dinner' if c['meal'] == 'dinner' else 'meal'}"
+    elif kind == "category":
+        if not any(r["attraction"].get("category") == c["category"] for r in p.rec):
+            return f"no {c['category']} visited"
+    else:
+        return f"unknown constraint kind {kind!r} (verifier bug)"
+    return None
+
+
+# Rules that only make sense once every venue is known to exist run after in_city.
+_ORDER: dict[str, int] = {"days": 0, "start_city": 1, "distinct_cities": 2, "in_city": 3, "no_repeats": 4}
+
+
+@register_verifier("itinerary")
+def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
+    """Check a plan against every constraint of the spec, in a fixed order."""
+    err = _structure(answer)
+    if err:
+        return Verdict.fail(err)
+    cons: list[dict[str, Any]] = spec["constraints"]
+    if not any(c["kind"] == "in_city" for c in cons):  # venue records are needed by most rules
+        cons = [*cons, {"kind": "in_city"}]
+    plan = _Plan(answer, state)
+    ordered = sorted(cons, key=lambda c: _ORDER.get(c["kind"], 10))
+    for c in ordered:
+        msg = _check(c["kind"], c, plan, cons)
+        if msg:
+            return Verdict.fail(msg)
+    return Verdict.ok(f"all {len(cons)} constraints met")
+
+
+CHECKS: dict[str, Callable[..., Any]] = {"itinerary": verify_itinerary}
