@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -217,13 +218,47 @@ def clean_relpath(path: str) -> str:
         if path == WORKSPACE or path.startswith(WORKSPACE + "/"):
             path = path[len(WORKSPACE) :].lstrip("/") or "."
         else:
-            raise ConfigError(
-                f"Workspace path {path!r} is absolute; give it relative to the workspace."
-            )
+            raise ConfigError(f"Workspace path {path!r} is absolute; give it relative to the workspace.")
     norm = posixpath.normpath(path)
     if norm == ".." or norm.startswith("../"):
         raise ConfigError(f"Workspace path {path!r} leaves the workspace; remove the '..'.")
     return norm
+
+
+_MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
+
+
+def classify(
+    reason: str, response: Mapping[str, object] | None, stderr_tail: bytes, limits: Limits
+) -> tuple[ExecStatus, str]:
+    """The status of a finished call, and a sentence for every status but ``ok``.
+
+    Args:
+        reason: How the host-side wait ended: ``frame`` (the in-sandbox helper reported),
+            ``timeout``, ``output_limit`` or ``eof`` (the sandbox died first).
+        response: The helper's report (``exit_code``, ``signal``, ``cpu_ms``, ``oom``).
+        stderr_tail: The end of the program's standard error.
+        limits: The call's limits.
+    """
+    if reason == "timeout":
+        return ExecStatus.TIMEOUT, "wall-clock limit reached; the sandbox was killed"
+    if reason == "output_limit":
+        return ExecStatus.OUTPUT_LIMIT, (f"output passed {limits.output_bytes} bytes; the sandbox was killed")
+    if reason != "frame" or response is None:
+        return ExecStatus.KILLED, "the sandbox died during the call (was its helper killed?)"
+    sig = response.get("signal")
+    cpu_ms = response.get("cpu_ms")
+    cpu_out = isinstance(cpu_ms, int | float) and cpu_ms >= 950 * limits.cpu_seconds
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_out):
+        return ExecStatus.TIMEOUT, "CPU-time limit reached"
+    if response.get("oom") is True:
+        return ExecStatus.OOM, "memory limit reached (OOM-killed)"
+    failed = response.get("exit_code") not in (0, None)
+    if failed and any(m in stderr_tail for m in _MEMORY_MARKERS):
+        return ExecStatus.OOM, "memory limit reached"
+    if sig is not None:
+        return ExecStatus.KILLED, f"killed by signal {sig}"
+    return ExecStatus.OK, ""
 
 
 def python_argv(code: str, python: str = "/usr/bin/python3") -> list[str]:
@@ -403,9 +438,7 @@ class Backend(ABC):
         """Which guarantees this backend gives on this machine."""
 
     @abstractmethod
-    def open(
-        self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None
-    ) -> Session:
+    def open(self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None) -> Session:
         """Open a session: a fresh workspace holding ``files``, and a sandbox with ``limits``.
 
         Args:

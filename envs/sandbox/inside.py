@@ -14,7 +14,7 @@ inside the sandbox, so nothing from the host has to be bound in. It has four mod
     The stateful Python kernel: one warm interpreter whose namespace lives between calls. A
     trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is an
     RLIMIT_CPU soft limit moved forward before each call.
-``once REQUEST_B64 NONCE``
+``once REQUEST_B64_CHUNK... NONCE``
     The docker backend's per-exec launcher: the same fork/limits/exec/kill-leftovers as
     ``serve`` for one request, then a trailer ``\n<NONCE>{json}`` on standard error.
 ``idle``
@@ -151,13 +151,28 @@ def kill_leftovers(budget_s=2.0):
         time.sleep(0.0005)
 
 
+def oom_kills():
+    """The memory cgroup's OOM-kill counter (cgroup v1 or v2), or -1 when not visible."""
+    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
 def run_one(req, stdin):
     """Run one request to completion; returns the response dict."""
+    ooms = oom_kills()
     pid = spawn(req, stdin)
     _, status, usage = os.wait4(pid, 0)
     clean = kill_leftovers()
     reap_nohang()
     return {
+        "oom": ooms >= 0 and oom_kills() > ooms,
         "exit_code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0,
@@ -257,7 +272,7 @@ def main(argv):
     elif mode == "kernel":
         kernel(int(argv[2]), int(argv[3]), argv[4])
     elif mode == "once":
-        once(argv[2], argv[3])
+        once("".join(argv[2:-1]), argv[-1])
     elif mode == "idle":
         idle()
     else:

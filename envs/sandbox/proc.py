@@ -190,9 +190,7 @@ class SandboxProcess:
         if ready.reason != "frame":
             message = bytes(ready.stderr.data).decode("utf-8", "replace").strip()
             self.kill()
-            raise SandboxError(
-                f"The sandbox did not start ({ready.reason}): {message or 'no message'}."
-            )
+            raise SandboxError(f"The sandbox did not start ({ready.reason}): {message or 'no message'}.")
 
     def _read_info(self, info_r: int) -> int:
         """Read bwrap's ``--info-fd`` JSON and return the sandbox init's host pid."""

@@ -158,18 +158,14 @@ class SlotPool:
             return Slot(None, None)
         with self._lock:
             for uid in range(self.base, self.base + self.size):
-                fd = os.open(
-                    self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                )
+                fd = os.open(self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(fd)
                     continue
                 return Slot(uid, uid, fd)
-        raise SandboxError(
-            f"All {self.size} sandbox slots are in use; close sessions or raise LocalConfig.slots."
-        )
+        raise SandboxError(f"All {self.size} sandbox slots are in use; close sessions or raise LocalConfig.slots.")
 
     @staticmethod
     def release(slot: Slot) -> None:
@@ -226,9 +222,7 @@ class HostWorkspace:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                raise FileNotFoundError(
-                    f"No directory on the way to workspace path {rel!r}."
-                ) from exc
+                raise FileNotFoundError(f"No directory on the way to workspace path {rel!r}.") from exc
             raise
         return fd, parts[-1]
 
@@ -241,9 +235,7 @@ class HostWorkspace:
         dfd, name = self._open_parent(rel, create=True)
         tmp = f".toolgym-put-{os.getpid()}-{threading.get_ident()}"
         try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd
-            )
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
             try:
                 view = memoryview(blob)
                 while view:
@@ -267,9 +259,7 @@ class HostWorkspace:
         rel = clean_relpath(path)
         dfd, name = self._open_parent(rel, create=False)
         try:
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd
-            )
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
         except OSError as exc:
             raise FileNotFoundError(f"No file at workspace path {rel!r}.") from exc
         finally:
@@ -279,9 +269,7 @@ class HostWorkspace:
             if not stat.S_ISREG(st.st_mode):
                 raise FileNotFoundError(f"Workspace path {rel!r} is not a regular file.")
             if st.st_size > max_bytes:
-                raise SandboxError(
-                    f"Workspace file {rel!r} has {st.st_size} bytes, more than {max_bytes}."
-                )
+                raise SandboxError(f"Workspace file {rel!r} has {st.st_size} bytes, more than {max_bytes}.")
             chunks, left = [], max_bytes + 1
             while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
                 chunks.append(chunk)
@@ -333,10 +321,7 @@ class HostWorkspace:
                             continue
                         total += st.st_size
                         if total > max_bytes:
-                            raise SandboxError(
-                                f"The workspace holds more than {max_bytes} bytes; "
-                                "cannot snapshot it."
-                            )
+                            raise SandboxError(f"The workspace holds more than {max_bytes} bytes; cannot snapshot it.")
                         with os.fdopen(os.dup(fd), "rb") as f:
                             data = f.read(st.st_size + 1)
                         rel = os.path.normpath(os.path.join(dirpath, name))
