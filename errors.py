@@ -6,6 +6,8 @@ the CLI prints that sentence as one line and exits with code 2.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ToolgymError(Exception):
     """Base class of every error toolgym raises on purpose."""
@@ -43,3 +45,15 @@ class ReferenceSolutionError(ToolgymError):
 
 class SandboxError(ToolgymError):
     """The sandbox itself failed (not the code inside it)."""
+
+
+def one_line(exc: Any) -> str:
+    """A pydantic ValidationError as one sentence: ``field: message; field: message``."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return " ".join(str(exc).split())
+    parts = []
+    for e in errors()[:3]:
+        where = ".".join(str(x) for x in e["loc"])
+        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+    return "; ".join(parts)

@@ -26,8 +26,16 @@ class Step:
     thought: str | None = None
 
 
+@dataclass
+class Final:
+    """What a reference program may return: the answer, and the thought of the submit turn."""
+
+    answer: Any
+    thought: str | None = None
+
+
 #: A reference program: yields Steps, receives the list of tool-result payloads of each step,
-#: returns the answer it submits.
+#: returns the answer it submits (or a :class:`Final`).
 Program = Generator[Step, list[dict[str, Any]], Any]
 
 
@@ -114,6 +122,7 @@ class ProgramAgent:
                         raise ReferenceSolutionError(f"reference got a tool error: {r['error']}")
                 step = self.program.send(results)
         except StopIteration as stop:
-            self.answer = stop.value
-            return mk.render_action([("submit", {"answer": stop.value})], reasoning=self.submit_thought)
+            final = stop.value if isinstance(stop.value, Final) else Final(stop.value, self.submit_thought)
+            self.answer = final.answer
+            return mk.render_action([("submit", {"answer": final.answer})], reasoning=final.thought)
         return mk.render_action(step.calls, reasoning=step.thought)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class LRU(OrderedDict[Any, Any]):
     """A tiny bounded mapping: the least recently used entry goes first."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int = 64):  # a default, because unpickling calls cls()
         super().__init__()
         self.size = size
 

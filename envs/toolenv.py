@@ -42,12 +42,12 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolgym.envs import markup as mk
 from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.tools import Toolset
-from toolgym.errors import ConfigError
+from toolgym.errors import ConfigError, one_line
 from toolgym.synth import get_family
 from toolgym.synth.family import TaskSpec
 from toolgym.verifiers.verdict import verify
@@ -116,8 +116,8 @@ class ToolEnv(gym.Env[str, str]):
     def __init__(self, render_mode: str | None = None, source: TaskSource | None = None, **kwargs: Any):
         try:
             self.config = EnvConfig(**kwargs)
-        except Exception as exc:  # pydantic's message names the bad field
-            raise ConfigError(f"invalid ToolEnv arguments: {exc}") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"invalid ToolEnv arguments: {one_line(exc)}") from None
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
@@ -281,14 +281,18 @@ class ToolEnv(gym.Env[str, str]):
         self.source.close()
 
     def __getstate__(self) -> dict[str, Any]:
+        # Tools hold pydantic models created at runtime (not importable by name): rebuild them.
         state = self.__dict__.copy()
-        state.pop("family", None)  # re-looked-up by id after unpickling
+        state.pop("family", None)
+        state.pop("toolset", None)
         state["_toolsets"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.family = get_family(self.config.family)
+        if self.task is not None:
+            self.toolset = self._toolset(self.task)
 
 
 def make_env(family: str, source: TaskSource | None = None, **kwargs: Any) -> ToolEnv:

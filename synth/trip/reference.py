@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from toolgym.envs.rollout import Program, Step
+from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
 from toolgym.synth.trip.solver import TripView, by_kind, cheapest_plan, move_options
 from toolgym.synth.trip.world import add_days
@@ -91,11 +91,16 @@ def program(params: dict[str, Any]) -> Program:
             f"Listing the {key} of the {len(useful)} cities reachable in {n_days} days.",
         )
         names[kind] = dict(zip(useful, lists, strict=True))
+    needs = {
+        "hotel": "price and rating",
+        "restaurant": "price, rating, cuisine and closing days",
+        "attraction": "ticket, rating, category, indoor flag and closing days",
+    }
     for kind, _, key in kinds:
         flat = [(c, n) for c in useful for n in names[kind][c]]
         infos = yield from _batched(
             [(f"get_{kind}_info", {"name": n}) for _, n in flat],
-            f"I need prices, ratings and opening days of every {kind}.",
+            f"I need the {needs[kind]} of every {kind} ({len(flat)} of them).",
         )
         store = getattr(view, key)
         for (c, _), info in zip(flat, infos, strict=True):
@@ -114,4 +119,9 @@ def program(params: dict[str, Any]) -> Program:
         raise ReferenceSolutionError(
             f"reference found no plan within budget {budget} (best: {None if found is None else found[0]})"
         )
-    return found[1]
+    cost, plan = found
+    route = " → ".join(d["city"] for d in plan)
+    return Final(
+        plan,
+        f"The cheapest plan that meets every rule costs {cost}, within the budget of {budget}: {route}. Submitting it.",
+    )

@@ -1,0 +1,368 @@
+"""The ``toolgym`` command: one Typer app, each command a thin function over library code.
+
+Commands: ``families``, ``synth``, ``show``, ``play``, ``eval``, ``export`` and ``bench …``.
+Every error a user can cause (a bad argument, an unknown name, a corrupt dataset) is printed
+as one line starting with ``error:`` and exits with code 2; nothing prints a traceback for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from toolgym.errors import ConfigError, ToolgymError, one_line
+
+app = typer.Typer(
+    help="Synthesized, verified tool-use environments for RL of language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks, each measured side by side with its baseline.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Turn toolgym's own errors and config validation errors into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(2) from None
+        except ToolgymError as exc:
+            typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``"3"`` or ``"1-5"`` as an inclusive (lo, hi)."""
+    try:
+        lo, _, hi = text.partition("-")
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise ConfigError(f"difficulty must look like 3 or 1-5, got {text!r}") from None
+    if not 1 <= a <= b <= 5:
+        raise ConfigError(f"difficulty range must satisfy 1 <= lo <= hi <= 5, got {text!r}")
+    return a, b
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+@app.command()
+@cli_errors
+def families() -> None:
+    """List the registered families and their env ids."""
+    from toolgym.synth import FAMILIES, get_family
+
+    table = Table("family", "env id", "summary")
+    for fid in FAMILIES:
+        f = get_family(fid)
+        table.add_row(fid, f.env_id, f.summary)
+    console.print(table)
+
+
+@app.command()
+@cli_errors
+def synth(
+    family: Annotated[str, typer.Option(help="family id (see `toolgym families`)")] = "trip",
+    count: Annotated[int, typer.Option(help="tasks to ship")] = 1000,
+    difficulty: Annotated[str, typer.Option(help="difficulty or range, e.g. 3 or 1-5")] = "1-5",
+    seed: Annotated[int, typer.Option(help="run seed: same seed and settings, same rows")] = 0,
+    workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
+    out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("data/toolgym.duckdb"),
+    tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
+    holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
+    random_tries: Annotated[int, typer.Option(help="random-agent gate tries per task")] = 8,
+    bluff_tries: Annotated[int, typer.Option(help="bluff gate tries per task")] = 2,
+) -> None:
+    """Synthesize tasks (reference run + quality gates) into a DuckDB dataset; resumable."""
+    from toolgym.synth.pipeline import SynthConfig, synthesize
+
+    extra = {"workers": workers} if workers is not None else {}
+    config = SynthConfig(
+        family=family,
+        count=count,
+        difficulty=parse_range(difficulty),
+        seed=seed,
+        tasks_per_world=tasks_per_world,
+        holdout=holdout,
+        random_tries=random_tries,
+        bluff_tries=bluff_tries,
+        **extra,
+    )
+    with _progress() as bar:
+        job = bar.add_task(f"synth {family}", total=count)
+        stats = synthesize(config, out, progress=lambda done, total: bar.update(job, completed=done))
+    resumed = "" if stats.resumed_from is None else f" (resumed after candidate {stats.resumed_from})"
+    rate = stats.shipped / stats.seconds if stats.seconds else 0.0
+    console.print(
+        f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({rate:.0f} tasks/s); "
+        f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}"
+    )
+
+
+def _load(task_id: str, dataset: Path | None) -> tuple[Any, Any, Any]:
+    """(task, world, trajectory or None) from a dataset, or synthesized for an on-the-fly id."""
+    from toolgym.synth import get_family
+    from toolgym.synth.dataset import Dataset
+
+    if dataset is None:
+        fam = get_family(task_id.split("-", 1)[0]) if "-" in task_id else None
+        if fam is None:
+            raise ConfigError(f"{task_id!r} is not an on-the-fly task id; pass --dataset to read one from a dataset")
+        from toolgym.envs.sources import SynthSource
+
+        task, world = SynthSource(fam, None).get(task_id)
+        return task, world, None
+    with Dataset(dataset, read_only=True) as ds:
+        task = ds.task(task_id)
+        world = get_family(task.family).load_world(ds.world_data(task.world_id))
+        return task, world, ds.trajectory(task_id)
+
+
+@app.command()
+@cli_errors
+def show(
+    task_id: Annotated[str, typer.Argument(help="task id (dataset id, or <family>-fly-s<seed>-d<difficulty>)")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
+    full: Annotated[bool, typer.Option(help="print whole tool observations")] = False,
+) -> None:
+    """Show a task: prompt, tools, verifier and the reference trajectory."""
+    task, _, traj = _load(task_id, dataset)
+    console.rule(f"{task.task_id}  ({task.env_id}, difficulty {task.difficulty}, split {task.split})")
+    console.print(task.prompt, markup=False)
+    console.rule("tools")
+    for t in task.tools:
+        params = ", ".join(t["function"]["parameters"].get("properties", {}))
+        console.print(f"{t['function']['name']}({params}): {t['function']['description']}", markup=False)
+    console.rule("hardness")
+    console.print(json.dumps({k: v for k, v in task.meta.items() if k != "planted"}), markup=False)
+    if traj is None:
+        return
+    console.rule(f"reference trajectory: {traj.turns} turns, {traj.tool_calls} tool calls, reward {traj.reward}")
+    for act, obs in zip(traj.actions, traj.observations[1:], strict=True):
+        console.print(act, markup=False, style="cyan")
+        console.print(obs if full or len(obs) < 600 else obs[:600] + f"… ({len(obs)} chars)", markup=False)
+
+
+def _human_action(line: str) -> str:
+    """``name {json}``, ``name key=value …`` or raw markup → an action."""
+    from toolgym.envs import markup as mk
+
+    line = line.strip()
+    if line.startswith("<"):
+        return line
+    name, _, rest = line.partition(" ")
+    rest = rest.strip()
+    if rest.startswith("{"):
+        try:
+            args = json.loads(rest)
+        except json.JSONDecodeError:
+            return line  # let the env explain what is wrong
+    else:
+        args = {}
+        for pair in rest.split():
+            k, _, v = pair.partition("=")
+            try:
+                args[k] = json.loads(v)
+            except json.JSONDecodeError:
+                args[k] = v
+    return mk.render_action([(name, args)])
+
+
+@app.command()
+@cli_errors
+def play(
+    task_id: Annotated[str, typer.Argument(help="task id")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
+) -> None:
+    """Play a task in the terminal: type `tool {json}` or `tool key=value …` per turn, `quit` to stop."""
+    from toolgym.envs import markup as mk
+    from toolgym.envs.sources import MemorySource
+    from toolgym.envs.toolenv import make_env
+
+    task, world, _ = _load(task_id, dataset)
+    env = make_env(task.family, source=MemorySource([(task, world)]))
+    _, info = env.reset()
+    console.print(task.prompt, markup=False)
+    console.print("tools: " + ", ".join(t["function"]["name"] for t in info["tools"]), markup=False)
+    while True:
+        line = typer.prompt("action", default="", show_default=False)
+        if line.strip() in ("quit", "exit"):
+            console.print("stopped")
+            return
+        obs, reward, terminated, truncated, info = env.step(_human_action(line))
+        for r in mk.parse_tool_results(obs):
+            console.print(json.dumps(r, ensure_ascii=False, indent=1), markup=False)
+        if terminated or truncated:
+            verdict = info.get("verdict", {"reason": "truncated"})
+            console.print(f"episode over: reward {reward} ({verdict['reason']})", markup=False)
+            return
+
+
+@app.command(name="eval")
+@cli_errors
+def eval_(
+    policy: Annotated[str, typer.Option(help="reference | null | random | bluff")] = "reference",
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset (default: synthesize tasks)")] = None,
+    family: Annotated[str | None, typer.Option(help="only this family")] = None,
+    split: Annotated[str | None, typer.Option(help="train | val | test")] = None,
+    difficulty: Annotated[str, typer.Option(help="difficulty or range")] = "1-5",
+    samples: Annotated[int, typer.Option("-n", "--samples", help="episodes per task (n of pass@k)")] = 4,
+    k: Annotated[list[int] | None, typer.Option("-k", help="k values (repeatable)")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many tasks")] = 50,
+    seed: Annotated[int, typer.Option(help="seed of the policy's samples / of synthesized tasks")] = 0,
+) -> None:
+    """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty."""
+    from toolgym.policy.evaluate import evaluate, scripted_policy, summarize
+
+    ks = k or [1, samples]
+    if min(ks) < 1 or max(ks) > samples:
+        raise ConfigError(f"every k must be between 1 and --samples ({samples}), got {ks}")
+    lo, hi = parse_range(difficulty)
+    factory = scripted_policy(policy, seed)
+    items = _eval_items(dataset, family, split, list(range(lo, hi + 1)), limit, seed)
+    with _progress() as bar:
+        job = bar.add_task(f"eval {policy}", total=len(items))
+        results = evaluate(items, factory, samples, on_task=lambda r: bar.advance(job))
+    table = Table(
+        "family",
+        "difficulty",
+        "tasks",
+        *(f"pass@{x}" for x in sorted(set(ks))),
+        *(f"pass^{x}" for x in sorted(set(ks))),
+        title=f"policy {policy}, n={samples}",
+    )
+    for row in summarize(results, ks):
+        cells = [f"{m:.3f} ± {h:.3f}" if h == h else f"{m:.3f}" for m, h in row.pass_at.values()]
+        cells += [f"{m:.3f}" for m, _ in row.pass_hat.values()]
+        table.add_row(row.family, row.difficulty, str(row.tasks), *cells)
+    console.print(table)
+
+
+def _eval_items(
+    dataset: Path | None, family: str | None, split: str | None, difficulties: list[int], limit: int, seed: int
+) -> list[tuple[Any, Any]]:
+    from toolgym.synth import get_family
+    from toolgym.synth.dataset import Dataset
+
+    if dataset is None:
+        fam = get_family(family or "trip")
+        from toolgym.envs.sources import SynthSource
+
+        src = SynthSource(fam, difficulties)
+        return [src.get(f"{fam.id}-fly-s{seed + i}-d{difficulties[i % len(difficulties)]}") for i in range(limit)]
+    items = []
+    with Dataset(dataset, read_only=True) as ds:
+        for tid in ds.task_ids(family, split=split, difficulties=difficulties)[:limit]:
+            task = ds.task(tid)
+            items.append((task, get_family(task.family).load_world(ds.world_data(task.world_id))))
+    if not items:
+        raise ConfigError(f"{dataset} has no tasks matching family={family}, split={split}, difficulty={difficulties}")
+    return items
+
+
+@app.command()
+@cli_errors
+def export(
+    dataset: Annotated[Path, typer.Argument(help="dataset file")],
+    out: Annotated[Path, typer.Option(help="output file")],
+    format: Annotated[str, typer.Option(help="jsonl | parquet")] = "jsonl",
+    split: Annotated[str | None, typer.Option(help="only this split")] = None,
+) -> None:
+    """Export tasks and reference trajectories as JSONL or Parquet rows for Hugging Face datasets."""
+    from toolgym.synth.export import export as run_export
+
+    n = run_export(dataset, out, format, split)
+    console.print(f"wrote {n} rows to {out}")
+
+
+@bench_app.command("env")
+@cli_errors
+def bench_env(steps: Annotated[int, typer.Option(help="timed calls per row")] = 3000) -> None:
+    """Env step and reset vs a plain-Python floor, a re-templating step and SkyRL-Gym's SQL step."""
+    from toolgym.envs.bench import run_env_bench
+
+    rows = run_env_bench(steps)
+    ours = rows[0].median_us
+    table = Table("path", "median µs", "p90 µs", "× toolgym step", "what", title="toolgym bench env")
+    for r in rows:
+        ratio = f"{r.median_us / ours:.2f}" if r.median_us == r.median_us else "-"
+        table.add_row(r.name, f"{r.median_us:.1f}", f"{r.p90_us:.1f}", ratio, r.note)
+    console.print(table)
+    console.print("targets: step ≤ 200 µs median, reset ≤ 1000 µs median")
+
+
+@bench_app.command("synth")
+@cli_errors
+def bench_synth(
+    count: Annotated[int, typer.Option(help="tasks per run")] = 600,
+    workers: Annotated[int, typer.Option(help="workers of the parallel run")] = 2,
+) -> None:
+    """Shipped tasks/s with 1 vs N workers (all gates on), and the hardness table per difficulty."""
+    from toolgym.synth.bench import hardness, run_throughput
+
+    single, _ = run_throughput(count // 2, 1)
+    multi, path = run_throughput(count, workers)
+    table = Table("workers", "shipped", "seconds", "tasks/s", "dropped", title="toolgym bench synth (trip, d1-5)")
+    for r in (single, multi):
+        table.add_row(str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
+    console.print(table)
+    console.print(f"speed-up {multi.rate / single.rate:.2f}x on {workers} workers; target ≥ 100 shipped tasks/s")
+    table = Table(
+        "difficulty",
+        "tasks",
+        "log10 candidates",
+        "random pass",
+        "ref calls",
+        "ref turns",
+        "verify µs",
+        title="hard to solve, easy to verify",
+    )
+    for h in hardness(path):
+        table.add_row(
+            str(h.difficulty),
+            str(h.tasks),
+            f"{h.log10_candidates:.1f}",
+            f"{h.random_pass:.4f} (n={h.random_samples})",
+            f"{h.ref_calls:.0f}",
+            f"{h.ref_turns:.0f}",
+            f"{h.verify_us:.0f}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""``toolgym bench env``: the cost of one env step and one reset, beside baselines in one run.
+
+Rows (medians over many calls, this machine, the same process):
+
+* ``toolgym step`` — one assistant turn with one read tool call through
+  ``gymnasium.make("toolgym/TripPlanning-v0")`` (Gymnasium's wrappers included): parse the
+  markup, validate and dispatch the call, render the observation, bookkeep messages.
+* ``toolgym reset`` — a new episode on a dataset-backed env (task and world cached after
+  first use, as in any RL loop).
+* ``floor`` — the irreducible work of the same call in plain Python: ``json.loads`` of the
+  call, a dict dispatch, ``json.dumps`` of the result. The ratio to it is our overhead.
+* ``re-template`` — the same step done the way chat-template gyms do it: append the messages
+  and re-render the whole conversation each turn (cost grows with the turn; measured at turn 16).
+* ``skyrl-gym sql step`` — SkyRL-Gym's text-to-SQL env step (``pip install skyrl-gym``) on a
+  tiny SQLite file, when that package is importable (``pip install 'toolgym[bench]'``).
+
+Machines are shared and noisy: compare the ratios, which are measured side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class BenchRow:
+    """One measured path."""
+
+    name: str
+    median_us: float
+    p90_us: float
+    note: str = ""
+
+
+def timed(fn: Callable[[], Any], n: int, warmup: int = 50) -> tuple[float, float]:
+    """(median, p90) of ``fn`` in microseconds."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return statistics.median(ts) * 1e6, ts[int(0.9 * (len(ts) - 1))] * 1e6
+
+
+def _episode_stepper(env: Any, action: str, turns: int) -> Callable[[], Any]:
+    """A step function that resets (untimed bookkeeping aside) every ``turns`` steps."""
+    state = {"t": 0}
+
+    def step() -> Any:
+        if state["t"] >= turns:
+            env.reset()
+            state["t"] = 0
+        state["t"] += 1
+        return env.step(action)
+
+    return step
+
+
+def _skyrl_step(n: int, tmp: Path) -> BenchRow | None:
+    try:
+        from omegaconf import OmegaConf
+        from skyrl_gym.envs.sql.env import SQLEnv
+    except ImportError:
+        return None
+    db_dir = tmp / "spider" / "database" / "bench"
+    db_dir.mkdir(parents=True)
+    con = sqlite3.connect(db_dir / "bench.sqlite")
+    con.execute("CREATE TABLE hotels (name TEXT, city TEXT, price INT)")
+    con.executemany("INSERT INTO hotels VALUES (?, ?, ?)", [(f"h{i}", f"c{i % 5}", 50 + i) for i in range(40)])
+    con.commit()
+    con.close()
+    extras = {"db_id": "bench", "reward_spec": {"ground_truth": "SELECT 1"}, "data": "spider", "max_turns": 10**9}
+    env = SQLEnv(OmegaConf.create({"db_path": str(tmp)}), extras)
+    env.init([{"role": "user", "content": "q"}])
+    action = "<think>look up hotels</think><sql>SELECT name FROM hotels WHERE city = 'c1'</sql>"
+    med, p90 = timed(lambda: env.step(action), n, warmup=20)
+    return BenchRow("skyrl-gym sql step", med, p90, "SkyRL-Gym 0.4 SQLEnv.step, one query on a 40-row SQLite table")
+
+
+def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
+    """Measure every row of the module docstring."""
+    import gymnasium as gym
+
+    import toolgym  # noqa: F401  (registers the ids)
+    from toolgym.envs import markup as mk
+    from toolgym.synth.pipeline import SynthConfig, synthesize
+
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        ds = tmp / "bench.duckdb"
+        synthesize(SynthConfig(family="trip", count=24, difficulty=(3, 3), workers=1), ds)
+        env = gym.make("toolgym/TripPlanning-v0", dataset=ds)
+        obs, info = env.reset(seed=0)
+        world = env.unwrapped.world
+        city = world.cities[0]
+        action = mk.render_action([("get_hotels_by_city", {"city": city})], reasoning="Which hotels are there?")
+        med, p90 = timed(_episode_stepper(env, action, turns), steps)
+        rows.append(BenchRow("toolgym step", med, p90, "one read tool call: parse, validate, dispatch, render"))
+        seeds = iter(range(10**9))
+        med, p90 = timed(lambda: env.reset(seed=next(seeds)), steps // 2)
+        rows.append(BenchRow("toolgym reset", med, p90, "dataset-backed, 24 tasks, caches warm"))
+
+        call = json.dumps({"name": "get_hotels_by_city", "arguments": {"city": city}})
+        table = {"get_hotels_by_city": lambda a: [h["name"] for h in world.by_kind["hotel"][a["city"]]]}
+
+        def floor() -> str:
+            obj = json.loads(call)
+            return json.dumps({"name": obj["name"], "content": table[obj["name"]](obj["arguments"])})
+
+        med, p90 = timed(floor, steps)
+        rows.append(BenchRow("floor", med, p90, "json.loads + dict dispatch + json.dumps, nothing else"))
+
+        base = info["messages"]
+        history: list[dict[str, Any]] = list(base)
+        for i in range(turns - 1):
+            history += [
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "reasoning_content": "x",
+                    "tool_calls": [
+                        {
+                            "id": f"c{i}",
+                            "type": "function",
+                            "function": {"name": "get_hotels_by_city", "arguments": json.dumps({"city": city})},
+                        }
+                    ],
+                },
+                {"role": "tool", "content": json.dumps({"name": "get_hotels_by_city", "content": ["a", "b"]})},
+            ]
+
+        def retemplate() -> str:
+            msgs = [*history, {"role": "assistant", "content": "", "reasoning_content": "x", "tool_calls": []}]
+            mk.parse_action(action)
+            floor()
+            return mk.render_conversation(msgs, add_generation_prompt=True)
+
+        med, p90 = timed(retemplate, steps // 2)
+        rows.append(BenchRow("re-template", med, p90, f"same step, whole conversation re-rendered at turn {turns}"))
+        env.close()
+        sky = _skyrl_step(max(200, steps // 10), tmp)
+        if sky is not None:
+            rows.append(sky)
+        else:
+            rows.append(
+                BenchRow(
+                    "skyrl-gym sql step",
+                    float("nan"),
+                    float("nan"),
+                    "not installed: pip install 'toolgym[bench]' to measure it here",
+                )
+            )
+    return rows
