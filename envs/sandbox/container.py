@@ -30,8 +30,9 @@ What is isolated (every container is created with these):
 
 What is **not** isolated: the kernel is shared (unless ``runtime="runsc"``); ``nproc`` is
 counted per host uid across containers, so it is only a backstop set above ``pids_limit``; the
-status trailer's nonce is visible to the call's own processes, so a program can lie about its
-own exit status (only about its own call). There is no stateful Python kernel in this backend.
+launcher is non-dumpable, so the call's own processes can neither read its request nor the
+status trailer's nonce, but they can kill it (the call is then reported ``killed``). There is
+no stateful Python kernel in this backend.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import marshal
 import secrets
 import tarfile
 import threading
@@ -67,8 +69,8 @@ from .local import INSIDE_SOURCE
 from .proc import Capture
 
 LABEL = {"toolgym.sandbox": "1"}
-_ARG_CHUNK = 100_000  # one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
-_MAX_REQUEST = 1_500_000  # all argv strings together stay under ARG_MAX (2 MiB)
+_ARG_CHUNK = 100_000  # one argv/env string may not exceed 128 KiB (MAX_ARG_STRLEN)
+_MAX_REQUEST = 1_500_000  # argv and env together stay under ARG_MAX (2 MiB)
 _TRAILER_ROOM = 4096
 _GO_MODE_DIR, _GO_MODE_SYMLINK = 1 << 31, 1 << 27  # Go os.FileMode bits in archive stats
 
@@ -334,9 +336,9 @@ class DockerSession(Session):
                 ["RLIMIT_FSIZE", limits.max_file_bytes, limits.max_file_bytes],
                 ["RLIMIT_CORE", 0, 0],
             ],
-            "stdin_b64": base64.b64encode(bytes(stdin)).decode(),
+            "stdin": bytes(stdin),
         }
-        blob = base64.b64encode(json.dumps(req).encode()).decode()
+        blob = base64.b64encode(marshal.dumps(req, 4)).decode()
         if len(blob) > _MAX_REQUEST:
             raise ConfigError(
                 "The call's argv, env and stdin are too large for one docker exec; put large "
@@ -344,11 +346,18 @@ class DockerSession(Session):
             )
         nonce = secrets.token_hex(16)
         chunks = [blob[i : i + _ARG_CHUNK] for i in range(0, len(blob), _ARG_CHUNK)] or [""]
-        cmd = [self.python_path, "-I", "-S", "-c", INSIDE_SOURCE, "once", *chunks, nonce]
+        request_env = {f"TOOLGYM_REQ_{i}": c for i, c in enumerate(chunks)}
+        request_env["TOOLGYM_NONCE"] = nonce
+        cmd = [self.python_path, "-I", "-S", "-c", INSIDE_SOURCE, "once"]
         try:
             self._ensure_container()
             exec_id = self.api.exec_create(
-                self._container.id, cmd, stdout=True, stderr=True, user=self.backend.config.user
+                self._container.id,
+                cmd,
+                stdout=True,
+                stderr=True,
+                user=self.backend.config.user,
+                environment=request_env,
             )["Id"]
         except (SandboxError, self.backend._errors.DockerException) as exc:
             self._drop_container()

@@ -10,17 +10,23 @@ inside the sandbox, so nothing from the host has to be bound in. It has four mod
     which are pipes the host reads and caps. When the program exits, every other process in the
     sandbox's pid namespace is killed (so no daemon outlives its call) and a response frame with
     the exit status and CPU time goes back.
-``kernel REQ_FD RESP_FD LIMITS_JSON``
+``kernel REQ_FD RESP_FD SETUP_B64``
     The stateful Python kernel: one warm interpreter whose namespace lives between calls. A
     trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is an
     RLIMIT_CPU soft limit moved forward before each call.
-``once REQUEST_B64_CHUNK... NONCE``
+``once``
     The docker backend's per-exec launcher: the same fork/limits/exec/kill-leftovers as
-    ``serve`` for one request, then a trailer ``\n<NONCE>{json}`` on standard error.
+    ``serve`` for one request (read from the environment), then a trailer ``\n<NONCE>{json}``
+    on standard error.
 ``idle``
     PID 1 of a docker session container: reaps orphans and otherwise sleeps.
 
-Frames are a 4-byte big-endian length followed by the payload (JSON, or raw stdin bytes).
+Frames are a 4-byte big-endian length followed by the payload. Host-to-sandbox requests are
+``marshal`` data (version 4: plain dicts, lists, str, bytes, numbers; the host is trusted);
+sandbox-to-host responses are JSON written by :func:`to_json`, because the host parses them and
+must never unmarshal untrusted bytes. The helper imports nothing heavy (no ``json``, ``re``,
+``enum``: they cost ~15 ms of start-up on the target machines); ``ctypes`` is the exception,
+for :func:`undumpable`.
 
 Trust: this code runs as the sandbox user, next to the code it runs. Code of the same session
 can tamper with it (ptrace it, kill it, forge frames); the host therefore treats its answers as
@@ -28,15 +34,60 @@ describing that session only, caps everything it reads, and enforces wall clock 
 itself. Tampering can only hurt the tampering session.
 """
 
-import base64
-import json
+import _signal
+import binascii
+import marshal
 import os
 import resource
-import signal
 import sys
 import time
 
 FRAME_LIMIT = 1 << 30
+
+
+def undumpable():
+    """Make this process non-dumpable, so same-uid programs cannot read its memory or fds.
+
+    Requests (and a judge's stdin nonce) pass through this process; without this, code of the
+    same session could read them from ``/proc/<pid>/mem``.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except Exception:  # noqa: BLE001 - best effort; ctypes may be missing from an image
+        pass
+
+
+def _json_str(text):
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch > "~":
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else ch)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def to_json(value):
+    """JSON for None, bools, numbers, strings, lists and str-keyed dicts, without ``json``."""
+    if value is None or value is True or value is False:
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return repr(value) if value == value and abs(value) != float("inf") else "null"
+    if isinstance(value, str):
+        return _json_str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(to_json(v) for v in value) + "]"
+    return "{" + ", ".join(_json_str(k) + ": " + to_json(v) for k, v in value.items()) + "}"
+
+
+def respond(fd, value):
+    """Write one JSON response frame."""
+    write_frame(fd, to_json(value).encode())
 
 
 def read_exact(fd, n):
@@ -96,8 +147,8 @@ def spawn(req, stdin):
         os.dup2(fd, 0)
         os.chdir(req["cwd"])
         os.closerange(3, 1 << 16)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
         os.execvpe(req["argv"][0], req["argv"], req["env"])
     except BaseException as exc:  # noqa: BLE001 - report any failure to exec, then exit
         try:
@@ -142,7 +193,7 @@ def kill_leftovers(budget_s=2.0):
         if not others():
             return True
         try:
-            os.kill(-1, signal.SIGKILL)
+            os.kill(-1, _signal.SIGKILL)
         except ProcessLookupError:
             pass
         reap_nohang()
@@ -182,24 +233,34 @@ def run_one(req, stdin):
 
 def serve(req_fd, resp_fd):
     """The local backend's exec server loop (mode ``serve``)."""
+    undumpable()
     for fd in (req_fd, resp_fd):
         os.set_inheritable(fd, False)
-    write_frame(resp_fd, b'{"ready": true}')
+    respond(resp_fd, {"ready": True})
     while True:
         try:
-            req = json.loads(read_frame(req_fd))
-            stdin = read_frame(req_fd)
+            req = marshal.loads(read_frame(req_fd))
         except EOFError:
             return
-        write_frame(resp_fd, json.dumps(run_one(req, stdin)).encode())
+        respond(resp_fd, run_one(req, req.pop("stdin")))
 
 
-def once(request_b64, nonce):
-    """Run one request and append the status trailer to stderr (mode ``once``)."""
-    req = json.loads(base64.b64decode(request_b64))
-    stdin = base64.b64decode(req.pop("stdin_b64"))
-    result = run_one(req, stdin)
-    write_all(2, b"\n" + nonce.encode() + json.dumps(result).encode())
+def once():
+    """Run one request and append the status trailer to stderr (mode ``once``).
+
+    The request arrives base64-encoded in the environment variables ``TOOLGYM_REQ_0..N`` and
+    the trailer's nonce in ``TOOLGYM_NONCE`` (not in argv: ``/proc/<pid>/cmdline`` is readable
+    by everyone, ``/proc/<pid>/environ`` of a non-dumpable process is not).
+    """
+    undumpable()
+    chunks, i = [], 0
+    while f"TOOLGYM_REQ_{i}" in os.environ:
+        chunks.append(os.environ.pop(f"TOOLGYM_REQ_{i}"))
+        i += 1
+    nonce = os.environ.pop("TOOLGYM_NONCE")
+    req = marshal.loads(binascii.a2b_base64("".join(chunks)))
+    result = run_one(req, req.pop("stdin"))
+    write_all(2, b"\n" + nonce.encode() + to_json(result).encode())
 
 
 def idle():
@@ -211,7 +272,7 @@ def idle():
             time.sleep(0.05)
 
 
-def kernel(req_fd, resp_fd, limits_json):
+def kernel(req_fd, resp_fd, setup_b64):
     """The stateful Python kernel loop (mode ``kernel``)."""
     import ast
     import builtins
@@ -219,7 +280,7 @@ def kernel(req_fd, resp_fd, limits_json):
 
     for fd in (req_fd, resp_fd):
         os.set_inheritable(fd, False)
-    limits = json.loads(limits_json)
+    limits = marshal.loads(binascii.a2b_base64(setup_b64))
     apply_rlimits(limits["rlimits"])
     os.chdir(limits["cwd"])
     os.environ.clear()
@@ -227,10 +288,10 @@ def kernel(req_fd, resp_fd, limits_json):
     sys.argv = [""]
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    write_frame(resp_fd, b'{"ready": true}')
+    respond(resp_fd, {"ready": True})
     while True:
         try:
-            req = json.loads(read_frame(req_fd))
+            req = marshal.loads(read_frame(req_fd))
         except EOFError:
             return
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -261,7 +322,7 @@ def kernel(req_fd, resp_fd, limits_json):
                 pass
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu_ms = (after.ru_utime + after.ru_stime - used) * 1000.0
-        write_frame(resp_fd, json.dumps({"error": error, "cpu_ms": cpu_ms}).encode())
+        respond(resp_fd, {"error": error, "cpu_ms": cpu_ms})
 
 
 def main(argv):
@@ -272,7 +333,7 @@ def main(argv):
     elif mode == "kernel":
         kernel(int(argv[2]), int(argv[3]), argv[4])
     elif mode == "once":
-        once("".join(argv[2:-1]), argv[-1])
+        once()
     elif mode == "idle":
         idle()
     else:

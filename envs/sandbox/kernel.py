@@ -23,7 +23,8 @@ dies with the kernel's sandbox on restart or close.
 
 from __future__ import annotations
 
-import json
+import base64
+import marshal
 import signal
 import time
 
@@ -55,7 +56,7 @@ class LocalKernel(PythonKernel):
         # The CPU limit moves per call; the kernel as a whole has none.
         rlimits = [r for r in rlimits if r[0] != "RLIMIT_CPU"]
         setup = {"rlimits": rlimits, "cwd": WORKSPACE, "env": dict(BASE_ENV)}
-        return self.session.spawn("kernel", json.dumps(setup))
+        return self.session.spawn("kernel", base64.b64encode(marshal.dumps(setup, 4)).decode())
 
     def run(self, code: str, *, timeout: float | None = None) -> ExecResult:
         """Execute one cell (see :class:`~toolgym.envs.sandbox.base.PythonKernel`).
@@ -76,7 +77,7 @@ class LocalKernel(PythonKernel):
         assert self._proc is not None
         limits = self.limits
         wall = timeout if timeout is not None else limits.wall_s
-        request = frame(json.dumps({"code": code, "cpu_s": limits.cpu_seconds}).encode())
+        request = frame(marshal.dumps({"code": code, "cpu_s": limits.cpu_seconds}, 4))
         ex = self._proc.exchange(request, deadline=started + wall, cap=limits.output_bytes)
         response = _parse(ex.payload)
         lost = ex.reason != "frame" or response is None

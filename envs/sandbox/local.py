@@ -41,6 +41,7 @@ What is **not** isolated:
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import secrets
 import shutil
@@ -372,13 +373,14 @@ class LocalSession(Session):
         except SandboxError as exc:
             return _error_result(str(exc), started)
         rel = clean_relpath(cwd)
-        header = {
+        header: dict[str, object] = {
             "argv": list(argv),
             "env": {**BASE_ENV, **(env or {})},
             "cwd": WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}",
             "rlimits": _rlimits(limits, self.nproc_limit(limits)),
         }
-        request = frame(json.dumps(header).encode()) + frame(bytes(stdin))
+        header["stdin"] = bytes(stdin)
+        request = frame(marshal.dumps(header, 4))
         wall = timeout if timeout is not None else limits.wall_s
         ex = self._host.exchange(request, deadline=started + wall, cap=limits.output_bytes)
         response = _parse(ex.payload)
