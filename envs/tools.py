@@ -114,7 +114,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 def make_tool(fn: Callable[..., Any], kind: ToolKind = "read", name: str | None = None) -> Tool:
     """Derive a :class:`Tool` from a typed function (first parameter: the episode context)."""
     sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field(...)] bounds
     params = list(sig.parameters.values())[1:]  # the first parameter is the context
     description, arg_docs = _parse_docstring(fn.__doc__)
     fields: dict[str, Any] = {}

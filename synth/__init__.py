@@ -16,13 +16,16 @@ from toolgym.errors import DuplicateRegistrationError, UnknownNameError
 if TYPE_CHECKING:
     from toolgym.synth.family import Family
 
-FAMILIES: dict[str, str] = {
+FAMILIES: dict[str, str | type[Family]] = {
     "trip": "toolgym.synth.trip.family:TripPlanning",
 }
 
 
-def register_family(family_id: str, entry_point: str) -> None:
-    """Register a family by id; registering an id twice raises."""
+def register_family(family_id: str, entry_point: str | type[Family]) -> None:
+    """Register a family by id (a ``"module:Class"`` string, or the class for plugins and tests).
+
+    Registering an id twice raises.
+    """
     if family_id in FAMILIES:
         raise DuplicateRegistrationError(f"family {family_id!r} is already registered")
     FAMILIES[family_id] = entry_point
@@ -40,5 +43,8 @@ def get_family(family_id: str) -> Family:
     """The family instance for an id (imported on first use)."""
     if family_id not in FAMILIES:
         raise unknown("family", family_id, list(FAMILIES))
-    module, _, cls = FAMILIES[family_id].partition(":")
+    entry = FAMILIES[family_id]
+    if not isinstance(entry, str):
+        return entry()
+    module, _, cls = entry.partition(":")
     return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,150 @@
+"""ToolEnv: the protocol of DESIGN.md, token-exact, with errors as observations and limits that truncate."""
+
+import pytest
+from gymnasium.error import ResetNeeded
+
+from toolgym.envs import markup as mk
+from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.sources import MemorySource
+from toolgym.envs.toolenv import ToolEnv, make_env
+from toolgym.errors import ConfigError
+from toolgym.synth import get_family
+from toolgym.synth.pipeline import build_task
+
+
+def ledger_env(**kw):
+    fam = get_family("ledger")
+    world = fam.make_world(3, 1)
+    import random
+
+    task = build_task(fam, "w", "ledger-t", 1, "train", fam.make_task(world, 1, random.Random(0)))
+    return make_env("ledger", source=MemorySource([(task, world)]), **kw), task, world
+
+
+def trip_env(trip_dataset, **kw):
+    return ToolEnv(family="trip", dataset=trip_dataset, **kw)
+
+
+def test_reset_returns_prompt_ending_with_assistant(trip_dataset):
+    env = trip_env(trip_dataset)
+    obs, info = env.reset(seed=0)
+    assert obs.startswith(mk.SYSTEM) and obs.endswith(mk.END + mk.ASSISTANT)
+    assert info["messages"][1]["content"] in obs
+    assert any(t["function"]["name"] == "submit" for t in info["tools"])
+
+
+def test_context_equals_rendered_conversation_exactly(trip_dataset):
+    env = trip_env(trip_dataset)
+    obs, info = env.reset(seed=1)
+    agent = ProgramAgent(get_family("trip").reference(env.task.params, env.task.tool_config))
+    ep = run_episode(env, agent, seed=1)
+    assert ep.terminated and ep.reward == 1.0
+    assert ep.text == mk.render_conversation(ep.info["messages"])
+    for act, o in zip(ep.actions, ep.observations[1:], strict=True):  # each observation is only the continuation
+        assert o.startswith(mk.TOOL) and act.endswith(mk.END)
+    assert ep.observations[-1].endswith(mk.END) and not ep.observations[-1].endswith(mk.ASSISTANT)
+
+
+def test_action_without_end_gets_end_prepended(trip_dataset):
+    env = trip_env(trip_dataset)
+    env.reset(seed=2)
+    obs, reward, term, trunc, info = env.step(mk.render_action([("get_all_cities", {})], end=False))
+    assert obs.startswith(mk.END + mk.TOOL) and obs.endswith(mk.ASSISTANT)
+    assert (reward, term, trunc) == (0.0, False, False)
+
+
+def test_bad_actions_become_error_observations(trip_dataset):
+    env = trip_env(trip_dataset)
+    env.reset(seed=3)
+    cases = {
+        "plain text": "no tool call",
+        mk.render_action([("get_weathr", {})]): "unknown tool",
+        mk.render_action([("get_hotels_by_city", {"town": "x"})]): "invalid arguments",
+        mk.render_action([("get_hotels_by_city", {"city": "Nowhere"})]): "unknown city",
+        '<tool_call>{"name": "get_all_cities"': "unclosed <tool_call>",
+        mk.render_action([("submit", {"answer": "not a list"})]): "invalid arguments for submit",
+    }
+    for action, needle in cases.items():
+        obs, reward, term, trunc, info = env.step(action)
+        payloads = mk.parse_tool_results(obs)
+        assert any(needle in p.get("error", "") for p in payloads), (action, payloads)
+        assert (reward, term, trunc) == (0.0, False, False)
+
+
+def test_limits_truncate(trip_dataset):
+    env = trip_env(trip_dataset, max_turns=2, max_tool_calls_per_turn=2, max_action_chars=200)
+    env.reset(seed=4)
+    assert env.step("hi")[3] is False
+    assert env.step("hi")[3] is True  # turn limit
+    with pytest.raises(ResetNeeded):
+        env.step("hi")
+    env.reset(seed=4)
+    obs, r, term, trunc, info = env.step(mk.render_action([("get_all_cities", {})] * 3))
+    assert trunc and not term and "over the limit of 2" in info["errors"][0]
+    env.reset(seed=4)
+    obs, r, term, trunc, info = env.step("x" * 201)
+    assert trunc and r == 0.0 and "over the limit" in obs
+
+
+def test_submit_scores_and_terminates_and_later_calls_do_not_run(trip_dataset):
+    env = trip_env(trip_dataset)
+    env.reset(seed=5)
+    obs, reward, term, trunc, info = env.step(mk.render_action([("submit", {"answer": []}), ("get_all_cities", {})]))
+    assert term and reward == 0.0 and info["verdict"]["passed"] is False
+    assert "not run" in mk.parse_tool_results(obs)[1]["error"]
+
+
+def test_episodes_never_share_mutable_state():
+    env, task, world = ledger_env()
+    start = world.data["balance"]
+    for _ in range(3):
+        env.reset()
+        obs, *_ = env.step(mk.render_action([("deposit", {"amount": 10})]))
+        assert mk.parse_tool_results(obs)[0]["content"] == start + 10
+    assert world.data["balance"] == start and world.data["log"] == []
+
+
+def test_state_verifier_rewards_the_reference_and_rejects_a_wrong_state():
+    env, task, world = ledger_env()
+    fam = get_family("ledger")
+    assert run_episode(env, ProgramAgent(fam.reference(task.params, {}))).reward == 1.0
+    env.reset()
+    amounts = task.params["amounts"]
+    env.step(mk.render_action([("deposit", {"amount": sum(amounts)})]))  # right balance, wrong history
+    final = world.data["balance"] + sum(amounts)
+    obs, reward, term, *_, info = env.step(mk.render_action([("submit", {"answer": final})]))
+    assert term and reward == 0.0 and "state differs" in info["verdict"]["reason"]
+
+
+def test_reset_state_does_not_grow(trip_dataset):
+    env = trip_env(trip_dataset)
+    for seed in range(60):
+        env.reset(seed=seed)
+        env.step("x")
+    assert len(env._messages) == 4 and len(env._toolsets) <= 64
+    assert len(env.source._tasks) <= env.source._tasks.size and len(env.source._worlds) <= env.source._worlds.size
+
+
+def test_config_errors_are_one_clear_line(trip_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="datset: Extra inputs"):
+        ToolEnv(family="trip", datset="x")
+    with pytest.raises(ConfigError, match="difficulty must be between 1 and 5"):
+        ToolEnv(family="trip", difficulty=9)
+    with pytest.raises(ConfigError, match="no 'trip' tasks with split='holdout'"):
+        ToolEnv(family="trip", dataset=trip_dataset, split="holdout")
+    env = trip_env(trip_dataset)
+    with pytest.raises(ConfigError, match="unknown reset options"):
+        env.reset(options={"taskid": "x"})
+
+
+def test_task_id_option_and_unknown_ids(trip_dataset):
+    from toolgym.errors import UnknownNameError
+    from toolgym.synth.dataset import Dataset
+
+    with Dataset(trip_dataset, read_only=True) as ds:
+        tid = ds.task_ids()[3]
+    env = trip_env(trip_dataset)
+    _, info = env.reset(options={"task_id": tid})
+    assert info["task_id"] == tid
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        env.reset(options={"task_id": tid + "x"})

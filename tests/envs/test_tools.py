@@ -1,0 +1,90 @@
+"""Tools: the schema is derived from the signature; arguments are validated; errors never raise."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from toolgym.envs.tools import ToolError, Toolset, as_tool, tool
+
+
+class Item(BaseModel):
+    sku: str
+    qty: int = Field(ge=1)
+
+
+@tool("write")
+def order(
+    ctx: dict,
+    items: list[Item],
+    express: bool = False,
+    note: str | None = None,
+    size: Annotated[int, Field(ge=1, le=9)] = 1,
+    mode: Literal["a", "b"] = "a",
+) -> dict:
+    """Place an order.
+
+    More text about ordering.
+
+    Args:
+        items: What to buy,
+            one entry per product.
+        express: Ship fast.
+        note: Free text.
+        size: Box size.
+        mode: A or B.
+
+    Returns:
+        The order.
+    """
+    if items[0].sku == "boom":
+        raise RuntimeError("kaput")
+    if items[0].sku == "nope":
+        raise ToolError("no such product; list products first")
+    ctx.setdefault("orders", []).append([i.sku for i in items])
+    return {"n": len(items), "express": express}
+
+
+def test_schema_is_derived_from_signature_and_docstring():
+    t = as_tool(order)
+    fn = t.schema["function"]
+    assert t.kind == "write" and fn["name"] == "order"
+    assert fn["description"] == "Place an order. More text about ordering."
+    params = fn["parameters"]
+    assert params["required"] == ["items"] and params["additionalProperties"] is False
+    assert params["properties"]["items"]["description"] == "What to buy, one entry per product."
+    item = params["properties"]["items"]["items"]
+    assert "$ref" not in str(params) and item["properties"]["qty"]["minimum"] == 1
+    assert params["properties"]["size"]["maximum"] == 9 and params["properties"]["mode"]["enum"] == ["a", "b"]
+    assert "title" not in str(params)
+
+
+def test_dispatch_validates_and_turns_every_failure_into_a_sentence():
+    ts = Toolset([order])
+    ctx: dict = {}
+    assert ts.call(ctx, "order", {"items": [{"sku": "x", "qty": 2}]}) == (True, {"n": 1, "express": False})
+    assert ctx == {"orders": [["x"]]}
+    ok, msg = ts.call(ctx, "ordr", {})
+    assert not ok and "did you mean 'order'" in msg
+    ok, msg = ts.call(ctx, "order", {"items": [{"sku": "x", "qty": 0}]})
+    assert not ok and "items.0.qty" in msg
+    ok, msg = ts.call(ctx, "order", {"items": [], "colour": "red"})
+    assert not ok and "unknown argument" in msg and "colour" in msg
+    ok, msg = ts.call(ctx, "order", {"items": [{"sku": "nope", "qty": 1}]})
+    assert (ok, msg) == (False, "no such product; list products first")
+    ok, msg = ts.call(ctx, "order", {"items": [{"sku": "boom", "qty": 1}]})
+    assert not ok and "RuntimeError: kaput" in msg
+
+
+def test_lax_coercion_of_numeric_strings():
+    ok, res = Toolset([order]).call({}, "order", {"items": [{"sku": "x", "qty": "3"}], "size": "2"})
+    assert ok and res["n"] == 1
+
+
+def test_untyped_tools_are_rejected():
+    import pytest
+
+    with pytest.raises(TypeError, match="no type annotation"):
+
+        @tool()
+        def bad(ctx, x):  # noqa: ANN001
+            """Bad."""

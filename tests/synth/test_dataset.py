@@ -1,0 +1,151 @@
+"""The dataset store: deterministic rows, transactional resume after SIGKILL, corrupt files named."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from toolgym.errors import ConfigError, DatasetError
+from toolgym.synth.dataset import Dataset
+from toolgym.synth.export import export
+from toolgym.synth.pipeline import SynthConfig, synthesize
+
+TABLES = {
+    "worlds": "world_id",
+    "tasks": "task_id",
+    "trajectories": "task_id",
+    "candidates": "family, world_index, task_index",
+    "manifest": "family",
+}
+
+
+def dump(path: Path) -> dict:
+    con = duckdb.connect(str(path), read_only=True)
+    out = {t: con.execute(f"SELECT * FROM {t} ORDER BY {k}").fetchall() for t, k in TABLES.items()}
+    con.close()
+    return out
+
+
+def test_same_seed_and_config_give_identical_rows_whatever_the_workers(tmp_path):
+    a, b, c = tmp_path / "a.duckdb", tmp_path / "b.duckdb", tmp_path / "c.duckdb"
+    synthesize(SynthConfig(family="trip", count=24, seed=3, workers=1), a)
+    synthesize(SynthConfig(family="trip", count=24, seed=3, workers=2), b)
+    assert dump(a) == dump(b)
+    synthesize(SynthConfig(family="trip", count=24, seed=4, workers=1), c)
+    assert dump(c)["tasks"] != dump(a)["tasks"]
+    with Dataset(a, read_only=True) as ds:
+        assert len(ds.task_ids()) == 24
+        splits = {ds.task(t).split for t in ds.task_ids()}
+        assert splits <= {"train", "val", "test"}
+
+
+def test_splits_are_by_world(trip_dataset):
+    con = duckdb.connect(str(trip_dataset), read_only=True)
+    rows = con.execute("SELECT world_id, count(DISTINCT split) FROM tasks GROUP BY world_id").fetchall()
+    assert rows and all(n == 1 for _, n in rows)
+    mismatched = con.execute("SELECT count(*) FROM tasks t JOIN worlds w USING (world_id) WHERE t.split != w.split")
+    assert mismatched.fetchone()[0] == 0
+
+
+def test_growing_a_run_equals_running_it_at_once(tmp_path):
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    synthesize(SynthConfig(family="trip", count=10, seed=2, workers=1), a)
+    synthesize(SynthConfig(family="trip", count=21, seed=2, workers=1), a)
+    synthesize(SynthConfig(family="trip", count=21, seed=2, workers=1), b)
+    assert dump(a) == dump(b)
+    with pytest.raises(ConfigError, match="different settings"):
+        synthesize(SynthConfig(family="trip", count=21, seed=9, workers=1), a)
+
+
+def test_resume_after_sigkill_of_a_real_synth_process(tmp_path):
+    exe = shutil.which("toolgym") or pytest.skip("toolgym console script not installed")
+    killed, whole = tmp_path / "killed.duckdb", tmp_path / "whole.duckdb"
+    args = ["--count", "400", "--seed", "1", "--workers", "2", "--difficulty", "1-5"]
+    proc = subprocess.Popen([exe, "synth", *args, "--out", str(killed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wal = killed.with_name(killed.name + ".wal")
+    deadline = time.time() + 120
+    while not wal.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "synth finished before it could be interrupted; raise --count"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Dataset(killed, read_only=True) as ds:  # the file opens cleanly: last committed batch
+        partial = len(ds.task_ids())
+    assert 0 <= partial < 400
+    out = subprocess.run([exe, "synth", *args, "--out", str(killed)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "resumed" in out.stdout or partial == 0
+    synthesize(SynthConfig(family="trip", count=400, seed=1, workers=2, difficulty=(1, 5)), whole)
+    assert dump(killed) == dump(whole)
+
+
+def test_corrupt_and_foreign_files_are_named(tmp_path):
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DatasetError, match="not a readable toolgym dataset"):
+        Dataset(junk, read_only=True)
+    foreign = tmp_path / "foreign.duckdb"
+    duckdb.connect(str(foreign)).execute("CREATE TABLE t (x INT)").close()
+    with pytest.raises(DatasetError, match="not a toolgym dataset"):
+        Dataset(foreign, read_only=True)
+    with pytest.raises(DatasetError, match="does not exist"):
+        Dataset(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_gate_counts_and_manifest(trip_dataset):
+    with Dataset(trip_dataset, read_only=True) as ds:
+        counts = ds.gate_counts()["trip"]
+        assert counts["shipped"] == 30 and sum(counts.values()) >= 30
+        m = ds.manifest("trip")
+        assert m["config"]["seed"] == 7 and m["family_version"] == 0 and m["toolgym_version"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_export_loads_in_hugging_face_datasets(trip_dataset, tmp_path, fmt):
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / f"trip.{fmt}"
+    assert export(trip_dataset, out, fmt) == 30
+    ds = datasets.load_dataset("json" if fmt == "jsonl" else "parquet", data_files=str(out), split="train")
+    row = ds[0]
+    assert len(ds) == 30 and [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["reference"][0]["role"] == "assistant" and row["reference"][0]["tool_calls"]
+    assert row["reference"][-1]["role"] == "tool"
+    tools = json.loads(row["tools"])
+    assert any(t["function"]["name"] == "submit" for t in tools)
+    assert json.loads(row["verifier"])["kind"] == "itinerary"
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_export_of_an_empty_split_is_an_error(trip_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="no tasks in split"):
+        export(trip_dataset, tmp_path / "x.jsonl", "jsonl", split="nope")
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_synth_runs_in_a_subprocess_with_the_module_cli(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolgym.cli",
+            "synth",
+            "--count",
+            "3",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "m.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "shipped 3 tasks" in out.stdout
