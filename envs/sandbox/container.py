@@ -42,6 +42,7 @@ import io
 import json
 import marshal
 import secrets
+import socket
 import tarfile
 import threading
 import time
@@ -299,6 +300,10 @@ class DockerSession(Session):
         finally:
             if old is not None:
                 try:
+                    old.unpause()  # the engine waits ~20 s to force-remove a frozen container
+                except self.backend._errors.DockerException:
+                    pass
+                try:
                     old.remove(force=True)
                 except self.backend._errors.DockerException:
                     pass
@@ -409,16 +414,26 @@ class DockerSession(Session):
         state = {"reason": "frame"}
         done = threading.Event()
 
+        sock_box: list[Any] = []
+
         def reader() -> None:
+            from docker.utils.socket import frames_iter
+
             try:
-                for chunk_out, chunk_err in self.api.exec_start(exec_id, stream=True, demux=True):
-                    if (chunk_out and out.feed(chunk_out)) or (chunk_err and err.feed(chunk_err)):
+                sock = self.api.exec_start(exec_id, socket=True)
+                sock_box.append(sock)
+                for stream_id, chunk in frames_iter(sock, tty=False):
+                    if (out if stream_id == 1 else err).feed(chunk):
                         state["reason"] = "output_limit"
                         break
             except Exception:  # noqa: BLE001 - the stream breaks when we kill the container
                 if state["reason"] == "frame":
                     state["reason"] = "eof"
             finally:
+                # Stop dockerd from writing to a connection nobody reads any more; until it
+                # gets EPIPE it keeps the exec, and with it the container kill, waiting.
+                for sock in sock_box:
+                    _shutdown(sock)
                 done.set()
 
         thread = threading.Thread(target=reader, name="toolgym-docker-exec", daemon=True)
@@ -560,6 +575,19 @@ class DockerSession(Session):
             except self.backend._errors.DockerException:
                 pass
             self._volume = None
+
+
+def _shutdown(sock: Any) -> None:
+    """Shut down a docker-py raw socket (a ``SocketIO`` wrapper or the socket itself)."""
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _maybe_int(value: object) -> int | None:
