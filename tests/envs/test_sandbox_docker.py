@@ -1,0 +1,154 @@
+"""The docker backend against a real engine (marker ``docker``), and the offline image builder.
+
+The engine tests skip, saying why, when no engine answers (``.ci/docker.sh start`` starts one).
+The rootfs test needs no engine: it runs the assembled rootfs under bubblewrap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from toolgym.envs.sandbox import ExecStatus, Limits, get_backend
+from toolgym.envs.sandbox.build_image import DEFAULT_IMAGE, build_base_image, build_rootfs
+from toolgym.envs.sandbox.container import LABEL, DockerBackend, docker_unavailable_reason
+from toolgym.envs.sandbox.judge import judge_session
+from toolgym.envs.sandbox.local import find_bwrap
+from toolgym.errors import ConfigError
+
+MiB = 1 << 20
+SMALL = Limits(wall_s=3.0, memory_bytes=256 * MiB, max_processes=32, output_bytes=8192, workspace_bytes=16 * MiB)
+
+
+def test_rootfs_is_self_contained(tmp_path: Path) -> None:
+    rootfs = build_rootfs(tmp_path / "rootfs")
+    assert (rootfs / "usr/bin/python3.11").is_file() and (rootfs / "bin").is_symlink()
+    assert not (rootfs / "usr/lib/python3.11/test").exists()
+    assert "sandbox:x:1000" in (rootfs / "etc/passwd").read_text()
+    code = (
+        "import json, sqlite3, ssl, ctypes, decimal, subprocess\n"
+        "print(subprocess.run(['sh', '-c', 'echo sh'], capture_output=True).stdout)"
+    )
+    bwrap = str(find_bwrap())
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--bind",
+        str(rootfs),
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "/usr/bin/python3",
+        "-I",
+        "-c",
+        code,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "b'sh\\n'\n"
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[DockerBackend]:
+    reason = os.environ.get("TOOLGYM_DOCKER_SKIP_REASON") or docker_unavailable_reason()
+    if reason:
+        pytest.skip(f"docker backend: {reason}")
+    b = get_backend("docker")
+    assert isinstance(b, DockerBackend)
+    yield b
+    b.close()
+
+
+def _ours(backend: DockerBackend) -> tuple[list[object], list[object]]:
+    filters = {"label": "toolgym.sandbox"}
+    return backend.client.containers.list(all=True, filters=filters), backend.client.volumes.list(filters=filters)
+
+
+@pytest.mark.docker
+def test_image_build_is_idempotent(backend: DockerBackend) -> None:
+    first = build_base_image(backend.client, DEFAULT_IMAGE)
+    assert build_base_image(backend.client, DEFAULT_IMAGE) == first
+    assert backend.client.images.get(DEFAULT_IMAGE).attrs["Config"]["User"] == "1000:1000"
+
+
+@pytest.mark.docker
+def test_container_hardening(backend: DockerBackend) -> None:
+    with backend.open(limits=SMALL) as s:
+        s._container.reload()
+        host = s._container.attrs["HostConfig"]
+        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+        assert host["Memory"] == host["MemorySwap"] == 256 * MiB and host["PidsLimit"] == 32
+        assert {u["Name"] for u in host["Ulimits"]} == {"nofile", "nproc", "fsize", "core"}
+        assert s._container.attrs["Config"]["User"] == "1000:1000"
+        r = s.exec_code("import os; print(os.getuid(), os.getgid())")
+        assert r.stdout == b"1000 1000\n"
+    caps = backend.capabilities()
+    assert caps.memory == "cgroup" and caps.custom_image and not caps.stateful_python
+
+
+@pytest.mark.docker
+def test_exec_and_files(backend: DockerBackend) -> None:
+    with backend.open({"data/in.txt": "hello\n"}, SMALL) as s:
+        r = s.exec([s.python_path, "-c", "print(open('in.txt').read(), end='')"], cwd="data")
+        assert r.ok and r.stdout == b"hello\n"
+        big = os.urandom(300_000)  # several env chunks
+        r = s.exec_code("import sys, hashlib; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())", stdin=big)
+        assert r.ok and r.text.strip() == hashlib.sha256(big).hexdigest(), r
+        s.put("a/b.txt", b"deep")
+        assert s.get("a/b.txt") == b"deep" and s.listdir() == ["a/", "data/"] and s.listdir("a") == ["b.txt"]
+        s.exec_code("import os; open('made.txt', 'w').write('m'); os.symlink('/etc/passwd', 'link')")
+        with pytest.raises(FileNotFoundError):
+            s.get("link")
+        with pytest.raises(FileNotFoundError):
+            s.get("a")
+        snap = s.snapshot()
+        assert snap == {"data/in.txt": b"hello\n", "a/b.txt": b"deep", "made.txt": b"m"}
+        with pytest.raises(ConfigError):
+            s.put("../x", "x")
+        with pytest.raises(ConfigError):
+            s.exec_code("pass", stdin=b"x" * 2_000_000)
+
+
+@pytest.mark.docker
+def test_workspace_survives_a_limit_kill(backend: DockerBackend) -> None:
+    with backend.open({"keep.txt": "kept"}, SMALL) as s:
+        first = s._container.id
+        r = s.exec_code("import time; time.sleep(30)", timeout=1)
+        assert r.status is ExecStatus.TIMEOUT and r.state_lost
+        assert s._container.id != first
+        r = s.exec_code("print(open('keep.txt').read())")
+        assert r.ok and r.stdout == b"kept\n", r
+
+
+@pytest.mark.docker
+def test_containers_and_volumes_are_always_removed(backend: DockerBackend) -> None:
+    before = tuple(len(x) for x in _ours(backend))
+    with pytest.raises(ConfigError):
+        backend.open({"../escape": "x"}, SMALL)
+    s = backend.open(limits=SMALL)
+    s.exec_code("print(1)", timeout=1)
+    s.close()
+    s.close()
+    assert tuple(len(x) for x in _ours(backend)) == before
+    assert LABEL == {"toolgym.sandbox": "1"}
+
+
+@pytest.mark.docker
+def test_judge_on_docker(backend: DockerBackend) -> None:
+    agent = backend.open({"sol.py": "def add(a, b):\n    return a + b\n"}, SMALL)
+    judge = (
+        "import subprocess, sys\n"
+        "r = subprocess.run([sys.executable, '-c', 'import sol; print(sol.add(2, 3))'], capture_output=True,"
+        " text=True, cwd='/workspace')\n"
+        "emit_verdict(1.0 if r.stdout.strip() == '5' else 0.0)\n"
+    )
+    run = judge_session(backend, agent, judge, limits=SMALL)
+    assert run.passed and agent.closed, run
