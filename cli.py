@@ -359,6 +359,34 @@ def bench_synth(
     console.print(table)
 
 
+@bench_app.command("sandbox")
+@cli_errors
+def bench_sandbox(
+    repeats: Annotated[int, typer.Option(help="timed calls per fast row")] = 40,
+    docker: Annotated[
+        bool | None, typer.Option("--docker/--no-docker", help="docker rows (default: when an engine answers)")
+    ] = None,
+) -> None:
+    """Plain subprocess vs a local sandbox call vs the warm Python kernel vs docker exec, side by side."""
+    from toolgym.envs.sandbox.bench import run_sandbox_bench, targets_line
+
+    rows = run_sandbox_bench(repeats, docker)
+    base = rows[0].median_ms
+    table = Table("path", "median ms", "p90 ms", "× plain", "n", "what", title="toolgym bench sandbox")
+    for r in rows:
+        timed = r.n > 0
+        table.add_row(
+            r.name,
+            f"{r.median_ms:.2f}" if timed else "-",
+            f"{r.p90_ms:.2f}" if timed else "-",
+            f"{r.median_ms / base:.2f}" if timed else "-",
+            str(r.n),
+            r.note,
+        )
+    console.print(table)
+    console.print(targets_line(rows))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
