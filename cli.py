@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -29,7 +30,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks, each measured side by side with its baseline.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-console = Console(soft_wrap=True)
+# Wide when piped (logs, CI, closing notes): rich would otherwise wrap tables at 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

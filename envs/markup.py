@@ -283,6 +283,62 @@ def parse_tool_results(observation: str) -> list[dict[str, Any]]:
     return out
 
 
+def turn_messages(
+    turn: int, action: str, parsed: ParsedAction | None, payloads: list[str], n_errors: int, calls_ran: bool
+) -> list[dict[str, Any]]:
+    """The OpenAI-style messages of one env turn: the assistant message, then one tool message per payload.
+
+    Args:
+        turn: 1-based turn number (call ids are ``call_<turn>_<i>``).
+        action: The raw action text (the content when it could not be parsed).
+        parsed: The parsed action, or None when it was not parsed (over the length limit).
+        payloads: The tool-result payloads of the observation, in order.
+        n_errors: How many leading payloads are turn-level errors (no call id).
+        calls_ran: Whether the parsed calls were dispatched (each has a payload after the errors).
+    """
+    calls = parsed.tool_calls if parsed is not None and calls_ran else []
+    ids = [f"call_{turn}_{i}" for i in range(len(calls))]
+    out: list[dict[str, Any]] = [
+        {
+            "role": "assistant",
+            "content": parsed.content if parsed is not None else action,
+            "reasoning_content": parsed.reasoning if parsed is not None else None,
+            "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": c.name, "arguments": dumps(c.arguments)}}
+                for i, c in zip(ids, calls, strict=True)
+            ],
+        }
+    ]
+    names: list[str | None] = [None] * n_errors + [c.name for c in calls]
+    call_ids: list[str | None] = [None] * n_errors + list(ids)
+    for p, name, cid in zip(payloads, names, call_ids, strict=True):
+        out.append({"role": "tool", "tool_call_id": cid, "name": name, "content": p})
+    return out
+
+
+def split_payloads(observation: str) -> list[str]:
+    """The raw payload texts of an observation, in order."""
+    return [piece.split(END, 1)[0] for piece in observation.split(TOOL)[1:]]
+
+
+def messages_from_text(system: str, prompt: str, actions: list[str], observations: list[str]) -> list[dict[str, Any]]:
+    """Rebuild an episode's ``info["messages"]`` from its text (datasets store only the text).
+
+    Exact for episodes whose actions stayed within the env's length limit (always true of
+    reference trajectories); tested against the env's own messages.
+    """
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+    for turn, (action, obs) in enumerate(zip(actions, observations[1:], strict=True), 1):
+        parsed = parse_action(action)
+        payloads = split_payloads(obs)
+        n_errors = 0
+        while n_errors < len(payloads) and loads(payloads[n_errors]).get("name") is None:
+            n_errors += 1
+        ran = not parsed.fatal and len(payloads) - n_errors == len(parsed.tool_calls)
+        messages += turn_messages(turn, action, parsed, payloads, n_errors, ran)
+    return messages
+
+
 def render_conversation(
     messages: Sequence[dict[str, Any]],
     add_generation_prompt: bool = False,

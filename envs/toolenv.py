@@ -191,12 +191,6 @@ class ToolEnv(gym.Env[str, str]):
         payloads: list[str] = []
         errors: list[str] = []
         parsed = mk.parse_action(action) if len(action) <= c.max_action_chars else None
-        calls_msg: list[dict[str, Any]] = []
-        tool_msgs: list[dict[str, Any]] = []
-
-        def emit(payload: str, call_id: str | None, name: str | None) -> None:
-            payloads.append(payload)
-            tool_msgs.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": payload})
 
         if parsed is None:
             errors.append(f"action is {len(action)} characters, over the limit of {c.max_action_chars}")
@@ -212,56 +206,40 @@ class ToolEnv(gym.Env[str, str]):
             errors.extend(parsed.errors)
             if not parsed.tool_calls and not parsed.errors:
                 errors.append("no tool call in this turn; call a tool, or call submit to finish")
-        for e in errors:
-            emit(mk.tool_payload(None, error=e), None, None)
-        if parsed is not None and not parsed.fatal and not truncated:
-            for i, call in enumerate(parsed.tool_calls):
-                call_id = f"call_{self._turn}_{i}"
-                calls_msg.append(
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": mk.dumps(call.arguments)},
-                    }
-                )
+        payloads = [mk.tool_payload(None, error=e) for e in errors]
+        calls_ran = parsed is not None and not parsed.fatal and not truncated
+        if calls_ran:
+            for call in parsed.tool_calls:  # type: ignore[union-attr]
                 if terminated:
-                    emit(mk.tool_payload(call.name, error="not run: the episode ended at submit"), call_id, call.name)
+                    payloads.append(mk.tool_payload(call.name, error="not run: the episode ended at submit"))
                     continue
                 if call.name == "submit" and "submit" in self.toolset:
                     checked = self.toolset.validate("submit", call.arguments)
                     if isinstance(checked, str):
-                        emit(mk.tool_payload("submit", error=checked), call_id, "submit")
+                        payloads.append(mk.tool_payload("submit", error=checked))
                         continue
                     answer = checked[1].model_dump(mode="json").get("answer")
                     verdict = verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
                     terminated = True
-                    emit(mk.tool_payload("submit", "submitted; the episode is over"), call_id, "submit")
+                    payloads.append(mk.tool_payload("submit", "submitted; the episode is over"))
                     continue
                 ok, result = self.toolset.call(self._ctx, call.name, call.arguments)
-                payload = mk.tool_payload(call.name, result) if ok else mk.tool_payload(call.name, error=result)
-                emit(payload, call_id, call.name)
+                payloads.append(mk.tool_payload(call.name, result) if ok else mk.tool_payload(call.name, error=result))
         if not terminated and self._turn >= c.max_turns:
             truncated = True
         self._done = terminated or truncated
         obs = ("" if parsed is not None and parsed.ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
         if not self._done:
             obs += mk.ASSISTANT
-        self._messages.append(
-            {
-                "role": "assistant",
-                "content": parsed.content if parsed is not None else action,
-                "reasoning_content": parsed.reasoning if parsed is not None else None,
-                "tool_calls": calls_msg,
-            }
-        )
-        self._messages.extend(tool_msgs)
+        turn_msgs = mk.turn_messages(self._turn, action, parsed, payloads, len(errors), calls_ran)
+        self._messages += turn_msgs
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {
             "task_id": self.task.task_id,  # type: ignore[union-attr]
             "turn": self._turn,
             "errors": errors,
-            "tool_calls": len(calls_msg),
+            "tool_calls": len(turn_msgs[0]["tool_calls"]),
             "messages": list(self._messages),
             "tools": self.task.tools,  # type: ignore[union-attr]
         }

@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 
+from toolgym.envs.markup import messages_from_text
 from toolgym.errors import ConfigError
 from toolgym.synth.dataset import Dataset
 
@@ -65,7 +66,11 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
 
 def export_row(r: dict[str, Any]) -> dict[str, Any]:
     """One dataset row (task joined with trajectory) as an export row."""
-    messages = json.loads(r["messages"]) if r["messages"] else []
+    messages = (
+        messages_from_text(r["system"], r["prompt"], json.loads(r["actions"]), json.loads(r["observations"]))
+        if r["actions"]
+        else []
+    )
     return {
         "task_id": r["task_id"],
         "env_id": r["env_id"],

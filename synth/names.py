@@ -158,7 +158,7 @@ INDOOR_CATEGORIES = frozenset({"museum", "gallery", "aquarium", "theatre", "cath
 
 
 def _pick(rng: random.Random, seq: tuple[str, ...]) -> str:
-    return seq[rng.randrange(len(seq))]
+    return seq[int(rng.random() * len(seq))]  # 3x cheaper than randrange; names are a hot path
 
 
 def word(rng: random.Random, syllables: int | None = None) -> str:
@@ -175,9 +175,20 @@ def city_name(rng: random.Random) -> str:
 
 
 def _fill(rng: random.Random, pattern: str) -> str:
-    n1 = _pick(rng, _NOUNS)
-    n2 = _pick(rng, tuple(n for n in _NOUNS if n != n1))
-    return pattern.format(W=word(rng), A=_pick(rng, _ADJECTIVES), N=n1, N2=n2, T=_pick(rng, _TOPICS))
+    """Fill only the placeholders the pattern uses (each draw costs; this is the hot path)."""
+    vals: dict[str, str] = {}
+    if "{W}" in pattern:
+        vals["W"] = word(rng)
+    if "{A}" in pattern:
+        vals["A"] = _pick(rng, _ADJECTIVES)
+    if "{N}" in pattern:
+        vals["N"] = _pick(rng, _NOUNS)
+    if "{N2}" in pattern:
+        i = int(rng.random() * (len(_NOUNS) - 1))
+        vals["N2"] = [n for n in _NOUNS if n != vals["N"]][i]
+    if "{T}" in pattern:
+        vals["T"] = _pick(rng, _TOPICS)
+    return pattern.format(**vals)
 
 
 def hotel_name(rng: random.Random) -> str:

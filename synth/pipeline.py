@@ -172,7 +172,6 @@ def evaluate_candidate(family: Family, task: TaskSpec, world: Any, rng: random.R
         task.task_id,
         ref.actions,
         ref.observations,
-        ref.info["messages"],
         agent.answer,
         ref.turns,
         ref.tool_calls,

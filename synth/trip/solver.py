@@ -83,7 +83,9 @@ def day_table(
 ) -> dict[int, tuple[int, Combo]]:
     """Cheapest day-combo in ``city`` on ``day`` (1-based) per requirement mask.
 
-    Mask bits follow the order of ``cons["cuisine"] + cons["category"]``.
+    Mask bits follow the order of ``cons["cuisine"] + cons["category"]``. Given the hotel's
+    price tier, the hotel no longer interacts with the rest of the day, so only the cheapest
+    hotel of each tier can be part of an optimum: at most four hotel groups are searched.
     """
     wd = weekday(date)
     rains = any(view.weather.get((city, date)) in c["conditions"] for c in cons.get("weather_indoor", []))
@@ -99,54 +101,52 @@ def day_table(
         if a["rating"] >= _floor(cons, "attraction") and wd not in a["closed_on"] and (a["indoor"] or not rains)
     ]
     cuisine, category = cons.get("cuisine", []), cons.get("category", [])
-    tiers = next((c["tiers"] for c in cons.get("tiered_day", []) if c["day"] == day), None)
-
-    def meal_bits(lunch: dict[str, Any], dinner: dict[str, Any]) -> int:
-        bits = 0
-        for i, c in enumerate(cuisine):
-            meals = (dinner,) if c["meal"] == "dinner" else (lunch, dinner)
-            if any(m["cuisine"] == c["cuisine"] for m in meals):
-                bits |= 1 << i
-        return bits
-
-    def att_bits(a: dict[str, Any]) -> int:
-        return sum(1 << (len(cuisine) + i) for i, c in enumerate(category) if a["category"] == c["category"])
-
-    pairs = [(l_, d_) for l_ in rests for d_ in rests if l_ is not d_]
+    tiers = next((c["tiers"] for c in cons.get("tiered_day", []) if c["day"] == day), None) or []
+    # Requirement bits a restaurant earns as lunch / as dinner, and an attraction earns.
+    as_lunch = [
+        sum(1 << i for i, c in enumerate(cuisine) if c["meal"] != "dinner" and r["cuisine"] == c["cuisine"])
+        for r in rests
+    ]
+    as_dinner = [sum(1 << i for i, c in enumerate(cuisine) if r["cuisine"] == c["cuisine"]) for r in rests]
+    att_bits = [
+        sum(1 << (len(cuisine) + i) for i, c in enumerate(category) if a["category"] == c["category"]) for a in atts
+    ]
+    pairs = [
+        (lu["price"] + di["price"], as_lunch[i] | as_dinner[j], lu, di)
+        for i, lu in enumerate(rests)
+        for j, di in enumerate(rests)
+        if i != j
+    ]
+    groups: dict[int, dict[str, Any]] = {}  # tier index (len(tiers) = no tier) -> cheapest hotel
+    for h in hotels:
+        t = next((k for k, tier in enumerate(tiers) if h["price"] >= tier["min_price"]), len(tiers))
+        if t not in groups or h["price"] < groups[t]["price"]:
+            groups[t] = h
     table: dict[int, tuple[int, Combo]] = {}
-    # Without a tier rule the hotel is independent of the rest: only the cheapest can be optimal.
-    hotel_choices = hotels if tiers else sorted(hotels, key=lambda h: h["price"])[:1]
-    for h in hotel_choices:
-        tier = next((t for t in tiers if h["price"] >= t["min_price"]), None) if tiers else None
-        ok_atts = [
-            a for a in atts if tier is None or tier.get("max_ticket") is None or a["ticket"] <= tier["max_ticket"]
-        ]
+    for t, h in groups.items():
+        tier = tiers[t] if t < len(tiers) else {}
+        max_ticket, max_meals = tier.get("max_ticket"), tier.get("max_meals")
+        both, one = tier.get("min_rating_both"), tier.get("min_rating_one")
         best_att: dict[int, dict[str, Any]] = {}
-        for a in ok_atts:
-            b = att_bits(a)
-            if b not in best_att or a["ticket"] < best_att[b]["ticket"]:
-                best_att[b] = a
-        best_pair: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for l_, d_ in pairs:
-            if tier is not None:
-                if tier.get("max_meals") is not None and l_["price"] + d_["price"] > tier["max_meals"]:
-                    continue
-                if (
-                    tier.get("min_rating_both") is not None
-                    and min(l_["rating"], d_["rating"]) < tier["min_rating_both"]
-                ):
-                    continue
-                if tier.get("min_rating_one") is not None and max(l_["rating"], d_["rating"]) < tier["min_rating_one"]:
-                    continue
-            b = meal_bits(l_, d_)
-            cur = best_pair.get(b)
-            if cur is None or l_["price"] + d_["price"] < cur[0]["price"] + cur[1]["price"]:
-                best_pair[b] = (l_, d_)
-        for (mb, (l_, d_)), (ab, a) in itertools.product(best_pair.items(), best_att.items()):
-            cost = h["price"] + l_["price"] + d_["price"] + a["ticket"]
+        for a, b in zip(atts, att_bits, strict=True):
+            if max_ticket is None or a["ticket"] <= max_ticket:
+                if b not in best_att or a["ticket"] < best_att[b]["ticket"]:
+                    best_att[b] = a
+        best_pair: dict[int, tuple[int, dict[str, Any], dict[str, Any]]] = {}
+        for cost, b, lu, di in pairs:
+            if max_meals is not None and cost > max_meals:
+                continue
+            if both is not None and min(lu["rating"], di["rating"]) < both:
+                continue
+            if one is not None and max(lu["rating"], di["rating"]) < one:
+                continue
+            if b not in best_pair or cost < best_pair[b][0]:
+                best_pair[b] = (cost, lu, di)
+        for (mb, (meals, lu, di)), (ab, a) in itertools.product(best_pair.items(), best_att.items()):
+            cost = h["price"] + meals + a["ticket"]
             mask = mb | ab
             if mask not in table or cost < table[mask][0]:
-                table[mask] = (cost, (h["name"], l_["name"], a["name"], d_["name"]))
+                table[mask] = (cost, (h["name"], lu["name"], a["name"], di["name"]))
     return table
 
 

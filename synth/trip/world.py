@@ -35,7 +35,7 @@ CUISINES = (
     "seafood",
 )
 CONDITIONS = ("sunny", "cloudy", "rain", "storm", "windy", "snow")
-_CONDITION_P = (0.34, 0.26, 0.2, 0.07, 0.09, 0.04)
+_CONDITION_CUM = (0.34, 0.60, 0.80, 0.87, 0.96, 1.0)  # cumulative: P = .34 .26 .20 .07 .09 .04
 MODES = ("train", "bus", "flight", "ferry")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEATHER_DAYS = 28
@@ -170,7 +170,7 @@ def generate(seed: int, difficulty: int) -> dict[str, Any]:
 
 
 def _weather(rng: random.Random) -> dict[str, Any]:
-    cond = rng.choices(CONDITIONS, weights=_CONDITION_P)[0]
+    cond = rng.choices(CONDITIONS, cum_weights=_CONDITION_CUM)[0]
     high = rng.randrange(-2, 34) if cond != "snow" else rng.randrange(-8, 3)
     return {"condition": cond, "high_c": high, "low_c": high - rng.randrange(4, 12)}
 
