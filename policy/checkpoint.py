@@ -1,0 +1,162 @@
+"""Policy checkpoints: a directory with safetensors weights, config JSON and the tokenizer.
+
+Layout of ``<dir>/``::
+
+    model.safetensors   every parameter and persistent buffer (router biases included)
+    config.json         {"format", "model": ModelConfig fields, "weights_sha256", "meta": {...}}
+    tokenizer.json      the tokenizers-library serialisation
+
+Writes are atomic: everything goes into a hidden temporary sibling directory, is flushed, and
+the directory is renamed into place, so a crash leaves either the old checkpoint or the new one,
+never a mix. Loading checks, in order, that the files exist, that the config parses and matches
+this code's ``ModelConfig``, that the weights' SHA-256 matches (catches truncation and
+corruption), that tensor names and shapes match the model the config builds, and that the
+tokenizer fits the vocabulary; each failure raises ``CheckpointError`` with a sentence naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from toolgym.errors import CheckpointError, ToolgymError
+from toolgym.policy.model import ModelConfig, Transformer
+from toolgym.policy.tokenizer import Tokenizer
+
+FORMAT = "toolgym-policy/1"
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode), its tokenizer, and free-form metadata."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: Path | str, model: Transformer, tokenizer: Tokenizer,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically (replacing any checkpoint already there).
+
+    Args:
+        path: the checkpoint directory.
+        model: the policy; its config (including the current dense/sparse switch) is recorded.
+        tokenizer: saved alongside, so a checkpoint is self-contained.
+        meta: JSON-able extras (training step, losses, corpus description, ...).
+
+    Returns:
+        The checkpoint directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        tokenizer.save(tmp / TOKENIZER)
+        config = {"format": FORMAT, "model": model.config.to_dict(),
+                  "weights_sha256": _sha256(tmp / WEIGHTS), "meta": meta or {}}
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        for name in (WEIGHTS, TOKENIZER, CONFIG):
+            with (tmp / name).open("rb") as f:
+                os.fsync(f.fileno())
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            path.rename(old)
+        tmp.rename(path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint directory.
+
+    Raises:
+        CheckpointError: naming the missing file, unreadable config, config mismatch, checksum
+            mismatch (truncated or corrupt weights), missing/unexpected/mis-shaped tensors, or a
+            tokenizer that does not fit the vocabulary.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"No checkpoint directory at {path}.")
+    missing = [n for n in (WEIGHTS, CONFIG, TOKENIZER) if not (path / n).is_file()]
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} is incomplete: missing {', '.join(missing)}.")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"Checkpoint {path}: {CONFIG} is not valid JSON ({exc}).") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"Checkpoint {path}: {CONFIG} has format {got!r}, expected {FORMAT!r}.")
+    try:
+        model_config = ModelConfig.from_dict(config.get("model", {}))
+    except (ToolgymError, TypeError) as exc:
+        raise CheckpointError(f"Checkpoint {path}: {CONFIG} does not describe a valid model: {exc}") from exc
+
+    digest = _sha256(path / WEIGHTS)
+    if config.get("weights_sha256") not in (None, digest):
+        size = (path / WEIGHTS).stat().st_size
+        raise CheckpointError(f"Checkpoint {path}: {WEIGHTS} ({size} bytes) does not match the checksum in "
+                              f"{CONFIG}; the file is truncated or corrupt.")
+    try:
+        state = load_file(str(path / WEIGHTS), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"Checkpoint {path}: {WEIGHTS} is unreadable (truncated or corrupt): {exc}") from exc
+
+    model = Transformer(model_config, device=device)
+    expected = model.state_dict()
+    problems = []
+    if absent := sorted(set(expected) - set(state)):
+        problems.append(f"missing tensors {absent[:5]}{' ...' if len(absent) > 5 else ''}")
+    if extra := sorted(set(state) - set(expected)):
+        problems.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if shapes:
+        problems.append(f"shape mismatches {shapes[:5]}{' ...' if len(shapes) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"Checkpoint {path}: weights do not match {CONFIG}: " + "; ".join(problems) + ".")
+    model.load_state_dict(state)
+    model.eval()
+
+    tokenizer = Tokenizer.load(path / TOKENIZER)
+    if tokenizer.vocab_size > model_config.vocab_size:
+        raise CheckpointError(f"Checkpoint {path}: tokenizer has {tokenizer.vocab_size} ids but the model's "
+                              f"vocab_size is {model_config.vocab_size}.")
+    return Checkpoint(model, tokenizer, dict(config.get("meta", {})))

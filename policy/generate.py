@@ -1,0 +1,248 @@
+"""Batched, KV-cached generation for tool-use episodes, returning what RL needs per token.
+
+A ``Session`` owns one ``KVCache`` (MLA latent + rope key + indexer key per token and layer) for
+B rows. An episode's context ``obs0 + act1 + obs1 + ...`` is built by alternating:
+
+* ``session.append(obs_ids)`` — feed environment tokens (the prompt, then each observation) to
+  each row, writing only their cache entries; the context before them is never recomputed;
+* ``session.generate(params, generator)`` — sample each active row's action until it samples
+  ``<|end|>`` (kept as the action's last token) or hits the token budget.
+
+Every sampled token is fed back before ``generate`` returns (the stop token included), so the
+cache always holds the whole context, the next ``append`` only processes new text, and each
+sampled token's expert routing is known. Per sampled token a ``Turn`` carries: the id, its
+log-probability under the distribution it was actually drawn from (temperature-scaled and
+restricted to the top-p set), the top-p kept set (Keep Sampling Mask), and the expert indices
+chosen for it in every MoE layer (Keep Routing). ``append`` returns the routing of environment
+tokens too, so a trainer can force the routing of the entire sequence.
+
+``token_logprobs`` is the one function both sampling and training use to turn logits into
+log-probs, so the sampler's pi_old and the trainer's pi_theta are computed identically.
+
+Rows may have different lengths: each row's token at position p lives in cache slot p, and
+ragged appends are right-padded with junk that no real query can see (see ``KVCache``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from toolgym.errors import ConfigError
+from toolgym.policy.model import Transformer
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one action.
+
+    Attributes:
+        temperature: logits are divided by it; 0 means greedy.
+        top_p: nucleus mass kept (1.0 keeps the whole vocabulary and records no mask).
+        max_new_tokens: token budget of one action.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ConfigError("SamplingParams need temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1; "
+                              f"got {self.temperature}, {self.top_p}, {self.max_new_tokens}.")
+
+
+@dataclass
+class Turn:
+    """One row's sampled action.
+
+    Attributes:
+        tokens: [n] sampled ids (ends with ``<|end|>`` when ``stopped``).
+        logprobs: [n] log-prob of each token under the distribution it was sampled from.
+        keep_mask: [n, V] bool top-p kept set per token, or None when top_p == 1 (all kept).
+        routing: [n, n_moe, K] experts chosen for each token when it was fed, or None (no MoE).
+        stopped: True if the row sampled the stop token, False if it hit the budget.
+    """
+
+    tokens: Tensor
+    logprobs: Tensor
+    keep_mask: Tensor | None
+    routing: Tensor | None
+    stopped: bool
+
+
+def sampling_mask(logits: Tensor, temperature: float, top_p: float) -> Tensor | None:
+    """The set of tokens sampling may draw: [N, V] bool, or None when it is the whole vocabulary.
+
+    Top-p keeps, in descending probability order, every token whose preceding mass is below
+    top_p (so the most likely token is always kept). Greedy keeps the argmax only.
+    """
+    if temperature == 0:
+        return torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.argmax(-1, keepdim=True), True)
+    if top_p >= 1.0:
+        return None
+    probs, order = (logits / temperature).softmax(-1).sort(-1, descending=True)
+    keep_sorted = probs.cumsum(-1) - probs < top_p  # mass strictly before each token
+    return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+
+
+def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
+                   keep_mask: Tensor | None = None) -> Tensor:
+    """Log-prob of tokens under softmax(logits / temperature) restricted to keep_mask.
+
+    The trainer calls this with the recorded keep masks (Keep Sampling Mask) so that pi_theta
+    and the sampler's pi_old live on the same truncated action space.
+
+    Args:
+        logits: [..., V].
+        tokens: [...] ids.
+        temperature: > 0 (greedy sampling is scored at temperature 1 on its one-token set).
+        keep_mask: [..., V] bool or None (whole vocabulary).
+
+    Returns:
+        [...] log-probs.
+    """
+    scaled = logits / (temperature if temperature > 0 else 1.0)
+    if keep_mask is not None:
+        scaled = scaled.masked_fill(~keep_mask, float("-inf"))
+    return scaled.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
+class Session:
+    """A live batch of contexts with one cache; see the module docstring for the protocol."""
+
+    def __init__(self, model: Transformer, batch_size: int, *, stop_ids: Sequence[int],
+                 pad_id: int = 0, capacity: int = 1024) -> None:
+        """Start B empty contexts.
+
+        Args:
+            model: the policy (its current dense/sparse switch is used).
+            batch_size: number of rows (episodes) sharing the cache.
+            stop_ids: token ids that end an action (``<|end|>``).
+            pad_id: id used to fill ragged appends and finished rows (never seen by real tokens).
+            capacity: initial cache slots per row (it grows by doubling).
+        """
+        self.model, self.stop_ids, self.pad_id = model, torch.tensor(list(stop_ids)), pad_id
+        self.cache = model.new_cache(batch_size, capacity)
+        self.last_logits: Tensor | None = None  # [B, V] logits after each row's last token
+        self.batch_size = batch_size
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens in each row's context."""
+        return self.cache.lengths.tolist()
+
+    def fork(self, rows: Sequence[int]) -> Session:
+        """A new session whose rows copy the given rows (prefill a prompt once, sample G times)."""
+        new = Session.__new__(Session)
+        new.model, new.stop_ids, new.pad_id, new.batch_size = self.model, self.stop_ids, self.pad_id, len(rows)
+        idx = torch.tensor(list(rows), dtype=torch.long)
+        new.cache = self.cache.select_rows(idx)
+        new.last_logits = None if self.last_logits is None else self.last_logits[idx].clone()
+        return new
+
+    @torch.no_grad()
+    def append(self, tokens: Sequence[Sequence[int]]) -> list[Tensor | None]:
+        """Feed environment tokens to each row (an empty sequence leaves a row untouched).
+
+        Returns:
+            Per row, the routing [m, n_moe, K] of its m appended tokens (None without MoE or
+            when nothing was appended).
+        """
+        if len(tokens) != self.batch_size:
+            raise ConfigError(f"append needs one token list per row ({self.batch_size}), got {len(tokens)}.")
+        n = torch.tensor([len(t) for t in tokens], dtype=torch.long)
+        M = int(n.max()) if len(n) else 0
+        if M == 0:
+            return [None] * self.batch_size
+        batch = torch.full((self.batch_size, M), self.pad_id, dtype=torch.long)
+        for b, row in enumerate(tokens):
+            batch[b, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        device = self.cache.device
+        positions = self.cache.lengths[:, None] + torch.arange(M, device=device)
+        out = self.model(batch.to(device), positions=positions, cache=self.cache,
+                         logits_at=(n - 1).clamp_min(0).to(device))
+        fed = n > 0
+        logits = out.logits[:, 0]  # [B,V]
+        if self.last_logits is None:
+            self.last_logits = torch.full_like(logits, float("nan"))
+        self.last_logits[fed] = logits[fed]
+        self.cache.lengths += n.to(device)
+        if out.routing is None:
+            return [None] * self.batch_size
+        return [out.routing[:, b, : n[b]].permute(1, 0, 2).cpu() if n[b] else None for b in range(self.batch_size)]
+
+    @torch.no_grad()
+    def generate(self, params: SamplingParams, generator: torch.Generator,
+                 active: Sequence[bool] | None = None) -> list[Turn | None]:
+        """Sample one action for every active row.
+
+        Args:
+            params: temperature, top-p and token budget.
+            generator: the seeded source of every random draw (same seed, same state -> same
+                actions).
+            active: rows to sample for (default all); inactive rows get None and are unchanged.
+
+        Returns:
+            Per row, a ``Turn`` or None.
+        """
+        if self.last_logits is None or bool(torch.isnan(self.last_logits[:, 0]).any()):
+            raise ConfigError("Every row needs context before generate: append a prompt to each row first.")
+        B = self.batch_size
+        alive = torch.ones(B, dtype=torch.bool) if active is None else torch.tensor(list(active), dtype=torch.bool)
+        was_active = alive.clone()
+        ids: list[list[Tensor]] = [[] for _ in range(B)]
+        lps: list[list[Tensor]] = [[] for _ in range(B)]
+        masks: list[list[Tensor]] = [[] for _ in range(B)]
+        routes: list[list[Tensor]] = [[] for _ in range(B)]
+        stopped = torch.zeros(B, dtype=torch.bool)
+        device = self.cache.device
+        for _ in range(params.max_new_tokens):
+            rows = alive.nonzero().flatten()
+            logits = self.last_logits[rows.to(device)].float().cpu()  # [R,V]
+            keep = sampling_mask(logits, params.temperature, params.top_p)
+            if params.temperature == 0:
+                tok = logits.argmax(-1)
+            else:
+                probs = (logits / params.temperature).softmax(-1)
+                if keep is not None:
+                    probs = probs.masked_fill(~keep, 0.0)
+                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [R]
+            lp = token_logprobs(logits, tok, params.temperature, keep)
+            feed = torch.full((B, 1), self.pad_id, dtype=torch.long)
+            feed[rows, 0] = tok
+            positions = self.cache.lengths[:, None]  # finished rows write junk past their end
+            out = self.model(feed.to(device), positions=positions, cache=self.cache)
+            for j, b in enumerate(rows.tolist()):
+                ids[b].append(tok[j])
+                lps[b].append(lp[j])
+                if keep is not None:
+                    masks[b].append(keep[j])
+                if out.routing is not None:
+                    routes[b].append(out.routing[:, b, 0].cpu())  # [n_moe, K]
+            step = torch.zeros(B, dtype=torch.bool)
+            step[rows] = True
+            self.cache.lengths += step.to(device).long()
+            self.last_logits[rows.to(device)] = out.logits[rows.to(device), 0]
+            hit = torch.zeros(B, dtype=torch.bool)
+            hit[rows] = torch.isin(tok, self.stop_ids)
+            stopped |= hit
+            alive &= ~hit
+            if not alive.any():
+                break
+        turns: list[Turn | None] = []
+        for b in range(B):
+            if not was_active[b]:
+                turns.append(None)
+                continue
+            turns.append(Turn(
+                tokens=torch.stack(ids[b]),
+                logprobs=torch.stack(lps[b]),
+                keep_mask=torch.stack(masks[b]) if masks[b] else None,
+                routing=torch.stack(routes[b]) if routes[b] else None,
+                stopped=bool(stopped[b]),
+            ))
+        return turns

@@ -1,0 +1,117 @@
+"""Byte-level BPE tokenizer whose special tokens are the chat markup of DESIGN.md.
+
+Why this shape:
+
+* **Byte level** (GPT-2 style pre-tokenizer and decoder, the 256-byte alphabet seeded before
+  training): every string, in any script, with any whitespace, encodes and decodes back exactly;
+  there is no unknown token and no normalisation.
+* **Markup strings are special tokens** (``toolgym.envs.markup.SPECIAL_TOKENS``, ids 0..8 in
+  that order, then ``<|pad|>`` and ``<|bos|>``). The library splits them out of the text before
+  the byte-level pre-tokenizer runs, so no merge ever crosses one. Every observation of the
+  action/observation protocol starts and ends on a special string, hence tokenizing
+  ``obs0 + act1 + obs1`` piece by piece gives exactly the tokens of the whole.
+* The wrapped ``tokenizers.Tokenizer`` serialises to one JSON string, which the checkpoint stores
+  next to the weights (``tokenizer.json``).
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from toolgym.envs.markup import END, SPECIAL_TOKENS
+from toolgym.errors import CheckpointError, ConfigError
+
+PAD = "<|pad|>"  # fills ragged batches; never trained on
+BOS = "<|bos|>"  # separates documents in the LM corpus
+ALL_SPECIAL_TOKENS: tuple[str, ...] = (*SPECIAL_TOKENS, PAD, BOS)
+
+
+class Tokenizer:
+    """The policy's tokenizer: a thin typed face over a ``tokenizers.Tokenizer``."""
+
+    def __init__(self, hf: HFTokenizer) -> None:
+        """Wrap a trained byte-level BPE; it must carry every special token as one id.
+
+        Raises:
+            ConfigError: if a special token is missing or not a single id.
+        """
+        self.hf = hf
+        missing = [s for s in ALL_SPECIAL_TOKENS if hf.token_to_id(s) is None]
+        if missing:
+            raise ConfigError(f"Tokenizer lacks the special tokens {missing}; train it with Tokenizer.train.")
+        self.special_ids = {s: int(hf.token_to_id(s)) for s in ALL_SPECIAL_TOKENS}
+        self.end_id, self.pad_id, self.bos_id = self.special_ids[END], self.special_ids[PAD], self.special_ids[BOS]
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
+        """Train a byte-level BPE on texts (deterministic for the same texts in the same order).
+
+        Args:
+            texts: training documents.
+            vocab_size: total vocabulary including the 256 bytes and the special tokens.
+            min_frequency: merges seen fewer times are not learned.
+        """
+        floor = 256 + len(ALL_SPECIAL_TOKENS)
+        if vocab_size < floor:
+            raise ConfigError(f"vocab_size must be at least {floor} (bytes + special tokens), got {vocab_size}.")
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(ALL_SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        hf.train_from_iterator(texts, trainer=trainer)
+        return cls(hf)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (the model's ``vocab_size`` must be at least this)."""
+        return int(self.hf.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text; special strings anywhere in it become their single ids."""
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``encode`` over many texts (parallel inside the library)."""
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ids, special tokens included, so ``decode(encode(t)) == t`` for every t."""
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+    def to_str(self) -> str:
+        """The library's JSON serialisation."""
+        return self.hf.to_str()
+
+    @classmethod
+    def from_str(cls, data: str) -> Tokenizer:
+        """Inverse of ``to_str``."""
+        return cls(HFTokenizer.from_str(data))
+
+    def save(self, path: Path) -> None:
+        """Write ``tokenizer.json`` style JSON to path."""
+        Path(path).write_text(self.to_str(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Tokenizer:
+        """Read what ``save`` wrote.
+
+        Raises:
+            CheckpointError: when the file is missing or is not a tokenizer.
+        """
+        path = Path(path)
+        try:
+            return cls.from_str(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, Exception) as exc:  # tokenizers raises bare Exception
+            raise CheckpointError(f"Cannot load tokenizer from {path}: {exc}") from exc

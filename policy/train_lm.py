@@ -1,0 +1,245 @@
+"""Next-token training of the policy on a token stream: one loop, three stages.
+
+The loop (AdamW, linear warm-up then cosine decay, gradient clipping, periodic held-out eval,
+atomic checkpoints, a rich progress bar) is shared by LM pre-training here and by the SFT cold
+start later, which feeds it ``Batch``es with a loss mask over assistant tokens.
+
+Stages follow DeepSeek-V3.2-Exp's continued pre-training (deepseek_v32.md §2.5):
+
+* ``"dense"``: dense attention; all parameters learn from the LM loss (+ MoE balance loss).
+* ``"indexer_warmup"``: dense attention; every parameter except the lightning indexers is
+  frozen; the loss is only the KL from the head-summed, L1-normalised main attention to the
+  indexer's distribution over all causal tokens. The report uses a high LR (1e-3) here.
+* ``"sparse"``: top-k attention; all parameters train on LM + balance + KL. Because the indexer
+  reads detached inputs and top-k indices carry no gradient, the KL trains only the indexer and
+  the LM loss trains only the rest, exactly the separation the report prescribes.
+
+MoE router biases are updated after every optimizer step from the step's expert loads (not in
+the warm-up, where the backbone is frozen). Every random draw (batch windows) comes from one
+seeded ``torch.Generator``.
+
+Run from the command line as ``toolgym train lm --out runs/lm``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from toolgym.errors import ConfigError
+from toolgym.policy.checkpoint import save_checkpoint
+from toolgym.policy.model import Transformer
+from toolgym.policy.tokenizer import Tokenizer
+
+Stage = Literal["dense", "indexer_warmup", "sparse"]
+
+
+class LMTrainConfig(BaseModel):
+    """One training run's settings (validated; unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage = "dense"
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(8, ge=1)
+    seq_len: int = Field(512, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine floor as a fraction of lr
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    eval_every: int = Field(100, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(0, ge=0)  # 0: only at the end (when an out dir is given)
+    bias_update_speed: float = Field(1e-3, ge=0)  # gamma of the router-bias rule
+    index_loss_weight: float = Field(1.0, ge=0)  # scales the KL (only the indexer sees it)
+    seed: int = 0
+
+
+@dataclass
+class Batch:
+    """Inputs and targets for one step.
+
+    Attributes:
+        tokens: [B, S + 1] ids; inputs are tokens[:, :-1], targets tokens[:, 1:].
+        loss_mask: optional [B, S] float weights on targets (SFT: 1 on assistant tokens).
+    """
+
+    tokens: Tensor
+    loss_mask: Tensor | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the final held-out numbers and the logged history."""
+
+    val_loss: float
+    val_index_loss: float | None
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def encode_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> Tensor:
+    """One long [N] stream of documents, each preceded by ``<|bos|>``."""
+    ids: list[int] = []
+    for doc_ids in tokenizer.encode_batch(docs):
+        ids.append(tokenizer.bos_id)
+        ids.extend(doc_ids)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_windows(stream: Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> Iterator[Batch]:
+    """Endless batches of random [seq_len + 1] windows of the stream."""
+    if len(stream) < seq_len + 2:
+        raise ConfigError(f"The token stream ({len(stream)} tokens) is shorter than one window ({seq_len + 1}).")
+    while True:
+        starts = torch.randint(0, len(stream) - seq_len - 1, (batch_size,), generator=generator)
+        yield Batch(torch.stack([stream[s : s + seq_len + 1] for s in starts.tolist()]))
+
+
+def fixed_windows(stream: Tensor, batch_size: int, seq_len: int, n_batches: int) -> list[Batch]:
+    """Evenly spaced windows covering the stream: the same held-out batches every eval."""
+    n = batch_size * n_batches
+    if len(stream) < seq_len + 2:
+        raise ConfigError(f"The held-out stream ({len(stream)} tokens) is shorter than one window ({seq_len + 1}).")
+    starts = torch.linspace(0, len(stream) - seq_len - 1, n).long().tolist()
+    rows = [stream[s : s + seq_len + 1] for s in starts]
+    return [Batch(torch.stack(rows[i : i + batch_size])) for i in range(0, n, batch_size)]
+
+
+def lm_loss(logits: Tensor, targets: Tensor, loss_mask: Tensor | None = None) -> Tensor:
+    """Mean next-token cross-entropy over targets (weighted by loss_mask when given)."""
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    if loss_mask is None:
+        return nll.mean()
+    w = loss_mask.flatten().to(nll.dtype)
+    return (nll * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _set_stage(model: Transformer, stage: Stage) -> list[torch.nn.Parameter]:
+    """Switch attention mode and trainable set for a stage; return the parameters to optimise."""
+    model.set_dense_attention(stage != "sparse")
+    indexer = {id(p) for p in model.indexer_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(stage != "indexer_warmup" or id(p) in indexer)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, batches: Sequence[Batch], index_loss: bool = False) -> tuple[float, float | None]:
+    """Mean held-out LM loss (and indexer KL when asked) over fixed batches."""
+    lm, kl = 0.0, 0.0
+    for batch in batches:
+        out = model(batch.tokens[:, :-1], index_loss=index_loss)
+        lm += lm_loss(out.logits, batch.tokens[:, 1:], batch.loss_mask).item()
+        kl += out.index_loss.item() if index_loss else 0.0
+    return lm / len(batches), (kl / len(batches) if index_loss else None)
+
+
+def train_lm(model: Transformer, train: Iterator[Batch], val: Sequence[Batch], config: LMTrainConfig, *,
+             tokenizer: Tokenizer | None = None, out_dir: Path | None = None, progress: bool = True,
+             meta: dict[str, Any] | None = None, log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train ``model`` in place for ``config.steps`` optimizer steps of the given stage.
+
+    Args:
+        model: the policy; its attention mode is set for the stage and left that way.
+        train: endless batches (``random_windows`` for LM, assistant-masked batches for SFT).
+        val: fixed held-out batches, evaluated every ``eval_every`` steps and at the end.
+        config: the run's settings.
+        tokenizer: saved with each checkpoint (required when ``out_dir`` is given).
+        out_dir: checkpoint directory (written atomically; the latest replaces the previous).
+        progress: show a rich progress bar.
+        meta: extra JSON-able facts stored in checkpoints (e.g. the corpus source).
+        log: called with each logged record (step, lr, losses).
+
+    Returns:
+        A ``TrainResult`` with the final held-out loss and the history.
+    """
+    if out_dir is not None and tokenizer is None:
+        raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
+    params = _set_stage(model, config.stage)
+    model.train()
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    warm = config.stage == "indexer_warmup"
+    want_kl = config.stage != "dense"
+    history: list[dict[str, float]] = []
+    t_start = time.perf_counter()
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def checkpoint(step: int, val_loss: float) -> None:
+        if out_dir is not None and tokenizer is not None:
+            save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), "stage": config.stage, "step": step,
+                                                        "val_loss": val_loss, "train_config": config.model_dump()})
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn(f"{config.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[info]}"), transient=True)
+        bar.start()
+        job = bar.add_task("train", total=config.steps, info="")
+    try:
+        val_loss, val_kl = float("nan"), None
+        for step in range(config.steps):
+            lr = lr_at(step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = next(train)
+            out = model(batch.tokens[:, :-1], index_loss=want_kl)
+            loss_lm = lm_loss(out.logits, batch.tokens[:, 1:], batch.loss_mask)
+            kl = out.index_loss if want_kl else None
+            if warm:
+                loss = kl
+            else:
+                loss = loss_lm + out.balance_loss + (config.index_loss_weight * kl if kl is not None else 0.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            if out.expert_load is not None and not warm and config.bias_update_speed > 0:
+                model.update_router_bias(out.expert_load, config.bias_update_speed)
+            record = {"step": step + 1, "lr": lr, "loss": loss_lm.item(), "grad_norm": gnorm.item()}
+            if kl is not None:
+                record["index_kl"] = kl.item()
+            last = step + 1 == config.steps
+            if (step + 1) % config.eval_every == 0 or last:
+                model.eval()
+                val_loss, val_kl = evaluate(model, val, index_loss=want_kl)
+                model.train()
+                record["val_loss"] = val_loss
+                if val_kl is not None:
+                    record["val_index_kl"] = val_kl
+            history.append(record)
+            if log is not None:
+                log(record)
+            if bar is not None:
+                info = f"loss {record['loss']:.3f}" + (f" kl {record['index_kl']:.3f}" if kl is not None else "")
+                bar.update(job, advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else ""))
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
+                checkpoint(step + 1, val_loss)
+        checkpoint(config.steps, val_loss)
+    finally:
+        if bar is not None:
+            bar.stop()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+    return TrainResult(val_loss, val_kl, config.steps, time.perf_counter() - t_start, history)
