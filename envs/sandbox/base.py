@@ -79,17 +79,17 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    wall_s: float = Field(10.0, gt=0, le=24 * 3600)
-    cpu_s: float | None = Field(None, gt=0)
-    memory_bytes: int = Field(1024 * MiB, ge=32 * MiB)
-    max_processes: int = Field(64, ge=4, le=4096)
-    max_open_files: int = Field(256, ge=16)
-    max_file_bytes: int = Field(64 * MiB, ge=0)
-    tmp_bytes: int = Field(64 * MiB, ge=MiB)
-    shm_bytes: int = Field(16 * MiB, ge=MiB)
-    workspace_bytes: int = Field(256 * MiB, ge=MiB)
-    output_bytes: int = Field(1 * MiB, ge=1024)
-    cpus: float = Field(1.0, gt=0, le=256)
+    wall_s: float = Field(default=10.0, gt=0, le=24 * 3600)
+    cpu_s: float | None = Field(default=None, gt=0)
+    memory_bytes: int = Field(default=1024 * MiB, ge=32 * MiB)
+    max_processes: int = Field(default=64, ge=4, le=4096)
+    max_open_files: int = Field(default=256, ge=16)
+    max_file_bytes: int = Field(default=64 * MiB, ge=0)
+    tmp_bytes: int = Field(default=64 * MiB, ge=MiB)
+    shm_bytes: int = Field(default=16 * MiB, ge=MiB)
+    workspace_bytes: int = Field(default=256 * MiB, ge=MiB)
+    output_bytes: int = Field(default=1 * MiB, ge=1024)
+    cpus: float = Field(default=1.0, gt=0, le=256)
 
     @model_validator(mode="after")
     def _cpu_covers_wall(self) -> Limits:

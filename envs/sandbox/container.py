@@ -38,12 +38,10 @@ no stateful Python kernel in this backend.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import marshal
 import secrets
 import socket
-import tarfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +51,7 @@ from pydantic import BaseModel, ConfigDict
 
 from toolgym.errors import ConfigError, SandboxError
 
+from .archive import build_tar, first_regular_file, regular_files
 from .base import (
     BASE_ENV,
     WORKSPACE,
@@ -466,33 +465,13 @@ class DockerSession(Session):
         """Write several workspace files in one archive."""
         self._ensure_container()
         uid, _, gid = self.backend.config.user.partition(":")
-        buf = io.BytesIO()
-        seen: set[str] = set()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for path, content in files.items():
-                rel = clean_relpath(path)
-                if rel == ".":
-                    raise ConfigError("Cannot write to the workspace root; give a file name.")
-                parts = rel.split("/")
-                for i in range(1, len(parts)):
-                    d = "/".join(parts[:i])
-                    if d not in seen:
-                        seen.add(d)
-                        info = tarfile.TarInfo(d)
-                        info.type, info.mode = tarfile.DIRTYPE, 0o755
-                        info.uid, info.gid = int(uid), int(gid or uid)
-                        tar.addfile(info)
-                blob = content.encode() if isinstance(content, str) else bytes(content)
-                info = tarfile.TarInfo(rel)
-                info.size, info.mode = len(blob), 0o644
-                info.uid, info.gid, info.mtime = int(uid), int(gid or uid), int(time.time())
-                tar.addfile(info, io.BytesIO(blob))
+        data = build_tar(files, int(uid), int(gid or uid))
         try:
-            self._container.put_archive(WORKSPACE, buf.getvalue())
+            self._container.put_archive(WORKSPACE, data)
         except self.backend._errors.DockerException as exc:
             raise SandboxError(f"Cannot write workspace files: {exc}.") from exc
 
-    def _archive(self, rel: str, max_bytes: int, regular: bool) -> tarfile.TarFile:
+    def _archive(self, rel: str, max_bytes: int, regular: bool) -> bytes:
         """The workspace path as a tar archive (checked against ``max_bytes`` first)."""
         self._ensure_container()
         target = WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}"
@@ -514,17 +493,15 @@ class DockerSession(Session):
             data += chunk
             if len(data) > max_bytes + (1 << 20):  # tar headers take a little room
                 raise SandboxError(f"Workspace path {rel!r} holds more than {max_bytes} bytes.")
-        return tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r")
+        return bytes(data)
 
     def get(self, path: str, max_bytes: int | None = None) -> bytes:
         """Read a workspace file through ``get_archive``; links are never followed."""
         rel = clean_relpath(path)
         limit = max_bytes or self.limits.workspace_bytes
-        with self._archive(rel, limit, regular=True) as tar:
-            for member in tar.getmembers():
-                f = tar.extractfile(member) if member.isreg() else None
-                if f is not None:
-                    return f.read(limit)
+        content = first_regular_file(self._archive(rel, limit, regular=True), limit)
+        if content is not None:
+            return content
         raise FileNotFoundError(f"Workspace path {rel!r} is not a regular file.")
 
     def listdir(self, path: str = ".") -> list[str]:
@@ -547,21 +524,7 @@ class DockerSession(Session):
     def snapshot(self, max_bytes: int | None = None) -> dict[str, bytes]:
         """Every regular workspace file, from one ``get_archive`` of the workspace."""
         limit = max_bytes or self.limits.workspace_bytes
-        tar = self._archive(".", limit, regular=False)
-        files: dict[str, bytes] = {}
-        total = 0
-        with tar:
-            for member in tar.getmembers():
-                if not member.isreg():
-                    continue
-                total += member.size
-                if total > limit:
-                    raise SandboxError(f"The workspace holds more than {limit} bytes.")
-                name = member.name.split("/", 1)[1] if "/" in member.name else member.name
-                f = tar.extractfile(member)
-                if f is not None:
-                    files[name] = f.read()
-        return files
+        return regular_files(self._archive(".", limit, regular=False), limit)
 
     def close(self) -> None:
         """Remove the container and the workspace volume. Idempotent."""

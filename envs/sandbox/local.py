@@ -94,8 +94,8 @@ class LocalConfig(BaseModel):
     bwrap: str | None = None
     python: str = "/usr/bin/python3"
     state_dir: Path | None = None
-    slots: int = Field(32, ge=1, le=4096)
-    base_uid: int | None = Field(None, ge=1000, le=2**31)
+    slots: int = Field(default=32, ge=1, le=4096)
+    base_uid: int | None = Field(default=None, ge=1000, le=2**31)
 
 
 def find_bwrap(explicit: str | None = None) -> Path:

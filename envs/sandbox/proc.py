@@ -150,9 +150,6 @@ class SandboxProcess:
         resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
         info_r, info_w = os.pipe2(os.O_CLOEXEC)
         argv = self._argv_for(info_w, req_r, resp_w)
-        kwargs: dict[str, object] = {}
-        if self._user is not None:
-            kwargs.update(user=self._user, group=self._group, extra_groups=[])
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - argv is built by this package
                 list(argv),
@@ -165,7 +162,10 @@ class SandboxProcess:
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 start_new_session=True,
                 close_fds=True,
-                **kwargs,  # type: ignore[arg-type]
+                # Fixes 1-2: never host uid 0; the slot's own uid (None: stay the caller).
+                user=self._user,
+                group=self._group,
+                extra_groups=[] if self._user is not None else None,
             )
         except OSError as exc:
             for fd in (req_r, req_w, resp_r, resp_w, info_r, info_w):
@@ -290,8 +290,8 @@ class SandboxProcess:
                     elif streams[fd].feed(chunk):
                         return Exchange("output_limit", None, out, err)
         finally:
-            for fd in list(sel.get_map()):
-                sel.unregister(fd)
+            for registered in list(sel.get_map()):
+                sel.unregister(registered)
 
     def _take_frame(self) -> bytes | None:
         buf = self._resp_buf
