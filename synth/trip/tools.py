@@ -51,6 +51,12 @@ def _page(items: list[str], page: int, size: int | None, key: str, extra: dict[s
     return {**extra, key: items[(page - 1) * size : page * size], "page": page, "pages": pages}
 
 
+def _by_city(world: TripWorld, kind: str, city: str, page: int) -> dict[str, Any]:
+    """One page of the names of a city's venues of one kind."""
+    names = [v["name"] for v in world.by_kind[kind][_city(world, city)]]
+    return _page(names, page, world.page_size, kind + "s", {"city": city})
+
+
 def _venue(world: TripWorld, name: str, kind: str) -> dict[str, Any]:
     hit = world.venue(name)
     if hit is None:
@@ -78,8 +84,7 @@ def get_hotels_by_city(world: TripWorld, city: str, page: Page = 1) -> dict[str,
         city: Exact city name.
         page: Page number (1-based) when the list is paginated.
     """
-    names = [h["name"] for h in world.by_kind["hotel"][_city(world, city)]]
-    return _page(names, page, world.page_size, "hotels", {"city": city})
+    return _by_city(world, "hotel", city, page)
 
 
 @tool("read")
@@ -90,8 +95,7 @@ def get_restaurants_by_city(world: TripWorld, city: str, page: Page = 1) -> dict
         city: Exact city name.
         page: Page number (1-based) when the list is paginated.
     """
-    names = [r["name"] for r in world.by_kind["restaurant"][_city(world, city)]]
-    return _page(names, page, world.page_size, "restaurants", {"city": city})
+    return _by_city(world, "restaurant", city, page)
 
 
 @tool("read")
@@ -102,8 +106,7 @@ def get_attractions_by_city(world: TripWorld, city: str, page: Page = 1) -> dict
         city: Exact city name.
         page: Page number (1-based) when the list is paginated.
     """
-    names = [a["name"] for a in world.by_kind["attraction"][_city(world, city)]]
-    return _page(names, page, world.page_size, "attractions", {"city": city})
+    return _by_city(world, "attraction", city, page)
 
 
 @tool("read")
