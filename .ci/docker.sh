@@ -48,7 +48,7 @@ start() {
             fi
         fi
         command -v docker >/dev/null 2>&1 || skip "no docker client on PATH"
-        mkdir -p "$ROOT/data" "$ROOT/exec"
+        mkdir -p "$ROOT/data" "$ROOT/exec" || skip "cannot create $ROOT"
         log "starting dockerd (log: $ROOT/dockerd.log)"
         # setsid: the engine must not die with this shell; `stop` ends it by its pid file.
         setsid dockerd \
@@ -79,7 +79,7 @@ start() {
 # the containerd shims): selected by this unique path, never by a process name.
 our_pids() {
     for d in /proc/[0-9]*; do
-        if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$ROOT/"; then
+        if { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -qF -- "$ROOT/"; then
             echo "${d#/proc/}"
         fi
     done
