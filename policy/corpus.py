@@ -4,8 +4,9 @@ Nothing is ever downloaded. The default corpus is the Python standard library's 
 files: present on every Python install, permissively licensed (PSF), deterministic for a given
 interpreter, and close in kind to what the policy reads and writes (code, JSON-ish literals,
 English docstrings). Files are taken in sorted path order and split into train and held-out by a
-hash of their relative path, so the split is stable, file-level (no held-out text leaks into
-training) and independent of how many bytes are asked for. Test suites, vendored site-packages
+hash of their content, so the split is stable, file-level, independent of how many bytes are
+asked for, and duplicated files (the stdlib has a few) always land on the same side, so no
+held-out text leaks into training. Test suites, vendored site-packages
 and generated files are skipped. Later, toolgym's own synthesized trajectories can be added with
 ``Corpus.from_texts`` (the trajectory text already carries the chat markup).
 
@@ -63,7 +64,7 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
 
     Args:
         max_bytes: stop adding files once this many UTF-8 bytes are collected (train + held-out).
-        val_fraction: share of files (by path hash) held out for evaluation.
+        val_fraction: share of files (by content hash) held out for evaluation.
 
     Returns:
         A ``Corpus`` whose ``source`` names the interpreter, so results can be traced to it.
@@ -80,7 +81,7 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
             continue
         if not text.strip():
             continue
-        (val if _in_val(path.relative_to(root).as_posix(), val_fraction) else train).append(text)
+        (val if _in_val(text, val_fraction) else train).append(text)
         total += len(text.encode("utf-8"))
         if total >= max_bytes:
             break

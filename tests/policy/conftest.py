@@ -1,0 +1,60 @@
+"""Tiny real models for the policy tests (float64 where paths are compared exactly)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolgym.policy.model import ModelConfig, Transformer
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    """3 layers (1 dense + 2 MoE), 4 heads, 8 experts, indexer 2x16, top-8."""
+    base = dict(vocab_size=300, dim=64, n_layers=3, n_dense_layers=1, inter_dim=128, n_heads=4,
+                q_lora_rank=32, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                n_routed_experts=8, n_shared_experts=1, n_activated_experts=2, moe_inter_dim=32,
+                index_n_heads=2, index_head_dim=16, index_topk=8)
+    base.update(overrides)
+    return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def tiny_model(seed: int = 0, double: bool = True, **overrides: object) -> Transformer:
+    model = Transformer(tiny_config(**overrides), seed=seed)
+    return (model.double() if double else model).eval()
+
+
+def random_tokens(b: int, s: int, seed: int = 0, vocab: int = 300) -> torch.Tensor:
+    return torch.randint(11, vocab, (b, s), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def tiny() -> Transformer:
+    return tiny_model()
+
+
+@pytest.fixture
+def make_model():
+    """Factory fixture (importlib mode cannot import helpers from conftest)."""
+    return tiny_model
+
+
+@pytest.fixture
+def make_config():
+    return tiny_config
+
+
+@pytest.fixture
+def tokens():
+    return random_tokens
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer():
+    """A 300-id byte-level BPE trained on a few standard-library files and some markup."""
+    from toolgym.envs import markup as mk
+    from toolgym.policy.corpus import stdlib_corpus
+    from toolgym.policy.tokenizer import Tokenizer
+
+    corpus = stdlib_corpus(max_bytes=300_000, val_fraction=0.5)
+    chat = f'{mk.USER}Plan a trip{mk.END}{mk.ASSISTANT}{mk.THINK_OPEN}hmm{mk.THINK_CLOSE}{mk.CALL_OPEN}{{"name": "f"}}'
+    return Tokenizer.train(corpus.train + [chat] * 20, vocab_size=300)
