@@ -73,7 +73,8 @@ def test_missing_and_unexpected_tensors_are_named(saved):
     cfg = json.loads((path / "config.json").read_text())
     cfg.pop("weights_sha256")
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"missing tensors \['head.weight'\].*unexpected tensors \['extra.weight'\]"):
+    names = r"missing tensors \['head.weight'\].*unexpected tensors \['extra.weight'\]"
+    with pytest.raises(CheckpointError, match=names):
         load_checkpoint(path)
 
 

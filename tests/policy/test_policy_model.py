@@ -109,7 +109,8 @@ def test_query_chunking_does_not_change_results(monkeypatch, tokens, make_model)
 
 def test_fused_attention_kernel_matches_reference():
     g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(2, 3, 7, 8, generator=g), torch.randn(2, 3, 9, 8, generator=g), torch.randn(2, 3, 9, 5, generator=g)
+    q, k = torch.randn(2, 3, 7, 8, generator=g), torch.randn(2, 3, 9, 8, generator=g)
+    v = torch.randn(2, 3, 9, 5, generator=g)
     mask = torch.rand(2, 1, 7, 9, generator=g) > 0.4
     mask[..., 0] = True
     for m in (mask, None):
@@ -189,7 +190,7 @@ def test_bias_update_moves_load_toward_uniform(make_model):
 
 
 def test_balance_loss_is_alpha_when_perfectly_uniform():
-    B, S, E, K = 2, 8, 4, 2
+    B, S, E = 2, 8, 4
     scores = torch.full((B, S, E), 0.5)
     indices = torch.tensor([[0, 1], [2, 3]]).repeat(B, S // 2, 1)
     torch.testing.assert_close(M.balance_loss(scores, indices, 0.1), torch.tensor(0.1))

@@ -35,7 +35,8 @@ def test_round_trip_is_exact(small_tokenizer, text):
 def test_piecewise_equals_whole_across_the_protocol(small_tokenizer):
     tok = small_tokenizer
     obs0 = f"{mk.SYSTEM}tools: get_x(city){mk.END}{mk.USER}  find  the  café {mk.END}{mk.ASSISTANT}"
-    act1 = f'{mk.THINK_OPEN} look up\n\n  first {mk.THINK_CLOSE}{mk.CALL_OPEN}{{"name": "get_x", "arguments": {{"city": "Zürich"}}}}{mk.CALL_CLOSE}'
+    call = '{"name": "get_x", "arguments": {"city": "Zürich"}}'
+    act1 = f"{mk.THINK_OPEN} look up\n\n  first {mk.THINK_CLOSE}{mk.CALL_OPEN}{call}{mk.CALL_CLOSE}"
     obs1 = f'{mk.END}{mk.TOOL}{{"name": "get_x", "content": [" a ", "b  "]}}{mk.END}{mk.ASSISTANT}'
     act2 = f"  no think, trailing spaces   {mk.END}"
     obs2 = f"{mk.TOOL}error: unknown tool\n{mk.END}{mk.ASSISTANT}"
