@@ -33,7 +33,10 @@ What is **not** isolated:
 * CPU has no share, only the CPU-seconds rlimit and the wall clock;
 * without root: no per-slot uid (RLIMIT_NPROC counts all of the caller's processes and is set
   to their current count plus the limit) and no workspace quota;
-* the host userland under ``/usr`` is readable (it is the sandbox's userland);
+* the host userland under ``/usr`` is readable (it is the sandbox's userland), and
+  ``/proc/1/cmdline`` (bwrap's own argv) shows the host paths of bwrap and of the workspace;
+* calls of one session share the sandbox's namespaces and ``/tmp`` (one after the other: the
+  previous call's processes are gone); sessions share nothing;
 * this process is made a child subreaper (sandbox.md §3, fix 5), so orphans of *any* of its
   children are reparented to it; the backend reaps only the bwrap processes it knows.
 """
