@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -451,3 +452,29 @@ class Backend(ABC):
         Raises:
             SandboxError: If the sandbox cannot be created here.
         """
+
+
+def sandbox_error(detail: str, started: float) -> ExecResult:
+    """The result of a call the sandbox itself failed to run (``started``: ``time.monotonic()``)."""
+    return ExecResult(
+        status=ExecStatus.SANDBOX_ERROR,
+        exit_code=None,
+        signal=None,
+        stdout=b"",
+        stderr=b"",
+        wall_ms=(time.monotonic() - started) * 1000.0,
+        state_lost=True,
+        detail=detail,
+    )
+
+
+def int_field(response: Mapping[str, object] | None, key: str) -> int | None:
+    """An int field of a helper's JSON response (bools are not ints), or None."""
+    value = response.get(key) if response else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def float_field(response: Mapping[str, object] | None, key: str) -> float | None:
+    """A numeric field of a helper's JSON response as float, or None."""
+    value = response.get(key) if response else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -63,6 +63,9 @@ from .base import (
     Session,
     classify,
     clean_relpath,
+    float_field,
+    int_field,
+    sandbox_error,
 )
 from .build_image import DEFAULT_IMAGE
 from .local import INSIDE_SOURCE
@@ -365,7 +368,7 @@ class DockerSession(Session):
             )["Id"]
         except (SandboxError, self.backend._errors.DockerException) as exc:
             self._drop_container()
-            return _error(f"docker exec failed: {exc}", started)
+            return sandbox_error(f"docker exec failed: {exc}", started)
         replaced_before = self._container
         wall = timeout if timeout is not None else limits.wall_s
         reason, out, err = self._stream(exec_id, started + wall)
@@ -394,14 +397,14 @@ class DockerSession(Session):
                 pass  # reported by the next call
         return ExecResult(
             status=status,
-            exit_code=_maybe_int((response or {}).get("exit_code")),
-            signal=_maybe_int((response or {}).get("signal")),
+            exit_code=int_field(response, "exit_code"),
+            signal=int_field(response, "signal"),
             stdout=bytes(out.data),
             stderr=data[: limits.output_bytes],
             stdout_truncated=out.truncated,
             stderr_truncated=user_err_total > limits.output_bytes,
             wall_ms=(time.monotonic() - started) * 1000.0,
-            cpu_ms=_maybe_float((response or {}).get("cpu_ms")),
+            cpu_ms=float_field(response, "cpu_ms"),
             state_lost=lost,
             detail=detail,
         )
@@ -551,24 +554,3 @@ def _shutdown(sock: Any) -> None:
         sock.close()
     except OSError:
         pass
-
-
-def _maybe_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _maybe_float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _error(detail: str, started: float) -> ExecResult:
-    return ExecResult(
-        status=ExecStatus.SANDBOX_ERROR,
-        exit_code=None,
-        signal=None,
-        stdout=b"",
-        stderr=b"",
-        wall_ms=(time.monotonic() - started) * 1000.0,
-        state_lost=True,
-        detail=detail,
-    )

@@ -30,8 +30,8 @@ import time
 
 from toolgym.errors import SandboxError
 
-from .base import BASE_ENV, WORKSPACE, ExecResult, ExecStatus, Limits, PythonKernel
-from .local import LocalSession, _error_result, _parse, _rlimits
+from .base import BASE_ENV, WORKSPACE, ExecResult, ExecStatus, Limits, PythonKernel, sandbox_error
+from .local import LocalSession, _parse, _rlimits
 from .proc import SandboxProcess, frame
 
 
@@ -73,7 +73,7 @@ class LocalKernel(PythonKernel):
                 self._drop()
                 self._proc = self._start()
         except SandboxError as exc:
-            return _error_result(str(exc), started)
+            return sandbox_error(str(exc), started)
         assert self._proc is not None
         limits = self.limits
         wall = timeout if timeout is not None else limits.wall_s

@@ -63,12 +63,14 @@ from .base import (
     Backend,
     Capabilities,
     ExecResult,
-    ExecStatus,
     Limits,
     PythonKernel,
     Session,
     classify,
     clean_relpath,
+    float_field,
+    int_field,
+    sandbox_error,
 )
 from .proc import SandboxProcess, become_subreaper, frame
 from .workspace import HostWorkspace, Slot, SlotPool, can_mount_tmpfs, state_dir, sweep_stale
@@ -378,7 +380,7 @@ class LocalSession(Session):
                 self._drop_host()
                 self._host = self.spawn("serve")
         except SandboxError as exc:
-            return _error_result(str(exc), started)
+            return sandbox_error(str(exc), started)
         rel = clean_relpath(cwd)
         header: dict[str, object] = {
             "argv": list(argv),
@@ -397,14 +399,14 @@ class LocalSession(Session):
             self._drop_host()
         return ExecResult(
             status=status,
-            exit_code=_int_or_none(response, "exit_code"),
-            signal=_int_or_none(response, "signal"),
+            exit_code=int_field(response, "exit_code"),
+            signal=int_field(response, "signal"),
             stdout=bytes(ex.stdout.data),
             stderr=bytes(ex.stderr.data),
             stdout_truncated=ex.stdout.truncated,
             stderr_truncated=ex.stderr.truncated,
             wall_ms=(time.monotonic() - started) * 1000.0,
-            cpu_ms=_float_or_none(response, "cpu_ms"),
+            cpu_ms=float_field(response, "cpu_ms"),
             state_lost=lost,
             detail=detail,
         )
@@ -471,29 +473,6 @@ def _parse(payload: bytes | None) -> dict[str, object] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _int_or_none(response: Mapping[str, object] | None, key: str) -> int | None:
-    value = response.get(key) if response else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float_or_none(response: Mapping[str, object] | None, key: str) -> float | None:
-    value = response.get(key) if response else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _error_result(detail: str, started: float) -> ExecResult:
-    return ExecResult(
-        status=ExecStatus.SANDBOX_ERROR,
-        exit_code=None,
-        signal=None,
-        stdout=b"",
-        stderr=b"",
-        wall_ms=(time.monotonic() - started) * 1000.0,
-        state_lost=True,
-        detail=detail,
-    )
 
 
 __all__ = ["LocalBackend", "LocalConfig", "LocalSession", "find_bwrap"]
