@@ -63,7 +63,8 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
     """Build the default corpus from the standard library's source files.
 
     Args:
-        max_bytes: stop adding files once this many UTF-8 bytes are collected (train + held-out).
+        max_bytes: stop adding files once this many UTF-8 bytes are collected (train + held-out)
+            and both sides have at least one file.
         val_fraction: share of files (by content hash) held out for evaluation.
 
     Returns:
@@ -83,7 +84,7 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
             continue
         (val if _in_val(text, val_fraction) else train).append(text)
         total += len(text.encode("utf-8"))
-        if total >= max_bytes:
+        if total >= max_bytes and train and val:  # small budgets still get a held-out file
             break
     if not train or not val:
         raise ConfigError(f"The standard library at {root} gave too little text for a corpus "

@@ -139,7 +139,8 @@ class ModelOutput:
         routing: [n_moe, B, S, K] expert indices per MoE layer (feed back as ``forced_routing``),
             or None when the model has no MoE layer.
         expert_load: [n_moe, E] tokens routed to each expert (input to the bias update).
-        balance_loss: scalar sequence-wise balance loss summed over MoE layers (0 without MoE).
+        balance_loss: scalar sequence-wise balance loss summed over MoE layers (0 without MoE, and
+            0 in eval mode, where nothing trains on it).
         index_loss: scalar indexer KL averaged over layers, or None when not requested.
     """
 
@@ -148,6 +149,26 @@ class ModelOutput:
     expert_load: Tensor | None
     balance_loss: Tensor
     index_loss: Tensor | None
+
+
+# ----------------------------------------------------------------------------------- norms
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight.
+
+    Written out because ``nn.RMSNorm`` costs about twice the ops per call, which shows in
+    single-token decode, where per-op overhead rather than arithmetic sets the pace.
+    """
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[..., dim] -> [..., dim]."""
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 # ----------------------------------------------------------------------------------- rope
@@ -265,7 +286,7 @@ def index_scores(q: Tensor, w: Tensor, k: Tensor) -> Tensor:
         [B, S, T] scores (no causal mask).
     """
     B, S, HI, d = q.shape
-    relu = (q.reshape(B, S * HI, d) @ k.transpose(1, 2)).relu().view(B, S, HI, -1)  # [B,S,HI,T]
+    relu = (q.reshape(B, S * HI, d) @ k.transpose(1, 2)).relu_().view(B, S, HI, -1)  # [B,S,HI,T]
     return (w[:, :, None, :] @ relu).squeeze(2)  # weighted sum over heads: [B,S,T]
 
 
@@ -375,10 +396,10 @@ class MLA(nn.Module):
         self.layer_id, self.config = layer_id, c
         self.qk_head_dim = c.qk_nope_head_dim + c.qk_rope_head_dim
         self.wq_a = nn.Linear(c.dim, c.q_lora_rank, bias=False)
-        self.q_norm = nn.RMSNorm(c.q_lora_rank, eps=c.norm_eps)
+        self.q_norm = RMSNorm(c.q_lora_rank, eps=c.norm_eps)
         self.wq_b = nn.Linear(c.q_lora_rank, c.n_heads * self.qk_head_dim, bias=False)
         self.wkv_a = nn.Linear(c.dim, c.kv_lora_rank + c.qk_rope_head_dim, bias=False)
-        self.kv_norm = nn.RMSNorm(c.kv_lora_rank, eps=c.norm_eps)
+        self.kv_norm = RMSNorm(c.kv_lora_rank, eps=c.norm_eps)
         self.wkv_b = nn.Linear(c.kv_lora_rank, c.n_heads * (c.qk_nope_head_dim + c.v_head_dim), bias=False)
         self.wo = nn.Linear(c.n_heads * c.v_head_dim, c.dim, bias=False)
         self.indexer = Indexer(c)
@@ -422,7 +443,7 @@ class MLA(nn.Module):
             T = int(positions.max()) + 1
             kv = cache.kv[self.layer_id]  # [B,cap,C+r]; sliced to the keys in use below
             ik = cache.ik[self.layer_id] if use_index else None
-            key_pos = torch.arange(T, device=x.device).expand(B, T)
+            key_pos = torch.arange(T, device=x.device)[None]  # [1,T] slot = position
         else:
             T, key_pos = S, positions
 
@@ -436,7 +457,7 @@ class MLA(nn.Module):
             q_lat = torch.cat([torch.einsum("bshd,hdc->bshc", q_nope, wkv_b[:, :dn]), q_pe], -1)  # [B,S,H,C+r]
 
         chunk = max(1, ATTN_CHUNK_ELEMENTS // (B * max(H, c.index_n_heads) * T))
-        outs, kl_sum = [], x.new_zeros(())
+        outs, kl_sum = [], 0.0
         for t0 in range(0, S, chunk):
             t1 = min(S, t0 + chunk)
             pos = positions[:, t0:t1]  # [B,c]
@@ -466,20 +487,23 @@ class MLA(nn.Module):
                     o = kernel.fused_attention(q_c, k_c, v_c, m4, self.softmax_scale)
                 o = o.transpose(1, 2)  # [B,c,H,dv]
             else:
+                q_c = q_lat[:, t0:t1] * self.softmax_scale  # scale the few queries, not the many scores
                 if impl == "gather":
                     kv_s = gather_tokens(kv, top_idx)  # [B,c,k,C+r] only the selected entries
-                    scores = q_lat[:, t0:t1] @ kv_s.transpose(-1, -2)  # [B,c,H,k]
-                    mask, lat_v = picked, kv_s[..., :C]
+                    scores = q_c @ kv_s.transpose(-1, -2)  # [B,c,H,k]
+                    mask = picked
                 else:  # all heads against the shared latent: one [c*H, C+r] x [C+r, Tc] product
-                    scores = (q_lat[:, t0:t1].flatten(1, 2) @ kv[:, :Tc].transpose(1, 2)).view(B, t1 - t0, H, Tc)
-                    lat_v = kv[:, None, :Tc, :C]  # [B,1,Tc,C]
-                scores = scores * self.softmax_scale
+                    scores = (q_c.flatten(1, 2) @ kv[:, :Tc].transpose(1, 2)).view(B, t1 - t0, H, Tc)
                 if mask is not None:
                     scores = scores.masked_fill(~mask[:, :, None], float("-inf"))
                 probs = scores.softmax(-1)  # [B,c,H,keys]
-                p_sum = probs.sum(2)
-                lat = probs @ lat_v  # [B,c,H,C] mixture of latents per head
+                if impl == "gather":
+                    lat = probs @ kv_s[..., :C]  # [B,c,H,C] mixture of the selected latents per head
+                else:
+                    lat = (probs.flatten(1, 2) @ kv[:, :Tc, :C]).view(B, t1 - t0, H, C)
                 o = torch.einsum("bshc,hdc->bshd", lat, wkv_b[:, dn:])  # W_UV last: [B,c,H,dv]
+                if index_loss:
+                    p_sum = probs.sum(2)
             outs.append(o)
             if index_loss:  # KL on all causal keys (dense warm-up) or on the selected set (sparse)
                 kl_logits = top_val if impl == "gather" else logits_i
@@ -609,9 +633,9 @@ class Block(nn.Module):
 
     def __init__(self, layer_id: int, c: ModelConfig) -> None:
         super().__init__()
-        self.attn_norm = nn.RMSNorm(c.dim, eps=c.norm_eps)
+        self.attn_norm = RMSNorm(c.dim, eps=c.norm_eps)
         self.attn = MLA(layer_id, c)
-        self.ffn_norm = nn.RMSNorm(c.dim, eps=c.norm_eps)
+        self.ffn_norm = RMSNorm(c.dim, eps=c.norm_eps)
         if layer_id < c.n_dense_layers:
             self.ffn: nn.Module = MLP(c.dim, c.inter_dim)
         elif c.dense_ffn:  # same active parameters as shared + activated routed experts
@@ -642,7 +666,7 @@ class Transformer(nn.Module):
         with torch.device("meta"):  # no global-RNG draws; reset_parameters fills everything
             self.embed = nn.Embedding(c.vocab_size, c.dim)
             self.layers = nn.ModuleList(Block(i, c) for i in range(c.n_layers))
-            self.norm = nn.RMSNorm(c.dim, eps=c.norm_eps)
+            self.norm = RMSNorm(c.dim, eps=c.norm_eps)
             self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.to_empty(device=device)
         self.reset_parameters(seed)
@@ -759,7 +783,8 @@ class Transformer(nn.Module):
                 indices, scores = route
                 routing.append(indices)
                 loads.append(torch.bincount(indices.flatten(), minlength=c.n_routed_experts))
-                bal = bal + balance_loss(scores, indices, c.balance_alpha)
+                if self.training:  # a training signal only; generation skips it
+                    bal = bal + balance_loss(scores, indices, c.balance_alpha)
         h = self.norm(h)
         if logits_at is not None:
             h = h[torch.arange(B, device=h.device), logits_at][:, None]  # [B,1,D]

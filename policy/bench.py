@@ -1,0 +1,276 @@
+"""``toolgym bench model``: DSA vs dense attention, MoE vs dense FFN, cache size, balance, quality.
+
+Every comparison builds two models from the same config and seed that differ only in one
+switch (``dense_attention`` or ``dense_ffn``) and measures them side by side in one process,
+interleaving their timed calls step by step and taking medians, because this CPU is shared and
+its speed drifts; ratios measured this way are meaningful even when absolute times are not.
+
+* **Attention** (random weights: speed does not depend on them): at each context L, prefill L
+  tokens once per model (dense: expanded MHA via the fused kernel; DSA: indexer + gather), then
+  fan the cache out to B rows (a GRPO group sampling from one prompt) and time decode steps.
+  Reported per decode step and per token (step / B).
+* **Cache bytes per token**: the MLA latent + rope key (+ indexer key for DSA) over all layers,
+  against the plain multi-head KV cache the same attention would need without MLA
+  (H x (qk_head_dim + v_head_dim) per layer).
+* **MoE vs dense FFN** with equal active parameters: forward and training-step tokens/s, total
+  and active parameter counts.
+* **Quality** (trained): one dense pre-training run on the standard-library corpus, then two
+  branches from the same weights over the same batches: dense continues; DSA does the indexer
+  warm-up and then sparse training (deepseek_v32.md §2.5). Both held-out losses are reported.
+  The DSA branch's MoE gives the expert load balance (max/mean) with its learned router biases
+  and with the biases zeroed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolgym.policy.model import KVCache, ModelConfig, Transformer
+
+Log = Callable[[str], None]
+
+
+class ModelBenchConfig(BaseModel):
+    """What ``toolgym bench model`` measures (validated; unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contexts: list[int] = Field(default_factory=lambda: [1024, 4096, 16384, 32768])
+    decode_batch_sizes: list[int] = Field(default_factory=lambda: [1, 8])
+    decode_steps: int = Field(12, ge=1)  # timed steps per (context, batch), after 2 untimed
+    ffn_batch: int = Field(8, ge=1)
+    ffn_seq_len: int = Field(512, ge=8)
+    ffn_reps: int = Field(5, ge=1)
+    quality: bool = True
+    corpus_bytes: int = Field(6_000_000, ge=100_000)
+    quality_batch_size: int = Field(8, ge=1)
+    quality_seq_len: int = Field(512, ge=16)
+    quality_topk: int = Field(64, ge=1)  # k << quality_seq_len so selection really drops tokens
+    pretrain_steps: int = Field(400, ge=1)  # shared dense phase
+    branch_steps: int = Field(150, ge=1)  # dense-continue vs DSA-sparse, same batches
+    warmup_steps: int = Field(60, ge=1)  # DSA indexer warm-up (indexer only)
+    eval_batches: int = Field(12, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class ModelBenchReport:
+    """Everything measured, as rows ready for tables or JSON."""
+
+    model: dict[str, Any]
+    attention: list[dict[str, float]] = field(default_factory=list)
+    cache: dict[str, float] = field(default_factory=dict)
+    ffn: list[dict[str, float]] = field(default_factory=list)
+    quality: dict[str, Any] = field(default_factory=dict)
+    balance: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    t = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t
+
+
+def bench_attention(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> list[dict[str, float]]:
+    """Prefill and decode timings of DSA vs dense attention at each context (see module doc)."""
+    models = {
+        "dense": Transformer(replace(model_config, dense_attention=True), seed=config.seed).eval(),
+        "dsa": Transformer(replace(model_config, dense_attention=False), seed=config.seed).eval(),
+    }
+    g = torch.Generator().manual_seed(config.seed)
+    rows = []
+    with torch.no_grad():
+        for L in config.contexts:
+            tokens = torch.randint(11, model_config.vocab_size, (1, L), generator=g)
+            caches, prefill = {}, {}
+            for name, m in models.items():
+                cache = m.new_cache(1, capacity=L + config.decode_steps + 4)
+                prefill[name] = _timed(m, tokens, cache=cache, logits_at=torch.tensor([L - 1]))
+                cache.lengths += L
+                caches[name] = cache
+                log(f"context {L}: {name} prefill {prefill[name]:.2f}s")
+            for B in config.decode_batch_sizes:
+                forks = {name: c.select_rows(torch.zeros(B, dtype=torch.long)) for name, c in caches.items()}
+                x = tokens[:, -1:].expand(B, 1)
+                times: dict[str, list[float]] = {name: [] for name in models}
+                for step in range(config.decode_steps + 2):
+                    order = list(models) if step % 2 == 0 else list(models)[::-1]  # alternate who goes first
+                    for name in order:
+                        dt = _timed(models[name], x, cache=forks[name])
+                        forks[name].lengths += 1
+                        if step >= 2:
+                            times[name].append(dt)
+                dense_ms, dsa_ms = (1e3 * statistics.median(times[n]) for n in ("dense", "dsa"))
+                rows.append({"context": L, "batch": B, "prefill_dense_s": prefill["dense"],
+                             "prefill_dsa_s": prefill["dsa"], "prefill_speedup": prefill["dense"] / prefill["dsa"],
+                             "decode_dense_ms_per_token": dense_ms / B, "decode_dsa_ms_per_token": dsa_ms / B,
+                             "decode_speedup": dense_ms / dsa_ms})
+                log(f"context {L} batch {B}: decode dense {dense_ms / B:.2f} ms/token, dsa {dsa_ms / B:.2f} "
+                    f"ms/token, x{dense_ms / dsa_ms:.2f}")
+    return rows
+
+
+def cache_sizes(model_config: ModelConfig) -> dict[str, float]:
+    """Bytes per token (fp32, all layers) of the DSA and dense caches vs a plain MHA KV cache."""
+    c = model_config
+    dsa_bytes = KVCache(replace(c, dense_attention=False), 1, capacity=1).bytes_per_token()
+    mla_bytes = KVCache(replace(c, dense_attention=True), 1, capacity=1).bytes_per_token()
+    mha_bytes = c.n_layers * c.n_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) * 4
+    return {"dsa_bytes_per_token": dsa_bytes, "mla_bytes_per_token": mla_bytes,
+            "mha_bytes_per_token": mha_bytes, "mha_over_dsa": mha_bytes / dsa_bytes,
+            "indexer_share": (dsa_bytes - mla_bytes) / dsa_bytes}
+
+
+def bench_ffn(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> list[dict[str, float]]:
+    """Tokens/s and parameter counts of MoE vs a dense FFN with the same active parameters."""
+    models = {
+        "moe": Transformer(replace(model_config, dense_ffn=False), seed=config.seed),
+        "dense_ffn": Transformer(replace(model_config, dense_ffn=True), seed=config.seed),
+    }
+    g = torch.Generator().manual_seed(config.seed)
+    x = torch.randint(11, model_config.vocab_size, (config.ffn_batch, config.ffn_seq_len), generator=g)
+    fwd: dict[str, list[float]] = {n: [] for n in models}
+    train: dict[str, list[float]] = {n: [] for n in models}
+
+    def step(m: Transformer) -> None:
+        m(x).logits.float().mean().backward()
+        m.zero_grad(set_to_none=True)
+
+    for rep in range(config.ffn_reps + 1):
+        for name in list(models) if rep % 2 == 0 else list(models)[::-1]:
+            with torch.no_grad():
+                t_f = _timed(models[name], x)
+            t_t = _timed(step, models[name])
+            if rep:
+                fwd[name].append(t_f)
+                train[name].append(t_t)
+    n_tok = x.numel()
+    rows = []
+    for name, m in models.items():
+        rows.append({"ffn": name, "total_params": m.num_params(), "active_params": m.num_params(active=True),
+                     "forward_tokens_per_s": n_tok / statistics.median(fwd[name]),
+                     "train_tokens_per_s": n_tok / statistics.median(train[name])})
+        log(f"{name}: {rows[-1]['forward_tokens_per_s']:.0f} tok/s forward, "
+            f"{rows[-1]['train_tokens_per_s']:.0f} tok/s train")
+    return rows
+
+
+def expert_balance(model: Transformer, batches: list[torch.Tensor]) -> list[dict[str, float]]:
+    """Max/mean expert load per MoE layer on held-out batches, with and without router biases."""
+    gates = [b.ffn.gate for b in model.layers if b.is_moe]
+    saved = [g.bias.clone() for g in gates]
+    loads = {}
+    with torch.no_grad():
+        for label in ("learned_bias", "zero_bias"):
+            if label == "zero_bias":
+                for g in gates:
+                    g.bias.zero_()
+            total = sum(model(b).expert_load.double() for b in batches)
+            loads[label] = total.max(-1).values / total.mean(-1)
+        for g, b in zip(gates, saved, strict=True):
+            g.bias.copy_(b)
+    return [{"layer": i, "max_over_mean_learned_bias": float(loads["learned_bias"][i]),
+             "max_over_mean_zero_bias": float(loads["zero_bias"][i])} for i in range(len(gates))]
+
+
+def quality_check(config: ModelBenchConfig, model_config: ModelConfig, log: Log,
+                  progress: bool = True) -> tuple[dict[str, Any], Transformer, list[torch.Tensor]]:
+    """Dense pre-training, then dense-continue vs DSA (warm-up + sparse) on the same batches.
+
+    Returns:
+        (numbers, the trained DSA model, the held-out token batches).
+    """
+    from toolgym.policy.corpus import stdlib_corpus
+    from toolgym.policy.tokenizer import Tokenizer
+    from toolgym.policy.train_lm import (
+        LMTrainConfig,
+        encode_documents,
+        evaluate,
+        fixed_windows,
+        random_windows,
+        train_lm,
+    )
+
+    t0 = time.perf_counter()
+    corpus = stdlib_corpus(config.corpus_bytes)
+    tokenizer = Tokenizer.train(corpus.train, model_config.vocab_size)
+    train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
+    B, S = config.quality_batch_size, config.quality_seq_len
+    val_batches = fixed_windows(val, B, S, config.eval_batches)
+    log(f"corpus: {corpus.source}; {len(train)} train / {len(val)} held-out tokens")
+
+    def batches(seed: int):  # noqa: ANN202 - a generator of Batch
+        return random_windows(train, B, S, torch.Generator().manual_seed(seed))
+
+    def run(model: Transformer, stage: str, steps: int, lr: float, seed: int, warmup: int):  # noqa: ANN202
+        cfg = LMTrainConfig(stage=stage, steps=steps, batch_size=B, seq_len=S, lr=lr, warmup_steps=warmup,
+                            eval_every=max(steps, 1), eval_batches=config.eval_batches, seed=seed)  # type: ignore[arg-type]
+        res = train_lm(model, batches(seed), val_batches, cfg, progress=progress)
+        log(f"{stage}: {steps} steps, held-out loss {res.val_loss:.4f} ({res.seconds:.0f}s)")
+        return res
+
+    mc = replace(model_config, index_topk=config.quality_topk, dense_attention=True)
+    base = Transformer(mc, seed=config.seed)
+    pre = run(base, "dense", config.pretrain_steps, 3e-3, config.seed + 1, 30)
+    dense = Transformer(mc, seed=config.seed)
+    dense.load_state_dict(base.state_dict())
+    dsa = Transformer(mc, seed=config.seed)
+    dsa.load_state_dict(base.state_dict())
+
+    branch_seed = config.seed + 2  # both branches see exactly the same batches
+    dense_res = run(dense, "dense", config.branch_steps, 1e-3, branch_seed, 10)
+    dsa.set_dense_attention(False)
+    sparse_untrained, _ = evaluate(dsa, val_batches)
+    warm = run(dsa, "indexer_warmup", config.warmup_steps, 1e-3, config.seed + 3, 5)
+    dsa.set_dense_attention(False)
+    sparse_after_warmup, _ = evaluate(dsa, val_batches)
+    dsa_res = run(dsa, "sparse", config.branch_steps, 1e-3, branch_seed, 10)
+    out = {
+        "corpus": corpus.source, "train_tokens": len(train), "heldout_tokens": len(val),
+        "batch_size": B, "seq_len": S, "index_topk": config.quality_topk,
+        "pretrain_steps": config.pretrain_steps, "branch_steps": config.branch_steps,
+        "warmup_steps": config.warmup_steps, "pretrain_val_loss": pre.val_loss,
+        "dense_val_loss": dense_res.val_loss, "dsa_val_loss": dsa_res.val_loss,
+        "dsa_relative_gap": dsa_res.val_loss / dense_res.val_loss - 1,
+        "sparse_val_loss_random_indexer": sparse_untrained, "sparse_val_loss_after_warmup": sparse_after_warmup,
+        "warmup_kl_first": warm.history[0].get("index_kl"), "warmup_kl_last": warm.history[-1].get("index_kl"),
+        "seconds": time.perf_counter() - t0,
+    }
+    return out, dsa, [b.tokens for b in val_batches]
+
+
+def run_model_bench(config: ModelBenchConfig | None = None, model_config: ModelConfig | None = None,
+                    log: Log | None = None, progress: bool = True) -> ModelBenchReport:
+    """Run every measurement of ``toolgym bench model`` and return the report.
+
+    Args:
+        config: what to measure (defaults: contexts 1k-32k, batches 1 and 8, quality check on).
+        model_config: the policy config to measure (default ``ModelConfig()``).
+        log: receives one line per finished measurement (progress for long runs).
+        progress: show training progress bars during the quality check.
+    """
+    config = config or ModelBenchConfig()
+    mc = model_config or ModelConfig()
+    log = log or (lambda _msg: None)
+    t0 = time.perf_counter()
+    ref = Transformer(mc, seed=config.seed)
+    report = ModelBenchReport(model={**mc.to_dict(), "total_params": ref.num_params(),
+                                     "active_params": ref.num_params(active=True),
+                                     "torch_threads": torch.get_num_threads()})
+    del ref
+    report.cache = cache_sizes(mc)
+    report.ffn = bench_ffn(config, mc, log)
+    report.attention = bench_attention(config, mc, log)
+    if config.quality:
+        report.quality, dsa, heldout = quality_check(config, mc, log, progress)
+        report.balance = expert_balance(dsa, heldout) if dsa.n_moe_layers else []
+    report.seconds = time.perf_counter() - t0
+    return report
