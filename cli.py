@@ -1,6 +1,7 @@
 """The ``toolgym`` command: one Typer app, each command a thin function over library code.
 
-Commands: ``families``, ``synth``, ``show``, ``play``, ``eval``, ``export`` and ``bench …``.
+Commands: ``families``, ``synth``, ``show``, ``play``, ``eval``, ``export``, ``bench …`` and
+``train lm``.
 Every error a user can cause (a bad argument, an unknown name, a corrupt dataset) is printed
 as one line starting with ``error:`` and exits with code 2; nothing prints a traceback for it.
 """
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks, each measured side by side with its baseline.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+train_app = typer.Typer(help="Train the in-repo policy.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 # Wide when piped (logs, CI, closing notes): rich would otherwise wrap tables at 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -387,6 +390,59 @@ def bench_sandbox(
         )
     console.print(table)
     console.print(targets_line(rows))
+
+
+@bench_app.command("model")
+@cli_errors
+def bench_model(
+    contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "1024,4096,16384,32768",
+    batches: Annotated[str, typer.Option(help="decode batch sizes (rows sharing one prompt)")] = "1,8",
+    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="train dense vs DSA, compare loss")] = True,
+    pretrain_steps: Annotated[int, typer.Option(help="shared dense pre-training steps")] = 400,
+    branch_steps: Annotated[int, typer.Option(help="steps of each branch (dense vs DSA)")] = 150,
+    threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report here")] = None,
+) -> None:
+    """DSA vs dense attention (prefill, decode, cache), MoE vs dense FFN, expert balance, quality."""
+    from dataclasses import asdict
+
+    from toolgym.policy.bench import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
+
+    config = ModelBenchConfig(contexts=parse_int_list(contexts), decode_batch_sizes=parse_int_list(batches),
+                              quality=quality, pretrain_steps=pretrain_steps, branch_steps=branch_steps,
+                              threads=threads)
+    report = run_model_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    for table in report_tables(report):
+        console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(asdict(report), indent=2))
+
+
+@train_app.command("lm")
+@cli_errors
+def train_lm(
+    out: Annotated[Path, typer.Option(help="checkpoint directory (replaced atomically)")] = Path("runs/lm"),
+    init: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    stage: Annotated[str, typer.Option(help="dense | indexer_warmup | sparse")] = "dense",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 300,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 8,
+    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 512,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-3,
+    eval_every: Annotated[int, typer.Option(help="steps between held-out evals")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 100,
+    corpus_bytes: Annotated[int, typer.Option(help="standard-library corpus size")] = 8_000_000,
+    vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
+    seed: Annotated[int, typer.Option(help="seed of weights and batches")] = 0,
+) -> None:
+    """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
+    from toolgym.policy.train_lm import LMTrainConfig, pretrain
+
+    config = LMTrainConfig(stage=stage, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,  # type: ignore[arg-type]
+                           eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
+    result = pretrain(out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size)
+    console.print(f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
+                  + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
+                  + f"; checkpoint at {out}")
 
 
 def main() -> None:

@@ -4,6 +4,9 @@ Every comparison builds two models from the same config and seed that differ onl
 switch (``dense_attention`` or ``dense_ffn``) and measures them side by side in one process,
 interleaving their timed calls step by step and taking medians, because this CPU is shared and
 its speed drifts; ratios measured this way are meaningful even when absolute times are not.
+The bench runs with one intra-op thread by default: on a 2-core machine shared with other jobs,
+a second OpenMP thread that cannot get a core stalls every parallel op (single-token decode
+steps slowed 10x or more in our runs), which punishes whichever model issues more small ops.
 
 * **Attention** (random weights: speed does not depend on them): at each context L, prefill L
   tokens once per model (dense: expanded MHA via the fused kernel; DSA: indexer + gather), then
@@ -32,6 +35,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolgym.errors import ConfigError
 from toolgym.policy.model import KVCache, ModelConfig, Transformer
 
 Log = Callable[[str], None]
@@ -57,6 +61,7 @@ class ModelBenchConfig(BaseModel):
     branch_steps: int = Field(150, ge=1)  # dense-continue vs DSA-sparse, same batches
     warmup_steps: int = Field(60, ge=1)  # DSA indexer warm-up (indexer only)
     eval_batches: int = Field(12, ge=1)
+    threads: int = Field(1, ge=1)  # intra-op threads for the whole bench (see module docstring)
     seed: int = 0
 
 
@@ -260,6 +265,15 @@ def run_model_bench(config: ModelBenchConfig | None = None, model_config: ModelC
     config = config or ModelBenchConfig()
     mc = model_config or ModelConfig()
     log = log or (lambda _msg: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _run(config, mc, log, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: ModelBenchConfig, mc: ModelConfig, log: Log, progress: bool) -> ModelBenchReport:
     t0 = time.perf_counter()
     ref = Transformer(mc, seed=config.seed)
     report = ModelBenchReport(model={**mc.to_dict(), "total_params": ref.num_params(),
@@ -274,3 +288,64 @@ def run_model_bench(config: ModelBenchConfig | None = None, model_config: ModelC
         report.balance = expert_balance(dsa, heldout) if dsa.n_moe_layers else []
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"1024,4096"`` -> [1024, 4096] (CLI helper).
+
+    Raises:
+        ConfigError: on anything but comma-separated positive integers.
+    """
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"expected comma-separated positive integers such as 1024,4096; got {text!r}")
+    return values
+
+
+def report_tables(report: ModelBenchReport) -> list[Any]:
+    """The report as rich tables, in the order the CLI prints them."""
+    from rich.table import Table
+
+    tables = []
+    t = Table("context", "batch", "prefill dense s", "prefill DSA s", "× prefill", "decode dense ms/tok",
+              "decode DSA ms/tok", "× decode", title="DSA vs dense attention (same weights, side by side)")
+    for r in report.attention:
+        t.add_row(f"{r['context']:,}", str(r["batch"]), f"{r['prefill_dense_s']:.2f}", f"{r['prefill_dsa_s']:.2f}",
+                  f"{r['prefill_speedup']:.2f}", f"{r['decode_dense_ms_per_token']:.2f}",
+                  f"{r['decode_dsa_ms_per_token']:.2f}", f"{r['decode_speedup']:.2f}")
+    tables.append(t)
+    c = report.cache
+    t = Table("cache", "bytes/token (fp32, all layers)", "vs DSA", title="KV cache per token")
+    t.add_row("DSA: latent + rope key + indexer key", f"{c['dsa_bytes_per_token']:.0f}", "1.00")
+    t.add_row("MLA only (dense attention)", f"{c['mla_bytes_per_token']:.0f}",
+              f"{c['mla_bytes_per_token'] / c['dsa_bytes_per_token']:.2f}")
+    t.add_row("plain multi-head KV, same heads", f"{c['mha_bytes_per_token']:.0f}", f"{c['mha_over_dsa']:.2f}")
+    tables.append(t)
+    t = Table("ffn", "total params", "active params", "forward tok/s", "train tok/s",
+              title="MoE vs dense FFN with the same active parameters")
+    for r in report.ffn:
+        t.add_row(r["ffn"], f"{r['total_params']:,}", f"{r['active_params']:,}", f"{r['forward_tokens_per_s']:.0f}",
+                  f"{r['train_tokens_per_s']:.0f}")
+    tables.append(t)
+    if report.quality:
+        q = report.quality
+        t = Table("run", "held-out loss", title=f"quality: {q['pretrain_steps']} dense steps, then "
+                  f"{q['branch_steps']} steps per branch (seq {q['seq_len']}, top-k {q['index_topk']})")
+        t.add_row("shared dense pre-training", f"{q['pretrain_val_loss']:.4f}")
+        t.add_row("  sparse, random indexer (no training)", f"{q['sparse_val_loss_random_indexer']:.4f}")
+        t.add_row(f"  sparse after {q['warmup_steps']} indexer warm-up steps",
+                  f"{q['sparse_val_loss_after_warmup']:.4f}")
+        t.add_row("dense branch", f"{q['dense_val_loss']:.4f}")
+        t.add_row("DSA branch (warm-up + sparse)", f"{q['dsa_val_loss']:.4f}")
+        t.add_row("DSA vs dense", f"{100 * q['dsa_relative_gap']:+.2f}%")
+        tables.append(t)
+    if report.balance:
+        t = Table("MoE layer", "max/mean load, learned bias", "max/mean load, bias zeroed",
+                  title="expert load balance on held-out text (DSA branch)")
+        for r in report.balance:
+            t.add_row(str(r["layer"]), f"{r['max_over_mean_learned_bias']:.2f}", f"{r['max_over_mean_zero_bias']:.2f}")
+        tables.append(t)
+    return tables
