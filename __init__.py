@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 #: The central list of env ids: id -> family id (families are listed in ``toolgym.synth``).
 ENV_IDS: dict[str, str] = {
     "toolgym/TripPlanning-v0": "trip",
+    "toolgym/CodeInterpreter-v0": "code",
 }
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 FAMILIES: dict[str, str | type[Family]] = {
     "trip": "toolgym.synth.trip.family:TripPlanning",
+    "code": "toolgym.synth.code.family:CodeInterpreter",
 }
 
 

@@ -1,0 +1,177 @@
+"""Code interpreter: DeepSeek-V3.2's third agent category, synthesized offline.
+
+A world is a theme's data files (an online shop, a weather-station network, a library, a
+bike-share scheme) generated from a seed; a task is a question over them (or a number-theory
+count) that needs real computation; the toolset is a stateful sandboxed Python plus file
+listing and paged reading. See ``themes.py`` (schemas), ``world.py`` (data and files),
+``queries.py`` (the generator's own answers), ``tasks.py`` (kinds, difficulty, soundness
+checks), ``prompts.py`` (wording), ``programs.py`` + ``reference.py`` (the tool-only
+reference) and ``tools.py`` (the toolset and the lazily opened sandbox).
+
+Verification is by **answer only**: no code runs to judge an episode, so nothing the policy's
+code writes in its workspace can reach the verdict (sandbox.md §5, verifier hygiene). Numbers
+are checked with the tolerance the prompt states, sets in any order, records field by field.
+
+Gate answers (each of the right type, so only the *value* can be wrong):
+
+* random: drawn from the data's own range or domain: a number between the measure's smallest
+  and largest value (or up to its grand total for sums), a count up to the number of rows, a
+  date of the covered period, names of the right table, a record combining both;
+* bluff: well-formed without looking at the files: invented names (the world's own name
+  generator, so they look right and exist nowhere), round-looking numbers, dates of 2024;
+* perturbed: the reference answer broken beyond the tolerance: a number shifted by more than
+  the tolerance, an integer off by one, the runner-up group or a wrong date, a set with one
+  name added or removed, a record with one field changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from toolgym.envs.tools import Tool
+from toolgym.synth.code import queries as qy
+from toolgym.synth.code import reference, tasks, tools
+from toolgym.synth.code.themes import person
+from toolgym.synth.code.world import CodeWorld, generate
+from toolgym.synth.family import Family, Program, TaskDraft, TaskSpec
+
+
+def _range(world: CodeWorld, q: dict[str, Any]) -> tuple[float, float]:
+    """The plausible range of a numeric answer, read off the data."""
+    if q.get("measure"):
+        values = [qy.measure(world, r, q["measure"]) for r in world.rows["F"]]
+        if q.get("stat", q.get("agg")) == "sum":
+            return 0.0, math.fsum(values)
+        return min(values), max(values)
+    return 0.0, float(len(world.rows["F"]))
+
+
+def _count_range(world: CodeWorld, q: dict[str, Any]) -> int:
+    """The largest plausible integer answer."""
+    if q["kind"] == "numbers":
+        return q["hi"] - q["lo"] + 1
+    if q["kind"] == "pairs":
+        return math.comb(len(world.rows["E"]), q["size"])
+    if q["kind"] == "simulate":
+        return len(world.rows["L"])
+    return len(world.rows["F"])
+
+
+def _domain(world: CodeWorld, q: dict[str, Any]) -> list[str]:
+    """The strings a string, name or record answer could plausibly be."""
+    if q["kind"] == "simulate":
+        if q["ask"] == "first_empty":
+            return sorted(r["ts"] for r in world.rows["L"])
+        return [r[world.name_of("E")] for r in world.rows["E"]]
+    group = q["group"]
+    if group["t"] == "F":  # dates of the covered period
+        start, end = (dt.date.fromisoformat(d) for d in world.data["period"])
+        return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    return sorted({str(r[group["col"]]) for r in world.rows[group["t"]]})
+
+
+def _shift(x: float) -> float:
+    """A shift comfortably beyond the tolerance (0.01)."""
+    return max(0.05, 0.02 * abs(x))
+
+
+class CodeInterpreter(Family):
+    """Data analysis and computation tasks solved with a sandboxed Python interpreter."""
+
+    id = "code"
+    env_name = "CodeInterpreter"
+    version = 0
+    summary = "data files + stateful sandboxed Python: conditional stats, joins, group-by, simulation, search"
+
+    def make_world(self, seed: int, difficulty: int) -> CodeWorld:
+        """Generate a world's data files."""
+        return CodeWorld(generate(seed, difficulty))
+
+    def load_world(self, data: dict[str, Any]) -> CodeWorld:
+        """Rebuild a world (and render its files) from its data."""
+        return CodeWorld(data)
+
+    def make_task(self, world: CodeWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
+        """Propose a sound task (see ``tasks.py``)."""
+        return tasks.make_task(world, difficulty, rng)
+
+    def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
+        """run_python, list_files, read_file and the task's typed submit."""
+        return tools.toolset(tool_config)
+
+    def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
+        """The tool-only reference: load the files, compute in the same kernel, submit."""
+        return reference.program(params)
+
+    def episode_context(self, world: CodeWorld, task: TaskSpec) -> tools.CodeContext:
+        """A fresh context per episode; its sandbox opens on the first run_python."""
+        return tools.CodeContext(world.files, float(task.tool_config.get("timeout_s", tools.DEFAULT_TIMEOUT_S)))
+
+    def close_context(self, context: tools.CodeContext) -> None:
+        """Kill the episode's kernel and remove its workspace."""
+        context.close()
+
+    def random_answer(self, world: CodeWorld, task: TaskSpec, rng: random.Random) -> Any:
+        """A plausible answer drawn from the data's range or domain."""
+        q, answer = task.params["query"], task.params["answer"]
+        if answer == "number":
+            return round(rng.uniform(*_range(world, q)), 2)
+        if answer == "integer":
+            return rng.randint(0, _count_range(world, q))
+        domain = _domain(world, q)
+        if answer == "string":
+            return rng.choice(domain)
+        if answer == "names":
+            return rng.sample(domain, rng.randint(1, max(1, len(domain) // 2)))
+        if task.tool_config["answer"] == "name_count":
+            return {"name": rng.choice(domain), "count": rng.randint(1, 12)}
+        lo, hi = _range(world, q) if q.get("agg") != "count" else (1.0, float(len(world.rows["F"])))
+        return {"name": rng.choice(domain), "value": round(rng.uniform(lo, hi), 2)}
+
+    def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
+        """A well-formed answer made up without reading a file."""
+        q, answer = task.params["query"], task.params["answer"]
+        if answer == "number":
+            return round(rng.uniform(1, 1000), 2)
+        if answer == "integer":
+            return rng.randint(1, 2000)
+        if answer == "string":
+            day = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randrange(366))
+            return (
+                f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00"
+                if q["kind"] == "simulate"
+                else day.isoformat()
+            )
+        if answer == "names":
+            return [person(rng) for _ in range(rng.randint(2, 5))]
+        if task.tool_config["answer"] == "name_count":
+            return {"name": person(rng), "count": rng.randint(1, 12)}
+        return {"name": person(rng), "value": round(rng.uniform(1, 1000), 2)}
+
+    def perturb(self, world: CodeWorld, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
+        """The reference answer broken beyond the tolerance in each way its type allows."""
+        q, kind = task.params["query"], task.params["answer"]
+        if kind == "number":
+            return [round(answer + _shift(answer), 2), round(answer - _shift(answer), 2)]
+        if kind == "integer":
+            return [answer + 1, answer - 1]
+        runner_up = task.meta.get("runner_up")
+        domain = _domain(world, q)
+        if kind == "string":
+            others = [d for d in domain if d != answer]
+            return [runner_up or rng.choice(others), rng.choice(others)]
+        if kind == "names":
+            missing = [d for d in domain if d not in answer]
+            return [[*answer, rng.choice(missing)], answer[1:], [*answer[:-1], rng.choice(missing)]]
+        other = runner_up or rng.choice([d for d in domain if d != answer["name"]])
+        field = "count" if "count" in answer else "value"
+        bump = 1 if field == "count" else _shift(answer[field])
+        return [
+            {**answer, "name": other},
+            {**answer, field: answer[field] + bump},
+            {**answer, field: answer[field] - bump},
+        ]

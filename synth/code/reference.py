@@ -1,0 +1,58 @@
+"""The code family's reference solution: a program that solves a task **only through the tools**.
+
+It sees the task's public parameters (the structured query and the file schema) and nothing of
+the data. Its trajectory is what a careful analyst does in a notebook: list the files, load the
+ones the task needs and look at their sizes and columns (one ``run_python`` call), then run the
+computation in the same kernel (a second call, reusing the first one's variables) and submit
+the JSON value the cell printed last. Number-theory tasks need no files: one cell.
+
+A cell that fails (an exception, a timeout) is a bug of the generator or of the sandbox, so it
+raises :class:`~toolgym.errors.ReferenceSolutionError`, which stops synthesis.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from toolgym.envs.rollout import Final, Program, Step
+from toolgym.errors import ReferenceSolutionError
+from toolgym.synth.code.programs import load_cell, solve_cell
+
+THOUGHTS = {
+    "stat": "Filter the rows with every condition (joining where needed), then take the statistic.",
+    "count": "Count the rows that meet every condition, joining the other files where a condition needs them.",
+    "argmax": "Aggregate the selected rows per group and rank the groups; I'll print the top three to check the "
+    "margin.",
+    "compare": "Aggregate the selected rows per group and keep the groups that pass the comparison.",
+    "simulate": "Sort the log by timestamp and replay it, rejecting removals larger than the current level.",
+    "pairs": "Enumerate the combinations and keep those that meet every rule.",
+    "numbers": "Brute force over the range is cheap: test every integer against every condition.",
+}
+
+
+def _checked(result: dict[str, Any], what: str) -> str:
+    content = result.get("content") or {}
+    if content.get("status") != "ok":
+        raise ReferenceSolutionError(f"reference {what} cell failed: {json.dumps(content)[:800]}")
+    return str(content.get("stdout", ""))
+
+
+def program(params: dict[str, Any]) -> Program:
+    """Solve a code task through ``list_files`` and ``run_python``; returns the answer it submits."""
+    q, schema = params["query"], params["schema"]
+    if schema:
+        yield Step([("list_files", {})], "First, which files are in the workspace?")
+        names = ", ".join(s["file"] for s in schema.values())
+        (loaded,) = yield Step(
+            [("run_python", {"code": load_cell(schema)})],
+            f"The task needs {names}. Loading them and checking their sizes and columns before computing.",
+        )
+        _checked(loaded, "load")
+    (solved,) = yield Step([("run_python", {"code": solve_cell(params)})], THOUGHTS[q["kind"]])
+    stdout = _checked(solved, "solve").strip()
+    try:
+        answer = json.loads(stdout.splitlines()[-1])
+    except (IndexError, ValueError) as exc:
+        raise ReferenceSolutionError(f"reference printed no JSON answer: {stdout[-300:]!r}") from exc
+    return Final(answer, f"The computation printed {json.dumps(answer)[:200]}; submitting it.")

@@ -1,0 +1,116 @@
+"""Code-interpreter tasks: seven kinds, a difficulty ladder, and checks that every task is sound.
+
+Kinds (the answer type in brackets):
+
+* ``stat`` — a statistic of a measure over rows meeting conditions [number, 2 decimals];
+* ``count`` — rows meeting several conditions, negations included [integer];
+* ``argmax`` — group, aggregate, pick the best group [record ``{name, value}``], or the busiest
+  date [string];
+* ``compare`` — per-group comparison: groups above the overall mean, or higher in one period
+  than in another [set of names];
+* ``simulate`` — replay the event log in time order with rejections [integer, set, string
+  timestamp, or record ``{name, count}``];
+* ``pairs`` — a small combinatorial search over entities [integer];
+* ``numbers`` — integers in a range meeting number-theory predicates [integer].
+
+Difficulty raises the task step by step: more files (the actor table from 2, the event log
+from 3), more conditions (1 → 4), joins (from 2), derived measures and period comparisons
+(from 4), a log cut-off and triples (5), larger data (120 → 1,600 fact rows) and, from 3 on, no
+file list or join hint in the prompt.
+
+Soundness, checked on every draw (a failed check redraws): each condition changes the answer
+(no decorative constraints); a best group beats the runner-up by a clear margin and no group
+sits within 0.005 of a comparison threshold, so float summation order cannot flip an answer;
+sets have at least two members and leave at least two out; counts, sums and levels are never 0
+(the null agent's answer). Expected answers are computed by :mod:`.queries` on typed rows.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from toolgym.synth.code import aggregate as ag
+from toolgym.synth.code import compute as cp
+from toolgym.synth.code import prompts as pr
+from toolgym.synth.code import queries as qy
+from toolgym.synth.code.world import CodeWorld
+from toolgym.synth.family import TaskDraft
+
+#: Per difficulty: kind weights and the (min, max) number of conditions.
+LEVELS: dict[int, tuple[dict[str, int], tuple[int, int]]] = {
+    1: ({"stat": 3, "count": 2, "argmax": 2, "numbers": 1}, (1, 1)),
+    2: ({"stat": 3, "count": 2, "argmax": 2, "pairs": 1, "numbers": 1}, (1, 2)),
+    3: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2}, (2, 2)),
+    4: ({"stat": 2, "count": 1, "argmax": 1, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (2, 3)),
+    5: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (3, 4)),
+}
+TRIES = 6
+
+BUILDERS = {
+    "stat": ag.build_stat,
+    "count": ag.build_count,
+    "argmax": ag.build_argmax,
+    "compare": ag.build_compare,
+    "simulate": cp.build_simulate,
+    "pairs": cp.build_pairs,
+    "numbers": cp.build_numbers,
+}
+
+
+def verifier_spec(answer: str, expected: Any) -> dict[str, Any]:
+    """The verifier of an answer type (answers are checked by value only)."""
+    if answer == "number":
+        return {"kind": "numeric", "expected": expected, "abs_tol": ag.TOL, "rel_tol": 0.0}
+    if answer == "integer":
+        return {"kind": "numeric", "expected": expected, "abs_tol": 0.0, "rel_tol": 0.0}
+    if answer == "string":
+        return {"kind": "exact", "expected": expected}
+    if answer == "names":
+        return {"kind": "set", "expected": expected}
+    return {"kind": "json", "expected": expected, "abs_tol": ag.TOL, "rel_tol": 0.0}
+
+
+def schema(world: CodeWorld, roles: list[str]) -> dict[str, dict[str, Any]]:
+    """What a reference program needs to know of the files a task reads (all of it in the headers)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in roles:
+        t = world.roles[r]
+        info: dict[str, Any] = {"file": world.file_of[r], "table": t.name, "key": t.key}
+        if r in ("E", "A"):
+            info["name"] = world.name_of(r)
+        if r == "E":
+            info["level"] = t.by_kind("level")[0].name
+        if r == "F":
+            info["fk"] = {ref: qy.fk_col(world, ref) for ref in ("E", "A") if ref in world.roles}
+        if r == "L":
+            info["fk"] = {"E": qy.fk_col(world, "E", "L")}
+            info["add"], info["remove"] = t.by_kind("event")[0].values
+            info["qty"], info["key"] = t.by_kind("int")[0].name, "ts"
+        out[r] = info
+    return out
+
+
+def make_task(world: CodeWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
+    """Propose one task over ``world``; None if no kind yields a sound task in a few draws."""
+    weights, (lo, hi) = LEVELS[difficulty]
+    kinds = sorted(weights)
+    first = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+    # The drawn kind gets a few tries before others do, so the kind mix follows the weights
+    # rather than favouring the kinds whose soundness checks pass most often.
+    order = [first] * TRIES + [k for k in rng.sample(kinds, len(kinds)) if k != first]
+    for kind in order:
+        b = BUILDERS[kind](world, rng, difficulty, rng.randint(lo, hi))
+        if b is None:
+            continue
+        head = pr.intro(world, b["roles"], difficulty, rng) if b["roles"] else "Use the Python tool to compute this."
+        prompt = f"{head}\n{b['text']}\n{pr.answer_format(b['answer'], b.get('fields', ''))}"
+        files = {world.file_of[r]: len(world.files[world.file_of[r]].splitlines()) for r in b["roles"]}
+        return TaskDraft(
+            prompt=prompt,
+            params={"query": b["q"], "answer": b["answer"], "schema": schema(world, b["roles"])},
+            verifier=verifier_spec(b["answer"], b["expected"]),
+            tool_config={"answer": b.get("record", b["answer"])},
+            meta={"kind": kind, "theme": world.theme.id, "runner_up": b.get("runner_up"), "file_lines": files},
+        )
+    return None

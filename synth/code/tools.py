@@ -1,0 +1,280 @@
+"""The code-interpreter toolset: a stateful sandboxed Python, file listing and paged reading, submit.
+
+**The sandbox opens lazily.** An episode's :class:`CodeContext` holds the world's rendered files
+and nothing else until the first ``run_python`` call, which opens one local sandbox session
+(bubblewrap; see :mod:`toolgym.envs.sandbox`) with those files in its workspace and starts one
+warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
+cost nothing, and every episode that does gets its own sandbox: episodes never share variables
+or files. The env calls :meth:`CodeContext.close` at episode end, reset and close; it kills the
+kernel and removes the workspace.
+
+**Errors are results, not tool errors.** An exception in the policy's code, a timeout, an
+output flood or a memory error is what the code *did*, so ``run_python`` returns it as a normal
+result: ``status`` (``ok``, ``error``, ``timeout``, ``output_limit``, ``oom``, ``killed``,
+``sandbox_error``), ``stdout``, ``stderr`` (the traceback) and a ``note`` when the interpreter
+was restarted and its variables lost. :class:`~toolgym.envs.tools.ToolError` is kept for calls
+the tool cannot serve at all (empty code, a missing file, a page that does not exist, no
+sandbox on this machine), so an error observation always means "fix your call".
+
+**Files.** Before the sandbox opens, ``list_files``/``read_file`` serve the world's files; once
+it is open they read the workspace itself, so files the policy's code wrote are visible too.
+
+**Pickling** (vector envs, checkpoints): a context pickles without its sandbox. A copy made
+before the first ``run_python`` is exactly equivalent; a copy made after it starts with no
+sandbox, and its next ``run_python`` opens a fresh one from the original files: variables and
+files written by earlier cells are not carried over (the original keeps its own session).
+
+``run_python`` is marked ``read``: it never changes the world the verifier sees. The workspace is
+the episode's scratch copy, and code tasks are verified by their answer only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolgym.envs.sandbox import Backend, Limits, PythonKernel, Session, get_backend
+from toolgym.envs.sandbox.base import clean_relpath
+from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
+from toolgym.errors import ConfigError, SandboxError
+
+PAGE_LINES = 50
+MAX_LINE_CHARS = 1000
+OUTPUT_CHARS = 4000  # per stream: the head and the tail are kept, the middle is cut
+DEFAULT_TIMEOUT_S = 10.0
+Page = Annotated[int, Field(ge=1)]
+_BACKENDS: dict[int, Backend] = {}  # one backend per process (it owns slot locks and a subreaper)
+
+
+def backend() -> Backend:
+    """This process's local sandbox backend (a forked child builds its own)."""
+    pid = os.getpid()
+    if pid not in _BACKENDS:
+        _BACKENDS.clear()
+        _BACKENDS[pid] = get_backend("local")
+    return _BACKENDS[pid]
+
+
+class CodeContext:
+    """One episode's state: the workspace files, and the sandbox once code has run."""
+
+    def __init__(self, files: dict[str, str], timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.files = files
+        self.timeout_s = timeout_s
+        self.session: Session | None = None
+        self.kernel: PythonKernel | None = None
+
+    def python(self) -> PythonKernel:
+        """The episode's kernel, opening the sandbox on first use."""
+        if self.kernel is None:
+            try:
+                self.session = backend().open(self.files, limits=Limits(wall_s=self.timeout_s))
+                self.kernel = self.session.python()
+            except SandboxError as exc:
+                self.close()
+                raise ToolError(f"the Python sandbox is unavailable here: {exc}") from exc
+        return self.kernel
+
+    def text(self, path: str) -> str:
+        """A workspace file's text (the sandbox's copy once it is open)."""
+        try:
+            rel = clean_relpath(path.strip())
+        except ConfigError as exc:
+            raise ToolError(str(exc)) from None
+        if self.session is None:
+            if rel not in self.files:
+                raise ToolError(f"no file named {path!r}; the files are {', '.join(sorted(self.files))}")
+            return self.files[rel]
+        try:
+            return self.session.get(rel, max_bytes=16 << 20).decode("utf-8", "replace")
+        except FileNotFoundError:
+            raise ToolError(f"no file named {path!r}; call list_files to see the workspace") from None
+        except SandboxError as exc:
+            raise ToolError(str(exc)) from None
+
+    def names(self) -> list[str]:
+        """The top-level workspace entries (directories end with ``/``)."""
+        return self.session.listdir(".") if self.session is not None else sorted(self.files)
+
+    def close(self) -> None:
+        """Stop the kernel and remove the sandbox (idempotent)."""
+        session, self.session, self.kernel = self.session, None, None
+        if session is not None:
+            session.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None}
+
+
+def _clip(text: str) -> str:
+    if len(text) <= OUTPUT_CHARS:
+        return text
+    head, tail = text[: OUTPUT_CHARS * 5 // 8], text[-(OUTPUT_CHARS * 3 // 8) :]
+    return f"{head}\n… [{len(text) - len(head) - len(tail)} characters cut] …\n{tail}"
+
+
+@tool("read")
+def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
+    """Run Python 3 code in a stateful sandboxed interpreter, like a Jupyter cell.
+
+    The working directory holds the data files. Variables, imports and functions persist
+    between calls, and the value of a last bare expression is printed. Only the standard library
+    is installed (no pandas or numpy) and there is no network. A call has a time limit (10 s
+    unless the task says otherwise); passing it or printing a flood of output restarts the
+    interpreter and loses its variables (files stay). Output past 4000 characters is cut in the
+    middle. Exceptions come back with status "error" and the traceback in stderr.
+
+    Args:
+        code: The Python source to run.
+    """
+    if not code.strip():
+        raise ToolError("code is empty; pass the Python source to run")
+    result = ctx.python().run(code, timeout=ctx.timeout_s)
+    status = result.status.value
+    if status == "ok" and result.exit_code not in (0, None):
+        status = "error"
+    out: dict[str, Any] = {"status": status, "stdout": _clip(result.text)}
+    if result.stderr:
+        out["stderr"] = _clip(result.stderr.decode("utf-8", "replace"))
+    if result.state_lost:
+        out["note"] = f"{result.detail}; the interpreter restarted and its variables are gone (files remain)"
+    elif result.detail:
+        out["note"] = result.detail
+    return out
+
+
+@tool("read")
+def list_files(ctx: CodeContext) -> dict[str, Any]:
+    """List the files in the workspace with their sizes in lines and bytes."""
+    entries = []
+    for name in ctx.names():
+        if name.endswith("/"):
+            entries.append({"name": name})
+            continue
+        try:
+            text = ctx.text(name)
+        except ToolError:
+            entries.append({"name": name})
+            continue
+        entries.append({"name": name, "lines": len(text.splitlines()), "bytes": len(text.encode())})
+    return {"files": entries}
+
+
+@tool("read")
+def read_file(ctx: CodeContext, path: str, page: Page = 1) -> dict[str, Any]:
+    """Read a workspace file, 50 lines per page.
+
+    Args:
+        path: File name, e.g. "orders.csv".
+        page: Page number, from 1.
+    """
+    lines = ctx.text(path).splitlines()
+    pages = max(1, -(-len(lines) // PAGE_LINES))
+    if page > pages:
+        raise ToolError(f"page {page} does not exist; {path} has {pages} page(s) of {PAGE_LINES} lines")
+    first = (page - 1) * PAGE_LINES
+    chunk = [
+        ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " …" for ln in lines[first : first + PAGE_LINES]
+    ]
+    return {
+        "path": path,
+        "page": page,
+        "pages": pages,
+        "lines": f"{first + 1}-{first + len(chunk)} of {len(lines)}",
+        "text": "\n".join(chunk),
+    }
+
+
+class GroupValue(BaseModel):
+    """A group and its aggregate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the group, spelled exactly as in the files")
+    value: float = Field(description="its aggregate, rounded to 2 decimals")
+
+
+class NameCount(BaseModel):
+    """A name and a count."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the name, spelled exactly as in the files")
+    count: int = Field(description="the count")
+
+
+def submit_number(ctx: CodeContext, answer: float) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The number, rounded as the task says.
+    """
+    return "submitted"
+
+
+def submit_integer(ctx: CodeContext, answer: int) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The exact integer.
+    """
+    return "submitted"
+
+
+def submit_string(ctx: CodeContext, answer: str) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The value, exactly as written in the files.
+    """
+    return "submitted"
+
+
+def submit_names(ctx: CodeContext, answer: list[str]) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: Every name that qualifies, in any order, each once.
+    """
+    return "submitted"
+
+
+def submit_group_value(ctx: CodeContext, answer: GroupValue) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The group and its aggregate.
+    """
+    return "submitted"
+
+
+def submit_name_count(ctx: CodeContext, answer: NameCount) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The name and its count.
+    """
+    return "submitted"
+
+
+#: One ``submit`` per answer type, so the schema says exactly what to submit.
+SUBMITS: dict[str, Tool] = {
+    kind: make_tool(fn, "read", name="submit")
+    for kind, fn in {
+        "number": submit_number,
+        "integer": submit_integer,
+        "string": submit_string,
+        "names": submit_names,
+        "group_value": submit_group_value,
+        "name_count": submit_name_count,
+    }.items()
+}
+
+
+def toolset(tool_config: dict[str, Any]) -> list[Tool]:
+    """The tools of a task: the interpreter, the two file tools, and the typed submit."""
+    if tool_config.get("answer") not in SUBMITS:
+        raise ConfigError(f"unknown answer type {tool_config.get('answer')!r}; known: {', '.join(SUBMITS)}")
+    return [as_tool(run_python), as_tool(list_files), as_tool(read_file), SUBMITS[tool_config["answer"]]]
