@@ -180,8 +180,12 @@ def evaluate_candidate(family: Family, task: TaskSpec, world: Any, rng: random.R
     return Outcome(0, "shipped", "", task, traj)
 
 
-def synthesize_world(config: SynthConfig, w: int, skip: int = 0) -> WorldResult:
-    """Generate world ``w`` and evaluate its candidates ``skip…tasks_per_world-1``."""
+def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:
+    """Generate world ``w`` and evaluate its candidates ``skip…tasks_per_world-1``.
+
+    With ``first_only`` it stops at the first candidate that ships (on-the-fly synthesis needs
+    one task; candidates are independent, so the one it returns is the same either way).
+    """
     family = get_family(config.family)
     difficulty, split = world_difficulty(config, w), world_split(config, w)
     seed = world_seed(config, w)
@@ -207,13 +211,15 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0) -> WorldResult:
         out = evaluate_candidate(family, task, world, rng, config)
         out.task_index = k
         result.outcomes.append(out)
+        if first_only and out.task is not None:
+            break
     return result
 
 
 def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
     """One shippable task for an env without a dataset (``toolgym/<Family>-v0`` with no kwargs)."""
     config = SynthConfig(family=family.id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
-    res = synthesize_world(config, 0)
+    res = synthesize_world(config, 0, first_only=True)
     for out in res.outcomes:
         if out.task is not None:
             task = out.task.model_copy(update={"task_id": f"{family.id}-fly-s{seed}-d{difficulty}"})
