@@ -55,8 +55,8 @@ class ModelBenchConfig(BaseModel):
     quality: bool = True
     corpus_bytes: int = Field(6_000_000, ge=100_000)
     quality_batch_size: int = Field(8, ge=1)
-    quality_seq_len: int = Field(512, ge=16)
-    quality_topk: int = Field(64, ge=1)  # k << quality_seq_len so selection really drops tokens
+    quality_seq_len: int = Field(256, ge=16)
+    quality_topk: int = Field(32, ge=1)  # k << quality_seq_len so selection really drops tokens
     pretrain_steps: int = Field(400, ge=1)  # shared dense phase
     branch_steps: int = Field(150, ge=1)  # dense-continue vs DSA-sparse, same batches
     warmup_steps: int = Field(60, ge=1)  # DSA indexer warm-up (indexer only)

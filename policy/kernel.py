@@ -1,10 +1,10 @@
 """Fast paths behind plain functions; each has a reference in ``model.py`` and an equivalence test.
 
 * ``fused_attention`` is PyTorch's ``scaled_dot_product_attention`` (a fused flash-style kernel
-  on CPU as well), used for the expanded-MHA attention whenever the probabilities themselves are
-  not needed (i.e. everywhere except when computing the indexer's KL target). Its reference is
-  ``model.attention``. It saves the [B, H, S, T] score tensor and its copies in training and
-  dense prefill, and stays within float rounding of the reference.
+  on CPU as well; with an arbitrary mask it falls back to PyTorch's own math path), used for the
+  expanded-MHA attention in training and prefill. Its reference is ``model.attention``. When the
+  indexer's KL needs the probabilities, the model recomputes them outside autograd, so the
+  backward pass never stores a [B, H, S, T] tensor for them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,6 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale:
         scale: the softmax scale.
 
     Returns:
-        [B, H, S, dv], equal to ``model.attention(q, k, v, mask, scale)[0]`` up to rounding.
+        [B, H, S, dv], equal to ``model.attention(q, k, v, mask, scale)`` up to rounding.
     """
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)

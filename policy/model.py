@@ -290,26 +290,27 @@ def index_scores(q: Tensor, w: Tensor, k: Tensor) -> Tensor:
     return (w[:, :, None, :] @ relu).squeeze(2)  # weighted sum over heads: [B,S,T]
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
-    """Reference softmax attention, returning the probabilities too (the indexer's teacher).
-
-    ``kernel.fused_attention`` computes the same output without materialising the probabilities.
+def attention_probs(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """softmax(q k^T * scale) over allowed keys: [B, H, S, T] (the indexer's teacher, head by head).
 
     Args:
         q: [B, H, S, d] queries.
         k: [B, H, T, d] keys.
-        v: [B, H, T, dv] values.
         mask: bool, broadcastable to [B, H, S, T], True where a key may be attended; or None.
         scale: the softmax scale.
-
-    Returns:
-        (output [B, H, S, dv], probabilities [B, H, S, T]).
     """
     scores = (q @ k.transpose(-1, -2)) * scale
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = scores.softmax(-1)
-    return probs @ v, probs
+    return scores.softmax(-1)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """Reference softmax attention [B, H, S, dv] for values v [B, H, T, dv].
+
+    The math behind ``kernel.fused_attention``, which the model runs and which is tested equal.
+    """
+    return attention_probs(q, k, mask, scale) @ v
 
 
 def index_kl(p: Tensor, logits: Tensor, mask: Tensor) -> Tensor:
@@ -480,12 +481,10 @@ class MLA(nn.Module):
             if impl == "mha":
                 m4 = None if mask is None else mask[:, None]  # [B,1,c,Tc]
                 q_c, k_c, v_c = qh[:, :, t0:t1], kh[:, :, :Tc], vh[:, :, :Tc]
-                if index_loss:
-                    o, probs = attention(q_c, k_c, v_c, m4, self.softmax_scale)  # [B,H,c,dv], [B,H,c,Tc]
-                    p_sum = probs.sum(1)
-                else:
-                    o = kernel.fused_attention(q_c, k_c, v_c, m4, self.softmax_scale)
-                o = o.transpose(1, 2)  # [B,c,H,dv]
+                o = kernel.fused_attention(q_c, k_c, v_c, m4, self.softmax_scale).transpose(1, 2)  # [B,c,H,dv]
+                if index_loss:  # the teacher is a constant: recompute it outside autograd
+                    with torch.no_grad():
+                        p_sum = attention_probs(q_c, k_c, m4, self.softmax_scale).sum(1)  # [B,c,Tc]
             else:
                 q_c = q_lat[:, t0:t1] * self.softmax_scale  # scale the few queries, not the many scores
                 if impl == "gather":

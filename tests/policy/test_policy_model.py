@@ -114,7 +114,7 @@ def test_fused_attention_kernel_matches_reference():
     mask = torch.rand(2, 1, 7, 9, generator=g) > 0.4
     mask[..., 0] = True
     for m in (mask, None):
-        torch.testing.assert_close(M.kernel.fused_attention(q, k, v, m, 0.3), M.attention(q, k, v, m, 0.3)[0])
+        torch.testing.assert_close(M.kernel.fused_attention(q, k, v, m, 0.3), M.attention(q, k, v, m, 0.3))
 
 
 # ------------------------------------------------------------------------- indexer loss
