@@ -28,6 +28,7 @@ sets have at least two members and leave at least two out; counts, sums and leve
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from typing import Any
 
 from toolgym.synth.code import aggregate as ag
@@ -91,9 +92,20 @@ def schema(world: CodeWorld, roles: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def make_task(world: CodeWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
-    """Propose one task over ``world``; None if no kind yields a sound task in a few draws."""
-    weights, (lo, hi) = LEVELS[difficulty]
+def make_task(
+    world: CodeWorld, difficulty: int, rng: random.Random, only: Collection[str] | None = None
+) -> TaskDraft | None:
+    """Propose one task over ``world``; None if no kind yields a sound task in a few draws.
+
+    Args:
+        world: The world.
+        difficulty: 1-5; picks the kind weights and the number of conditions.
+        rng: The task's generator.
+        only: Restrict to these kinds (tests, focused datasets); a kind outside the
+            difficulty's ladder gets weight 1.
+    """
+    levels, (lo, hi) = LEVELS[difficulty]
+    weights = levels if only is None else {k: levels.get(k, 1) for k in only}
     kinds = sorted(weights)
     first = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
     # The drawn kind gets a few tries before others do, so the kind mix follows the weights
