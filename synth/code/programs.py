@@ -1,11 +1,11 @@
 """Reference programs as source text: the Python an analyst would type into the interpreter.
 
 From a task's public parameters (the structured query and the file schema, never the data)
-this module writes two cells: ``load_cell`` reads the files the task needs with the standard
+this module writes the cells: ``load_cell`` reads the files the task needs with the standard
 library (``csv.DictReader`` for CSV, ``json`` for JSON; the sandbox has no pandas) and prints
-their sizes and columns; ``solve_cell`` filters, joins, groups, simulates or searches and
-prints the answer as JSON on its last line. The kernel is stateful, so the second cell uses
-the first one's variables, as in a notebook.
+their sizes and columns; ``solve_cells`` filters and joins (reporting how many rows matched),
+then groups, simulates or searches, and prints the answer as JSON on its last line. The kernel
+is stateful, so later cells use earlier cells' variables, as in a notebook.
 
 This is deliberately a second implementation of every query (a code generator, run on the
 rendered files) next to :mod:`.queries` (an interpreter, run on typed rows): the reference
@@ -65,38 +65,42 @@ def _measure(m: dict[str, Any] | None, schema: Schema) -> str:
     return " * ".join(f"float({_expr(r, schema)})" for r in (m or {"refs": []})["refs"]) or "1"
 
 
-def load_cell(schema: Schema) -> str:
-    """Read every file the task needs; entity and actor tables keyed by id."""
-    lines = [
-        "import csv",
-        "import json",
-        "from collections import defaultdict",
-        "",
-        "",
-        "def load(path):",
-        '    """Rows of a CSV file (dicts of strings) or of a JSON array (dicts)."""',
-        '    with open(path, newline="") as f:',
-        '        return json.load(f) if path.endswith(".json") else list(csv.DictReader(f))',
-        "",
-        "",
-    ]
-    for role in ("F", "E", "A", "L"):
-        if role not in schema:
-            continue
-        s = schema[role]
-        if role in ("E", "A"):
-            lines.append(f"{s['table']} = {{row[{_lit(s['key'])}]: row for row in load({_lit(s['file'])})}}")
-            sample = f"next(iter({s['table']}.values()))"
-        else:
-            lines.append(f"{s['table']} = load({_lit(s['file'])})")
-            sample = f"{s['table']}[0]"
-        lines.append(f'print({_lit(s["file"])}, len({s["table"]}), "rows, columns:", list({sample}))')
-    return "\n".join(lines) + "\n"
-
-
 def _code(template: str, **values: Any) -> list[str]:
     """Dedent a source template and fill its ``$names`` (``{}`` stay free for Python's own use)."""
     return string.Template(textwrap.dedent(template).strip("\n")).substitute(values).splitlines()
+
+
+_LOADER = '''
+    import csv
+    import json
+    from collections import defaultdict
+
+
+    def load(path):
+        """Rows of a CSV file (dicts of strings) or of a JSON array (dicts)."""
+        with open(path, newline="") as f:
+            return json.load(f) if path.endswith(".json") else list(csv.DictReader(f))
+
+
+'''
+
+
+def load_cell(schema: Schema) -> str:
+    """Read every file the task needs; entity and actor tables keyed by id."""
+    lines = textwrap.dedent(_LOADER).lstrip("\n").splitlines()
+    for role in ("F", "E", "A", "L"):
+        if role in schema:
+            s = schema[role]
+            table, file = s["table"], _lit(s["file"])
+            keyed = role in ("E", "A")
+            lines.append(
+                f"{table} = {{row[{_lit(s['key'])}]: row for row in load({file})}}"
+                if keyed
+                else f"{table} = load({file})"
+            )
+            sample = f"next(iter({table}.values()))" if keyed else f"{table}[0]"
+            lines.append(f'print({file}, len({table}), "rows, columns:", list({sample}))')
+    return "\n".join(lines) + "\n"
 
 
 _STAT = {
@@ -112,31 +116,32 @@ _STAT = {
 _SCORES = {"sum": "totals", "count": "counts", "mean": "{k: totals[k] / counts[k] for k in counts}"}
 
 
-def _solve_rows(q: dict[str, Any], schema: Schema) -> list[str]:
-    facts, kind = schema["F"]["table"], q["kind"]
-    out = [_keep(q["where"], schema), ""]
-    measure = _measure(q.get("measure"), schema)
+def _filter_rows(q: dict[str, Any], schema: Schema) -> list[str]:
+    """The cell that selects the fact rows (with joins) and says how many matched."""
+    facts = schema["F"]["table"]
+    return [
+        _keep(q["where"], schema),
+        "",
+        f"selected = [row for row in {facts} if keep(row)]",
+        f'print(len(selected), "of", len({facts}), "rows match")',
+    ]
+
+
+def _aggregate(q: dict[str, Any], schema: Schema) -> list[str]:
+    """The cell that turns the selected rows into the answer."""
+    kind, measure = q["kind"], _measure(q.get("measure"), schema)
     if kind == "stat":
-        out += _code(
-            """
-            values = [$measure for row in $facts if keep(row)]
-            print(len(values), "matching rows")
-            """,
-            measure=measure,
-            facts=facts,
-        )
-        return out + textwrap.dedent(_STAT[q["stat"]]).splitlines() + ["print(json.dumps(round(result, 2)))"]
+        stat = textwrap.dedent(_STAT[q["stat"]]).splitlines()
+        return [f"values = [{measure} for row in selected]", *stat, "print(json.dumps(round(result, 2)))"]
     if kind == "count":
-        return [*out, f"print(json.dumps(sum(1 for row in {facts} if keep(row))))"]
+        return ["print(json.dumps(len(selected)))"]
     key = _expr(q["group"], schema)
     if kind == "compare" and q["mode"] == "periods":
-        return out + _code(
+        return _code(
             """
             period_a, period_b = $a, $b
             in_a, in_b = defaultdict(float), defaultdict(float)
-            for row in $facts:
-                if not keep(row):
-                    continue
+            for row in selected:
                 key, value = $key, $measure
                 if row["date"][:7] in period_a:
                     in_a[key] += value
@@ -148,20 +153,17 @@ def _solve_rows(q: dict[str, Any], schema: Schema) -> list[str]:
             """,
             a=_tuple(q["a"]["value"]),
             b=_tuple(q["b"]["value"]),
-            facts=facts,
             key=key,
             measure=measure,
         )
-    out += _code(
+    out = _code(
         """
         totals, counts = defaultdict(float), defaultdict(int)
-        for row in $facts:
-            if keep(row):
-                key = $key
-                totals[key] += $measure
-                counts[key] += 1
+        for row in selected:
+            key = $key
+            totals[key] += $measure
+            counts[key] += 1
         """,
-        facts=facts,
         key=key,
         measure=measure,
     )
@@ -295,15 +297,21 @@ def _numbers(q: dict[str, Any]) -> list[str]:
     )
 
 
-def solve_cell(params: dict[str, Any]) -> str:
-    """The cell that computes and prints the answer (JSON on the last line)."""
+def solve_cells(params: dict[str, Any]) -> list[str]:
+    """The cells that compute and print the answer (JSON on the last line of the last cell).
+
+    Questions over the fact table with two or more conditions take two cells, as a careful
+    analyst would: select the rows and check how many matched, then aggregate.
+    """
     q, schema = params["query"], params["schema"]
     if q["kind"] == "numbers":
-        lines = _numbers(q)
+        cells = [_numbers(q)]
     elif q["kind"] == "simulate":
-        lines = _simulate(q, schema)
+        cells = [_simulate(q, schema)]
     elif q["kind"] == "pairs":
-        lines = _pairs(q, schema)
+        cells = [_pairs(q, schema)]
+    elif len(q["where"]) >= 2:
+        cells = [_filter_rows(q, schema), _aggregate(q, schema)]
     else:
-        lines = _solve_rows(q, schema)
-    return "\n".join(lines) + "\n"
+        cells = [_filter_rows(q, schema) + _aggregate(q, schema)]
+    return ["\n".join(lines) + "\n" for lines in cells]

@@ -2,9 +2,11 @@
 
 It sees the task's public parameters (the structured query and the file schema) and nothing of
 the data. Its trajectory is what a careful analyst does in a notebook: list the files, load the
-ones the task needs and look at their sizes and columns (one ``run_python`` call), then run the
-computation in the same kernel (a second call, reusing the first one's variables) and submit
-the JSON value the cell printed last. Number-theory tasks need no files: one cell.
+ones the task needs and look at their sizes and columns (one ``run_python`` call), then compute
+in the same kernel, reusing the first call's variables: with two or more conditions, one cell
+selects the rows and reports how many matched and a second aggregates them; otherwise one cell
+does both. It submits the JSON value the last cell printed. Number-theory tasks need no files:
+one cell.
 
 A cell that fails (an exception, a timeout) is a bug of the generator or of the sandbox, so it
 raises :class:`~toolgym.errors.ReferenceSolutionError`, which stops synthesis.
@@ -17,13 +19,12 @@ from typing import Any
 
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
-from toolgym.synth.code.programs import load_cell, solve_cell
+from toolgym.synth.code.programs import load_cell, solve_cells
 
 THOUGHTS = {
-    "stat": "Filter the rows with every condition (joining where needed), then take the statistic.",
-    "count": "Count the rows that meet every condition, joining the other files where a condition needs them.",
-    "argmax": "Aggregate the selected rows per group and rank the groups; I'll print the top three to check the "
-    "margin.",
+    "stat": "Take the statistic of the measure over the selected rows.",
+    "count": "The answer is the number of rows that meet every condition.",
+    "argmax": "Aggregate the selected rows per group and rank the groups; printing the top three shows the margin.",
     "compare": "Aggregate the selected rows per group and keep the groups that pass the comparison.",
     "simulate": "Sort the log by timestamp and replay it, rejecting removals larger than the current level.",
     "pairs": "Enumerate the combinations and keep those that meet every rule.",
@@ -49,7 +50,14 @@ def program(params: dict[str, Any]) -> Program:
             f"The task needs {names}. Loading them and checking their sizes and columns before computing.",
         )
         _checked(loaded, "load")
-    (solved,) = yield Step([("run_python", {"code": solve_cell(params)})], THOUGHTS[q["kind"]])
+    cells = solve_cells(params)
+    if len(cells) > 1:
+        (selected,) = yield Step(
+            [("run_python", {"code": cells[0]})],
+            f"First select the rows that meet all {len(q['where'])} conditions and check how many there are.",
+        )
+        _checked(selected, "filter")
+    (solved,) = yield Step([("run_python", {"code": cells[-1]})], THOUGHTS[q["kind"]])
     stdout = _checked(solved, "solve").strip()
     try:
         answer = json.loads(stdout.splitlines()[-1])
