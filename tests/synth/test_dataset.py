@@ -19,6 +19,7 @@ from toolgym.synth.pipeline import SynthConfig, synthesize
 
 TABLES = {
     "worlds": "world_id",
+    "toolsets": "toolset_id",
     "tasks": "task_id",
     "trajectories": "task_id",
     "candidates": "family, world_index, task_index",
