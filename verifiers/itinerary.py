@@ -28,21 +28,21 @@ _WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 class _Plan:
-    """A structurally valid answer with its venues resolved against the world."""
+    """A structurally valid answer with its venues resolved against the world (once)."""
 
     def __init__(self, days: list[dict[str, str]], world: Any):
         self.days = days
         self.world = world
-        self.rec: list[dict[str, dict[str, Any]]] = []
-        for d in days:
-            row = {}
-            for slot, _ in SLOTS:
-                hit = world.venue(d[slot])
-                row[slot] = hit[1] if hit else {}
-            self.rec.append(row)
+        self.hits: list[dict[str, tuple[str, dict[str, Any]] | None]] = [
+            {slot: world.venue(d[slot]) for slot, _ in SLOTS} for d in days
+        ]
+        self.rec: list[dict[str, dict[str, Any]]] = [
+            {slot: hit[1] if hit else {} for slot, hit in row.items()} for row in self.hits
+        ]
+        self.weekdays = [_WD[dt.date.fromisoformat(d["date"]).weekday()] for d in days]
 
     def weekday(self, i: int) -> str:
-        return _WD[dt.date.fromisoformat(self.days[i]["date"]).weekday()]
+        return self.weekdays[i]
 
     def moves(self) -> list[tuple[str, str]]:
         return [(a["city"], b["city"]) for a, b in zip(self.days, self.days[1:], strict=False)]
@@ -99,7 +99,7 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
     elif kind == "in_city":
         for i, d in enumerate(days):
             for slot, want in SLOTS:
-                hit = world.venue(d[slot])
+                hit = p.hits[i][slot]
                 if hit is None:
                     return f"day {i + 1}: no {want} named {d[slot]!r}"
                 if hit[0] != want:
