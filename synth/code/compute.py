@@ -119,7 +119,7 @@ def build_numbers(world: CodeWorld, rng: random.Random, difficulty: int, n: int)
     k, width = NUMBER_SIZES[difficulty]
     lo = rng.randrange(1, 5 * width)
     hi = lo + rng.randrange(width // 2, width)
-    pool = [
+    pool: list[list[Any]] = [
         ["mod", (a := rng.randrange(3, 14)), rng.randrange(a)],
         ["digit_sum_mod", rng.randrange(3, 10)],
         [rng.choice(("has_digit", "no_digit")), rng.randrange(10)],

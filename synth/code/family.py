@@ -34,7 +34,8 @@ from typing import Any
 
 from toolgym.envs.tools import Tool
 from toolgym.synth.code import queries as qy
-from toolgym.synth.code import reference, tasks, tools
+from toolgym.synth.code import reference, tasks
+from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.themes import person
 from toolgym.synth.code.world import CodeWorld, generate
 from toolgym.synth.family import Family, Program, TaskDraft, TaskSpec
@@ -101,17 +102,19 @@ class CodeInterpreter(Family):
 
     def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
         """run_python, list_files, read_file and the task's typed submit."""
-        return tools.toolset(tool_config)
+        return code_tools.toolset(tool_config)
 
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The tool-only reference: load the files, compute in the same kernel, submit."""
         return reference.program(params)
 
-    def episode_context(self, world: CodeWorld, task: TaskSpec) -> tools.CodeContext:
+    def episode_context(self, world: CodeWorld, task: TaskSpec) -> code_tools.CodeContext:
         """A fresh context per episode; its sandbox opens on the first run_python."""
-        return tools.CodeContext(world.files, float(task.tool_config.get("timeout_s", tools.DEFAULT_TIMEOUT_S)))
+        return code_tools.CodeContext(
+            world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
+        )
 
-    def close_context(self, context: tools.CodeContext) -> None:
+    def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""
         context.close()
 

@@ -28,13 +28,13 @@ import itertools
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from toolgym.synth.code.world import CodeWorld
 
 Row = dict[str, Any]
-OPS = {
+OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
     "gt": lambda a, b: a > b,
@@ -76,7 +76,13 @@ def measure(world: CodeWorld, row: Row, m: dict[str, Any]) -> float:
 
 def stat(values: list[float], how: str) -> float:
     """One statistic of a non-empty list."""
-    fns = {"sum": math.fsum, "mean": statistics.fmean, "median": statistics.median, "max": max, "min": min}
+    fns: dict[str, Callable[[list[float]], float]] = {
+        "sum": math.fsum,
+        "mean": statistics.fmean,
+        "median": statistics.median,
+        "max": max,
+        "min": min,
+    }
     return float(fns[how](values))
 
 

@@ -148,7 +148,7 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
 @tool("read")
 def list_files(ctx: CodeContext) -> dict[str, Any]:
     """List the files in the workspace with their sizes in lines and bytes."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name in ctx.names():
         if name.endswith("/"):
             entries.append({"name": name})
