@@ -186,6 +186,8 @@ def build_argmax(world: CodeWorld, rng: random.Random, difficulty: int, n: int) 
     top = qy.ranked(qy.grouped(world, q), best)
     if len(top) < 3 or abs(top[0][1] - top[1][1]) < max(2 * TOL, 0.005 * abs(top[0][1])) or top[0][1] == 0:
         return None
+    if agg == "mean" and qy.grouped(world, {**q, "agg": "count"})[top[0][0]] < 5:
+        return None  # the best average of a two-row group is luck, not a finding
     expected_pair = answer_of(where)
     if not _bites(where, answer_of, expected_pair):
         return None

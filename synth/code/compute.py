@@ -106,7 +106,7 @@ def build_pairs(world: CodeWorld, rng: random.Random, difficulty: int, n: int) -
     expected = qy.pairs(world, q)
     if expected < 5:
         return None
-    what = "pairs" if size == 2 else "groups of three"
+    what = "pairs of distinct" if size == 2 else "groups of three distinct"
     text = pr.question("pairs", rng, efile=world.file_of["E"], what=what, plural=e.plural, rules="; ".join(rules))
     return Built(q=q, answer="integer", expected=expected, text=text, roles=["E"])
 

@@ -41,10 +41,11 @@ QUESTION = {
     "argmax": _t(
         "Among the {{ rows }}{{ where }}, group by {{ group }} and compute the {{ agg }} of each group. "
         "Which group has the {{ best }} {{ agg }}?",
-        "Group the {{ rows }}{{ where }} by {{ group }}. Find the group whose {{ agg }} is the {{ best }}.",
+        "Take the {{ rows }}{{ where }}. Group them by {{ group }} and find the group whose {{ agg }} is the "
+        "{{ best }}.",
     ),
     "compare": _t(
-        "Group the {{ rows }}{{ where }} by {{ group }}. {{ rule }} List those groups.",
+        "Take the {{ rows }}{{ where }} and group them by {{ group }}. {{ rule }} List those groups.",
         "Consider the {{ rows }}{{ where }}, grouped by {{ group }}. Which groups qualify? {{ rule }}",
     ),
     "simulate": _t(
@@ -56,8 +57,8 @@ QUESTION = {
         "that would go below zero, in which case the event is rejected and ignored. {{ ask }}",
     ),
     "pairs": _t(
-        "In `{{ efile }}`, count the {{ what }} of different {{ plural }} such that {{ rules }}.",
-        "How many {{ what }} of distinct {{ plural }} from `{{ efile }}` satisfy all of: {{ rules }}?",
+        "In `{{ efile }}`, count the {{ what }} {{ plural }} such that {{ rules }}.",
+        "How many {{ what }} {{ plural }} from `{{ efile }}` satisfy all of: {{ rules }}?",
     ),
     "numbers": _t(
         "How many integers n with {{ lo }} <= n <= {{ hi }} satisfy all of the following: {{ rules }}?",
@@ -69,7 +70,7 @@ FORMAT = {
     "integer": "Submit the exact integer.",
     "string": "Submit it exactly as written in the files.",
     "names": "Submit the list of names (any order, each once), spelled exactly as in the files.",
-    "record": "Submit an object {{fields}}; numbers rounded to 2 decimals are accepted within 0.01.",
+    "record": "Submit an object {fields}; numbers rounded to 2 decimals are accepted within 0.01.",
 }
 STAT_WORDS = {
     "sum": "total",

@@ -15,11 +15,12 @@ Kinds (the answer type in brackets):
 
 Difficulty raises the task step by step: more files (the actor table from 2, the event log
 from 3), more conditions (1 → 4), joins (from 2), derived measures and period comparisons
-(from 4), a log cut-off and triples (5), larger data (120 → 1,600 fact rows) and, from 3 on, no
-file list or join hint in the prompt.
+(from 4), a log cut-off and triples (5), larger data (120 → 1,600 fact rows), and less help in the
+prompt (no file list from 3, no join keys from 4).
 
 Soundness, checked on every draw (a failed check redraws): each condition changes the answer
-(no decorative constraints); a best group beats the runner-up by a clear margin and no group
+(no decorative constraints); a best group beats the runner-up by a clear margin (a best
+average over at least 5 rows) and no group
 sits within 0.005 of a comparison threshold, so float summation order cannot flip an answer;
 sets have at least two members and leave at least two out; counts, sums and levels are never 0
 (the null agent's answer). Expected answers are computed by :mod:`.queries` on typed rows.

@@ -216,6 +216,17 @@ def test_expected_answer_equals_a_literal_reading_of_the_files(kind, difficulty)
             assert got == want, task.prompt
 
 
+@pytest.mark.parametrize(("kind", "difficulty"), KINDS)
+def test_prompts_are_rendered_and_say_what_to_submit(kind, difficulty):
+    task, _ = task_of(kind, difficulty)
+    text, answer = task.prompt, task.params["answer"]
+    assert "{" not in text.replace('{"name"', "") and "}" not in text.replace(">}", "")  # no template left over
+    assert {"number": "within 0.01", "integer": "exact integer", "string": "exactly as written",
+            "names": "any order", "record": '{"name": <'}[answer] in text  # fmt: skip
+    if task.params["schema"]:  # easy tasks list the files they need; harder ones leave finding them to the policy
+        assert (": `" in text.splitlines()[0]) == (difficulty <= 2)
+
+
 def test_every_statistic_matches_a_literal_reading():
     seen = set()
     for seed in range(80):
