@@ -181,7 +181,9 @@ def build_argmax(world: CodeWorld, rng: random.Random, difficulty: int, n: int) 
 
     def answer_of(w: list[dict[str, Any]]) -> tuple[str, float]:
         top = qy.ranked(qy.grouped(world, {**q, "where": w}), best)
-        return (top[0][0], round(top[0][1], 6)) if top else ("", 0.0)
+        if not top:
+            return ("", 0.0)
+        return (top[0][0], 0.0 if by_date else round(top[0][1], 6))  # a date answer is the date alone
 
     top = qy.ranked(qy.grouped(world, q), best)
     if len(top) < 3 or abs(top[0][1] - top[1][1]) < max(2 * TOL, 0.005 * abs(top[0][1])) or top[0][1] == 0:

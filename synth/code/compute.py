@@ -104,8 +104,8 @@ def build_pairs(world: CodeWorld, rng: random.Random, difficulty: int, n: int) -
     q["max_spread"] = round(spread + 0.5 * 10**-num.dec, num.dec + 1) if num.dec else int(spread)
     rules.append(f"the largest and smallest `{num.name}` among them differ by at most {q['max_spread']}")
     expected = qy.pairs(world, q)
-    if expected < 5:
-        return None
+    if expected < 5 or (q["min_col"] is not None and qy.pairs(world, {**q, "min_col": None}) == expected):
+        return None  # too few to be worth counting, or a floor that excludes nothing
     what = "pairs of distinct" if size == 2 else "groups of three distinct"
     text = pr.question("pairs", rng, efile=world.file_of["E"], what=what, plural=e.plural, rules="; ".join(rules))
     return Built(q=q, answer="integer", expected=expected, text=text, roles=["E"])
