@@ -4,9 +4,10 @@ A world is a theme's data files (an online shop, a weather-station network, a li
 bike-share scheme) generated from a seed; a task is a question over them (or a number-theory
 count) that needs real computation; the toolset is a stateful sandboxed Python plus file
 listing and paged reading. See ``themes.py`` (schemas), ``world.py`` (data and files),
-``queries.py`` (the generator's own answers), ``tasks.py`` (kinds, difficulty, soundness
-checks), ``prompts.py`` (wording), ``programs.py`` + ``reference.py`` (the tool-only
-reference) and ``tools.py`` (the toolset and the lazily opened sandbox).
+``queries.py`` (the generator's own answers), ``tasks.py`` (difficulty ladder, soundness
+rules, verifier specs) with the kinds in ``aggregate.py`` and ``compute.py``, ``prompts.py``
+(wording), ``programs.py`` + ``reference.py`` (the tool-only reference) and ``tools.py`` (the
+toolset and the lazily opened sandbox).
 
 Verification is by **answer only**: no code runs to judge an episode, so nothing the policy's
 code writes in its workspace can reach the verdict (sandbox.md §5, verifier hygiene). Numbers
