@@ -87,6 +87,11 @@ class EnvConfig(BaseModel):
     max_tool_calls_per_turn: int = Field(16, ge=1)
     max_action_chars: int = Field(32_768, ge=64)
     max_observation_chars: int = Field(1_000_000, ge=1024)
+    messages: bool = Field(
+        True,
+        description="keep info['messages'] (the OpenAI-style chat view) up to date; token-level RL loops and the "
+        "synthesis pipeline turn it off and rebuild it from the text when needed (markup.messages_from_text)",
+    )
 
     @field_validator("difficulty")
     @classmethod
@@ -164,18 +169,20 @@ class ToolEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = False
         obs = mk.render_prompt(task.system, task.prompt)
-        self._messages: list[dict[str, Any]] = [
-            {"role": "system", "content": task.system},
-            {"role": "user", "content": task.prompt},
-        ]
+        self._messages: list[dict[str, Any]] = (
+            [{"role": "system", "content": task.system}, {"role": "user", "content": task.prompt}]
+            if self.config.messages
+            else []
+        )
         self._context_text = [obs] if self.render_mode == "ansi" else []
-        info = {
+        info: dict[str, Any] = {
             "task_id": task.task_id,
             "family": task.family,
             "difficulty": task.difficulty,
             "tools": task.tools,
-            "messages": list(self._messages),
         }
+        if self.config.messages:
+            info["messages"] = list(self._messages)
         return obs, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -231,18 +238,20 @@ class ToolEnv(gym.Env[str, str]):
         obs = ("" if parsed is not None and parsed.ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
         if not self._done:
             obs += mk.ASSISTANT
-        turn_msgs = mk.turn_messages(self._turn, action, parsed, payloads, len(errors), calls_ran)
-        self._messages += turn_msgs
+        if c.messages:
+            self._messages += mk.turn_messages(self._turn, action, parsed, payloads, len(errors), calls_ran)
+        n_calls = len(parsed.tool_calls) if calls_ran and parsed is not None else 0
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {
             "task_id": self.task.task_id,  # type: ignore[union-attr]
             "turn": self._turn,
             "errors": errors,
-            "tool_calls": len(turn_msgs[0]["tool_calls"]),
-            "messages": list(self._messages),
+            "tool_calls": n_calls,
             "tools": self.task.tools,  # type: ignore[union-attr]
         }
+        if c.messages:
+            info["messages"] = list(self._messages)
         if verdict is not None:
             info["verdict"] = verdict.model_dump()
         if self._done:

@@ -146,7 +146,8 @@ def build_task(family: Family, world_id: str, task_id: str, difficulty: int, spl
 
 def evaluate_candidate(family: Family, task: TaskSpec, world: Any, rng: random.Random, config: SynthConfig) -> Outcome:
     """Run the reference and the gates on one task."""
-    env = make_env(family.id, source=MemorySource([(task, world)]))
+    # No chat-view bookkeeping: trajectories are stored as text and messages rebuilt from it.
+    env = make_env(family.id, source=MemorySource([(task, world)]), messages=False)
     agent = ProgramAgent(family.reference(task.params, task.tool_config))
     ref = run_episode(env, agent)
     if ref.reward != 1.0:

@@ -18,7 +18,7 @@ from toolgym.errors import ReferenceSolutionError
 from toolgym.synth.trip.solver import TripView, by_kind, cheapest_plan, move_options
 from toolgym.synth.trip.world import add_days
 
-BATCH = 12
+BATCH = 16  # the env default max_tool_calls_per_turn
 
 
 def _chunks(calls: list[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
