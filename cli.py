@@ -408,9 +408,14 @@ def bench_model(
 
     from toolgym.policy.bench import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
 
-    config = ModelBenchConfig(contexts=parse_int_list(contexts), decode_batch_sizes=parse_int_list(batches),
-                              quality=quality, pretrain_steps=pretrain_steps, branch_steps=branch_steps,
-                              threads=threads)
+    config = ModelBenchConfig(
+        contexts=parse_int_list(contexts),
+        decode_batch_sizes=parse_int_list(batches),
+        quality=quality,
+        pretrain_steps=pretrain_steps,
+        branch_steps=branch_steps,
+        threads=threads,
+    )
     report = run_model_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
     for table in report_tables(report):
         console.print(table)
@@ -437,12 +442,22 @@ def train_lm(
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
     from toolgym.policy.train_lm import LMTrainConfig, pretrain
 
-    config = LMTrainConfig(stage=stage, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,  # type: ignore[arg-type]
-                           eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
+    config = LMTrainConfig(
+        stage=stage,
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,  # type: ignore[arg-type]
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
     result = pretrain(out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size)
-    console.print(f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
-                  + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
-                  + f"; checkpoint at {out}")
+    console.print(
+        f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
+        + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
+        + f"; checkpoint at {out}"
+    )
 
 
 def main() -> None:
