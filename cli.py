@@ -330,13 +330,16 @@ def bench_env(steps: Annotated[int, typer.Option(help="timed calls per row")] = 
 def bench_synth(
     count: Annotated[int, typer.Option(help="tasks per run")] = 600,
     workers: Annotated[int, typer.Option(help="workers of the parallel run")] = 2,
+    family: Annotated[str, typer.Option(help="family id")] = "trip",
 ) -> None:
     """Shipped tasks/s with 1 vs N workers (all gates on), and the hardness table per difficulty."""
+    from toolgym.synth import get_family
     from toolgym.synth.bench import hardness, run_throughput
 
-    single, _ = run_throughput(count // 2, 1)
-    multi, path = run_throughput(count, workers)
-    table = Table("workers", "shipped", "seconds", "tasks/s", "dropped", title="toolgym bench synth (trip, d1-5)")
+    get_family(family)  # an unknown id fails here, before any work
+    single, _ = run_throughput(count // 2, 1, family=family)
+    multi, path = run_throughput(count, workers, family=family)
+    table = Table("workers", "shipped", "seconds", "tasks/s", "dropped", title=f"toolgym bench synth ({family}, d1-5)")
     for r in (single, multi):
         table.add_row(str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
     console.print(table)
@@ -355,7 +358,7 @@ def bench_synth(
         table.add_row(
             str(h.difficulty),
             str(h.tasks),
-            f"{h.log10_candidates:.1f}",
+            "-" if h.log10_candidates != h.log10_candidates else f"{h.log10_candidates:.1f}",  # NaN: not reported
             f"{h.random_pass:.4f} (n={h.random_samples})",
             f"{h.ref_calls:.0f}",
             f"{h.ref_turns:.0f}",
