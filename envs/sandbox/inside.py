@@ -311,7 +311,9 @@ def kernel(req_fd, resp_fd, setup_b64):
         except BaseException as exc:  # noqa: BLE001 - the cell's error is its output
             error = type(exc).__name__
             try:
-                tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+                # A SyntaxError comes from ast.parse: its frames are the parser's, not the cell's, and
+                # the error prints its own line and caret.
+                tb = None if isinstance(exc, SyntaxError) else exc.__traceback__.tb_next if exc.__traceback__ else None
                 traceback.print_exception(type(exc), exc, tb)
             except BaseException:  # noqa: BLE001 - a broken sys.stderr must not kill us
                 pass
