@@ -58,3 +58,12 @@ def test_training_is_deterministic_and_validates_size():
     assert Tokenizer.train(texts, 290).to_str() == Tokenizer.train(texts, 290).to_str()
     with pytest.raises(ConfigError, match="vocab_size"):
         Tokenizer.train(texts, 100)
+
+
+def test_policy_package_tokenizer_and_corpus_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, toolgym.policy, toolgym.policy.tokenizer, toolgym.policy.corpus; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
