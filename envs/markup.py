@@ -132,8 +132,8 @@ def parse_call(body: str, index: int) -> ToolCall | str:
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         return f'tool call {index}: missing "name" (a string); {_CALL_HINT}'
-    extra = sorted(set(obj) - {"name", "arguments"})
-    if extra:
+    if len(obj) > 2 or (len(obj) == 2 and "arguments" not in obj):  # cheap test first: this path is hot
+        extra = sorted(set(obj) - {"name", "arguments"})
         return f"tool call {index} ({name}): unexpected keys {extra}; {_CALL_HINT}"
     args = obj.get("arguments", {})
     if isinstance(args, str):  # OpenAI encodes arguments as a JSON string; accept that too

@@ -17,12 +17,12 @@ Constraint kinds: ``days``, ``start_city``, ``distinct_cities``, ``connected``, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from toolgym.verifiers.verdict import Verdict, register_verifier
 
 KEYS = ("date", "city", "hotel", "lunch", "attraction", "dinner")
+_KEYSET = frozenset(KEYS)
 SLOTS = (("hotel", "hotel"), ("lunch", "restaurant"), ("attraction", "attraction"), ("dinner", "restaurant"))
 _WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -52,9 +52,9 @@ def _structure(answer: Any) -> str | None:
     if not isinstance(answer, list) or not answer:
         return "answer must be a non-empty list of day objects"
     for i, d in enumerate(answer, 1):
-        if not isinstance(d, dict) or set(d) != set(KEYS):
+        if not isinstance(d, dict) or d.keys() != _KEYSET:
             return f"day {i} must have exactly the keys {list(KEYS)}"
-        if not all(isinstance(d[k], str) for k in KEYS):
+        if not all(type(v) is str for v in d.values()):
             return f"day {i}: every value must be a string"
         try:
             dt.date.fromisoformat(d["date"])
@@ -190,5 +190,3 @@ def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
             return Verdict.fail(msg)
     return Verdict.ok(f"all {len(cons)} constraints met")
 
-
-CHECKS: dict[str, Callable[..., Any]] = {"itinerary": verify_itinerary}
