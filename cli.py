@@ -155,11 +155,18 @@ def _load(task_id: str, dataset: Path | None) -> tuple[Any, Any, Any]:
 @app.command()
 @cli_errors
 def show(
-    task_id: Annotated[str, typer.Argument(help="task id (dataset id, or <family>-fly-s<seed>-d<difficulty>)")],
+    task_id: Annotated[
+        str | None, typer.Argument(help="task id (dataset id, or <family>-fly-s<seed>-d<difficulty>)")
+    ] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
     full: Annotated[bool, typer.Option(help="print whole tool observations")] = False,
 ) -> None:
-    """Show a task: prompt, tools, verifier and the reference trajectory."""
+    """Show a task (prompt, tools, hardness, reference trajectory), or without one a dataset's summary."""
+    if task_id is None:
+        if dataset is None:
+            raise ConfigError("give a task id, or --dataset to summarize a dataset")
+        _summary(dataset)
+        return
     task, _, traj = _load(task_id, dataset)
     console.rule(f"{task.task_id}  ({task.env_id}, difficulty {task.difficulty}, split {task.split})")
     console.print(task.prompt, markup=False)
@@ -175,6 +182,28 @@ def show(
     for act, obs in zip(traj.actions, traj.observations[1:], strict=True):
         console.print(act, markup=False, style="cyan")
         console.print(obs if full or len(obs) < 600 else obs[:600] + f"… ({len(obs)} chars)", markup=False)
+
+
+def _summary(dataset: Path) -> None:
+    """Manifest, task counts per family/split/difficulty, and what each gate dropped."""
+    from toolgym.synth.dataset import Dataset
+
+    with Dataset(dataset, read_only=True) as ds:
+        summary = ds.summary()
+    for family, m in summary["manifests"].items():
+        config = {k: v for k, v in m["config"].items() if k != "family"}
+        console.print(
+            f"{family}: toolgym {m['toolgym_version']}, family v{m['family_version']}, config {config}", markup=False
+        )
+    table = Table("family", "split", "difficulty", "tasks", title=str(dataset))
+    for row in summary["tasks"]:
+        table.add_row(row["family"], row["split"], str(row["difficulty"]), str(row["count"]))
+    console.print(table)
+    gates = Table("family", "candidates", "shipped", "dropped by", title="quality gates")
+    for family, counts in summary["gates"].items():
+        dropped = {k: v for k, v in counts.items() if k != "shipped"}
+        gates.add_row(family, str(sum(counts.values())), str(counts.get("shipped", 0)), str(dropped or "-"))
+    console.print(gates)
 
 
 def _human_action(line: str) -> str:

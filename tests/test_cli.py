@@ -36,6 +36,8 @@ def test_synth_show_export_eval(tmp_path):
         tid = d.task_ids()[0]
     r = run("show", tid, "--dataset", ds)
     assert r.exit_code == 0 and "reference trajectory" in r.output and "get_all_cities" in r.output
+    r = run("show", "--dataset", ds)
+    assert r.exit_code == 0 and "quality gates" in r.output and "seed" in r.output
     r = run("export", ds, "--out", tmp_path / "x.jsonl")
     assert r.exit_code == 0 and "wrote 6 rows" in r.output
     assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 6
@@ -69,6 +71,7 @@ def test_play_a_task_by_hand():
         (("synth", "--difficulty", "hard"), "difficulty must look like"),
         (("synth", "--family", "trp"), "did you mean trip"),
         (("show", "nope"), "not an on-the-fly task id"),
+        (("show",), "give a task id, or --dataset"),
         (("eval", "--policy", "oracle"), "unknown policy"),
         (("eval", "-n", 2, "-k", 5), "every k must be between"),
         (("export", "missing.duckdb", "--out", "x.jsonl"), "does not exist"),
