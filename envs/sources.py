@@ -68,6 +68,11 @@ class MemorySource(TaskSource):
         self.items = items
         self.by_id = {t.task_id: (t, w) for t, w in items}
 
+    def add(self, task: TaskSpec, world: Any) -> None:
+        """Serve one more task (the pipeline reuses one env for the tasks of a world)."""
+        self.items.append((task, world))
+        self.by_id[task.task_id] = (task, world)
+
     def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
         """Uniform over the tasks."""
         return self.items[int(rng.integers(len(self.items)))]

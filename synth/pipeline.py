@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
-from toolgym.envs.toolenv import make_env, system_text
+from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ConfigError, ReferenceSolutionError
 from toolgym.synth import get_family
 from toolgym.synth.dataset import Batch, Dataset, Trajectory
@@ -144,12 +144,24 @@ def build_task(family: Family, world_id: str, task_id: str, difficulty: int, spl
     )
 
 
-def evaluate_candidate(family: Family, task: TaskSpec, world: Any, rng: random.Random, config: SynthConfig) -> Outcome:
-    """Run the reference and the gates on one task."""
-    # No chat-view bookkeeping: trajectories are stored as text and messages rebuilt from it.
-    env = make_env(family.id, source=MemorySource([(task, world)]), messages=False)
+def task_env(family: Family, task: TaskSpec, world: Any) -> ToolEnv:
+    """An env for synthesis episodes (no chat-view bookkeeping: trajectories are stored as text)."""
+    return make_env(family.id, source=MemorySource([(task, world)]), messages=False)
+
+
+def evaluate_candidate(
+    family: Family, task: TaskSpec, world: Any, rng: random.Random, config: SynthConfig, env: ToolEnv | None = None
+) -> Outcome:
+    """Run the reference and the gates on one task.
+
+    ``env`` may be shared by the tasks of one world (its source must hold this task); by default
+    a fresh one is made.
+    """
+    if env is None:
+        env = task_env(family, task, world)
+    opts = {"task_id": task.task_id}
     agent = ProgramAgent(family.reference(task.params, task.tool_config))
-    ref = run_episode(env, agent)
+    ref = run_episode(env, agent, options=opts)
     if ref.reward != 1.0:
         reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
         raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
@@ -159,7 +171,7 @@ def evaluate_candidate(family: Family, task: TaskSpec, world: Any, rng: random.R
         else None
     )
     report = run_gates(
-        lambda a: run_episode(env, a),
+        lambda a: run_episode(env, a, options=opts),
         ref,
         random_answers=[family.random_answer(world, task, rng) for _ in range(config.random_tries)],
         bluff_answers=[family.bluff_answer(task, rng) for _ in range(config.bluff_tries)],
@@ -202,6 +214,8 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
         data=world.to_json(),
     )
     result = WorldResult(w, spec)
+    env: ToolEnv | None = None
+    source: MemorySource | None = None
     for k in range(skip, config.tasks_per_world):
         rng = random.Random(derive_seed(config.seed, _family_hash(family.id), w, k))
         draft = family.make_task(world, difficulty, rng)
@@ -209,11 +223,18 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
             result.outcomes.append(Outcome(k, "infeasible", "no valid plan for this start"))
             continue
         task = build_task(family, world_id, f"{world_id}-t{k}", difficulty, split, draft)
-        out = evaluate_candidate(family, task, world, rng, config)
+        if source is None:  # one env per world: its tasks share the env and its toolset cache
+            source = MemorySource([(task, world)])
+            env = make_env(family.id, source=source, messages=False)
+        else:
+            source.add(task, world)
+        out = evaluate_candidate(family, task, world, rng, config, env)
         out.task_index = k
         result.outcomes.append(out)
         if first_only and out.task is not None:
             break
+    if env is not None:
+        env.close()
     return result
 
 

@@ -48,67 +48,60 @@ LEVELS: dict[int, tuple[int, float, tuple[str, ...]]] = {
 }
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-INTROS = [
-    _ENV.from_string(s)
-    for s in (
-        "Plan a {{ n }}-day trip that starts in {{ start }} on {{ date }} ({{ wd }}).",
-        "I'm starting a {{ n }}-day journey in {{ start }} on {{ wd }} {{ date }}. Please build my itinerary.",
-        "Build an itinerary for {{ n }} days, beginning in {{ start }} on {{ date }}, a {{ wd }}.",
-        "Starting from {{ start }} on {{ date }} ({{ wd }}), I want to travel for {{ n }} days. Plan it for me.",
-    )
-]
-RULES: dict[str, list[jinja2.Template]] = {
-    k: [_ENV.from_string(s) for s in v]
-    for k, v in {
-        "distinct_cities": ["Spend each day in a different city.", "Never spend two days in the same city."],
-        "connected": [
-            "Each day after the first, move to a city with a direct connection from the previous day's city"
-            "{% if c.modes %} by {{ c.modes | join(' or ') }}{% endif %}"
-            "{% if c.max_hours is not none %} taking at most {{ c.max_hours }} hours{% endif %}.",
-            "Consecutive days' cities must be linked by a direct {% if c.modes %}{{ c.modes | join('/') }} {% endif %}"
-            "connection{% if c.max_hours is not none %} of at most {{ c.max_hours }} hours{% endif %}.",
-        ],
-        "in_city": [
-            "A day's hotel, lunch and dinner restaurants and attraction must all be in that day's city.",
-            "Everything you book for a day (hotel, both meals, the attraction) has to be in the city of that day.",
-        ],
-        "no_repeats": [
-            "Never use the same hotel, restaurant or attraction twice; lunch and dinner must be at different places.",
-            "No venue may appear twice in the plan (lunch and dinner included).",
-        ],
-        "open": [
-            "Restaurants and attractions must be open on the weekday you visit them.",
-            "Only pick restaurants and attractions that are not closed on that day's weekday.",
-        ],
-        "weather_indoor": [
-            "If the forecast for a day's city is {{ c.conditions | join(' or ') }}, "
-            "that day's attraction must be indoors.",
-            "On days whose forecast says {{ c.conditions | join(' or ') }}, choose an indoor attraction.",
-        ],
-        "min_rating": [
-            "Every {{ c.what }} must be rated at least {{ c.value }}.",
-            "Only use {{ c.what }}s with a rating of {{ c.value }} or more.",
-        ],
-        "tiered_day": [
-            "Day {{ c.day }} depends on that night's hotel price: {% for t in c.tiers %}"
-            "{% if not loop.first %}; otherwise, {% endif %}if it is at least {{ t.min_price }}, "
-            "{{ tier_clauses(t) | join(', ') }}{% endfor %}; a cheaper hotel has no extra rule.",
-            "On day {{ c.day }}, the hotel's nightly price sets extra rules: {% for t in c.tiers %}"
-            "{% if not loop.first %}; else {% endif %}at {{ t.min_price }} or more, "
-            "{{ tier_clauses(t) | join(' and ') }}{% endfor %}. Below that, nothing extra applies.",
-        ],
-        "budget": [
-            "The whole trip may cost at most {{ c.max_total }}: hotel nights, lunches, dinners, tickets, "
-            "and for each move the cheapest allowed connection.",
-            "Keep the total at or below {{ c.max_total }}, counting every night, meal and ticket plus the "
-            "cheapest permitted connection for each change of city.",
-        ],
-        "cuisine": [
-            "At least one {{ 'dinner' if c.meal == 'dinner' else 'meal (lunch or dinner)' }} must be {{ c.cuisine }}.",
-            "Include {{ c.cuisine }} food for at least one {{ 'dinner' if c.meal == 'dinner' else 'meal' }}.",
-        ],
-        "category": ["Visit at least one {{ c.category }}.", "The plan must include a {{ c.category }}."],
-    }.items()
+INTRO_SOURCES: tuple[str, ...] = (
+    "Plan a {{ n }}-day trip that starts in {{ start }} on {{ date }} ({{ wd }}).",
+    "I'm starting a {{ n }}-day journey in {{ start }} on {{ wd }} {{ date }}. Please build my itinerary.",
+    "Build an itinerary for {{ n }} days, beginning in {{ start }} on {{ date }}, a {{ wd }}.",
+    "Starting from {{ start }} on {{ date }} ({{ wd }}), I want to travel for {{ n }} days. Plan it for me.",
+)
+RULE_SOURCES: dict[str, list[str]] = {
+    "distinct_cities": ["Spend each day in a different city.", "Never spend two days in the same city."],
+    "connected": [
+        "Each day after the first, move to a city with a direct connection from the previous day's city"
+        "{% if c.modes %} by {{ c.modes | join(' or ') }}{% endif %}"
+        "{% if c.max_hours is not none %} taking at most {{ c.max_hours }} hours{% endif %}.",
+        "Consecutive days' cities must be linked by a direct {% if c.modes %}{{ c.modes | join('/') }} {% endif %}"
+        "connection{% if c.max_hours is not none %} of at most {{ c.max_hours }} hours{% endif %}.",
+    ],
+    "in_city": [
+        "A day's hotel, lunch and dinner restaurants and attraction must all be in that day's city.",
+        "Everything you book for a day (hotel, both meals, the attraction) has to be in the city of that day.",
+    ],
+    "no_repeats": [
+        "Never use the same hotel, restaurant or attraction twice; lunch and dinner must be at different places.",
+        "No venue may appear twice in the plan (lunch and dinner included).",
+    ],
+    "open": [
+        "Restaurants and attractions must be open on the weekday you visit them.",
+        "Only pick restaurants and attractions that are not closed on that day's weekday.",
+    ],
+    "weather_indoor": [
+        "If the forecast for a day's city is {{ c.conditions | join(' or ') }}, that day's attraction must be indoors.",
+        "On days whose forecast says {{ c.conditions | join(' or ') }}, choose an indoor attraction.",
+    ],
+    "min_rating": [
+        "Every {{ c.what }} must be rated at least {{ c.value }}.",
+        "Only use {{ c.what }}s with a rating of {{ c.value }} or more.",
+    ],
+    "tiered_day": [
+        "Day {{ c.day }} depends on that night's hotel price: {% for t in c.tiers %}"
+        "{% if not loop.first %}; otherwise, {% endif %}if it is at least {{ t.min_price }}, "
+        "{{ tier_clauses(t) | join(', ') }}{% endfor %}; a cheaper hotel has no extra rule.",
+        "On day {{ c.day }}, the hotel's nightly price sets extra rules: {% for t in c.tiers %}"
+        "{% if not loop.first %}; else {% endif %}at {{ t.min_price }} or more, "
+        "{{ tier_clauses(t) | join(' and ') }}{% endfor %}. Below that, nothing extra applies.",
+    ],
+    "budget": [
+        "The whole trip may cost at most {{ c.max_total }}: hotel nights, lunches, dinners, tickets, "
+        "and for each move the cheapest allowed connection.",
+        "Keep the total at or below {{ c.max_total }}, counting every night, meal and ticket plus the "
+        "cheapest permitted connection for each change of city.",
+    ],
+    "cuisine": [
+        "At least one {{ 'dinner' if c.meal == 'dinner' else 'meal (lunch or dinner)' }} must be {{ c.cuisine }}.",
+        "Include {{ c.cuisine }} food for at least one {{ 'dinner' if c.meal == 'dinner' else 'meal' }}.",
+    ],
+    "category": ["Visit at least one {{ c.category }}.", "The plan must include a {{ c.category }}."],
 }
 
 
@@ -127,9 +120,29 @@ def tier_clauses(tier: dict[str, Any]) -> list[str]:
 
 
 _ENV.globals["tier_clauses"] = tier_clauses
-FORMAT = _ENV.from_string(
+FORMAT_SOURCE = (
     "Submit a list of {{ n }} day objects in order, each with date, city, hotel, lunch, attraction and "
     "dinner, using names exactly as the tools spell them."
+)
+# Every wording variant becomes a macro of one template, so a prompt is one render instead of
+# one per rule (each render costs ~16 µs of Jinja context set-up; this is synthesis's hot path).
+_FLAT: list[str] = []
+RULE_INDEX: dict[str, list[int]] = {}  # kind -> macro numbers of its variants
+for _kind, _variants in RULE_SOURCES.items():
+    RULE_INDEX[_kind] = list(range(len(_FLAT), len(_FLAT) + len(_variants)))
+    _FLAT += _variants
+PROMPT = _ENV.from_string(
+    "".join(f"{{% macro i{i}(n, start, date, wd) %}}{src}{{% endmacro %}}" for i, src in enumerate(INTRO_SOURCES))
+    + "".join(f"{{% macro r{k}(c) %}}{src}{{% endmacro %}}" for k, src in enumerate(_FLAT))
+    + "{%- set INTROS = ["
+    + ", ".join(f"i{i}" for i in range(len(INTRO_SOURCES)))
+    + "] -%}"
+    + "{%- set RULES = ["
+    + ", ".join(f"r{k}" for k in range(len(_FLAT)))
+    + "] -%}"
+    + "{{ INTROS[intro](n, start, date, wd) }}\nRequirements:"
+    + "{% for c, k in rules %}\n- {{ RULES[k](c) }}{% endfor %}\n"
+    + FORMAT_SOURCE
 )
 
 
@@ -281,14 +294,13 @@ def render_prompt(constraints: list[dict[str, Any]], rng: random.Random) -> str:
     """The user message: an intro, the rules in shuffled order and varied wording, the format."""
     days = next(c for c in constraints if c["kind"] == "days")
     start = next(c for c in constraints if c["kind"] == "start_city")["city"]
-    intro = rng.choice(INTROS).render(
-        n=days["n_days"], start=start, date=days["start_date"], wd=weekday(days["start_date"])
-    )
-    rules = [c for c in constraints if c["kind"] in RULES]
+    intro = rng.randrange(len(INTRO_SOURCES))
+    rules = [c for c in constraints if c["kind"] in RULE_INDEX]
     rng.shuffle(rules)
-    lines = ["- " + rng.choice(RULES[c["kind"]]).render(c=c) for c in rules]
-    fmt = FORMAT.render(n=days["n_days"])
-    return f"{intro}\nRequirements:\n" + "\n".join(lines) + f"\n{fmt}"
+    picks = [(c, rng.choice(RULE_INDEX[c["kind"]])) for c in rules]
+    return PROMPT.render(
+        intro=intro, n=days["n_days"], start=start, date=days["start_date"], wd=weekday(days["start_date"]), rules=picks
+    )
 
 
 __all__ = ["LEVELS", "WEEKDAYS", "candidate_count", "make_task", "render_prompt"]
