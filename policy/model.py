@@ -552,10 +552,19 @@ class Gate(nn.Module):
             weights [N, K] (sum to route_scale), indices [N, K], affinities s [N, E].
         """
         scores = F.linear(x, self.weight).sigmoid()  # s[t,i] = sigmoid(u_t . e_i)  [N,E]
+        weights, indices = self.route(scores, forced)
+        return weights, indices, scores
+
+    def route(self, scores: Tensor, forced: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Choose experts from affinities scores [N, E]; return (weights [N, K], indices [N, K]).
+
+        Split from ``forward`` so the decode kernel, which computes the affinities inside a
+        larger matmul, applies exactly this rule.
+        """
         if forced is None:
             biased = (scores + self.bias).detach()  # the bias only ever chooses experts
             if self.n_groups > 1:
-                g = biased.view(len(x), self.n_groups, -1)  # [N,G,E/G]
+                g = biased.view(len(scores), self.n_groups, -1)  # [N,G,E/G]
                 group_score = g.topk(min(2, g.size(-1)), dim=-1).values.sum(-1)  # [N,G]
                 keep = group_score.topk(self.topk_groups, dim=-1).indices
                 drop = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
@@ -564,8 +573,7 @@ class Gate(nn.Module):
         else:
             indices = forced
         weights = scores.gather(1, indices)  # unbiased affinities of the chosen experts
-        weights = weights / weights.sum(-1, keepdim=True) * self.route_scale
-        return weights, indices, scores
+        return weights / weights.sum(-1, keepdim=True) * self.route_scale, indices
 
     @torch.no_grad()
     def update_bias(self, load: Tensor, speed: float) -> None:
@@ -752,7 +760,9 @@ class Transformer(nn.Module):
                 indices. Positions whose outputs are unused may carry any valid index.
             attn_impl: ``"mha"`` | ``"mqa"`` | ``"gather"`` (see module docstring); ``"auto"``
                 uses mha for training, gather for sparse cached calls, and mqa/mha for dense
-                cached calls (decode/prefill).
+                cached calls (decode/prefill). A one-token cached call without grad (a decode
+                step) runs ``kernel.decode_step``, the same function in far fewer ops; naming
+                an impl forces the module path.
             index_loss: also compute the indexer KL (training: warm-up in dense mode, selected
                 set in sparse mode).
             logits_at: [B] index along S per row; return logits only there ([B, 1, V]), which
@@ -767,6 +777,9 @@ class Transformer(nn.Module):
             positions = torch.arange(S, device=tokens.device).expand(B, S)
             if cache is not None:
                 positions = positions + cache.lengths[:, None]
+        if (cache is not None and S == 1 and attn_impl == "auto" and forced_routing is None and not index_loss
+                and not torch.is_grad_enabled()):
+            return kernel.decode_step(self, tokens, positions, cache)  # generation's hot loop
         if cache is not None:
             cache.reserve(int(positions.max()) + 1)
         h = self.embed(tokens)  # [B,S,D]
