@@ -50,6 +50,11 @@ AttnImpl = Literal["auto", "mha", "mqa", "gather"]
 #: in chunks below it so a 32k-token prefill never materialises a 32k x 32k score matrix.
 ATTN_CHUNK_ELEMENTS = 1 << 24
 
+#: DSA prefill (S >= 64 new tokens) over at most this many keys runs as expanded MHA with the
+#: top-k mask, which DeepSeek uses for short prefill too: below ~1-2k keys on this CPU it beats
+#: gathering a [S, k, C+r] copy of the selected latents per query. Longer prefill gathers.
+MASKED_PREFILL_MAX_KEYS = 1024
+
 
 @dataclass
 class ModelConfig:
@@ -422,10 +427,6 @@ class MLA(nn.Module):
         sparse = not c.dense_attention
         if index_loss and cache is not None:
             raise ConfigError("index_loss is a training signal; call the model without a cache.")
-        if impl == "auto":
-            impl = ("gather" if sparse else "mqa" if S < 64 else "mha") if cache is not None else "mha"
-        if impl == "gather" and not sparse:
-            impl = "mqa"  # gather is the sparse form of mqa; with dense attention they coincide
 
         qr = self.q_norm(self.wq_a(x))  # [B,S,Lq]
         q_nope, q_pe = self.wq_b(qr).view(B, S, H, self.qk_head_dim).split([dn, r], -1)
@@ -447,6 +448,13 @@ class MLA(nn.Module):
             key_pos = torch.arange(T, device=x.device)[None]  # [1,T] slot = position
         else:
             T, key_pos = S, positions
+        if impl == "auto":  # prefill is expanded MHA, masked by the top-k for DSA over few keys (§2.3)
+            if sparse and T <= c.index_topk and not index_loss:
+                sparse = False  # every query keeps all its causal keys: DSA is dense attention here
+            prefill = S >= 64 and not (sparse and T > MASKED_PREFILL_MAX_KEYS)
+            impl = "mha" if cache is None or prefill else "gather" if sparse else "mqa"
+        if impl == "gather" and not sparse:
+            impl = "mqa"  # gather is the sparse form of mqa; with dense attention they coincide
 
         wkv_b = self.wkv_b.weight.view(H, dn + dv, C)
         if impl == "mha":  # expand the latent into per-head keys and values, head-major
@@ -465,7 +473,7 @@ class MLA(nn.Module):
             Tc = int(pos.max()) + 1 if cache is not None else t1  # keys past Tc are in every query's future
             # causal mask [B,c,Tc]; None when every query sees every key (decode of equal-length rows)
             mask = None if int(pos.min()) + 1 >= Tc else key_pos[:, None, :Tc] <= pos[:, :, None]
-            if use_index:
+            if sparse or index_loss:
                 logits_i = index_scores(iq[:, t0:t1], iw[:, t0:t1], ik[:, :Tc])  # [B,c,Tc]
                 if mask is not None:
                     logits_i = logits_i.masked_fill(~mask, float("-inf"))
@@ -758,11 +766,11 @@ class Transformer(nn.Module):
             forced_routing: [n_moe, B, S, K] expert indices to use instead of the router's top-k
                 (Keep Routing). Gate weights are recomputed from the current router at those
                 indices. Positions whose outputs are unused may carry any valid index.
-            attn_impl: ``"mha"`` | ``"mqa"`` | ``"gather"`` (see module docstring); ``"auto"``
-                uses mha for training, gather for sparse cached calls, and mqa/mha for dense
-                cached calls (decode/prefill). A one-token cached call without grad (a decode
-                step) runs ``kernel.decode_step``, the same function in far fewer ops; naming
-                an impl forces the module path.
+            attn_impl: ``"mha"`` | ``"mqa"`` | ``"gather"`` (see module docstring), each run as
+                written. ``"auto"`` uses mha for training and prefill (DSA over more than
+                ``MASKED_PREFILL_MAX_KEYS`` keys gathers instead), gather for sparse and mqa
+                for dense decode, skips the top-k when k covers every key, and runs a one-token
+                cached call without grad (a decode step) as ``kernel.decode_step``.
             index_loss: also compute the indexer KL (training: warm-up in dense mode, selected
                 set in sparse mode).
             logits_at: [B] index along S per row; return logits only there ([B, 1, V]), which
