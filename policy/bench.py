@@ -2,16 +2,22 @@
 
 Every comparison builds two models from the same config and seed that differ only in one
 switch (``dense_attention`` or ``dense_ffn``) and measures them side by side in one process,
-interleaving their timed calls step by step and taking medians, because this CPU is shared and
-its speed drifts; ratios measured this way are meaningful even when absolute times are not.
+interleaving their timed calls and taking medians, because this CPU is shared and its speed
+drifts; ratios measured this way are meaningful even when absolute times are not.
 The bench runs with one intra-op thread by default: on a 2-core machine shared with other jobs,
 a second OpenMP thread that cannot get a core stalls every parallel op (single-token decode
 steps slowed 10x or more in our runs), which punishes whichever model issues more small ops.
 
 * **Attention** (random weights: speed does not depend on them): at each context L, prefill L
-  tokens once per model (dense: expanded MHA via the fused kernel; DSA: indexer + gather), then
-  fan the cache out to B rows (a GRPO group sampling from one prompt) and time decode steps.
-  Reported per decode step and per token (step / B).
+  tokens once per model (dense: expanded MHA; DSA: indexer, then top-k-masked MHA up to 1k keys
+  and gather beyond), then fan the cache out to B rows (a GRPO group sampling from one prompt)
+  and time decode steps (``kernel.decode_step``, what generation runs). Decode alternates the
+  models in blocks: one untimed step, then ``decode_block`` timed steps, the order flipping
+  every round. Alternating every single step instead (``decode_block=0``) times each step
+  right after the other model has swept the shared 32 MB L3 cache with its own weights and KV
+  cache, which generation, running one model for hundreds of steps, never sees; that protocol
+  costs each model ~1 ms per step and is kept for comparison. Reported per token (step / B)
+  for every batch size, so the batch-1 and the batched curves sit side by side.
 * **Cache bytes per token**: the MLA latent + rope key (+ indexer key for DSA) over all layers,
   against the plain multi-head KV cache the same attention would need without MLA
   (H x (qk_head_dim + v_head_dim) per layer).
@@ -48,7 +54,8 @@ class ModelBenchConfig(BaseModel):
 
     contexts: list[int] = Field(default_factory=lambda: [1024, 4096, 16384, 32768])
     decode_batch_sizes: list[int] = Field(default_factory=lambda: [1, 8])
-    decode_steps: int = Field(12, ge=1)  # timed steps per (context, batch), after 2 untimed
+    decode_steps: int = Field(12, ge=1)  # timed steps per model and (context, batch)
+    decode_block: int = Field(4, ge=0)  # timed steps in a row per model after 1 untimed; 0: alternate every step
     ffn_batch: int = Field(8, ge=1)
     ffn_seq_len: int = Field(512, ge=8)
     ffn_reps: int = Field(5, ge=1)
@@ -84,6 +91,30 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
     return time.perf_counter() - t
 
 
+def _decode_times(models: dict[str, Transformer], caches: dict[str, KVCache], x: torch.Tensor,
+                  steps: int, block: int) -> dict[str, list[float]]:
+    """Seconds per decode step of each model, interleaved by blocks (see module docstring)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+
+    def step(name: str) -> float:
+        dt = _timed(models[name], x, cache=caches[name])
+        caches[name].lengths += 1
+        return dt
+
+    if block == 0:  # every step alternates, after two untimed rounds
+        for i in range(steps + 2):
+            for name in list(models) if i % 2 == 0 else list(models)[::-1]:
+                dt = step(name)
+                if i >= 2:
+                    times[name].append(dt)
+        return times
+    for i in range(-(-steps // block)):
+        for name in list(models) if i % 2 == 0 else list(models)[::-1]:
+            step(name)  # untimed: reloads this model's working set after the other one ran
+            times[name] += [step(name) for _ in range(min(block, steps - i * block))]
+    return times
+
+
 def bench_attention(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> list[dict[str, float]]:
     """Prefill and decode timings of DSA vs dense attention at each context (see module doc)."""
     models = {
@@ -91,28 +122,22 @@ def bench_attention(config: ModelBenchConfig, model_config: ModelConfig, log: Lo
         "dsa": Transformer(replace(model_config, dense_attention=False), seed=config.seed).eval(),
     }
     g = torch.Generator().manual_seed(config.seed)
+    n_steps = 2 * config.decode_steps + 8  # timed plus untimed steps, with room to spare
     rows = []
     with torch.no_grad():
         for L in config.contexts:
             tokens = torch.randint(11, model_config.vocab_size, (1, L), generator=g)
             caches, prefill = {}, {}
             for name, m in models.items():
-                cache = m.new_cache(1, capacity=L + config.decode_steps + 4)
+                cache = m.new_cache(1, capacity=L + n_steps)
                 prefill[name] = _timed(m, tokens, cache=cache, logits_at=torch.tensor([L - 1]))
                 cache.lengths += L
                 caches[name] = cache
                 log(f"context {L}: {name} prefill {prefill[name]:.2f}s")
             for B in config.decode_batch_sizes:
                 forks = {name: c.select_rows(torch.zeros(B, dtype=torch.long)) for name, c in caches.items()}
-                x = tokens[:, -1:].expand(B, 1)
-                times: dict[str, list[float]] = {name: [] for name in models}
-                for step in range(config.decode_steps + 2):
-                    order = list(models) if step % 2 == 0 else list(models)[::-1]  # alternate who goes first
-                    for name in order:
-                        dt = _timed(models[name], x, cache=forks[name])
-                        forks[name].lengths += 1
-                        if step >= 2:
-                            times[name].append(dt)
+                times = _decode_times(models, forks, tokens[:, -1:].expand(B, 1), config.decode_steps,
+                                      config.decode_block)
                 dense_ms, dsa_ms = (1e3 * statistics.median(times[n]) for n in ("dense", "dsa"))
                 rows.append({"context": L, "batch": B, "prefill_dense_s": prefill["dense"],
                              "prefill_dsa_s": prefill["dsa"], "prefill_speedup": prefill["dense"] / prefill["dsa"],
@@ -310,12 +335,19 @@ def report_tables(report: ModelBenchReport) -> list[Any]:
     from rich.table import Table
 
     tables = []
-    t = Table("context", "batch", "prefill dense s", "prefill DSA s", "× prefill", "decode dense ms/tok",
-              "decode DSA ms/tok", "× decode", title="DSA vs dense attention (same weights, side by side)")
-    for r in report.attention:
-        t.add_row(f"{r['context']:,}", str(r["batch"]), f"{r['prefill_dense_s']:.2f}", f"{r['prefill_dsa_s']:.2f}",
-                  f"{r['prefill_speedup']:.2f}", f"{r['decode_dense_ms_per_token']:.2f}",
-                  f"{r['decode_dsa_ms_per_token']:.2f}", f"{r['decode_speedup']:.2f}")
+    contexts = list(dict.fromkeys(r["context"] for r in report.attention))
+    batches = list(dict.fromkeys(r["batch"] for r in report.attention))
+    at = {(r["context"], r["batch"]): r for r in report.attention}
+    columns = [f"B={b} {what}" for b in batches for what in ("dense", "DSA", "×")]
+    t = Table("context", *columns, title="DSA vs dense attention: decode ms per token (same weights, side by side)")
+    for L in contexts:
+        keys = ("decode_dense_ms_per_token", "decode_dsa_ms_per_token", "decode_speedup")
+        t.add_row(f"{int(L):,}", *(f"{at[L, b][k]:.2f}" for b in batches for k in keys))
+    tables.append(t)
+    t = Table("context", "dense s", "DSA s", "× prefill", title="DSA vs dense attention: prefill of one row")
+    for L in contexts:
+        r = at[L, batches[0]]
+        t.add_row(f"{int(L):,}", *(f"{r[k]:.2f}" for k in ("prefill_dense_s", "prefill_dsa_s", "prefill_speedup")))
     tables.append(t)
     c = report.cache
     t = Table("cache", "bytes/token (fp32, all layers)", "vs DSA", title="KV cache per token")

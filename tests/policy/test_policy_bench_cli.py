@@ -28,7 +28,7 @@ def test_bench_library_on_a_tiny_model(make_config):
     q = report.quality
     assert q["dense_val_loss"] > 0 and q["dsa_val_loss"] > 0 and "stdlib" in q["corpus"]
     assert len(report.balance) == 2 and all(r["max_over_mean_learned_bias"] >= 1 for r in report.balance)
-    assert len(report_tables(report)) == 5 and lines
+    assert len(report_tables(report)) == 6 and lines
 
 
 def test_parse_int_list():

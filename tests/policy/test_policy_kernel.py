@@ -29,6 +29,9 @@ def _assert_same_step(model: M.Transformer, cache: M.KVCache, tokens: torch.Tens
     with torch.no_grad():
         ref = model(tokens, positions=positions, cache=ref_cache, attn_impl=impl)
     fast = kernel.decode_step(model, tokens, positions, fast_cache)
+    # the step runs in inference mode; nothing it hands back (or grows) may be an inference tensor
+    assert not any(t.is_inference() for t in [fast.logits, fast.balance_loss, *fast_cache.kv, *fast_cache.ik])
+    assert fast.routing is None or not (fast.routing.is_inference() or fast.expert_load.is_inference())
     torch.testing.assert_close(fast.logits, ref.logits, atol=1e-6, rtol=0)  # float32 logits of a float64 model
     for a, b in zip(fast_cache.kv + fast_cache.ik, ref_cache.kv + ref_cache.ik, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)  # the written entries, in float64
