@@ -15,6 +15,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import sysconfig
@@ -54,9 +55,15 @@ def _in_val(key: str, val_fraction: float) -> bool:
 
 def stdlib_source_files() -> list[Path]:
     """The standard library's ``.py`` files in sorted order, minus tests and vendored code."""
+    return list(_stdlib_source_files())
+
+
+@functools.cache
+def _stdlib_source_files() -> tuple[Path, ...]:
+    # The walk takes ~0.6 s and the interpreter's stdlib does not change while it runs.
     root = Path(sysconfig.get_paths()["stdlib"])
     files = [p for p in root.rglob("*.py") if not _SKIP_PARTS & set(p.relative_to(root).parts)]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    return tuple(sorted(files, key=lambda p: p.relative_to(root).as_posix()))
 
 
 def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Corpus:

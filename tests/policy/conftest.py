@@ -8,6 +8,20 @@ import torch
 from toolgym.policy.model import ModelConfig, Transformer
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run policy tests on one intra-op thread.
+
+    The shapes here are tiny, so a second thread buys nothing, and on a shared 2-core machine an
+    OpenMP thread that cannot get a core stalls every parallel op: under load the same tests
+    ran several times slower with two threads.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides: object) -> ModelConfig:
     """3 layers (1 dense + 2 MoE), 4 heads, 8 experts, indexer 2x16, top-8."""
     base = dict(vocab_size=300, dim=64, n_layers=3, n_dense_layers=1, inter_dim=128, n_heads=4,
