@@ -427,11 +427,19 @@ def bench_sandbox(
 @bench_app.command("model")
 @cli_errors
 def bench_model(
-    contexts: Annotated[str, typer.Option(help="context lengths, comma-separated")] = "1024,4096,16384,32768",
+    contexts: Annotated[
+        str | None, typer.Option(help="context lengths, comma-separated [default: 1024,4096,16384,32768]")
+    ] = None,
     batches: Annotated[str, typer.Option(help="decode batch sizes (rows sharing one prompt)")] = "1,8",
     quality: Annotated[bool, typer.Option("--quality/--no-quality", help="train dense vs DSA, compare loss")] = True,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="contexts 1024,4096,16384 (unless given), no quality check, 2 FFN reps")
+    ] = False,
     pretrain_steps: Annotated[int, typer.Option(help="shared dense pre-training steps")] = 400,
     branch_steps: Annotated[int, typer.Option(help="steps of each branch (dense vs DSA)")] = 150,
+    decode_block: Annotated[
+        int, typer.Option(help="timed decode steps per model in a row after an untimed one (0: alternate every step)")
+    ] = 4,
     threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the report here")] = None,
 ) -> None:
@@ -440,13 +448,16 @@ def bench_model(
 
     from toolgym.policy.bench import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
 
+    default_contexts = "1024,4096,16384" if quick else "1024,4096,16384,32768"
     config = ModelBenchConfig(
-        contexts=parse_int_list(contexts),
+        contexts=parse_int_list(contexts or default_contexts),
         decode_batch_sizes=parse_int_list(batches),
-        quality=quality,
+        decode_block=decode_block,
+        quality=quality and not quick,
         pretrain_steps=pretrain_steps,
         branch_steps=branch_steps,
         threads=threads,
+        **({"ffn_reps": 2} if quick else {}),
     )
     report = run_model_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
     for table in report_tables(report):

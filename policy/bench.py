@@ -54,7 +54,7 @@ class ModelBenchConfig(BaseModel):
 
     contexts: list[int] = Field(default_factory=lambda: [1024, 4096, 16384, 32768])
     decode_batch_sizes: list[int] = Field(default_factory=lambda: [1, 8])
-    decode_steps: int = Field(12, ge=1)  # timed steps per model and (context, batch)
+    decode_steps: int = Field(24, ge=1)  # timed steps per model and (context, batch)
     decode_block: int = Field(4, ge=0)  # timed steps in a row per model after 1 untimed; 0: alternate every step
     ffn_batch: int = Field(8, ge=1)
     ffn_seq_len: int = Field(512, ge=8)
