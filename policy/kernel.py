@@ -7,30 +7,34 @@
   backward pass never stores a [B, H, S, T] tensor for them.
 * ``decode_step`` runs one new token per row through the whole model against a ``KVCache``: the
   step generation repeats for every sampled token. Its reference is the module path of
-  ``Transformer.forward`` (absorbed ``"mqa"`` attention for dense models, ``"gather"`` for DSA).
-  At this model size a decode step is a few dozen small matmuls, so eager PyTorch spends most of
-  the step dispatching ops (~770 aten calls for the dense model, ~1,090 with the indexer) rather
-  than computing. The kernel computes the same function in a fraction of the calls, with weights
-  rearranged once per weight version (``decode_pack``):
+  ``Transformer.forward`` (absorbed ``"mqa"`` attention for dense models, ``"gather"`` for DSA),
+  which ``forward`` still runs whenever an ``attn_impl`` is named. At this model size a decode
+  step is a few dozen small matmuls, so eager PyTorch spends most of the step dispatching ops
+  (~770 aten calls per step for the dense model and ~1,090 with the indexer on the module path)
+  rather than computing. The kernel computes the same function in ~300 / ~410 calls, with the
+  weights rearranged once per weight version (``decode_pack``):
 
   - every projection that reads the same input is one matmul: the attention input feeds the
     query latent, the KV latent, the rope key, the indexer key and the indexer head weights;
-    the query latent feeds the per-head queries and the indexer queries; the FFN input feeds
-    the router and the shared expert (or the dense SwiGLU, whose w1 and w3 are one matrix);
-  - RMSNorm weights, the softmax scale and the indexer's weight scale are folded into the
-    matrices that consume them, so a norm is four elementwise ops and one scale on the output;
-  - RoPE is a [r, r] rotation per row, built once per step (positions are the same in every
+    the query latent feeds the queries (with W_UK absorbed: latent-space queries come straight
+    out of the matmul) and the indexer queries; the FFN input feeds the router and the shared
+    expert (or the dense SwiGLU, whose w1 and w3 are one matrix);
+  - RMSNorm weights (and sqrt(width)), the softmax scale and the indexer's weight scale are
+    folded into the matrices that consume them, so a norm is a vector norm, a ``hypot`` with
+    the epsilon and one division of the matmul's output;
+  - RoPE is a rotation matrix per row, built once per step (positions are the same in every
     layer) and applied with one ``bmm`` per tensor;
   - the causal mask of ragged rows is one additive bias per step, fused into ``baddbmm``;
-  - routed experts: the chosen experts' weights are gathered and run as one batched matmul (a
-    handful of tokens pick few experts), or, once the tokens' picks cover every expert anyway,
-    every expert runs on every token in one matmul and unchosen outputs get weight 0. Nothing
-    syncs with the host except the top-k tie check shared with the reference.
+  - routed experts: a few (token, slot) picks each run their expert's weights in place; once
+    the picks cover the experts anyway, every expert runs on every token in one batched matmul
+    and unchosen outputs get weight 0;
+  - the body runs under ``torch.inference_mode``, which dispatches each op faster than no_grad.
 
   DSA decode does no O(L) work beyond the indexer: scores over the key cache (two ``bmm``),
   top-k, a gather of only the k selected latent entries, attention over those. When the context
   is no longer than k every token is selected and DSA equals dense attention, so the dense form
-  runs (the indexer key is still cached for later steps).
+  runs (the indexer key is still cached for later steps). Both variants get every one of these
+  changes; only the attention switch differs.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class _LayerPack:
 
     attn_in: Tensor  # [D, Lq + C + r (+ d_I + H_I)] query latent, KV latent, rope key (, indexer key, head weights)
     q_in: Tensor  # [Lq, H*(C + r) (+ H_I*d_I)] per head W_UK-absorbed and rope queries (, indexer queries)
-    kv_norm: Tensor  # [C]
+    kv_norm: Tensor  # [C] the KV latent's RMSNorm weight times sqrt(C) (the cached latent is normalised)
     w_uv: Tensor  # [H, C, dv] applied to the attended latent
     wo: Tensor  # [H*dv, D]
     k_norm: tuple[Tensor, Tensor, float] | None  # indexer LayerNorm (weight, bias, eps)
@@ -111,7 +115,7 @@ def _pack_key(dense: bool, stores: list[dict[str, Tensor | None]]) -> tuple[obje
     return dense, [(id(t), t.data_ptr(), t._version) for d in stores for t in d.values() if t is not None]
 
 
-def _rotation_maps(r: int, d_index: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+def _rotation_maps(r: int, d_index: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Constant 0/+-1 maps from per-row [cos | sin] (r numbers) to rotation matrices.
 
     ``y = x @ R`` rotates a row vector x. MLA pairs dims (2i, 2i+1); the indexer pairs i with
@@ -130,7 +134,7 @@ def _rotation_maps(r: int, d_index: int, dtype: torch.dtype) -> tuple[Tensor, Te
         ix[h + i, a, b], ix[h + i, b, a] = 1.0, -1.0
     base = torch.zeros(d_index, d_index, dtype=dtype)
     base[range(r, d_index), range(r, d_index)] = 1.0
-    return il.flatten(1), ix.flatten(1), base.flatten()
+    return il.flatten(1).to(device), ix.flatten(1).to(device), base.flatten().to(device)
 
 
 def _root_ss(x: Tensor, width_eps: Tensor) -> Tensor:
@@ -145,7 +149,11 @@ def _root_ss(x: Tensor, width_eps: Tensor) -> Tensor:
 
 @torch.no_grad()
 def decode_pack(model: Transformer) -> DecodePack:
-    """The model's decode weights, rebuilt only when the weights (or the attention switch) change."""
+    """The model's decode weights, rebuilt only when the weights (or the attention switch) change.
+
+    The pack is a rearranged copy of the weights (about the model's own size), kept on the model
+    as a plain attribute; the first decode step after a change pays for rebuilding it.
+    """
     pack: DecodePack | None = model.__dict__.get("_decode_pack")
     if pack is not None and pack.key == _pack_key(model.config.dense_attention, pack.stores):
         return pack
@@ -189,7 +197,7 @@ def decode_pack(model: Transformer) -> DecodePack:
             experts_out=None if experts_out is None else experts_out.contiguous(),
         ))
     w = model.embed.weight
-    il, ix_map, ix_base = _rotation_maps(r, c.index_head_dim, w.dtype)
+    il, ix_map, ix_base = _rotation_maps(r, c.index_head_dim, w.dtype, w.device)
     pack = DecodePack(
         key=key, stores=stores, layers=layers, head=(model.head.weight * (model.norm.weight * root_d)).t().contiguous(),
         rope_il=il, rope_ix=ix_map, rope_ix_base=ix_base,

@@ -54,6 +54,14 @@ def test_decode_step_equals_the_module_path(dense, lengths, make_model):
             assert step == 0 or model.__dict__["_decode_pack"] is kernel.decode_pack(model)
 
 
+@pytest.mark.parametrize("overrides", [{"dense_ffn": True}, {"n_expert_groups": 4, "n_limited_groups": 2}],
+                         ids=["dense_ffn", "group_routing"])
+def test_decode_step_equals_the_module_path_for_other_ffns(overrides, make_model):
+    model = make_model(**overrides)
+    cache, seq = _ragged_cache(model, [20, 5, 12])
+    _assert_same_step(model, cache, seq[:, :1], cache.lengths[:, None])
+
+
 def test_decode_pack_follows_weight_updates_and_the_attention_switch(make_model):
     model = make_model()
     cache, seq = _ragged_cache(model, [14, 9])
@@ -76,7 +84,7 @@ def test_rotation_maps_equal_apply_rope():
     r, dI, B = 8, 12, 3
     pos = torch.tensor([[0], [5], [1000]])
     cos, sin = M.rope_cos_sin(pos, r, 1e4, torch.float64)  # [B,1,r/2]
-    il, ix, base = kernel._rotation_maps(r, dI, torch.float64)
+    il, ix, base = kernel._rotation_maps(r, dI, torch.float64, torch.device("cpu"))
     cs = torch.cat([cos, sin], -1)[:, 0]
     x = torch.randn(B, 1, 2, dI, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # [B,S,H,d]
     rot = (cs @ il).view(B, r, r)
