@@ -5,7 +5,7 @@ so the env side never pays for it.
 
 Modules:
     model       ModelConfig, Transformer (MLA + DSA lightning indexer + DeepSeekMoE), KVCache
-    kernel      fast paths behind plain functions, each tested equal to its reference in model
+    kernel      fast paths (fused attention, the one-token decode step), each tested equal to its reference
     tokenizer   byte-level BPE with the chat markup as special tokens (no torch)
     corpus      offline corpora: the standard library's sources (no torch)
     generate    Session (batched, KV-cached, sparse decode), SamplingParams, Turn, token_logprobs

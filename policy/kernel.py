@@ -178,6 +178,9 @@ def decode_pack(model: Transformer) -> DecodePack:
             q_rows.append(ix.wq_b.weight)
         q_in = torch.cat(q_rows) * (a.q_norm.weight * c.q_lora_rank**0.5)
         ffn, g = block.ffn, block.ffn_norm.weight * root_d
+        experts_in: Tensor | None = None
+        experts_out: Tensor | None = None
+        gate: Gate | None = None
         if block.is_moe:
             shared = ffn.shared_experts
             ffn_in = torch.cat([ffn.gate.weight, shared.w1.weight, shared.w3.weight]) * g
@@ -187,7 +190,6 @@ def decode_pack(model: Transformer) -> DecodePack:
             gate = ffn.gate
         else:
             ffn_in, ffn_out = torch.cat([ffn.w1.weight, ffn.w3.weight]) * g, ffn.w2.weight
-            experts_in = experts_out = gate = None
         layers.append(_LayerPack(
             attn_in=attn_in.t().contiguous(), q_in=q_in.t().contiguous(), kv_norm=a.kv_norm.weight * C**0.5,
             w_uv=wkv_b[:, dn:].transpose(1, 2).contiguous(), wo=a.wo.weight.t().contiguous(),
