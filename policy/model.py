@@ -6,9 +6,11 @@ and their sources are in ``reference/deepseek_v32.md`` (§1 MLA, §2 DSA, §3 Mo
 * **MLA** caches only the normalised KV latent ``c_kv`` (``kv_lora_rank`` numbers) and the
   decoupled RoPE key ``k_pe`` (``qk_rope_head_dim``) per token and layer. Attention runs in one of
   three forms that compute the same function: ``"mha"`` expands the latent into per-head keys and
-  values (training and dense prefill); ``"mqa"`` absorbs ``W_UK`` into the query and ``W_UV`` into
-  the output so all heads attend over the shared latent (dense decode); ``"gather"`` is the
-  absorbed form over only the top-k tokens picked by the indexer (sparse decode and prefill).
+  values (training, prefill, and DSA prefill over few keys with a top-k mask); ``"mqa"`` absorbs
+  ``W_UK`` into the query and ``W_UV`` into the output so all heads attend over the shared latent
+  (dense decode); ``"gather"`` is the absorbed form over only the top-k tokens picked by the
+  indexer (sparse decode and long sparse prefill). Decode steps run as ``kernel.decode_step``,
+  the same function in far fewer ops, tested equal to these modules.
 * **DSA**: the lightning indexer scores every earlier token,
   ``I[t,s] = sum_j w[t,j] * ReLU(q[t,j] . k[s])``, from few heads and a small key that has its own
   cache; each query keeps its top-k causal tokens. The masked-dense reference adds a top-k mask to
