@@ -50,13 +50,29 @@ class LocalKernel(PythonKernel):
         self._proc: SandboxProcess | None = None
         self._closed = False
 
-    def _start(self) -> SandboxProcess:
+    @property
+    def launched_alive(self) -> bool:
+        """A sandbox process exists and has not died (it may still be starting)."""
+        return self._proc is not None and self._proc.alive
+
+    def launch(self) -> None:
+        """Launch the kernel's sandbox now without waiting for it; the first ``run`` waits.
+
+        Raises:
+            SandboxError: If bwrap cannot be executed.
+        """
+        if self._closed or self.session.closed:
+            raise SandboxError("The Python kernel is closed; start a new one.")
+        if self._proc is None:
+            self._proc = self._start(wait=False)
+
+    def _start(self, wait: bool = True) -> SandboxProcess:
         limits = self.limits
         rlimits = _rlimits(limits, self.session.nproc_limit(limits))
         # The CPU limit moves per call; the kernel as a whole has none.
         rlimits = [r for r in rlimits if r[0] != "RLIMIT_CPU"]
         setup = {"rlimits": rlimits, "cwd": WORKSPACE, "env": dict(BASE_ENV)}
-        return self.session.spawn("kernel", base64.b64encode(marshal.dumps(setup, 4)).decode())
+        return self.session.spawn("kernel", base64.b64encode(marshal.dumps(setup, 4)).decode(), wait=wait)
 
     def run(self, code: str, *, timeout: float | None = None) -> ExecResult:
         """Execute one cell (see :class:`~toolgym.envs.sandbox.base.PythonKernel`).
@@ -72,7 +88,10 @@ class LocalKernel(PythonKernel):
             if fresh:
                 self._drop()
                 self._proc = self._start()
+            elif not self._proc.ready:  # launched ahead (``launch``): finish starting it
+                self._proc.wait_ready()
         except SandboxError as exc:
+            self._proc = None  # wait_ready killed it
             return sandbox_error(str(exc), started)
         assert self._proc is not None
         limits = self.limits

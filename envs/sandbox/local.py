@@ -43,6 +43,7 @@ What is **not** isolated:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import marshal
@@ -50,8 +51,10 @@ import os
 import secrets
 import shutil
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,6 +78,9 @@ from .base import (
 from .proc import SandboxProcess, become_subreaper, frame
 from .workspace import HostWorkspace, Slot, SlotPool, can_mount_tmpfs, state_dir, sweep_stale
 
+if TYPE_CHECKING:
+    from .kernel import LocalKernel
+
 INSIDE_SOURCE = (Path(__file__).parent / "inside.py").read_text()
 SANDBOX_UID = 1000  # the uid programs see inside the sandbox
 _INSTALL_HINT = (
@@ -93,6 +99,12 @@ class LocalConfig(BaseModel):
         state_dir: Where slot locks and workspaces live; ``None`` picks the default.
         slots: Number of per-slot uids (most sessions open at once on this machine).
         base_uid: First slot uid; ``None`` picks a range clear of ``/etc/subuid``.
+        spare_kernels: Sessions kept launched ahead of need, each with its Python kernel
+            starting (0 or 1). ``open`` hands out a spare whose limits match and launches the
+            next one, so the ~40 ms a new sandbox spends building namespaces (mostly sleeping
+            in the kernel) overlaps the episode before it. A spare is a fresh, never-used
+            sandbox; the caller's files go into its workspace when it is handed out, so
+            sessions still share nothing. It costs one idle interpreter and one slot.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -102,6 +114,7 @@ class LocalConfig(BaseModel):
     state_dir: Path | None = None
     slots: int = Field(default=32, ge=1, le=4096)
     base_uid: int | None = Field(default=None, ge=1000, le=2**31)
+    spare_kernels: int = Field(default=0, ge=0, le=1)
 
 
 def find_bwrap(explicit: str | None = None) -> Path:
@@ -217,6 +230,11 @@ class LocalBackend(Backend):
         self.subreaper = become_subreaper()
         self._etc = self._write_etc()
         sweep_stale(self.root)
+        self._spare: LocalSession | None = None
+        self._owner = os.getpid()  # a forked child must not close its parent's spare
+        if self.config.spare_kernels:
+            # At exit, close the spare (a collected backend's spare closes itself in __del__).
+            atexit.register(LocalBackend._close_spare_of, weakref.ref(self))
 
     def _write_etc(self) -> Path:
         """A synthetic ``/etc/passwd`` and ``/etc/group`` naming the sandbox user."""
@@ -256,8 +274,22 @@ class LocalBackend(Backend):
         )
 
     def open(self, files: Mapping[str, bytes | str] | None = None, limits: Limits | None = None) -> LocalSession:
-        """Open a session (the sandbox itself starts on the first call)."""
+        """Open a session (its sandbox starts on the first call, or is already starting if spare)."""
         limits = limits or Limits()
+        session = self._take_spare(limits)
+        if session is None:
+            session = self._new_session(limits)
+        try:
+            for name, content in (files or {}).items():
+                session.put(name, content)
+        except BaseException:
+            session.close()
+            raise
+        if self.config.spare_kernels:
+            self._launch_spare(limits)
+        return session
+
+    def _new_session(self, limits: Limits) -> LocalSession:
         slot = self.slots.acquire()
         try:
             path = self.root / f"ws-{os.getpid()}-{secrets.token_hex(6)}"
@@ -266,14 +298,42 @@ class LocalBackend(Backend):
         except BaseException:
             self.slots.release(slot)
             raise
-        session = LocalSession(self, slot, workspace, limits)
+        return LocalSession(self, slot, workspace, limits)
+
+    def _take_spare(self, limits: Limits) -> LocalSession | None:
+        """The spare session if it fits ``limits`` and is alive (else it is closed); None if none."""
+        spare, self._spare = self._spare, None
+        if spare is None or os.getpid() != self._owner:
+            return None
+        kernel = spare._spare_kernel
+        if spare.limits == limits and kernel is not None and kernel.launched_alive:
+            return spare
+        spare.close()
+        return None
+
+    def _launch_spare(self, limits: Limits) -> None:
+        """Start the next spare: a new session whose kernel's sandbox is launched, not awaited."""
+        if self._spare is not None or os.getpid() != self._owner:
+            return
         try:
-            for name, content in (files or {}).items():
-                session.put(name, content)
-        except BaseException:
+            session = self._new_session(limits)
+        except SandboxError:
+            return  # no free slot: the next open starts from scratch
+        try:
+            kernel = session.python()
+            kernel.launch()
+        except SandboxError:
             session.close()
-            raise
-        return session
+            return
+        session._spare_kernel = kernel
+        self._spare = session
+
+    @staticmethod
+    def _close_spare_of(ref: weakref.ref[LocalBackend]) -> None:
+        backend = ref()
+        if backend is not None and os.getpid() == backend._owner and backend._spare is not None:
+            spare, backend._spare = backend._spare, None
+            spare.close()
 
     def bwrap_argv(self, workspace: Path, limits: Limits, info_fd: int) -> list[str]:
         """The bwrap command line (everything before the inner program).
@@ -326,7 +386,9 @@ class LocalSession(Session):
         self.limits = limits
         self._host: SandboxProcess | None = None
         self._kernels: list[PythonKernel] = []
+        self._spare_kernel: LocalKernel | None = None  # launched ahead by the backend, unclaimed
         self._closed = False
+        self._owner = os.getpid()
 
     @property
     def python_path(self) -> str:
@@ -344,8 +406,11 @@ class LocalSession(Session):
             return limits.max_processes
         return _own_thread_count() + limits.max_processes
 
-    def spawn(self, mode: str, *args: str) -> SandboxProcess:
-        """Start a sandbox running :mod:`.inside` in ``mode`` (``serve`` or ``kernel``)."""
+    def spawn(self, mode: str, *args: str, wait: bool = True) -> SandboxProcess:
+        """Start a sandbox running :mod:`.inside` in ``mode`` (``serve`` or ``kernel``).
+
+        With ``wait=False`` the sandbox is only launched; ``SandboxProcess.wait_ready`` ends it.
+        """
 
         def argv_for(info_fd: int, req_fd: int, resp_fd: int) -> list[str]:
             inner = [self.backend.python, "-I", "-S", "-c", INSIDE_SOURCE, mode]
@@ -353,7 +418,10 @@ class LocalSession(Session):
             return [*self.backend.bwrap_argv(self.workspace.path, self.limits, info_fd), *inner]
 
         proc = SandboxProcess(argv_for, self.slot.uid, self.slot.gid)
-        proc.start()
+        if wait:
+            proc.start()
+        else:
+            proc.launch()
         return proc
 
     def _check_open(self) -> None:
@@ -441,6 +509,10 @@ class LocalSession(Session):
         from .kernel import LocalKernel
 
         self._check_open()
+        spare = self._spare_kernel
+        if spare is not None and (limits is None or limits == self.limits):
+            self._spare_kernel = None
+            return spare
         kernel = LocalKernel(self, limits or self.limits)
         self._kernels.append(kernel)
         return kernel
@@ -461,7 +533,9 @@ class LocalSession(Session):
                 self.backend.slots.release(self.slot)
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        # Only in the process that opened it: a forked child dropping its inherited copy must
+        # not kill the parent's sandbox or remove its workspace.
+        if not getattr(self, "_closed", True) and getattr(self, "_owner", None) == os.getpid():
             self.close()
 
 

@@ -132,6 +132,7 @@ class SandboxProcess:
         self._pidfd: int | None = None
         self._req_w = -1
         self._resp_r = -1
+        self._info_r = -1  # bwrap's --info-fd, open from launch until ready
         self._resp_buf = bytearray()
         self._sel: selectors.BaseSelector | None = None
 
@@ -140,11 +141,28 @@ class SandboxProcess:
         """The bwrap process is running."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def ready(self) -> bool:
+        """The inner program has sent its ready frame (``start`` or ``wait_ready`` returned)."""
+        return self._proc is not None and self._info_r < 0
+
     def start(self) -> None:
         """Start bwrap and wait for the inner program's ready frame.
 
         Raises:
             SandboxError: If bwrap or the inner program fails to start (with bwrap's message).
+        """
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start bwrap without waiting for the sandbox: ``wait_ready`` (or ``start``) finishes it.
+
+        Most of a sandbox's start-up is the kernel building namespaces, which sleeps rather than
+        computes; launching one ahead of need overlaps that with the caller's own work.
+
+        Raises:
+            SandboxError: If bwrap cannot be executed.
         """
         req_r, req_w = os.pipe2(os.O_CLOEXEC)
         resp_r, resp_w = os.pipe2(os.O_CLOEXEC)
@@ -173,11 +191,23 @@ class SandboxProcess:
             raise SandboxError(f"Cannot start bwrap ({argv[0]}): {exc}.") from exc
         for fd in (req_r, resp_w, info_w):
             os.close(fd)
-        self._req_w, self._resp_r = req_w, resp_r
+        self._req_w, self._resp_r, self._info_r = req_w, resp_r, info_r
         assert self._proc.stdout is not None and self._proc.stderr is not None
         for fd in (req_w, resp_r, self._proc.stdout.fileno(), self._proc.stderr.fileno()):
             os.set_blocking(fd, False)
         self._sel = selectors.DefaultSelector()
+
+    def wait_ready(self) -> None:
+        """Wait for a launched sandbox's ready frame (no-op once ready).
+
+        Raises:
+            SandboxError: If the sandbox did not start (with bwrap's message); it is killed.
+        """
+        if self._proc is None:
+            raise SandboxError("The sandbox process was never launched or is already gone.")
+        info_r = self._info_r
+        if info_r < 0:
+            return
         try:
             child_pid = self._read_info(info_r)
             try:
@@ -186,7 +216,9 @@ class SandboxProcess:
                 self._pidfd = None  # already gone; the ready exchange below reports why
             ready = self.exchange(b"", deadline=time.monotonic() + self._start_timeout, cap=1 << 16)
         finally:
-            os.close(info_r)
+            if self._info_r >= 0:  # _read_info kills (and closes it) on failure
+                os.close(self._info_r)
+                self._info_r = -1
         if ready.reason != "frame":
             message = bytes(ready.stderr.data).decode("utf-8", "replace").strip()
             self.kill()
@@ -195,24 +227,9 @@ class SandboxProcess:
     def _read_info(self, info_r: int) -> int:
         """Read bwrap's ``--info-fd`` JSON and return the sandbox init's host pid."""
         assert self._proc is not None and self._proc.stderr is not None
-        deadline = time.monotonic() + self._start_timeout
-        buf = b""
-        sel = selectors.DefaultSelector()
-        sel.register(info_r, selectors.EVENT_READ)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    return int(json.loads(buf)["child-pid"])
-                except (ValueError, KeyError):
-                    pass
-                if not sel.select(max(0.0, deadline - time.monotonic())):
-                    break
-                chunk = os.read(info_r, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-        finally:
-            sel.close()
+        pid = _info_pid(info_r, time.monotonic() + self._start_timeout)
+        if pid is not None:
+            return pid
         try:
             self._proc.wait(timeout=2)
             err = self._proc.stderr.read() or b""
@@ -328,6 +345,14 @@ class SandboxProcess:
 
     def kill(self) -> None:
         """Kill the sandbox (its whole pid namespace) and reap what bwrap left. Idempotent."""
+        if self._info_r >= 0 and self._pidfd is None and self.alive:
+            # Launched, never waited for: learn the init's pid so it is killed and reaped too.
+            pid = _info_pid(self._info_r, time.monotonic() + self._start_timeout)
+            if pid is not None:
+                try:
+                    self._pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    pass
         proc, pidfd = self._proc, self._pidfd
         if pidfd is not None:
             try:
@@ -348,14 +373,36 @@ class SandboxProcess:
         if pidfd is not None:
             _reap_pidfd(pidfd)
             os.close(pidfd)
-        for fd in (self._req_w, self._resp_r):
+        for fd in (self._req_w, self._resp_r, self._info_r):
             if fd >= 0:
                 os.close(fd)
         if self._sel is not None:
             self._sel.close()
         self._proc, self._pidfd, self._sel = None, None, None
-        self._req_w = self._resp_r = -1
+        self._req_w = self._resp_r = self._info_r = -1
         self._resp_buf.clear()
+
+
+def _info_pid(info_r: int, deadline: float) -> int | None:
+    """The sandbox init's host pid from bwrap's ``--info-fd`` JSON; None if bwrap never wrote it."""
+    buf = b""
+    sel = selectors.DefaultSelector()
+    sel.register(info_r, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                return int(json.loads(buf)["child-pid"])
+            except (ValueError, KeyError):
+                pass
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                return None
+            chunk = os.read(info_r, 4096)
+            if not chunk:
+                return None
+            buf += chunk
+    finally:
+        sel.close()
+    return None
 
 
 def _reap_pidfd(pidfd: int, budget_s: float = 2.0) -> None:

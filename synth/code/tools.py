@@ -5,8 +5,11 @@ and nothing else until the first ``run_python`` call, which opens one local sand
 (bubblewrap; see :mod:`toolgym.envs.sandbox`) with those files in its workspace and starts one
 warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
 cost nothing, and every episode that does gets its own sandbox: episodes never share variables
-or files. The env calls :meth:`CodeContext.close` at episode end, reset and close; it kills the
-kernel and removes the workspace.
+or files. The process's backend keeps one spare sandbox launched ahead
+(``LocalConfig.spare_kernels``), so the first ``run_python`` of an episode mostly finds its
+kernel already started: a fresh, never-used sandbox that receives this episode's files. The
+env calls :meth:`CodeContext.close` at episode end, reset and close; it kills the kernel and
+removes the workspace.
 
 **Errors are results, not tool errors.** An exception in the policy's code, a timeout, an
 output flood or a memory error is what the code *did*, so ``run_python`` returns it as a normal
@@ -53,7 +56,9 @@ def backend() -> Backend:
     pid = os.getpid()
     if pid not in _BACKENDS:
         _BACKENDS.clear()
-        _BACKENDS[pid] = get_backend("local")
+        # One spare sandbox launched ahead: an episode's first run_python finds its kernel
+        # (nearly) started, because it was launched during the episode before (LocalConfig).
+        _BACKENDS[pid] = get_backend("local", spare_kernels=1)
     return _BACKENDS[pid]
 
 
