@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from toolgym.envs.sandbox import Limits, get_backend
-from toolgym.envs.sandbox.local import LocalBackend
+from toolgym.envs.sandbox.local import LocalBackend, LocalSession
+from toolgym.envs.sandbox.proc import SandboxProcess
 
 SMALL = Limits(wall_s=5.0, output_bytes=4096, memory_bytes=256 << 20, workspace_bytes=8 << 20)
 
@@ -58,11 +59,16 @@ def test_spare_with_other_limits_is_closed_not_used(backend: LocalBackend) -> No
     s.close()
 
 
-def test_dead_spare_is_replaced(backend: LocalBackend) -> None:
+def _launched_spare(backend: LocalBackend) -> tuple[LocalSession, SandboxProcess | None]:
+    """Open and close one session; return the spare it launched and its kernel's process."""
     backend.open(limits=SMALL).close()
     spare = backend._spare
     assert spare is not None and spare._spare_kernel is not None
-    proc = spare._spare_kernel._proc
+    return spare, spare._spare_kernel._proc
+
+
+def test_dead_spare_is_replaced(backend: LocalBackend) -> None:
+    spare, proc = _launched_spare(backend)
     assert proc is not None
     proc.kill()  # e.g. killed from outside while it waited
     s = backend.open(limits=SMALL)
@@ -72,10 +78,7 @@ def test_dead_spare_is_replaced(backend: LocalBackend) -> None:
 
 
 def test_closing_an_unclaimed_launched_kernel_kills_its_sandbox(backend: LocalBackend) -> None:
-    backend.open(limits=SMALL).close()
-    spare = backend._spare
-    assert spare is not None and spare._spare_kernel is not None
-    proc = spare._spare_kernel._proc
+    spare, proc = _launched_spare(backend)
     assert proc is not None and not proc.ready  # launched, never waited for
     bwrap = proc._proc
     assert bwrap is not None
