@@ -317,12 +317,12 @@ class LocalBackend(Backend):
             return
         try:
             session = self._new_session(limits)
-        except SandboxError:
-            return  # no free slot: the next open starts from scratch
+        except (SandboxError, OSError):
+            return  # no free slot or workspace: the next open starts from scratch
         try:
             kernel = session.python()
             kernel.launch()
-        except SandboxError:
+        except (SandboxError, OSError):
             session.close()
             return
         session._spare_kernel = kernel
