@@ -14,7 +14,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -294,25 +294,29 @@ def test_nested_userns_and_remount(backend: Backend) -> None:
     assert lines["write"] == ["False"]
 
 
-def test_tcp_to_host_port(backend: Backend) -> None:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
+def _attack_host_listener(backend: Backend, family: int, address: object, code_for: Callable[[object], str]) -> object:
+    """Listen on a host socket, run the attack code built from its address, assert no connection arrived."""
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.bind(address)
     listener.listen(4)
     listener.setblocking(False)
-    port = listener.getsockname()[1]
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
-        "    print('CONNECTED', s.recv(100))\n"
-        "except OSError as e:\n    print(type(e).__name__)\n"
-    )
     try:
-        r = attack(backend, code)
+        r = attack(backend, code_for(listener.getsockname()))
         with pytest.raises(BlockingIOError):
             listener.accept()
     finally:
         listener.close()
+    return r
+
+
+def test_tcp_to_host_port(backend: Backend) -> None:
+    r = _attack_host_listener(backend, socket.AF_INET, ("127.0.0.1", 0), lambda addr: (
+        "import socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(('127.0.0.1', {addr[1]}), timeout=1)\n"
+        "    print('CONNECTED', s.recv(100))\n"
+        "except OSError as e:\n    print(type(e).__name__)\n"
+    ))
     assert r.ok, r
     assert b"CONNECTED" not in r.stdout
     assert r.text.strip() in ("ConnectionRefusedError", "OSError", "TimeoutError"), r
@@ -320,23 +324,13 @@ def test_tcp_to_host_port(backend: Backend) -> None:
 
 def test_host_abstract_unix_socket(backend: Backend) -> None:
     name = "\0toolgym-test-" + secrets.token_hex(6)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(name)
-    listener.listen(4)
-    listener.setblocking(False)
-    code = (
+    r = _attack_host_listener(backend, socket.AF_UNIX, name, lambda _addr: (
         "import socket\n"
         "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
         "try:\n"
         f"    s.connect({name!r})\n    print('CONNECTED')\n"
         "except OSError as e:\n    print(type(e).__name__)\n"
-    )
-    try:
-        r = attack(backend, code)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    finally:
-        listener.close()
+    ))
     assert r.ok, r
     assert r.text.strip() == "ConnectionRefusedError", r
 
