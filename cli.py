@@ -1,14 +1,17 @@
 """The ``toolgym`` command: one Typer app, each command a thin function over library code.
 
-Commands: ``families``, ``synth``, ``show``, ``play``, ``eval``, ``export``, ``bench …`` and
-``train lm``.
-Every error a user can cause (a bad argument, an unknown name, a corrupt dataset) is printed
-as one line starting with ``error:`` and exits with code 2; nothing prints a traceback for it.
+Commands: ``families``, ``synth``, ``show``, ``tasks``, ``play``, ``eval``, ``export``,
+``bench …`` and ``train lm``.
+Every error a user can cause (a bad argument, an unknown name, a corrupt or locked dataset) is
+printed as one line starting with ``error:`` on stderr and exits with code 2; nothing prints a
+traceback for it. That holds for Click's own usage errors too (a bad option value, a missing or
+unknown option, an unknown command): :class:`OneLineErrors` catches them in ``main``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -16,14 +19,56 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from toolgym.errors import ConfigError, ToolgymError, one_line
 
+# Newer Typer vendors Click as ``typer._click``, older Typer uses Click itself: take the exception
+# classes from the module that defines the public ``typer.BadParameter``, so both work.
+_click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
+_ABORTS = (typer.Abort, getattr(_click_errors, "Abort", typer.Abort))
+_NO_ARGS_IS_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The root command group: Click's usage errors become one ``error:`` line on stderr.
+
+    Typer would print them as a multi-line box. Every command and sub-command is parsed under
+    this group's ``main``, so one override covers the whole command tree (and ``CliRunner``).
+    Without arguments a group still prints its help.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:
+            typer.echo(exc.format_message())  # the group's help text
+            sys.exit(exc.exit_code)
+        except _click_errors.ClickException as exc:
+            typer.echo(f"error: {usage_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except _ABORTS:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def usage_line(exc: Any) -> str:
+    """A Click error (``ClickException``) as one line: the message, then where the command's help is."""
+    text = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{text} (see '{ctx.command_path} --help')" if ctx is not None else text
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Synthesized, verified tool-use environments for RL of language models.",
     no_args_is_help=True,
     add_completion=False,
@@ -89,7 +134,7 @@ def families() -> None:
     table = Table("family", "env id", "summary")
     for fid in FAMILIES:
         f = get_family(fid)
-        table.add_row(fid, f.env_id, f.summary)
+        _add_row(table, fid, f.env_id, f.summary)
     console.print(table)
 
 
@@ -125,11 +170,18 @@ def synth(
     with _progress() as bar:
         job = bar.add_task(f"synth {family}", total=count)
         stats = synthesize(config, out, progress=lambda done, total: bar.update(job, completed=done))
-    resumed = "" if stats.resumed_from is None else f" (resumed after candidate {stats.resumed_from})"
+    if stats.shipped == 0 and stats.existing >= count:
+        console.print(
+            f"{out} is already complete: it holds {stats.existing} {family} tasks (--count {count}); nothing to do",
+            markup=False,
+        )
+        return
+    resumed = "" if stats.resumed_from is None else f" (resumed: {stats.existing} were already there)"
     rate = stats.shipped / stats.seconds if stats.seconds else 0.0
     console.print(
         f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({rate:.0f} tasks/s); "
-        f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}"
+        f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}",
+        markup=False,
     )
 
 
@@ -195,40 +247,58 @@ def _summary(dataset: Path) -> None:
         console.print(
             f"{family}: toolgym {m['toolgym_version']}, family v{m['family_version']}, config {config}", markup=False
         )
-    table = Table("family", "split", "difficulty", "tasks", title=str(dataset))
+    table = Table("family", "split", "difficulty", "tasks", title=Text(str(dataset)))
     for row in summary["tasks"]:
-        table.add_row(row["family"], row["split"], str(row["difficulty"]), str(row["count"]))
+        _add_row(table, row["family"], row["split"], row["difficulty"], row["count"])
     console.print(table)
     gates = Table("family", "candidates", "shipped", "dropped by", title="quality gates")
     for family, counts in summary["gates"].items():
         dropped = {k: v for k, v in counts.items() if k != "shipped"}
-        gates.add_row(family, str(sum(counts.values())), str(counts.get("shipped", 0)), str(dropped or "-"))
+        _add_row(gates, family, sum(counts.values()), counts.get("shipped", 0), dropped or "-")
     console.print(gates)
+    console.print(f"list the task ids with: toolgym tasks -d {dataset} [--family F] [--split S]", markup=False)
 
 
-def _human_action(line: str) -> str:
-    """``name {json}``, ``name key=value …`` or raw markup → an action."""
-    from toolgym.envs import markup as mk
+def _add_row(table: Table, *cells: Any) -> None:
+    """Add a row whose cells are printed as plain text (never parsed as Rich markup)."""
+    table.add_row(*(Text(str(c)) for c in cells))
 
-    line = line.strip()
-    if line.startswith("<"):
-        return line
-    name, _, rest = line.partition(" ")
-    rest = rest.strip()
-    if rest.startswith("{"):
-        try:
-            args = json.loads(rest)
-        except json.JSONDecodeError:
-            return line  # let the env explain what is wrong
-    else:
-        args = {}
-        for pair in rest.split():
-            k, _, v = pair.partition("=")
-            try:
-                args[k] = json.loads(v)
-            except json.JSONDecodeError:
-                args[k] = v
-    return mk.render_action([(name, args)])
+
+@app.command()
+@cli_errors
+def tasks(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="dataset file")],
+    family: Annotated[str | None, typer.Option(help="only this family")] = None,
+    split: Annotated[str | None, typer.Option(help="only this split: train | val | test")] = None,
+    difficulty: Annotated[str | None, typer.Option(help="only this difficulty or range, e.g. 2 or 1-3")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="print at most this many (0: all)")] = 0,
+) -> None:
+    """List a dataset's task ids (tab-separated: id, family, split, difficulty), filtered.
+
+    A separate command rather than a mode of ``show``: its filters mean nothing for one task, and
+    its output is plain lines to pipe (``toolgym tasks -d D --split test | cut -f1``). How many
+    tasks matched goes to stderr when ``--limit`` cut the list.
+    """
+    from toolgym.synth import unknown
+    from toolgym.synth.dataset import Dataset, check_split
+
+    check_split(split)
+    lo, hi = parse_range(difficulty) if difficulty is not None else (1, 5)
+    with Dataset(dataset, read_only=True) as ds:
+        if family is not None and family not in ds.families():
+            raise unknown(f"family in {dataset}:", family, ds.families())
+        rows = ds.task_rows(family, split, list(range(lo, hi + 1)))
+        if not rows:
+            held = ", ".join(f"{r['family']}/{r['split']}/d{r['difficulty']}" for r in ds.summary()["tasks"])
+            raise ConfigError(
+                f"{dataset} has no tasks matching family={family}, split={split}, difficulty={difficulty}; "
+                f"it holds {held or 'no tasks'}"
+            )
+    shown = rows[:limit] if limit else rows
+    for task_id, fam, sp, d in shown:
+        typer.echo(f"{task_id}\t{fam}\t{sp}\t{d}")
+    if len(shown) < len(rows):
+        typer.echo(f"{len(shown)} of {len(rows)} matching tasks shown (raise --limit for more)", err=True)
 
 
 @app.command()
@@ -237,28 +307,15 @@ def play(
     task_id: Annotated[str, typer.Argument(help="task id")],
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
 ) -> None:
-    """Play a task in the terminal: type `tool {json}` or `tool key=value …` per turn, `quit` to stop."""
-    from toolgym.envs import markup as mk
-    from toolgym.envs.sources import MemorySource
-    from toolgym.envs.toolenv import make_env
+    """Play a task in the terminal: `tool key=value …` or `tool {json}` per turn, `help` for more, `quit` to stop.
+
+    Lines are read from stdin, so a game can be scripted by piping them in. An empty line, `help`
+    and typing mistakes use no turn; end of input stops the game.
+    """
+    from toolgym.play import play_episode
 
     task, world, _ = _load(task_id, dataset)
-    env = make_env(task.family, source=MemorySource([(task, world)]))
-    _, info = env.reset()
-    console.print(task.prompt, markup=False)
-    console.print("tools: " + ", ".join(t["function"]["name"] for t in info["tools"]), markup=False)
-    while True:
-        line = typer.prompt("action", default="", show_default=False)
-        if line.strip() in ("quit", "exit"):
-            console.print("stopped")
-            return
-        obs, reward, terminated, truncated, info = env.step(_human_action(line))
-        for r in mk.parse_tool_results(obs):
-            console.print(json.dumps(r, ensure_ascii=False, indent=1), markup=False)
-        if terminated or truncated:
-            verdict = info.get("verdict", {"reason": "truncated"})
-            console.print(f"episode over: reward {reward} ({verdict['reason']})", markup=False)
-            return
+    play_episode(task, world, console)
 
 
 @app.command(name="eval")
@@ -276,7 +333,9 @@ def eval_(
 ) -> None:
     """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty."""
     from toolgym.policy.evaluate import evaluate, scripted_policy, summarize
+    from toolgym.synth.dataset import check_split
 
+    check_split(split)
     ks = k or [1, samples]
     if min(ks) < 1 or max(ks) > samples:
         raise ConfigError(f"every k must be between 1 and --samples ({samples}), got {ks}")
@@ -297,7 +356,7 @@ def eval_(
     for row in summarize(results, ks):
         cells = [f"{m:.3f} ± {h:.3f}" if h == h else f"{m:.3f}" for m, h in row.pass_at.values()]
         cells += [f"{m:.3f}" for m, _ in row.pass_hat.values()]
-        table.add_row(row.family, row.difficulty, str(row.tasks), *cells)
+        _add_row(table, row.family, row.difficulty, str(row.tasks), *cells)
     console.print(table)
 
 
@@ -327,15 +386,20 @@ def _eval_items(
 @cli_errors
 def export(
     dataset: Annotated[Path, typer.Argument(help="dataset file")],
-    out: Annotated[Path, typer.Option(help="output file")],
+    out: Annotated[Path, typer.Option(help="output directory: one file per split (replaced if it holds an export)")],
     format: Annotated[str, typer.Option(help="jsonl | parquet")] = "jsonl",
-    split: Annotated[str | None, typer.Option(help="only this split")] = None,
+    split: Annotated[str | None, typer.Option(help="only this split: train | val | test")] = None,
 ) -> None:
-    """Export tasks and reference trajectories as JSONL or Parquet rows for Hugging Face datasets."""
+    """Export tasks and reference trajectories for Hugging Face datasets: train / validation / test files.
+
+    ``datasets.load_dataset("<out>")`` then yields the splits train, validation (toolgym's ``val``)
+    and test.
+    """
     from toolgym.synth.export import export as run_export
 
-    n = run_export(dataset, out, format, split)
-    console.print(f"wrote {n} rows to {out}")
+    counts = run_export(dataset, out, format, split)
+    parts = ", ".join(f"{name}.{format} {n}" for name, n in counts.items())
+    console.print(f"wrote {sum(counts.values())} rows to {out}/ ({parts})", markup=False)
 
 
 @bench_app.command("env")
@@ -349,7 +413,7 @@ def bench_env(steps: Annotated[int, typer.Option(help="timed calls per row")] = 
     table = Table("path", "median µs", "p90 µs", "× toolgym step", "what", title="toolgym bench env")
     for r in rows:
         ratio = f"{r.median_us / ours:.2f}" if r.median_us == r.median_us else "-"
-        table.add_row(r.name, f"{r.median_us:.1f}", f"{r.p90_us:.1f}", ratio, r.note)
+        _add_row(table, r.name, f"{r.median_us:.1f}", f"{r.p90_us:.1f}", ratio, r.note)  # notes hold [extras]
     console.print(table)
     console.print("targets: step ≤ 200 µs median, reset ≤ 1000 µs median")
 
@@ -370,7 +434,7 @@ def bench_synth(
     multi, path = run_throughput(count, workers, family=family)
     table = Table("workers", "shipped", "seconds", "tasks/s", "dropped", title=f"toolgym bench synth ({family}, d1-5)")
     for r in (single, multi):
-        table.add_row(str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
+        _add_row(table, str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
     console.print(table)
     console.print(f"speed-up {multi.rate / single.rate:.2f}x on {workers} workers; target ≥ 100 shipped tasks/s")
     table = Table(
@@ -384,7 +448,8 @@ def bench_synth(
         title="hard to solve, easy to verify",
     )
     for h in hardness(path):
-        table.add_row(
+        _add_row(
+            table,
             str(h.difficulty),
             str(h.tasks),
             "-" if h.log10_candidates != h.log10_candidates else f"{h.log10_candidates:.1f}",  # NaN: not reported
@@ -412,7 +477,8 @@ def bench_sandbox(
     table = Table("path", "median ms", "p90 ms", "× plain", "n", "what", title="toolgym bench sandbox")
     for r in rows:
         timed = r.n > 0
-        table.add_row(
+        _add_row(
+            table,
             r.name,
             f"{r.median_ms:.2f}" if timed else "-",
             f"{r.p90_ms:.2f}" if timed else "-",

@@ -21,6 +21,7 @@ the same seed and config give identical rows.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ import duckdb
 import numpy as np
 import orjson
 
-from toolgym.errors import DatasetError, UnknownNameError
+from toolgym.errors import ConfigError, DatasetError, UnknownNameError
 from toolgym.synth.family import TaskSpec, WorldSpec
 
 FORMAT = "toolgym-dataset/2"
+SPLITS = ("train", "val", "test")
+"""Every split a task can be in (by world; see ``synth.pipeline.world_split``)."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS manifest (
@@ -111,6 +114,38 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ..
         con.unregister("_batch")
 
 
+def check_split(split: str | None) -> str | None:
+    """``split`` itself if it is None or one of :data:`SPLITS`.
+
+    Raises:
+        ConfigError: An unknown split, with the valid ones (and the closest, if any is close).
+    """
+    if split is None or split in SPLITS:
+        return split
+    import difflib
+
+    close = difflib.get_close_matches(split, SPLITS, n=1, cutoff=0.4)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"unknown split {split!r}{hint}; splits are {', '.join(SPLITS)}")
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> DatasetError:
+    """The error for a file DuckDB cannot open: locked by another process, or not a dataset.
+
+    DuckDB reports a held lock as an ``IOException`` ("Could not set lock on file …: Conflicting
+    lock is held in <program> (PID <n>)"); the PID is named when DuckDB gives one.
+    """
+    text = " ".join(str(exc).split())
+    if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
+        pid = re.search(r"\(PID (\d+)\)", text)
+        holder = f"process {pid.group(1)}" if pid else "another process"
+        return DatasetError(
+            f"{path} is locked by {holder} (a running `toolgym synth` or another writer holds it); "
+            "wait for it to finish or stop it, then retry"
+        )
+    return DatasetError(f"{path} is not a readable toolgym dataset (DuckDB says: {text})")
+
+
 def toolset_id(system: str, tools: list[dict[str, Any]]) -> str:
     """Content id of a toolset (system text + schemas), shared by every task that uses it."""
     return hashlib.sha256((system + "\0" + _dump(tools)).encode()).hexdigest()[:16]
@@ -128,7 +163,7 @@ class Dataset:
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
-            raise DatasetError(f"{self.path} is not a readable toolgym dataset (DuckDB says: {exc})") from exc
+            raise _open_error(self.path, exc) from exc
         try:
             tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             if create and not tables:
@@ -235,8 +270,26 @@ class Dataset:
     def task_ids(
         self, family: str | None = None, split: str | None = None, difficulties: list[int] | None = None
     ) -> list[str]:
-        """Task ids in dataset order, filtered."""
-        sql, args = "SELECT task_id FROM tasks WHERE 1=1", []
+        """Task ids in dataset order, filtered.
+
+        Raises:
+            ConfigError: ``split`` is not one of :data:`SPLITS`.
+        """
+        return [r[0] for r in self.task_rows(family, split, difficulties)]
+
+    def task_rows(
+        self,
+        family: str | None = None,
+        split: str | None = None,
+        difficulties: list[int] | None = None,
+    ) -> list[tuple[str, str, str, int]]:
+        """``(task_id, family, split, difficulty)`` rows in dataset order, filtered.
+
+        Raises:
+            ConfigError: ``split`` is not one of :data:`SPLITS`.
+        """
+        check_split(split)
+        sql, args = "SELECT task_id, family, split, difficulty FROM tasks WHERE 1=1", []
         if family:
             sql += " AND family = ?"
             args.append(family)
@@ -246,7 +299,8 @@ class Dataset:
         if difficulties:
             sql += f" AND difficulty IN ({', '.join('?' * len(difficulties))})"
             args += difficulties
-        return [r[0] for r in self.con.execute(sql + " ORDER BY family, ordinal", args).fetchall()]
+        rows = self.con.execute(sql + " ORDER BY family, ordinal", args).fetchall()
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
     def task(self, task_id: str) -> TaskSpec:
         """One task by id."""
@@ -310,7 +364,12 @@ class Dataset:
         }
 
     def rows(self, split: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every task joined with its trajectory (for exports), in dataset order."""
+        """Every task joined with its trajectory (for exports), in dataset order.
+
+        Raises:
+            ConfigError: ``split`` is not one of :data:`SPLITS`.
+        """
+        check_split(split)
         sql = (
             "SELECT t.task_id, t.env_id, t.family, t.world_id, t.difficulty, t.split, s.system, t.prompt, s.tools, "
             "t.verifier, t.meta, r.actions, r.observations, r.answer, r.turns, r.tool_calls FROM tasks t "

@@ -258,6 +258,7 @@ class SynthStats:
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     resumed_from: tuple[int, int] | None = None
+    existing: int = 0  # tasks of the family the dataset held before this run (>= count: already complete)
 
 
 def synthesize(config: SynthConfig, out: Path, progress: Callable[[int, int], None] | None = None) -> SynthStats:
@@ -293,7 +294,7 @@ def synthesize(config: SynthConfig, out: Path, progress: Callable[[int, int], No
                 )
             ds.set_manifest(family.id, toolgym.__version__, family.version, config.seed, config.resume_key())
             last, shipped = ds.progress(family.id)
-            stats.resumed_from = last
+            stats.resumed_from, stats.existing = last, shipped
             if shipped >= config.count:
                 stats.shipped = 0
                 return stats
