@@ -139,10 +139,14 @@ def parse_line(line: str, tools: list[dict[str, Any]]) -> Line:
         close = difflib.get_close_matches(name, list(schemas), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}?" if close else "`help` lists the tools"
         return Line("error", f"unknown tool {name!r}; {hint}")
-    args = _json_args(rest) if rest.startswith("{") else _kv_args(rest, schemas[name])
+    args = _json_args(rest) if rest[:1] in ("{", "[") else _kv_args(rest, schemas[name])
     if isinstance(args, str):
         return Line("error", args)
-    return Line("action", mk.render_action([(name, args)]), [(name, args)])
+    try:
+        text = mk.render_action([(name, args)])
+    except (TypeError, ValueError) as exc:  # e.g. an integer beyond 64 bits, which the renderer cannot encode
+        return Line("error", f"the arguments cannot be encoded: {exc}")
+    return Line("action", text, [(name, args)])
 
 
 def _type_name(schema: dict[str, Any]) -> str:

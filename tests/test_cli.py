@@ -1,12 +1,23 @@
-"""The CLI, through Typer's CliRunner: each command works, and bad input is one line with exit code 2."""
+"""The CLI, through Typer's CliRunner and as a real subprocess: each command works, and bad input is one line.
 
+Every usage error, Click's own (a bad option value, a missing or unknown option) and toolgym's, is
+one ``error:`` line on stderr with exit code 2; the registry-wide tests walk the whole command tree.
+"""
+
+import inspect
 import json
+import subprocess
+import sys
+import types
+import typing
+from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from toolgym.cli import app
-from toolgym.synth.dataset import Dataset
+from toolgym.synth.dataset import SPLITS, Dataset
 
 runner = CliRunner()
 
@@ -15,10 +26,30 @@ def run(*args, input=None):
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 
+def cli(*args, input=None, timeout=300):
+    """The CLI as a user runs it: a real process, stdin fed from ``input``."""
+    return subprocess.run(
+        [sys.executable, "-m", "toolgym.cli", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def error_line(result):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def proc_error_line(proc):
+    """The one ``error:`` line of a failed CLI process (stderr), with nothing on stdout."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert not proc.stdout.strip(), proc.stdout
     return lines[0]
 
 
@@ -38,9 +69,9 @@ def test_synth_show_export_eval(tmp_path):
     assert r.exit_code == 0 and "reference trajectory" in r.output and "get_all_cities" in r.output
     r = run("show", "--dataset", ds)
     assert r.exit_code == 0 and "quality gates" in r.output and "seed" in r.output
-    r = run("export", ds, "--out", tmp_path / "x.jsonl")
+    r = run("export", ds, "--out", tmp_path / "x")
     assert r.exit_code == 0 and "wrote 6 rows" in r.output
-    assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 6
+    assert sum(len(f.read_text().splitlines()) for f in (tmp_path / "x").glob("*.jsonl")) == 6
     r = run("eval", "--dataset", ds, "--policy", "reference", "-n", 2, "-k", 1, "-k", 2)
     assert r.exit_code == 0, r.output
     assert "pass@1" in r.output and "1.000" in r.output
@@ -74,7 +105,10 @@ def test_play_a_task_by_hand():
         (("show",), "give a task id, or --dataset"),
         (("eval", "--policy", "oracle"), "unknown policy"),
         (("eval", "-n", 2, "-k", 5), "every k must be between"),
-        (("export", "missing.duckdb", "--out", "x.jsonl"), "does not exist"),
+        (("export", "missing.duckdb", "--out", "x"), "does not exist"),
+        (("export", "missing.duckdb", "--out", "x.parquet"), "export writes a directory"),
+        (("eval", "--split", "validation"), "unknown split 'validation' (did you mean val?)"),
+        (("tasks", "-d", "missing.duckdb", "--split", "tset"), "unknown split 'tset' (did you mean test?)"),
         (("export", "missing.duckdb", "--out", "x.csv", "--format", "csv"), "format must be jsonl or parquet"),
     ],
 )
@@ -96,16 +130,272 @@ def test_synth_refuses_a_dataset_built_with_other_settings(tmp_path):
         run("synth", "--count", 2, "--seed", 1, "--workers", 1, "--out", ds)
     )
     r = run("synth", "--count", 2, "--workers", 1, "--out", ds)
-    assert r.exit_code == 0 and "shipped 0 tasks" in r.output  # already complete: nothing to do
+    assert r.exit_code == 0 and "already complete: it holds 2 trip tasks" in r.output and "nothing to do" in r.output
+    assert "resumed" not in r.output and "candidate" not in r.output
 
 
 def test_unknown_command_is_a_usage_error():
-    r = run("sinth")
-    assert r.exit_code == 2 and "No such command" in r.output
+    assert "No such command 'sinth'" in error_line(run("sinth"))
 
 
 def test_export_rows_are_json(tmp_path, trip_dataset):
-    out = tmp_path / "rows.jsonl"
+    out = tmp_path / "rows"
     assert run("export", trip_dataset, "--out", out, "--split", "train").exit_code == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(p.name for p in out.iterdir()) == ["train.jsonl"]
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert rows and {r["split"] for r in rows} == {"train"}
+
+
+# --------------------------------------------------------------------------- the whole command tree
+def leaf_commands(cmd=None, path=()):
+    """(path, click command) for every command and sub-command of the app."""
+    cmd = typer.main.get_command(app) if cmd is None else cmd
+    subs = getattr(cmd, "commands", None)
+    if subs is None:
+        yield path, cmd
+        return
+    for name, sub in subs.items():
+        yield from leaf_commands(sub, (*path, name))
+
+
+def is_number(cmd, param) -> bool:
+    """Whether an option takes an int or float, read from the command function's annotation."""
+    hint = typing.get_type_hints(inspect.unwrap(cmd.callback), include_extras=True)[param.name]
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+    inner = typing.get_args(base) if isinstance(base, types.UnionType) or typing.get_origin(base) is list else (base,)
+    return any(t in (int, float) for t in inner)
+
+
+def bad_option_inputs():
+    """For every option of every command: arguments that misuse it, and what the error must name."""
+    cases = []
+    for path, cmd in leaf_commands():
+        cases.append((path, ("--no-such-option",), "No such option: --no-such-option"))
+        for p in cmd.params:
+            if p.param_type_name != "option" or p.opts[0] == "--help":
+                continue
+            opt = p.opts[0]
+            if p.is_flag:
+                cases.append((path, (f"{opt}=bogus",), f"Option '{opt}' does not take a value"))
+            elif is_number(cmd, p):
+                cases.append((path, (opt, "abc"), f"Invalid value for '{opt}'"))
+            else:
+                cases.append((path, (opt,), f"Option '{opt}' requires an argument"))
+    return cases
+
+
+BAD_OPTIONS = bad_option_inputs()
+
+
+def test_the_command_tree_is_walked_whole():
+    paths = {path for path, _ in leaf_commands()}
+    assert {("synth",), ("tasks",), ("export",), ("bench", "env"), ("train", "lm")} <= paths
+    assert len(BAD_OPTIONS) > 50 and any(c[1][0] == "--count" and c[1][1:] == ("abc",) for c in BAD_OPTIONS)
+
+
+@pytest.mark.parametrize(("path", "args", "needle"), BAD_OPTIONS, ids=[" ".join(c[0] + c[1]) for c in BAD_OPTIONS])
+def test_every_usage_error_of_every_command_is_one_line(path, args, needle):
+    r = run(*path, *args)
+    line = error_line(r)
+    assert needle in line, line
+    assert not r.stdout.strip()  # on stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("synth", "--count", "abc"), "Invalid value for '--count'"),
+        (("export", "d.duckdb"), "Missing option '--out'"),
+        (("show", "--bogus"), "No such option: --bogus"),
+        (("bench", "env", "--steps"), "Option '--steps' requires an argument"),
+        (("sinth",), "No such command 'sinth'"),
+    ],
+)
+def test_usage_errors_of_the_real_process_are_one_line_on_stderr(args, needle):
+    assert needle in proc_error_line(cli(*args))
+
+
+def split_options():
+    for path, cmd in leaf_commands():
+        for p in cmd.params:
+            if p.name == "split":
+                yield path, cmd
+
+
+@pytest.mark.parametrize(
+    ("path", "cmd"), list(split_options()), ids=lambda x: " ".join(x) if isinstance(x, tuple) else ""
+)
+def test_every_split_option_rejects_an_unknown_split(path, cmd, ledger_splits, tmp_path):
+    """Wherever the CLI takes --split, 'tset' is an unknown split that lists the valid ones."""
+    args = list(path)
+    for p in cmd.params:  # fill the required parameters with real values
+        if p.required:
+            value = ledger_splits if p.name == "dataset" else tmp_path / p.name
+            args += [value] if p.param_type_name == "argument" else [p.opts[0], value]
+    line = error_line(run(*args, "--split", "tset"))
+    assert "unknown split 'tset' (did you mean test?)" in line and "splits are train, val, test" in line
+
+
+def test_unknown_split_in_a_real_process():
+    assert "unknown split 'tset'" in proc_error_line(cli("eval", "--split", "tset", "--limit", 1))
+
+
+# --------------------------------------------------------------------------- datasets with every split
+@pytest.fixture(scope="module")
+def ledger_splits(tmp_path_factory) -> Path:
+    """A small real dataset of the toy ledger family with tasks in train, val and test."""
+    from toolgym.synth.pipeline import SynthConfig, synthesize
+
+    path = tmp_path_factory.mktemp("splits") / "ledger.duckdb"
+    synthesize(SynthConfig(family="ledger", count=36, workers=1, seed=0, split_fractions=(0.34, 0.33, 0.33)), path)
+    with Dataset(path, read_only=True) as ds:
+        assert {r["split"] for r in ds.summary()["tasks"]} == set(SPLITS), "fixture must hold every split"
+    return path
+
+
+def sql(path, query, *args):
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(query, list(args)).fetchall()
+    finally:
+        con.close()
+
+
+def test_tasks_lists_ids_with_every_filter(ledger_splits):
+    for split in SPLITS:
+        for d in range(1, 6):
+            proc = cli("tasks", "-d", ledger_splits, "--family", "ledger", "--split", split, "--difficulty", d)
+            want = sql(
+                ledger_splits,
+                "SELECT task_id, family, split, difficulty FROM tasks "
+                "WHERE split = ? AND difficulty = ? ORDER BY ordinal",
+                split,
+                d,
+            )
+            if not want:
+                assert "has no tasks matching" in proc_error_line(proc)
+                continue
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.splitlines() == ["\t".join(map(str, row)) for row in want]
+    every = [r[0] for r in sql(ledger_splits, "SELECT task_id FROM tasks ORDER BY ordinal")]
+    proc = cli("tasks", "-d", ledger_splits, "--limit", 5)
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == every[:5]
+    assert f"5 of {len(every)} matching tasks shown" in proc.stderr
+    assert "did you mean ledger?" in proc_error_line(cli("tasks", "-d", ledger_splits, "--family", "ledgr"))
+
+
+def test_show_of_a_dataset_points_at_the_listing(ledger_splits):
+    r = run("show", "-d", ledger_splits)
+    assert r.exit_code == 0 and f"toolgym tasks -d {ledger_splits}" in r.output
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_export_loads_in_hugging_face_as_train_validation_test(ledger_splits, tmp_path, fmt):
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "hf"
+    proc = cli("export", ledger_splits, "--out", out, "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    counts = dict(sql(ledger_splits, "SELECT split, count(*) FROM tasks GROUP BY split"))
+    hf = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    assert set(hf) == {"train", "validation", "test"}
+    for name, split in (("train", "train"), ("validation", "val"), ("test", "test")):
+        assert hf[name].num_rows == counts[split] and set(hf[name]["split"]) == {split}
+        assert f"{name}.{fmt} {counts[split]}" in proc.stdout
+    ids = sorted(i for name in hf for i in hf[name]["task_id"])
+    assert ids == sorted(r[0] for r in sql(ledger_splits, "SELECT task_id FROM tasks"))
+    # one split only: the directory is replaced as a whole, no stale split file is left behind
+    assert cli("export", ledger_splits, "--out", out, "--format", fmt, "--split", "val").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"validation.{fmt}"]
+    assert not list(tmp_path.glob(".hf.tmp*"))
+
+
+def test_export_refuses_a_directory_with_other_files(ledger_splits, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "holds other files (notes.txt)" in proc_error_line(cli("export", ledger_splits, "--out", tmp_path))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- locks, resumes, hints
+def test_a_dataset_locked_by_a_writer_is_named_locked(ledger_splits, tmp_path):
+    """A real second process holds a write connection: every command says locked, and by which PID."""
+    import shutil
+
+    path = tmp_path / "locked.duckdb"
+    shutil.copy(ledger_splits, path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for args in (("show", "-d", path), ("tasks", "-d", path), ("export", path, "--out", tmp_path / "x")):
+            line = proc_error_line(cli(*args))
+            assert f"{path} is locked by process {holder.pid}" in line and "not a readable" not in line
+        line = proc_error_line(cli("synth", "--count", 1, "--workers", 1, "--out", path))
+        assert f"locked by process {holder.pid}" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli("tasks", "-d", path, "--limit", 1).returncode == 0  # the lock goes with its holder
+
+
+def test_rerunning_a_finished_synth_says_it_is_complete(tmp_path):
+    out = tmp_path / "d.duckdb"
+    first = cli("synth", "--count", 3, "--workers", 1, "--difficulty", 1, "--out", out)
+    assert first.returncode == 0 and "shipped 3 tasks" in first.stdout
+    again = cli("synth", "--count", 3, "--workers", 1, "--difficulty", 1, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{out} is already complete: it holds 3 trip tasks (--count 3); nothing to do"
+    grown = cli("synth", "--count", 5, "--workers", 1, "--difficulty", 1, "--out", out)
+    assert "shipped 2 tasks" in grown.stdout and "resumed: 3 were already there" in grown.stdout
+
+
+def pyproject():
+    import tomllib
+
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+
+
+def test_every_extra_the_code_or_readme_names_exists():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    extras = pyproject()["project"]["optional-dependencies"]
+    texts = [p.read_text() for p in root.rglob("*.py") if ".venv" not in p.parts and "tests" not in p.parts]
+    named = {m for t in [*texts, (root / "README.md").read_text()] for m in re.findall(r"toolgym\[(\w+)\]", t)}
+    assert "bench" in named and named <= set(extras), named - set(extras)
+
+
+def test_the_bench_extra_installs_what_the_skyrl_baseline_imports():
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "envs" / "bench.py").read_text())
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_skyrl_step")
+    modules = {n.module.split(".")[0] for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)}
+    wanted = {m.replace("_", "-") for m in modules}
+    have = {
+        re.split(r"[<>=!~; \[]", req, maxsplit=1)[0].lower()
+        for req in pyproject()["project"]["optional-dependencies"]["bench"]
+    }
+    assert wanted and wanted <= have, wanted - have
+
+
+def test_bench_env_prints_the_install_hint_with_its_extra():
+    proc = cli("bench", "env", "--steps", 30)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        import skyrl_gym  # noqa: F401
+    except ImportError:
+        assert "pip install 'toolgym[bench]'" in proc.stdout
+    else:
+        assert "skyrl-gym sql step" in proc.stdout and "not installed" not in proc.stdout

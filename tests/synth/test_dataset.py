@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,8 +14,8 @@ import duckdb
 import pytest
 
 from toolgym.errors import ConfigError, DatasetError
-from toolgym.synth.dataset import Dataset
-from toolgym.synth.export import export
+from toolgym.synth.dataset import SPLITS, Dataset, check_split
+from toolgym.synth.export import HF_SPLITS, export
 from toolgym.synth.pipeline import SynthConfig, synthesize
 
 TABLES = {
@@ -112,23 +113,74 @@ def test_gate_counts_and_manifest(trip_dataset):
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_export_loads_in_hugging_face_datasets(trip_dataset, tmp_path, fmt):
     datasets = pytest.importorskip("datasets")
-    out = tmp_path / f"trip.{fmt}"
-    assert export(trip_dataset, out, fmt) == 30
-    ds = datasets.load_dataset("json" if fmt == "jsonl" else "parquet", data_files=str(out), split="train")
-    row = ds[0]
-    assert len(ds) == 30 and [m["role"] for m in row["prompt"]] == ["system", "user"]
+    out = tmp_path / "trip"
+    counts = export(trip_dataset, out, fmt)
+    with Dataset(trip_dataset, read_only=True) as ds:
+        want = {HF_SPLITS[r["split"]]: 0 for r in ds.summary()["tasks"]}
+        for r in ds.summary()["tasks"]:
+            want[HF_SPLITS[r["split"]]] += r["count"]
+    assert counts == want and sum(counts.values()) == 30
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.{fmt}" for name in want)
+    hf = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    assert {name: hf[name].num_rows for name in hf} == want
+    row = hf[next(iter(want))][0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
     assert row["reference"][0]["role"] == "assistant" and row["reference"][0]["tool_calls"]
     assert row["reference"][-1]["role"] == "tool"
     tools = json.loads(row["tools"])
     assert any(t["function"]["name"] == "submit" for t in tools)
     assert json.loads(row["verifier"])["kind"] == "itinerary"
-    assert not list(tmp_path.glob("*.tmp*"))
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
-def test_export_of_an_empty_split_is_an_error(trip_dataset, tmp_path):
-    with pytest.raises(ConfigError, match="no tasks in split"):
-        export(trip_dataset, tmp_path / "x.jsonl", "jsonl", split="nope")
-    assert not (tmp_path / "x.jsonl").exists()
+def test_export_of_an_empty_or_unknown_split_is_an_error(tmp_path):
+    ds = tmp_path / "held.duckdb"
+    synthesize(SynthConfig(family="ledger", count=4, workers=1, holdout=True), ds)  # every world in test
+    with pytest.raises(ConfigError, match="no tasks in split 'train'"):
+        export(ds, tmp_path / "x", "jsonl", split="train")
+    with pytest.raises(ConfigError, match=r"unknown split 'nope'; splits are train, val, test"):
+        export(ds, tmp_path / "x", "jsonl", split="nope")
+    assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert export(ds, tmp_path / "x", "jsonl") == {"test": 4}
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ("tset", "unknown split 'tset' (did you mean test?); splits are train, val, test"),
+        ("validation", "unknown split 'validation' (did you mean val?)"),
+        ("Train", "unknown split 'Train'"),
+        ("", "unknown split ''"),
+    ],
+)
+def test_unknown_splits_are_refused_by_name(trip_dataset, split, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_split(split)
+    with Dataset(trip_dataset, read_only=True) as ds:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            ds.task_ids(split=split)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            next(ds.rows(split=split))
+        for known in SPLITS:
+            assert check_split(known) == known and all(ds.task(t).split == known for t in ds.task_ids(split=known))
+
+
+def test_a_dataset_held_by_a_writer_process_is_reported_locked(trip_dataset, tmp_path):
+    path = tmp_path / "held.duckdb"
+    shutil.copy(trip_dataset, path)
+    code = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for kwargs in ({"read_only": True}, {"create": True}):
+            with pytest.raises(DatasetError, match=f"is locked by process {holder.pid} ") as info:
+                Dataset(path, **kwargs)
+            assert "not a readable" not in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with Dataset(path, read_only=True) as ds:
+        assert len(ds.task_ids()) == 30
 
 
 def test_synth_runs_in_a_subprocess_with_the_module_cli(tmp_path):
