@@ -14,7 +14,7 @@ import functools
 import importlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -43,11 +43,22 @@ class OneLineErrors(typer.core.TyperGroup):
     Without arguments a group still prints its help.
     """
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # noqa: D102
+    def main(  # noqa: D102
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, windows_expand_args=windows_expand_args, **extra
+        )
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(standalone_mode=False)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = run(standalone_mode=False)
         except _NO_ARGS_IS_HELP as exc:
             typer.echo(exc.format_message())  # the group's help text
             sys.exit(exc.exit_code)

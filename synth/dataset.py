@@ -289,7 +289,7 @@ class Dataset:
             ConfigError: ``split`` is not one of :data:`SPLITS`.
         """
         check_split(split)
-        sql, args = "SELECT task_id, family, split, difficulty FROM tasks WHERE 1=1", []
+        sql, args = "SELECT task_id, family, split, difficulty FROM tasks WHERE 1=1", list[Any]()
         if family:
             sql += " AND family = ?"
             args.append(family)
