@@ -133,8 +133,8 @@ _ENV.globals["tier_clauses"] = tier_clauses
 _ENV.filters["with_article"] = with_article
 _ENV.filters["or_list"] = lambda items: join_words(list(items), "or")
 FORMAT_SOURCE = (
-    "Submit a list of {{ n }} day objects in order, each with date, city, hotel, lunch, attraction and "
-    "dinner, using names exactly as the tools spell them."
+    "Submit a list of {{ n }} objects, one per day in order, each with date, city, hotel, lunch, attraction "
+    "and dinner, using names exactly as the tools spell them."
 )
 # Every wording variant becomes a macro of one template, so a prompt is one render instead of
 # one per rule (each render costs ~16 µs of Jinja context set-up; this is synthesis's hot path).
