@@ -15,7 +15,7 @@ only if even the base task is infeasible.
 The allowed-transport-modes rule (difficulty 4 and 5) is drawn last and made to **bind**: it
 bans every connection of one move of the optimum found without it, so the plan a policy would
 choose by ignoring the rule is invalid (``binding_modes_rule``; checked by
-``tests/synth/test_trip_kinds.py``). When no binding rule leaves the task feasible, the task
+``tests/synth/test_kinds.py``). When no binding rule leaves the task feasible, the task
 ships without one; ``toolgym bench synth`` reports how often each kind ships, per difficulty
 (:func:`constraint_labels`).
 """
