@@ -263,6 +263,8 @@ def binding_modes_rule(
     for a, b in rng.sample(moves, len(moves)):
         banned = {o["mode"] for o in view.links[(a, b)]}
         modes = [m for m in MODES if m not in banned]
+        if not modes:  # an empty list would read as "any mode"
+            continue
         for max_hours in (rng.choice([4.0, 5.0, 6.0]), None):
             rule = {"kind": "connected", "modes": modes, "max_hours": max_hours}
             found = cheapest_plan(view, [*rest, rule], cities)
