@@ -122,7 +122,7 @@ class DatasetSource(TaskSource):
             task = self._dataset().task(task_id)
             if task.family != self.family.id:
                 raise UnknownNameError(f"task {task_id!r} belongs to family {task.family!r}, not {self.family.id!r}")
-            self._tasks.store(task_id, task)
+            self._tasks.store(task_id, _in_split((task, None), self.split)[0])
         world = self._worlds.lookup(task.world_id)
         if world is None:
             world = self._worlds.store(task.world_id, self.family.load_world(self._dataset().world_data(task.world_id)))
@@ -144,18 +144,34 @@ class SynthSource(TaskSource):
     """Tasks synthesized on the fly: the reset seed picks a candidate, gates included.
 
     Task ids of synthesized tasks encode their seed, so ``get`` regenerates any of them.
+
+    The split is honoured by world, with the datasets' rule: the task of seed ``s`` comes from
+    world 0 of a run with seed ``s``, whose split is ``world_split`` of that run (80/10/10 by
+    default), so ``pick`` draws seeds until one's world lies in the requested split (about 10
+    draws for val or test, each a hash, not a synthesis). Train and test envs therefore never
+    serve the same world.
     """
 
-    def __init__(self, family: Family, difficulties: list[int] | None):
+    MAX_DRAWS = 10_000  # P(no test seed in 10k draws at 10%) is about 1e-458
+
+    def __init__(self, family: Family, difficulties: list[int] | None, split: str | None = None):
+        from toolgym.synth.pipeline import check_split
+
         self.family = family
         self.difficulties = difficulties or [1, 2, 3, 4, 5]
+        self.split = check_split(split)
         self._cache: LRU = LRU(64)
 
     def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
-        """Synthesize the task the generator's next draw names."""
-        seed = int(rng.integers(2**31))
-        difficulty = int(self.difficulties[int(rng.integers(len(self.difficulties)))])
-        return self._make(seed, difficulty)
+        """Synthesize the task the generator's next draw (within the split) names."""
+        from toolgym.synth.pipeline import on_the_fly_split
+
+        for _ in range(self.MAX_DRAWS):
+            seed = int(rng.integers(2**31))
+            difficulty = int(self.difficulties[int(rng.integers(len(self.difficulties)))])
+            if self.split is None or on_the_fly_split(self.family.id, seed) == self.split:
+                return self._make(seed, difficulty)
+        raise ConfigError(f"no on-the-fly {self.family.id} seed in split {self.split!r} after {self.MAX_DRAWS} draws")
 
     def _make(self, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
         key = (seed, difficulty)
@@ -177,13 +193,26 @@ class SynthSource(TaskSource):
                 f"task id {task_id!r} is not an on-the-fly {self.family.id} task id "
                 f"(<family>-fly-s<seed>-d<difficulty>); pass dataset=… to serve dataset tasks"
             ) from None
-        return self._make(seed, difficulty)
+        return _in_split(self._make(seed, difficulty), self.split)
+
+
+def _in_split(item: tuple[TaskSpec, Any], split: str | None) -> tuple[TaskSpec, Any]:
+    """``item`` if its task lies in ``split`` (None: any); an env never serves outside its split."""
+    if split is not None and item[0].split != split:
+        raise ConfigError(f"task {item[0].task_id!r} is in split {item[0].split!r}, not {split!r}")
+    return item
 
 
 def make_source(family: Family, config: EnvConfig) -> TaskSource:
-    """The source an :class:`EnvConfig` asks for."""
+    """The source an :class:`EnvConfig` asks for.
+
+    Raises:
+        ConfigError: An unknown split name (whether or not a dataset is given), or a dataset
+            with no matching task.
+    """
+    from toolgym.synth.pipeline import check_split
+
+    split = check_split(config.split)
     if config.dataset is not None:
-        return DatasetSource(family, config.dataset, config.split, config.difficulties())
-    if config.split not in (None, "train", "val", "test"):
-        raise ConfigError(f"split must be train, val or test, got {config.split!r}")
-    return SynthSource(family, config.difficulties())
+        return DatasetSource(family, config.dataset, split, config.difficulties())
+    return SynthSource(family, config.difficulties(), split)

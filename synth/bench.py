@@ -13,6 +13,13 @@ Hardness, per difficulty, over the shipped tasks:
   how likely a guess is to be right;
 * ``ref calls`` / ``ref turns`` — what the tool-only reference solution needed;
 * ``verify µs`` — the verifier's time on the reference answer: checking is cheap.
+
+Kind mix, per difficulty, over the shipped tasks (:func:`kind_mix`, printed by :func:`kind_table`):
+how many tasks carry each constraint kind (trip: the README's list, see
+:func:`toolgym.synth.trip.tasks.constraint_labels`) or are of each task kind (code), so a kind
+the README claims but no task ships shows as a row of zeros. For trip it also counts how often
+a kind **binds**: dropping that constraint changes the optimum into a plan the full task
+rejects, so a policy that ignores the rule fails.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from toolgym.synth import get_family
 from toolgym.synth.dataset import Dataset
@@ -108,3 +117,111 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                 )
             )
     return rows
+
+
+@dataclass
+class KindRow:
+    """How often each kind ships at one difficulty."""
+
+    difficulty: int
+    tasks: int
+    counts: Counter[str] = field(default_factory=Counter)
+    binds: Counter[str] = field(default_factory=Counter)
+
+
+def task_labels(task: Any) -> list[str]:
+    """The kinds a shipped task exercises: trip constraint kinds, or the code task's kind."""
+    if task.family == "trip":
+        from toolgym.synth.trip.tasks import constraint_labels
+
+        return constraint_labels(task.params["constraints"])
+    kind = task.meta.get("kind")
+    return [str(kind)] if kind is not None else []
+
+
+def trip_binds(world: Any, constraints: list[dict[str, Any]], label: str) -> bool:
+    """Whether the constraints behind ``label`` bind: without them, the optimum breaks the task.
+
+    The budget is left out of the search (as the generator does) and the plan found without
+    the labelled rule is checked by the verifier against every constraint of the task.
+    """
+    from toolgym.synth.trip.solver import cheapest_plan, view_of_world
+    from toolgym.synth.trip.tasks import constraint_labels
+
+    rest = [c for c in constraints if constraint_labels([c]) != [label]]
+    if label == "modes":
+        rest.append({"kind": "connected", "modes": None, "max_hours": None})
+    view = getattr(world, "_view", None)
+    if view is None:
+        view = world._view = view_of_world(world)  # the family caches it on the world the same way
+    found = cheapest_plan(view, rest, world.cities)
+    if found is None:
+        return True
+    return not verify({"kind": "itinerary", "constraints": constraints}, found[1], world).passed
+
+
+def kind_mix(dataset: Path, family: str | None = None, binds: bool = True) -> dict[str, list[KindRow]]:
+    """Per family, per difficulty: shipped tasks carrying each kind (and, for trip, binding).
+
+    Args:
+        dataset: A synthesized dataset.
+        family: Only this family (None: every family in the dataset).
+        binds: Also measure binding for trip tasks (one search per optional constraint).
+
+    Returns:
+        ``{family: [KindRow, …]}``, rows in difficulty order; every kind seen anywhere in a
+        family appears in each of its rows' counters (0 where it never ships).
+    """
+    out: dict[str, dict[int, KindRow]] = {}
+    with Dataset(dataset, read_only=True) as ds:
+        worlds: dict[str, Any] = {}
+        for tid in ds.task_ids(family):
+            task = ds.task(tid)
+            row = out.setdefault(task.family, {}).setdefault(task.difficulty, KindRow(task.difficulty, 0))
+            row.tasks += 1
+            labels = task_labels(task)
+            row.counts.update(labels)
+            if binds and task.family == "trip":
+                if task.world_id not in worlds:
+                    worlds[task.world_id] = get_family("trip").load_world(ds.world_data(task.world_id))
+                constraints = task.params["constraints"]
+                row.binds.update(
+                    k for k in labels if k != "budget" and trip_binds(worlds[task.world_id], constraints, k)
+                )
+    result: dict[str, list[KindRow]] = {}
+    for fam, rows in out.items():
+        kinds = {k for r in rows.values() for k in r.counts}
+        for r in rows.values():
+            r.counts.update(dict.fromkeys(kinds, 0))
+        result[fam] = [rows[d] for d in sorted(rows)]
+    return result
+
+
+def kind_table(dataset: Path, family: str | None = None) -> Any:
+    """The kind mix as a ``rich`` table: one row per kind, one column per difficulty.
+
+    A cell reads ``shipped/tasks`` and, for trip kinds other than the budget, ``· binds n``.
+    """
+    from rich.table import Table
+
+    mix = kind_mix(dataset, family)
+    fams = sorted(mix)
+    diffs = sorted({r.difficulty for f in fams for r in mix[f]})
+    table = Table(
+        "family", "kind", *(f"d{d}" for d in diffs), title="kinds in shipped tasks (tasks carrying it / tasks)"
+    )
+    for fam in fams:
+        rows = {r.difficulty: r for r in mix[fam]}
+        for kind in sorted({k for r in mix[fam] for k in r.counts}):
+            cells = []
+            for d in diffs:
+                r = rows.get(d)
+                if r is None:
+                    cells.append("-")
+                    continue
+                cell = f"{r.counts[kind]}/{r.tasks}"
+                if fam == "trip" and kind != "budget" and r.counts[kind]:
+                    cell += f" · binds {r.binds[kind]}"
+                cells.append(cell)
+            table.add_row(fam, kind, *cells)
+    return table

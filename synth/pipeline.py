@@ -18,6 +18,7 @@ counted under that gate's name. Splits are by world, so held-out worlds never ap
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import multiprocessing as mp
 import os
@@ -40,6 +41,8 @@ from toolgym.synth import get_family
 from toolgym.synth.dataset import Batch, Dataset, Trajectory
 from toolgym.synth.family import Family, TaskSpec, WorldSpec
 from toolgym.verifiers.gates import run_gates
+
+SPLITS = ("train", "val", "test")
 
 
 class SynthConfig(BaseModel):
@@ -88,12 +91,39 @@ def world_seed(config: SynthConfig, w: int) -> int:
 
 
 def world_split(config: SynthConfig, w: int) -> str:
-    """Train / val / test for world ``w`` (deterministic, by world)."""
+    """Train / val / test for world ``w`` (deterministic, by world).
+
+    This is the one world → split rule: datasets assign their worlds with it, and on-the-fly
+    envs (:func:`on_the_fly_split`) serve a seed's task only under the split of its world.
+    """
     if config.holdout:
         return "test"
     u = random.Random(derive_seed(config.seed, _family_hash(config.family), w, 7)).random()
     train, val, _ = config.split_fractions
     return "train" if u < train else "val" if u < train + val else "test"
+
+
+def check_split(split: str | None) -> str | None:
+    """``split`` if it names a split (or is None, meaning every split).
+
+    Raises:
+        ConfigError: An unknown split name; the message names the closest split.
+    """
+    if split is None or split in SPLITS:
+        return split
+    close = difflib.get_close_matches(str(split), SPLITS, n=1, cutoff=0.4)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown split {split!r}; {hint}splits are {', '.join(SPLITS)}")
+
+
+def on_the_fly_config(family_id: str, seed: int, difficulty: int = 1) -> SynthConfig:
+    """The run an on-the-fly task comes from: world 0 of a one-world run with ``seed``."""
+    return SynthConfig(family=family_id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
+
+
+def on_the_fly_split(family_id: str, seed: int) -> str:
+    """The split of the on-the-fly task of ``seed`` (any difficulty): its world's, by :func:`world_split`."""
+    return world_split(on_the_fly_config(family_id, seed), 0)
 
 
 def world_difficulty(config: SynthConfig, w: int) -> int:
@@ -240,8 +270,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
 
 def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
     """One shippable task for an env without a dataset (``toolgym/<Family>-v0`` with no kwargs)."""
-    config = SynthConfig(family=family.id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
-    res = synthesize_world(config, 0, first_only=True)
+    res = synthesize_world(on_the_fly_config(family.id, seed, difficulty), 0, first_only=True)
     for out in res.outcomes:
         if out.task is not None:
             task = out.task.model_copy(update={"task_id": f"{family.id}-fly-s{seed}-d{difficulty}"})
@@ -363,4 +392,14 @@ def _ordered_results(pool: Any, config: SynthConfig, start_w: int, skip: int) ->
         yield pending.popleft().get()
 
 
-__all__ = ["SynthConfig", "SynthStats", "synthesize", "synthesize_on_the_fly", "synthesize_world"]
+__all__ = [
+    "SPLITS",
+    "SynthConfig",
+    "SynthStats",
+    "check_split",
+    "on_the_fly_split",
+    "synthesize",
+    "synthesize_on_the_fly",
+    "synthesize_world",
+    "world_split",
+]

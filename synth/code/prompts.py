@@ -16,8 +16,10 @@ from typing import Any
 import jinja2
 
 from toolgym.synth.code.world import CodeWorld
+from toolgym.synth.text import article
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV.globals["article"] = article
 
 
 def _t(*sources: str) -> list[jinja2.Template]:
@@ -50,11 +52,13 @@ QUESTION = {
     ),
     "simulate": _t(
         "Replay `{{ log }}` in timestamp order{{ until }}, starting from each {{ noun }}'s `{{ level }}` in "
-        "`{{ efile }}`. A `{{ add }}` event adds its `{{ qty }}`; a `{{ remove }}` event removes it, but is "
+        "`{{ efile }}`. {{ article(add) | capitalize }} `{{ add }}` event adds its `{{ qty }}`; "
+        "{{ article(remove) }} `{{ remove }}` event removes it, but is "
         "rejected (and changes nothing) when it asks for more than the current level. {{ ask }}",
         "Simulate the {{ noun }} levels: begin with `{{ level }}` from `{{ efile }}`, then apply the events of "
-        "`{{ log }}` sorted by `ts`{{ until }}. `{{ add }}` adds `{{ qty }}`; `{{ remove }}` subtracts it unless "
-        "that would go below zero, in which case the event is rejected and ignored. {{ ask }}",
+        "`{{ log }}` sorted by `ts`{{ until }}. Each `{{ add }}` event adds `{{ qty }}`; each `{{ remove }}` "
+        "event subtracts it unless that would go below zero, in which case the event is rejected and ignored. "
+        "{{ ask }}",
     ),
     "pairs": _t(
         "In `{{ efile }}`, count the {{ what }} {{ plural }} such that {{ rules }}.",
@@ -82,7 +86,7 @@ STAT_WORDS = {
 NUMBER_RULES = {
     "mod": "n leaves remainder {1} when divided by {0}",
     "digit_sum_mod": "the sum of the decimal digits of n is divisible by {0}",
-    "has_digit": "the decimal digits of n include a {0}",
+    "has_digit": "the decimal digits of n include the digit {0}",
     "no_digit": "n has no digit {0} in decimal",
     "popcount": "n has exactly {0} ones in binary",
     "coprime": "n and {0} have no common divisor greater than 1",
@@ -135,7 +139,7 @@ def intro(world: CodeWorld, roles: list[str], difficulty: int, rng: random.Rando
     files = ""
     if difficulty <= 2:
         files = ": " + ", ".join(f"`{world.file_of[r]}`" for r in roles)
-    text = rng.choice(INTRO).render(place=world.theme.place, files=files)
+    text = render_one(INTRO, rng, place=world.theme.place, files=files)
     links = [r for r in roles if r in ("E", "A")]
     if difficulty <= 3 and "F" in roles and links:
         from toolgym.synth.code.queries import fk_col
@@ -147,7 +151,12 @@ def intro(world: CodeWorld, roles: list[str], difficulty: int, rng: random.Rando
 
 def question(kind: str, rng: random.Random, **values: Any) -> str:
     """One of the kind's question templates, rendered."""
-    return rng.choice(QUESTION[kind]).render(**values)
+    return render_one(QUESTION[kind], rng, **values)
+
+
+def render_one(templates: list[jinja2.Template], rng: random.Random, **values: Any) -> str:
+    """One of ``templates``, drawn with ``rng``, rendered (tests patch this to render them all)."""
+    return rng.choice(templates).render(**values)
 
 
 def answer_format(answer: str, fields: str = "") -> str:

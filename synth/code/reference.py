@@ -20,6 +20,7 @@ from typing import Any
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
 from toolgym.synth.code.programs import load_cell, solve_cells
+from toolgym.synth.text import clip, join_words
 
 THOUGHTS = {
     "stat": "Take the statistic of the measure over the selected rows.",
@@ -30,6 +31,11 @@ THOUGHTS = {
     "pairs": "Enumerate the combinations and keep those that meet every rule.",
     "numbers": "Brute force over the range is cheap: test every integer against every condition.",
 }
+
+
+def _all_conditions(n: int) -> str:
+    """``"the condition"``, ``"both conditions"``, ``"all 3 conditions"``."""
+    return "the condition" if n == 1 else "both conditions" if n == 2 else f"all {n} conditions"
 
 
 def _checked(result: dict[str, Any], what: str) -> str:
@@ -44,17 +50,18 @@ def program(params: dict[str, Any]) -> Program:
     q, schema = params["query"], params["schema"]
     if schema:
         yield Step([("list_files", {})], "First, which files are in the workspace?")
-        names = ", ".join(s["file"] for s in schema.values())
+        files = [s["file"] for s in schema.values()]
+        them = "it and checking its size" if len(files) == 1 else "them and checking their sizes"
         (loaded,) = yield Step(
             [("run_python", {"code": load_cell(schema)})],
-            f"The task needs {names}. Loading them and checking their sizes and columns before computing.",
+            f"The task needs {join_words(files)}. Loading {them} and columns before computing.",
         )
         _checked(loaded, "load")
     cells = solve_cells(params)
     if len(cells) > 1:
         (selected,) = yield Step(
             [("run_python", {"code": cells[0]})],
-            f"First select the rows that meet all {len(q['where'])} conditions and check how many there are.",
+            f"First select the rows that meet {_all_conditions(len(q['where']))} and check how many there are.",
         )
         _checked(selected, "filter")
     (solved,) = yield Step([("run_python", {"code": cells[-1]})], THOUGHTS[q["kind"]])
@@ -63,4 +70,4 @@ def program(params: dict[str, Any]) -> Program:
         answer = json.loads(stdout.splitlines()[-1])
     except (IndexError, ValueError) as exc:
         raise ReferenceSolutionError(f"reference printed no JSON answer: {stdout[-300:]!r}") from exc
-    return Final(answer, f"The computation printed {json.dumps(answer)[:200]}; submitting it.")
+    return Final(answer, f"The computation printed {clip(json.dumps(answer), 200)}; submitting it.")

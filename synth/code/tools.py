@@ -178,7 +178,7 @@ def read_file(ctx: CodeContext, path: str, page: Page = 1) -> dict[str, Any]:
     lines = ctx.text(path).splitlines()
     pages = max(1, -(-len(lines) // PAGE_LINES))
     if page > pages:
-        raise ToolError(f"page {page} does not exist; {path} has {pages} page(s) of {PAGE_LINES} lines")
+        raise ToolError(f"page {page} does not exist; the last page of {path} is {pages} ({PAGE_LINES} lines a page)")
     first = (page - 1) * PAGE_LINES
     chunk = [
         ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " …" for ln in lines[first : first + PAGE_LINES]

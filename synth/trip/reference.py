@@ -15,6 +15,7 @@ from typing import Any
 
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
+from toolgym.synth.text import plural
 from toolgym.synth.trip.solver import TripView, by_kind, cheapest_plan, move_options
 from toolgym.synth.trip.world import add_days
 
@@ -30,7 +31,7 @@ def _batched(calls: list[tuple[str, dict[str, Any]]], thought: str) -> Program:
     """Run calls in batches; returns their results in call order."""
     out: list[dict[str, Any]] = []
     for i, chunk in enumerate(_chunks(calls)):
-        results = yield Step(chunk, thought if i == 0 else f"{thought} (continued)")
+        results = yield Step(chunk, thought if i == 0 else f"Next batch. {thought}")
         out.extend(r["content"] for r in results)
     return out
 
@@ -88,7 +89,7 @@ def program(params: dict[str, Any]) -> Program:
         lists = yield from _paged(
             [(fn, {"city": c}) for c in useful],
             key,
-            f"Listing the {key} of the {len(useful)} cities reachable in {n_days} days.",
+            f"Listing the {key} of the {plural(len(useful), 'city', 'cities')} reachable in {n_days} days.",
         )
         names[kind] = dict(zip(useful, lists, strict=True))
     needs = {
@@ -100,7 +101,7 @@ def program(params: dict[str, Any]) -> Program:
         flat = [(c, n) for c in useful for n in names[kind][c]]
         infos = yield from _batched(
             [(f"get_{kind}_info", {"name": n}) for _, n in flat],
-            f"I need the {needs[kind]} of every {kind} ({len(flat)} of them).",
+            f"I need the {needs[kind]} of every {kind} ({len(flat)} in all).",
         )
         store = getattr(view, key)
         for (c, _), info in zip(flat, infos, strict=True):

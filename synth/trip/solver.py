@@ -87,7 +87,7 @@ def day_table(
     price tier, the hotel no longer interacts with the rest of the day, so only the cheapest
     hotel of each tier can be part of an optimum: at most four hotel groups are searched.
     """
-    wd = weekday(date)
+    wd = weekday(date) if cons.get("open") else ""  # "" is in no closed_on list: closing days ignored
     rains = any(view.weather.get((city, date)) in c["conditions"] for c in cons.get("weather_indoor", []))
     hotels = [h for h in view.hotels.get(city, []) if h["rating"] >= _floor(cons, "hotel")]
     rests = [

@@ -11,10 +11,18 @@ Every task is solvable by construction: the generator searches the whole world f
 cheapest plan meeting all non-budget constraints and sets the budget a little above its cost;
 if no plan exists it drops optional constraints one by one, and gives up on this start city
 only if even the base task is infeasible.
+
+The allowed-transport-modes rule (difficulty 4 and 5) is drawn last and made to **bind**: it
+bans every connection of one move of the optimum found without it, so the plan a policy would
+choose by ignoring the rule is invalid (``binding_modes_rule``; checked by
+``tests/synth/test_kinds.py``). When no binding rule leaves the task feasible, the task
+ships without one; ``toolgym bench synth`` reports how often each kind ships, per difficulty
+(:func:`constraint_labels`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -22,8 +30,9 @@ from typing import Any
 import jinja2
 
 from toolgym.synth.family import TaskDraft
+from toolgym.synth.text import join_words, with_article
 from toolgym.synth.trip.solver import TripView, cheapest_plan
-from toolgym.synth.trip.world import WEEKDAYS, TripWorld, weekday
+from toolgym.synth.trip.world import MODES, WEEKDAYS, TripWorld, weekday
 
 # (days, budget slack over the optimum, optional constraint kinds in the order they are added)
 LEVELS: dict[int, tuple[int, float, tuple[str, ...]]] = {
@@ -47,6 +56,7 @@ LEVELS: dict[int, tuple[int, float, tuple[str, ...]]] = {
     ),
 }
 
+STRUCTURAL = frozenset({"days", "start_city", "distinct_cities", "connected", "in_city", "no_repeats"})
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
 INTRO_SOURCES: tuple[str, ...] = (
     "Plan a {{ n }}-day trip that starts in {{ start }} on {{ date }} ({{ wd }}).",
@@ -58,7 +68,7 @@ RULE_SOURCES: dict[str, list[str]] = {
     "distinct_cities": ["Spend each day in a different city.", "Never spend two days in the same city."],
     "connected": [
         "Each day after the first, move to a city with a direct connection from the previous day's city"
-        "{% if c.modes %} by {{ c.modes | join(' or ') }}{% endif %}"
+        "{% if c.modes %} by {{ c.modes | or_list }}{% endif %}"
         "{% if c.max_hours is not none %} taking at most {{ c.max_hours }} hours{% endif %}.",
         "Consecutive days' cities must be linked by a direct {% if c.modes %}{{ c.modes | join('/') }} {% endif %}"
         "connection{% if c.max_hours is not none %} of at most {{ c.max_hours }} hours{% endif %}.",
@@ -76,8 +86,8 @@ RULE_SOURCES: dict[str, list[str]] = {
         "Only pick restaurants and attractions that are not closed on that day's weekday.",
     ],
     "weather_indoor": [
-        "If the forecast for a day's city is {{ c.conditions | join(' or ') }}, that day's attraction must be indoors.",
-        "On days whose forecast says {{ c.conditions | join(' or ') }}, choose an indoor attraction.",
+        "If the forecast for a day's city is {{ c.conditions | or_list }}, that day's attraction must be indoors.",
+        "On days whose forecast says {{ c.conditions | or_list }}, choose an indoor attraction.",
     ],
     "min_rating": [
         "Every {{ c.what }} must be rated at least {{ c.value }}.",
@@ -101,7 +111,7 @@ RULE_SOURCES: dict[str, list[str]] = {
         "At least one {{ 'dinner' if c.meal == 'dinner' else 'meal (lunch or dinner)' }} must be {{ c.cuisine }}.",
         "Include {{ c.cuisine }} food for at least one {{ 'dinner' if c.meal == 'dinner' else 'meal' }}.",
     ],
-    "category": ["Visit at least one {{ c.category }}.", "The plan must include a {{ c.category }}."],
+    "category": ["Visit at least one {{ c.category }}.", "The plan must include {{ c.category | with_article }}."],
 }
 
 
@@ -120,9 +130,11 @@ def tier_clauses(tier: dict[str, Any]) -> list[str]:
 
 
 _ENV.globals["tier_clauses"] = tier_clauses
+_ENV.filters["with_article"] = with_article
+_ENV.filters["or_list"] = lambda items: join_words(list(items), "or")
 FORMAT_SOURCE = (
-    "Submit a list of {{ n }} day objects in order, each with date, city, hotel, lunch, attraction and "
-    "dinner, using names exactly as the tools spell them."
+    "Submit a list of {{ n }} objects, one per day in order, each with date, city, hotel, lunch, attraction "
+    "and dinner, using names exactly as the tools spell them."
 )
 # Every wording variant becomes a macro of one template, so a prompt is one render instead of
 # one per rule (each render costs ~16 µs of Jinja context set-up; this is synthesis's hot path).
@@ -183,12 +195,6 @@ def _optional(kind: str, world: TripWorld, n_days: int, rng: random.Random) -> d
     if kind == "category":
         cats = sorted({a["category"] for a in d["attractions"]})
         return {"kind": "category", "category": rng.choice(cats)}
-    if kind == "modes":
-        return {
-            "kind": "connected",
-            "modes": ["train", "bus"] if rng.random() < 0.5 else ["train", "bus", "ferry"],
-            "max_hours": rng.choice([4.0, 5.0, 6.0]),
-        }
     if kind == "tiered_day":
         prices = [h["price"] for h in d["hotels"]]
         tickets = [a["ticket"] for a in d["attractions"]]
@@ -228,6 +234,67 @@ def _optional(kind: str, world: TripWorld, n_days: int, rng: random.Random) -> d
     raise KeyError(kind)
 
 
+def binding_modes_rule(
+    view: TripView,
+    cities: list[str],
+    constraints: list[dict[str, Any]],
+    plan: list[dict[str, Any]],
+    rng: random.Random,
+) -> tuple[dict[str, Any], tuple[int, list[dict[str, Any]]]] | None:
+    """An allowed-transport-modes rule that binds, with the optimum under it; None if none is feasible.
+
+    Binding is a checked property, not a hope: the rule forbids **every** connection of one move
+    of ``plan`` (the optimum without the rule), so that plan breaks the rule and a policy that
+    ignores it fails. Moves are tried in random order, each with a random hour limit and then
+    without one, until the rule leaves a feasible task.
+
+    Args:
+        view: The whole-world view.
+        cities: Every city name, in world order (the search's order).
+        constraints: The task's constraints so far (a plain ``connected`` rule among them).
+        plan: The cheapest plan under ``constraints``.
+        rng: The task's generator.
+
+    Returns:
+        ``({"kind": "connected", "modes": [...], "max_hours": h | None}, (optimum, plan))`` or None.
+    """
+    rest = [c for c in constraints if c["kind"] != "connected"]
+    moves = list(itertools.pairwise(d["city"] for d in plan))
+    for a, b in rng.sample(moves, len(moves)):
+        banned = {o["mode"] for o in view.links[(a, b)]}
+        modes = [m for m in MODES if m not in banned]
+        if not modes:  # an empty list would read as "any mode"
+            continue
+        for max_hours in (rng.choice([4.0, 5.0, 6.0]), None):
+            rule = {"kind": "connected", "modes": modes, "max_hours": max_hours}
+            found = cheapest_plan(view, [*rest, rule], cities)
+            if found is not None:
+                return rule, found
+    return None
+
+
+def constraint_labels(constraints: list[dict[str, Any]]) -> list[str]:
+    """The claimed kinds a task's constraints exercise, one label each, in a fixed vocabulary.
+
+    The labels are the README's: ``budget``, ``min_rating (hotel)`` and the other rating floors,
+    ``open``, ``weather_indoor``, ``tiered_day``, ``cuisine``, ``category`` and ``modes`` (a
+    ``connected`` rule that restricts modes or hours). The structural rules every task has
+    (days, start, distinct cities, plain connections, venues in the day's city, no repeats) are
+    not listed.
+    """
+    out = []
+    for c in constraints:
+        kind = c["kind"]
+        if kind == "min_rating":
+            out.append(f"min_rating ({c['what']})")
+        elif kind == "connected":
+            if c.get("modes") or c.get("max_hours") is not None:
+                out.append("modes")
+        elif kind not in STRUCTURAL:
+            out.append(kind)
+    return out
+
+
 def candidate_count(world: TripWorld, start: str, n_days: int) -> float:
     """log10 of the number of structurally plausible plans (distinct connected cities, venues in city)."""
     per_city = {}
@@ -260,16 +327,20 @@ def make_task(world: TripWorld, view: TripView, difficulty: int, rng: random.Ran
         {"kind": "in_city"},
         {"kind": "no_repeats"},
     ]
-    extra = [_optional(k, world, n_days, rng) for k in optional]
+    extra = [_optional(k, world, n_days, rng) for k in optional if k != "modes"]
     while True:
-        strict = any(c["kind"] == "connected" for c in extra)  # a stricter rule replaces the base one
-        constraints = [c for c in base if not (strict and c["kind"] == "connected")] + extra
+        constraints = base + extra
         found = cheapest_plan(view, constraints, world.cities)
         if found is not None:
             break
         if not extra:
             return None
         extra.pop()
+    if "modes" in optional:
+        bound = binding_modes_rule(view, world.cities, constraints, found[1], rng)
+        if bound is not None:  # a stricter rule replaces the base one
+            rule, found = bound
+            constraints = [c for c in constraints if c["kind"] != "connected"] + [rule]
     optimum, plan = found
     budget = int(math.ceil(optimum * (1 + slack) / 10) * 10)
     constraints = [*constraints, {"kind": "budget", "max_total": budget}]
@@ -290,17 +361,35 @@ def make_task(world: TripWorld, view: TripView, difficulty: int, rng: random.Ran
     )
 
 
-def render_prompt(constraints: list[dict[str, Any]], rng: random.Random) -> str:
-    """The user message: an intro, the rules in shuffled order and varied wording, the format."""
+def render_prompt(constraints: list[dict[str, Any]], rng: random.Random, variant: int | None = None) -> str:
+    """The user message: an intro, the rules in shuffled order and varied wording, the format.
+
+    Args:
+        constraints: The task's constraint specs.
+        rng: Draws the intro, the rule order and each rule's wording.
+        variant: Force wording ``variant`` (modulo each part's number of wordings) for the intro
+            and every rule; the rng is consumed the same way. Tests render every wording so.
+    """
     days = next(c for c in constraints if c["kind"] == "days")
     start = next(c for c in constraints if c["kind"] == "start_city")["city"]
     intro = rng.randrange(len(INTRO_SOURCES))
     rules = [c for c in constraints if c["kind"] in RULE_INDEX]
     rng.shuffle(rules)
     picks = [(c, rng.choice(RULE_INDEX[c["kind"]])) for c in rules]
+    if variant is not None:
+        intro = variant % len(INTRO_SOURCES)
+        picks = [(c, RULE_INDEX[c["kind"]][variant % len(RULE_INDEX[c["kind"]])]) for c in rules]
     return PROMPT.render(
         intro=intro, n=days["n_days"], start=start, date=days["start_date"], wd=weekday(days["start_date"]), rules=picks
     )
 
 
-__all__ = ["LEVELS", "WEEKDAYS", "candidate_count", "make_task", "render_prompt"]
+__all__ = [
+    "LEVELS",
+    "WEEKDAYS",
+    "binding_modes_rule",
+    "candidate_count",
+    "constraint_labels",
+    "make_task",
+    "render_prompt",
+]

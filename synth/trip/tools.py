@@ -47,7 +47,7 @@ def _page(items: list[str], page: int, size: int | None, key: str, extra: dict[s
         return {**extra, key: items}
     pages = max(1, -(-len(items) // size))
     if page > pages:
-        raise ToolError(f"page {page} does not exist; there are {pages} pages")
+        raise ToolError(f"page {page} does not exist; the last page is {pages}")
     return {**extra, key: items[(page - 1) * size : page * size], "page": page, "pages": pages}
 
 
@@ -62,7 +62,7 @@ def _venue(world: TripWorld, name: str, kind: str) -> dict[str, Any]:
     if hit is None:
         raise ToolError(f"no {kind} named {name!r}; names must match the list tools exactly")
     if hit[0] != kind:
-        raise ToolError(f"{name!r} is a {hit[0]}, not a {kind}; use get_{hit[0]}_info")
+        raise ToolError(f"{name!r} is one of the {hit[0]}s, not the {kind}s; use get_{hit[0]}_info")
     return dict(hit[1])
 
 

@@ -136,7 +136,7 @@ def test_config_errors_are_one_clear_line(trip_dataset, tmp_path):
         ToolEnv(family="trip", datset="x")
     with pytest.raises(ConfigError, match="difficulty must be between 1 and 5"):
         ToolEnv(family="trip", difficulty=9)
-    with pytest.raises(ConfigError, match="no 'trip' tasks with split='holdout'"):
+    with pytest.raises(ConfigError, match="unknown split 'holdout'; splits are train, val, test"):
         ToolEnv(family="trip", dataset=trip_dataset, split="holdout")
     env = trip_env(trip_dataset)
     with pytest.raises(ConfigError, match="unknown reset options"):

@@ -242,12 +242,12 @@ def test_tools_paginate_and_explain_errors():
     assert sum(pages, []) == [h["name"] for h in world.by_kind["hotel"][city]]
     assert ts.call(world, "get_hotels_by_city", {"city": city, "page": 99}) == (
         False,
-        f"page 99 does not exist; there are {first['pages']} pages",
+        f"page 99 does not exist; the last page is {first['pages']}",
     )
     assert "did you mean" in ts.call(world, "get_hotels_by_city", {"city": city.lower()})[1]
     assert "greater than or equal to 1" in ts.call(world, "get_all_cities", {"page": 0})[1]
     hotel = world.data["hotels"][0]["name"]
-    assert "is a hotel, not a restaurant" in ts.call(world, "get_restaurant_info", {"name": hotel})[1]
+    assert "is one of the hotels, not the restaurants" in ts.call(world, "get_restaurant_info", {"name": hotel})[1]
     assert "forecasts cover" in ts.call(world, "get_weather", {"city": city, "date": "1999-01-01"})[1]
     assert "get_weather" not in Toolset(FAM.tools({"weather": False})).tools
 

@@ -1,0 +1,70 @@
+"""Splits without a dataset: on-the-fly envs honour ``split`` by world, with the datasets' rule."""
+
+import gymnasium as gym
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import toolgym  # noqa: F401 - registers the env ids
+from toolgym.errors import ConfigError
+from toolgym.synth import FAMILIES, get_family
+from toolgym.synth.pipeline import SPLITS, SynthConfig, on_the_fly_split, synthesize_world, world_split
+
+SHIPPED = [f for f, entry in FAMILIES.items() if isinstance(entry, str)]
+
+
+def served(family_id, split, seeds, difficulty=1):
+    env = gym.make(get_family(family_id).env_id, split=split, difficulty=difficulty)
+    try:
+        return [env.unwrapped.reset(seed=s) and env.unwrapped.task for s in seeds]
+    finally:
+        env.close()
+
+
+def test_issue_input_train_and_test_serve_different_worlds():
+    train, test = served("trip", "train", range(4)), served("trip", "test", range(4))
+    assert {t.split for t in train} == {"train"} and {t.split for t in test} == {"test"}
+    assert not {t.world_id for t in train} & {t.world_id for t in test}
+    assert [t.task_id for t in train] != [t.task_id for t in test]
+
+
+@pytest.mark.parametrize("family_id", SHIPPED)
+def test_every_served_task_lies_in_its_split(family_id):
+    """Every split of every family: the task's split is its world's, by the datasets' rule."""
+    seeds = range(3) if family_id == "code" else range(8)
+    worlds = {}
+    for split in SPLITS:
+        for task in served(family_id, split, seeds):
+            assert task.split == split
+            seed = int(task.task_id.split("-s")[1].split("-")[0])
+            # The same world, synthesized as world 0 of a dataset run with that seed, has this split.
+            config = SynthConfig(family=family_id, seed=seed, difficulty=(1, 1), workers=1)
+            assert world_split(config, 0) == split
+            worlds.setdefault(split, set()).add(task.world_id)
+    assert not worlds["train"] & worlds["test"] and not worlds["train"] & worlds["val"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(SHIPPED), st.integers(0, 2**31 - 1), st.integers(1, 5))
+def test_on_the_fly_split_is_the_dataset_rule(family_id, seed, difficulty):
+    config = SynthConfig(family=family_id, seed=seed, difficulty=(difficulty, difficulty), workers=1)
+    assert on_the_fly_split(family_id, seed) == world_split(config, 0)
+
+
+def test_dataset_world_split_matches_the_on_the_fly_one():
+    for seed in range(6):
+        world = synthesize_world(SynthConfig(family="trip", seed=seed, difficulty=(1, 1), workers=1), 0).world
+        assert world.split == on_the_fly_split("trip", seed)
+
+
+def test_a_task_id_outside_the_split_is_refused():
+    (task,) = served("trip", "train", [0])
+    env = gym.make("toolgym/TripPlanning-v0", split="test", difficulty=1)
+    with pytest.raises(ConfigError, match="is in split 'train', not 'test'"):
+        env.unwrapped.reset(options={"task_id": task.task_id})
+
+
+@pytest.mark.parametrize("split", ["tset", "holdout", "Train", ""])
+def test_unknown_split_names_are_a_clear_error(split):
+    with pytest.raises(ConfigError, match=f"unknown split {split!r}.*splits are train, val, test"):
+        gym.make("toolgym/TripPlanning-v0", split=split)
