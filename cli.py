@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -380,9 +381,12 @@ def _eval_items(
     if dataset is None:
         fam = get_family(family or "trip")
         from toolgym.envs.sources import SynthSource
+        from toolgym.synth.pipeline import on_the_fly_split
 
-        src = SynthSource(fam, difficulties)
-        return [src.get(f"{fam.id}-fly-s{seed + i}-d{difficulties[i % len(difficulties)]}") for i in range(limit)]
+        src = SynthSource(fam, difficulties, split)
+        seeds = (s for s in itertools.count(seed) if split is None or on_the_fly_split(fam.id, s) == split)
+        picked = itertools.islice(seeds, limit)  # the split is honoured by world, as in datasets
+        return [src.get(f"{fam.id}-fly-s{s}-d{difficulties[i % len(difficulties)]}") for i, s in enumerate(picked)]
     items = []
     with Dataset(dataset, read_only=True) as ds:
         for tid in ds.task_ids(family, split=split, difficulties=difficulties)[:limit]:
@@ -438,7 +442,7 @@ def bench_synth(
 ) -> None:
     """Shipped tasks/s with 1 vs N workers (all gates on), and the hardness table per difficulty."""
     from toolgym.synth import get_family
-    from toolgym.synth.bench import hardness, run_throughput
+    from toolgym.synth.bench import hardness, kind_table, run_throughput
 
     get_family(family)  # an unknown id fails here, before any work
     single, _ = run_throughput(count // 2, 1, family=family)
@@ -470,6 +474,7 @@ def bench_synth(
             f"{h.verify_us:.0f}",
         )
     console.print(table)
+    console.print(kind_table(path, family))
 
 
 @bench_app.command("sandbox")

@@ -68,3 +68,14 @@ def test_a_task_id_outside_the_split_is_refused():
 def test_unknown_split_names_are_a_clear_error(split):
     with pytest.raises(ConfigError, match=f"unknown split {split!r}.*splits are train, val, test"):
         gym.make("toolgym/TripPlanning-v0", split=split)
+
+
+def test_eval_on_the_fly_honours_split() -> None:
+    """`toolgym eval --split test` without a dataset evaluates test worlds only, none twice."""
+    from toolgym.cli import _eval_items
+    from toolgym.synth.pipeline import on_the_fly_split
+
+    items = _eval_items(None, "trip", "test", [1], limit=3, seed=0)
+    seeds = [int(task.task_id.split("-s")[1].split("-")[0]) for task, _ in items]
+    assert len(set(seeds)) == 3
+    assert all(on_the_fly_split("trip", s) == "test" for s in seeds)
