@@ -1,9 +1,9 @@
-"""The one name rule of every family, for tools and verifiers alike.
+r"""The one name rule of every family, for tools and verifiers alike.
 
 A name a policy writes (a city, a venue, a file, a group in an answer…) matches a name of the
 world when the two are equal after Unicode NFC normalization and trimming surrounding
 whitespace. Case matters and inner whitespace matters: ``"Café Lumen"`` matches
-``"Cafe\\u0301 Lumen "`` but not ``"café lumen"`` or ``"Café  Lumen"``. A miss names the closest
+``"Cafe\u0301 Lumen "`` but not ``"café lumen"`` or ``"Café  Lumen"``. A miss names the closest
 name of the world (``did you mean …?``), so one call fixes it. The system prompt states the
 rule in these words: "Names are matched exactly after Unicode NFC normalization and trimming
 surrounding whitespace (case matters); a miss suggests the closest name."

@@ -7,8 +7,8 @@
 canonical form. No reference plan is consulted: a different plan that satisfies everything
 scores 1 just the same.
 
-Names follow the one name rule (:mod:`toolgym.envs.naming`): every name of the plan (city and
-venues; not the date) is put in canonical form (Unicode NFC, surrounding whitespace trimmed)
+Names follow the one name rule (:mod:`toolgym.envs.naming`): every string of the plan (the
+names, and the date alike) is put in canonical form (Unicode NFC, surrounding whitespace trimmed)
 before any rule runs, and then matched exactly, case-sensitively, so a plan written in NFD or
 with stray spaces scores as its canonical twin. An unknown venue's reason names the closest one.
 
@@ -32,7 +32,6 @@ from toolgym.verifiers.verdict import Verdict, register_verifier
 KEYS = ("date", "city", "hotel", "lunch", "attraction", "dinner")
 _KEYSET = frozenset(KEYS)
 SLOTS = (("hotel", "hotel"), ("lunch", "restaurant"), ("attraction", "attraction"), ("dinner", "restaurant"))
-_NAMES = ("city", "hotel", "lunch", "attraction", "dinner")
 _WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -65,6 +64,11 @@ def _structure(answer: Any) -> str | None:
             return f"day {i} must have exactly the keys {list(KEYS)}"
         if not all(type(v) is str for v in d.values()):
             return f"day {i}: every value must be a string"
+    return None
+
+
+def _dates(days: list[dict[str, str]]) -> str | None:
+    for i, d in enumerate(days, 1):
         try:
             dt.date.fromisoformat(d["date"])
         except ValueError:
@@ -193,7 +197,10 @@ def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     cons: list[dict[str, Any]] = spec["constraints"]
     if not any(c["kind"] == "in_city" for c in cons):  # venue records are needed by most rules
         cons = [*cons, {"kind": "in_city"}]
-    days = [{**d, **{k: naming.canon(d[k]) for k in _NAMES}} for d in answer]
+    days = [{k: naming.canon(v) for k, v in d.items()} for d in answer]
+    err = _dates(days)
+    if err:
+        return Verdict.fail(err)
     plan = _Plan(days, state)
     ordered = sorted(cons, key=lambda c: _ORDER.get(c["kind"], 10))
     for c in ordered:
@@ -201,4 +208,3 @@ def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
         if msg:
             return Verdict.fail(msg)
     return Verdict.ok(f"all {len(cons)} constraints met")
-

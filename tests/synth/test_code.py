@@ -262,9 +262,21 @@ FORMS = [
         "names",
         ["Ab Cd", "Ef", "Gh"],
         [["Gh", "Ab Cd", "Ef"], ["Ef", "Gh", "Ab Cd", "Ef"], ["Ab Cd ", "\tEf", "Gh"]],
-        [["Ab Cd", "Ef"], ["Ab Cd", "Ef", "Gh", "Ij"], "Ab Cd, Ef, Gh", [], ["ef", "gh", "ab cd"], ["Ab  Cd", "Ef", "Gh"]],
+        [
+            ["Ab Cd", "Ef"],
+            ["Ab Cd", "Ef", "Gh", "Ij"],
+            "Ab Cd, Ef, Gh",
+            [],
+            ["ef", "gh", "ab cd"],
+            ["Ab  Cd", "Ef", "Gh"],
+        ],
     ),
-    ("names", ["Caf\u00e9 R\u00f6m"], [["Cafe\u0301 Ro\u0308m"], [" Caf\u00e9 R\u00f6m"]], [["Cafe Rom"], ["caf\u00e9 r\u00f6m"]]),
+    (
+        "names",
+        ["Caf\u00e9 R\u00f6m"],
+        [["Cafe\u0301 Ro\u0308m"], [" Caf\u00e9 R\u00f6m"]],
+        [["Cafe Rom"], ["caf\u00e9 r\u00f6m"]],
+    ),
     (
         "record",
         RECORD,

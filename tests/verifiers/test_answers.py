@@ -14,7 +14,11 @@ from toolgym.verifiers.verdict import register_verifier, verify
             ["Paris", " Paris ", "Paris\n"],
             ["Paris, France", "Paris Lyon", "", None, ["Paris"], "paris", "PARIS"],
         ),
-        ({"kind": "exact", "expected": "Caf\u00e9"}, ["Cafe\u0301", " Caf\u00e9\t"], ["Cafe", "caf\u00e9", "Caf\u00e9 x"]),
+        (
+            {"kind": "exact", "expected": "Caf\u00e9"},
+            ["Cafe\u0301", " Caf\u00e9\t"],
+            ["Cafe", "caf\u00e9", "Caf\u00e9 x"],
+        ),
         ({"kind": "exact", "expected": 1}, [1, 1.0], [True, "1", [1]]),
         ({"kind": "exact", "expected": False}, [False], [0, 0.0, None, "false"]),
         ({"kind": "exact", "expected": {"a": 1}}, [{"a": 1}], [[["a", 1]], {"a": True}]),
@@ -46,7 +50,11 @@ from toolgym.verifiers.verdict import register_verifier, verify
                 {"n": 2, "xs": [True, 2]},
             ],
         ),
-        ({"kind": "json", "expected": {"n": 1, "ok": True}}, [{"n": 1, "ok": True}], [{"n": True, "ok": True}, {"n": 1, "ok": 1}]),
+        (
+            {"kind": "json", "expected": {"n": 1, "ok": True}},
+            [{"n": 1, "ok": True}],
+            [{"n": True, "ok": True}, {"n": 1, "ok": 1}],
+        ),
         (
             {"kind": "json", "expected": [{"k": "v"}]},
             [[{"k": "v"}], [{"k": " v"}]],
