@@ -21,8 +21,6 @@ verifiers (L2) both import it.
 
 from __future__ import annotations
 
-import difflib
-import heapq
 import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from typing import TypeVar
@@ -34,7 +32,6 @@ RULE = (
     "Names are matched exactly after Unicode NFC normalization and trimming surrounding whitespace "
     "(case matters); a miss suggests the closest name."
 )
-_SHORTLIST = 8  # candidates ranked by the cheap bag-of-characters bound before the exact ratio
 
 
 def canon(name: str) -> str:
@@ -82,39 +79,57 @@ def resolve(names: Container[str], name: str) -> str | None:
     return key if key in names else None
 
 
-def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``name``; None only when there are no candidates.
+def _grams(s: str) -> frozenset[str]:
+    """Case-folded character bigrams of a name, padded so one-letter names have some."""
+    f = f" {s.casefold()} "
+    return frozenset(f[i : i + 2] for i in range(len(f) - 1))
 
-    A candidate equal up to case wins outright; otherwise the highest
-    :class:`difflib.SequenceMatcher` ratio, computed exactly for a shortlist ranked by its cheap
-    upper bound (``quick_ratio``), so a world of hundreds of names costs well under a
-    millisecond. Ties go to the earlier candidate, so hints are deterministic.
+
+class NamePool:
+    """The names of one kind, prepared for fast hints (built once per world and kind).
+
+    :meth:`closest` scores every name by the Dice coefficient of case-folded character bigrams
+    (``2|A∩B| / (|A|+|B|)``, set intersections done in C), which ranks typos, missing words,
+    case and accent slips close to the name meant; about 1 µs per name.
+    """
+
+    def __init__(self, names: Iterable[str]):
+        self.names = list(names)
+        self._folded: dict[str, str] = {}
+        for n in self.names:
+            self._folded.setdefault(n.casefold(), n)
+        self._grams = [(_grams(n), len(_grams(n))) for n in self.names]
+
+    def closest(self, name: str) -> str | None:
+        """The name closest to ``name``; None only for an empty pool.
+
+        A name equal up to case wins outright; ties go to the earlier name, so hints are
+        deterministic.
+        """
+        if not self.names:
+            return None
+        key = canon(name)
+        hit = self._folded.get(key.casefold())
+        if hit is not None:
+            return hit
+        q = _grams(key)
+        nq = len(q)
+        best, best_score = 0, -1.0
+        for i, (g, ng) in enumerate(self._grams):
+            score = 2 * len(q & g) / (nq + ng)
+            if score > best_score:
+                best, best_score = i, score
+        return self.names[best]
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``name`` (see :class:`NamePool`); None only when there are none.
 
     Args:
         name: The name as the policy wrote it (it need not be canonical).
         candidates: The world's names of the kind asked for.
     """
-    key = canon(name)
-    folded = key.casefold()
-    pool = list(candidates)
-    if not pool:
-        return None
-    for c in pool:
-        if c.casefold() == folded:
-            return c
-    sm = difflib.SequenceMatcher(None, autojunk=False)
-    sm.set_seq2(key)
-    bounds = []
-    for i, c in enumerate(pool):
-        sm.set_seq1(c)
-        bounds.append((sm.quick_ratio(), -i))
-    best: tuple[float, int] | None = None
-    for _, neg_i in heapq.nlargest(_SHORTLIST, bounds):
-        sm.set_seq1(pool[-neg_i])
-        score = (sm.ratio(), neg_i)
-        if best is None or score > best:
-            best = score
-    return pool[-best[1]] if best is not None else None
+    return NamePool(candidates).closest(name)
 
 
 def did_you_mean(name: str, candidates: Iterable[str], otherwise: str = "") -> str:

@@ -44,6 +44,7 @@ _CONDITION_CUM = (0.34, 0.60, 0.80, 0.87, 0.96, 1.0)  # cumulative: P = .34 .26 
 MODES = ("train", "bus", "flight", "ferry")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEATHER_DAYS = 28
+_HINT_CACHE = 4096  # memoized "did you mean" hints per world
 
 
 class WorldConfig(BaseModel):
@@ -214,6 +215,8 @@ class TripWorld:
         for name in (*self.cities, *self.venues):
             if not naming.is_canonical(name):
                 raise ConfigError(f"world name {name!r} is not canonical (Unicode NFC, no surrounding whitespace)")
+        self._pools: dict[str | None, naming.NamePool] = {}
+        self._hints: dict[tuple[str, str | None], str | None] = {}
         self.links: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for e in data["transport"]:
             opt = {"mode": e["mode"], "price": e["price"], "hours": e["hours"]}
@@ -249,12 +252,25 @@ class TripWorld:
     def closest(self, name: str, kind: str | None = None) -> str | None:
         """The name closest to ``name`` among the cities (``kind="city"``) or the venues of a kind.
 
+        Hints are memoized per world (random gate agents repeat their misses), up to a bound.
+
         Args:
             name: The name as written.
             kind: ``"city"``, ``"hotel"``, ``"restaurant"``, ``"attraction"``, or None for any venue.
         """
-        if kind == "city":
-            return naming.closest(name, self.cities)
-        if kind is None:
-            return naming.closest(name, self.venues)
-        return naming.closest(name, (n for n, (k, _) in self.venues.items() if k == kind))
+        key = (name, kind)
+        if key in self._hints:
+            return self._hints[key]
+        if kind not in self._pools:
+            if kind == "city":
+                self._pools[kind] = naming.NamePool(self.cities)
+            else:
+                self._pools[kind] = naming.NamePool(n for n, (k, _) in self.venues.items() if kind is None or k == kind)
+        hit = self._pools[kind].closest(name)
+        if len(self._hints) >= _HINT_CACHE:
+            self._hints.clear()
+        self._hints[key] = hit
+        return hit
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_hints": {}, "_pools": {}}

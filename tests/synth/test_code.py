@@ -21,6 +21,7 @@ from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
 from toolgym.synth.code import tasks
+from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.world import SIZES, CodeWorld, generate
 from toolgym.synth.pipeline import build_task
 from toolgym.verifiers.gates import empty_value
@@ -354,7 +355,12 @@ def test_read_file_pages_by_lines_and_names_missing_files(tool_ctx):
     assert first["text"].splitlines() == lines[:50] and first["pages"] == math.ceil(len(lines) / 50)
     last = call(ts, ctx, "read_file", path=f"/workspace/{name}", page=first["pages"])
     assert last["text"].splitlines() == lines[(first["pages"] - 1) * 50 :]
-    assert "does not exist" in call(ts, ctx, "read_file", path=name, page=first["pages"] + 1)["error"]
+    past = call(ts, ctx, "read_file", path=name, page=first["pages"] + 1)["error"]
+    assert past == f"page {first['pages'] + 1} does not exist; {name!r} has {first['pages']} pages of 50 lines"
+    small = code_tools.CodeContext({"a.csv": "x\n"})
+    assert call(ts, small, "read_file", path="a.csv", page=9)["error"] == (
+        "page 9 does not exist; 'a.csv' has 1 page of 50 lines"
+    )
     assert name in call(ts, ctx, "read_file", path="nope.csv")["error"]  # the error lists the real files
     assert "error" in call(ts, ctx, "read_file", path="../etc/passwd")
     assert "error" in call(ts, ctx, "read_file", path=name, page=0)
