@@ -45,7 +45,7 @@ def test_the_rule_on_its_minimal_inputs():
     assert not naming.same("Caf\u00e9 Lumen", "caf\u00e9 lumen")  # case matters
     assert not naming.same("Caf\u00e9 Lumen", "Caf\u00e9  Lumen")  # inner whitespace matters
     assert naming.closest("caf\u00e9 lumen", ["Hotel Vorn", "Caf\u00e9 Lumen"]) == "Caf\u00e9 Lumen"
-    assert naming.closest("Hotel Vron", ["Caf\u00e9 Lumen", "Hotel Vorn", "Hotel Varn"]) == "Hotel Vorn"
+    assert naming.closest("Hotel Vorm", ["Caf\u00e9 Lumen", "Hotel Varn", "Hotel Vorn"]) == "Hotel Vorn"
     assert naming.closest("x", []) is None
     assert "Names are matched exactly after Unicode NFC normalization" in naming.RULE
 
