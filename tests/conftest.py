@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from toolgym.envs.rollout import Step
+from toolgym.envs.strict import Integer
 from toolgym.envs.tools import as_tool, tool
 from toolgym.synth import FAMILIES, register_family
 from toolgym.synth.family import Family, TaskDraft, TaskSpec
@@ -49,7 +50,7 @@ def deposit(world: Ledger, amount: int) -> int:
 
 
 @tool("read")
-def submit(world: Ledger, answer: int) -> str:
+def submit(world: Ledger, answer: Integer) -> str:
     """Submit the final balance.
 
     Args:

@@ -1,9 +1,16 @@
 """Constraint checks for itineraries: any plan that meets every constraint passes.
 
 ``{"kind": "itinerary", "constraints": [...]}``. The answer is checked against the world
-(``state``), which must offer three lookups: ``venue(name) -> (kind, record) | None``,
-``transport(a, b) -> [options]`` and ``weather(city, date) -> forecast | None``. No reference
-plan is consulted: a different plan that satisfies everything scores 1 just the same.
+(``state``), which must offer four lookups: ``venue(name) -> (kind, record) | None``,
+``transport(a, b) -> [options]``, ``weather(city, date) -> forecast | None`` and
+``closest(name, kind) -> name | None`` (for the hint of a miss), and store its names in
+canonical form. No reference plan is consulted: a different plan that satisfies everything
+scores 1 just the same.
+
+Names follow the one name rule (:mod:`toolgym.envs.naming`): every string of the plan (the
+names, and the date alike) is put in canonical form (Unicode NFC, surrounding whitespace trimmed)
+before any rule runs, and then matched exactly, case-sensitively, so a plan written in NFD or
+with stray spaces scores as its canonical twin. An unknown venue's reason names the closest one.
 
 This checker is written independently of the trip family's search (``synth/trip/solver.py``);
 the gate "the reference scores 1" cross-checks the two on every synthesized task. Scores are
@@ -19,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from toolgym.envs import naming
 from toolgym.verifiers.verdict import Verdict, register_verifier
 
 KEYS = ("date", "city", "hotel", "lunch", "attraction", "dinner")
@@ -56,6 +64,11 @@ def _structure(answer: Any) -> str | None:
             return f"day {i} must have exactly the keys {list(KEYS)}"
         if not all(type(v) is str for v in d.values()):
             return f"day {i}: every value must be a string"
+    return None
+
+
+def _dates(days: list[dict[str, str]]) -> str | None:
+    for i, d in enumerate(days, 1):
         try:
             dt.date.fromisoformat(d["date"])
         except ValueError:
@@ -101,7 +114,9 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
             for slot, want in SLOTS:
                 hit = p.hits[i][slot]
                 if hit is None:
-                    return f"day {i + 1}: no {want} named {d[slot]!r}"
+                    close = world.closest(d[slot], want)
+                    hint = f"; did you mean {close!r}?" if close is not None else ""
+                    return f"day {i + 1}: no {want} named {d[slot]!r}{hint}"
                 if hit[0] != want:
                     return f"day {i + 1}: {d[slot]!r} is a {hit[0]}, not a {want}"
                 if hit[1]["city"] != d["city"]:
@@ -182,11 +197,14 @@ def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     cons: list[dict[str, Any]] = spec["constraints"]
     if not any(c["kind"] == "in_city" for c in cons):  # venue records are needed by most rules
         cons = [*cons, {"kind": "in_city"}]
-    plan = _Plan(answer, state)
+    days = [{k: naming.canon(v) for k, v in d.items()} for d in answer]
+    err = _dates(days)
+    if err:
+        return Verdict.fail(err)
+    plan = _Plan(days, state)
     ordered = sorted(cons, key=lambda c: _ORDER.get(c["kind"], 10))
     for c in ordered:
         msg = _check(c["kind"], c, plan, cons)
         if msg:
             return Verdict.fail(msg)
     return Verdict.ok(f"all {len(cons)} constraints met")
-

@@ -65,7 +65,7 @@ def verifier_spec(answer: str, expected: Any) -> dict[str, Any]:
     if answer == "number":
         return {"kind": "numeric", "expected": expected, "abs_tol": ag.TOL, "rel_tol": 0.0}
     if answer == "integer":
-        return {"kind": "numeric", "expected": expected, "abs_tol": 0.0, "rel_tol": 0.0}
+        return {"kind": "numeric", "expected": expected, "abs_tol": 0.0, "rel_tol": 0.0, "integer": True}
     if answer == "string":
         return {"kind": "exact", "expected": expected}
     if answer == "names":

@@ -21,6 +21,14 @@ sandbox on this machine), so an error observation always means "fix your call".
 
 **Files.** Before the sandbox opens, ``list_files``/``read_file`` serve the world's files; once
 it is open they read the workspace itself, so files the policy's code wrote are visible too.
+A file name follows the one name rule of :mod:`toolgym.envs.naming` (NFC, surrounding
+whitespace trimmed, case-sensitive; a miss names the closest file). ``read_file`` pages like
+every list tool: a page past the end is an error saying how many pages the file has.
+
+**Answers are strictly typed** (:mod:`toolgym.envs.strict`): one ``submit`` per answer type,
+whose schema rejects a boolean where a number is asked (``true`` is not ``1``), a string where
+a number is asked, and ``3.0`` where an integer is asked ("write 3, not 3.0"); the rejection is
+an error observation and the episode goes on.
 
 **Pickling** (vector envs, checkpoints): a context pickles without its sandbox. A copy made
 before the first ``run_python`` is exactly equivalent; a copy made after it starts with no
@@ -34,12 +42,14 @@ the episode's scratch copy, and code tasks are verified by their answer only.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolgym.envs import naming
 from toolgym.envs.sandbox import Backend, Limits, PythonKernel, Session, get_backend
 from toolgym.envs.sandbox.base import clean_relpath
+from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
 from toolgym.errors import ConfigError, SandboxError
 
@@ -47,7 +57,6 @@ PAGE_LINES = 50
 MAX_LINE_CHARS = 1000
 OUTPUT_CHARS = 4000  # per stream: the head and the tail are kept, the middle is cut
 DEFAULT_TIMEOUT_S = 10.0
-Page = Annotated[int, Field(ge=1)]
 _BACKENDS: dict[int, Backend] = {}  # one backend per process (it owns slot locks and a subreaper)
 
 
@@ -85,17 +94,30 @@ class CodeContext:
     def text(self, path: str) -> str:
         """A workspace file's text (the sandbox's copy once it is open)."""
         try:
-            rel = clean_relpath(path.strip())
+            rel = clean_relpath(naming.canon(path))
         except ConfigError as exc:
             raise ToolError(str(exc)) from None
         if self.session is None:
             if rel not in self.files:
-                raise ToolError(f"no file named {path!r}; the files are {', '.join(sorted(self.files))}")
+                files = sorted(self.files)
+                hint = naming.did_you_mean(rel, files)
+                raise ToolError(f"no file named {path!r}{hint} The files are {', '.join(files)}.")
             return self.files[rel]
         try:
-            return self.session.get(rel, max_bytes=16 << 20).decode("utf-8", "replace")
+            return self._get(rel)
         except FileNotFoundError:
-            raise ToolError(f"no file named {path!r}; call list_files to see the workspace") from None
+            pass
+        # A file the policy's code wrote may be stored non-canonically (NFD bytes on disk).
+        names = [n for n in self.names() if not n.endswith("/")]
+        twin = next((n for n in names if naming.canon(n) == rel), None)
+        if twin is None:
+            raise ToolError(f"no file named {path!r}{naming.did_you_mean(rel, names)}") from None
+        return self._get(twin)
+
+    def _get(self, rel: str) -> str:
+        assert self.session is not None
+        try:
+            return self.session.get(rel, max_bytes=16 << 20).decode("utf-8", "replace")
         except SandboxError as exc:
             raise ToolError(str(exc)) from None
 
@@ -178,13 +200,14 @@ def read_file(ctx: CodeContext, path: str, page: Page = 1) -> dict[str, Any]:
     lines = ctx.text(path).splitlines()
     pages = max(1, -(-len(lines) // PAGE_LINES))
     if page > pages:
-        raise ToolError(f"page {page} does not exist; the last page of {path} is {pages} ({PAGE_LINES} lines a page)")
+        noun = "page" if pages == 1 else "pages"
+        raise ToolError(f"page {page} does not exist; {path!r} has {pages} {noun} of {PAGE_LINES} lines")
     first = (page - 1) * PAGE_LINES
     chunk = [
         ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " …" for ln in lines[first : first + PAGE_LINES]
     ]
     return {
-        "path": path,
+        "path": naming.canon(path),
         "page": page,
         "pages": pages,
         "lines": f"{first + 1}-{first + len(chunk)} of {len(lines)}",
@@ -197,8 +220,8 @@ class GroupValue(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="the group, spelled exactly as in the files")
-    value: float = Field(description="its aggregate, rounded to 2 decimals")
+    name: Text = Field(description="the group, spelled exactly as in the files")
+    value: Number = Field(description="its aggregate, rounded to 2 decimals")
 
 
 class NameCount(BaseModel):
@@ -206,11 +229,11 @@ class NameCount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="the name, spelled exactly as in the files")
-    count: int = Field(description="the count")
+    name: Text = Field(description="the name, spelled exactly as in the files")
+    count: Integer = Field(description="the count")
 
 
-def submit_number(ctx: CodeContext, answer: float) -> str:
+def submit_number(ctx: CodeContext, answer: Number) -> str:
     """Submit the answer; this ends the episode.
 
     Args:
@@ -219,7 +242,7 @@ def submit_number(ctx: CodeContext, answer: float) -> str:
     return "submitted"
 
 
-def submit_integer(ctx: CodeContext, answer: int) -> str:
+def submit_integer(ctx: CodeContext, answer: Integer) -> str:
     """Submit the answer; this ends the episode.
 
     Args:
@@ -228,7 +251,7 @@ def submit_integer(ctx: CodeContext, answer: int) -> str:
     return "submitted"
 
 
-def submit_string(ctx: CodeContext, answer: str) -> str:
+def submit_string(ctx: CodeContext, answer: Text) -> str:
     """Submit the answer; this ends the episode.
 
     Args:
@@ -237,7 +260,7 @@ def submit_string(ctx: CodeContext, answer: str) -> str:
     return "submitted"
 
 
-def submit_names(ctx: CodeContext, answer: list[str]) -> str:
+def submit_names(ctx: CodeContext, answer: list[Text]) -> str:
     """Submit the answer; this ends the episode.
 
     Args:

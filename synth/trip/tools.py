@@ -6,18 +6,23 @@ many calls, which is what makes the search hard while checking a plan stays easy
 ``get_weather`` joins the toolset only when a task has a weather rule and
 ``get_local_transport`` is a distractor on the hardest tasks (toolset augmentation: the toolset
 grows when the task needs it, see :func:`toolset`).
+
+Every tool taking a name (a city, a venue) follows the one name rule of
+:mod:`toolgym.envs.naming`: NFC, surrounding whitespace trimmed, case-sensitive, and a miss
+names the closest name of the right kind. Results echo the world's spelling of a name. Every
+list tool pages the same way whether or not the world paginates: a page past the end is an
+error that says how many pages there are (an unpaginated list is one page).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolgym.envs.strict import Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, tool
 from toolgym.synth.trip.world import TripWorld
-
-Page = Annotated[int, Field(ge=1)]
 
 
 class DayPlan(BaseModel):
@@ -25,44 +30,52 @@ class DayPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    date: str = Field(description="ISO date of the day, e.g. 2026-05-01")
-    city: str = Field(description="city where the day is spent")
-    hotel: str = Field(description="hotel for the night, in that city")
-    lunch: str = Field(description="lunch restaurant, in that city")
-    attraction: str = Field(description="afternoon attraction, in that city")
-    dinner: str = Field(description="dinner restaurant, in that city")
+    date: Text = Field(description="ISO date of the day, e.g. 2026-05-01")
+    city: Text = Field(description="city where the day is spent")
+    hotel: Text = Field(description="hotel for the night, in that city")
+    lunch: Text = Field(description="lunch restaurant, in that city")
+    attraction: Text = Field(description="afternoon attraction, in that city")
+    dinner: Text = Field(description="dinner restaurant, in that city")
 
 
 def _city(world: TripWorld, city: str) -> str:
-    if city in world.city_set:
-        return city
-    # A cheap hint (no fuzzy matching: this path is hot for random agents).
-    folded = {c.casefold(): c for c in world.cities}.get(" ".join(city.split()).casefold())
-    hint = f"; did you mean {folded!r}?" if folded else "; call get_all_cities to list the cities"
-    raise ToolError(f"unknown city {city!r}{hint}")
+    """The world's spelling of a city, or a ToolError naming the closest city."""
+    c = world.city(city)
+    if c is None:
+        raise ToolError(f"unknown city {city!r}; did you mean {world.closest(city, 'city')!r}?")
+    return c
+
+
+def page_error(page: int, pages: int) -> ToolError:
+    """The error for a page past the end: ``"page 9 does not exist; there is 1 page"``."""
+    return ToolError(f"page {page} does not exist; there {'is 1 page' if pages == 1 else f'are {pages} pages'}")
 
 
 def _page(items: list[str], page: int, size: int | None, key: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """One page of a list; an unpaginated list is one page, so page 2 of it is an error too."""
     if size is None:
+        if page > 1:
+            raise page_error(page, 1)
         return {**extra, key: items}
     pages = max(1, -(-len(items) // size))
     if page > pages:
-        raise ToolError(f"page {page} does not exist; the last page is {pages}")
+        raise page_error(page, pages)
     return {**extra, key: items[(page - 1) * size : page * size], "page": page, "pages": pages}
 
 
 def _by_city(world: TripWorld, kind: str, city: str, page: int) -> dict[str, Any]:
     """One page of the names of a city's venues of one kind."""
-    names = [v["name"] for v in world.by_kind[kind][_city(world, city)]]
-    return _page(names, page, world.page_size, kind + "s", {"city": city})
+    c = _city(world, city)
+    names = [v["name"] for v in world.by_kind[kind][c]]
+    return _page(names, page, world.page_size, kind + "s", {"city": c})
 
 
 def _venue(world: TripWorld, name: str, kind: str) -> dict[str, Any]:
     hit = world.venue(name)
     if hit is None:
-        raise ToolError(f"no {kind} named {name!r}; names must match the list tools exactly")
+        raise ToolError(f"no {kind} named {name!r}; did you mean {world.closest(name, kind)!r}?")
     if hit[0] != kind:
-        raise ToolError(f"{name!r} is one of the {hit[0]}s, not the {kind}s; use get_{hit[0]}_info")
+        raise ToolError(f"{hit[1]['name']!r} is one of the {hit[0]}s, not the {kind}s; use get_{hit[0]}_info")
     return dict(hit[1])
 
 
@@ -118,8 +131,8 @@ def get_city_by_venue(world: TripWorld, name: str) -> dict[str, Any]:
     """
     hit = world.venue(name)
     if hit is None:
-        raise ToolError(f"no venue named {name!r}")
-    return {"name": name, "kind": hit[0], "city": hit[1]["city"]}
+        raise ToolError(f"no venue named {name!r}; did you mean {world.closest(name)!r}?")
+    return {"name": hit[1]["name"], "kind": hit[0], "city": hit[1]["city"]}
 
 
 @tool("read")
@@ -172,11 +185,12 @@ def get_weather(world: TripWorld, city: str, date: str) -> dict[str, Any]:
         city: Exact city name.
         date: ISO date, e.g. 2026-05-01.
     """
-    forecast = world.weather(_city(world, city), date)
+    c = _city(world, city)
+    forecast = world.weather(c, date)
     if forecast is None:
         dates = world.data["dates"]
         raise ToolError(f"no forecast for {date!r}; forecasts cover {dates[0]} to {dates[-1]}")
-    return {"city": city, "date": date, **forecast}
+    return {"city": c, "date": date, **forecast}
 
 
 @tool("read")

@@ -5,9 +5,12 @@ city), the list tools' page size, and how many distractor venues (near-namesakes
 other cities) it holds. Prices correlate with stars and ratings the way real ones do, so
 cheap-and-good is rare and a tight budget genuinely constrains the plan.
 
-The world object answers the lookups the tools and the itinerary verifier need (``venue``,
-``transport``, ``weather``) from indices built once in ``__init__``; its JSON data is what a
-dataset stores, and ``TripWorld(data)`` rebuilds it.
+The world object answers the lookups the tools and the itinerary verifier need (``city``,
+``venue``, ``transport``, ``weather``, and ``closest`` for hints) from indices built once in
+``__init__``; its JSON data is what a dataset stores, and ``TripWorld(data)`` rebuilds it.
+Names follow the one name rule (:mod:`toolgym.envs.naming`): the world stores every name in
+canonical form (NFC, no surrounding whitespace; a world that does not is refused), and every
+lookup matches a name after normalizing it the same way, case-sensitively.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from toolgym.envs import naming
+from toolgym.errors import ConfigError
 from toolgym.synth import names as nm
 
 CUISINES = (
@@ -39,6 +44,7 @@ _CONDITION_CUM = (0.34, 0.60, 0.80, 0.87, 0.96, 1.0)  # cumulative: P = .34 .26 
 MODES = ("train", "bus", "flight", "ferry")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEATHER_DAYS = 28
+_HINT_CACHE = 4096  # memoized "did you mean" hints per world
 
 
 class WorldConfig(BaseModel):
@@ -206,6 +212,11 @@ class TripWorld:
                 per_city[rec["city"]].append(rec)
                 self.venues[rec["name"]] = (kind, rec)
             self.by_kind[kind] = per_city
+        for name in (*self.cities, *self.venues):
+            if not naming.is_canonical(name):
+                raise ConfigError(f"world name {name!r} is not canonical (Unicode NFC, no surrounding whitespace)")
+        self._pools: dict[str | None, naming.NamePool] = {}
+        self._hints: dict[tuple[str, str | None], str | None] = {}
         self.links: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for e in data["transport"]:
             opt = {"mode": e["mode"], "price": e["price"], "hours": e["hours"]}
@@ -216,15 +227,50 @@ class TripWorld:
         """The world's JSON data."""
         return self.data
 
-    # The lookups below are the protocol the itinerary verifier relies on.
+    # The lookups below are the protocol the itinerary verifier relies on; each matches names
+    # by the name rule (one dict hit for an exact name, so the hot path stays a lookup).
+    def city(self, name: str) -> str | None:
+        """The world's spelling of a city name, or None if no city matches."""
+        return naming.resolve(self.city_set, name)
+
     def venue(self, name: str) -> tuple[str, dict[str, Any]] | None:
-        """(kind, record) of a venue by exact name."""
-        return self.venues.get(name)
+        """(kind, record) of the venue a name matches, or None."""
+        return naming.lookup(self.venues, name)
 
     def transport(self, a: str, b: str) -> list[dict[str, Any]]:
         """Connection options between two cities (both directions are the same)."""
-        return self.links.get((a, b), [])
+        hit = self.links.get((a, b))
+        if hit is None:
+            hit = self.links.get((naming.canon(a), naming.canon(b)))
+        return hit or []
 
     def weather(self, city: str, date: str) -> dict[str, Any] | None:
         """The forecast of a city on a date."""
-        return self.data["weather"].get(city, {}).get(date)
+        c = self.city(city)
+        return self.data["weather"].get(c, {}).get(date) if c is not None else None
+
+    def closest(self, name: str, kind: str | None = None) -> str | None:
+        """The name closest to ``name`` among the cities (``kind="city"``) or the venues of a kind.
+
+        Hints are memoized per world (random gate agents repeat their misses), up to a bound.
+
+        Args:
+            name: The name as written.
+            kind: ``"city"``, ``"hotel"``, ``"restaurant"``, ``"attraction"``, or None for any venue.
+        """
+        key = (name, kind)
+        if key in self._hints:
+            return self._hints[key]
+        if kind not in self._pools:
+            if kind == "city":
+                self._pools[kind] = naming.NamePool(self.cities)
+            else:
+                self._pools[kind] = naming.NamePool(n for n, (k, _) in self.venues.items() if kind is None or k == kind)
+        hit = self._pools[kind].closest(name)
+        if len(self._hints) >= _HINT_CACHE:
+            self._hints.clear()
+        self._hints[key] = hit
+        return hit
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_hints": {}, "_pools": {}}

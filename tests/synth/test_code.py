@@ -21,6 +21,7 @@ from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
 from toolgym.synth.code import tasks
+from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.world import SIZES, CodeWorld, generate
 from toolgym.synth.pipeline import build_task
 from toolgym.verifiers.gates import empty_value
@@ -245,22 +246,52 @@ def test_every_statistic_matches_a_literal_reading():
 
 
 RECORD = {"name": "Ab Cd", "value": 10.456}
+# Strict types: no numeric strings, no booleans, integers without a decimal point; names by the
+# name rule (NFC, trimmed, case-sensitive).
 FORMS = [
-    ("number", 12.3456, [12.35, 12.3456, "12.35", 12.34, 12.3546], [12.33, 12.36, 12.3557, [12.35], "12.35 or 13"]),
-    ("integer", 42, [42, 42.0, "42"], [41, 43, 42.5, [42], "42 rows"]),
+    (
+        "number",
+        12.3456,
+        [12.35, 12.3456, 12.34, 12.3546],
+        [12.33, 12.36, 12.3557, [12.35], "12.35 or 13", "12.35", True],
+    ),
+    ("integer", 42, [42], [41, 43, 42.5, [42], "42 rows", "42", 42.0, True]),
+    ("integer", 1, [1], [True, 1.0, "1"]),
+    ("integer", 0, [0], [False, 0.0, None]),
     ("string", "2025-03-04", ["2025-03-04", " 2025-03-04 "], ["2025-03-05", "2025-03-04, 2025-03-05", ""]),
     (
         "names",
         ["Ab Cd", "Ef", "Gh"],
-        [["Gh", "Ab Cd", "Ef"], ["ef", "gh", "ab cd"], ["Ef", "Gh", "Ab Cd", "Ef"]],
-        [["Ab Cd", "Ef"], ["Ab Cd", "Ef", "Gh", "Ij"], "Ab Cd, Ef, Gh", []],
+        [["Gh", "Ab Cd", "Ef"], ["Ef", "Gh", "Ab Cd", "Ef"], ["Ab Cd ", "\tEf", "Gh"]],
+        [
+            ["Ab Cd", "Ef"],
+            ["Ab Cd", "Ef", "Gh", "Ij"],
+            "Ab Cd, Ef, Gh",
+            [],
+            ["ef", "gh", "ab cd"],
+            ["Ab  Cd", "Ef", "Gh"],
+        ],
+    ),
+    (
+        "names",
+        ["Caf\u00e9 R\u00f6m"],
+        [["Cafe\u0301 Ro\u0308m"], [" Caf\u00e9 R\u00f6m"]],
+        [["Cafe Rom"], ["caf\u00e9 r\u00f6m"]],
     ),
     (
         "record",
         RECORD,
-        [{**RECORD, "value": 10.46}, {"value": 10.456, "name": "ab cd"}],
-        [{**RECORD, "name": "Ef"}, {**RECORD, "value": 10.47}, {"name": "Ab Cd"}, {**RECORD, "count": 1}],
+        [{**RECORD, "value": 10.46}, {"value": 10.456, "name": " Ab Cd"}],
+        [
+            {**RECORD, "name": "Ef"},
+            {**RECORD, "value": 10.47},
+            {"name": "Ab Cd"},
+            {**RECORD, "count": 1},
+            {**RECORD, "name": "ab cd"},
+            {**RECORD, "value": "10.456"},
+        ],
     ),
+    ("record", {"name": "Ab", "count": 1}, [{"name": "Ab", "count": 1}], [{"name": "Ab", "count": True}]),
 ]
 
 
@@ -283,13 +314,17 @@ def run_actions(env, answers):
     return out
 
 
-def test_submit_schema_coerces_what_it_can_and_refuses_the_wrong_type():
+def test_submit_schema_refuses_the_wrong_type_and_the_episode_goes_on():
     task, world = task_of("count", 2)
     env = make_env("code", source=MemorySource([(task, world)]))
     n = task.verifier["expected"]
-    (r1, t1, _), (r2, t2, _) = run_actions(env, [n + 0.5, str(n)])
-    assert (r1, t1) == (0.0, False)  # 42.5 is not an integer: an error observation, the episode goes on
-    assert (r2, t2) == (1.0, True)  # "42" is
+    env.reset(options={"task_id": task.task_id})
+    for bad, why in [(n + 0.5, "valid integer"), (str(n), "valid integer"), (float(n), f"{n}, not {float(n)}")]:
+        obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": bad})]))
+        assert (reward, term) == (0.0, False) and why in obs, obs  # an error observation; the episode goes on
+    obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": True})]))
+    assert (reward, term) == (0.0, False) and "a boolean is not a number" in obs
+    assert env.step(mk.render_action([("submit", {"answer": n})]))[1:3] == (1.0, True)
     task, world = task_of("argmax", 3)
     env = make_env("code", source=MemorySource([(task, world)]))
     ((r, t, _),) = run_actions(env, [{"name": task.verifier["expected"]["name"], "value": "lots"}])
@@ -320,7 +355,12 @@ def test_read_file_pages_by_lines_and_names_missing_files(tool_ctx):
     assert first["text"].splitlines() == lines[:50] and first["pages"] == math.ceil(len(lines) / 50)
     last = call(ts, ctx, "read_file", path=f"/workspace/{name}", page=first["pages"])
     assert last["text"].splitlines() == lines[(first["pages"] - 1) * 50 :]
-    assert "does not exist" in call(ts, ctx, "read_file", path=name, page=first["pages"] + 1)["error"]
+    past = call(ts, ctx, "read_file", path=name, page=first["pages"] + 1)["error"]
+    assert past == f"page {first['pages'] + 1} does not exist; {name!r} has {first['pages']} pages of 50 lines"
+    small = code_tools.CodeContext({"a.csv": "x\n"})
+    assert call(ts, small, "read_file", path="a.csv", page=9)["error"] == (
+        "page 9 does not exist; 'a.csv' has 1 page of 50 lines"
+    )
     assert name in call(ts, ctx, "read_file", path="nope.csv")["error"]  # the error lists the real files
     assert "error" in call(ts, ctx, "read_file", path="../etc/passwd")
     assert "error" in call(ts, ctx, "read_file", path=name, page=0)

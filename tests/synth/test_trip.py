@@ -242,7 +242,7 @@ def test_tools_paginate_and_explain_errors():
     assert sum(pages, []) == [h["name"] for h in world.by_kind["hotel"][city]]
     assert ts.call(world, "get_hotels_by_city", {"city": city, "page": 99}) == (
         False,
-        f"page 99 does not exist; the last page is {first['pages']}",
+        f"page 99 does not exist; there are {first['pages']} pages",
     )
     assert "did you mean" in ts.call(world, "get_hotels_by_city", {"city": city.lower()})[1]
     assert "greater than or equal to 1" in ts.call(world, "get_all_cities", {"page": 0})[1]
@@ -275,3 +275,25 @@ def test_harder_tasks_need_more_calls_and_have_larger_search_spaces():
         calls[d] = max(o.trajectory.tool_calls for o in shipped)
         space[d] = max(o.task.meta["log10_candidates"] for o in shipped)
     assert calls[1] < calls[3] < calls[5] and space[1] < space[3] < space[5]
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3, 4, 5])
+def test_a_page_past_the_end_is_an_error_in_every_world(difficulty):
+    """One paging behaviour, paginated world or not: the last page works, the next one says how many there are."""
+    world = TripWorld(generate(difficulty, difficulty))
+    ts = Toolset(FAM.tools({}))
+    city = world.cities[0]
+    calls = [("get_all_cities", {}, "cities")] + [
+        (f"get_{kind}s_by_city", {"city": city}, f"{kind}s") for kind in ("hotel", "restaurant", "attraction")
+    ]
+    for name, args, key in calls:
+        ok, first = ts.call(world, name, args)
+        pages = first.get("pages", 1)
+        assert ok and first[key] and (world.page_size is None) == ("pages" not in first)
+        assert ts.call(world, name, {**args, "page": pages})[0]
+        for past in (pages + 1, 9 + pages):
+            ok, err = ts.call(world, name, {**args, "page": past})
+            want = "there is 1 page" if pages == 1 else f"there are {pages} pages"
+            assert not ok and err == f"page {past} does not exist; {want}", err
+        ok, err = ts.call(world, name, {**args, "page": True})
+        assert not ok and "a boolean is not a number" in err
