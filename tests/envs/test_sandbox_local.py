@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -392,3 +393,38 @@ def test_bench_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(r.median_ms > 0 and r.n >= 3 for r in rows)
     text = format_bench(rows)
     assert "targets:" in text and "x plain" in text
+
+
+def test_remove_tree_never_touches_what_lies_above(tmp_path: Path) -> None:
+    """A tree that cannot be read at its top (chmod 000) is removed; its parent keeps its mode.
+
+    Before the fix, the error handler chmodded the parent of the failing path to 0700, so one
+    failed workspace removal closed the shared state directory to every slot uid.
+    """
+    from toolgym.envs.sandbox.workspace import remove_tree
+
+    parent = tmp_path / "state"
+    parent.mkdir(mode=0o711)
+    parent.chmod(0o711)
+    top = parent / "ws-1-x"
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "a" / "b" / "f").write_text("x")
+    (top / "a").chmod(0)
+    top.chmod(0)
+    remove_tree(top)
+    assert not top.exists()
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o711
+
+
+def test_state_dir_heals_a_closed_mode(tmp_path: Path) -> None:
+    """A state directory closed to 0700 under us is reopened to the mode slot uids need."""
+    from toolgym.envs.sandbox.workspace import state_dir
+
+    path = tmp_path / "state"
+    want = 0o711 if os.geteuid() == 0 else 0o700
+    path.mkdir(mode=0o700)
+    path.chmod(0o700)
+    assert stat.S_IMODE(state_dir(path).stat().st_mode) == want
+    path.chmod(0o777)  # writable by others: refused, never "healed"
+    with pytest.raises(SandboxError, match="closed to others"):
+        state_dir(path)
