@@ -65,7 +65,7 @@ def min_observation_chars(max_action_chars: int) -> int:
     r"""The smallest observation cap that holds a minimal result for every call of any action.
 
     A call costs at least 34 + len(name) action characters (``<tool_call>{"name":"…"}</tool_call>``)
-    and its minimal cut result at most 14 + 29 + 6 * min(len(name), MAX_NAME_ECHO) observation
+    and its minimal cut result at most 15 + 31 + 6 * min(len(name), MAX_NAME_ECHO) observation
     characters (``\uXXXX`` escapes), under 4x; 4096 covers the turn-level payloads and markers.
     """
     return 4096 + 4 * max_action_chars

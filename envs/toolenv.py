@@ -73,7 +73,7 @@ _FORMAT_HINT = (
     'write each call as <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call> and end the turn with <|end|>'
 )
 _NO_CALL = "no tool call in this turn; call a tool, or call submit to finish"
-_FENCE = re.compile(r"```[\w-]*\s*(.*?)(?:```|$)", re.S)
+_FENCE = re.compile(r"```([\w-]*)\s*(.*?)(?:```|$)", re.S)
 _FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.S)
 
 
@@ -181,9 +181,9 @@ def no_call_error(content: str) -> str:
     text = content.strip()
     call: tuple[str, Any] | None = None
     if "```" in text:
-        form = "```json code fence"
         m = _FENCE.search(text)
-        call = _as_call(m.group(1).strip()) if m else None
+        form = f"```{m.group(1) if m else ''} code fence"
+        call = _as_call(m.group(2).strip()) if m else None
     elif "<function=" in text:
         form = "<function=...> tag"
         m = _FUNCTION_TAG.search(text)
@@ -194,7 +194,7 @@ def no_call_error(content: str) -> str:
         form = "bare JSON object"
         call = _as_call(text)
     elif '"name"' in text and "{" in text and "}" in text:
-        form = "JSON outside <tool_call> tags"
+        form = "JSON object outside <tool_call> tags"
         call = _as_call(text[text.index("{") : text.rindex("}") + 1])
     else:
         return _NO_CALL
