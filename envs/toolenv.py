@@ -225,6 +225,7 @@ class ToolEnv(gym.Env[str, str]):
         self.observation_space = UnicodeText(c.max_observation_chars, min_length=1)
         self.action_space = UnicodeText(c.max_action_chars)
         self._limits = c.limits_text()
+        self._systems: dict[str, str] = {}  # task system text -> the same stating this env's limits
         self._toolsets: dict[str, Toolset] = {}
         self._done = True
         self.system = ""  # the episode's system text: the task's, stating this env's limits
@@ -263,7 +264,12 @@ class ToolEnv(gym.Env[str, str]):
         self._ctx = self.family.episode_context(world, task)
         self._turn = 0
         self._done = False
-        self.system = lim.with_limits(task.system, self._limits)
+        system = self._systems.get(task.system)  # str hashes are cached: O(1) for a task seen before
+        if system is None:
+            if len(self._systems) > 64:
+                self._systems.clear()
+            system = self._systems[task.system] = lim.with_limits(task.system, self._limits)
+        self.system = system
         obs = mk.render_prompt(self.system, task.prompt)
         self._messages: list[dict[str, Any]] = (
             [{"role": "system", "content": self.system}, {"role": "user", "content": task.prompt}]
@@ -294,6 +300,7 @@ class ToolEnv(gym.Env[str, str]):
         errors: list[str] = []
         calls: list[mk.ToolCall] = []
         parsed: mk.ParsedAction | None = None
+        calls_ran = False
         if len(action) > c.max_action_chars:  # runs nothing; parsed only for the chat view
             parsed = mk.parse_action(action) if c.messages else None
             ended = action.endswith(mk.END)
@@ -306,6 +313,7 @@ class ToolEnv(gym.Env[str, str]):
             ended = parsed.ended
             errors.extend(parsed.errors)
             if not parsed.fatal:
+                calls_ran = True
                 calls = parsed.tool_calls
                 if len(calls) > c.max_tool_calls_per_turn:
                     errors.append(
@@ -315,16 +323,16 @@ class ToolEnv(gym.Env[str, str]):
                     )
                 elif not calls and not parsed.errors:
                     errors.append(no_call_error(parsed.content))
-        calls_ran = parsed is not None and not parsed.fatal and len(action) <= c.max_action_chars
         if len(errors) > lim.MAX_TURN_ERRORS:
             errors = lim.merge_errors(errors)
         payloads = [mk.tool_payload(None, error=e) for e in errors]
         n_calls = 0
+        tools, n_max = self.toolset.tools, c.max_tool_calls_per_turn
         for i, call in enumerate(calls):
-            name = call.name if call.name in self.toolset else lim.echo_name(call.name)
+            name = call.name if call.name in tools else lim.echo_name(call.name)
             if terminated:
                 payloads.append(mk.tool_payload(name, error="not run: the episode ended at submit"))
-            elif i >= c.max_tool_calls_per_turn:
+            elif i >= n_max:
                 payloads.append(mk.tool_payload(name, error="not run: over the limit of calls per turn"))
             elif call.name == "submit" and "submit" in self.toolset:
                 n_calls += 1
@@ -343,15 +351,17 @@ class ToolEnv(gym.Env[str, str]):
         if not terminated and self._turn >= c.max_turns:
             truncated = True
         n_lead = len(errors)
-        notice = None if terminated or truncated else lim.turns_notice(self._turn, c.max_turns)
-        if notice is not None:
-            payloads.insert(0, mk.tool_payload(None, notice))
+        if c.max_turns - self._turn <= lim.WARN_TURNS and not (terminated or truncated):
+            payloads.insert(0, mk.tool_payload(None, lim.turns_notice(self._turn, c.max_turns)))
             n_lead += 1
         self._done = terminated or truncated
-        obs = self._observation(ended, payloads)
-        if len(obs) > c.max_observation_chars:
+        obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
+        if not self._done:
+            obs += mk.ASSISTANT
+        if len(obs) > c.max_observation_chars:  # rare: cut the results to fair shares of the cap
             payloads = lim.cap_payloads(payloads, c.max_observation_chars)
-            obs = self._observation(ended, payloads)
+            obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
+            obs = obs if self._done else obs + mk.ASSISTANT
         if c.messages:
             self._messages += mk.turn_messages(self._turn, action, parsed, payloads, n_lead, calls_ran)
         if self.render_mode == "ansi":
@@ -371,10 +381,6 @@ class ToolEnv(gym.Env[str, str]):
         if self._done:
             self._close_context()
         return obs, (verdict.score if verdict is not None else 0.0), terminated, truncated, info
-
-    def _observation(self, ended: bool, payloads: list[str]) -> str:
-        obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
-        return obs if self._done else obs + mk.ASSISTANT
 
     def render(self) -> str | None:  # type: ignore[override]
         """The conversation so far as text (``render_mode="ansi"``)."""
