@@ -79,8 +79,9 @@ def echo_name(name: str) -> str:
 def limits_text(max_turns: int, max_tool_calls_per_turn: int, max_action_chars: int, max_observation_chars: int) -> str:
     """The paragraph of the system text that states every limit (ASCII, one line)."""
     return (
-        f"Limits: at most {max_turns:,} turns (a turn is one assistant message; the last {WARN_TURNS} carry a "
-        f"warning, and when they run out the episode ends with reward 0); at most {max_tool_calls_per_turn:,} "
+        f"Limits: at most {max_turns:,} turns (a turn is one assistant message; when {WARN_TURNS} or fewer remain "
+        "the results say so, and when none remain the episode ends with reward 0); at most "
+        f"{max_tool_calls_per_turn:,} "
         f"tool calls per turn (further calls are not run and get an error); at most {max_action_chars:,} "
         f"characters per assistant message (a longer one runs no call and gets an error); the tool results "
         f"of one turn hold at most {max_observation_chars:,} characters in all (longer results are cut, "

@@ -41,7 +41,7 @@ def test_every_prompt_states_every_limit_and_the_name_rule(family_id):
         assert f"at most {c.max_tool_calls_per_turn:,} tool calls per turn" in system
         assert f"at most {c.max_action_chars:,} characters per assistant message" in system
         assert f"at most {c.max_observation_chars:,} characters in all" in system
-        assert f"the last {lim.WARN_TURNS} carry a warning" in system
+        assert f"when {lim.WARN_TURNS} or fewer remain the results say so" in system
         assert "Unicode NFC normalization and trimming of surrounding whitespace; case matters" in system
         env.close()
 
