@@ -97,8 +97,9 @@ class ProgramAgent:
     """Drives a reference program: each yielded Step becomes one canonical action.
 
     The program receives the tool-result payloads parsed back from the observation text, so
-    it sees exactly what a policy would see; a tool error it did not expect is a reference
-    failure, raised as :class:`ReferenceSolutionError`.
+    it sees exactly what a policy would see (one per call; turn-level notices are left out); a
+    tool error it did not expect is a reference failure, raised as :class:`ReferenceSolutionError`.
+    Programs batch at most :func:`toolgym.envs.limits.reference_batch` calls per step.
     """
 
     def __init__(
@@ -116,10 +117,12 @@ class ProgramAgent:
                 self._started = True
                 step: Step = next(self.program)
             else:
-                results = mk.parse_tool_results(observation)
-                for r in results:
+                results = []
+                for r in mk.parse_tool_results(observation):
                     if "error" in r:
                         raise ReferenceSolutionError(f"reference got a tool error: {r['error']}")
+                    if r.get("name") is not None:  # a turn-level notice (turns left) is not a result
+                        results.append(r)
                 step = self.program.send(results)
         except StopIteration as stop:
             final = stop.value if isinstance(stop.value, Final) else Final(stop.value, self.submit_thought)

@@ -16,11 +16,16 @@ is over. So ``obs0 + act1 + obs1 + …`` is the whole context, token-exact.
 0 until termination, then the verifier's score in [0, 1] (the same call the eval uses).
 
 ## Episode End
-Terminated when a valid ``submit`` call runs. Truncated (reward 0, no verdict) when the turn
-limit is reached, when an action is longer than ``max_action_chars``, or when one turn makes
-more than ``max_tool_calls_per_turn`` calls. Bad actions never crash: unparseable markup,
-unknown tools, arguments that fail validation and tools that raise each become a tool-role
-error observation saying what was wrong and how to fix it.
+Terminated when a valid ``submit`` call runs. Truncated (reward 0, no verdict) only when the
+turn limit is reached. The system text states every limit (:mod:`toolgym.envs.limits`); breaking
+a per-turn limit is an error observation, not the end: an action longer than
+``max_action_chars`` runs no call, and of more than ``max_tool_calls_per_turn`` calls the first
+that many run and each further one gets a "not run" error. The observations of the last turns
+start with a turns-left notice, and every observation is capped at ``max_observation_chars``
+(results cut with a ``[cut: …]`` marker). Bad actions never crash: unparseable markup, unknown
+tools, arguments that fail validation and tools that raise each become a tool-role error
+observation saying what was wrong and how to fix it; text that looks like a call in another
+format (bare JSON, a code fence, ``<function=…>``) gets the ``<tool_call>`` format hint.
 
 ## Arguments
 See :class:`EnvConfig` (``gymnasium.make(id, dataset=…, split=…, difficulty=…, task_id=…)``).
@@ -36,14 +41,16 @@ pydantic validation → json.dumps, with no re-rendering of history.
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.tools import Toolset
@@ -58,8 +65,16 @@ SYSTEM_INSTRUCTIONS = (
     '<tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>, and end the turn with <|end|>. '
     "Tool results come back as <|tool|> messages. Use only facts you obtained from tools. "
     "When you have the answer, call submit: it ends the episode and your answer is checked.\n"
-    "Tools (JSON schemas, one per line):\n"
+    "Names (of cities, venues, files, groups…) in arguments and answers are matched exactly after Unicode "
+    "NFC normalization and trimming of surrounding whitespace; case matters, and a name that matches "
+    "nothing gets the closest one suggested.\n"
 )
+_FORMAT_HINT = (
+    'write each call as <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call> and end the turn with <|end|>'
+)
+_NO_CALL = "no tool call in this turn; call a tool, or call submit to finish"
+_FENCE = re.compile(r"```([\w-]*)\s*(.*?)(?:```|$)", re.S)
+_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.S)
 
 
 class UnicodeText(spaces.Text):
@@ -83,10 +98,15 @@ class EnvConfig(BaseModel):
     split: str | None = Field(None, description="train/val/test; None = every split")
     difficulty: int | list[int] | None = Field(None, description="difficulty or list of difficulties")
     task_id: str | None = Field(None, description="always serve this task")
-    max_turns: int = Field(48, ge=1)
-    max_tool_calls_per_turn: int = Field(16, ge=1)
-    max_action_chars: int = Field(32_768, ge=64)
-    max_observation_chars: int = Field(1_000_000, ge=1024)
+    # Defaults: every family's reference stays 25% below each (tests/test_limits_all.py); the trip
+    # reference makes up to ~270 calls at difficulty 5, so 32 calls per turn (references batch 24)
+    # keep it near 15 of the 48 turns, where 16 per turn (batches of 12) would take ~30.
+    max_turns: int = Field(lim.MAX_TURNS, ge=1, description="turns per episode; running out truncates, reward 0")
+    max_tool_calls_per_turn: int = Field(lim.MAX_TOOL_CALLS_PER_TURN, ge=1, description="calls beyond are not run")
+    max_action_chars: int = Field(lim.MAX_ACTION_CHARS, ge=64, description="a longer action runs no call")
+    max_observation_chars: int = Field(
+        lim.MAX_OBSERVATION_CHARS, ge=1024, description="observations are cut to this, with a [cut: …] marker"
+    )
     messages: bool = Field(
         True,
         description="keep info['messages'] (the OpenAI-style chat view) up to date; token-level RL loops and the "
@@ -101,6 +121,23 @@ class EnvConfig(BaseModel):
                 raise ValueError(f"difficulty must be between 1 and 5, got {d}")
         return v
 
+    @model_validator(mode="after")
+    def _observation_fits_results(self) -> EnvConfig:
+        least = lim.min_observation_chars(self.max_action_chars)
+        if self.max_observation_chars < least:
+            raise ValueError(
+                f"max_observation_chars={self.max_observation_chars} cannot hold a result for every call an action "
+                f"of max_action_chars={self.max_action_chars} can make; use at least {least} (4096 + 4 x the action "
+                "limit) or lower max_action_chars"
+            )
+        return self
+
+    def limits_text(self) -> str:
+        """The paragraph of the system text stating these limits."""
+        return lim.limits_text(
+            self.max_turns, self.max_tool_calls_per_turn, self.max_action_chars, self.max_observation_chars
+        )
+
     def difficulties(self) -> list[int] | None:
         """The difficulty filter as a list (None = any)."""
         if self.difficulty is None:
@@ -108,9 +145,65 @@ class EnvConfig(BaseModel):
         return [self.difficulty] if isinstance(self.difficulty, int) else list(self.difficulty)
 
 
-def system_text(tools: list[dict[str, Any]]) -> str:
-    """The system message: instructions plus one JSON schema per tool."""
-    return SYSTEM_INSTRUCTIONS + "\n".join(mk.dumps(t["function"]) for t in tools)
+def system_text(tools: list[dict[str, Any]], limits: str = lim.DEFAULT_LIMITS_TEXT) -> str:
+    """The system message: instructions, the limits paragraph, then one JSON schema per tool.
+
+    Tasks store it with the default limits; an env with other limits states its own
+    (:func:`toolgym.envs.limits.with_limits`).
+    """
+    return SYSTEM_INSTRUCTIONS + limits + lim.TOOLS_HEADER + "\n".join(mk.dumps(t["function"]) for t in tools)
+
+
+def _as_call(body: str) -> tuple[str, Any] | None:
+    """(name, arguments) of a JSON call written in another format, or None."""
+    try:
+        obj = mk.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return None
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = mk.loads(args)
+        except ValueError:
+            return None
+    return (obj["name"], args) if isinstance(args, dict) else None
+
+
+def no_call_error(content: str) -> str:
+    """The error for a turn without a ``<tool_call>``: names a call written in another format.
+
+    Recognized (the commonest outputs of an untrained policy): a code fence, a
+    ``<function=name>{…}</function>`` tag, a bare JSON object; when its call parses, the error
+    shows it rewritten in the markup.
+    """
+    text = content.strip()
+    call: tuple[str, Any] | None = None
+    if "```" in text:
+        m = _FENCE.search(text)
+        form = f"```{m.group(1) if m else ''} code fence"
+        call = _as_call(m.group(2).strip()) if m else None
+    elif "<function=" in text:
+        form = "<function=...> tag"
+        m = _FUNCTION_TAG.search(text)
+        if m:
+            body = m.group(2).strip() or "{}"
+            call = _as_call(mk.dumps({"name": m.group(1), "arguments": body}))
+    elif text.startswith("{") and '"name"' in text:
+        form = "bare JSON object"
+        call = _as_call(text)
+    elif '"name"' in text and "{" in text and "}" in text:
+        form = "JSON object outside <tool_call> tags"
+        call = _as_call(text[text.index("{") : text.rindex("}") + 1])
+    else:
+        return _NO_CALL
+    hint = f"no tool call in this turn: a {form} is not a tool call; {_FORMAT_HINT}"
+    if call is not None:
+        shown = mk.render_call(*call) + mk.END
+        if len(shown) <= 300:
+            hint += f", here: {shown}"
+    return hint
 
 
 class ToolEnv(gym.Env[str, str]):
@@ -131,8 +224,11 @@ class ToolEnv(gym.Env[str, str]):
         c = self.config
         self.observation_space = UnicodeText(c.max_observation_chars, min_length=1)
         self.action_space = UnicodeText(c.max_action_chars)
+        self._limits = c.limits_text()
+        self._systems: dict[str, str] = {}  # task system text -> the same stating this env's limits
         self._toolsets: dict[str, Toolset] = {}
         self._done = True
+        self.system = ""  # the episode's system text: the task's, stating this env's limits
         self._context_text: list[str] = []
         self.task: TaskSpec | None = None
 
@@ -168,9 +264,15 @@ class ToolEnv(gym.Env[str, str]):
         self._ctx = self.family.episode_context(world, task)
         self._turn = 0
         self._done = False
-        obs = mk.render_prompt(task.system, task.prompt)
+        system = self._systems.get(task.system)  # str hashes are cached: O(1) for a task seen before
+        if system is None:
+            if len(self._systems) > 64:
+                self._systems.clear()
+            system = self._systems[task.system] = lim.with_limits(task.system, self._limits)
+        self.system = system
+        obs = mk.render_prompt(self.system, task.prompt)
         self._messages: list[dict[str, Any]] = (
-            [{"role": "system", "content": task.system}, {"role": "user", "content": task.prompt}]
+            [{"role": "system", "content": self.system}, {"role": "user", "content": task.prompt}]
             if self.config.messages
             else []
         )
@@ -195,52 +297,73 @@ class ToolEnv(gym.Env[str, str]):
         self._turn += 1
         terminated = truncated = False
         verdict = None
-        payloads: list[str] = []
         errors: list[str] = []
-        parsed = mk.parse_action(action) if len(action) <= c.max_action_chars else None
-
-        if parsed is None:
-            errors.append(f"action is {len(action)} characters, over the limit of {c.max_action_chars}")
-            truncated = True
-        elif parsed.fatal:
-            errors.extend(parsed.errors)
-        elif len(parsed.tool_calls) > c.max_tool_calls_per_turn:
+        calls: list[mk.ToolCall] = []
+        parsed: mk.ParsedAction | None = None
+        calls_ran = False
+        if len(action) > c.max_action_chars:  # runs nothing; parsed only for the chat view
+            parsed = mk.parse_action(action) if c.messages else None
+            ended = action.endswith(mk.END)
             errors.append(
-                f"{len(parsed.tool_calls)} tool calls in one turn, over the limit of {c.max_tool_calls_per_turn}"
+                f"action is {len(action):,} characters, over the limit of {c.max_action_chars:,}; no call ran. "
+                "Think more briefly and make fewer calls per turn"
             )
-            truncated = True
         else:
+            parsed = mk.parse_action(action)
+            ended = parsed.ended
             errors.extend(parsed.errors)
-            if not parsed.tool_calls and not parsed.errors:
-                errors.append("no tool call in this turn; call a tool, or call submit to finish")
+            if not parsed.fatal:
+                calls_ran = True
+                calls = parsed.tool_calls
+                if len(calls) > c.max_tool_calls_per_turn:
+                    errors.append(
+                        f"{len(calls)} tool calls in one turn, over the limit of {c.max_tool_calls_per_turn}: the "
+                        f"first {c.max_tool_calls_per_turn} ran, the other {len(calls) - c.max_tool_calls_per_turn} "
+                        "did not; make them in the next turn"
+                    )
+                elif not calls and not parsed.errors:
+                    errors.append(no_call_error(parsed.content))
+        if len(errors) > lim.MAX_TURN_ERRORS:
+            errors = lim.merge_errors(errors)
         payloads = [mk.tool_payload(None, error=e) for e in errors]
-        calls_ran = parsed is not None and not parsed.fatal and not truncated
-        if calls_ran:
-            for call in parsed.tool_calls:  # type: ignore[union-attr]
-                if terminated:
-                    payloads.append(mk.tool_payload(call.name, error="not run: the episode ended at submit"))
+        n_calls = 0
+        tools, n_max = self.toolset.tools, c.max_tool_calls_per_turn
+        for i, call in enumerate(calls):
+            name = call.name if call.name in tools else lim.echo_name(call.name)
+            if terminated:
+                payloads.append(mk.tool_payload(name, error="not run: the episode ended at submit"))
+            elif i >= n_max:
+                payloads.append(mk.tool_payload(name, error="not run: over the limit of calls per turn"))
+            elif call.name == "submit" and "submit" in self.toolset:
+                n_calls += 1
+                checked = self.toolset.validate("submit", call.arguments)
+                if isinstance(checked, str):
+                    payloads.append(mk.tool_payload("submit", error=checked))
                     continue
-                if call.name == "submit" and "submit" in self.toolset:
-                    checked = self.toolset.validate("submit", call.arguments)
-                    if isinstance(checked, str):
-                        payloads.append(mk.tool_payload("submit", error=checked))
-                        continue
-                    answer = checked[1].model_dump(mode="json").get("answer")
-                    verdict = verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
-                    terminated = True
-                    payloads.append(mk.tool_payload("submit", "submitted; the episode is over"))
-                    continue
+                answer = checked[1].model_dump(mode="json").get("answer")
+                verdict = verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
+                terminated = True
+                payloads.append(mk.tool_payload("submit", "submitted; the episode is over"))
+            else:
+                n_calls += 1
                 ok, result = self.toolset.call(self._ctx, call.name, call.arguments)
-                payloads.append(mk.tool_payload(call.name, result) if ok else mk.tool_payload(call.name, error=result))
+                payloads.append(mk.tool_payload(name, result) if ok else mk.tool_payload(name, error=result))
         if not terminated and self._turn >= c.max_turns:
             truncated = True
+        n_lead = len(errors)
+        if c.max_turns - self._turn <= lim.WARN_TURNS and not (terminated or truncated):
+            payloads.insert(0, mk.tool_payload(None, lim.turns_notice(self._turn, c.max_turns)))
+            n_lead += 1
         self._done = terminated or truncated
-        obs = ("" if parsed is not None and parsed.ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
+        obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
         if not self._done:
             obs += mk.ASSISTANT
+        if len(obs) > c.max_observation_chars:  # rare: cut the results to fair shares of the cap
+            payloads = lim.cap_payloads(payloads, c.max_observation_chars)
+            obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
+            obs = obs if self._done else obs + mk.ASSISTANT
         if c.messages:
-            self._messages += mk.turn_messages(self._turn, action, parsed, payloads, len(errors), calls_ran)
-        n_calls = len(parsed.tool_calls) if calls_ran and parsed is not None else 0
+            self._messages += mk.turn_messages(self._turn, action, parsed, payloads, n_lead, calls_ran)
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {
@@ -248,6 +371,7 @@ class ToolEnv(gym.Env[str, str]):
             "turn": self._turn,
             "errors": errors,
             "tool_calls": n_calls,
+            "turns_left": c.max_turns - self._turn,
             "tools": self.task.tools,  # type: ignore[union-attr]
         }
         if c.messages:

@@ -33,6 +33,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from toolgym.envs.limits import echo_name
+
 ToolKind = Literal["read", "write"]
 _ARG_LINE = re.compile(r"^\s{0,8}(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
 
@@ -159,15 +161,55 @@ def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
     return t
 
 
+def _object_keys(schema: dict[str, Any], path: tuple[Any, ...]) -> list[str] | None:
+    """The keys the object at ``path`` (a pydantic error location) takes, from the JSON schema.
+
+    Walks ``properties`` for names and ``items`` for indices; a ``anyOf``/``oneOf`` branches, and
+    a location part that matches no branch (pydantic's tag of a union member) is skipped.
+    """
+    nodes = [schema]
+    for part in path:
+        flat: list[dict[str, Any]] = []
+        for n in nodes:
+            flat.extend(n.get("anyOf") or n.get("oneOf") or [n])
+        nxt: list[dict[str, Any]] = []
+        for n in flat:
+            if isinstance(part, int) and isinstance(n.get("items"), dict):
+                nxt.append(n["items"])
+            elif isinstance(part, str) and part in n.get("properties", {}):
+                nxt.append(n["properties"][part])
+        nodes = nxt or flat  # nothing matched: a union tag, not a key
+    for n in nodes:
+        for option in n.get("anyOf") or n.get("oneOf") or [n]:
+            if "properties" in option:
+                return list(option["properties"])
+    return None
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    """``answer.days[0].bogus`` from a pydantic location."""
+    out = ""
+    for x in parts:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out or "arguments"
+
+
 def _format_validation(err: pydantic.ValidationError, t: Tool) -> str:
+    """One sentence per error (at most 4); an unknown key names the object's path and the keys it takes."""
     parts = []
     for e in err.errors()[:4]:
-        loc = ".".join(str(x) for x in e["loc"]) or "arguments"
-        msg = e["msg"]
+        loc, msg = _loc(e["loc"]), e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = f"unknown argument; {t.name} takes {list(t.arg_names)}"
+            if len(e["loc"]) == 1:
+                msg = f"unknown argument; {t.name} takes {list(t.arg_names)}"
+            else:
+                keys = _object_keys(t.schema["function"]["parameters"], e["loc"][:-1])
+                where = _loc(e["loc"][:-1])
+                msg = f"unknown key in {where}" + (f", which takes {keys}" if keys is not None else "")
         parts.append(f"{loc}: {msg}")
-    return f"invalid arguments for {t.name}: " + "; ".join(parts)
+    more = len(err.errors()) - len(parts)
+    tail = f" (and {more} more)" if more > 0 else ""
+    return f"invalid arguments for {t.name}: " + "; ".join(parts) + tail
 
 
 class Toolset:
@@ -190,9 +232,10 @@ class Toolset:
         """Look up and validate a call; an error sentence on failure."""
         t = self.tools.get(name)
         if t is None:
-            close = difflib.get_close_matches(name, list(self.tools), n=3, cutoff=0.5)
+            shown = echo_name(name)
+            close = difflib.get_close_matches(shown, list(self.tools), n=3, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            return f"unknown tool {name!r}; {hint}available tools: {', '.join(self.tools)}"
+            return f"unknown tool {shown!r}; {hint}available tools: {', '.join(self.tools)}"
         try:
             return t, t.args_model.model_validate(arguments)
         except pydantic.ValidationError as err:

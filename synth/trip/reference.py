@@ -4,8 +4,9 @@ It is handed the task's constraint list (the structured form of the prompt) and 
 world. It lists the cities, probes every connection, lists the venues of every city it could
 reach in time (following pagination), reads every venue's details and the forecasts it needs,
 and then runs the same min-cost search the generator used, on the view it built from tool
-results. Calls are batched (up to ``BATCH`` per turn), and each turn carries a short thought,
-so its run is a realistic interleaved reasoning + tool-use trajectory for SFT.
+results. Calls are batched (up to ``BATCH`` per turn: the env's limit less the reference
+margin), and each turn carries a short thought, so its run is a realistic interleaved
+reasoning + tool-use trajectory for SFT.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from toolgym.envs.limits import reference_batch
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
 from toolgym.synth.text import plural
 from toolgym.synth.trip.solver import TripView, by_kind, cheapest_plan, move_options
 from toolgym.synth.trip.world import add_days
 
-BATCH = 16  # the env default max_tool_calls_per_turn
+BATCH = reference_batch()  # 75% of the env's default calls-per-turn limit: the margin every reference keeps
 
 
 def _chunks(calls: list[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:

@@ -1,4 +1,4 @@
-"""ToolEnv: the protocol of DESIGN.md, token-exact, with errors as observations and limits that truncate."""
+"""ToolEnv: the protocol of DESIGN.md, token-exact, with errors as observations and a turn limit that truncates."""
 
 import pytest
 from gymnasium.error import ResetNeeded
@@ -77,19 +77,25 @@ def test_bad_actions_become_error_observations(trip_dataset):
     assert mk.messages_from_text(env.task.system, env.task.prompt, actions, observations) == info["messages"]
 
 
-def test_limits_truncate(trip_dataset):
+def test_only_the_turn_limit_truncates(trip_dataset):
     env = trip_env(trip_dataset, max_turns=2, max_tool_calls_per_turn=2, max_action_chars=200)
     env.reset(seed=4)
     assert env.step("hi")[3] is False
     assert env.step("hi")[3] is True  # turn limit
     with pytest.raises(ResetNeeded):
         env.step("hi")
+    # Over the calls-per-turn limit: the first 2 run, the third gets "not run", the episode goes on.
+    env = trip_env(trip_dataset, max_turns=8, max_tool_calls_per_turn=2, max_action_chars=200)
     env.reset(seed=4)
     obs, r, term, trunc, info = env.step(mk.render_action([("get_all_cities", {})] * 3))
-    assert trunc and not term and "over the limit of 2" in info["errors"][0]
-    env.reset(seed=4)
-    obs, r, term, trunc, info = env.step("x" * 201)
-    assert trunc and r == 0.0 and "over the limit" in obs
+    assert not trunc and not term and "over the limit of 2" in info["errors"][0] and info["tool_calls"] == 2
+    results = mk.parse_tool_results(obs)
+    assert [r.get("name") for r in results] == [None, "get_all_cities", "get_all_cities", "get_all_cities"]
+    assert "content" in results[1] and "content" in results[2] and "not run" in results[3]["error"]
+    # Over the action-length limit: an error observation, no call runs, the episode goes on.
+    obs, r, term, trunc, info = env.step(mk.render_action([("get_all_cities", {})], reasoning="x" * 200))
+    assert (r, term, trunc) == (0.0, False, False) and "over the limit of 200" in obs and info["tool_calls"] == 0
+    assert obs.endswith(mk.ASSISTANT) and not obs.startswith(mk.END)  # the action ended with <|end|> itself
 
 
 def test_submit_scores_and_terminates_and_later_calls_do_not_run(trip_dataset):

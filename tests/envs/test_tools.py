@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolgym.envs.tools import ToolError, Toolset, as_tool, tool
 
@@ -66,7 +66,7 @@ def test_dispatch_validates_and_turns_every_failure_into_a_sentence():
     ok, msg = ts.call(ctx, "ordr", {})
     assert not ok and "did you mean 'order'" in msg
     ok, msg = ts.call(ctx, "order", {"items": [{"sku": "x", "qty": 0}]})
-    assert not ok and "items.0.qty" in msg
+    assert not ok and "items[0].qty" in msg
     ok, msg = ts.call(ctx, "order", {"items": [], "colour": "red"})
     assert not ok and "unknown argument" in msg and "colour" in msg
     ok, msg = ts.call(ctx, "order", {"items": [{"sku": "nope", "qty": 1}]})
@@ -88,3 +88,57 @@ def test_untyped_tools_are_rejected():
         @tool()
         def bad(ctx, x):  # noqa: ANN001
             """Bad."""
+
+
+class Day(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    city: str
+    hotel: str
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value: float
+
+
+@tool()
+def submit_plan(ctx: dict, answer: list[Day]) -> str:
+    """Submit."""
+    return "ok"
+
+
+@tool()
+def submit_record(ctx: dict, answer: Record | list[Record]) -> str:
+    """Submit."""
+    return "ok"
+
+
+def test_unknown_nested_key_names_its_path_and_the_keys_that_object_takes():
+    day = {"city": "a", "hotel": "b"}
+    ok, msg = Toolset([submit_plan]).call({}, "submit_plan", {"answer": [day, {**day, "bogus": 1}]})
+    assert not ok and "answer[1].bogus: unknown key in answer[1], which takes ['city', 'hotel']" in msg
+    assert "takes ['answer']" not in msg
+    ts = Toolset([submit_record])
+    ok, msg = ts.call({}, "submit_record", {"answer": {"name": "x", "value": 1, "bogus": 2}})
+    assert not ok and "bogus: unknown key in answer" in msg and "which takes ['name', 'value']" in msg
+    ok, msg = ts.call({}, "submit_record", {"answer": [{"name": "x", "value": 1, "bogus": 2}]})
+    assert not ok and "which takes ['name', 'value']" in msg
+    ok, msg = ts.call({}, "submit_record", {"answer": {"name": "x", "value": 1}, "extra": 1})
+    assert not ok and "extra: unknown argument; submit_record takes ['answer']" in msg
+
+
+def test_the_issues_nested_keys_in_real_submit_schemas():
+    from toolgym.synth.code.tools import toolset as code_tools
+    from toolgym.synth.trip.tools import toolset as trip_tools
+
+    ok, msg = Toolset(code_tools({"answer": "group_value"})).call({}, "submit", {"answer": {"x": 1, "bogus": 2}})
+    assert not ok and "answer.bogus: unknown key in answer, which takes ['name', 'value']" in msg
+    day = {"date": "2026-05-01", "city": "a", "hotel": "b", "lunch": "c", "attraction": "d", "dinner": "e"}
+    ok, msg = Toolset(trip_tools({})).call({}, "submit", {"answer": [{**day, "breakfast": "f"}]})
+    assert not ok and "answer[0].breakfast: unknown key in answer[0], which takes ['date', 'city', 'hotel'," in msg
+
+
+def test_a_long_unknown_tool_name_is_echoed_short():
+    ok, msg = Toolset([order]).call({}, "x" * 10_000, {})
+    assert not ok and len(msg) < 200 and "unknown tool 'xxx" in msg
