@@ -423,7 +423,13 @@ def parse_action(text: str) -> ParsedAction:
 
 
 def render_call(name: str, arguments: dict[str, Any]) -> str:
-    """Render one tool call in its canonical form."""
+    """Render one tool call in its canonical form.
+
+    Raises:
+        ValueError: for an empty name (the parser rejects a call without one).
+    """
+    if not name:
+        raise ValueError("a tool call needs a non-empty name")
     return CALL_OPEN + dumps({"name": name, "arguments": arguments}) + CALL_CLOSE
 
 
