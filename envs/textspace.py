@@ -16,15 +16,17 @@ Speed: Gymnasium's ``Text`` checks, flattens and reads back one character at a t
 (about a second per million characters). :class:`UnicodeText` registers vectorized versions
 (one regex scan for ``contains``, numpy lookups for ``flatten``/``unflatten`` and the
 shared-memory read), with the same encoding: index into the charset, padded with
-``len(charset)``.
+``len(charset)``. It also makes the shared-memory read a live view (:class:`SharedTexts`):
+Gymnasium's reads ``Text`` observations once, so they would never change.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from ctypes import c_int32
 from multiprocessing.sharedctypes import SynchronizedArray
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from gymnasium import spaces
@@ -120,10 +122,55 @@ def _unflatten_unicode_text(space: UnicodeText, x: np.ndarray) -> str:
     return decode_text(np.asarray(x))
 
 
+class SharedTexts(Sequence[str]):
+    """A live view of the ``n`` strings in a shared-memory buffer of shape ``(n, max_length)``.
+
+    Gymnasium's own ``read_from_shared_memory`` for ``Text`` returns a tuple of strings, read
+    once when ``AsyncVectorEnv`` is built; unlike the numpy views it returns for array spaces,
+    that tuple never changes, so every later ``reset``/``step`` would return stale text. This
+    view decodes on access, and ``deepcopy`` (what ``AsyncVectorEnv`` applies to the
+    observations it returns, ``copy=True`` by default) snapshots it into a plain tuple.
+    """
+
+    def __init__(self, data: np.ndarray):
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        if isinstance(i, slice):
+            return tuple(decode_text(row) for row in self._data[i])
+        return decode_text(self._data[i])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, SharedTexts) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SharedTexts({tuple(self)!r})"
+
+
 @read_from_shared_memory.register(UnicodeText)
-def _read_unicode_text(space: UnicodeText, shared_memory: SynchronizedArray[c_int32], n: int = 1) -> tuple[str, ...]:
-    data = np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length))
-    return tuple(decode_text(row) for row in data)
+def _read_unicode_text(space: UnicodeText, shared_memory: SynchronizedArray[c_int32], n: int = 1) -> SharedTexts:
+    return SharedTexts(np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length)))
 
 
-__all__ = ["CHARSET", "CHARSET_CLASS", "CHARSET_RANGES", "OUTSIDE_CHARSET", "UnicodeText", "decode_text", "encode_text"]
+__all__ = [
+    "SharedTexts",
+    "CHARSET",
+    "CHARSET_CLASS",
+    "CHARSET_RANGES",
+    "OUTSIDE_CHARSET",
+    "UnicodeText",
+    "decode_text",
+    "encode_text",
+]
