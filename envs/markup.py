@@ -56,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from toolgym.envs.textspace import CHARSET_CLASS, OUTSIDE_CHARSET
+from toolgym.envs.textspace import OUTSIDE_CHARSET, in_charset
 
 SYSTEM = "<|system|>"
 USER = "<|user|>"
@@ -88,8 +88,8 @@ _MAX_ECHO = 80  # characters of a bad fragment quoted back in an error
 
 
 _TAG_NAMES = "|".join(re.escape(t[1:]) for t in (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE))
-#: What :func:`dumps` rewrites: a ``<`` that starts a special string, or a character outside the charset.
-_UNSAFE = re.compile(f"<(?=\\||{_TAG_NAMES})|[^{CHARSET_CLASS}]")
+#: A ``<`` that starts a special string (any role-marker shape, or an action tag).
+_SPECIAL_START = re.compile(f"<(?=\\||{_TAG_NAMES})")
 _ACTION_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
 #: A special string: a role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), or an action tag.
 _SPECIAL_RE = re.compile("<\\|[a-z_]*\\|>|" + "|".join(re.escape(t) for t in _ACTION_TAGS))
@@ -113,11 +113,14 @@ def escape_json(text: str) -> str:
         The same JSON with ``<`` written ``\u003c`` where it starts a special string of the
         markup and every character outside :data:`~toolgym.envs.textspace.CHARSET` written ``\uXXXX``.
     """
-    if text.isascii() and "<" not in text and "\x7f" not in text:  # the common case: one C scan each
-        return text
-    if _UNSAFE.search(text) is None:
-        return text
-    return _UNSAFE.sub(_escape, text)
+    if not text.isascii():
+        if not in_charset(text):
+            text = OUTSIDE_CHARSET.sub(_escape, text)
+    elif "\x7f" in text:  # the one ASCII character orjson leaves raw that is outside the charset
+        text = text.replace("\x7f", "\\u007f")
+    if "<" in text and ("<|" in text or "<t" in text or "</t" in text):  # substring tests are C-fast
+        text = _SPECIAL_START.sub("\\\\u003c", text)
+    return text
 
 
 def _fallback(obj: Any) -> Any:
@@ -321,13 +324,20 @@ def parse_action(text: str) -> ParsedAction:
     n_calls = 0
     seen_think = False
     scan, in_str = 0, False  # JSON-string tracker of the open call body
+    tracking = False  # the tracker runs from the first tag of a call whose body does not parse as it is
     call_error: str | None = None  # a role marker inside one of its strings
     close_in_str = False  # a </tool_call> was read as string content of the open call
     for m in _TAG_RE.finditer(text):
         tag = m.group()
         if state == "call":
-            scan, in_str = _in_json_string(text, scan, m.start(), in_str)
-            scan = m.end()
+            first: ToolCall | str | None = None
+            if tag == CALL_CLOSE and not tracking:  # fast path: a body that parses ends outside any string
+                first = parse_call(text[call_start : m.start()], n_calls + 1)
+                in_str = False
+            if first is None or isinstance(first, str):
+                tracking = True
+                scan, in_str = _in_json_string(text, scan, m.start(), in_str)
+                scan = m.end()
             if in_str:
                 if tag in _ROLE_MARKERS:
                     call_error = call_error or _marker_in_string(tag, n_calls + 1)
@@ -351,7 +361,7 @@ def parse_action(text: str) -> ParsedAction:
         if state == "call":
             if tag == CALL_CLOSE:
                 n_calls += 1
-                parsed = call_error or parse_call(text[call_start : m.start()], n_calls)
+                parsed = call_error or first or parse_call(text[call_start : m.start()], n_calls)
                 if isinstance(parsed, str):
                     out.errors.append(parsed)
                 else:
@@ -363,7 +373,7 @@ def parse_action(text: str) -> ParsedAction:
                     f"tool call {n_calls}: {CALL_OPEN} opened before the previous one was closed with {CALL_CLOSE}"
                 )
                 call_start = scan = pos
-                in_str, call_error, close_in_str = False, None, False
+                in_str, call_error, close_in_str, tracking = False, None, False, False
             elif tag in _ROLE_MARKERS:
                 out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
                 out.fatal = True
@@ -383,7 +393,7 @@ def parse_action(text: str) -> ParsedAction:
         elif tag == CALL_OPEN:
             state = "call"
             call_start = scan = pos
-            in_str, call_error, close_in_str = False, None, False
+            in_str, call_error, close_in_str, tracking = False, None, False, False
         elif tag == CALL_CLOSE:
             out.errors.append(f"{CALL_CLOSE} without a matching {CALL_OPEN}")
         else:

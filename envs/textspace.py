@@ -52,6 +52,23 @@ CHARSET_CLASS: str = "".join(re.escape(chr(a)) + ("" if a == b else "-" + re.esc
 #: One character outside :data:`CHARSET`.
 OUTSIDE_CHARSET = re.compile(f"[^{CHARSET_CLASS}]")
 
+_LATIN1_IN = bytes(c for c in range(256) if chr(c) in CHARSET)  # deleted by bytes.translate
+
+
+def in_charset(text: str) -> bool:
+    """Whether every character of text lies in :data:`CHARSET`.
+
+    Latin-1 text (most payloads) is checked with two C passes (``encode`` and
+    ``bytes.translate``), about ten times faster than a regex scan; other text with
+    :data:`OUTSIDE_CHARSET`.
+    """
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return OUTSIDE_CHARSET.search(text) is None
+    return not raw.translate(None, _LATIN1_IN)
+
+
 _CODEPOINTS = np.array([ord(c) for c in CHARSET], dtype="<u4")  # index -> code point
 _INDEX = np.full(0x10000, -1, dtype=np.int32)  # BMP code point -> index, -1 outside
 _INDEX[_CODEPOINTS] = np.arange(len(CHARSET), dtype=np.int32)
@@ -75,11 +92,7 @@ class UnicodeText(spaces.Text):
 
     def contains(self, x: Any) -> bool:
         """A ``str`` within the length bounds, of charset characters (unless ``any_char``)."""
-        return (
-            isinstance(x, str)
-            and self.min_length <= len(x) <= self.max_length
-            and (self.any_char or OUTSIDE_CHARSET.search(x) is None)
-        )
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length and (self.any_char or in_charset(x))
 
 
 def encode_text(space: UnicodeText, x: str) -> np.ndarray:
@@ -165,12 +178,13 @@ def _read_unicode_text(space: UnicodeText, shared_memory: SynchronizedArray[c_in
 
 
 __all__ = [
-    "SharedTexts",
     "CHARSET",
     "CHARSET_CLASS",
     "CHARSET_RANGES",
     "OUTSIDE_CHARSET",
+    "SharedTexts",
     "UnicodeText",
     "decode_text",
     "encode_text",
+    "in_charset",
 ]
