@@ -125,13 +125,14 @@ def decode_text(row: np.ndarray) -> str:
     return _CODEPOINTS[used].tobytes().decode("utf-32-le")
 
 
+# gymnasium types its fallbacks' first argument as ``Space[T]``, which mypy will not dispatch on a subclass
 @flatten.register(UnicodeText)
-def _flatten_unicode_text(space: UnicodeText, x: str) -> np.ndarray:
+def _flatten_unicode_text(space: UnicodeText, x: str) -> np.ndarray:  # type: ignore[misc]
     return encode_text(space, x)
 
 
 @unflatten.register(UnicodeText)
-def _unflatten_unicode_text(space: UnicodeText, x: np.ndarray) -> str:
+def _unflatten_unicode_text(space: UnicodeText, x: np.ndarray) -> str:  # type: ignore[misc]
     return decode_text(np.asarray(x))
 
 
@@ -174,7 +175,8 @@ class SharedTexts(Sequence[str]):
 
 @read_from_shared_memory.register(UnicodeText)
 def _read_unicode_text(space: UnicodeText, shared_memory: SynchronizedArray[c_int32], n: int = 1) -> SharedTexts:
-    return SharedTexts(np.frombuffer(shared_memory.get_obj(), dtype=np.int32).reshape((n, space.max_length)))
+    buffer = shared_memory.get_obj()  # a ctypes array: numpy reads it through the buffer protocol
+    return SharedTexts(np.frombuffer(buffer, dtype=np.int32).reshape((n, space.max_length)))  # type: ignore[call-overload]
 
 
 __all__ = [
