@@ -20,21 +20,16 @@ Design choices:
   ``<|end|>`` are not allowed inside an action: accepting them would let a policy forge a tool
   result or a user turn in its own context. Such an action executes no call.
 * Tags inside ``<think>`` are reasoning text, not calls: only calls after the thought run.
-* Inside a call body the scanner knows whether it is inside a JSON string (incrementally, one
-  pass). An action tag there (``print('</tool_call>')``) is string content; a role marker there
-  rejects that call, not the turn, with the hint to write ``\u003c`` (see :func:`parse_action`).
-* **No special string occurs inside a payload.** :func:`dumps`, the one JSON writer of the env
-  (tool results and errors, echoed names and arguments, sandbox output, the tool schemas of the
-  system text, the calls :func:`render_call` writes), writes ``<`` as ``\u003c`` where it
-  starts a special string (``<|`` of any role-marker shape, present or future, and the four
-  action tags). Only there: ``a < b`` in SQL or Python output stays readable and costs no extra
-  tokens; the decoded data is unchanged. It also writes every character outside
-  :data:`~toolgym.envs.textspace.CHARSET` as ``\uXXXX`` (astral ones as surrogate pairs), so every observation lies in
-  the env's ``spaces.Text``; lone surrogates become U+FFFD instead of crashing the writer.
-* Synthesized text is not JSON, so it is checked instead (:func:`check_text`, called by
-  ``TaskSpec``): a prompt has no special string, and the system text no role marker. The system
-  text's action tags (``<think>``, ``<tool_call>`` …) are the env's own deliberate description
-  of the action format, the one exception.
+* In a call body, an action tag inside a JSON string is string content; a role marker there
+  rejects that call (not the turn) with the hint to write ``\u003c`` (:func:`parse_action`).
+* **No special string occurs inside a payload.** :func:`dumps`, the env's one JSON writer (tool
+  results and errors, echoed names and arguments, sandbox output, tool schemas, rendered calls),
+  writes ``<`` as ``\u003c`` only where it starts a special string (``<|`` of any role-marker
+  shape, and the action tags), so ``a < b`` in SQL or Python output stays readable and cheap;
+  characters outside :data:`~toolgym.envs.textspace.CHARSET` become ``\uXXXX`` and lone
+  surrogates U+FFFD. Synthesized text is checked instead (:func:`check_text`, by ``TaskSpec``):
+  no special string in a prompt, no role marker in the system text, whose action tags are the
+  env's deliberate description of the action format (the one exception).
 * JSON is compact and canonical (orjson): the renderer and the env produce the same bytes for
   the same data, and fewer characters mean fewer tokens for the policy.
 * Tool results are one JSON object per call, ``{"name": …, "content": …}`` or
@@ -81,26 +76,21 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     CALL_CLOSE,
 )
 
+_ACTION_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
 _ROLE_MARKERS = (SYSTEM, USER, ASSISTANT, TOOL, END)
-_TAG_RE = re.compile("|".join(re.escape(t) for t in (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE, *_ROLE_MARKERS)))
+_TAG_RE = re.compile("|".join(re.escape(t) for t in (*_ACTION_TAGS, *_ROLE_MARKERS)))
 _CALL_HINT = 'write <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>'
 _MAX_ECHO = 80  # characters of a bad fragment quoted back in an error
-
-
-_TAG_NAMES = "|".join(re.escape(t[1:]) for t in (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE))
-#: A ``<`` that starts a special string (any role-marker shape, or an action tag).
-_SPECIAL_START = re.compile(f"<(?=\\||{_TAG_NAMES})")
-_ACTION_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
+#: A ``<`` that starts a special string (``<|`` of any role-marker shape, or an action tag).
+_SPECIAL_START = re.compile("<(?=\\||" + "|".join(re.escape(t[1:]) for t in _ACTION_TAGS) + ")")
 #: A special string: a role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), or an action tag.
 _SPECIAL_RE = re.compile("<\\|[a-z_]*\\|>|" + "|".join(re.escape(t) for t in _ACTION_TAGS))
 
 
 def _escape(m: re.Match[str]) -> str:
-    cp = ord(m.group())
-    if cp < 0x10000:
-        return f"\\u{cp:04x}"
-    cp -= 0x10000
-    return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+    cp = ord(m.group())  # astral characters become a surrogate pair, as JSON spells them
+    hi, lo = 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF)
+    return f"\\u{cp:04x}" if cp < 0x10000 else f"\\u{hi:04x}\\u{lo:04x}"
 
 
 def escape_json(text: str) -> str:
@@ -155,7 +145,7 @@ def dumps(obj: Any) -> str:
     64 bits and nesting deeper than orjson's 254 levels fall back to the standard library.
 
     Raises:
-        TypeError, ValueError: only for data no JSON writer can write (circular references).
+        TypeError, ValueError, RecursionError: only for data no JSON writer can write (cycles).
     """
     try:
         text = orjson.dumps(obj, default=_fallback).decode()
@@ -192,7 +182,7 @@ def check_text(text: str, what: str, allow_action_tags: bool = False) -> None:
     if bad is not None:
         raise ValueError(
             f"{what} contains {bad.group()!r} (U+{ord(bad.group()):04X}) at character {bad.start()}, outside the "
-            "observation charset (toolgym.envs.markup.CHARSET_RANGES); use another character or extend the charset"
+            "observation charset (toolgym.envs.textspace.CHARSET_RANGES); use another character or extend the charset"
         )
 
 
@@ -302,8 +292,10 @@ def _marker_in_string(tag: str, index: int) -> str:
 def parse_action(text: str) -> ParsedAction:
     """Parse one assistant turn; never raises (see the module docstring for the rules).
 
-    One linear pass over the special strings. Inside a ``<tool_call>`` body the scanner tracks
-    whether it is inside a JSON string (each character read once), and decides:
+    One linear pass over the special strings. A call body that parses at its first
+    ``</tool_call>`` needs nothing more (the common case, and the fast one: valid JSON ends
+    outside any string). Otherwise the scanner tracks whether each later tag of the call lies
+    inside a JSON string (each character read once), and decides:
 
     * an action tag inside a JSON string (``print('</tool_call>')``) is string content, so a
       call whose code mentions the tags parses as written;
