@@ -1,4 +1,4 @@
-"""The chat markup of DESIGN.md: its special strings, parser and renderer.
+r"""The chat markup of DESIGN.md: its special strings, parser and renderer.
 
 A conversation is plain text in a small fixed markup::
 
@@ -20,6 +20,16 @@ Design choices:
   ``<|end|>`` are not allowed inside an action: accepting them would let a policy forge a tool
   result or a user turn in its own context. Such an action executes no call.
 * Tags inside ``<think>`` are reasoning text, not calls: only calls after the thought run.
+* In a call body, an action tag inside a JSON string is string content; a role marker there
+  rejects that call (not the turn) with the hint to write ``\u003c`` (:func:`parse_action`).
+* **No special string occurs inside a payload.** :func:`dumps`, the env's one JSON writer (tool
+  results and errors, echoed names and arguments, sandbox output, tool schemas, rendered calls),
+  writes ``<`` as ``\u003c`` only where it starts a special string (``<|`` of any role-marker
+  shape, and the action tags), so ``a < b`` in SQL or Python output stays readable and cheap;
+  characters outside :data:`~toolgym.envs.textspace.CHARSET` become ``\uXXXX`` and lone
+  surrogates U+FFFD. Synthesized text is checked instead (:func:`check_text`, by ``TaskSpec``):
+  no special string in a prompt, no role marker in the system text, whose action tags are the
+  env's deliberate description of the action format (the one exception).
 * JSON is compact and canonical (orjson): the renderer and the env produce the same bytes for
   the same data, and fewer characters mean fewer tokens for the policy.
 * Tool results are one JSON object per call, ``{"name": …, "content": …}`` or
@@ -32,12 +42,16 @@ Design choices:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from toolgym.envs.textspace import OUTSIDE_CHARSET, in_charset
 
 SYSTEM = "<|system|>"
 USER = "<|user|>"
@@ -62,10 +76,41 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     CALL_CLOSE,
 )
 
+_ACTION_TAGS = (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE)
 _ROLE_MARKERS = (SYSTEM, USER, ASSISTANT, TOOL, END)
-_TAG_RE = re.compile("|".join(re.escape(t) for t in (THINK_OPEN, THINK_CLOSE, CALL_OPEN, CALL_CLOSE, *_ROLE_MARKERS)))
+_TAG_RE = re.compile("|".join(re.escape(t) for t in (*_ACTION_TAGS, *_ROLE_MARKERS)))
 _CALL_HINT = 'write <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>'
 _MAX_ECHO = 80  # characters of a bad fragment quoted back in an error
+#: A ``<`` that starts a special string (``<|`` of any role-marker shape, or an action tag).
+_SPECIAL_START = re.compile("<(?=\\||" + "|".join(re.escape(t[1:]) for t in _ACTION_TAGS) + ")")
+#: A special string: a role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), or an action tag.
+_SPECIAL_RE = re.compile("<\\|[a-z_]*\\|>|" + "|".join(re.escape(t) for t in _ACTION_TAGS))
+
+
+def _escape(m: re.Match[str]) -> str:
+    cp = ord(m.group())  # astral characters become a surrogate pair, as JSON spells them
+    hi, lo = 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF)
+    return f"\\u{cp:04x}" if cp < 0x10000 else f"\\u{hi:04x}\\u{lo:04x}"
+
+
+def escape_json(text: str) -> str:
+    r"""Make compact JSON text safe for an observation (the decoded data is unchanged).
+
+    Args:
+        text: JSON text (raw ``<`` and non-ASCII characters occur only inside its strings).
+
+    Returns:
+        The same JSON with ``<`` written ``\u003c`` where it starts a special string of the
+        markup and every character outside :data:`~toolgym.envs.textspace.CHARSET` written ``\uXXXX``.
+    """
+    if not text.isascii():
+        if not in_charset(text):
+            text = OUTSIDE_CHARSET.sub(_escape, text)
+    elif "\x7f" in text:  # the one ASCII character orjson leaves raw that is outside the charset
+        text = text.replace("\x7f", "\\u007f")
+    if "<" in text and ("<|" in text or "<t" in text or "</t" in text):  # substring tests are C-fast
+        text = _SPECIAL_START.sub("\\\\u003c", text)
+    return text
 
 
 def _fallback(obj: Any) -> Any:
@@ -76,9 +121,69 @@ def _fallback(obj: Any) -> Any:
     return str(obj)
 
 
+def _scrub(obj: Any) -> Any:
+    """``obj`` with every lone surrogate replaced by U+FFFD (valid pairs are joined)."""
+    if isinstance(obj, str):
+        return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(obj, dict):
+        return {_scrub(k): _scrub(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_scrub(v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _scrub(dataclasses.asdict(obj))
+    return _scrub(_fallback(obj))
+
+
 def dumps(obj: Any) -> str:
-    """Compact JSON (orjson: ~6x faster than ``json`` on this hot path; strict, UTF-8, no NaN)."""
-    return orjson.dumps(obj, default=_fallback).decode()
+    r"""The env's one JSON writer: compact, canonical, and safe inside an observation.
+
+    orjson (~6x faster than ``json`` on this hot path; strict, UTF-8, NaN written as null),
+    then :func:`escape_json`. Strings with lone surrogates (which orjson rejects) are written
+    with U+FFFD instead; that costs a second pass only on that failure path. Integers beyond
+    64 bits and nesting deeper than orjson's 254 levels fall back to the standard library.
+
+    Raises:
+        TypeError, ValueError, RecursionError: only for data no JSON writer can write (cycles).
+    """
+    try:
+        text = orjson.dumps(obj, default=_fallback).decode()
+    except orjson.JSONEncodeError:
+        clean = _scrub(obj)
+        try:
+            text = orjson.dumps(clean).decode()
+        except orjson.JSONEncodeError:
+            text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+    return escape_json(text)
+
+
+def check_text(text: str, what: str, allow_action_tags: bool = False) -> None:
+    """Check synthesized text that reaches an observation unescaped (prompts, system text).
+
+    Args:
+        text: The text.
+        what: What it is, for the error (e.g. ``"task 'trip-1' prompt"``).
+        allow_action_tags: Accept ``<think>``, ``<tool_call>`` and their closers (the system
+            text describes the action format with them); role markers are never accepted.
+
+    Raises:
+        ValueError: naming the special string or the character and its position.
+    """
+    if "<" in text:
+        for m in _SPECIAL_RE.finditer(text):
+            if allow_action_tags and m.group()[1] != "|":
+                continue
+            raise ValueError(
+                f"{what} contains the special string {m.group()!r} at character {m.start()}; "
+                "special strings of the markup may not occur in synthesized text"
+            )
+    bad = OUTSIDE_CHARSET.search(text)
+    if bad is not None:
+        raise ValueError(
+            f"{what} contains {bad.group()!r} (U+{ord(bad.group()):04X}) at character {bad.start()}, outside the "
+            "observation charset (toolgym.envs.textspace.CHARSET_RANGES); use another character or extend the charset"
+        )
 
 
 #: Strict JSON parsing (rejects NaN/Infinity, lone surrogates, nesting deeper than 1024).
@@ -148,8 +253,57 @@ def parse_call(body: str, index: int) -> ToolCall | str:
     return ToolCall(name=name, arguments=args)
 
 
+#: The rest of a JSON string from inside it: characters and escapes up to (not including) the closing quote.
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
+
+
+def _in_json_string(text: str, pos: int, limit: int, inside: bool) -> tuple[int, bool]:
+    """Advance a JSON-string tracker over ``text[pos:limit]`` (each character is read once).
+
+    Returns:
+        ``(limit, inside)``: whether ``limit`` lies inside a JSON string, given whether ``pos`` did.
+    """
+    while pos < limit:
+        if not inside:
+            q = text.find('"', pos, limit)
+            if q < 0:
+                return limit, False
+            pos, inside = q + 1, True
+        else:
+            end = _STRING_REST.match(text, pos, limit).end()  # type: ignore[union-attr]
+            if end < limit and text[end] == '"':
+                pos, inside = end + 1, False
+            else:
+                return limit, True
+    return pos, inside
+
+
+def _escaped(tag: str) -> str:
+    return "\\u003c" + tag[1:]
+
+
+def _marker_in_string(tag: str, index: int) -> str:
+    return (
+        f"tool call {index}: {tag} inside a JSON string is a control marker, so this call did not run; "
+        f"write it as {_escaped(tag)} inside JSON strings (it decodes to the same text)"
+    )
+
+
 def parse_action(text: str) -> ParsedAction:
-    """Parse one assistant turn; never raises (see the module docstring for the rules)."""
+    """Parse one assistant turn; never raises (see the module docstring for the rules).
+
+    One linear pass over the special strings. A call body that parses at its first
+    ``</tool_call>`` needs nothing more (the common case, and the fast one: valid JSON ends
+    outside any string). Otherwise the scanner tracks whether each later tag of the call lies
+    inside a JSON string (each character read once), and decides:
+
+    * an action tag inside a JSON string (``print('</tool_call>')``) is string content, so a
+      call whose code mentions the tags parses as written;
+    * a role marker inside a JSON string rejects that call (the rest of the turn runs), with
+      the hint to write it ``\u003c|end|>``; outside strings it still rejects the whole turn;
+    * a JSON string left open makes the call unclosed; if a ``</tool_call>`` was read as text
+      inside it, the error says so and shows the escaped form.
+    """
     out = ParsedAction()
     if text.endswith(END):
         text = text[: -len(END)]
@@ -161,8 +315,27 @@ def parse_action(text: str) -> ParsedAction:
     call_start = 0
     n_calls = 0
     seen_think = False
+    scan, in_str = 0, False  # JSON-string tracker of the open call body
+    tracking = False  # the tracker runs from the first tag of a call whose body does not parse as it is
+    call_error: str | None = None  # a role marker inside one of its strings
+    close_in_str = False  # a </tool_call> was read as string content of the open call
     for m in _TAG_RE.finditer(text):
         tag = m.group()
+        if state == "call":
+            first: ToolCall | str | None = None
+            if tag == CALL_CLOSE and not tracking:  # fast path: a body that parses ends outside any string
+                first = parse_call(text[call_start : m.start()], n_calls + 1)
+                in_str = False
+            if first is None or isinstance(first, str):
+                tracking = True
+                scan, in_str = _in_json_string(text, scan, m.start(), in_str)
+                scan = m.end()
+            if in_str:
+                if tag in _ROLE_MARKERS:
+                    call_error = call_error or _marker_in_string(tag, n_calls + 1)
+                elif tag == CALL_CLOSE:
+                    close_in_str = True
+                continue
         chunk = text[pos : m.start()]
         pos = m.end()
         if state == "think":
@@ -180,7 +353,7 @@ def parse_action(text: str) -> ParsedAction:
         if state == "call":
             if tag == CALL_CLOSE:
                 n_calls += 1
-                parsed = parse_call(text[call_start : m.start()], n_calls)
+                parsed = call_error or first or parse_call(text[call_start : m.start()], n_calls)
                 if isinstance(parsed, str):
                     out.errors.append(parsed)
                 else:
@@ -191,7 +364,8 @@ def parse_action(text: str) -> ParsedAction:
                 out.errors.append(
                     f"tool call {n_calls}: {CALL_OPEN} opened before the previous one was closed with {CALL_CLOSE}"
                 )
-                call_start = pos
+                call_start = scan = pos
+                in_str, call_error, close_in_str, tracking = False, None, False, False
             elif tag in _ROLE_MARKERS:
                 out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
                 out.fatal = True
@@ -210,7 +384,8 @@ def parse_action(text: str) -> ParsedAction:
             out.errors.append("</think> without a matching <think>")
         elif tag == CALL_OPEN:
             state = "call"
-            call_start = pos
+            call_start = scan = pos
+            in_str, call_error, close_in_str, tracking = False, None, False, False
         elif tag == CALL_CLOSE:
             out.errors.append(f"{CALL_CLOSE} without a matching {CALL_OPEN}")
         else:
@@ -224,7 +399,21 @@ def parse_action(text: str) -> ParsedAction:
         out.fatal = True
     elif state == "call":
         n_calls += 1
-        out.errors.append(f"tool call {n_calls}: unclosed {CALL_OPEN} (missing {CALL_CLOSE}) in {_echo(rest)!r}")
+        _, in_str = _in_json_string(text, scan, len(text), in_str)
+        if close_in_str:
+            msg = (
+                f"tool call {n_calls}: a JSON string is not closed, so the {CALL_CLOSE} after it was read as text "
+                f'inside the string, in {_echo(text[call_start:])!r}; close the string with " (a tag meant as '
+                f"text may stay, or be written {_escaped(CALL_CLOSE)})"
+            )
+        elif in_str and out.ended:
+            msg = (
+                f"tool call {n_calls}: the turn ended with {END} inside a JSON string; "
+                f"write it as {_escaped(END)} inside JSON strings"
+            )
+        else:
+            msg = f"tool call {n_calls}: unclosed {CALL_OPEN} (missing {CALL_CLOSE}) in {_echo(rest)!r}"
+        out.errors.append(msg)
     else:
         content.append(rest)
     out.reasoning = None if reasoning is None else "".join(reasoning)
@@ -236,8 +425,24 @@ def parse_action(text: str) -> ParsedAction:
 
 
 def render_call(name: str, arguments: dict[str, Any]) -> str:
-    """Render one tool call in its canonical form."""
+    """Render one tool call in its canonical form.
+
+    Raises:
+        ValueError: for an empty name (the parser rejects a call without one).
+    """
+    if not name:
+        raise ValueError("a tool call needs a non-empty name")
     return CALL_OPEN + dumps({"name": name, "arguments": arguments}) + CALL_CLOSE
+
+
+def _refuse(text: str, what: str, allowed: tuple[str, ...]) -> None:
+    if "<" in text:
+        for m in _TAG_RE.finditer(text):
+            if m.group() not in allowed:
+                raise ValueError(
+                    f"{what} contains {m.group()!r} at character {m.start()}, which the parser would read as markup; "
+                    "an action's reasoning and content cannot carry it (put such text in a call's arguments)"
+                )
 
 
 def render_action(
@@ -246,7 +451,19 @@ def render_action(
     content: str = "",
     end: bool = True,
 ) -> str:
-    """Render an assistant turn's body (what follows ``<|assistant|>``) canonically."""
+    """Render an assistant turn's body (what follows ``<|assistant|>``) canonically.
+
+    ``parse_action`` of the result gives back ``calls``, ``reasoning`` and ``content`` exactly
+    (arguments are JSON; their strings may hold any text, special strings included, since
+    :func:`dumps` escapes them).
+
+    Raises:
+        ValueError: naming the string, when reasoning holds ``</think>`` or a role marker, or
+            content holds any special string (the result would not parse back to them).
+    """
+    if reasoning is not None:
+        _refuse(reasoning, "reasoning", (THINK_OPEN, CALL_OPEN, CALL_CLOSE))
+    _refuse(content, "content", ())
     head = "" if reasoning is None else THINK_OPEN + reasoning + THINK_CLOSE
     return head + content + "".join(render_call(n, a) for n, a in calls) + (END if end else "")
 
@@ -358,6 +575,10 @@ def render_conversation(
     Returns:
         The conversation text. For an episode whose actions were canonical (as produced by
         :func:`render_action`) this equals ``obs0 + act1 + obs1 + …`` exactly.
+
+    Raises:
+        ValueError: for an unknown role, or an assistant message :func:`render_action` refuses
+            (content holding markup, e.g. an over-long action kept verbatim).
     """
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     parts: list[str] = []

@@ -6,7 +6,8 @@ tools with the chat markup of :mod:`toolgym.envs.markup`, and ends the episode b
 ``submit``; the task's verifier scores the submitted answer (and the final world state).
 
 ## Action / Observation
-Both are ``str`` (``spaces.Text`` subclasses accepting any Unicode). ``reset`` returns the
+Both are ``str`` (``spaces.Text`` over the env's charset, see :mod:`toolgym.envs.textspace`;
+an action may hold any character). ``reset`` returns the
 prompt ending in ``<|assistant|>``; ``step(action)`` returns exactly the text that follows the
 action in the conversation: ``<|end|>`` when the action did not end with it, one
 ``<|tool|>{json}<|end|>`` per tool result (or error), then ``<|assistant|>`` unless the episode
@@ -42,17 +43,16 @@ pydantic validation → json.dumps, with no re-rendering of history.
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.sources import TaskSource, make_source
+from toolgym.envs.textspace import UnicodeText
 from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, one_line
 from toolgym.synth import get_family
@@ -62,8 +62,8 @@ from toolgym.verifiers.verdict import verify
 SYSTEM_INSTRUCTIONS = (
     "You solve the user's task by calling tools. In each turn you may think inside "
     "<think>…</think>, then call one or more tools, each as "
-    '<tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>, and end the turn with <|end|>. '
-    "Tool results come back as <|tool|> messages. Use only facts you obtained from tools. "
+    '<tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>, and end the turn. '
+    "Tool results come back as tool messages, one per call. Use only facts you obtained from tools. "
     "When you have the answer, call submit: it ends the episode and your answer is checked.\n"
     "Names (of cities, venues, files, groups…) in arguments and answers are matched exactly after Unicode "
     "NFC normalization and trimming of surrounding whitespace; case matters, and a name that matches "
@@ -75,17 +75,6 @@ _FORMAT_HINT = (
 _NO_CALL = "no tool call in this turn; call a tool, or call submit to finish"
 _FENCE = re.compile(r"```([\w-]*)\s*(.*?)(?:```|$)", re.S)
 _FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.S)
-
-
-class UnicodeText(spaces.Text):
-    """``spaces.Text`` that contains any string of allowed length (samples printable ASCII)."""
-
-    def __init__(self, max_length: int, min_length: int = 0):
-        super().__init__(max_length, min_length=min_length, charset=string.printable)
-
-    def contains(self, x: Any) -> bool:
-        """Any ``str`` within the length bounds."""
-        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
 
 
 class EnvConfig(BaseModel):
@@ -223,7 +212,7 @@ class ToolEnv(gym.Env[str, str]):
         self.source = source if source is not None else make_source(self.family, self.config)
         c = self.config
         self.observation_space = UnicodeText(c.max_observation_chars, min_length=1)
-        self.action_space = UnicodeText(c.max_action_chars)
+        self.action_space = UnicodeText(c.max_action_chars, any_char=True)
         self._limits = c.limits_text()
         self._systems: dict[str, str] = {}  # task system text -> the same stating this env's limits
         self._toolsets: dict[str, Toolset] = {}

@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
+from toolgym.envs.markup import check_text
 from toolgym.envs.rollout import Program, Step
 from toolgym.envs.tools import Tool
 
@@ -74,6 +75,18 @@ class TaskSpec(BaseModel):
     params: dict[str, Any]
     verifier: dict[str, Any]
     meta: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _text_is_safe(self) -> TaskSpec:
+        """The prompt holds no special string and the system text no role marker (DESIGN.md protocol).
+
+        Both reach observations unescaped, so they are checked here, where every task is built
+        (the pipeline) and served (datasets load rows through this model). The system text may
+        name the action tags: it describes the action format on purpose.
+        """
+        check_text(self.prompt, f"task {self.task_id!r}: the prompt")
+        check_text(self.system, f"task {self.task_id!r}: the system text", allow_action_tags=True)
+        return self
 
 
 @dataclass

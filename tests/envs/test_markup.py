@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 
@@ -123,3 +124,76 @@ def test_reasoning_is_dropped_only_before_a_new_user_message():
     assert "first thought" not in text and "second thought" not in text and "third thought" in text
     assert text.count(mk.CALL_OPEN) == 3  # calls and results stay when reasoning goes
     assert "first thought" in mk.render_conversation(msgs, drop_old_reasoning=False)
+
+
+# ----------------------------------------------------------------------------- special strings in payloads and calls
+
+
+@pytest.mark.parametrize("special", [*mk.SPECIAL_TOKENS, "<|pad|>", "<|bos|>"])
+def test_dumps_escapes_every_special_string_and_keeps_the_data(special):
+    data = {"name": f"x{special}y", "content": [special, f"a < b and {special[1:]}"]}
+    text = mk.dumps(data)
+    assert special not in text and "\\u003c" + special[1:] in text
+    assert "a < b" in text  # a '<' that starts no special string stays readable
+    assert mk.loads(text) == data
+
+
+def test_dumps_escapes_outside_the_charset_and_survives_lone_surrogates():
+    from toolgym.envs.textspace import OUTSIDE_CHARSET
+
+    text = mk.dumps(["é…→", "日本", "😀", "\x7f\u202e\u200b", "a\ud800b", {"k\udfff": 2**70}])
+    assert OUTSIDE_CHARSET.search(text) is None
+    assert text.startswith('["é…→","\\u65e5\\u672c","\\ud83d\\ude00","\\u007f\\u202e\\u200b","a\ufffdb"')
+    assert mk.loads(text)[:5] == ["é…→", "日本", "😀", "\x7f\u202e\u200b", "a\ufffdb"]
+
+
+@pytest.mark.parametrize("inner", ["</tool_call>", "<tool_call>", "<|end|>", "<think>", "</think>", "<|user|>"])
+def test_render_parse_round_trips_special_strings_in_arguments(inner):
+    args = {"code": f"print('{inner}')"}
+    p = mk.parse_action(mk.render_action([("run_python", args)]))
+    assert not p.errors and [(c.name, c.arguments) for c in p.tool_calls] == [("run_python", args)]
+
+
+def test_raw_action_tag_inside_a_json_string_is_string_content():
+    act = '<tool_call>{"name":"run_python","arguments":{"code":"print(\'</tool_call>\')"}}</tool_call><|end|>'
+    p = mk.parse_action(act)
+    assert not p.errors and p.tool_calls[0].arguments == {"code": "print('</tool_call>')"}
+    p = mk.parse_action('<tool_call>{"name":"a","arguments":{"s":"q\\"<think><tool_call>x"}}</tool_call>')
+    assert not p.errors and p.tool_calls[0].arguments == {"s": 'q"<think><tool_call>x'}
+
+
+def test_role_marker_inside_a_json_string_rejects_that_call_with_the_escaping_hint():
+    act = mk.render_call("b", {}).join(['<tool_call>{"name":"a","arguments":{"s":"x<|end|>y"}}</tool_call>', "<|end|>"])
+    p = mk.parse_action(act)
+    assert not p.fatal and [c.name for c in p.tool_calls] == ["b"]
+    assert len(p.errors) == 1 and "\\u003c|end|>" in p.errors[0] and "end the turn with" not in p.errors[0]
+    p = mk.parse_action('<tool_call>{"name":"a","arguments":{"s":"x<|end|>')  # a sampler stopped at <|end|>
+    assert len(p.errors) == 1 and "ended with <|end|> inside a JSON string" in p.errors[0]
+    assert "\\u003c|end|>" in p.errors[0]
+
+
+def test_unclosed_string_that_swallows_the_close_tag_gets_one_error_with_the_escaped_form():
+    p = mk.parse_action('<tool_call>{"name":"a","arguments":{"s":"x}}</tool_call>')
+    assert p.tool_calls == [] and len(p.errors) == 1
+    assert "not closed" in p.errors[0] and "\\u003c/tool_call>" in p.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "content", "needle"),
+    [("a</think>b", "", "'</think>'"), ("x<|end|>", "", "'<|end|>'"), (None, "see <tool_call>", "'<tool_call>'")],
+)
+def test_render_action_refuses_text_that_cannot_round_trip(reasoning, content, needle):
+    with pytest.raises(ValueError, match=needle):
+        mk.render_action([], reasoning=reasoning, content=content)
+    ok = mk.render_action([], reasoning="plan <tool_call> and <think>", content="a < b")
+    assert mk.parse_action(ok).reasoning == "plan <tool_call> and <think>"
+
+
+def test_check_text_names_the_string_and_the_character():
+    mk.check_text("say <think> and <tool_call>", "system", allow_action_tags=True)
+    with pytest.raises(ValueError, match=r"task 't' prompt contains the special string '<\|user\|>' at character 2"):
+        mk.check_text("x <|user|>", "task 't' prompt")
+    with pytest.raises(ValueError, match=re.escape("'<|end|>'")):
+        mk.check_text("end <|end|>", "system", allow_action_tags=True)
+    with pytest.raises(ValueError, match="U\\+65E5"):
+        mk.check_text("ok 日", "prompt")
