@@ -366,7 +366,7 @@ def remove_tree(path: Path) -> None:
     def onexc(func: object, p: str, exc: BaseException) -> None:
         parent = os.path.dirname(p)
         try:
-            if p != top:  # never touch what lies above the tree (the shared state directory)
+            if os.path.abspath(p) != top:  # never touch what lies above the tree (the shared state directory)
                 os.chmod(parent, 0o700)
             os.chmod(p, 0o700, follow_symlinks=False)
         except OSError:

@@ -395,25 +395,32 @@ def test_bench_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "targets:" in text and "x plain" in text
 
 
-def test_remove_tree_never_touches_what_lies_above(tmp_path: Path) -> None:
-    """A tree that cannot be read at its top (chmod 000) is removed; its parent keeps its mode.
+def test_remove_tree_never_touches_what_lies_above(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree whose top cannot be removed (still a mount point: EBUSY) leaves its parent's mode alone.
 
     Before the fix, the error handler chmodded the parent of the failing path to 0700, so one
-    failed workspace removal closed the shared state directory to every slot uid.
+    failed workspace removal closed the shared state directory to every slot uid. (As root,
+    permission bits cannot make the top fail, so the EBUSY of a mounted workspace is simulated.)
     """
     from toolgym.envs.sandbox.workspace import remove_tree
 
     parent = tmp_path / "state"
-    parent.mkdir(mode=0o711)
+    parent.mkdir()
     parent.chmod(0o711)
     top = parent / "ws-1-x"
-    (top / "a" / "b").mkdir(parents=True)
-    (top / "a" / "b" / "f").write_text("x")
-    (top / "a").chmod(0)
-    top.chmod(0)
+    (top / "a").mkdir(parents=True)
+    (top / "a" / "f").write_text("x")
+    real_rmdir = os.rmdir
+
+    def busy_rmdir(path: str | Path, *args: object, **kwargs: object) -> None:
+        if Path(path) == top:
+            raise OSError(16, "Device or resource busy", str(path))
+        real_rmdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rmdir", busy_rmdir)
     remove_tree(top)
-    assert not top.exists()
     assert stat.S_IMODE(parent.stat().st_mode) == 0o711
+    assert not (top / "a").exists()
 
 
 def test_state_dir_heals_a_closed_mode(tmp_path: Path) -> None:
