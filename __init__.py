@@ -2,8 +2,8 @@
 
 The package's face. Importing it registers every environment id with Gymnasium from one
 central list of string entry points (nothing heavy is imported until ``gymnasium.make``), so
-``import toolgym; gymnasium.make("toolgym/TripPlanning-v0")`` works, and so does
-``gymnasium.make("toolgym:toolgym/TripPlanning-v0")`` without the explicit import.
+``import toolgym; gymnasium.make("toolgym/TripPlanning-v1")`` works, and so does
+``gymnasium.make("toolgym:toolgym/TripPlanning-v1")`` without the explicit import.
 
 Parts (see DESIGN.md): ``toolgym.envs`` (Gymnasium side), ``toolgym.synth`` (families and the
 synthesis pipeline), ``toolgym.verifiers`` (verdicts and quality gates), ``toolgym.policy``
@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 #: The central list of env ids: id -> family id (families are listed in ``toolgym.synth``).
 ENV_IDS: dict[str, str] = {
-    "toolgym/TripPlanning-v0": "trip",
-    "toolgym/CodeInterpreter-v0": "code",
+    "toolgym/TripPlanning-v1": "trip",
+    "toolgym/CodeInterpreter-v1": "code",
 }
 
 

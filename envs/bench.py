@@ -3,7 +3,7 @@
 Rows (medians over many calls, this machine, the same process):
 
 * ``toolgym step`` — one assistant turn with one read tool call through
-  ``gymnasium.make("toolgym/TripPlanning-v0")`` (Gymnasium's wrappers included): parse the
+  ``gymnasium.make("toolgym/TripPlanning-v1")`` (Gymnasium's wrappers included): parse the
   markup, validate and dispatch the call, render the observation, bookkeep messages.
 * ``toolgym reset`` — a new episode on a dataset-backed env (task and world cached after
   first use, as in any RL loop).
@@ -101,7 +101,7 @@ def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
         tmp = Path(d)
         ds = tmp / "bench.duckdb"
         synthesize(SynthConfig(family="trip", count=24, difficulty=(3, 3), workers=1), ds)
-        env = gym.make("toolgym/TripPlanning-v0", dataset=ds)
+        env = gym.make("toolgym/TripPlanning-v1", dataset=ds)
         obs, info = env.reset(seed=0)
         world = env.unwrapped.world
         city = world.cities[0]

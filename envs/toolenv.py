@@ -34,6 +34,12 @@ With no dataset, tasks are synthesized on the fly from the reset seed (gates inc
 
 ## Version History
 * v0: initial release.
+* v1 (issue 8): every limit stated in the system text; per-turn limits (calls per turn, action
+  length) are error observations and only the turn limit truncates; the last turns carry a
+  notice; observations capped with a ``[cut: …]`` marker; payloads never contain a special
+  string (``\u003c``) or a character outside the observation charset; one name rule (NFC,
+  trimmed, case-sensitive, closest-name hint); strict answer types; split honoured without a
+  dataset; trip prompts reworded and the transport-mode rule binding (family version 1).
 
 Performance notes: nothing here grows with the number of episodes run (per-episode lists are
 rebuilt at reset, caches are bounded), and the per-step path is parse → dict dispatch →

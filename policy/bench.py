@@ -91,8 +91,9 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
     return time.perf_counter() - t
 
 
-def _decode_times(models: dict[str, Transformer], caches: dict[str, KVCache], x: torch.Tensor,
-                  steps: int, block: int) -> dict[str, list[float]]:
+def _decode_times(
+    models: dict[str, Transformer], caches: dict[str, KVCache], x: torch.Tensor, steps: int, block: int
+) -> dict[str, list[float]]:
     """Seconds per decode step of each model, interleaved by blocks (see module docstring)."""
     times: dict[str, list[float]] = {name: [] for name in models}
 
@@ -136,15 +137,26 @@ def bench_attention(config: ModelBenchConfig, model_config: ModelConfig, log: Lo
                 log(f"context {L}: {name} prefill {prefill[name]:.2f}s")
             for B in config.decode_batch_sizes:
                 forks = {name: c.select_rows(torch.zeros(B, dtype=torch.long)) for name, c in caches.items()}
-                times = _decode_times(models, forks, tokens[:, -1:].expand(B, 1), config.decode_steps,
-                                      config.decode_block)
+                times = _decode_times(
+                    models, forks, tokens[:, -1:].expand(B, 1), config.decode_steps, config.decode_block
+                )
                 dense_ms, dsa_ms = (1e3 * statistics.median(times[n]) for n in ("dense", "dsa"))
-                rows.append({"context": L, "batch": B, "prefill_dense_s": prefill["dense"],
-                             "prefill_dsa_s": prefill["dsa"], "prefill_speedup": prefill["dense"] / prefill["dsa"],
-                             "decode_dense_ms_per_token": dense_ms / B, "decode_dsa_ms_per_token": dsa_ms / B,
-                             "decode_speedup": dense_ms / dsa_ms})
-                log(f"context {L} batch {B}: decode dense {dense_ms / B:.2f} ms/token, dsa {dsa_ms / B:.2f} "
-                    f"ms/token, x{dense_ms / dsa_ms:.2f}")
+                rows.append(
+                    {
+                        "context": L,
+                        "batch": B,
+                        "prefill_dense_s": prefill["dense"],
+                        "prefill_dsa_s": prefill["dsa"],
+                        "prefill_speedup": prefill["dense"] / prefill["dsa"],
+                        "decode_dense_ms_per_token": dense_ms / B,
+                        "decode_dsa_ms_per_token": dsa_ms / B,
+                        "decode_speedup": dense_ms / dsa_ms,
+                    }
+                )
+                log(
+                    f"context {L} batch {B}: decode dense {dense_ms / B:.2f} ms/token, dsa {dsa_ms / B:.2f} "
+                    f"ms/token, x{dense_ms / dsa_ms:.2f}"
+                )
     return rows
 
 
@@ -154,9 +166,13 @@ def cache_sizes(model_config: ModelConfig) -> dict[str, float]:
     dsa_bytes = KVCache(replace(c, dense_attention=False), 1, capacity=1).bytes_per_token()
     mla_bytes = KVCache(replace(c, dense_attention=True), 1, capacity=1).bytes_per_token()
     mha_bytes = c.n_layers * c.n_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) * 4
-    return {"dsa_bytes_per_token": dsa_bytes, "mla_bytes_per_token": mla_bytes,
-            "mha_bytes_per_token": mha_bytes, "mha_over_dsa": mha_bytes / dsa_bytes,
-            "indexer_share": (dsa_bytes - mla_bytes) / dsa_bytes}
+    return {
+        "dsa_bytes_per_token": dsa_bytes,
+        "mla_bytes_per_token": mla_bytes,
+        "mha_bytes_per_token": mha_bytes,
+        "mha_over_dsa": mha_bytes / dsa_bytes,
+        "indexer_share": (dsa_bytes - mla_bytes) / dsa_bytes,
+    }
 
 
 def bench_ffn(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> list[dict[str, float]]:
@@ -185,11 +201,19 @@ def bench_ffn(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> 
     n_tok = x.numel()
     rows = []
     for name, m in models.items():
-        rows.append({"ffn": name, "total_params": m.num_params(), "active_params": m.num_params(active=True),
-                     "forward_tokens_per_s": n_tok / statistics.median(fwd[name]),
-                     "train_tokens_per_s": n_tok / statistics.median(train[name])})
-        log(f"{name}: {rows[-1]['forward_tokens_per_s']:.0f} tok/s forward, "
-            f"{rows[-1]['train_tokens_per_s']:.0f} tok/s train")
+        rows.append(
+            {
+                "ffn": name,
+                "total_params": m.num_params(),
+                "active_params": m.num_params(active=True),
+                "forward_tokens_per_s": n_tok / statistics.median(fwd[name]),
+                "train_tokens_per_s": n_tok / statistics.median(train[name]),
+            }
+        )
+        log(
+            f"{name}: {rows[-1]['forward_tokens_per_s']:.0f} tok/s forward, "
+            f"{rows[-1]['train_tokens_per_s']:.0f} tok/s train"
+        )
     return rows
 
 
@@ -207,12 +231,19 @@ def expert_balance(model: Transformer, batches: list[torch.Tensor]) -> list[dict
             loads[label] = total.max(-1).values / total.mean(-1)
         for g, b in zip(gates, saved, strict=True):
             g.bias.copy_(b)
-    return [{"layer": i, "max_over_mean_learned_bias": float(loads["learned_bias"][i]),
-             "max_over_mean_zero_bias": float(loads["zero_bias"][i])} for i in range(len(gates))]
+    return [
+        {
+            "layer": i,
+            "max_over_mean_learned_bias": float(loads["learned_bias"][i]),
+            "max_over_mean_zero_bias": float(loads["zero_bias"][i]),
+        }
+        for i in range(len(gates))
+    ]
 
 
-def quality_check(config: ModelBenchConfig, model_config: ModelConfig, log: Log,
-                  progress: bool = True) -> tuple[dict[str, Any], Transformer, list[torch.Tensor]]:
+def quality_check(
+    config: ModelBenchConfig, model_config: ModelConfig, log: Log, progress: bool = True
+) -> tuple[dict[str, Any], Transformer, list[torch.Tensor]]:
     """Dense pre-training, then dense-continue vs DSA (warm-up + sparse) on the same batches.
 
     Returns:
@@ -241,8 +272,17 @@ def quality_check(config: ModelBenchConfig, model_config: ModelConfig, log: Log,
         return random_windows(train, B, S, torch.Generator().manual_seed(seed))
 
     def run(model: Transformer, stage: str, steps: int, lr: float, seed: int, warmup: int):  # noqa: ANN202
-        cfg = LMTrainConfig(stage=stage, steps=steps, batch_size=B, seq_len=S, lr=lr, warmup_steps=warmup,
-                            eval_every=max(steps, 1), eval_batches=config.eval_batches, seed=seed)  # type: ignore[arg-type]
+        cfg = LMTrainConfig(
+            stage=stage,
+            steps=steps,
+            batch_size=B,
+            seq_len=S,
+            lr=lr,
+            warmup_steps=warmup,
+            eval_every=max(steps, 1),
+            eval_batches=config.eval_batches,
+            seed=seed,
+        )  # type: ignore[arg-type]
         res = train_lm(model, batches(seed), val_batches, cfg, progress=progress)
         log(f"{stage}: {steps} steps, held-out loss {res.val_loss:.4f} ({res.seconds:.0f}s)")
         return res
@@ -264,21 +304,34 @@ def quality_check(config: ModelBenchConfig, model_config: ModelConfig, log: Log,
     sparse_after_warmup, _ = evaluate(dsa, val_batches)
     dsa_res = run(dsa, "sparse", config.branch_steps, 1e-3, branch_seed, 10)
     out = {
-        "corpus": corpus.source, "train_tokens": len(train), "heldout_tokens": len(val),
-        "batch_size": B, "seq_len": S, "index_topk": config.quality_topk,
-        "pretrain_steps": config.pretrain_steps, "branch_steps": config.branch_steps,
-        "warmup_steps": config.warmup_steps, "pretrain_val_loss": pre.val_loss,
-        "dense_val_loss": dense_res.val_loss, "dsa_val_loss": dsa_res.val_loss,
+        "corpus": corpus.source,
+        "train_tokens": len(train),
+        "heldout_tokens": len(val),
+        "batch_size": B,
+        "seq_len": S,
+        "index_topk": config.quality_topk,
+        "pretrain_steps": config.pretrain_steps,
+        "branch_steps": config.branch_steps,
+        "warmup_steps": config.warmup_steps,
+        "pretrain_val_loss": pre.val_loss,
+        "dense_val_loss": dense_res.val_loss,
+        "dsa_val_loss": dsa_res.val_loss,
         "dsa_relative_gap": dsa_res.val_loss / dense_res.val_loss - 1,
-        "sparse_val_loss_random_indexer": sparse_untrained, "sparse_val_loss_after_warmup": sparse_after_warmup,
-        "warmup_kl_first": warm.history[0].get("index_kl"), "warmup_kl_last": warm.history[-1].get("index_kl"),
+        "sparse_val_loss_random_indexer": sparse_untrained,
+        "sparse_val_loss_after_warmup": sparse_after_warmup,
+        "warmup_kl_first": warm.history[0].get("index_kl"),
+        "warmup_kl_last": warm.history[-1].get("index_kl"),
         "seconds": time.perf_counter() - t0,
     }
     return out, dsa, [b.tokens for b in val_batches]
 
 
-def run_model_bench(config: ModelBenchConfig | None = None, model_config: ModelConfig | None = None,
-                    log: Log | None = None, progress: bool = True) -> ModelBenchReport:
+def run_model_bench(
+    config: ModelBenchConfig | None = None,
+    model_config: ModelConfig | None = None,
+    log: Log | None = None,
+    progress: bool = True,
+) -> ModelBenchReport:
     """Run every measurement of ``toolgym bench model`` and return the report.
 
     Args:
@@ -301,9 +354,14 @@ def run_model_bench(config: ModelBenchConfig | None = None, model_config: ModelC
 def _run(config: ModelBenchConfig, mc: ModelConfig, log: Log, progress: bool) -> ModelBenchReport:
     t0 = time.perf_counter()
     ref = Transformer(mc, seed=config.seed)
-    report = ModelBenchReport(model={**mc.to_dict(), "total_params": ref.num_params(),
-                                     "active_params": ref.num_params(active=True),
-                                     "torch_threads": torch.get_num_threads()})
+    report = ModelBenchReport(
+        model={
+            **mc.to_dict(),
+            "total_params": ref.num_params(),
+            "active_params": ref.num_params(active=True),
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
     del ref
     report.cache = cache_sizes(mc)
     report.ffn = bench_ffn(config, mc, log)
@@ -352,31 +410,54 @@ def report_tables(report: ModelBenchReport) -> list[Any]:
     c = report.cache
     t = Table("cache", "bytes/token (fp32, all layers)", "vs DSA", title="KV cache per token")
     t.add_row("DSA: latent + rope key + indexer key", f"{c['dsa_bytes_per_token']:.0f}", "1.00")
-    t.add_row("MLA only (dense attention)", f"{c['mla_bytes_per_token']:.0f}",
-              f"{c['mla_bytes_per_token'] / c['dsa_bytes_per_token']:.2f}")
+    t.add_row(
+        "MLA only (dense attention)",
+        f"{c['mla_bytes_per_token']:.0f}",
+        f"{c['mla_bytes_per_token'] / c['dsa_bytes_per_token']:.2f}",
+    )
     t.add_row("plain multi-head KV, same heads", f"{c['mha_bytes_per_token']:.0f}", f"{c['mha_over_dsa']:.2f}")
     tables.append(t)
-    t = Table("ffn", "total params", "active params", "forward tok/s", "train tok/s",
-              title="MoE vs dense FFN with the same active parameters")
+    t = Table(
+        "ffn",
+        "total params",
+        "active params",
+        "forward tok/s",
+        "train tok/s",
+        title="MoE vs dense FFN with the same active parameters",
+    )
     for r in report.ffn:
-        t.add_row(r["ffn"], f"{r['total_params']:,}", f"{r['active_params']:,}", f"{r['forward_tokens_per_s']:.0f}",
-                  f"{r['train_tokens_per_s']:.0f}")
+        t.add_row(
+            r["ffn"],
+            f"{r['total_params']:,}",
+            f"{r['active_params']:,}",
+            f"{r['forward_tokens_per_s']:.0f}",
+            f"{r['train_tokens_per_s']:.0f}",
+        )
     tables.append(t)
     if report.quality:
         q = report.quality
-        t = Table("run", "held-out loss", title=f"quality: {q['pretrain_steps']} dense steps, then "
-                  f"{q['branch_steps']} steps per branch (seq {q['seq_len']}, top-k {q['index_topk']})")
+        t = Table(
+            "run",
+            "held-out loss",
+            title=f"quality: {q['pretrain_steps']} dense steps, then "
+            f"{q['branch_steps']} steps per branch (seq {q['seq_len']}, top-k {q['index_topk']})",
+        )
         t.add_row("shared dense pre-training", f"{q['pretrain_val_loss']:.4f}")
         t.add_row("  sparse, random indexer (no training)", f"{q['sparse_val_loss_random_indexer']:.4f}")
-        t.add_row(f"  sparse after {q['warmup_steps']} indexer warm-up steps",
-                  f"{q['sparse_val_loss_after_warmup']:.4f}")
+        t.add_row(
+            f"  sparse after {q['warmup_steps']} indexer warm-up steps", f"{q['sparse_val_loss_after_warmup']:.4f}"
+        )
         t.add_row("dense branch", f"{q['dense_val_loss']:.4f}")
         t.add_row("DSA branch (warm-up + sparse)", f"{q['dsa_val_loss']:.4f}")
         t.add_row("DSA vs dense", f"{100 * q['dsa_relative_gap']:+.2f}%")
         tables.append(t)
     if report.balance:
-        t = Table("MoE layer", "max/mean load, learned bias", "max/mean load, bias zeroed",
-                  title="expert load balance on held-out text (DSA branch)")
+        t = Table(
+            "MoE layer",
+            "max/mean load, learned bias",
+            "max/mean load, bias zeroed",
+            title="expert load balance on held-out text (DSA branch)",
+        )
         for r in report.balance:
             t.add_row(str(r["layer"]), f"{r['max_over_mean_learned_bias']:.2f}", f"{r['max_over_mean_zero_bias']:.2f}")
         tables.append(t)

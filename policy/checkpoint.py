@@ -62,8 +62,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(path: Path | str, model: Transformer, tokenizer: Tokenizer,
-                    meta: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: Path | str, model: Transformer, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
+) -> Path:
     """Write a checkpoint directory atomically (replacing any checkpoint already there).
 
     Args:
@@ -83,8 +84,12 @@ def save_checkpoint(path: Path | str, model: Transformer, tokenizer: Tokenizer,
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         tokenizer.save(tmp / TOKENIZER)
-        config = {"format": FORMAT, "model": model.config.to_dict(),
-                  "weights_sha256": _sha256(tmp / WEIGHTS), "meta": meta or {}}
+        config = {
+            "format": FORMAT,
+            "model": model.config.to_dict(),
+            "weights_sha256": _sha256(tmp / WEIGHTS),
+            "meta": meta or {},
+        }
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         for name in (WEIGHTS, TOKENIZER, CONFIG):
             with (tmp / name).open("rb") as f:
@@ -132,8 +137,10 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Che
     digest = _sha256(path / WEIGHTS)
     if config.get("weights_sha256") not in (None, digest):
         size = (path / WEIGHTS).stat().st_size
-        raise CheckpointError(f"Checkpoint {path}: {WEIGHTS} ({size} bytes) does not match the checksum in "
-                              f"{CONFIG}; the file is truncated or corrupt.")
+        raise CheckpointError(
+            f"Checkpoint {path}: {WEIGHTS} ({size} bytes) does not match the checksum in "
+            f"{CONFIG}; the file is truncated or corrupt."
+        )
     try:
         state = load_file(str(path / WEIGHTS), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -146,8 +153,11 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Che
         problems.append(f"missing tensors {absent[:5]}{' ...' if len(absent) > 5 else ''}")
     if extra := sorted(set(state) - set(expected)):
         problems.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if shapes:
         problems.append(f"shape mismatches {shapes[:5]}{' ...' if len(shapes) > 5 else ''}")
     if problems:
@@ -157,6 +167,8 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Che
 
     tokenizer = Tokenizer.load(path / TOKENIZER)
     if tokenizer.vocab_size > model_config.vocab_size:
-        raise CheckpointError(f"Checkpoint {path}: tokenizer has {tokenizer.vocab_size} ids but the model's "
-                              f"vocab_size is {model_config.vocab_size}.")
+        raise CheckpointError(
+            f"Checkpoint {path}: tokenizer has {tokenizer.vocab_size} ids but the model's "
+            f"vocab_size is {model_config.vocab_size}."
+        )
     return Checkpoint(model, tokenizer, dict(config.get("meta", {})))

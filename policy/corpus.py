@@ -94,7 +94,9 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
         if total >= max_bytes and train and val:  # small budgets still get a held-out file
             break
     if not train or not val:
-        raise ConfigError(f"The standard library at {root} gave too little text for a corpus "
-                          f"({len(train)} train / {len(val)} held-out files); raise max_bytes.")
+        raise ConfigError(
+            f"The standard library at {root} gave too little text for a corpus "
+            f"({len(train)} train / {len(val)} held-out files); raise max_bytes."
+        )
     version = ".".join(map(str, sys.version_info[:3]))
     return Corpus(train, val, f"python {version} stdlib sources at {root} ({total} bytes)")

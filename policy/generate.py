@@ -51,8 +51,10 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise ConfigError("SamplingParams need temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1; "
-                              f"got {self.temperature}, {self.top_p}, {self.max_new_tokens}.")
+            raise ConfigError(
+                "SamplingParams need temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1; "
+                f"got {self.temperature}, {self.top_p}, {self.max_new_tokens}."
+            )
 
 
 @dataclass
@@ -89,8 +91,7 @@ def sampling_mask(logits: Tensor, temperature: float, top_p: float) -> Tensor | 
     return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
 
 
-def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
-                   keep_mask: Tensor | None = None) -> Tensor:
+def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, keep_mask: Tensor | None = None) -> Tensor:
     """Log-prob of tokens under softmax(logits / temperature) restricted to keep_mask.
 
     The trainer calls this with the recorded keep masks (Keep Sampling Mask) so that pi_theta
@@ -114,8 +115,9 @@ def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
 class Session:
     """A live batch of contexts with one cache; see the module docstring for the protocol."""
 
-    def __init__(self, model: Transformer, batch_size: int, *, stop_ids: Sequence[int],
-                 pad_id: int = 0, capacity: int = 1024) -> None:
+    def __init__(
+        self, model: Transformer, batch_size: int, *, stop_ids: Sequence[int], pad_id: int = 0, capacity: int = 1024
+    ) -> None:
         """Start B empty contexts.
 
         Args:
@@ -163,8 +165,9 @@ class Session:
             batch[b, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
         device = self.cache.device
         positions = self.cache.lengths[:, None] + torch.arange(M, device=device)
-        out = self.model(batch.to(device), positions=positions, cache=self.cache,
-                         logits_at=(n - 1).clamp_min(0).to(device))
+        out = self.model(
+            batch.to(device), positions=positions, cache=self.cache, logits_at=(n - 1).clamp_min(0).to(device)
+        )
         fed = n > 0
         logits = out.logits[:, 0]  # [B,V]
         if self.last_logits is None:
@@ -176,8 +179,9 @@ class Session:
         return [out.routing[:, b, : n[b]].permute(1, 0, 2).cpu() if n[b] else None for b in range(self.batch_size)]
 
     @torch.no_grad()
-    def generate(self, params: SamplingParams, generator: torch.Generator,
-                 active: Sequence[bool] | None = None) -> list[Turn | None]:
+    def generate(
+        self, params: SamplingParams, generator: torch.Generator, active: Sequence[bool] | None = None
+    ) -> list[Turn | None]:
         """Sample one action for every active row.
 
         Args:
@@ -238,11 +242,13 @@ class Session:
             if not was_active[b]:
                 turns.append(None)
                 continue
-            turns.append(Turn(
-                tokens=torch.stack(ids[b]),
-                logprobs=torch.stack(lps[b]),
-                keep_mask=torch.stack(masks[b]) if masks[b] else None,
-                routing=torch.stack(routes[b]) if routes[b] else None,
-                stopped=bool(stopped[b]),
-            ))
+            turns.append(
+                Turn(
+                    tokens=torch.stack(ids[b]),
+                    logprobs=torch.stack(lps[b]),
+                    keep_mask=torch.stack(masks[b]) if masks[b] else None,
+                    routing=torch.stack(routes[b]) if routes[b] else None,
+                    stopped=bool(stopped[b]),
+                )
+            )
         return turns

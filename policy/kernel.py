@@ -190,22 +190,36 @@ def decode_pack(model: Transformer) -> DecodePack:
             gate = ffn.gate
         else:
             ffn_in, ffn_out = torch.cat([ffn.w1.weight, ffn.w3.weight]) * g, ffn.w2.weight
-        layers.append(_LayerPack(
-            attn_in=attn_in.t().contiguous(), q_in=q_in.t().contiguous(), kv_norm=a.kv_norm.weight * C**0.5,
-            w_uv=wkv_b[:, dn:].transpose(1, 2).contiguous(), wo=a.wo.weight.t().contiguous(),
-            k_norm=(ix.k_norm.weight.detach(), ix.k_norm.bias.detach(), ix.k_norm.eps) if sparse else None,
-            ffn_in=ffn_in.t().contiguous(), ffn_out=ffn_out.t().contiguous(), gate=gate,
-            experts_in=None if experts_in is None else experts_in.transpose(1, 2).contiguous(),
-            experts_out=None if experts_out is None else experts_out.contiguous(),
-        ))
+        layers.append(
+            _LayerPack(
+                attn_in=attn_in.t().contiguous(),
+                q_in=q_in.t().contiguous(),
+                kv_norm=a.kv_norm.weight * C**0.5,
+                w_uv=wkv_b[:, dn:].transpose(1, 2).contiguous(),
+                wo=a.wo.weight.t().contiguous(),
+                k_norm=(ix.k_norm.weight.detach(), ix.k_norm.bias.detach(), ix.k_norm.eps) if sparse else None,
+                ffn_in=ffn_in.t().contiguous(),
+                ffn_out=ffn_out.t().contiguous(),
+                gate=gate,
+                experts_in=None if experts_in is None else experts_in.transpose(1, 2).contiguous(),
+                experts_out=None if experts_out is None else experts_out.contiguous(),
+            )
+        )
     w = model.embed.weight
     il, ix_map, ix_base = _rotation_maps(r, c.index_head_dim, w.dtype, w.device)
     pack = DecodePack(
-        key=key, stores=stores, layers=layers, head=(model.head.weight * (model.norm.weight * root_d)).t().contiguous(),
-        rope_il=il, rope_ix=ix_map, rope_ix_base=ix_base,
+        key=key,
+        stores=stores,
+        layers=layers,
+        head=(model.head.weight * (model.norm.weight * root_d)).t().contiguous(),
+        rope_il=il,
+        rope_ix=ix_map,
+        rope_ix_base=ix_base,
         load_offset=torch.arange(model.n_moe_layers, device=w.device).view(-1, 1, 1, 1) * c.n_routed_experts,
-        **{name: torch.tensor((n * c.norm_eps) ** 0.5, dtype=w.dtype, device=w.device)
-           for name, n in (("eps_dim", c.dim), ("eps_q", c.q_lora_rank), ("eps_kv", C))},
+        **{
+            name: torch.tensor((n * c.norm_eps) ** 0.5, dtype=w.dtype, device=w.device)
+            for name, n in (("eps_dim", c.dim), ("eps_q", c.q_lora_rank), ("eps_kv", C))
+        },
     )
     model.__dict__["_decode_pack"] = pack  # a plain attribute: never a parameter or buffer
     return pack
@@ -225,8 +239,9 @@ class _Step:
     row_offset: Tensor | None  # [B, 1] row * capacity, to gather from the flattened cache
 
 
-def _attention(h: Tensor, lp: _LayerPack, layer: int, cache: KVCache, st: _Step, pk: DecodePack,
-               model: Transformer) -> Tensor:
+def _attention(
+    h: Tensor, lp: _LayerPack, layer: int, cache: KVCache, st: _Step, pk: DecodePack, model: Transformer
+) -> Tensor:
     """Residual plus MLA(attn_norm(h)) for one token per row [B, D], writing its cache entries."""
     from toolgym.policy.model import select_topk
 
@@ -333,13 +348,18 @@ def decode_step(model: Transformer, tokens: Tensor, positions: Tensor, cache: KV
     with torch.inference_mode():
         logits, routing, load = _decode(model, pk, tokens.reshape(-1), positions.reshape(-1), plist, cache)
     w = model.embed.weight
-    return ModelOutput(logits=logits.clone(), routing=None if routing is None else routing.clone(),
-                       expert_load=None if load is None else load.clone(),
-                       balance_loss=torch.zeros((), dtype=w.dtype, device=w.device), index_loss=None)
+    return ModelOutput(
+        logits=logits.clone(),
+        routing=None if routing is None else routing.clone(),
+        expert_load=None if load is None else load.clone(),
+        balance_loss=torch.zeros((), dtype=w.dtype, device=w.device),
+        index_loss=None,
+    )
 
 
-def _decode(model: Transformer, pk: DecodePack, tokens: Tensor, pos: Tensor, plist: list[int],
-            cache: KVCache) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def _decode(
+    model: Transformer, pk: DecodePack, tokens: Tensor, pos: Tensor, plist: list[int], cache: KVCache
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The body of ``decode_step``: (logits [B,1,V], routing [n_moe,B,1,K] | None, load | None)."""
     from toolgym.policy.model import rope_cos_sin
 
@@ -360,7 +380,10 @@ def _decode(model: Transformer, pk: DecodePack, tokens: Tensor, pos: Tensor, pli
         slot=(torch.arange(B, device=h.device), pos),
         rot=torch.mm(cs, pk.rope_il).view(B, r, r),
         irot=torch.addmm(pk.rope_ix_base, cs, pk.rope_ix).view(B, dI, dI) if sparse else None,
-        T=T, bias=bias, select=select, void=select and lo + 1 < c.index_topk,
+        T=T,
+        bias=bias,
+        select=select,
+        void=select and lo + 1 < c.index_topk,
         row_offset=None if B == 1 else torch.arange(B, device=h.device)[:, None] * cache.capacity,
     )
     routes = []

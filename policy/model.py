@@ -224,8 +224,15 @@ class KVCache:
     never changes it.
     """
 
-    def __init__(self, config: ModelConfig, batch_size: int, *, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, capacity: int = 256) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch_size: int,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        capacity: int = 256,
+    ) -> None:
         self.config, self.batch_size, self.capacity = config, batch_size, 0
         self.device, self.dtype = torch.device(device), dtype
         self.with_index = not config.dense_attention
@@ -413,8 +420,15 @@ class MLA(nn.Module):
         self.indexer = Indexer(c)
         self.softmax_scale = self.qk_head_dim**-0.5
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], positions: Tensor, cache: KVCache | None,
-                impl: AttnImpl, index_loss: bool) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        positions: Tensor,
+        cache: KVCache | None,
+        impl: AttnImpl,
+        index_loss: bool,
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from x [B, S, D] at ``positions`` [B, S] to the causal past.
 
         Without a cache the keys are the S tokens themselves (positions must increase along S);
@@ -661,9 +675,16 @@ class Block(nn.Module):
             self.ffn = MoE(c)
         self.is_moe = isinstance(self.ffn, MoE)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], positions: Tensor, cache: KVCache | None,
-                impl: AttnImpl, index_loss: bool, forced: Tensor | None
-                ) -> tuple[Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        positions: Tensor,
+        cache: KVCache | None,
+        impl: AttnImpl,
+        index_loss: bool,
+        forced: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
         """Returns (x [B,S,D], indexer KL or None, (expert indices, affinities) or None)."""
         a, kl = self.attn(self.attn_norm(x), rope, positions, cache, impl, index_loss)
         x = x + a
@@ -676,8 +697,7 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """The policy: embedding, blocks, final norm, untied output head."""
 
-    def __init__(self, config: ModelConfig | None = None, *, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: ModelConfig | None = None, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.config = c = replace(config) if config is not None else ModelConfig()  # owned: see set_dense_attention
         with torch.device("meta"):  # no global-RNG draws; reset_parameters fills everything
@@ -755,9 +775,17 @@ class Transformer(nn.Module):
         for gate, load in zip(gates, expert_load, strict=True):
             gate.update_bias(load, speed)
 
-    def forward(self, tokens: Tensor, *, positions: Tensor | None = None, cache: KVCache | None = None,
-                forced_routing: Tensor | None = None, attn_impl: AttnImpl = "auto",
-                index_loss: bool = False, logits_at: Tensor | None = None) -> ModelOutput:
+    def forward(
+        self,
+        tokens: Tensor,
+        *,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        forced_routing: Tensor | None = None,
+        attn_impl: AttnImpl = "auto",
+        index_loss: bool = False,
+        logits_at: Tensor | None = None,
+    ) -> ModelOutput:
         """Run the model.
 
         Args:
@@ -787,8 +815,14 @@ class Transformer(nn.Module):
             positions = torch.arange(S, device=tokens.device).expand(B, S)
             if cache is not None:
                 positions = positions + cache.lengths[:, None]
-        if (cache is not None and S == 1 and attn_impl == "auto" and forced_routing is None and not index_loss
-                and not torch.is_grad_enabled()):
+        if (
+            cache is not None
+            and S == 1
+            and attn_impl == "auto"
+            and forced_routing is None
+            and not index_loss
+            and not torch.is_grad_enabled()
+        ):
             return kernel.decode_step(self, tokens, positions, cache)  # generation's hot loop
         if cache is not None:
             cache.reserve(int(positions.max()) + 1)

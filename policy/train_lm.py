@@ -145,9 +145,18 @@ def evaluate(model: Transformer, batches: Sequence[Batch], index_loss: bool = Fa
     return lm / len(batches), (kl / len(batches) if index_loss else None)
 
 
-def train_lm(model: Transformer, train: Iterator[Batch], val: Sequence[Batch], config: LMTrainConfig, *,
-             tokenizer: Tokenizer | None = None, out_dir: Path | None = None, progress: bool = True,
-             meta: dict[str, Any] | None = None, log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+def train_lm(
+    model: Transformer,
+    train: Iterator[Batch],
+    val: Sequence[Batch],
+    config: LMTrainConfig,
+    *,
+    tokenizer: Tokenizer | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train ``model`` in place for ``config.steps`` optimizer steps of the given stage.
 
     Args:
@@ -170,8 +179,11 @@ def train_lm(model: Transformer, train: Iterator[Batch], val: Sequence[Batch], c
     model.train()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
     warm = config.stage == "indexer_warmup"
     want_kl = config.stage != "dense"
     history: list[dict[str, float]] = []
@@ -185,15 +197,31 @@ def train_lm(model: Transformer, train: Iterator[Batch], val: Sequence[Batch], c
 
     def checkpoint(step: int, val_loss: float) -> None:
         if out_dir is not None and tokenizer is not None:
-            save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), "stage": config.stage, "step": step,
-                                                        "val_loss": val_loss, "train_config": config.model_dump()})
+            save_checkpoint(
+                out_dir,
+                model,
+                tokenizer,
+                {
+                    **(meta or {}),
+                    "stage": config.stage,
+                    "step": step,
+                    "val_loss": val_loss,
+                    "train_config": config.model_dump(),
+                },
+            )
 
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn(f"{config.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       TextColumn("{task.fields[info]}"), transient=True)
+        bar = Progress(
+            TextColumn(f"{config.stage}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=True,
+        )
         bar.start()
         job = bar.add_task("train", total=config.steps, info="")
     try:
@@ -245,9 +273,17 @@ def train_lm(model: Transformer, train: Iterator[Batch], val: Sequence[Batch], c
     return TrainResult(val_loss, val_kl, config.steps, time.perf_counter() - t_start, history)
 
 
-def pretrain(out_dir: Path, config: LMTrainConfig, *, init: Path | None = None,
-             model_config: ModelConfig | None = None, corpus_bytes: int = 8_000_000, vocab_size: int = 4096,
-             progress: bool = True, log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+def pretrain(
+    out_dir: Path,
+    config: LMTrainConfig,
+    *,
+    init: Path | None = None,
+    model_config: ModelConfig | None = None,
+    corpus_bytes: int = 8_000_000,
+    vocab_size: int = 4096,
+    progress: bool = True,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
     """``toolgym train lm``: train on the offline standard-library corpus and checkpoint to out_dir.
 
     Args:
@@ -277,5 +313,14 @@ def pretrain(out_dir: Path, config: LMTrainConfig, *, init: Path | None = None,
     train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
     batches = random_windows(train, config.batch_size, config.seq_len, torch.Generator().manual_seed(config.seed))
     held_out = fixed_windows(val, config.batch_size, config.seq_len, config.eval_batches)
-    return train_lm(model, batches, held_out, config, tokenizer=tokenizer, out_dir=out_dir, progress=progress,
-                    meta={"corpus": corpus.source, "init": str(init) if init else None}, log=log)
+    return train_lm(
+        model,
+        batches,
+        held_out,
+        config,
+        tokenizer=tokenizer,
+        out_dir=out_dir,
+        progress=progress,
+        meta={"corpus": corpus.source, "init": str(init) if init else None},
+        log=log,
+    )

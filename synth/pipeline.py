@@ -269,7 +269,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
 
 
 def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
-    """One shippable task for an env without a dataset (``toolgym/<Family>-v0`` with no kwargs)."""
+    """One shippable task for an env without a dataset (``toolgym/<Family>-v<N>`` with no kwargs)."""
     res = synthesize_world(on_the_fly_config(family.id, seed, difficulty), 0, first_only=True)
     for out in res.outcomes:
         if out.task is not None:

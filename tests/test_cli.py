@@ -55,7 +55,7 @@ def proc_error_line(proc):
 
 def test_families():
     r = run("families")
-    assert r.exit_code == 0 and "toolgym/TripPlanning-v0" in r.output
+    assert r.exit_code == 0 and "toolgym/TripPlanning-v1" in r.output
 
 
 def test_synth_show_export_eval(tmp_path):

@@ -57,7 +57,9 @@ def test_other_forms(tools):
     assert parse_line("submit answer='[{\"date\": 1}]'", tools).calls == [("submit", {"answer": [{"date": 1}]})]
     assert parse_line("get_hotel_info name=1984", tools).calls == [("get_hotel_info", {"name": "1984"})]  # a string
     big = parse_line('get_all_cities {"page": 99999999999999999999999}', tools)  # the writer falls back to json
-    assert big.calls == [("get_all_cities", {"page": 99999999999999999999999})] and "99999999999999999999999" in big.text
+    assert (
+        big.calls == [("get_all_cities", {"page": 99999999999999999999999})] and "99999999999999999999999" in big.text
+    )
     lone = parse_line('get_hotel_info {"name": "\\udc80"}', tools)  # sent if the renderer can escape it
     assert lone.calls == [("get_hotel_info", {"name": "\udc80"})] or "cannot be encoded" in lone.text
     assert parse_line("get_hotl name=x", tools).text == "unknown tool 'get_hotl'; did you mean get_hotel_info?"

@@ -41,7 +41,7 @@ def test_vector_envs_reset_and_step(env_id, vector, shared):
 
 def test_issue_input_async_vector_env_on_a_dataset(trip_dataset):
     """The issue's input: the system text's U+2026 killed the shared-memory worker with KeyError."""
-    venv = gym.vector.AsyncVectorEnv([lambda: gym.make("toolgym/TripPlanning-v0", dataset=trip_dataset)] * 2)
+    venv = gym.vector.AsyncVectorEnv([lambda: gym.make("toolgym/TripPlanning-v1", dataset=trip_dataset)] * 2)
     try:
         obs, info = venv.reset(seed=[1, 2])
         assert all("…" in o for o in obs)

@@ -68,7 +68,12 @@ def state_dir(explicit: Path | None = None) -> Path:
     except OSError as exc:
         raise SandboxError(f"Cannot create the sandbox state directory {path}: {exc}.") from exc
     st = os.lstat(path)
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022 and stat.S_IMODE(st.st_mode) != mode:
+    if (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == os.geteuid()
+        and not st.st_mode & 0o022
+        and stat.S_IMODE(st.st_mode) != mode
+    ):
         os.chmod(path, mode)  # slot uids must traverse it (0711 as root); heal a mode changed under us
         st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
@@ -360,7 +365,6 @@ def can_mount_tmpfs(root: Path) -> bool:
 
 def remove_tree(path: Path) -> None:
     """Delete a tree even if the agent made parts of it unreadable (``chmod 000``)."""
-
     top = os.path.abspath(path)
 
     def onexc(func: object, p: str, exc: BaseException) -> None:

@@ -86,7 +86,7 @@ class CodeInterpreter(Family):
 
     id = "code"
     env_name = "CodeInterpreter"
-    version = 0
+    version = 1
     summary = "data files + stateful sandboxed Python: conditional stats, joins, group-by, simulation, search"
 
     def make_world(self, seed: int, difficulty: int) -> CodeWorld:

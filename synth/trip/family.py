@@ -40,7 +40,7 @@ class TripPlanning(Family):
 
     id = "trip"
     env_name = "TripPlanning"
-    version = 0
+    version = 1
     summary = "multi-day itinerary under budget, rating, opening-day, weather and tier constraints"
 
     def make_world(self, seed: int, difficulty: int) -> TripWorld:

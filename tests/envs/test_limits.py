@@ -46,7 +46,7 @@ def check_messages(env, actions, observations, info):
 
 @pytest.fixture(scope="module")
 def code_env():
-    env = gym.make("toolgym/CodeInterpreter-v0", difficulty=1).unwrapped
+    env = gym.make("toolgym/CodeInterpreter-v1", difficulty=1).unwrapped
     yield env
     env.close()
 

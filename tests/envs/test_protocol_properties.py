@@ -282,7 +282,7 @@ def test_issue_input_tags_in_run_python_code_run_in_the_sandbox():
     """Fault 2 through the real code family: the canonical and the raw form both run the code."""
     import gymnasium as gym
 
-    env = gym.make("toolgym/CodeInterpreter-v0", difficulty=1)
+    env = gym.make("toolgym/CodeInterpreter-v1", difficulty=1)
     try:
         env.reset(seed=1)
         raw = '<tool_call>{"name":"run_python","arguments":{"code":"print(\'</tool_call>\')"}}</tool_call><|end|>'

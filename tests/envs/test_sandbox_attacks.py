@@ -310,13 +310,18 @@ def _attack_host_listener(backend: Backend, family: int, address: object, code_f
 
 
 def test_tcp_to_host_port(backend: Backend) -> None:
-    r = _attack_host_listener(backend, socket.AF_INET, ("127.0.0.1", 0), lambda addr: (
-        "import socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(('127.0.0.1', {addr[1]}), timeout=1)\n"
-        "    print('CONNECTED', s.recv(100))\n"
-        "except OSError as e:\n    print(type(e).__name__)\n"
-    ))
+    r = _attack_host_listener(
+        backend,
+        socket.AF_INET,
+        ("127.0.0.1", 0),
+        lambda addr: (
+            "import socket\n"
+            "try:\n"
+            f"    s = socket.create_connection(('127.0.0.1', {addr[1]}), timeout=1)\n"
+            "    print('CONNECTED', s.recv(100))\n"
+            "except OSError as e:\n    print(type(e).__name__)\n"
+        ),
+    )
     assert r.ok, r
     assert b"CONNECTED" not in r.stdout
     assert r.text.strip() in ("ConnectionRefusedError", "OSError", "TimeoutError"), r
@@ -324,13 +329,18 @@ def test_tcp_to_host_port(backend: Backend) -> None:
 
 def test_host_abstract_unix_socket(backend: Backend) -> None:
     name = "\0toolgym-test-" + secrets.token_hex(6)
-    r = _attack_host_listener(backend, socket.AF_UNIX, name, lambda _addr: (
-        "import socket\n"
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-        "try:\n"
-        f"    s.connect({name!r})\n    print('CONNECTED')\n"
-        "except OSError as e:\n    print(type(e).__name__)\n"
-    ))
+    r = _attack_host_listener(
+        backend,
+        socket.AF_UNIX,
+        name,
+        lambda _addr: (
+            "import socket\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            "try:\n"
+            f"    s.connect({name!r})\n    print('CONNECTED')\n"
+            "except OSError as e:\n    print(type(e).__name__)\n"
+        ),
+    )
     assert r.ok, r
     assert r.text.strip() == "ConnectionRefusedError", r
 

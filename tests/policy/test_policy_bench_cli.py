@@ -13,10 +13,22 @@ from toolgym.policy.checkpoint import load_checkpoint
 
 
 def test_bench_library_on_a_tiny_model(make_config):
-    config = ModelBenchConfig(contexts=[96, 160], decode_batch_sizes=[1, 2], decode_steps=2, ffn_batch=2,
-                              ffn_seq_len=32, ffn_reps=1, corpus_bytes=150_000, quality_batch_size=2,
-                              quality_seq_len=48, quality_topk=8, pretrain_steps=3, branch_steps=2,
-                              warmup_steps=2, eval_batches=1)
+    config = ModelBenchConfig(
+        contexts=[96, 160],
+        decode_batch_sizes=[1, 2],
+        decode_steps=2,
+        ffn_batch=2,
+        ffn_seq_len=32,
+        ffn_reps=1,
+        corpus_bytes=150_000,
+        quality_batch_size=2,
+        quality_seq_len=48,
+        quality_topk=8,
+        pretrain_steps=3,
+        branch_steps=2,
+        warmup_steps=2,
+        eval_batches=1,
+    )
     lines: list[str] = []
     report = run_model_bench(config, make_config(vocab_size=320), log=lines.append, progress=False)
     assert [(r["context"], r["batch"]) for r in report.attention] == [(96, 1), (96, 2), (160, 1), (160, 2)]
@@ -42,16 +54,52 @@ def test_parse_int_list():
 
 def test_train_lm_command_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "lm"
-    result = CliRunner().invoke(app, ["train", "lm", "--out", str(out), "--steps", "2", "--batch-size", "2",
-                                      "--seq-len", "32", "--eval-every", "2", "--corpus-bytes", "150000",
-                                      "--vocab-size", "300"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "lm",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "32",
+            "--eval-every",
+            "2",
+            "--corpus-bytes",
+            "150000",
+            "--vocab-size",
+            "300",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "held-out loss" in result.output
     ck = load_checkpoint(out)
     assert ck.meta["step"] == 2 and ck.model.config.vocab_size == ck.tokenizer.vocab_size == 300
-    again = CliRunner().invoke(app, ["train", "lm", "--out", str(tmp_path / "warm"), "--init", str(out),
-                                     "--stage", "indexer_warmup", "--steps", "1", "--batch-size", "2",
-                                     "--seq-len", "32", "--corpus-bytes", "150000"])
+    again = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "lm",
+            "--out",
+            str(tmp_path / "warm"),
+            "--init",
+            str(out),
+            "--stage",
+            "indexer_warmup",
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "32",
+            "--corpus-bytes",
+            "150000",
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert "indexer KL" in again.output
 
@@ -67,7 +115,8 @@ def test_cli_reports_bad_arguments_in_one_line():
 @pytest.mark.slow
 def test_bench_model_command_small(tmp_path):
     path = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "model", "--contexts", "256", "--batches", "1", "--no-quality",
-                                      "--json", str(path)])
+    result = CliRunner().invoke(
+        app, ["bench", "model", "--contexts", "256", "--batches", "1", "--no-quality", "--json", str(path)]
+    )
     assert result.exit_code == 0, result.output
     assert "DSA vs dense attention" in result.output and json.loads(path.read_text())["attention"]

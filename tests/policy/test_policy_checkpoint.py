@@ -78,12 +78,15 @@ def test_missing_and_unexpected_tensors_are_named(saved):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda p: (p / "tokenizer.json").unlink(), "missing tokenizer.json"),
-    (lambda p: (p / "config.json").write_text("{not json"), "not valid JSON"),
-    (lambda p: (p / "config.json").write_text('{"format": "other"}'), "format 'other'"),
-    (lambda p: (p / "tokenizer.json").write_text("{}"), "Cannot load tokenizer"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda p: (p / "tokenizer.json").unlink(), "missing tokenizer.json"),
+        (lambda p: (p / "config.json").write_text("{not json"), "not valid JSON"),
+        (lambda p: (p / "config.json").write_text('{"format": "other"}'), "format 'other'"),
+        (lambda p: (p / "tokenizer.json").write_text("{}"), "Cannot load tokenizer"),
+    ],
+)
 def test_other_broken_checkpoints(saved, mutate, message):
     path, _ = saved
     mutate(path)

@@ -17,8 +17,7 @@ def _ragged_cache(model: M.Transformer, lengths: list[int], seed: int = 0) -> tu
     seq = torch.randint(11, model.config.vocab_size, (B, S), generator=torch.Generator().manual_seed(seed))
     cache = model.new_cache(B, capacity=8)  # small: the decode step has to grow it
     with torch.no_grad():
-        model(seq[:, : max(lengths)], positions=torch.arange(max(lengths)).expand(B, -1), cache=cache,
-              attn_impl="mha")
+        model(seq[:, : max(lengths)], positions=torch.arange(max(lengths)).expand(B, -1), cache=cache, attn_impl="mha")
     cache.lengths = torch.tensor(lengths)
     return cache, seq
 
@@ -54,8 +53,11 @@ def test_decode_step_equals_the_module_path(dense, lengths, make_model):
             assert step == 0 or model.__dict__["_decode_pack"] is kernel.decode_pack(model)
 
 
-@pytest.mark.parametrize("overrides", [{"dense_ffn": True}, {"n_expert_groups": 4, "n_limited_groups": 2}],
-                         ids=["dense_ffn", "group_routing"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"dense_ffn": True}, {"n_expert_groups": 4, "n_limited_groups": 2}],
+    ids=["dense_ffn", "group_routing"],
+)
 def test_decode_step_equals_the_module_path_for_other_ffns(overrides, make_model):
     model = make_model(**overrides)
     cache, seq = _ragged_cache(model, [20, 5, 12])

@@ -64,6 +64,7 @@ def test_policy_package_tokenizer_and_corpus_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, toolgym.policy, toolgym.policy.tokenizer, toolgym.policy.corpus; "
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys, toolgym.policy, toolgym.policy.tokenizer, toolgym.policy.corpus; sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -25,8 +25,17 @@ def streams(small_tokenizer):
 
 def _run(model, streams, stage, steps, **kw):
     train, val = streams
-    cfg = LMTrainConfig(stage=stage, steps=steps, batch_size=4, seq_len=48, lr=3e-3, warmup_steps=3,
-                        eval_every=steps, eval_batches=2, **kw)
+    cfg = LMTrainConfig(
+        stage=stage,
+        steps=steps,
+        batch_size=4,
+        seq_len=48,
+        lr=3e-3,
+        warmup_steps=3,
+        eval_every=steps,
+        eval_batches=2,
+        **kw,
+    )
     g = torch.Generator().manual_seed(0)
     return train_lm(model, random_windows(train, 4, 48, g), fixed_windows(val, 4, 48, 2), cfg, progress=False)
 
@@ -42,11 +51,20 @@ def test_stdlib_corpus_is_deterministic_and_split_by_file():
 def test_dense_stage_learns_and_checkpoints(make_model, streams, small_tokenizer, tmp_path):
     model = make_model(double=False)
     train, val = streams
-    cfg = LMTrainConfig(steps=40, batch_size=4, seq_len=48, lr=3e-3, warmup_steps=5, eval_every=20,
-                        eval_batches=2, checkpoint_every=20)
+    cfg = LMTrainConfig(
+        steps=40, batch_size=4, seq_len=48, lr=3e-3, warmup_steps=5, eval_every=20, eval_batches=2, checkpoint_every=20
+    )
     g = torch.Generator().manual_seed(0)
-    res = train_lm(model, random_windows(train, 4, 48, g), fixed_windows(val, 4, 48, 2), cfg,
-                   tokenizer=small_tokenizer, out_dir=tmp_path / "ck", progress=True, meta={"corpus": "x"})
+    res = train_lm(
+        model,
+        random_windows(train, 4, 48, g),
+        fixed_windows(val, 4, 48, 2),
+        cfg,
+        tokenizer=small_tokenizer,
+        out_dir=tmp_path / "ck",
+        progress=True,
+        meta={"corpus": "x"},
+    )
     evals = [r["val_loss"] for r in res.history if "val_loss" in r]
     assert len(evals) == 2 and evals[-1] < res.history[0]["loss"] - 0.5
     lrs = [r["lr"] for r in res.history]
@@ -82,5 +100,10 @@ def test_config_forbids_unknown_keys_and_needs_tokenizer_to_save(make_model, str
 
     train, val = streams
     with pytest.raises(ConfigError, match="tokenizer"):
-        train_lm(make_model(), random_windows(train, 2, 8, torch.Generator()), fixed_windows(val, 2, 8, 1),
-                 LMTrainConfig(steps=1), out_dir=tmp_path)
+        train_lm(
+            make_model(),
+            random_windows(train, 2, 8, torch.Generator()),
+            fixed_windows(val, 2, 8, 1),
+            LMTrainConfig(steps=1),
+            out_dir=tmp_path,
+        )

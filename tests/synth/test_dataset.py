@@ -107,7 +107,7 @@ def test_gate_counts_and_manifest(trip_dataset):
         counts = ds.gate_counts()["trip"]
         assert counts["shipped"] == 30 and sum(counts.values()) >= 30
         m = ds.manifest("trip")
-        assert m["config"]["seed"] == 7 and m["family_version"] == 0 and m["toolgym_version"]
+        assert m["config"]["seed"] == 7 and m["family_version"] == 1 and m["toolgym_version"]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])

@@ -59,7 +59,7 @@ def test_dataset_world_split_matches_the_on_the_fly_one():
 
 def test_a_task_id_outside_the_split_is_refused():
     (task,) = served("trip", "train", [0])
-    env = gym.make("toolgym/TripPlanning-v0", split="test", difficulty=1)
+    env = gym.make("toolgym/TripPlanning-v1", split="test", difficulty=1)
     with pytest.raises(ConfigError, match="is in split 'train', not 'test'"):
         env.unwrapped.reset(options={"task_id": task.task_id})
 
@@ -67,7 +67,7 @@ def test_a_task_id_outside_the_split_is_refused():
 @pytest.mark.parametrize("split", ["tset", "holdout", "Train", ""])
 def test_unknown_split_names_are_a_clear_error(split):
     with pytest.raises(ConfigError, match=f"unknown split {split!r}.*splits are train, val, test"):
-        gym.make("toolgym/TripPlanning-v0", split=split)
+        gym.make("toolgym/TripPlanning-v1", split=split)
 
 
 def test_eval_on_the_fly_honours_split() -> None:
