@@ -92,7 +92,7 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
     days, world = p.days, p.world
     if kind == "days":
         if len(days) != c["n_days"]:
-            return f"the plan has {len(days)} days, not {c['n_days']}"
+            return f"the plan has {len(days)} day{'' if len(days) == 1 else 's'}, not {c['n_days']}"
         start = dt.date.fromisoformat(c["start_date"])
         for i, d in enumerate(days):
             want = (start + dt.timedelta(days=i)).isoformat()
@@ -118,7 +118,7 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
                     hint = f"; did you mean {close!r}?" if close is not None else ""
                     return f"day {i + 1}: no {want} named {d[slot]!r}{hint}"
                 if hit[0] != want:
-                    return f"day {i + 1}: {d[slot]!r} is a {hit[0]}, not a {want}"
+                    return f"day {i + 1}: {d[slot]!r} is one of the {hit[0]}s, not the {want}s"
                 if hit[1]["city"] != d["city"]:
                     return f"day {i + 1}: {d[slot]!r} is in {hit[1]['city']}, not {d['city']}"
     elif kind == "no_repeats":

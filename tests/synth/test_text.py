@@ -238,3 +238,25 @@ def test_trip_tool_errors_read_well():
             if d == 1 and "page" in args:
                 continue  # unpaginated worlds ignore the page (another rule's business)
             assert ok is False and not grammar_faults(str(err)), (name, err)
+
+
+def test_trip_verifier_reasons_read_well():
+    """Verdict reasons are shown in `toolgym show`/eval reports: the same grammar rules apply."""
+    from toolgym.verifiers.itinerary import verify_itinerary
+
+    fam = get_family("trip")
+    world = fam.make_world(11, 2)
+    draft = fam.make_task(world, 2, random.Random(0))
+    assert draft is not None
+    spec = {"constraints": draft.params["constraints"]}
+    from toolgym.synth.trip.solver import cheapest_plan, view_of_world
+
+    found = cheapest_plan(view_of_world(world), spec["constraints"], world.cities)
+    assert found is not None
+    plan = [dict(d) for d in found[1]]
+    assert verify_itinerary(spec, plan, world).passed
+    one_day = verify_itinerary(spec, plan[:1], world)
+    wrong_kind = [dict(d) for d in plan]
+    wrong_kind[0]["hotel"] = wrong_kind[0]["attraction"]
+    for verdict in (one_day, verify_itinerary(spec, wrong_kind, world)):
+        assert not verdict.passed and not grammar_faults(verdict.reason), verdict.reason
