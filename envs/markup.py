@@ -30,11 +30,9 @@ Design choices:
   surrogates U+FFFD. Synthesized text is checked instead (:func:`check_text`, by ``TaskSpec``):
   no special string in a prompt, no role marker in the system text, whose action tags are the
   env's deliberate description of the action format (the one exception).
-* JSON is compact and canonical (orjson): the renderer and the env produce the same bytes for
-  the same data, and fewer characters mean fewer tokens for the policy.
-* Tool results are one JSON object per call, ``{"name": …, "content": …}`` or
-  ``{"name": …, "error": "…"}``; the OpenAI-style ``tool`` message carries exactly that JSON
-  text, so rendering messages back gives the env's text byte for byte.
+* JSON is compact and canonical (orjson): the same data gives the same bytes (fewer tokens).
+  Tool results are one JSON object per call, ``{"name": …, "content": …}`` or ``{"name": …,
+  "error": "…"}``; the ``tool`` message carries exactly that text (rendering back is exact).
 * Reasoning retention follows DeepSeek-V3.2: the renderer drops ``reasoning_content`` of
   assistant turns that precede the last user message, and keeps all reasoning after it (tool
   results alone never drop reasoning).
@@ -186,8 +184,7 @@ def check_text(text: str, what: str, allow_action_tags: bool = False) -> None:
         )
 
 
-#: Strict JSON parsing (rejects NaN/Infinity, lone surrogates, nesting deeper than 1024).
-loads = orjson.loads
+loads = orjson.loads  #: Strict JSON parsing (rejects NaN/Infinity, lone surrogates, nesting deeper than 1024).
 
 
 @dataclass(frozen=True)
@@ -491,8 +488,7 @@ def render_prompt(system: str, user: str) -> str:
 def parse_tool_results(observation: str) -> list[dict[str, Any]]:
     """Split an observation into its tool-result payloads (for scripted agents)."""
     out = []
-    for piece in observation.split(TOOL)[1:]:
-        body = piece.split(END, 1)[0]
+    for body in split_payloads(observation):
         try:
             out.append(loads(body))
         except orjson.JSONDecodeError:
