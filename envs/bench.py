@@ -93,6 +93,7 @@ def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
     import gymnasium as gym
 
     import toolgym  # noqa: F401  (registers the ids)
+    from toolgym.envs import chat
     from toolgym.envs import markup as mk
     from toolgym.synth.pipeline import SynthConfig, synthesize
 
@@ -145,7 +146,7 @@ def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
             msgs = [*history, {"role": "assistant", "content": "", "reasoning_content": "x", "tool_calls": []}]
             mk.parse_action(action)
             floor()
-            return mk.render_conversation(msgs, add_generation_prompt=True)
+            return chat.render_conversation(msgs, add_generation_prompt=True)
 
         med, p90 = timed(retemplate, steps // 2)
         rows.append(BenchRow("re-template", med, p90, f"same step, whole conversation re-rendered at turn {turns}"))

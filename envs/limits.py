@@ -9,7 +9,7 @@ Decisions (where DESIGN.md is silent):
 * **Calls over the per-turn limit.** The first ``max_tool_calls_per_turn`` calls run; each
   further call gets its own result ``{"name": <tool>, "error": "not run: …"}`` (as calls after a
   ``submit`` do), and one turn-level error leads the observation. One result per parsed call
-  keeps ``info["messages"]`` and ``markup.messages_from_text`` in agreement.
+  keeps ``info["messages"]`` and ``chat.messages_from_text`` in agreement.
 * **An action over ``max_action_chars``** runs no call and gets one turn-level error; the
   episode goes on.
 * **The warning.** The observations of the last :data:`WARN_TURNS` turns before the turn limit

@@ -33,9 +33,10 @@ Design choices:
 * JSON is compact and canonical (orjson): the same data gives the same bytes (fewer tokens).
   Tool results are one JSON object per call, ``{"name": …, "content": …}`` or ``{"name": …,
   "error": "…"}``; the ``tool`` message carries exactly that text (rendering back is exact).
-* Reasoning retention follows DeepSeek-V3.2: the renderer drops ``reasoning_content`` of
-  assistant turns that precede the last user message, and keeps all reasoning after it (tool
-  results alone never drop reasoning).
+* Arguments nest at most :data:`MAX_ARG_DEPTH` levels: no tool needs more, and every JSON
+  writer (orjson stops at 254, the standard library at the recursion limit) would fail deeper.
+* The OpenAI-style chat view (``info["messages"]``, DeepSeek-V3.2 reasoning retention) lives in
+  :mod:`toolgym.envs.chat`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ _ROLE_MARKERS = (SYSTEM, USER, ASSISTANT, TOOL, END)
 _TAG_RE = re.compile("|".join(re.escape(t) for t in (*_ACTION_TAGS, *_ROLE_MARKERS)))
 _CALL_HINT = 'write <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>'
 _MAX_ECHO = 80  # characters of a bad fragment quoted back in an error
+MAX_ARG_DEPTH = 64  # levels of nesting in a call's arguments (the arguments object is level 1)
 #: A ``<`` that starts a special string (``<|`` of any role-marker shape, or an action tag).
 _SPECIAL_START = re.compile("<(?=\\||" + "|".join(re.escape(t[1:]) for t in _ACTION_TAGS) + ")")
 #: A special string: a role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), or an action tag.
@@ -247,7 +249,23 @@ def parse_call(body: str, index: int) -> ToolCall | str:
         args = {}
     if not isinstance(args, dict):
         return f'tool call {index} ({name}): "arguments" must be an object, got {type(args).__name__}'
+    if body.count("[") + body.count("{") > MAX_ARG_DEPTH and _too_deep(args):  # counts are C-fast; walk rarely
+        return f"tool call {index} ({name}): arguments nest deeper than {MAX_ARG_DEPTH} levels; no tool takes that"
     return ToolCall(name=name, arguments=args)
+
+
+def _too_deep(obj: Any) -> bool:
+    """Whether ``obj`` nests deeper than :data:`MAX_ARG_DEPTH` (iterative: no recursion limit)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_ARG_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
 
 
 #: The rest of a JSON string from inside it: characters and escapes up to (not including) the closing quote.
@@ -496,104 +514,6 @@ def parse_tool_results(observation: str) -> list[dict[str, Any]]:
     return out
 
 
-def turn_messages(
-    turn: int, action: str, parsed: ParsedAction | None, payloads: list[str], n_errors: int, calls_ran: bool
-) -> list[dict[str, Any]]:
-    """The OpenAI-style messages of one env turn: the assistant message, then one tool message per payload.
-
-    Args:
-        turn: 1-based turn number (call ids are ``call_<turn>_<i>``).
-        action: The raw action text (the content when it could not be parsed).
-        parsed: The parsed action, or None when it was not parsed (over the length limit).
-        payloads: The tool-result payloads of the observation, in order.
-        n_errors: How many leading payloads are turn-level errors (no call id).
-        calls_ran: Whether the parsed calls were dispatched (each has a payload after the errors).
-    """
-    calls = parsed.tool_calls if parsed is not None and calls_ran else []
-    ids = [f"call_{turn}_{i}" for i in range(len(calls))]
-    out: list[dict[str, Any]] = [
-        {
-            "role": "assistant",
-            "content": parsed.content if parsed is not None else action,
-            "reasoning_content": parsed.reasoning if parsed is not None else None,
-            "tool_calls": [
-                {"id": i, "type": "function", "function": {"name": c.name, "arguments": dumps(c.arguments)}}
-                for i, c in zip(ids, calls, strict=True)
-            ],
-        }
-    ]
-    names: list[str | None] = [None] * n_errors + [c.name for c in calls]
-    call_ids: list[str | None] = [None] * n_errors + list(ids)
-    for p, name, cid in zip(payloads, names, call_ids, strict=True):
-        out.append({"role": "tool", "tool_call_id": cid, "name": name, "content": p})
-    return out
-
-
 def split_payloads(observation: str) -> list[str]:
     """The raw payload texts of an observation, in order."""
     return [piece.split(END, 1)[0] for piece in observation.split(TOOL)[1:]]
-
-
-def messages_from_text(system: str, prompt: str, actions: list[str], observations: list[str]) -> list[dict[str, Any]]:
-    """Rebuild an episode's ``info["messages"]`` from its text (datasets store only the text).
-
-    Exact for episodes whose actions stayed within the env's length limit (always true of
-    reference trajectories); tested against the env's own messages.
-    """
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-    for turn, (action, obs) in enumerate(zip(actions, observations[1:], strict=True), 1):
-        parsed = parse_action(action)
-        payloads = split_payloads(obs)
-        n_errors = 0
-        while n_errors < len(payloads) and loads(payloads[n_errors]).get("name") is None:
-            n_errors += 1
-        ran = not parsed.fatal and len(payloads) - n_errors == len(parsed.tool_calls)
-        messages += turn_messages(turn, action, parsed, payloads, n_errors, ran)
-    return messages
-
-
-def render_conversation(
-    messages: Sequence[dict[str, Any]],
-    add_generation_prompt: bool = False,
-    drop_old_reasoning: bool = True,
-) -> str:
-    """Render OpenAI-style chat messages in the markup.
-
-    Args:
-        messages: ``system``/``user``/``assistant``/``tool`` messages as in ``info["messages"]``.
-            Assistant messages use ``reasoning_content``, ``content`` and ``tool_calls`` (with
-            ``function.arguments`` a JSON string); tool messages carry the payload JSON text.
-        add_generation_prompt: Append ``<|assistant|>`` when the last message is not an
-            assistant turn (the state in which a policy acts).
-        drop_old_reasoning: Apply the DeepSeek-V3.2 rule: drop the reasoning of assistant turns
-            before the last user message.
-
-    Returns:
-        The conversation text. For an episode whose actions were canonical (as produced by
-        :func:`render_action`) this equals ``obs0 + act1 + obs1 + …`` exactly.
-
-    Raises:
-        ValueError: for an unknown role, or an assistant message :func:`render_action` refuses
-            (content holding markup, e.g. an over-long action kept verbatim).
-    """
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
-    parts: list[str] = []
-    for i, m in enumerate(messages):
-        role = m["role"]
-        if role == "system":
-            parts.append(SYSTEM + m["content"] + END)
-        elif role == "user":
-            parts.append(USER + m["content"] + END)
-        elif role == "tool":
-            parts.append(TOOL + m["content"] + END)
-        elif role == "assistant":
-            reasoning = m.get("reasoning_content")
-            if drop_old_reasoning and i < last_user:
-                reasoning = None
-            calls = [(c["function"]["name"], loads(c["function"]["arguments"])) for c in m.get("tool_calls") or ()]
-            parts.append(ASSISTANT + render_action(calls, reasoning, m.get("content") or ""))
-        else:
-            raise ValueError(f"unknown message role {role!r}")
-    if add_generation_prompt and (not messages or messages[-1]["role"] != "assistant"):
-        parts.append(ASSISTANT)
-    return "".join(parts)

@@ -55,6 +55,7 @@ from typing import Any
 import gymnasium as gym
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.sources import TaskSource, make_source
@@ -80,7 +81,8 @@ _FORMAT_HINT = (
 )
 _NO_CALL = "no tool call in this turn; call a tool, or call submit to finish"
 _FENCE = re.compile(r"```([\w-]*)\s*(.*?)(?:```|$)", re.S)
-_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|$)", re.S)
+_FUNCTION_TAG = re.compile(r"<function=([^<>\s]+)>(.*?)(?:</function>|$)", re.S)  # linear: no `<` in a name
+_HINT_SCAN = 8192  # characters of a call-less turn examined for another call format
 
 
 class EnvConfig(BaseModel):
@@ -105,7 +107,7 @@ class EnvConfig(BaseModel):
     messages: bool = Field(
         True,
         description="keep info['messages'] (the OpenAI-style chat view) up to date; token-level RL loops and the "
-        "synthesis pipeline turn it off and rebuild it from the text when needed (markup.messages_from_text)",
+        "synthesis pipeline turn it off and rebuild it from the text when needed (chat.messages_from_text)",
     )
 
     @field_validator("difficulty")
@@ -173,7 +175,7 @@ def no_call_error(content: str) -> str:
     ``<function=name>{…}</function>`` tag, a bare JSON object; when its call parses, the error
     shows it rewritten in the markup.
     """
-    text = content.strip()
+    text = content.strip()[:_HINT_SCAN]  # bounded work whatever the policy wrote
     call: tuple[str, Any] | None = None
     if "```" in text:
         m = _FENCE.search(text)
@@ -358,7 +360,7 @@ class ToolEnv(gym.Env[str, str]):
             obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
             obs = obs if self._done else obs + mk.ASSISTANT
         if c.messages:
-            self._messages += mk.turn_messages(self._turn, action, parsed, payloads, n_lead, calls_ran)
+            self._messages += chat.turn_messages(self._turn, action, parsed, payloads, n_lead, calls_ran)
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {

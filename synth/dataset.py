@@ -67,7 +67,7 @@ _TASK_SELECT = (
 class Trajectory:
     """A reference run, as stored: its text.
 
-    OpenAI messages are rebuilt from it on demand with ``toolgym.envs.markup.messages_from_text``,
+    OpenAI messages are rebuilt from it on demand with ``toolgym.envs.chat.messages_from_text``,
     the same function the env builds them with.
     """
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from toolgym.envs.markup import messages_from_text
+from toolgym.envs.chat import messages_from_text
 from toolgym.errors import ConfigError
 from toolgym.synth.dataset import Dataset, check_split
 

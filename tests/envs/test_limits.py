@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.rollout import ProgramAgent, run_episode
@@ -38,7 +39,7 @@ def check_observation(env, obs, n_results=None):
 
 
 def check_messages(env, actions, observations, info):
-    assert mk.messages_from_text(env.system, env.task.prompt, actions, observations) == info["messages"]
+    assert chat.messages_from_text(env.system, env.task.prompt, actions, observations) == info["messages"]
 
 
 # ----------------------------------------------------------------------------- the cap (fault 6)
@@ -281,3 +282,14 @@ def test_an_over_long_action_is_an_error_and_the_chat_view_agrees(trip_dataset, 
     check_messages(env, [body], [obs0, obs], info)
     obs, *_ = env.step(mk.render_action([("get_all_cities", {})]))
     assert "content" in mk.parse_tool_results(obs)[0]  # the episode goes on
+
+
+def test_format_hints_read_a_bounded_prefix():
+    """The other-format detection reads at most _HINT_SCAN characters, so no action can stall it."""
+    from toolgym.envs.toolenv import _HINT_SCAN, _NO_CALL, no_call_error
+
+    late = "x" * _HINT_SCAN + '{"name": "get_all_cities", "arguments": {}}'
+    assert no_call_error(late) == _NO_CALL
+    # Formerly quadratic in the function-tag pattern (0.8 s for 32k characters): now the form is named.
+    assert "<function=...> tag" in no_call_error("<function=" * 6400)
+    assert "<function=...> tag" in no_call_error("<function=a>" * 3000)

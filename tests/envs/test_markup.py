@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from toolgym.envs import chat
 from toolgym.envs import markup as mk
 
 
@@ -117,13 +118,13 @@ def test_reasoning_is_dropped_only_before_a_new_user_message():
         _assistant("second thought", "b"),
         {"role": "tool", "content": mk.tool_payload("b", 2)},
     ]
-    text = mk.render_conversation(msgs)
+    text = chat.render_conversation(msgs)
     assert "first thought" in text and "second thought" in text  # tool results alone keep reasoning
     msgs += [{"role": "user", "content": "u2"}, _assistant("third thought", "c")]
-    text = mk.render_conversation(msgs)
+    text = chat.render_conversation(msgs)
     assert "first thought" not in text and "second thought" not in text and "third thought" in text
     assert text.count(mk.CALL_OPEN) == 3  # calls and results stay when reasoning goes
-    assert "first thought" in mk.render_conversation(msgs, drop_old_reasoning=False)
+    assert "first thought" in chat.render_conversation(msgs, drop_old_reasoning=False)
 
 
 # ----------------------------------------------------------------------------- special strings in payloads and calls
@@ -197,3 +198,38 @@ def test_check_text_names_the_string_and_the_character():
         mk.check_text("end <|end|>", "system", allow_action_tags=True)
     with pytest.raises(ValueError, match="U\\+65E5"):
         mk.check_text("ok 日", "prompt")
+
+
+@pytest.mark.parametrize("depth", [65, 600, 1000, 1024])
+def test_deeply_nested_arguments_are_an_error_not_a_crash(depth):
+    """Nesting past MAX_ARG_DEPTH used to reach the writers' recursion (RecursionError in step)."""
+    nested = "[" * (depth - 1) + "]" * (depth - 1)  # the arguments object is level 1
+    for name in ("get_all_cities", "submit"):
+        for args in (f'{{"x":{nested}}}', mk.dumps(f'{{"x":{nested}}}')):  # object, or OpenAI's JSON string
+            parsed = mk.parse_action(f'<tool_call>{{"name":"{name}","arguments":{args}}}</tool_call><|end|>')
+            assert parsed.tool_calls == [] and parsed.errors, depth
+            err = parsed.errors[0]
+            assert f"deeper than {mk.MAX_ARG_DEPTH} levels" in err or (depth >= 1023 and "JSON" in err), err[:200]
+
+
+def test_arguments_at_the_depth_limit_parse():
+    nested = "[" * (mk.MAX_ARG_DEPTH - 1) + "]" * (mk.MAX_ARG_DEPTH - 1)
+    parsed = mk.parse_action(f'<tool_call>{{"name":"f","arguments":{{"x":{nested}}}}}</tool_call>')
+    assert parsed.errors == [] and len(parsed.tool_calls) == 1
+    assert mk.parse_action(mk.render_action([("f", parsed.tool_calls[0].arguments)])).tool_calls == parsed.tool_calls
+
+
+def test_deep_nesting_through_the_env_never_crashes():
+    import gymnasium as gym
+
+    import toolgym  # noqa: F401
+
+    env = gym.make("toolgym/TripPlanning-v1", difficulty=1)
+    env.reset(seed=0)
+    for depth in (600, 1000):
+        nested = "[" * depth + "]" * depth
+        obs, reward, terminated, truncated, info = env.step(
+            f'<tool_call>{{"name":"submit","arguments":{{"answer":{nested}}}}}</tool_call><|end|>'
+        )
+        assert not terminated and reward == 0.0 and "deeper than" in obs
+        assert env.observation_space.contains(obs)

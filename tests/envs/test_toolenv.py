@@ -3,6 +3,7 @@
 import pytest
 from gymnasium.error import ResetNeeded
 
+from toolgym.envs import chat
 from toolgym.envs import markup as mk
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
@@ -39,8 +40,8 @@ def test_context_equals_rendered_conversation_exactly(trip_dataset):
     agent = ProgramAgent(get_family("trip").reference(env.task.params, env.task.tool_config))
     ep = run_episode(env, agent, seed=1)
     assert ep.terminated and ep.reward == 1.0
-    assert ep.text == mk.render_conversation(ep.info["messages"])
-    assert mk.messages_from_text(env.system, env.task.prompt, ep.actions, ep.observations) == ep.info["messages"]
+    assert ep.text == chat.render_conversation(ep.info["messages"])
+    assert chat.messages_from_text(env.system, env.task.prompt, ep.actions, ep.observations) == ep.info["messages"]
     for act, o in zip(ep.actions, ep.observations[1:], strict=True):  # each observation is only the continuation
         assert o.startswith(mk.TOOL) and act.endswith(mk.END)
     assert ep.observations[-1].endswith(mk.END) and not ep.observations[-1].endswith(mk.ASSISTANT)
@@ -74,7 +75,7 @@ def test_bad_actions_become_error_observations(trip_dataset):
         assert any(needle in p.get("error", "") for p in payloads), (action, payloads)
         assert (reward, term, trunc) == (0.0, False, False)
     # The chat-API view rebuilt from the text equals the env's own, errors included.
-    assert mk.messages_from_text(env.system, env.task.prompt, actions, observations) == info["messages"]
+    assert chat.messages_from_text(env.system, env.task.prompt, actions, observations) == info["messages"]
 
 
 def test_only_the_turn_limit_truncates(trip_dataset):
