@@ -8,6 +8,7 @@ read-only and lazily in each process, so envs pickle and run in ``AsyncVectorEnv
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
@@ -140,6 +141,9 @@ class DatasetSource(TaskSource):
         return state
 
 
+_FLY_ID = re.compile(r"([a-z][a-z0-9_]*)-fly-s(0|[1-9][0-9]{0,18})-d([1-5])", re.ASCII)
+
+
 class SynthSource(TaskSource):
     """Tasks synthesized on the fly: the reset seed picks a candidate, gates included.
 
@@ -183,17 +187,21 @@ class SynthSource(TaskSource):
         return hit
 
     def get(self, task_id: str) -> tuple[TaskSpec, Any]:
-        """Regenerate a task from an id of the form ``<family>-fly-s<seed>-d<difficulty>``."""
-        parts = task_id.split("-")
-        try:
-            assert parts[0] == self.family.id and parts[1] == "fly"
-            seed, difficulty = int(parts[2][1:]), int(parts[3][1:])
-        except (AssertionError, IndexError, ValueError):
+        """Regenerate a task from an id of the form ``<family>-fly-s<seed>-d<difficulty>``.
+
+        The id must be exactly that form (ASCII digits, no sign or leading zeros, difficulty
+        1-5), so a served task's id always equals the id asked for.
+
+        Raises:
+            UnknownNameError: Any other id.
+        """
+        m = _FLY_ID.fullmatch(task_id) if isinstance(task_id, str) else None
+        if m is None or m.group(1) != self.family.id:
             raise UnknownNameError(
                 f"task id {task_id!r} is not an on-the-fly {self.family.id} task id "
-                f"(<family>-fly-s<seed>-d<difficulty>); pass dataset=… to serve dataset tasks"
-            ) from None
-        return _in_split(self._make(seed, difficulty), self.split)
+                f"({self.family.id}-fly-s<seed>-d<difficulty 1-5>); task ids of a dataset need the dataset"
+            )
+        return _in_split(self._make(int(m.group(2)), int(m.group(3))), self.split)
 
 
 def _in_split(item: tuple[TaskSpec, Any], split: str | None) -> tuple[TaskSpec, Any]:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
@@ -93,15 +93,19 @@ class EnvConfig(BaseModel):
     family: str
     dataset: Path | None = Field(None, description="DuckDB dataset; None synthesizes tasks from the seed")
     split: str | None = Field(None, description="train/val/test; None = every split")
-    difficulty: int | list[int] | None = Field(None, description="difficulty or list of difficulties")
+    difficulty: StrictInt | list[StrictInt] | None = Field(
+        None, description="difficulty or non-empty list of difficulties (integers 1-5; a boolean is refused)"
+    )
     task_id: str | None = Field(None, description="always serve this task")
     # Defaults: every family's reference stays 25% below each (tests/test_limits_all.py); the trip
     # reference makes up to ~270 calls at difficulty 5, so 32 calls per turn (references batch 24)
     # keep it near 15 of the 48 turns, where 16 per turn (batches of 12) would take ~30.
-    max_turns: int = Field(lim.MAX_TURNS, ge=1, description="turns per episode; running out truncates, reward 0")
-    max_tool_calls_per_turn: int = Field(lim.MAX_TOOL_CALLS_PER_TURN, ge=1, description="calls beyond are not run")
-    max_action_chars: int = Field(lim.MAX_ACTION_CHARS, ge=64, description="a longer action runs no call")
-    max_observation_chars: int = Field(
+    max_turns: StrictInt = Field(lim.MAX_TURNS, ge=1, description="turns per episode; running out truncates, reward 0")
+    max_tool_calls_per_turn: StrictInt = Field(
+        lim.MAX_TOOL_CALLS_PER_TURN, ge=1, description="calls beyond are not run"
+    )
+    max_action_chars: StrictInt = Field(lim.MAX_ACTION_CHARS, ge=64, description="a longer action runs no call")
+    max_observation_chars: StrictInt = Field(
         lim.MAX_OBSERVATION_CHARS, ge=1024, description="observations are cut to this, with a [cut: …] marker"
     )
     messages: bool = Field(
@@ -113,6 +117,8 @@ class EnvConfig(BaseModel):
     @field_validator("difficulty")
     @classmethod
     def _difficulty_range(cls, v: int | list[int] | None) -> int | list[int] | None:
+        if v == []:
+            raise ValueError("difficulty is an empty list; pass None for any difficulty")
         for d in [v] if isinstance(v, int) else v or []:
             if not 1 <= d <= 5:
                 raise ValueError(f"difficulty must be between 1 and 5, got {d}")
@@ -255,6 +261,8 @@ class ToolEnv(gym.Env[str, str]):
         if unknown_opts:
             raise ConfigError(f"unknown reset options {sorted(unknown_opts)}; only 'task_id' is accepted")
         task_id = options.get("task_id") or self.config.task_id
+        if task_id is not None and not isinstance(task_id, str):
+            raise ConfigError(f"task_id must be a str, got {type(task_id).__name__} {task_id!r}")
         task, world = self.source.get(task_id) if task_id else self.source.pick(self.np_random)
         self.task, self.world = task, world
         self.toolset = self._toolset(task)

@@ -1,5 +1,6 @@
 """ToolEnv: the protocol of DESIGN.md, token-exact, with errors as observations and a turn limit that truncates."""
 
+import gymnasium as gym
 import pytest
 from gymnasium.error import ResetNeeded
 
@@ -8,7 +9,7 @@ from toolgym.envs import markup as mk
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env
-from toolgym.errors import ConfigError
+from toolgym.errors import ConfigError, UnknownNameError
 from toolgym.synth import get_family
 from toolgym.synth.pipeline import build_task
 
@@ -161,3 +162,22 @@ def test_task_id_option_and_unknown_ids(trip_dataset):
     assert info["task_id"] == tid
     with pytest.raises(UnknownNameError, match="did you mean"):
         env.reset(options={"task_id": tid + "x"})
+
+
+@pytest.mark.parametrize(
+    "task_id", ["trip-fly-s+1-d1", "trip-fly-s1-d1-junk", "trip-fly-s\u0661-d1", "trip-fly-s1-d9", "trip-fly-s01-d1", 5]
+)
+def test_an_on_the_fly_task_id_must_be_exact(task_id):
+    """A served task's id always equals the id asked for; anything else is a clear error."""
+    env = gym.make("toolgym/TripPlanning-v1")
+    with pytest.raises((ConfigError, UnknownNameError)):
+        env.reset(options={"task_id": task_id})
+    assert env.reset(options={"task_id": "trip-fly-s1-d1"})[1]["task_id"] == "trip-fly-s1-d1"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"difficulty": True}, {"difficulty": []}, {"difficulty": [True]}, {"max_turns": True}]
+)
+def test_a_boolean_or_empty_difficulty_is_refused(kwargs):
+    with pytest.raises(ConfigError):
+        gym.make("toolgym/TripPlanning-v1", **kwargs)
