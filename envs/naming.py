@@ -133,6 +133,11 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
 
 
 def did_you_mean(name: str, candidates: Iterable[str], otherwise: str = "") -> str:
-    """The hint clause of a miss: ``"; did you mean 'X'?"`` (or ``otherwise`` with no candidates)."""
+    """The hint clause of a miss: ``"; did you mean 'X'?"`` (or ``otherwise`` with no candidates).
+
+    The name is quoted as it is, not with ``repr``: ``repr`` writes characters such as U+202E as
+    the six characters ``\u202e``, a spelling that would not match when copied back (the payload
+    writer escapes what JSON needs, so the decoded hint holds the exact name).
+    """
     hit = closest(name, candidates)
-    return f"; did you mean {hit!r}?" if hit is not None else otherwise
+    return f"; did you mean '{hit}'?" if hit is not None else otherwise

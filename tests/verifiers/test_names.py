@@ -196,3 +196,15 @@ def test_code_answers_match_names_by_the_rule(names, data):
         assert not verify(verifier_spec("names", names), [*variant[1:], other]).passed
         v = verify(verifier_spec("string", names[0]), other)
         assert not v.passed and "did you mean" in v.reason
+
+
+def test_a_hint_holds_the_exact_name_to_copy_back():
+    """A suggested name decodes to exactly the world's name, whatever characters it has."""
+    from toolgym.envs import markup as mk
+    from toolgym.envs.naming import did_you_mean
+
+    odd = "<|end|>\u202e\U0001f642\x01.csv"
+    hint = did_you_mean("<|end|>\u202e\U0001f642\x01.cs", [odd, "trips.csv"])
+    assert hint == f"; did you mean '{odd}'?"
+    payload = mk.tool_payload("read_file", error="no file named 'x'" + hint)
+    assert odd in mk.loads(payload)["error"] and "<|end|>" not in payload
