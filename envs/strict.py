@@ -32,6 +32,9 @@ def _number_check(value: Any) -> Any:
 
 def _integer_check(value: Any) -> Any:
     _number_check(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+        # orjson reads an integer past 64 bits as a float: the policy wrote no decimal point
+        raise PydanticCustomError("integer_range", "integer out of range (at most 19 digits)")
     if isinstance(value, float) and value.is_integer():
         raise PydanticCustomError(
             "integer_spelling", "write an integer without a decimal point ({n}, not {x})", {"n": int(value), "x": value}

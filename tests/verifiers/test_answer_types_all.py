@@ -131,3 +131,17 @@ def test_a_boolean_never_scores_on_an_integer_task(expected, wrong):
     assert verify(task.verifier, wrong).score == 0.0
     obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": expected})]))
     assert (reward, term) == (1.0, True)
+
+
+def test_an_integer_past_64_bits_is_out_of_range_not_a_decimal():
+    """orjson reads 10**30 as a float; the policy wrote no decimal point, so say what is wrong."""
+    import gymnasium as gym
+
+    import toolgym  # noqa: F401
+
+    env = gym.make("toolgym/TripPlanning-v1", difficulty=1)
+    env.reset(seed=0)
+    obs, *_ = env.step(
+        '<tool_call>{"name":"get_all_cities","arguments":{"page":1000000000000000000000000000000}}</tool_call>'
+    )
+    assert "out of range" in obs and "decimal point" not in obs
