@@ -21,8 +21,6 @@ from .test_toolenv import ledger_env
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=400) | st.sampled_from(
     ["\x01" * 999, "<" * 300, "<|end|><|user|>", "é" * 500, '"\\' * 200]
 )
-#: Special strings inside arguments and results are fault 1's (markup escaping), tested there.
-PLAIN_TEXT = TEXT.filter(lambda t: not any(s in t for s in mk.SPECIAL_TOKENS))
 MARK = len(mk.TOOL) + len(mk.END)
 
 
@@ -89,8 +87,8 @@ def test_cap_payloads_keeps_one_valid_payload_each_within_the_cap(items, extra):
     assert len(out) == len(payloads)
     obs = mk.END + "".join(mk.render_tool(p) for p in out) + mk.ASSISTANT
     assert len(obs) <= cap
-    if not any(t in p for p in out for t in mk.SPECIAL_TOKENS):  # escaping them is fault 1's (markup.dumps)
-        assert mk.split_payloads(obs) == out
+    assert mk.split_payloads(obs) == out  # no payload holds a special string (markup.dumps escapes them)
+    assert not any(t in p for p in out for t in mk.SPECIAL_TOKENS)
     for before, after in zip(payloads, out, strict=True):
         a, b = mk.loads(before), mk.loads(after)
         assert a["name"] == b["name"] and set(a) == set(b)
@@ -153,7 +151,7 @@ def blob(ctx: object, text: str, times: int, fail: bool = False) -> dict:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.tuples(PLAIN_TEXT, st.integers(0, 4000), st.booleans()), min_size=1, max_size=40),
+    st.lists(st.tuples(TEXT, st.integers(0, 4000), st.booleans()), min_size=1, max_size=40),
     st.integers(0, 200_000),
     st.integers(1, 3),
 )
