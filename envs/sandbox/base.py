@@ -359,6 +359,18 @@ class Session(ABC):
             FileNotFoundError: If there is no directory at ``path``.
         """
 
+    def readlink(self, path: str) -> str | None:
+        """The target text of the symlink at ``path`` (never followed), or ``None``.
+
+        ``None`` also when the backend cannot tell (the container backend); the local
+        backend reads it with ``readlinkat``.
+
+        Raises:
+            ConfigError: If the path leaves the workspace.
+        """
+        clean_relpath(path)
+        return None
+
     @abstractmethod
     def snapshot(self, max_bytes: int | None = None) -> dict[str, bytes]:
         """Every regular file of the workspace as ``{relative path: bytes}``.

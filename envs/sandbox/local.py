@@ -494,6 +494,11 @@ class LocalSession(Session):
         self._check_open()
         return self.workspace.get(path, max_bytes or self.limits.workspace_bytes)
 
+    def readlink(self, path: str) -> str | None:
+        """A workspace symlink's target text, never followed (see :class:`Session`)."""
+        self._check_open()
+        return self.workspace.readlink(path)
+
     def listdir(self, path: str = ".") -> list[str]:
         """List a workspace directory (see :class:`Session`)."""
         self._check_open()

@@ -263,12 +263,24 @@ class HostWorkspace:
             os.close(dfd)
 
     def get(self, path: str, max_bytes: int) -> bytes:
-        """Read a regular file; symlinks, fifos and devices count as missing."""
+        """Read a regular file; symlinks, fifos and devices count as missing (never followed).
+
+        Raises:
+            FileNotFoundError: No regular file there; the message says when it is a link.
+            SandboxError: The file is larger than ``max_bytes`` or its mode denies reading.
+        """
         rel = clean_relpath(path)
         dfd, name = self._open_parent(rel, create=False)
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise SandboxError(f"Cannot read workspace file {rel!r}: permission denied.") from exc
+            target = _readlink_at(dfd, name) if exc.errno == errno.ELOOP else None
+            if target is not None:
+                raise FileNotFoundError(
+                    f"Workspace path {rel!r} is a symbolic link to {target!r}; not followed."
+                ) from exc
             raise FileNotFoundError(f"No file at workspace path {rel!r}.") from exc
         finally:
             os.close(dfd)
@@ -287,6 +299,24 @@ class HostWorkspace:
             return b"".join(chunks)
         finally:
             os.close(fd)
+
+    def readlink(self, path: str) -> str | None:
+        """The target text of a symlink (only read, never followed), or ``None`` if not a link.
+
+        The target is the string the link holds, such as ``"trips.csv"`` or ``"/etc/passwd"``;
+        nothing it points to is opened, so reporting it leaks nothing the agent did not write.
+        """
+        rel = clean_relpath(path)
+        if rel == ".":
+            return None
+        try:
+            dfd, name = self._open_parent(rel, create=False)
+        except OSError:
+            return None
+        try:
+            return _readlink_at(dfd, name)
+        finally:
+            os.close(dfd)
 
     def listdir(self, path: str = ".") -> list[str]:
         """Sorted names in a directory; directories get a trailing ``/``."""
@@ -346,6 +376,14 @@ class HostWorkspace:
             _libc().umount2(bytes(self.path), MNT_DETACH)
             self.mounted = False
         remove_tree(self.path)
+
+
+def _readlink_at(dfd: int, name: str) -> str | None:
+    """``readlink`` of ``name`` in the directory ``dfd``; ``None`` when it is no link (or gone)."""
+    try:
+        return os.readlink(name, dir_fd=dfd)
+    except OSError:
+        return None
 
 
 def can_mount_tmpfs(root: Path) -> bool:

@@ -103,23 +103,58 @@ class CodeContext:
                 hint = naming.did_you_mean(rel, files)
                 raise ToolError(f"no file named {path!r}{hint} The files are {', '.join(files)}.")
             return self.files[rel]
-        try:
-            return self._get(rel)
-        except FileNotFoundError:
-            pass
+        text = self._read(rel)
+        if text is not None:
+            return text
+        self._refuse_special(path, rel)
         # A file the policy's code wrote may be stored non-canonically (NFD bytes on disk).
-        names = [n for n in self.names() if not n.endswith("/")]
-        twin = next((n for n in names if naming.canon(n) == rel), None)
-        if twin is None:
-            raise ToolError(f"no file named {path!r}{naming.did_you_mean(rel, names)}") from None
-        return self._get(twin)
+        entries = self.names()
+        names = [n for n in entries if not n.endswith("/")]
+        twin = next((n for n in names if n != rel and naming.canon(n) == rel), None)
+        text = self._read(twin) if twin is not None else None
+        if text is not None:
+            return text
+        if twin is not None:
+            self._refuse_special(path, twin)
+        if rel + "/" in entries:
+            raise ToolError(f"{path!r} is a directory; read_file reads files (run_python can list it)")
+        raise ToolError(f"no file named {path!r}{naming.did_you_mean(rel, names)}")
 
-    def _get(self, rel: str) -> str:
+    def _refuse_special(self, path: str, rel: str) -> None:
+        """Raise a ToolError saying what stands at ``rel`` when it exists but is no regular file."""
+        target = self.link(rel)
+        if target is not None:
+            raise ToolError(
+                f"{path!r} is a symbolic link to {target!r}, and read_file does not follow links; "
+                "read the file it points to by its own name, or open the link in run_python"
+            )
+        if rel in (self.names() if "/" not in rel else ()):
+            raise ToolError(f"{path!r} is not a regular file (a pipe, socket or device); read_file reads files")
+
+    def _read(self, rel: str) -> str | None:
+        """The text of the workspace's regular file ``rel``; ``None`` when there is none.
+
+        Raises:
+            ToolError: The file exists but cannot be read (too large, no permission).
+        """
         assert self.session is not None
         try:
             return self.session.get(rel, max_bytes=16 << 20).decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
         except SandboxError as exc:
             raise ToolError(str(exc)) from None
+        except OSError as exc:  # e.g. a directory on the way the policy made unreadable
+            raise ToolError(f"cannot read {rel!r}: {exc.strerror or exc}") from None
+
+    def link(self, name: str) -> str | None:
+        """The target text of the workspace symlink ``name`` (never followed), else ``None``."""
+        if self.session is None:
+            return None
+        try:
+            return self.session.readlink(name)
+        except (ConfigError, OSError):
+            return None
 
     def names(self) -> list[str]:
         """The top-level workspace entries (directories end with ``/``)."""
@@ -174,7 +209,11 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
 
 @tool("read")
 def list_files(ctx: CodeContext) -> dict[str, Any]:
-    """List the files in the workspace with their sizes in lines and bytes."""
+    """List the files in the workspace with their sizes in lines and bytes.
+
+    A symbolic link is listed with its target (``{"name": "l.csv", "link": "trips.csv"}``) and no
+    sizes: links are never followed, so one pointing outside the workspace leaks nothing.
+    """
     entries: list[dict[str, Any]] = []
     for name in ctx.names():
         if name.endswith("/"):
@@ -183,7 +222,8 @@ def list_files(ctx: CodeContext) -> dict[str, Any]:
         try:
             text = ctx.text(name)
         except ToolError:
-            entries.append({"name": name})
+            target = ctx.link(name)
+            entries.append({"name": name} if target is None else {"name": name, "link": target})
             continue
         entries.append({"name": name, "lines": len(text.splitlines()), "bytes": len(text.encode())})
     return {"files": entries}

@@ -219,8 +219,11 @@ def test_planted_symlinks_are_never_followed(session: LocalSession, tmp_path: Pa
         "os.symlink('/etc', 'etc')"
     )
     assert r.ok, r
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=f"symbolic link to {str(target)!r}; not followed"):
         session.get("link.txt")
+    assert session.readlink("link.txt") == str(target)  # the link's own text: nothing is opened
+    assert session.readlink("etc") == "/etc" and session.readlink("dir/x.txt") is None
+    assert session.readlink(".") is None
     with pytest.raises(FileNotFoundError):
         session.put("dir/x.txt", "escape")
     with pytest.raises(FileNotFoundError):

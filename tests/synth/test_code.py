@@ -388,6 +388,45 @@ def test_run_python_keeps_state_reports_errors_and_sees_the_workspace(tool_ctx):
     assert call(ts, ctx, "read_file", path="notes.txt")["text"] == "a\nb"
 
 
+# Every kind of non-regular entry the policy's code can plant, with the link text if a link.
+ODD_ENTRIES = {
+    "l2.csv": "DATA",  # a link to a data file (the tester's repro)
+    "dangling": "nope.csv",
+    "to_dir": "sub",
+    "passwd": "/etc/passwd",  # outside the workspace
+    "up": "../../../../etc/hostname",
+    "loop": "loop",
+    "sub/inner": "/etc/passwd",
+    "pipe": None,
+}
+
+
+def test_links_and_special_files_never_break_listing_nor_leak(tool_ctx):
+    ts, ctx, world, _ = tool_ctx
+    name = world.file_of["F"]
+    plant = ["import os", "os.mkdir('sub')", "os.mkfifo('pipe')"]
+    plant += [f"os.symlink({t.replace('DATA', name)!r}, {n!r})" for n, t in ODD_ENTRIES.items() if t]
+    assert call(ts, ctx, "run_python", code="\n".join(plant))["status"] == "ok"
+    listed = call(ts, ctx, "list_files")
+    assert "error" not in listed, listed
+    entries = {e["name"]: e for e in listed["files"]}
+    assert entries["l2.csv"] == {"name": "l2.csv", "link": name}  # a link is listed as one, not followed
+    assert entries["passwd"] == {"name": "passwd", "link": "/etc/passwd"}
+    assert entries["sub/"] == {"name": "sub/"} and entries["pipe"] == {"name": "pipe"}
+    assert entries[name]["lines"] == len(world.files[name].splitlines())
+    secrets = [ln for ln in Path("/etc/passwd").read_text().splitlines() if ln][:1]
+    for path, target in ODD_ENTRIES.items():
+        err = call(ts, ctx, "read_file", path=path)
+        assert set(err) == {"error"}, (path, err)  # a clear ToolError, never "read_file failed: ..."
+        assert "failed" not in err["error"] and not any(s in err["error"] for s in secrets)
+        if target is not None:
+            assert "symbolic link" in err["error"] and "does not follow links" in err["error"], err
+    assert call(ts, ctx, "read_file", path="l2.csv")["error"].startswith(f"'l2.csv' is a symbolic link to {name!r}")
+    assert "is a directory" in call(ts, ctx, "read_file", path="sub")["error"]
+    assert "not a regular file" in call(ts, ctx, "read_file", path="pipe")["error"]
+    assert call(ts, ctx, "read_file", path=name)["text"].splitlines() == world.files[name].splitlines()[:50]
+
+
 def test_timeout_restarts_the_interpreter(tool_ctx):
     ts, ctx, _, _ = tool_ctx
     call(ts, ctx, "run_python", code="y = 1")
