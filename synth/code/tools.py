@@ -71,6 +71,12 @@ def backend() -> Backend:
     return _BACKENDS[pid]
 
 
+COPY_NOTE = (
+    "this episode was copied or unpickled after its sandbox opened, so the sandbox started again from the "
+    "original data files: variables and files written before the copy are gone"
+)
+
+
 class CodeContext:
     """One episode's state: the workspace files, and the sandbox once code has run."""
 
@@ -79,6 +85,14 @@ class CodeContext:
         self.timeout_s = timeout_s
         self.session: Session | None = None
         self.kernel: PythonKernel | None = None
+        self.copied_live = False  # copied or unpickled while its sandbox was open (see __getstate__)
+
+    def copy_note(self) -> dict[str, str]:
+        """``{"note": …}`` once after a copy lost the live sandbox, else ``{}`` (never silent)."""
+        if not self.copied_live:
+            return {}
+        self.copied_live = False
+        return {"note": COPY_NOTE}
 
     def python(self) -> PythonKernel:
         """The episode's kernel, opening the sandbox on first use."""
@@ -167,7 +181,10 @@ class CodeContext:
             session.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None}
+        # A live sandbox (processes, a workspace) cannot be copied: the copy starts again from the
+        # world's files, and its next tool result says so (copy_note), so a policy is never misled.
+        live = self.session is not None or self.copied_live
+        return {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None, "copied_live": live}
 
 
 def _clip(text: str) -> str:
@@ -204,6 +221,7 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
         out["note"] = f"{result.detail}; the interpreter restarted and its variables are gone (files remain)"
     elif result.detail:
         out["note"] = result.detail
+    out.update(ctx.copy_note())
     return out
 
 
@@ -226,7 +244,7 @@ def list_files(ctx: CodeContext) -> dict[str, Any]:
             entries.append({"name": name} if target is None else {"name": name, "link": target})
             continue
         entries.append({"name": name, "lines": len(text.splitlines()), "bytes": len(text.encode())})
-    return {"files": entries}
+    return {"files": entries, **ctx.copy_note()}
 
 
 @tool("read")
@@ -252,6 +270,7 @@ def read_file(ctx: CodeContext, path: str, page: Page = 1) -> dict[str, Any]:
         "pages": pages,
         "lines": f"{first + 1}-{first + len(chunk)} of {len(lines)}",
         "text": "\n".join(chunk),
+        **ctx.copy_note(),
     }
 
 

@@ -513,3 +513,32 @@ def test_reference_runs_through_the_tools_and_every_gate_answer_scores_zero(kind
     assert sum(verify(task.verifier, a).score for a in randoms) <= 1
     if task.params["answer"] == "number":
         assert "within 0.01" in task.prompt
+
+
+def test_a_copy_made_mid_episode_says_its_sandbox_restarted():
+    """A live sandbox cannot be copied; the copy's next result says what was lost (never silent)."""
+    import gymnasium as gym
+
+    env = gym.make("toolgym/CodeInterpreter-v1", difficulty=1).unwrapped
+    try:
+        env.reset(seed=0)
+        write = mk.render_action([("run_python", {"code": "x = 41; open('mine.txt', 'w').write('m')"})])
+        env.step(write)
+        copy = pickle.loads(pickle.dumps(env))
+        try:
+            run = mk.render_action([("run_python", {"code": "print(x + 1)"})])
+            (result,) = mk.parse_tool_results(copy.step(run)[0])
+            assert result["content"]["status"] == "error" and "copied or unpickled" in result["content"]["note"]
+            (again,) = mk.parse_tool_results(copy.step(mk.render_action([("list_files", {})]))[0])
+            assert "note" not in again["content"]  # said once
+            (orig,) = mk.parse_tool_results(env.step(run)[0])
+            assert orig["content"]["stdout"].strip() == "42" and "note" not in orig["content"]
+        finally:
+            copy.close()
+        fresh = pickle.loads(pickle.dumps(gym.make("toolgym/CodeInterpreter-v1", difficulty=1).unwrapped))
+        fresh.reset(seed=0)
+        (listed,) = mk.parse_tool_results(fresh.step(mk.render_action([("list_files", {})]))[0])
+        assert "note" not in listed["content"]  # nothing was live, nothing lost
+        fresh.close()
+    finally:
+        env.close()
