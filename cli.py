@@ -2,83 +2,30 @@
 
 Commands: ``families``, ``synth``, ``show``, ``tasks``, ``play``, ``eval``, ``export``,
 ``bench …`` and ``train lm``.
-Every error a user can cause (a bad argument, an unknown name, a corrupt or locked dataset) is
-printed as one line starting with ``error:`` on stderr and exits with code 2; nothing prints a
-traceback for it. That holds for Click's own usage errors too (a bad option value, a missing or
-unknown option, an unknown command): :class:`OneLineErrors` catches them in ``main``.
+Every error a user can cause (a bad argument, an unknown name, a corrupt or locked dataset, a
+path that cannot be read or written) is printed as one line starting with ``error:`` on stderr
+and exits with code 2; nothing prints a traceback for it (:mod:`toolgym.cli_errors` says how).
+Seeds are range-checked by Click (``0 <= seed < 2**63``), before any file is created.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import itertools
 import json
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-import typer.core
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from toolgym.errors import ConfigError, ToolgymError, one_line
+from toolgym.cli_errors import OneLineErrors, check_writable, cli_errors, parse_range
+from toolgym.errors import ConfigError, UnknownNameError
 
-# Newer Typer vendors Click as ``typer._click``, older Typer uses Click itself: take the exception
-# classes from the module that defines the public ``typer.BadParameter``, so both work.
-_click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
-_ABORTS = (typer.Abort, getattr(_click_errors, "Abort", typer.Abort))
-_NO_ARGS_IS_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())
-
-
-class OneLineErrors(typer.core.TyperGroup):
-    """The root command group: Click's usage errors become one ``error:`` line on stderr.
-
-    Typer would print them as a multi-line box. Every command and sub-command is parsed under
-    this group's ``main``, so one override covers the whole command tree (and ``CliRunner``).
-    Without arguments a group still prints its help.
-    """
-
-    def main(  # noqa: D102
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        run = functools.partial(
-            super().main, args, prog_name, complete_var, windows_expand_args=windows_expand_args, **extra
-        )
-        if not standalone_mode:
-            return run(standalone_mode=False)
-        try:
-            rv = run(standalone_mode=False)
-        except _NO_ARGS_IS_HELP as exc:
-            typer.echo(exc.format_message())  # the group's help text
-            sys.exit(exc.exit_code)
-        except _click_errors.ClickException as exc:
-            typer.echo(f"error: {usage_line(exc)}", err=True)
-            sys.exit(exc.exit_code)
-        except _ABORTS:
-            typer.echo("error: aborted", err=True)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def usage_line(exc: Any) -> str:
-    """A Click error (``ClickException``) as one line: the message, then where the command's help is."""
-    text = " ".join(exc.format_message().split())
-    ctx = getattr(exc, "ctx", None)
-    return f"{text} (see '{ctx.command_path} --help')" if ctx is not None else text
-
-
+SEED_MAX = 2**63 - 1  # seeds are stored as signed 64-bit integers (DuckDB BIGINT, numpy, torch)
 app = typer.Typer(
     cls=OneLineErrors,
     help="Synthesized, verified tool-use environments for RL of language models.",
@@ -93,36 +40,6 @@ app.add_typer(train_app, name="train")
 # Wide when piped (logs, CI, closing notes): rich would otherwise wrap tables at 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def cli_errors(fn: F) -> F:
-    """Turn toolgym's own errors and config validation errors into one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ValidationError as exc:
-            typer.echo(f"error: {one_line(exc)}", err=True)
-            raise typer.Exit(2) from None
-        except ToolgymError as exc:
-            typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """``"3"`` or ``"1-5"`` as an inclusive (lo, hi)."""
-    try:
-        lo, _, hi = text.partition("-")
-        a, b = int(lo), int(hi or lo)
-    except ValueError:
-        raise ConfigError(f"difficulty must look like 3 or 1-5, got {text!r}") from None
-    if not 1 <= a <= b <= 5:
-        raise ConfigError(f"difficulty range must satisfy 1 <= lo <= hi <= 5, got {text!r}")
-    return a, b
 
 
 def _progress() -> Progress:
@@ -156,7 +73,7 @@ def synth(
     family: Annotated[str, typer.Option(help="family id (see `toolgym families`)")] = "trip",
     count: Annotated[int, typer.Option(help="tasks to ship")] = 1000,
     difficulty: Annotated[str, typer.Option(help="difficulty or range, e.g. 3 or 1-5")] = "1-5",
-    seed: Annotated[int, typer.Option(help="run seed: same seed and settings, same rows")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="run seed: same seed and settings, same rows")] = 0,
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("data/toolgym.duckdb"),
     tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
@@ -179,6 +96,7 @@ def synth(
         bluff_tries=bluff_tries,
         **extra,
     )
+    check_writable(out, "--out")  # after the settings are valid, before any file is created
     with _progress() as bar:
         job = bar.add_task(f"synth {family}", total=count)
         stats = synthesize(config, out, progress=lambda done, total: bar.update(job, completed=done))
@@ -205,10 +123,16 @@ def _load(task_id: str, dataset: Path | None) -> tuple[Any, Any, Any]:
     if dataset is None:
         fam = get_family(task_id.split("-", 1)[0]) if "-" in task_id else None
         if fam is None:
-            raise ConfigError(f"{task_id!r} is not an on-the-fly task id; pass --dataset to read one from a dataset")
+            raise ConfigError(f"{task_id!r} is not an on-the-fly task id; pass -d/--dataset to read it from a dataset")
         from toolgym.envs.sources import SynthSource
 
-        task, world = SynthSource(fam, None).get(task_id)
+        try:
+            task, world = SynthSource(fam, None).get(task_id)
+        except UnknownNameError:  # the library's message names the keyword dataset=…; say the option
+            raise ConfigError(
+                f"{task_id!r} is not an on-the-fly task id (<family>-fly-s<seed>-d<difficulty>); "
+                "pass -d/--dataset to read it from a dataset"
+            ) from None
         return task, world, None
     with Dataset(dataset, read_only=True) as ds:
         task = ds.task(task_id)
@@ -228,7 +152,7 @@ def show(
     """Show a task (prompt, tools, hardness, reference trajectory), or without one a dataset's summary."""
     if task_id is None:
         if dataset is None:
-            raise ConfigError("give a task id, or --dataset to summarize a dataset")
+            raise ConfigError("give a task id, or -d/--dataset to summarize a dataset")
         _summary(dataset)
         return
     task, _, traj = _load(task_id, dataset)
@@ -338,19 +262,21 @@ def eval_(
     family: Annotated[str | None, typer.Option(help="only this family")] = None,
     split: Annotated[str | None, typer.Option(help="train | val | test")] = None,
     difficulty: Annotated[str, typer.Option(help="difficulty or range")] = "1-5",
-    samples: Annotated[int, typer.Option("-n", "--samples", help="episodes per task (n of pass@k)")] = 4,
-    k: Annotated[list[int] | None, typer.Option("-k", help="k values (repeatable)")] = None,
+    samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="episodes per task (n of pass@k)")] = 4,
+    k: Annotated[list[int] | None, typer.Option("-k", min=1, help="k values (repeatable)")] = None,
     limit: Annotated[int, typer.Option(help="at most this many tasks")] = 50,
-    seed: Annotated[int, typer.Option(help="seed of the policy's samples / of synthesized tasks")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="seed of the policy's samples / of synthesized tasks")
+    ] = 0,
 ) -> None:
     """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty."""
     from toolgym.policy.evaluate import evaluate, scripted_policy, summarize
     from toolgym.synth.dataset import check_split
 
     check_split(split)
-    ks = k or [1, samples]
-    if min(ks) < 1 or max(ks) > samples:
-        raise ConfigError(f"every k must be between 1 and --samples ({samples}), got {ks}")
+    ks = k or sorted({1, samples})
+    if max(ks) > samples:  # Click checked k >= 1 and -n >= 1
+        raise ConfigError(f"every -k must be at most -n/--samples ({samples}), got {ks}")
     lo, hi = parse_range(difficulty)
     factory = scripted_policy(policy, seed)
     items = _eval_items(dataset, family, split, list(range(lo, hi + 1)), limit, seed)
@@ -412,6 +338,7 @@ def export(
     """
     from toolgym.synth.export import export as run_export
 
+    check_writable(out, "--out")
     counts = run_export(dataset, out, format, split)
     parts = ", ".join(f"{name}.{format} {n}" for name, n in counts.items())
     console.print(f"wrote {sum(counts.values())} rows to {out}/ ({parts})", markup=False)
@@ -541,6 +468,8 @@ def bench_model(
         threads=threads,
         **({"ffn_reps": 2} if quick else {}),
     )
+    if json_out is not None:
+        check_writable(json_out, "--json")  # before the minutes of benchmarking, not after
     report = run_model_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
     for table in report_tables(report):
         console.print(table)
@@ -562,7 +491,7 @@ def train_lm(
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 100,
     corpus_bytes: Annotated[int, typer.Option(help="standard-library corpus size")] = 8_000_000,
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
-    seed: Annotated[int, typer.Option(help="seed of weights and batches")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
     from toolgym.policy.train_lm import LMTrainConfig, pretrain
@@ -577,6 +506,7 @@ def train_lm(
         checkpoint_every=checkpoint_every,
         seed=seed,
     )
+    check_writable(out, "--out")  # before training, not when the first checkpoint is written
     result = pretrain(out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size)
     console.print(
         f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"

@@ -61,7 +61,7 @@ class LMTrainConfig(BaseModel):
     checkpoint_every: int = Field(0, ge=0)  # 0: only at the end (when an out dir is given)
     bias_update_speed: float = Field(1e-3, ge=0)  # gamma of the router-bias rule
     index_loss_weight: float = Field(1.0, ge=0)  # scales the KL (only the indexer sees it)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # torch seeds are 64-bit
 
 
 @dataclass

@@ -51,14 +51,16 @@ class SynthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     family: str
-    count: int = Field(100, ge=1, description="tasks to ship")
+    # Seeds and counts are stored as signed 64-bit integers (DuckDB BIGINT, numpy): checked here,
+    # before synthesize creates the dataset file.
+    count: int = Field(100, ge=1, lt=2**63, description="tasks to ship")
     difficulty: tuple[int, int] = Field((1, 5), description="inclusive difficulty range")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63)
     tasks_per_world: int = Field(4, ge=1, le=64)
     split_fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, val, test by world")
     holdout: bool = Field(False, description="hold the whole family out: every world goes to test")
-    random_tries: int = Field(8, ge=0)
-    bluff_tries: int = Field(2, ge=0)
+    random_tries: int = Field(8, ge=0, lt=2**63)
+    bluff_tries: int = Field(2, ge=0, lt=2**63)
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_candidates_per_task: int = Field(20, ge=1, description="give up if the drop rate is this bad")
 

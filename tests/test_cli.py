@@ -102,9 +102,20 @@ def test_play_a_task_by_hand():
         (("synth", "--difficulty", "hard"), "difficulty must look like"),
         (("synth", "--family", "trp"), "did you mean trip"),
         (("show", "nope"), "not an on-the-fly task id"),
-        (("show",), "give a task id, or --dataset"),
+        (("show",), "give a task id, or -d/--dataset"),
+        (
+            ("show", "trip-s0-w000001-t0"),
+            "not an on-the-fly task id (<family>-fly-s<seed>-d<difficulty>); pass -d/--dataset",
+        ),
+        (("eval", "-n", 0), "Invalid value for '-n' / '--samples'"),
+        (("eval", "-k", 0), "Invalid value for '-k'"),
+        (("synth", "--tasks-per-world", 0), "--tasks-per-world: Input should be greater than or equal to 1"),
+        (("synth", "--count", 2, "--seed", 2**63, "--out", "big.duckdb"), "Invalid value for '--seed'"),
+        (("synth", "--count", 2**63, "--out", "big.duckdb"), "--count: Input should be less than 9223372036854775808"),
+        (("synth", "--count", 2, "--out", "/proc/nope/x.duckdb"), "--out /proc/nope/x.duckdb: cannot create files in"),
+        (("export", "d.duckdb", "--out", "/proc/nope/hf"), "--out /proc/nope/hf: cannot create files in /proc"),
         (("eval", "--policy", "oracle"), "unknown policy"),
-        (("eval", "-n", 2, "-k", 5), "every k must be between"),
+        (("eval", "-n", 2, "-k", 5), "every -k must be at most -n/--samples (2), got [5]"),
         (("export", "missing.duckdb", "--out", "x"), "does not exist"),
         (("export", "missing.duckdb", "--out", "x.parquet"), "export writes a directory"),
         (("eval", "--split", "validation"), "unknown split 'validation' (did you mean val?)"),
@@ -115,6 +126,48 @@ def test_play_a_task_by_hand():
 def test_bad_arguments_are_one_line_with_exit_code_2(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert needle in error_line(run(*args))
+    assert list(tmp_path.iterdir()) == []  # a run that fails validation leaves no file behind
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("synth", "--count", 2, "--out", "/proc/nope/x.duckdb"), "--out /proc/nope/x.duckdb: cannot create"),
+        (("export", "D", "--out", "/proc/nope/hf"), "--out /proc/nope/hf: cannot create files in /proc"),
+        (("synth", "--count", 2, "--seed", 2**63, "--out", "big.duckdb"), "Invalid value for '--seed'"),
+        (("eval", "-n", 0), "Invalid value for '-n' / '--samples'"),
+    ],
+)
+def test_bad_paths_and_numbers_in_a_real_process_are_one_line(args, needle, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolgym.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert needle in proc_error_line(proc) and list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_about_a_path_names_the_path_and_the_reason(tmp_path):
+    """The fallback for what no up-front check foresaw: an OSError on (or on the way to) a path parameter."""
+    from toolgym.cli_errors import OneLineErrors, cli_errors
+
+    mini = typer.Typer(cls=OneLineErrors)
+
+    @mini.command()
+    @cli_errors
+    def write(out: typing.Annotated[Path, typer.Option("--out")], other: bool = False) -> None:
+        (out / "deeper" / "f.txt").write_text("x")  # FileNotFoundError on a path below --out
+
+    @mini.command()
+    @cli_errors
+    def crash() -> None:
+        raise FileNotFoundError(2, "No such file or directory", "/elsewhere")  # no parameter's path: a bug
+
+    line = error_line(runner.invoke(mini, ["write", "--out", str(tmp_path / "nope")]))
+    assert line == f"error: --out {tmp_path / 'nope'}: No such file or directory ({tmp_path / 'nope/deeper/f.txt'})"
+    assert isinstance(runner.invoke(mini, ["crash"]).exception, FileNotFoundError)
 
 
 def test_corrupt_dataset_is_named(tmp_path):
@@ -187,7 +240,57 @@ def bad_option_inputs():
 BAD_OPTIONS = bad_option_inputs()
 
 
+def path_params():
+    """(path, command, parameter) for every parameter typed as a file system path."""
+    for path, cmd in leaf_commands():
+        for p in cmd.params:
+            hint = typing.get_type_hints(inspect.unwrap(cmd.callback), include_extras=True)[p.name]
+            base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+            if Path in (typing.get_args(base) or (base,)):
+                yield path, cmd, p
+
+
+PATH_PARAMS = list(path_params())
+SEED_OPTIONS = [(path, p.opts[0]) for path, cmd in leaf_commands() for p in cmd.params if p.name == "seed"]
+
+
+def fill_required(cmd, dataset, skip):
+    """Real values for a command's required parameters other than ``skip``."""
+    args = []
+    for p in cmd.params:
+        if p.required and p.name != skip:
+            value = dataset if p.name == "dataset" else ("x" if p.name == "task_id" else "out-dir")
+            args += [value] if p.param_type_name == "argument" else [p.opts[0], value]
+    return args
+
+
+@pytest.mark.parametrize(
+    ("path", "cmd", "param"), PATH_PARAMS, ids=[" ".join(c[0]) + " " + c[2].name for c in PATH_PARAMS]
+)
+def test_every_path_parameter_that_cannot_be_used_is_one_line_naming_it(
+    path, cmd, param, ledger_splits, tmp_path, monkeypatch
+):
+    """A path below /proc/nope can be neither read nor created: one error line that names it, no file left."""
+    monkeypatch.chdir(tmp_path)
+    bad = "/proc/nope/x"
+    given = [bad] if param.param_type_name == "argument" else [param.opts[0], bad]
+    line = error_line(run(*path, *fill_required(cmd, ledger_splits, param.name), *given))
+    assert bad in line or "/proc/nope" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("path", "opt"), SEED_OPTIONS, ids=[" ".join(c[0]) for c in SEED_OPTIONS])
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_every_seed_option_is_range_checked(path, opt, seed, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = error_line(run(*path, opt, seed))
+    assert f"Invalid value for '{opt}'" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_command_tree_is_walked_whole():
+    assert {("synth",), ("export",), ("train", "lm"), ("bench", "model")} <= {c[0] for c in PATH_PARAMS}
+    assert {("synth",), ("eval",), ("train", "lm")} <= {c[0] for c in SEED_OPTIONS}
     paths = {path for path, _ in leaf_commands()}
     assert {("synth",), ("tasks",), ("export",), ("bench", "env"), ("train", "lm")} <= paths
     assert len(BAD_OPTIONS) > 50 and any(c[1][0] == "--count" and c[1][1:] == ("abc",) for c in BAD_OPTIONS)
