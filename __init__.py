@@ -12,13 +12,42 @@ synthesis pipeline), ``toolgym.verifiers`` (verdicts and quality gates), ``toolg
 
 from __future__ import annotations
 
+from typing import Any
+
+from toolgym.registry import Registry
+
 __version__ = "0.1.0"
 
-#: The central list of env ids: id -> family id (families are listed in ``toolgym.synth``).
-ENV_IDS: dict[str, str] = {
-    "toolgym/TripPlanning-v1": "trip",
-    "toolgym/CodeInterpreter-v1": "code",
-}
+#: The central table: every family (with its Gymnasium id), verifier kind and policy, as
+#: lazy "module:attr" entry points. Adding one is a module plus one line here.
+FAMILIES: Registry[Any] = Registry("family")
+FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
+FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
+
+VERIFIERS: Registry[Any] = Registry("verifier kind")
+VERIFIERS.register("all", "toolgym.verifiers.verdict:verify_all")
+VERIFIERS.register("exact", "toolgym.verifiers.answers:verify_exact")
+VERIFIERS.register("numeric", "toolgym.verifiers.answers:verify_numeric")
+VERIFIERS.register("set", "toolgym.verifiers.answers:verify_set")
+VERIFIERS.register("multiset", "toolgym.verifiers.answers:verify_multiset")
+VERIFIERS.register("json", "toolgym.verifiers.answers:verify_json")
+VERIFIERS.register("itinerary", "toolgym.verifiers.itinerary:verify_itinerary")
+VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
+
+POLICIES: Registry[Any] = Registry("policy")  # each entry: (seed) -> agent factory
+POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
+POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
+POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
+POLICIES.register("bluff", "toolgym.policy.evaluate:bluff_policy")
+
+
+def env_ids() -> dict[str, str]:
+    """Gymnasium id -> family id, derived from :data:`FAMILIES` (families registered later included)."""
+    return {FAMILIES.meta(f)["env_id"]: f for f in FAMILIES if "env_id" in FAMILIES.meta(f)}
+
+
+#: The env ids of the shipped families (``env_ids()`` also lists families registered later).
+ENV_IDS: dict[str, str] = env_ids()
 
 
 def _register_all() -> None:
@@ -33,4 +62,4 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["ENV_IDS", "__version__"]
+__all__ = ["ENV_IDS", "FAMILIES", "POLICIES", "VERIFIERS", "__version__", "env_ids"]

@@ -26,7 +26,7 @@ from typing import Any
 from toolgym.envs.rollout import Agent, ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
-from toolgym.synth import get_family, unknown
+from toolgym.synth import get_family
 from toolgym.synth.family import TaskSpec
 from toolgym.verifiers.gates import NullAgent, RandomAgent, SubmitAgent
 
@@ -54,30 +54,50 @@ def _seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
 
 
-def scripted_policy(name: str, seed: int = 0) -> AgentFactory:
-    """One of the scripted baselines by name."""
+def reference_policy(seed: int = 0) -> AgentFactory:
+    """The family's reference program, replayed through the tools (the gates' upper bound)."""
 
-    def reference(task: TaskSpec, world: Any, i: int) -> Agent:
+    def make(task: TaskSpec, world: Any, i: int) -> Agent:
         return ProgramAgent(get_family(task.family).reference(task.params, task.tool_config))
 
-    def null(task: TaskSpec, world: Any, i: int) -> Agent:
-        return NullAgent()
+    return make
 
-    def rand(task: TaskSpec, world: Any, i: int) -> Agent:
+
+def null_policy(seed: int = 0) -> AgentFactory:
+    """Submits an empty answer at once."""
+    return lambda task, world, i: NullAgent()
+
+
+def random_policy(seed: int = 0) -> AgentFactory:
+    """Random schema-valid calls, then a random plausible answer drawn from the world."""
+
+    def make(task: TaskSpec, world: Any, i: int) -> Agent:
         rng = random.Random(_seed(seed, task.task_id, i))
         return RandomAgent(rng, get_family(task.family).random_answer(world, task, rng))
 
-    def bluff(task: TaskSpec, world: Any, i: int) -> Agent:
+    return make
+
+
+def bluff_policy(seed: int = 0) -> AgentFactory:
+    """A well-formed answer with invented names, without any tool use."""
+
+    def make(task: TaskSpec, world: Any, i: int) -> Agent:
         rng = random.Random(_seed(seed, task.task_id, i, "bluff"))
         return SubmitAgent(get_family(task.family).bluff_answer(task, rng))
 
-    table: dict[str, AgentFactory] = {"reference": reference, "null": null, "random": rand, "bluff": bluff}
-    if name not in table:
-        raise unknown("policy", name, list(table))
-    return table[name]
+    return make
 
 
-POLICIES = ("reference", "null", "random", "bluff")
+def scripted_policy(name: str, seed: int = 0) -> AgentFactory:
+    """A policy of the central table (``toolgym.POLICIES``) by name, seeded.
+
+    Raises:
+        UnknownNameError: An unregistered name (the message names the closest ones).
+    """
+    from toolgym import POLICIES
+
+    factory: AgentFactory = POLICIES.get(name)(seed)
+    return factory
 
 
 @dataclass

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 from toolgym.envs import naming
-from toolgym.verifiers.verdict import Verdict, register_verifier
+from toolgym.verifiers.verdict import Verdict
 
 
 class _Flag:
@@ -103,7 +103,6 @@ def _hint(got: Any, expected: list[Any]) -> str:
     return naming.did_you_mean(got, [e for e in expected if isinstance(e, str)])
 
 
-@register_verifier("exact")
 def verify_exact(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "exact", "expected": …}``: equal under :func:`canonical`."""
     if _canonical_or_none(answer) == canonical(spec["expected"]):
@@ -111,7 +110,6 @@ def verify_exact(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     return Verdict.fail("answer differs from the expected value" + _hint(answer, [spec["expected"]]))
 
 
-@register_verifier("numeric")
 def verify_numeric(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "numeric", "expected": x, "rel_tol": 1e-6, "abs_tol": 0, "integer": false}``."""
     x = as_number(answer)
@@ -128,7 +126,6 @@ def _elements(answer: Any) -> list[Any] | None:
     return list(answer) if isinstance(answer, list | tuple) else None
 
 
-@register_verifier("set")
 def verify_set(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "set", "expected": [...]}``: same elements, order and duplicates free."""
     got = _elements(answer)
@@ -143,7 +140,6 @@ def verify_set(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     return Verdict.fail(f"{len(have - want)} unexpected and {len(want - have)} missing elements{hint}")
 
 
-@register_verifier("multiset")
 def verify_multiset(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "multiset", "expected": [...]}``: same elements with multiplicity, any order."""
     got = _elements(answer)
@@ -185,7 +181,6 @@ def _match(want: Any, got: Any, path: str, spec: dict[str, Any]) -> str | None:
     return f"{path or 'answer'}: wrong value" + _hint(got, [want])
 
 
-@register_verifier("json")
 def verify_json(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "json", "expected": {...}, "unordered": ["path", …], "rel_tol": …}``."""
     err = _match(spec["expected"], answer, "", spec)

@@ -27,7 +27,6 @@ from typing import Any
 from toolgym.envs import markup as mk
 from toolgym.envs.rollout import Episode, run_episode
 
-GATES = ("reference", "null", "random", "bluff", "perturbed")
 _WORDS = ("alpha", "none", "x", "Paris", "unknown", "2026-01-01", "hotel", "42", "")
 
 
@@ -217,4 +216,4 @@ def run_gates(
     return report
 
 
-__all__ = ["GATES", "GateReport", "NullAgent", "RandomAgent", "SubmitAgent", "run_episode", "run_gates"]
+__all__ = ["GateReport", "NullAgent", "RandomAgent", "SubmitAgent", "run_episode", "run_gates"]

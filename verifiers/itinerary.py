@@ -27,7 +27,7 @@ import datetime as dt
 from typing import Any
 
 from toolgym.envs import naming
-from toolgym.verifiers.verdict import Verdict, register_verifier
+from toolgym.verifiers.verdict import Verdict
 
 KEYS = ("date", "city", "hotel", "lunch", "attraction", "dinner")
 _KEYSET = frozenset(KEYS)
@@ -188,7 +188,6 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
 _ORDER: dict[str, int] = {"days": 0, "start_city": 1, "distinct_cities": 2, "in_city": 3, "no_repeats": 4}
 
 
-@register_verifier("itinerary")
 def verify_itinerary(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """Check a plan against every constraint of the spec, in a fixed order."""
     err = _structure(answer)

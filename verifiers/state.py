@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from toolgym.verifiers.verdict import Verdict, register_verifier
+from toolgym.verifiers.verdict import Verdict
 
 
 def state_view(state: Any, fields: list[str] | None = None) -> Any:
@@ -31,7 +31,6 @@ def state_hash(state: Any, fields: list[str] | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@register_verifier("state")
 def verify_state(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "state", "expected_hash": "…", "fields": [...] | null}``."""
     if state is None:

@@ -6,20 +6,19 @@ JSON-able data, ``state`` whatever the episode's world looks like at the end (a 
 world for read-only families, the episode's own mutable copy otherwise). The RL reward and
 the eval metric are the same call, :func:`verify`.
 
-Verifiers are registered by kind in a plain dict (house style rule 6); a spec names its kind
-in ``spec["kind"]``. Scores are in [0, 1]; the verifiers shipped here are binary on purpose:
-partial credit for "most constraints met" is what bluffing policies learn to farm.
+Verifier kinds are lines of the central table (``toolgym.VERIFIERS``, lazy ``"module:attr"``
+entries); a spec names its kind in ``spec["kind"]``. Scores are in [0, 1]; the verifiers shipped
+here are binary on purpose: partial credit for "most constraints met" is what bluffing policies learn to farm.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolgym.errors import DuplicateRegistrationError, UnknownNameError
+from toolgym import VERIFIERS
 
 
 class Verdict(BaseModel):
@@ -43,40 +42,32 @@ class Verdict(BaseModel):
 
 
 VerifierFn = Callable[[dict[str, Any], Any, Any], Verdict]
-VERIFIERS: dict[str, VerifierFn] = {}
 
 
 def register_verifier(kind: str) -> Callable[[VerifierFn], VerifierFn]:
-    """Register a verifier function under ``kind``; registering a kind twice raises."""
+    """Register a verifier function under ``kind`` (plugins; shipped kinds are lines of the central table).
+
+    Raises:
+        DuplicateRegistrationError: If ``kind`` is already registered.
+    """
 
     def add(fn: VerifierFn) -> VerifierFn:
-        if kind in VERIFIERS:
-            raise DuplicateRegistrationError(f"verifier kind {kind!r} is already registered")
-        VERIFIERS[kind] = fn
+        VERIFIERS.register(kind, fn)
         return fn
 
     return add
 
 
-def _load_builtin() -> None:
-    # Import for the side effect of registration; kept lazy so importing Verdict stays cheap.
-    from toolgym.verifiers import answers, itinerary, state  # noqa: F401
-
-
 def verify(spec: dict[str, Any], answer: Any, state: Any = None) -> Verdict:
-    """Score ``answer`` (and the final ``state``) against a verifier spec."""
-    kind = spec.get("kind")
-    fn = VERIFIERS.get(kind)  # type: ignore[arg-type]
-    if fn is None:
-        _load_builtin()
-        fn = VERIFIERS.get(kind)  # type: ignore[arg-type]
-    if fn is None:
-        close = difflib.get_close_matches(str(kind), list(VERIFIERS), n=3)
-        raise UnknownNameError(f"unknown verifier kind {kind!r}; closest: {close or sorted(VERIFIERS)}")
+    """Score ``answer`` (and the final ``state``) against a verifier spec.
+
+    Raises:
+        UnknownNameError: If ``spec["kind"]`` is not a registered verifier kind.
+    """
+    fn: VerifierFn = VERIFIERS.get(str(spec.get("kind")))
     return fn(spec, answer, state)
 
 
-@register_verifier("all")
 def verify_all(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """Every sub-check must pass: ``{"kind": "all", "checks": [spec, …]}``."""
     for sub in spec["checks"]:

@@ -135,11 +135,11 @@ class Echo(Family):
 @pytest.fixture(scope="module")
 def echo_task():
     """The echo family's task (the family is registered only while this module runs)."""
-    FAMILIES["echo"] = Echo
+    FAMILIES.register("echo", Echo)
     get_family.cache_clear()
     fam = get_family("echo")
     yield build_task(fam, "w", "echo-t", 1, "train", fam.make_task(None, 1, random.Random(0)))
-    del FAMILIES["echo"]
+    FAMILIES.unregister("echo")
     get_family.cache_clear()
 
 
