@@ -21,7 +21,7 @@ What is isolated (sandbox.md §4 lists the attacks this was tested against):
   nested user namespaces, so no mounts); pid 1 is bwrap's init and ignores signals from inside;
 * **identity**: a per-slot unprivileged host uid whenever the caller is root (never kuid 0);
 * **environment**: bwrap starts with ``PATH`` and ``LANG`` only; programs get
-  :data:`~toolgym.envs.sandbox.base.BASE_ENV` plus what the caller passes;
+  :data:`~toolgym.sandbox.base.BASE_ENV` plus what the caller passes;
 * **limits**: RLIMIT_AS, CPU, NPROC (per slot uid), NOFILE, FSIZE, CORE=0 per call; wall clock
   and output caps enforced by the host, which kills the whole sandbox when one is passed.
 
@@ -377,7 +377,7 @@ class LocalBackend(Backend):
 
 
 class LocalSession(Session):
-    """A local bubblewrap session; see :class:`~toolgym.envs.sandbox.base.Session`."""
+    """A local bubblewrap session; see :class:`~toolgym.sandbox.base.Session`."""
 
     def __init__(self, backend: LocalBackend, slot: Slot, workspace: HostWorkspace, limits: Limits) -> None:
         self.backend = backend

@@ -88,7 +88,7 @@ class DockerConfig(BaseModel):
         python: Interpreter inside the image.
         user: ``uid:gid`` the programs run as (never root).
         runtime: OCI runtime, e.g. ``"runsc"``; ``None`` for the engine's default.
-        build_image: Build :data:`~toolgym.envs.sandbox.build_image.DEFAULT_IMAGE` when it is
+        build_image: Build :data:`~toolgym.sandbox.build_image.DEFAULT_IMAGE` when it is
             the configured image and missing.
         api_timeout_s: Timeout of each API request.
     """
@@ -198,7 +198,7 @@ class DockerBackend(Backend):
 
 
 class DockerSession(Session):
-    """A docker session; see :class:`~toolgym.envs.sandbox.base.Session`."""
+    """A docker session; see :class:`~toolgym.sandbox.base.Session`."""
 
     def __init__(self, backend: DockerBackend, limits: Limits) -> None:
         self.backend = backend

@@ -75,7 +75,7 @@ class LocalKernel(PythonKernel):
         return self.session.spawn("kernel", base64.b64encode(marshal.dumps(setup, 4)).decode(), wait=wait)
 
     def run(self, code: str, *, timeout: float | None = None) -> ExecResult:
-        """Execute one cell (see :class:`~toolgym.envs.sandbox.base.PythonKernel`).
+        """Execute one cell (see :class:`~toolgym.sandbox.base.PythonKernel`).
 
         Raises:
             SandboxError: If the kernel or its session is closed.
