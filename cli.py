@@ -413,7 +413,7 @@ def bench_sandbox(
     ] = None,
 ) -> None:
     """Plain subprocess vs a local sandbox call vs the warm Python kernel vs docker exec, side by side."""
-    from toolgym.envs.sandbox.bench import run_sandbox_bench, targets_line
+    from toolgym.bench.sandbox import run_sandbox_bench, targets_line
 
     rows = run_sandbox_bench(repeats, docker)
     base = rows[0].median_ms

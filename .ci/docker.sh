@@ -10,7 +10,7 @@
 # dockerd runs with its own data root, exec root and socket under $TOOLGYM_DOCKER_ROOT
 # (default /tmp/toolgym-docker), and with --iptables=false --bridge=none: no host network changes
 # (the sandbox only ever uses network=none). No registry is needed: the base image is assembled
-# from host files by `python -m toolgym.envs.sandbox.build_image`.
+# from host files by `python -m toolgym.sandbox.build_image`.
 #
 # Environment: PYTHON (interpreter that can import toolgym; default python3),
 #              TOOLGYM_DOCKER_ROOT, TOOLGYM_DOCKER_WAIT (seconds to wait for dockerd; default 60).
@@ -69,8 +69,8 @@ start() {
         log "dockerd up after ${waited}s"
     fi
     log "building the sandbox base image offline"
-    if ! DOCKER_HOST="$HOST" "$PY" -m toolgym.envs.sandbox.build_image >&2; then
-        skip "dockerd is up but building the base image failed (python -m toolgym.envs.sandbox.build_image)"
+    if ! DOCKER_HOST="$HOST" "$PY" -m toolgym.sandbox.build_image >&2; then
+        skip "dockerd is up but building the base image failed (python -m toolgym.sandbox.build_image)"
     fi
     echo "export DOCKER_HOST=$HOST"
 }

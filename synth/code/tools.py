@@ -2,7 +2,7 @@
 
 **The sandbox opens lazily.** An episode's :class:`CodeContext` holds the world's rendered files
 and nothing else until the first ``run_python`` call, which opens one local sandbox session
-(bubblewrap; see :mod:`toolgym.envs.sandbox`) with those files in its workspace and starts one
+(bubblewrap; see :mod:`toolgym.sandbox`) with those files in its workspace and starts one
 warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
 cost nothing, and every episode that does gets its own sandbox: episodes never share variables
 or files. The process's backend keeps one spare sandbox launched ahead
@@ -47,11 +47,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolgym.envs import naming
-from toolgym.envs.sandbox import Backend, Limits, PythonKernel, Session, get_backend
-from toolgym.envs.sandbox.base import clean_relpath
 from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
 from toolgym.errors import ConfigError, SandboxError
+from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend
+from toolgym.sandbox.base import clean_relpath
 
 PAGE_LINES = 50
 MAX_LINE_CHARS = 1000

@@ -21,12 +21,13 @@ inside the sandbox, so nothing from the host has to be bound in. It has four mod
 ``idle``
     PID 1 of a docker session container: reaps orphans and otherwise sleeps.
 
-Frames are a 4-byte big-endian length followed by the payload. Host-to-sandbox requests are
-``marshal`` data (version 4: plain dicts, lists, str, bytes, numbers; the host is trusted);
-sandbox-to-host responses are JSON written by :func:`to_json`, because the host parses them and
-must never unmarshal untrusted bytes. The helper imports nothing heavy (no ``json``, ``re``,
-``enum``: they cost ~15 ms of start-up on the target machines); ``ctypes`` is the exception,
-for :func:`undumpable`.
+The wire format is given in :mod:`toolgym.sandbox.wire`, the host's side of it; this file is the
+sandbox's side. In short: frames are a 4-byte big-endian length followed by the payload;
+host-to-sandbox requests are ``marshal`` data (version 4: plain dicts, lists, str, bytes,
+numbers; the host is trusted); sandbox-to-host responses are JSON written by :func:`to_json`,
+because the host parses them and must never unmarshal untrusted bytes. The helper imports
+nothing heavy (no ``json``, ``re``, ``enum``: they cost ~15 ms of start-up on the target
+machines); ``ctypes`` is the exception, for :func:`undumpable`.
 
 Trust: this code runs as the sandbox user, next to the code it runs. Code of the same session
 can tamper with it (ptrace it, kill it, forge frames); the host therefore treats its answers as
@@ -120,6 +121,31 @@ def write_all(fd, data):
 def write_frame(fd, payload):
     """Write one length-prefixed frame."""
     write_all(fd, len(payload).to_bytes(4, "big") + payload)
+
+
+def read_request(fd):
+    """Read one request frame and unmarshal it."""
+    return marshal.loads(read_frame(fd))
+
+
+def decode_setup(text):
+    """The ``kernel`` mode setup from its base64 argv string."""
+    return marshal.loads(binascii.a2b_base64(text))
+
+
+def request_from_env(environ):
+    """Take ``once`` mode's request and nonce out of ``environ`` (they are removed from it)."""
+    chunks, i = [], 0
+    while f"TOOLGYM_REQ_{i}" in environ:
+        chunks.append(environ.pop(f"TOOLGYM_REQ_{i}"))
+        i += 1
+    nonce = environ.pop("TOOLGYM_NONCE")
+    return marshal.loads(binascii.a2b_base64("".join(chunks))), nonce
+
+
+def trailer(nonce, value):
+    r"""``once`` mode's status trailer: ``\n<nonce>{json}``."""
+    return b"\n" + nonce.encode() + to_json(value).encode()
 
 
 def apply_rlimits(triples):
@@ -239,7 +265,7 @@ def serve(req_fd, resp_fd):
     respond(resp_fd, {"ready": True})
     while True:
         try:
-            req = marshal.loads(read_frame(req_fd))
+            req = read_request(req_fd)
         except EOFError:
             return
         respond(resp_fd, run_one(req, req.pop("stdin")))
@@ -253,14 +279,9 @@ def once():
     by everyone, ``/proc/<pid>/environ`` of a non-dumpable process is not).
     """
     undumpable()
-    chunks, i = [], 0
-    while f"TOOLGYM_REQ_{i}" in os.environ:
-        chunks.append(os.environ.pop(f"TOOLGYM_REQ_{i}"))
-        i += 1
-    nonce = os.environ.pop("TOOLGYM_NONCE")
-    req = marshal.loads(binascii.a2b_base64("".join(chunks)))
+    req, nonce = request_from_env(os.environ)
     result = run_one(req, req.pop("stdin"))
-    write_all(2, b"\n" + nonce.encode() + to_json(result).encode())
+    write_all(2, trailer(nonce, result))
 
 
 def idle():
@@ -280,7 +301,7 @@ def kernel(req_fd, resp_fd, setup_b64):
 
     for fd in (req_fd, resp_fd):
         os.set_inheritable(fd, False)
-    limits = marshal.loads(binascii.a2b_base64(setup_b64))
+    limits = decode_setup(setup_b64)
     apply_rlimits(limits["rlimits"])
     os.chdir(limits["cwd"])
     os.environ.clear()
@@ -291,7 +312,7 @@ def kernel(req_fd, resp_fd, setup_b64):
     respond(resp_fd, {"ready": True})
     while True:
         try:
-            req = marshal.loads(read_frame(req_fd))
+            req = read_request(req_fd)
         except EOFError:
             return
         usage = resource.getrusage(resource.RUSAGE_SELF)

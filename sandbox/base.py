@@ -376,7 +376,7 @@ class Session(ABC):
         """Every regular file of the workspace as ``{relative path: bytes}``.
 
         Symlinks, fifos and devices are skipped (never followed). Used to copy a workspace into
-        a judging sandbox (:mod:`toolgym.envs.sandbox.judge`).
+        a judging sandbox (:mod:`toolgym.sandbox.judge`).
 
         Raises:
             SandboxError: If the files together exceed ``max_bytes``.

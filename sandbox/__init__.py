@@ -27,7 +27,7 @@ workspace, in a sandbox of its own, and its verdict is read from its standard ou
 
 Quick start::
 
-    from toolgym.envs.sandbox import get_backend
+    from toolgym.sandbox import get_backend
 
     with get_backend("local").open({"data.csv": "a,b\n1,2\n"}) as session:
         result = session.exec_code("print(open('data.csv').read())")
@@ -62,8 +62,8 @@ def get_backend(name: str = "local", **config: Any) -> Backend:
 
     Args:
         name: ``"local"`` or ``"docker"``.
-        **config: Fields of :class:`~toolgym.envs.sandbox.local.LocalConfig` or
-            :class:`~toolgym.envs.sandbox.container.DockerConfig`.
+        **config: Fields of :class:`~toolgym.sandbox.local.LocalConfig` or
+            :class:`~toolgym.sandbox.container.DockerConfig`.
 
     Raises:
         UnknownNameError: If the name is not a backend.

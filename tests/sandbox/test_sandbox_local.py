@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import toolgym.envs.sandbox.local as local_mod
-from toolgym.envs.sandbox import ExecStatus, Limits, get_backend
-from toolgym.envs.sandbox.bench import format_bench, run_sandbox_bench
-from toolgym.envs.sandbox.judge import judge_session, parse_verdict, run_judge
-from toolgym.envs.sandbox.local import LocalBackend, LocalSession, find_bwrap
-from toolgym.envs.sandbox.workspace import pick_base_uid
+import toolgym.sandbox.local as local_mod
+from toolgym.bench.sandbox import format_bench, run_sandbox_bench
 from toolgym.errors import ConfigError, SandboxError, UnknownNameError
+from toolgym.sandbox import ExecStatus, Limits, get_backend
+from toolgym.sandbox.judge import judge_session, parse_verdict, run_judge
+from toolgym.sandbox.local import LocalBackend, LocalSession, find_bwrap
+from toolgym.sandbox.workspace import pick_base_uid
 
 MiB = 1 << 20
 SMALL = Limits(wall_s=2.0, output_bytes=4096, memory_bytes=256 * MiB, workspace_bytes=8 * MiB)
@@ -87,7 +87,7 @@ def test_capabilities(backend: LocalBackend) -> None:
 
 
 def test_slot_uids_avoid_subuid_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import toolgym.envs.sandbox.workspace as ws
+    import toolgym.sandbox.workspace as ws
 
     subuid = tmp_path / "subuid"
     subuid.write_text("alice:1990000:65536\n")
@@ -405,7 +405,7 @@ def test_remove_tree_never_touches_what_lies_above(tmp_path: Path, monkeypatch: 
     failed workspace removal closed the shared state directory to every slot uid. (As root,
     permission bits cannot make the top fail, so the EBUSY of a mounted workspace is simulated.)
     """
-    from toolgym.envs.sandbox.workspace import remove_tree
+    from toolgym.sandbox.workspace import remove_tree
 
     parent = tmp_path / "state"
     parent.mkdir()
@@ -428,7 +428,7 @@ def test_remove_tree_never_touches_what_lies_above(tmp_path: Path, monkeypatch: 
 
 def test_state_dir_heals_a_closed_mode(tmp_path: Path) -> None:
     """A state directory closed to 0700 under us is reopened to the mode slot uids need."""
-    from toolgym.envs.sandbox.workspace import state_dir
+    from toolgym.sandbox.workspace import state_dir
 
     path = tmp_path / "state"
     want = 0o711 if os.geteuid() == 0 else 0o700

@@ -21,7 +21,7 @@ What is isolated (sandbox.md §4 lists the attacks this was tested against):
   nested user namespaces, so no mounts); pid 1 is bwrap's init and ignores signals from inside;
 * **identity**: a per-slot unprivileged host uid whenever the caller is root (never kuid 0);
 * **environment**: bwrap starts with ``PATH`` and ``LANG`` only; programs get
-  :data:`~toolgym.envs.sandbox.base.BASE_ENV` plus what the caller passes;
+  :data:`~toolgym.sandbox.base.BASE_ENV` plus what the caller passes;
 * **limits**: RLIMIT_AS, CPU, NPROC (per slot uid), NOFILE, FSIZE, CORE=0 per call; wall clock
   and output caps enforced by the host, which kills the whole sandbox when one is passed.
 
@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
-import marshal
 import os
 import secrets
 import shutil
@@ -61,7 +59,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolgym.errors import ConfigError, SandboxError
 
 from .base import (
-    BASE_ENV,
     WORKSPACE,
     Backend,
     Capabilities,
@@ -75,7 +72,8 @@ from .base import (
     int_field,
     sandbox_error,
 )
-from .proc import SandboxProcess, become_subreaper, frame
+from .proc import SandboxProcess, become_subreaper
+from .wire import decode_response, encode, exec_request, frame, rlimits
 from .workspace import HostWorkspace, Slot, SlotPool, can_mount_tmpfs, state_dir, sweep_stale
 
 if TYPE_CHECKING:
@@ -170,20 +168,6 @@ def _usable_bwrap(bwrap: Path, root: Path) -> Path:
         for p in [dest_root, *dest_root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() or p == dest else 0o644)
     return dest
-
-
-def _rlimits(limits: Limits, nproc: int) -> list[list[object]]:
-    """``[name, soft, hard]`` triples for :func:`inside.apply_rlimits`; -1 is unlimited."""
-    cpu = limits.cpu_seconds
-    return [
-        ["RLIMIT_AS", limits.memory_bytes, limits.memory_bytes],
-        # SIGXCPU at the soft limit (reported as a timeout), SIGKILL one second later.
-        ["RLIMIT_CPU", cpu, cpu + 1],
-        ["RLIMIT_NPROC", nproc, nproc],
-        ["RLIMIT_NOFILE", limits.max_open_files, limits.max_open_files],
-        ["RLIMIT_FSIZE", limits.max_file_bytes, limits.max_file_bytes],
-        ["RLIMIT_CORE", 0, 0],
-    ]
 
 
 def _own_thread_count() -> int:
@@ -377,7 +361,7 @@ class LocalBackend(Backend):
 
 
 class LocalSession(Session):
-    """A local bubblewrap session; see :class:`~toolgym.envs.sandbox.base.Session`."""
+    """A local bubblewrap session; see :class:`~toolgym.sandbox.base.Session`."""
 
     def __init__(self, backend: LocalBackend, slot: Slot, workspace: HostWorkspace, limits: Limits) -> None:
         self.backend = backend
@@ -449,18 +433,17 @@ class LocalSession(Session):
                 self._host = self.spawn("serve")
         except SandboxError as exc:
             return sandbox_error(str(exc), started)
-        rel = clean_relpath(cwd)
-        header: dict[str, object] = {
-            "argv": list(argv),
-            "env": {**BASE_ENV, **(env or {})},
-            "cwd": WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}",
-            "rlimits": _rlimits(limits, self.nproc_limit(limits)),
-        }
-        header["stdin"] = bytes(stdin)
-        request = frame(marshal.dumps(header, 4))
+        req = exec_request(
+            argv,
+            stdin=stdin,
+            env=env,
+            rel_cwd=clean_relpath(cwd),
+            rlimits=rlimits(limits, nproc=self.nproc_limit(limits)),
+        )
+        request = frame(encode(req))
         wall = timeout if timeout is not None else limits.wall_s
         ex = self._host.exchange(request, deadline=started + wall, cap=limits.output_bytes)
-        response = _parse(ex.payload)
+        response = decode_response(ex.payload)
         status, detail = classify(ex.reason, response, bytes(ex.stderr.data[-4096:]), limits)
         lost = ex.reason != "frame" or response is None or not response.get("clean", False)
         if lost:
@@ -542,16 +525,6 @@ class LocalSession(Session):
         # not kill the parent's sandbox or remove its workspace.
         if not getattr(self, "_closed", True) and getattr(self, "_owner", None) == os.getpid():
             self.close()
-
-
-def _parse(payload: bytes | None) -> dict[str, object] | None:
-    if payload is None:
-        return None
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 __all__ = ["LocalBackend", "LocalConfig", "LocalSession", "find_bwrap"]

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from toolgym.envs.sandbox import Limits, get_backend
-from toolgym.envs.sandbox.local import LocalBackend, LocalSession
-from toolgym.envs.sandbox.proc import SandboxProcess
+from toolgym.sandbox import Limits, get_backend
+from toolgym.sandbox.local import LocalBackend, LocalSession
+from toolgym.sandbox.proc import SandboxProcess
 
 SMALL = Limits(wall_s=5.0, output_bytes=4096, memory_bytes=256 << 20, workspace_bytes=8 << 20)
 

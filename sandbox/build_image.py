@@ -11,9 +11,9 @@ for environments that need more.
 
 Run it::
 
-    python -m toolgym.envs.sandbox.build_image            # uses DOCKER_HOST
-    python -m toolgym.envs.sandbox.build_image --force --tag toolgym/sandbox:py3.11
-    python -m toolgym.envs.sandbox.build_image --rootfs-only /tmp/rootfs   # no engine needed
+    python -m toolgym.sandbox.build_image            # uses DOCKER_HOST
+    python -m toolgym.sandbox.build_image --force --tag toolgym/sandbox:py3.11
+    python -m toolgym.sandbox.build_image --rootfs-only /tmp/rootfs   # no engine needed
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def build_base_image(client: Any | None = None, tag: str = DEFAULT_IMAGE, force:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``python -m toolgym.envs.sandbox.build_image``)."""
+    """Command-line entry point (``python -m toolgym.sandbox.build_image``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default=DEFAULT_IMAGE, help="image reference to create")
     parser.add_argument("--force", action="store_true", help="rebuild if it exists")

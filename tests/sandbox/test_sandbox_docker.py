@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from toolgym.envs.sandbox import ExecStatus, Limits, get_backend
-from toolgym.envs.sandbox.build_image import DEFAULT_IMAGE, build_base_image, build_rootfs
-from toolgym.envs.sandbox.container import LABEL, DockerBackend, docker_unavailable_reason
-from toolgym.envs.sandbox.judge import judge_session
-from toolgym.envs.sandbox.local import find_bwrap
 from toolgym.errors import ConfigError
+from toolgym.sandbox import ExecStatus, Limits, get_backend
+from toolgym.sandbox.build_image import DEFAULT_IMAGE, build_base_image, build_rootfs
+from toolgym.sandbox.container import LABEL, DockerBackend, docker_unavailable_reason
+from toolgym.sandbox.judge import judge_session
+from toolgym.sandbox.local import find_bwrap
 
 MiB = 1 << 20
 SMALL = Limits(wall_s=3.0, memory_bytes=256 * MiB, max_processes=32, output_bytes=8192, workspace_bytes=16 * MiB)

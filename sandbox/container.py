@@ -37,9 +37,7 @@ no stateful Python kernel in this backend.
 
 from __future__ import annotations
 
-import base64
 import json
-import marshal
 import secrets
 import socket
 import threading
@@ -70,10 +68,9 @@ from .base import (
 from .build_image import DEFAULT_IMAGE
 from .local import INSIDE_SOURCE
 from .proc import Capture
+from .wire import exec_environment, exec_request, rlimits, split_trailer
 
 LABEL = {"toolgym.sandbox": "1"}
-_ARG_CHUNK = 100_000  # one argv/env string may not exceed 128 KiB (MAX_ARG_STRLEN)
-_MAX_REQUEST = 1_500_000  # argv and env together stay under ARG_MAX (2 MiB)
 _TRAILER_ROOM = 4096
 _GO_MODE_DIR, _GO_MODE_SYMLINK = 1 << 31, 1 << 27  # Go os.FileMode bits in archive stats
 
@@ -88,7 +85,7 @@ class DockerConfig(BaseModel):
         python: Interpreter inside the image.
         user: ``uid:gid`` the programs run as (never root).
         runtime: OCI runtime, e.g. ``"runsc"``; ``None`` for the engine's default.
-        build_image: Build :data:`~toolgym.envs.sandbox.build_image.DEFAULT_IMAGE` when it is
+        build_image: Build :data:`~toolgym.sandbox.build_image.DEFAULT_IMAGE` when it is
             the configured image and missing.
         api_timeout_s: Timeout of each API request.
     """
@@ -198,7 +195,7 @@ class DockerBackend(Backend):
 
 
 class DockerSession(Session):
-    """A docker session; see :class:`~toolgym.envs.sandbox.base.Session`."""
+    """A docker session; see :class:`~toolgym.sandbox.base.Session`."""
 
     def __init__(self, backend: DockerBackend, limits: Limits) -> None:
         self.backend = backend
@@ -330,31 +327,11 @@ class DockerSession(Session):
             raise ConfigError("argv must be a non-empty sequence of strings.")
         started = time.monotonic()
         limits = self.limits
-        rel = clean_relpath(cwd)
-        cpu = limits.cpu_seconds
-        req = {
-            "argv": list(argv),
-            "env": {**BASE_ENV, **(env or {})},
-            "cwd": WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}",
-            # Memory and processes are capped by the container's cgroup, not by rlimits.
-            "rlimits": [
-                ["RLIMIT_CPU", cpu, cpu + 1],
-                ["RLIMIT_NOFILE", limits.max_open_files, limits.max_open_files],
-                ["RLIMIT_FSIZE", limits.max_file_bytes, limits.max_file_bytes],
-                ["RLIMIT_CORE", 0, 0],
-            ],
-            "stdin": bytes(stdin),
-        }
-        blob = base64.b64encode(marshal.dumps(req, 4)).decode()
-        if len(blob) > _MAX_REQUEST:
-            raise ConfigError(
-                "The call's argv, env and stdin are too large for one docker exec; put large "
-                "inputs in a workspace file instead."
-            )
+        # Memory and processes are capped by the container's cgroup, not by rlimits.
+        triples = rlimits(limits, memory=False)
+        req = exec_request(argv, stdin=stdin, env=env, rel_cwd=clean_relpath(cwd), rlimits=triples)
         nonce = secrets.token_hex(16)
-        chunks = [blob[i : i + _ARG_CHUNK] for i in range(0, len(blob), _ARG_CHUNK)] or [""]
-        request_env = {f"TOOLGYM_REQ_{i}": c for i, c in enumerate(chunks)}
-        request_env["TOOLGYM_NONCE"] = nonce
+        request_env = exec_environment(req, nonce)
         cmd = [self.python_path, "-I", "-S", "-c", INSIDE_SOURCE, "once"]
         try:
             self._ensure_container()
@@ -373,14 +350,9 @@ class DockerSession(Session):
         wall = timeout if timeout is not None else limits.wall_s
         reason, out, err = self._stream(exec_id, started + wall)
         data = bytes(err.data)
-        cut = data.rfind(b"\n" + nonce.encode())
         response: dict[str, object] | None = None
-        if reason == "frame" and cut >= 0:
-            try:
-                response = json.loads(data[cut + 1 + len(nonce) :])
-            except ValueError:
-                response = None
-            data = data[:cut]
+        if reason == "frame":
+            data, response = split_trailer(data, nonce)
         user_err_total = err.total - (len(err.data) - len(data))
         if reason == "frame" and response is None:
             reason = "eof"

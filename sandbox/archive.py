@@ -2,7 +2,7 @@
 
 The engine moves files in and out of a container as tar streams. Building and reading them is
 kept here, apart from container lifecycle, with the rules that make it safe: every path is
-checked by :func:`~toolgym.envs.sandbox.base.clean_relpath` before it goes into an archive, files
+checked by :func:`~toolgym.sandbox.base.clean_relpath` before it goes into an archive, files
 land owned by the sandbox user, and only regular-file members are ever read back (a symlink the
 agent planted is skipped, never followed; the engine resolves paths inside the container anyway).
 """

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import Limits
+from toolgym.sandbox.base import Limits
 
 SNIPPET = "print(1)"
 
@@ -75,7 +75,7 @@ def run_sandbox_bench(
     Raises:
         SandboxError: If the local backend cannot run here.
     """
-    from .local import LocalBackend, LocalConfig
+    from toolgym.sandbox.local import LocalBackend, LocalConfig
 
     argv = [python, "-I", "-S", "-c", SNIPPET]
     backend = LocalBackend(LocalConfig(python=python))
@@ -107,7 +107,7 @@ def run_sandbox_bench(
 
 
 def _docker_rows(repeats: int, docker: bool | None) -> list[BenchRow]:
-    from .container import DockerBackend, docker_unavailable_reason
+    from toolgym.sandbox.container import DockerBackend, docker_unavailable_reason
 
     if docker is False:
         return []

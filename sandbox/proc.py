@@ -1,7 +1,7 @@
 """Host-side process plumbing for the local backend: the long-lived sandbox process and its pipes.
 
 A :class:`SandboxProcess` is one running ``bwrap`` whose command is :mod:`.inside` in ``serve``
-or ``kernel`` mode. The host talks to it with length-prefixed frames on two pipes and reads the
+or ``kernel`` mode. The host talks to it with frames (:mod:`.wire`) on two pipes and reads the
 sandbox's standard output and error itself, so that
 
 * the **wall clock** is enforced here (a deadline on the select loop, then SIGKILL), not by code
@@ -35,8 +35,9 @@ from typing import Literal
 
 from toolgym.errors import SandboxError
 
+from .wire import take_frame
+
 PR_SET_CHILD_SUBREAPER = 36
-FRAME_HEADER = 4
 _subreaper_set = False
 
 
@@ -51,11 +52,6 @@ def become_subreaper() -> bool:
         libc = ctypes.CDLL(None, use_errno=True)
         _subreaper_set = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     return _subreaper_set
-
-
-def frame(payload: bytes) -> bytes:
-    """A length-prefixed frame (4-byte big-endian length, then the payload)."""
-    return len(payload).to_bytes(FRAME_HEADER, "big") + payload
 
 
 @dataclass
@@ -277,7 +273,7 @@ class SandboxProcess:
             sel.register(self._req_w, selectors.EVENT_WRITE)
         try:
             while True:
-                payload = self._take_frame()
+                payload = take_frame(self._resp_buf)
                 if payload is not None:
                     self._drain(streams)
                     return Exchange("frame", payload, out, err)
@@ -309,17 +305,6 @@ class SandboxProcess:
         finally:
             for registered in list(sel.get_map()):
                 sel.unregister(registered)
-
-    def _take_frame(self) -> bytes | None:
-        buf = self._resp_buf
-        if len(buf) < FRAME_HEADER:
-            return None
-        size = int.from_bytes(buf[:FRAME_HEADER], "big")
-        if len(buf) < FRAME_HEADER + size:
-            return None
-        payload = bytes(buf[FRAME_HEADER : FRAME_HEADER + size])
-        del buf[: FRAME_HEADER + size]
-        return payload
 
     @staticmethod
     def _drain(streams: dict[int, Capture]) -> None:

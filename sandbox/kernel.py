@@ -1,9 +1,9 @@
 """The stateful Python kernel of the local backend: one warm interpreter in its own sandbox.
 
 Like a Jupyter kernel: variables, imports and function definitions live between calls, and the
-value of a trailing expression is echoed as the REPL does. One call is one length-prefixed JSON
-frame to :mod:`.inside` in ``kernel`` mode and one frame back, so a call costs well under a
-millisecond of protocol on top of the code itself (``toolgym bench sandbox``).
+value of a trailing expression is echoed as the REPL does. One call is one request frame to
+:mod:`.inside` in ``kernel`` mode and one JSON frame back (:mod:`.wire`), so a call costs well
+under a millisecond of protocol on top of the code itself (``toolgym bench sandbox``).
 
 Isolation is the local backend's (see :mod:`.local`): the kernel runs in a bwrap sandbox of its
 own, as the session's slot uid, with the session's workspace bound at ``/workspace`` (its
@@ -23,16 +23,15 @@ dies with the kernel's sandbox on restart or close.
 
 from __future__ import annotations
 
-import base64
-import marshal
 import signal
 import time
 
 from toolgym.errors import SandboxError
 
 from .base import BASE_ENV, WORKSPACE, ExecResult, ExecStatus, Limits, PythonKernel, sandbox_error
-from .local import LocalSession, _parse, _rlimits
-from .proc import SandboxProcess, frame
+from .local import LocalSession
+from .proc import SandboxProcess
+from .wire import KernelSetup, decode_response, encode, encode_setup, frame, rlimits
 
 
 class LocalKernel(PythonKernel):
@@ -68,14 +67,13 @@ class LocalKernel(PythonKernel):
 
     def _start(self, wait: bool = True) -> SandboxProcess:
         limits = self.limits
-        rlimits = _rlimits(limits, self.session.nproc_limit(limits))
         # The CPU limit moves per call; the kernel as a whole has none.
-        rlimits = [r for r in rlimits if r[0] != "RLIMIT_CPU"]
-        setup = {"rlimits": rlimits, "cwd": WORKSPACE, "env": dict(BASE_ENV)}
-        return self.session.spawn("kernel", base64.b64encode(marshal.dumps(setup, 4)).decode(), wait=wait)
+        triples = rlimits(limits, nproc=self.session.nproc_limit(limits), cpu=False)
+        setup: KernelSetup = {"rlimits": triples, "cwd": WORKSPACE, "env": dict(BASE_ENV)}
+        return self.session.spawn("kernel", encode_setup(setup), wait=wait)
 
     def run(self, code: str, *, timeout: float | None = None) -> ExecResult:
-        """Execute one cell (see :class:`~toolgym.envs.sandbox.base.PythonKernel`).
+        """Execute one cell (see :class:`~toolgym.sandbox.base.PythonKernel`).
 
         Raises:
             SandboxError: If the kernel or its session is closed.
@@ -96,9 +94,9 @@ class LocalKernel(PythonKernel):
         assert self._proc is not None
         limits = self.limits
         wall = timeout if timeout is not None else limits.wall_s
-        request = frame(marshal.dumps({"code": code, "cpu_s": limits.cpu_seconds}, 4))
+        request = frame(encode({"code": code, "cpu_s": limits.cpu_seconds}))
         ex = self._proc.exchange(request, deadline=started + wall, cap=limits.output_bytes)
-        response = _parse(ex.payload)
+        response = decode_response(ex.payload)
         lost = ex.reason != "frame" or response is None
         error = response.get("error") if response else None
         if ex.reason == "timeout":

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from toolgym.envs.sandbox import Backend, ExecStatus, Limits, get_backend
-from toolgym.envs.sandbox.container import docker_unavailable_reason
+from toolgym.sandbox import Backend, ExecStatus, Limits, get_backend
+from toolgym.sandbox.container import docker_unavailable_reason
 
 MiB = 1 << 20
 LIMITS = Limits(
