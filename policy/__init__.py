@@ -11,6 +11,5 @@ Modules:
     generate    Session (batched, KV-cached, sparse decode), SamplingParams, Turn, token_logprobs
     checkpoint  save_checkpoint / load_checkpoint (safetensors + config.json + tokenizer.json)
     train_lm    the LM training loop and its stages (dense, indexer warm-up, sparse); pretrain
-    bench       ``toolgym bench model``
     evaluate    pass@k / pass^k evaluation of any policy on tasks
 """

@@ -151,7 +151,7 @@ def test_bad_paths_and_numbers_in_a_real_process_are_one_line(args, needle, tmp_
 
 def test_an_os_error_about_a_path_names_the_path_and_the_reason(tmp_path):
     """The fallback for what no up-front check foresaw: an OSError on (or on the way to) a path parameter."""
-    from toolgym.cli_errors import OneLineErrors, cli_errors
+    from toolgym.cli.errors import OneLineErrors, cli_errors
 
     mini = typer.Typer(cls=OneLineErrors)
 
@@ -482,7 +482,7 @@ def test_the_bench_extra_installs_what_the_skyrl_baseline_imports():
     import re
 
     root = Path(__file__).resolve().parents[1]
-    tree = ast.parse((root / "envs" / "bench.py").read_text())
+    tree = ast.parse((root / "bench" / "env.py").read_text())
     fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_skyrl_step")
     modules = {n.module.split(".")[0] for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)}
     wanted = {m.replace("_", "-") for m in modules}

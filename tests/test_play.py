@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolgym.cli.play import help_text, parse_line
 from toolgym.envs.sources import SynthSource
-from toolgym.play import help_text, parse_line
 from toolgym.synth import get_family
 
 TASK = "trip-fly-s3-d1"

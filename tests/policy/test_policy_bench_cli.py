@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from toolgym.bench.model import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
 from toolgym.cli import app
-from toolgym.policy.bench import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
 from toolgym.policy.checkpoint import load_checkpoint
 
 

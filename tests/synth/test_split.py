@@ -72,7 +72,7 @@ def test_unknown_split_names_are_a_clear_error(split):
 
 def test_eval_on_the_fly_honours_split() -> None:
     """`toolgym eval --split test` without a dataset evaluates test worlds only, none twice."""
-    from toolgym.cli import _eval_items
+    from toolgym.cli.eval import _eval_items
     from toolgym.synth.pipeline import on_the_fly_split
 
     items = _eval_items(None, "trip", "test", [1], limit=3, seed=0)

@@ -241,6 +241,24 @@ def expert_balance(model: Transformer, batches: list[torch.Tensor]) -> list[dict
     ]
 
 
+def _quality_corpus(config: ModelBenchConfig, model_config: ModelConfig, log: Log) -> tuple[str, Any, Any, list[Any]]:
+    """The standard-library corpus, tokenized for the quality check.
+
+    Returns:
+        (corpus source, train tokens, held-out tokens, the fixed held-out batches).
+    """
+    from toolgym.policy.corpus import stdlib_corpus
+    from toolgym.policy.tokenizer import Tokenizer
+    from toolgym.policy.train_lm import encode_documents, fixed_windows
+
+    corpus = stdlib_corpus(config.corpus_bytes)
+    tokenizer = Tokenizer.train(corpus.train, model_config.vocab_size)
+    train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
+    val_batches = fixed_windows(val, config.quality_batch_size, config.quality_seq_len, config.eval_batches)
+    log(f"corpus: {corpus.source}; {len(train)} train / {len(val)} held-out tokens")
+    return corpus.source, train, val, val_batches
+
+
 def quality_check(
     config: ModelBenchConfig, model_config: ModelConfig, log: Log, progress: bool = True
 ) -> tuple[dict[str, Any], Transformer, list[torch.Tensor]]:
@@ -249,24 +267,11 @@ def quality_check(
     Returns:
         (numbers, the trained DSA model, the held-out token batches).
     """
-    from toolgym.policy.corpus import stdlib_corpus
-    from toolgym.policy.tokenizer import Tokenizer
-    from toolgym.policy.train_lm import (
-        LMTrainConfig,
-        encode_documents,
-        evaluate,
-        fixed_windows,
-        random_windows,
-        train_lm,
-    )
+    from toolgym.policy.train_lm import LMTrainConfig, evaluate, random_windows, train_lm
 
     t0 = time.perf_counter()
-    corpus = stdlib_corpus(config.corpus_bytes)
-    tokenizer = Tokenizer.train(corpus.train, model_config.vocab_size)
-    train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
+    source, train, val, val_batches = _quality_corpus(config, model_config, log)
     B, S = config.quality_batch_size, config.quality_seq_len
-    val_batches = fixed_windows(val, B, S, config.eval_batches)
-    log(f"corpus: {corpus.source}; {len(train)} train / {len(val)} held-out tokens")
 
     def batches(seed: int):  # noqa: ANN202 - a generator of Batch
         return random_windows(train, B, S, torch.Generator().manual_seed(seed))
@@ -304,7 +309,7 @@ def quality_check(
     sparse_after_warmup, _ = evaluate(dsa, val_batches)
     dsa_res = run(dsa, "sparse", config.branch_steps, 1e-3, branch_seed, 10)
     out = {
-        "corpus": corpus.source,
+        "corpus": source,
         "train_tokens": len(train),
         "heldout_tokens": len(val),
         "batch_size": B,

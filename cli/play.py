@@ -1,4 +1,4 @@
-"""The human side of ``toolgym play``: one typed line becomes an action, a help request or a local error.
+"""``toolgym play``: a human plays a task; one typed line becomes an action, a help request or a local error.
 
 Input forms, one per turn (``help`` prints this inside the game)::
 
@@ -24,7 +24,14 @@ import itertools
 import json
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from toolgym.cli.common import console as cli_console
+from toolgym.cli.data import load_task
+from toolgym.cli.errors import cli_errors
 
 Kind = Literal["action", "help", "quit", "empty", "error"]
 HELP_WORDS = ("help", "?")
@@ -224,4 +231,18 @@ def play_episode(task: Any, world: Any, console: Any) -> None:
             return
 
 
-__all__ = ["Line", "help_text", "parse_line", "play_episode"]
+@cli_errors
+def play(
+    task_id: Annotated[str, typer.Argument(help="task id")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
+) -> None:
+    """Play a task in the terminal: `tool key=value …` or `tool {json}` per turn, `help` for more, `quit` to stop.
+
+    Lines are read from stdin, so a game can be scripted by piping them in. An empty line, `help`
+    and typing mistakes use no turn; end of input stops the game.
+    """
+    task, world, _ = load_task(task_id, dataset)
+    play_episode(task, world, cli_console)
+
+
+__all__ = ["Line", "help_text", "parse_line", "play", "play_episode"]

@@ -1,0 +1,62 @@
+"""The ``toolgym`` command: one Typer app, each command a thin function over library code.
+
+Commands: ``families``, ``synth``, ``show``, ``tasks``, ``play``, ``eval``, ``export``,
+``bench …`` and ``train lm``.
+Every error a user can cause (a bad argument, an unknown name, a corrupt or locked dataset, a
+path that cannot be read or written) is printed as one line starting with ``error:`` on stderr
+and exits with code 2; nothing prints a traceback for it (:mod:`toolgym.cli.errors` says how).
+Seeds are range-checked by Click (``0 <= seed < 2**63``), before any file is created.
+
+One module per command group, and this module's table below registers each command with one line
+(in the order ``toolgym --help`` lists them)::
+
+    synth    families, synth                 what can be synthesized; synthesizing a dataset
+    data     show, tasks, export             reading a dataset (and load_task, for show and play)
+    play     play                            a human plays a task in the terminal
+    eval     eval                            pass@k / pass^k of a policy
+    bench    bench env|synth|sandbox|model   the benchmarks of toolgym.bench, printed as tables
+    train    train lm                        training the in-repo policy LM
+    common   consoles, progress bar, table rows, the seed bound
+    errors   one ``error:`` line for every usage error; range parsing; output-path checks
+"""
+
+from __future__ import annotations
+
+import typer
+
+from toolgym.cli import bench, data, eval, play, synth, train
+from toolgym.cli.common import SEED_MAX
+from toolgym.cli.errors import OneLineErrors
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Synthesized, verified tool-use environments for RL of language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks, each measured side by side with its baseline.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+train_app = typer.Typer(help="Train the in-repo policy.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+app.command()(synth.families)
+app.command()(synth.synth)
+app.command()(data.show)
+app.command()(data.tasks)
+app.command()(play.play)
+app.command(name="eval")(eval.eval_)
+app.command()(data.export)
+bench_app.command("env")(bench.bench_env)
+bench_app.command("synth")(bench.bench_synth)
+bench_app.command("sandbox")(bench.bench_sandbox)
+bench_app.command("model")(bench.bench_model)
+train_app.command("lm")(train.train_lm)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["SEED_MAX", "app", "main"]

@@ -1,0 +1,142 @@
+"""``toolgym bench …``: each benchmark of :mod:`toolgym.bench` printed beside its baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from toolgym.cli.common import add_row, console, err_console
+from toolgym.cli.errors import check_writable, cli_errors
+
+
+@cli_errors
+def bench_env(steps: Annotated[int, typer.Option(help="timed calls per row")] = 3000) -> None:
+    """Env step and reset vs a plain-Python floor, a re-templating step and SkyRL-Gym's SQL step."""
+    from toolgym.bench.env import run_env_bench
+
+    rows = run_env_bench(steps)
+    ours = rows[0].median_us
+    table = Table("path", "median µs", "p90 µs", "× toolgym step", "what", title="toolgym bench env")
+    for r in rows:
+        ratio = f"{r.median_us / ours:.2f}" if r.median_us == r.median_us else "-"
+        add_row(table, r.name, f"{r.median_us:.1f}", f"{r.p90_us:.1f}", ratio, r.note)  # notes hold [extras]
+    console.print(table)
+    console.print("targets: step ≤ 200 µs median, reset ≤ 1000 µs median")
+
+
+@cli_errors
+def bench_synth(
+    count: Annotated[int, typer.Option(help="tasks per run")] = 600,
+    workers: Annotated[int, typer.Option(help="workers of the parallel run")] = 2,
+    family: Annotated[str, typer.Option(help="family id")] = "trip",
+) -> None:
+    """Shipped tasks/s with 1 vs N workers (all gates on), and the hardness table per difficulty."""
+    from toolgym.bench.synth import hardness, kind_table, run_throughput
+    from toolgym.synth import get_family
+
+    get_family(family)  # an unknown id fails here, before any work
+    single, _ = run_throughput(count // 2, 1, family=family)
+    multi, path = run_throughput(count, workers, family=family)
+    table = Table("workers", "shipped", "seconds", "tasks/s", "dropped", title=f"toolgym bench synth ({family}, d1-5)")
+    for r in (single, multi):
+        add_row(table, str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
+    console.print(table)
+    console.print(f"speed-up {multi.rate / single.rate:.2f}x on {workers} workers; target ≥ 100 shipped tasks/s")
+    table = Table(
+        "difficulty",
+        "tasks",
+        "log10 candidates",
+        "random pass",
+        "ref calls",
+        "ref turns",
+        "verify µs",
+        title="hard to solve, easy to verify",
+    )
+    for h in hardness(path):
+        add_row(
+            table,
+            str(h.difficulty),
+            str(h.tasks),
+            "-" if h.log10_candidates != h.log10_candidates else f"{h.log10_candidates:.1f}",  # NaN: not reported
+            f"{h.random_pass:.4f} (n={h.random_samples})",
+            f"{h.ref_calls:.0f}",
+            f"{h.ref_turns:.0f}",
+            f"{h.verify_us:.0f}",
+        )
+    console.print(table)
+    console.print(kind_table(path, family))
+
+
+@cli_errors
+def bench_sandbox(
+    repeats: Annotated[int, typer.Option(help="timed calls per fast row")] = 40,
+    docker: Annotated[
+        bool | None, typer.Option("--docker/--no-docker", help="docker rows (default: when an engine answers)")
+    ] = None,
+) -> None:
+    """Plain subprocess vs a local sandbox call vs the warm Python kernel vs docker exec, side by side."""
+    from toolgym.bench.sandbox import run_sandbox_bench, targets_line
+
+    rows = run_sandbox_bench(repeats, docker)
+    base = rows[0].median_ms
+    table = Table("path", "median ms", "p90 ms", "× plain", "n", "what", title="toolgym bench sandbox")
+    for r in rows:
+        timed = r.n > 0
+        add_row(
+            table,
+            r.name,
+            f"{r.median_ms:.2f}" if timed else "-",
+            f"{r.p90_ms:.2f}" if timed else "-",
+            f"{r.median_ms / base:.2f}" if timed else "-",
+            str(r.n),
+            r.note,
+        )
+    console.print(table)
+    console.print(targets_line(rows))
+
+
+@cli_errors
+def bench_model(
+    contexts: Annotated[
+        str | None, typer.Option(help="context lengths, comma-separated [default: 1024,4096,16384,32768]")
+    ] = None,
+    batches: Annotated[str, typer.Option(help="decode batch sizes (rows sharing one prompt)")] = "1,8",
+    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="train dense vs DSA, compare loss")] = True,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="contexts 1024,4096,16384 (unless given), no quality check, 2 FFN reps")
+    ] = False,
+    pretrain_steps: Annotated[int, typer.Option(help="shared dense pre-training steps")] = 400,
+    branch_steps: Annotated[int, typer.Option(help="steps of each branch (dense vs DSA)")] = 150,
+    decode_block: Annotated[
+        int, typer.Option(help="timed decode steps per model in a row after an untimed one (0: alternate every step)")
+    ] = 4,
+    threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report here")] = None,
+) -> None:
+    """DSA vs dense attention (prefill, decode, cache), MoE vs dense FFN, expert balance, quality."""
+    from dataclasses import asdict
+
+    from toolgym.bench.model import ModelBenchConfig, parse_int_list, report_tables, run_model_bench
+
+    default_contexts = "1024,4096,16384" if quick else "1024,4096,16384,32768"
+    config = ModelBenchConfig(
+        contexts=parse_int_list(contexts or default_contexts),
+        decode_batch_sizes=parse_int_list(batches),
+        decode_block=decode_block,
+        quality=quality and not quick,
+        pretrain_steps=pretrain_steps,
+        branch_steps=branch_steps,
+        threads=threads,
+        **({"ffn_reps": 2} if quick else {}),
+    )
+    if json_out is not None:
+        check_writable(json_out, "--json")  # before the minutes of benchmarking, not after
+    report = run_model_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    for table in report_tables(report):
+        console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(asdict(report), indent=2))

@@ -1,0 +1,48 @@
+"""``toolgym train lm``: train the in-repo policy LM on the offline standard-library corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolgym.cli.common import SEED_MAX, console
+from toolgym.cli.errors import check_writable, cli_errors
+
+
+@cli_errors
+def train_lm(
+    out: Annotated[Path, typer.Option(help="checkpoint directory (replaced atomically)")] = Path("runs/lm"),
+    init: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    stage: Annotated[str, typer.Option(help="dense | indexer_warmup | sparse")] = "dense",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 300,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 8,
+    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 512,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-3,
+    eval_every: Annotated[int, typer.Option(help="steps between held-out evals")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 100,
+    corpus_bytes: Annotated[int, typer.Option(help="standard-library corpus size")] = 8_000_000,
+    vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
+) -> None:
+    """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
+    from toolgym.policy.train_lm import LMTrainConfig, pretrain
+
+    config = LMTrainConfig(
+        stage=stage,
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,  # type: ignore[arg-type]
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    check_writable(out, "--out")  # before training, not when the first checkpoint is written
+    result = pretrain(out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size)
+    console.print(
+        f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
+        + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
+        + f"; checkpoint at {out}"
+    )
