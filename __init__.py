@@ -6,7 +6,7 @@ central list of string entry points (nothing heavy is imported until ``gymnasium
 ``gymnasium.make("toolgym:toolgym/TripPlanning-v1")`` without the explicit import.
 
 Parts (see DESIGN.md): ``toolgym.envs`` (Gymnasium side), ``toolgym.synth`` (families and the
-synthesis pipeline), ``toolgym.verifiers`` (verdicts and quality gates), ``toolgym.policy``
+synthesis pipeline), ``toolgym.verifiers`` (verdicts and checks), ``toolgym.policy``
 (the in-repo model, training and evaluation), ``toolgym.cli`` (the ``toolgym`` command).
 """
 

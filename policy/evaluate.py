@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
 from toolgym.envs.rollout import Agent, ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.synth import get_family
 from toolgym.synth.family import TaskSpec
-from toolgym.verifiers.gates import NullAgent, RandomAgent, SubmitAgent
 
 AgentFactory = Callable[[TaskSpec, Any, int], Agent]
 

@@ -12,7 +12,7 @@ with the same rows as an uninterrupted one.
 Every candidate runs its reference solution through a real ToolEnv (the same parse/dispatch
 path a policy uses, so the stored trajectory is a real one) and must score 1; a reference that
 fails is a :class:`~toolgym.errors.ReferenceSolutionError` that stops the run, never a warning.
-Then the gates of :mod:`toolgym.verifiers.gates` run; a task that fails one is dropped and
+Then the gates of :mod:`toolgym.synth.gates` run; a task that fails one is dropped and
 counted under that gate's name. Splits are by world, so held-out worlds never appear in train.
 """
 
@@ -40,7 +40,7 @@ from toolgym.errors import ConfigError, ReferenceSolutionError
 from toolgym.synth import get_family
 from toolgym.synth.dataset import Batch, Dataset, Trajectory
 from toolgym.synth.family import Family, TaskSpec, WorldSpec
-from toolgym.verifiers.gates import run_gates
+from toolgym.synth.gates import run_gates
 
 SPLITS = ("train", "val", "test")
 

@@ -9,9 +9,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import toolgym
+from toolgym.envs.agents import RandomAgent
 from toolgym.envs.registration import toolgym_env_ids
 from toolgym.synth import get_family
-from toolgym.verifiers.gates import RandomAgent
 
 IDS = sorted(toolgym.ENV_IDS)
 

@@ -1,1 +1,1 @@
-"""Verdicts, answer/constraint/state checks and the quality gates."""
+"""Verdicts and answer/constraint/state checks (the quality gates run in :mod:`toolgym.synth.gates`)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from toolgym.envs import markup as mk
+from toolgym.envs.agents import empty_value
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
@@ -24,7 +25,6 @@ from toolgym.synth.code import tasks
 from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.world import SIZES, CodeWorld, generate
 from toolgym.synth.pipeline import build_task
-from toolgym.verifiers.gates import empty_value
 from toolgym.verifiers.verdict import verify
 
 FAM = get_family("code")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolgym.envs import naming
+from toolgym.envs.agents import SubmitAgent
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
@@ -23,7 +24,6 @@ from toolgym.synth.code.tools import CodeContext
 from toolgym.synth.code.tools import toolset as code_toolset
 from toolgym.synth.pipeline import build_task
 from toolgym.synth.trip.world import TripWorld
-from toolgym.verifiers.gates import SubmitAgent
 from toolgym.verifiers.verdict import verify
 
 NFD = ("NFD", "NFC")

@@ -1,7 +1,4 @@
-"""The quality gates as reusable agents, and the rule that decides whether a task ships.
-
-A task ships only if its reference solution scores 1 and every gate agent scores 0 on it
-(DESIGN.md "Verifiers and gates"):
+"""The scripted agents the quality gates use (DESIGN.md "Verifiers and gates").
 
 * :class:`NullAgent` submits an empty answer of the right type, then idles: a verifier that
   accepts "nothing" is broken.
@@ -14,18 +11,18 @@ A task ships only if its reference solution scores 1 and every gate agent scores
   with a perturbed reference answer it checks that breaking a correct answer breaks the score.
 
 Agents only speak the markup; running them is :func:`toolgym.envs.rollout.run_episode`, the
-same loop RL and eval use, so a gate measures exactly the reward a policy would get.
+same loop RL and eval use, so a gate measures exactly the reward a policy would get. The rule
+that decides whether a task ships is :func:`toolgym.synth.gates.run_gates` (layer L5); the
+agents live here, on the envs side (L3), because evaluation uses them too.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from toolgym.envs import markup as mk
-from toolgym.envs.rollout import Episode, run_episode
 
 _WORDS = ("alpha", "none", "x", "Paris", "unknown", "2026-01-01", "hotel", "42", "")
 
@@ -158,62 +155,4 @@ class SubmitAgent:
         return mk.render_action([("submit", {"answer": self.answer})])
 
 
-@dataclass
-class GateReport:
-    """Which gate a task failed (None = it ships) and the scores each gate saw."""
-
-    failed: str | None
-    reason: str = ""
-    scores: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def shipped(self) -> bool:
-        """True when every gate passed."""
-        return self.failed is None
-
-
-def run_gates(
-    run: Callable[[Any], Episode],
-    reference: Episode,
-    random_answers: Iterable[Any],
-    bluff_answers: Iterable[Any],
-    perturbed_answers: Iterable[Any],
-    rng: random.Random,
-    replay: list[str] | None = None,
-) -> GateReport:
-    """Run every gate on one task; stop at the first failure.
-
-    Args:
-        run: Plays an agent through one episode of the task (``run_episode`` bound to an env
-            and a task id).
-        reference: The reference solution's episode (must have scored 1).
-        random_answers: One plausible random answer per random-agent try.
-        bluff_answers: One bluff answer per bluff try.
-        perturbed_answers: Broken reference answers.
-        rng: Generator for the random agents' tool calls.
-        replay: Actions to replay before submitting a perturbed answer (for families whose
-            tools write state, so the state check sees the reference's state); None skips it.
-
-    Returns:
-        The :class:`GateReport`.
-    """
-    report = GateReport(failed=None, scores={"reference": [reference.reward]})
-    if reference.reward != 1.0:
-        verdict = reference.info.get("verdict", {})
-        report.failed, report.reason = "reference", verdict.get("reason", "episode did not terminate")
-        return report
-    plan: list[tuple[str, Callable[[], Any]]] = [("null", NullAgent)]
-    plan += [("bluff", lambda a=a: SubmitAgent(a)) for a in bluff_answers]
-    plan += [("perturbed", lambda a=a: SubmitAgent(a, replay or ())) for a in perturbed_answers]
-    plan += [("random", lambda a=a: RandomAgent(rng, a)) for a in random_answers]
-    for gate, make_agent in plan:
-        ep = run(make_agent())
-        report.scores.setdefault(gate, []).append(ep.reward)
-        if ep.reward > 0.0:
-            report.failed = gate
-            report.reason = ep.info.get("verdict", {}).get("reason", "")
-            return report
-    return report
-
-
-__all__ = ["GateReport", "NullAgent", "RandomAgent", "SubmitAgent", "run_episode", "run_gates"]
+__all__ = ["NullAgent", "RandomAgent", "SubmitAgent", "empty_value", "harvest", "sample_value"]

@@ -3,13 +3,14 @@
 import random
 
 from toolgym.envs import markup as mk
+from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent, sample_value
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
+from toolgym.synth.gates import run_gates
 from toolgym.synth.pipeline import build_task
-from toolgym.verifiers.gates import NullAgent, RandomAgent, SubmitAgent, run_gates, sample_value
 
 
 def trip_task(seed=1, difficulty=2):
