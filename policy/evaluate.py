@@ -26,8 +26,8 @@ from typing import Any
 from toolgym.envs.rollout import Agent, ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
+from toolgym.spec import TaskSpec
 from toolgym.synth import get_family
-from toolgym.synth.family import TaskSpec
 from toolgym.verifiers.gates import NullAgent, RandomAgent, SubmitAgent
 
 AgentFactory = Callable[[TaskSpec, Any, int], Agent]
