@@ -30,7 +30,7 @@ def eval_(
 ) -> None:
     """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty."""
     from toolgym.policy.evaluate import evaluate, scripted_policy, summarize
-    from toolgym.synth.dataset import check_split
+    from toolgym.spec import check_split
 
     check_split(split)
     ks = k or sorted({1, samples})
@@ -71,7 +71,7 @@ def _eval_items(
     if dataset is None:
         fam = get_family(family or "trip")
         from toolgym.envs.sources import SynthSource
-        from toolgym.synth.pipeline import on_the_fly_split
+        from toolgym.spec import on_the_fly_split
 
         src = SynthSource(fam, difficulties, split)
         seeds = (s for s in itertools.count(seed) if split is None or on_the_fly_split(fam.id, s) == split)

@@ -27,7 +27,7 @@ Design choices:
   writes ``<`` as ``\u003c`` only where it starts a special string (``<|`` of any role-marker
   shape, and the action tags), so ``a < b`` in SQL or Python output stays readable and cheap;
   characters outside :data:`~toolgym.envs.textspace.CHARSET` become ``\uXXXX`` and lone
-  surrogates U+FFFD. Synthesized text is checked instead (:func:`check_text`, by ``TaskSpec``):
+  surrogates U+FFFD. Synthesized text is checked instead (:func:`check_task_text`, where tasks are built and loaded):
   no special string in a prompt, no role marker in the system text, whose action tags are the
   env's deliberate description of the action format (the one exception).
 * JSON is compact and canonical (orjson): the same data gives the same bytes (fewer tokens).
@@ -184,6 +184,20 @@ def check_text(text: str, what: str, allow_action_tags: bool = False) -> None:
             f"{what} contains {bad.group()!r} (U+{ord(bad.group()):04X}) at character {bad.start()}, outside the "
             "observation charset (toolgym.envs.textspace.CHARSET_RANGES); use another character or extend the charset"
         )
+
+
+def check_task_text(task_id: str, prompt: str, system: str) -> None:
+    """Check the text of a task where it is built or loaded (a ``TaskSpec``'s ``prompt`` and ``system``).
+
+    The prompt may hold no special string; the system text may name the action tags (it
+    describes the action format on purpose) but holds no role marker. Both reach observations
+    unescaped (DESIGN.md protocol).
+
+    Raises:
+        ValueError: naming the task, the text, and the special string or character (:func:`check_text`).
+    """
+    check_text(prompt, f"task {task_id!r}: the prompt")
+    check_text(system, f"task {task_id!r}: the system text", allow_action_tags=True)
 
 
 loads = orjson.loads  #: Strict JSON parsing (rejects NaN/Infinity, lone surrogates, nesting deeper than 1024).

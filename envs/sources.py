@@ -20,7 +20,8 @@ from toolgym.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from toolgym.envs.toolenv import EnvConfig
-    from toolgym.synth.family import Family, TaskSpec
+    from toolgym.spec import TaskSpec
+    from toolgym.synth.family import Family
 
 
 class LRU(OrderedDict[Any, Any]):
@@ -159,7 +160,7 @@ class SynthSource(TaskSource):
     MAX_DRAWS = 10_000  # P(no test seed in 10k draws at 10%) is about 1e-458
 
     def __init__(self, family: Family, difficulties: list[int] | None, split: str | None = None):
-        from toolgym.synth.pipeline import check_split
+        from toolgym.spec import check_split
 
         self.family = family
         self.difficulties = difficulties or [1, 2, 3, 4, 5]
@@ -168,7 +169,7 @@ class SynthSource(TaskSource):
 
     def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
         """Synthesize the task the generator's next draw (within the split) names."""
-        from toolgym.synth.pipeline import on_the_fly_split
+        from toolgym.spec import on_the_fly_split
 
         for _ in range(self.MAX_DRAWS):
             seed = int(rng.integers(2**31))
@@ -218,7 +219,7 @@ def make_source(family: Family, config: EnvConfig) -> TaskSource:
         ConfigError: An unknown split name (whether or not a dataset is given), or a dataset
             with no matching task.
     """
-    from toolgym.synth.pipeline import check_split
+    from toolgym.spec import check_split
 
     split = check_split(config.split)
     if config.dataset is not None:

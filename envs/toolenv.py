@@ -62,8 +62,8 @@ from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.textspace import UnicodeText
 from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, one_line
+from toolgym.spec import TaskSpec
 from toolgym.synth import get_family
-from toolgym.synth.family import TaskSpec
 from toolgym.verifiers.verdict import verify
 
 SYSTEM_INSTRUCTIONS = (

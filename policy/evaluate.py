@@ -27,8 +27,8 @@ from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
 from toolgym.envs.rollout import Agent, ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
+from toolgym.spec import TaskSpec
 from toolgym.synth import get_family
-from toolgym.synth.family import TaskSpec
 
 AgentFactory = Callable[[TaskSpec, Any, int], Agent]
 

@@ -31,12 +31,11 @@ import duckdb
 import numpy as np
 import orjson
 
-from toolgym.errors import ConfigError, DatasetError, UnknownNameError
-from toolgym.synth.family import TaskSpec, WorldSpec
+from toolgym.envs.markup import check_task_text
+from toolgym.errors import DatasetError, UnknownNameError
+from toolgym.spec import TaskSpec, WorldSpec, check_split
 
 FORMAT = "toolgym-dataset/2"
-SPLITS = ("train", "val", "test")
-"""Every split a task can be in (by world; see ``synth.pipeline.world_split``)."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS manifest (
@@ -112,21 +111,6 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ..
         con.execute(f"INSERT INTO {table} SELECT * FROM _batch{suffix}")
     finally:
         con.unregister("_batch")
-
-
-def check_split(split: str | None) -> str | None:
-    """``split`` itself if it is None or one of :data:`SPLITS`.
-
-    Raises:
-        ConfigError: An unknown split, with the valid ones (and the closest, if any is close).
-    """
-    if split is None or split in SPLITS:
-        return split
-    import difflib
-
-    close = difflib.get_close_matches(split, SPLITS, n=1, cutoff=0.4)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"unknown split {split!r}{hint}; splits are {', '.join(SPLITS)}")
 
 
 def _open_error(path: Path, exc: duckdb.Error) -> DatasetError:
@@ -273,7 +257,7 @@ class Dataset:
         """Task ids in dataset order, filtered.
 
         Raises:
-            ConfigError: ``split`` is not one of :data:`SPLITS`.
+            ConfigError: ``split`` is not one of :data:`toolgym.spec.SPLITS`.
         """
         return [r[0] for r in self.task_rows(family, split, difficulties)]
 
@@ -286,7 +270,7 @@ class Dataset:
         """``(task_id, family, split, difficulty)`` rows in dataset order, filtered.
 
         Raises:
-            ConfigError: ``split`` is not one of :data:`SPLITS`.
+            ConfigError: ``split`` is not one of :data:`toolgym.spec.SPLITS`.
         """
         check_split(split)
         sql, args = "SELECT task_id, family, split, difficulty FROM tasks WHERE 1=1", list[Any]()
@@ -303,7 +287,13 @@ class Dataset:
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
     def task(self, task_id: str) -> TaskSpec:
-        """One task by id."""
+        """One task by id.
+
+        Raises:
+            UnknownNameError: No task has this id (the message names the closest ones).
+            DatasetError: The row's prompt or system text holds markup it may not
+                (:func:`toolgym.envs.markup.check_task_text`): the file is corrupt.
+        """
         row = self.con.execute(_TASK_SELECT + " WHERE t.task_id = ?", [task_id]).fetchone()
         if row is None:
             from toolgym.synth import unknown
@@ -319,7 +309,15 @@ class Dataset:
         data: dict[str, Any] = dict(zip(keys, row[:9], strict=True))
         data["tools"] = orjson.loads(data["tools"])
         data.update({f: orjson.loads(v) for f, v in zip(_JSON_TASK_FIELDS, row[9:], strict=True)})
-        return TaskSpec(**data)
+        task = TaskSpec(**data)
+        try:
+            check_task_text(task.task_id, task.prompt, task.system)
+        except ValueError as exc:  # tampered with, or written before env v1 (its system text said <|end|>)
+            raise DatasetError(
+                f"{self.path} cannot be served: {exc}; the row was tampered with or written by a toolgym older "
+                "than env v1 (family version 1): synthesize the dataset again"
+            ) from None
+        return task
 
     def world_data(self, world_id: str) -> dict[str, Any]:
         """The JSON data of one world."""
@@ -367,7 +365,7 @@ class Dataset:
         """Every task joined with its trajectory (for exports), in dataset order.
 
         Raises:
-            ConfigError: ``split`` is not one of :data:`SPLITS`.
+            ConfigError: ``split`` is not one of :data:`toolgym.spec.SPLITS`.
         """
         check_split(split)
         sql = (

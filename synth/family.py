@@ -1,4 +1,4 @@
-"""The family contract: what a family module provides, and the specs it produces.
+"""The family contract: what a family module provides to produce specs (:mod:`toolgym.spec`).
 
 A family turns ``(seed, difficulty)`` into a *world* and ``(world, rng)`` into *tasks*. Specs are
 pure data (pydantic models that serialize to dataset rows); everything that needs code (tools,
@@ -31,73 +31,13 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
-
-from toolgym.envs.markup import check_text
 from toolgym.envs.rollout import Program, Step
 from toolgym.envs.tools import Tool
+from toolgym.spec import TaskDraft, TaskSpec
 
-__all__ = ["Family", "Program", "Step", "TaskDraft", "TaskSpec", "WorldSpec"]
-
-
-class WorldSpec(BaseModel):
-    """One synthesized environment as stored in a dataset."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    world_id: str
-    family: str
-    family_version: int
-    seed: int
-    difficulty: int
-    split: str
-    data: dict[str, Any]
-
-
-class TaskSpec(BaseModel):
-    """One task as stored in a dataset: everything an env needs besides the family code."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    task_id: str
-    world_id: str
-    family: str
-    env_id: str
-    difficulty: int
-    split: str
-    system: str
-    prompt: str
-    tools: list[dict[str, Any]]
-    tool_config: dict[str, Any]
-    params: dict[str, Any]
-    verifier: dict[str, Any]
-    meta: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _text_is_safe(self) -> TaskSpec:
-        """The prompt holds no special string and the system text no role marker (DESIGN.md protocol).
-
-        Both reach observations unescaped, so they are checked here, where every task is built
-        (the pipeline) and served (datasets load rows through this model). The system text may
-        name the action tags: it describes the action format on purpose.
-        """
-        check_text(self.prompt, f"task {self.task_id!r}: the prompt")
-        check_text(self.system, f"task {self.task_id!r}: the system text", allow_action_tags=True)
-        return self
-
-
-@dataclass
-class TaskDraft:
-    """What ``make_task`` returns; the pipeline adds ids, split and the rendered system text."""
-
-    prompt: str
-    params: dict[str, Any]
-    verifier: dict[str, Any]
-    tool_config: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Family", "Program", "Step"]
 
 
 class Family(ABC):

@@ -18,8 +18,6 @@ counted under that gate's name. Splits are by world, so held-out worlds never ap
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import multiprocessing as mp
 import os
 import random
@@ -30,19 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from toolgym.envs.markup import check_task_text
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ConfigError, ReferenceSolutionError
+from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, WorldSpec, derive_seed, family_hash, world_split
 from toolgym.synth import get_family
 from toolgym.synth.dataset import Batch, Dataset, Trajectory
-from toolgym.synth.family import Family, TaskSpec, WorldSpec
+from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
-
-SPLITS = ("train", "val", "test")
 
 
 class SynthConfig(BaseModel):
@@ -57,7 +54,9 @@ class SynthConfig(BaseModel):
     difficulty: tuple[int, int] = Field((1, 5), description="inclusive difficulty range")
     seed: int = Field(0, ge=0, lt=2**63)
     tasks_per_world: int = Field(4, ge=1, le=64)
-    split_fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, val, test by world")
+    split_fractions: tuple[float, float, float] = Field(
+        DEFAULT_SPLIT_FRACTIONS, description="train, val, test by world"
+    )
     holdout: bool = Field(False, description="hold the whole family out: every world goes to test")
     random_tries: int = Field(8, ge=0, lt=2**63)
     bluff_tries: int = Field(2, ge=0, lt=2**63)
@@ -78,54 +77,14 @@ class SynthConfig(BaseModel):
         return self.model_dump(mode="json", exclude={"count", "workers"})
 
 
-def _family_hash(family_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(family_id.encode()).digest()[:4], "little")
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integer parts (``numpy.random.SeedSequence`` mixing)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
-
-
 def world_seed(config: SynthConfig, w: int) -> int:
     """The seed of world ``w``."""
-    return derive_seed(config.seed, _family_hash(config.family), w)
-
-
-def world_split(config: SynthConfig, w: int) -> str:
-    """Train / val / test for world ``w`` (deterministic, by world).
-
-    This is the one world → split rule: datasets assign their worlds with it, and on-the-fly
-    envs (:func:`on_the_fly_split`) serve a seed's task only under the split of its world.
-    """
-    if config.holdout:
-        return "test"
-    u = random.Random(derive_seed(config.seed, _family_hash(config.family), w, 7)).random()
-    train, val, _ = config.split_fractions
-    return "train" if u < train else "val" if u < train + val else "test"
-
-
-def check_split(split: str | None) -> str | None:
-    """``split`` if it names a split (or is None, meaning every split).
-
-    Raises:
-        ConfigError: An unknown split name; the message names the closest split.
-    """
-    if split is None or split in SPLITS:
-        return split
-    close = difflib.get_close_matches(str(split), SPLITS, n=1, cutoff=0.4)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ConfigError(f"unknown split {split!r}; {hint}splits are {', '.join(SPLITS)}")
+    return derive_seed(config.seed, family_hash(config.family), w)
 
 
 def on_the_fly_config(family_id: str, seed: int, difficulty: int = 1) -> SynthConfig:
     """The run an on-the-fly task comes from: world 0 of a one-world run with ``seed``."""
     return SynthConfig(family=family_id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
-
-
-def on_the_fly_split(family_id: str, seed: int) -> str:
-    """The split of the on-the-fly task of ``seed`` (any difficulty): its world's, by :func:`world_split`."""
-    return world_split(on_the_fly_config(family_id, seed), 0)
 
 
 def world_difficulty(config: SynthConfig, w: int) -> int:
@@ -155,11 +114,16 @@ class WorldResult:
 
 
 def build_task(family: Family, world_id: str, task_id: str, difficulty: int, split: str, draft: Any) -> TaskSpec:
-    """Turn a draft into a full task spec (tool schemas and system text included)."""
+    """Turn a draft into a full task spec (tool schemas and system text included).
+
+    Raises:
+        ValueError: The prompt holds a special string of the markup or the system text a role
+            marker (:func:`toolgym.envs.markup.check_task_text`), naming the task.
+    """
     from toolgym.envs.tools import Toolset
 
     schemas = Toolset(family.tools(draft.tool_config)).schemas
-    return TaskSpec(
+    task = TaskSpec(
         task_id=task_id,
         world_id=world_id,
         family=family.id,
@@ -174,6 +138,8 @@ def build_task(family: Family, world_id: str, task_id: str, difficulty: int, spl
         verifier=draft.verifier,
         meta=draft.meta,
     )
+    check_task_text(task.task_id, task.prompt, task.system)
+    return task
 
 
 def task_env(family: Family, task: TaskSpec, world: Any) -> ToolEnv:
@@ -249,7 +215,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
     env: ToolEnv | None = None
     source: MemorySource | None = None
     for k in range(skip, config.tasks_per_world):
-        rng = random.Random(derive_seed(config.seed, _family_hash(family.id), w, k))
+        rng = random.Random(derive_seed(config.seed, family_hash(family.id), w, k))
         draft = family.make_task(world, difficulty, rng)
         if draft is None:
             result.outcomes.append(Outcome(k, "infeasible", "no valid plan for this start"))
@@ -395,13 +361,9 @@ def _ordered_results(pool: Any, config: SynthConfig, start_w: int, skip: int) ->
 
 
 __all__ = [
-    "SPLITS",
     "SynthConfig",
     "SynthStats",
-    "check_split",
-    "on_the_fly_split",
     "synthesize",
     "synthesize_on_the_fly",
     "synthesize_world",
-    "world_split",
 ]

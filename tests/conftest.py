@@ -12,8 +12,9 @@ import pytest
 from toolgym.envs.rollout import Step
 from toolgym.envs.strict import Integer
 from toolgym.envs.tools import as_tool, tool
+from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth import FAMILIES, register_family
-from toolgym.synth.family import Family, TaskDraft, TaskSpec
+from toolgym.synth.family import Family
 from toolgym.verifiers.state import state_hash
 
 

@@ -58,7 +58,6 @@ KNOWN: set[tuple[str, str]] = {
     ("toolgym.envs.sources", "toolgym.synth.family"),
     ("toolgym.envs.sources", "toolgym.synth.pipeline"),
     ("toolgym.envs.toolenv", "toolgym.synth"),
-    ("toolgym.envs.toolenv", "toolgym.synth.family"),
 }
 
 

@@ -34,12 +34,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from toolgym.envs.tools import Tool
+from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.code import queries as qy
 from toolgym.synth.code import reference, tasks
 from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.themes import person
 from toolgym.synth.code.world import CodeWorld, generate
-from toolgym.synth.family import Family, Program, TaskDraft, TaskSpec
+from toolgym.synth.family import Family, Program
 
 
 def _range(world: CodeWorld, q: dict[str, Any]) -> tuple[float, float]:

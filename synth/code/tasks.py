@@ -32,12 +32,12 @@ import random
 from collections.abc import Collection
 from typing import Any
 
+from toolgym.spec import TaskDraft
 from toolgym.synth.code import aggregate as ag
 from toolgym.synth.code import compute as cp
 from toolgym.synth.code import prompts as pr
 from toolgym.synth.code import queries as qy
 from toolgym.synth.code.world import CodeWorld
-from toolgym.synth.family import TaskDraft
 
 #: Per difficulty: kind weights and the (min, max) number of conditions.
 LEVELS: dict[int, tuple[dict[str, int], tuple[int, int]]] = {

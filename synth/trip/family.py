@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from toolgym.envs.tools import Tool
+from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth import names as nm
-from toolgym.synth.family import Family, Program, TaskDraft, TaskSpec
+from toolgym.synth.family import Family, Program
 from toolgym.synth.trip import reference, tasks, tools
 from toolgym.synth.trip.solver import view_of_world
 from toolgym.synth.trip.world import TripWorld, add_days, generate

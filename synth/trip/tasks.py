@@ -29,7 +29,7 @@ from typing import Any
 
 import jinja2
 
-from toolgym.synth.family import TaskDraft
+from toolgym.spec import TaskDraft
 from toolgym.synth.text import join_words, with_article
 from toolgym.synth.trip.solver import TripView, cheapest_plan
 from toolgym.synth.trip.world import MODES, WEEKDAYS, TripWorld, weekday

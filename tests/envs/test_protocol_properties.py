@@ -25,8 +25,9 @@ from toolgym.envs.textspace import OUTSIDE_CHARSET, UnicodeText, decode_text, en
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import ToolError, as_tool, tool
 from toolgym.policy.tokenizer import ALL_SPECIAL_TOKENS, Tokenizer
+from toolgym.spec import TaskDraft
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.family import Family, TaskDraft
+from toolgym.synth.family import Family
 from toolgym.synth.pipeline import build_task
 
 PIECES = [

@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from toolgym.errors import ConfigError, DatasetError
-from toolgym.synth.dataset import SPLITS, Dataset, check_split
+from toolgym.spec import SPLITS, check_split
+from toolgym.synth.dataset import Dataset
 from toolgym.synth.export import HF_SPLITS, export
 from toolgym.synth.pipeline import SynthConfig, synthesize
 

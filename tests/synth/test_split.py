@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 import toolgym  # noqa: F401 - registers the env ids
 from toolgym.errors import ConfigError
+from toolgym.spec import SPLITS, on_the_fly_split, world_split
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.pipeline import SPLITS, SynthConfig, on_the_fly_split, synthesize_world, world_split
+from toolgym.synth.pipeline import SynthConfig, synthesize_world
 
 SHIPPED = [f for f, entry in FAMILIES.items() if isinstance(entry, str)]
 
@@ -73,7 +74,6 @@ def test_unknown_split_names_are_a_clear_error(split):
 def test_eval_on_the_fly_honours_split() -> None:
     """`toolgym eval --split test` without a dataset evaluates test worlds only, none twice."""
     from toolgym.cli.eval import _eval_items
-    from toolgym.synth.pipeline import on_the_fly_split
 
     items = _eval_items(None, "trip", "test", [1], limit=3, seed=0)
     seeds = [int(task.task_id.split("-s")[1].split("-")[0]) for task, _ in items]
