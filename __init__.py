@@ -18,7 +18,7 @@ from toolgym.registry import Registry
 
 __version__ = "0.1.0"
 
-#: The central table: every family (with its Gymnasium id), verifier kind and policy, as
+#: The central table: every family (with its Gymnasium id), verifier kind, task source and policy, as
 #: lazy "module:attr" entry points. Adding one is a module plus one line here.
 FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
@@ -34,11 +34,41 @@ VERIFIERS.register("json", "toolgym.verifiers.answers:verify_json")
 VERIFIERS.register("itinerary", "toolgym.verifiers.itinerary:verify_itinerary")
 VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
 
+#: Where a ToolEnv's tasks come from (``toolgym.envs.sources.make_source`` picks by config):
+#: each entry is a :class:`~toolgym.envs.sources.TaskSource` class next to what it wraps.
+SOURCES: Registry[Any] = Registry("task source")
+SOURCES.register("dataset", "toolgym.synth.dataset:DatasetSource")  # (family, path, split, difficulties)
+SOURCES.register("synth", "toolgym.synth.fly:SynthSource")  # (family, difficulties, split)
+
 POLICIES: Registry[Any] = Registry("policy")  # each entry: (seed) -> agent factory
 POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
 POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
 POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
 POLICIES.register("bluff", "toolgym.policy.evaluate:bluff_policy")
+
+
+#: The one cache of family instances: id -> (the class it was built from, the instance).
+_FAMILY_INSTANCES: dict[str, tuple[Any, Any]] = {}
+
+
+def family(family_id: str) -> Any:
+    """The family instance for an id: one per id and process, built on first use.
+
+    This is how every layer gets a family (``toolgym.synth.get_family`` delegates here), so
+    ``envs`` reaches a family's runtime (typed as :class:`toolgym.envs.runtime.Runtime`) without
+    importing ``synth``. The cache follows the table: an id unregistered and registered again
+    with another class gets a new instance, no cache to clear.
+
+    Raises:
+        UnknownNameError: An unregistered id (the message names the closest ones).
+    """
+    cls = FAMILIES.get(family_id)
+    hit = _FAMILY_INSTANCES.get(family_id)
+    if hit is not None and hit[0] is cls:
+        return hit[1]
+    instance = cls()
+    _FAMILY_INSTANCES[family_id] = (cls, instance)
+    return instance
 
 
 def env_ids() -> dict[str, str]:
@@ -62,4 +92,4 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["ENV_IDS", "FAMILIES", "POLICIES", "VERIFIERS", "__version__", "env_ids"]
+__all__ = ["ENV_IDS", "FAMILIES", "POLICIES", "SOURCES", "VERIFIERS", "__version__", "env_ids", "family"]

@@ -31,7 +31,7 @@ def load_task(task_id: str, dataset: Path | None) -> tuple[Any, Any, Any]:
         fam = get_family(task_id.split("-", 1)[0]) if "-" in task_id else None
         if fam is None:
             raise ConfigError(f"{task_id!r} is not an on-the-fly task id; pass -d/--dataset to read it from a dataset")
-        from toolgym.envs.sources import SynthSource
+        from toolgym.synth.fly import SynthSource
 
         try:
             task, world = SynthSource(fam, None).get(task_id)

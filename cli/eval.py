@@ -70,8 +70,8 @@ def _eval_items(
 
     if dataset is None:
         fam = get_family(family or "trip")
-        from toolgym.envs.sources import SynthSource
         from toolgym.spec import on_the_fly_split
+        from toolgym.synth.fly import SynthSource
 
         src = SynthSource(fam, difficulties, split)
         seeds = (s for s in itertools.count(seed) if split is None or on_the_fly_split(fam.id, s) == split)

@@ -4,24 +4,29 @@ A source answers two questions: ``pick(rng)`` (a task drawn deterministically fr
 seeded generator) and ``get(task_id)``. Worlds are rebuilt from their JSON once and cached in a
 small LRU, so reset cost stays flat however many episodes run; dataset connections are opened
 read-only and lazily in each process, so envs pickle and run in ``AsyncVectorEnv`` workers.
+
+This module holds the contract (:class:`TaskSource`), the in-memory source and the choice
+(:func:`make_source`). The sources that wrap synthesis code live next to it and are named in the
+central table ``toolgym.SOURCES``: ``"dataset"`` (``toolgym.synth.dataset.DatasetSource``) and
+``"synth"`` (``toolgym.synth.fly.SynthSource``), so ``envs`` never imports ``synth``.
 """
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from toolgym.errors import ConfigError, UnknownNameError
+from toolgym import SOURCES
+from toolgym.errors import ConfigError
+from toolgym.registry import unknown
 
 if TYPE_CHECKING:
+    from toolgym.envs.runtime import Runtime
     from toolgym.envs.toolenv import EnvConfig
     from toolgym.spec import TaskSpec
-    from toolgym.synth.family import Family
 
 
 class LRU(OrderedDict[Any, Any]):
@@ -82,138 +87,22 @@ class MemorySource(TaskSource):
     def get(self, task_id: str) -> tuple[TaskSpec, Any]:
         """By id."""
         if task_id not in self.by_id:
-            from toolgym.synth import unknown
-
             raise unknown("task id", task_id, list(self.by_id))
         return self.by_id[task_id]
 
 
-class DatasetSource(TaskSource):
-    """Tasks of one family from a DuckDB dataset, filtered by split and difficulty."""
-
-    def __init__(self, family: Family, path: Path, split: str | None, difficulties: list[int] | None):
-        from toolgym.synth.dataset import Dataset
-
-        self.family, self.path = family, Path(path)
-        self.split, self.difficulties = split, difficulties
-        with Dataset(self.path, read_only=True) as ds:
-            self.task_ids = ds.task_ids(family.id, split=split, difficulties=difficulties)
-        if not self.task_ids:
-            raise ConfigError(
-                f"dataset {self.path} has no {family.id!r} tasks with split={split!r}, difficulty={difficulties!r}"
-            )
-        self._ds: Any = None
-        self._tasks: LRU = LRU(256)
-        self._worlds: LRU = LRU(32)
-
-    def _dataset(self) -> Any:
-        if self._ds is None:
-            from toolgym.synth.dataset import Dataset
-
-            self._ds = Dataset(self.path, read_only=True)
-        return self._ds
-
-    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
-        """Uniform over the matching task ids."""
-        return self.get(self.task_ids[int(rng.integers(len(self.task_ids)))])
-
-    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
-        """Load (or reuse) the task and its world."""
-        task = self._tasks.lookup(task_id)
-        if task is None:
-            task = self._dataset().task(task_id)
-            if task.family != self.family.id:
-                raise UnknownNameError(f"task {task_id!r} belongs to family {task.family!r}, not {self.family.id!r}")
-            self._tasks.store(task_id, _in_split((task, None), self.split)[0])
-        world = self._worlds.lookup(task.world_id)
-        if world is None:
-            world = self._worlds.store(task.world_id, self.family.load_world(self._dataset().world_data(task.world_id)))
-        return task, world
-
-    def close(self) -> None:
-        """Close the connection (it reopens on demand)."""
-        if self._ds is not None:
-            self._ds.close()
-            self._ds = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_ds"] = None
-        return state
-
-
-_FLY_ID = re.compile(r"([a-z][a-z0-9_]*)-fly-s(0|[1-9][0-9]{0,18})-d([1-5])", re.ASCII)
-
-
-class SynthSource(TaskSource):
-    """Tasks synthesized on the fly: the reset seed picks a candidate, gates included.
-
-    Task ids of synthesized tasks encode their seed, so ``get`` regenerates any of them.
-
-    The split is honoured by world, with the datasets' rule: the task of seed ``s`` comes from
-    world 0 of a run with seed ``s``, whose split is ``world_split`` of that run (80/10/10 by
-    default), so ``pick`` draws seeds until one's world lies in the requested split (about 10
-    draws for val or test, each a hash, not a synthesis). Train and test envs therefore never
-    serve the same world.
-    """
-
-    MAX_DRAWS = 10_000  # P(no test seed in 10k draws at 10%) is about 1e-458
-
-    def __init__(self, family: Family, difficulties: list[int] | None, split: str | None = None):
-        from toolgym.spec import check_split
-
-        self.family = family
-        self.difficulties = difficulties or [1, 2, 3, 4, 5]
-        self.split = check_split(split)
-        self._cache: LRU = LRU(64)
-
-    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
-        """Synthesize the task the generator's next draw (within the split) names."""
-        from toolgym.spec import on_the_fly_split
-
-        for _ in range(self.MAX_DRAWS):
-            seed = int(rng.integers(2**31))
-            difficulty = int(self.difficulties[int(rng.integers(len(self.difficulties)))])
-            if self.split is None or on_the_fly_split(self.family.id, seed) == self.split:
-                return self._make(seed, difficulty)
-        raise ConfigError(f"no on-the-fly {self.family.id} seed in split {self.split!r} after {self.MAX_DRAWS} draws")
-
-    def _make(self, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
-        key = (seed, difficulty)
-        hit = self._cache.lookup(key)
-        if hit is None:
-            from toolgym.synth.pipeline import synthesize_on_the_fly
-
-            hit = self._cache.store(key, synthesize_on_the_fly(self.family, seed, difficulty))
-        return hit
-
-    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
-        """Regenerate a task from an id of the form ``<family>-fly-s<seed>-d<difficulty>``.
-
-        The id must be exactly that form (ASCII digits, no sign or leading zeros, difficulty
-        1-5), so a served task's id always equals the id asked for.
-
-        Raises:
-            UnknownNameError: Any other id.
-        """
-        m = _FLY_ID.fullmatch(task_id) if isinstance(task_id, str) else None
-        if m is None or m.group(1) != self.family.id:
-            raise UnknownNameError(
-                f"task id {task_id!r} is not an on-the-fly {self.family.id} task id "
-                f"({self.family.id}-fly-s<seed>-d<difficulty 1-5>); task ids of a dataset need the dataset"
-            )
-        return _in_split(self._make(int(m.group(2)), int(m.group(3))), self.split)
-
-
-def _in_split(item: tuple[TaskSpec, Any], split: str | None) -> tuple[TaskSpec, Any]:
+def in_split(item: tuple[TaskSpec, Any], split: str | None) -> tuple[TaskSpec, Any]:
     """``item`` if its task lies in ``split`` (None: any); an env never serves outside its split."""
     if split is not None and item[0].split != split:
         raise ConfigError(f"task {item[0].task_id!r} is in split {item[0].split!r}, not {split!r}")
     return item
 
 
-def make_source(family: Family, config: EnvConfig) -> TaskSource:
-    """The source an :class:`EnvConfig` asks for.
+def make_source(family: Runtime, config: EnvConfig) -> TaskSource:
+    """The source an :class:`EnvConfig` asks for, from the central table ``toolgym.SOURCES``.
+
+    A config with a dataset gets the ``"dataset"`` source, one without the ``"synth"`` one
+    (tasks synthesized from the reset seed).
 
     Raises:
         ConfigError: An unknown split name (whether or not a dataset is given), or a dataset
@@ -223,5 +112,5 @@ def make_source(family: Family, config: EnvConfig) -> TaskSource:
 
     split = check_split(config.split)
     if config.dataset is not None:
-        return DatasetSource(family, config.dataset, split, config.difficulties())
-    return SynthSource(family, config.difficulties(), split)
+        return SOURCES.get("dataset")(family, config.dataset, split, config.difficulties())  # type: ignore[no-any-return]
+    return SOURCES.get("synth")(family, config.difficulties(), split)  # type: ignore[no-any-return]

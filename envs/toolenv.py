@@ -55,15 +55,16 @@ from typing import Any
 import gymnasium as gym
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
+import toolgym
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
+from toolgym.envs.runtime import Runtime
 from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.textspace import UnicodeText
 from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, one_line
 from toolgym.spec import TaskSpec
-from toolgym.synth import get_family
 from toolgym.verifiers.verdict import verify
 
 SYSTEM_INSTRUCTIONS = (
@@ -222,7 +223,7 @@ class ToolEnv(gym.Env[str, str]):
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
-        self.family = get_family(self.config.family)
+        self.family: Runtime = toolgym.family(self.config.family)
         self.source = source if source is not None else make_source(self.family, self.config)
         c = self.config
         self.observation_space = UnicodeText(c.max_observation_chars, min_length=1)
@@ -406,7 +407,7 @@ class ToolEnv(gym.Env[str, str]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.family = get_family(self.config.family)
+        self.family = toolgym.family(self.config.family)
         if self.task is not None:
             self.toolset = self._toolset(self.task)
 

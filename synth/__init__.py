@@ -6,9 +6,9 @@ with their Gymnasium ids): one place to see every family, nothing imported until
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import toolgym
 from toolgym import FAMILIES
 from toolgym.registry import unknown
 
@@ -22,17 +22,16 @@ def register_family(family_id: str, entry_point: str | type[Family], **meta: Any
     Registering an id twice raises :class:`~toolgym.errors.DuplicateRegistrationError`.
     """
     FAMILIES.register(family_id, entry_point, **meta)
-    get_family.cache_clear()
 
 
-@cache
 def get_family(family_id: str) -> Family:
-    """The family instance for an id (imported on first use).
+    """The family instance for an id (imported on first use), from the one cache :func:`toolgym.family`.
 
     Raises:
         UnknownNameError: An unregistered id (the message names the closest ones).
     """
-    return FAMILIES.get(family_id)()  # type: ignore[no-any-return]
+    # toolgym.family, not a bare `family`: here that name is the submodule toolgym.synth.family
+    return toolgym.family(family_id)  # type: ignore[no-any-return]
 
 
 __all__ = ["FAMILIES", "get_family", "register_family", "unknown"]

@@ -51,14 +51,9 @@ FAMILY_TOOLKIT = {"toolgym.synth.family", "toolgym.synth.names", "toolgym.synth.
 FACE_HOOK = {("toolgym", "toolgym.envs.registration")}
 
 #: Upward imports that remain mid-restructure: (module, imported module).
-KNOWN: set[tuple[str, str]] = {
-    # issue 9: remove as the runtime protocol lands
-    ("toolgym.envs.sources", "toolgym.synth"),
-    ("toolgym.envs.sources", "toolgym.synth.dataset"),
-    ("toolgym.envs.sources", "toolgym.synth.family"),
-    ("toolgym.envs.sources", "toolgym.synth.pipeline"),
-    ("toolgym.envs.toolenv", "toolgym.synth"),
-}
+#: Empty since issue 9: envs reach a family through ``toolgym.family`` (typed as envs.runtime.Runtime)
+#: and the synthesis-backed task sources through ``toolgym.SOURCES``. Kept as the ratchet's mechanism.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def discover(root: Path = ROOT) -> dict[str, Path]:

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolgym.cli.play import help_text, parse_line
-from toolgym.envs.sources import SynthSource
 from toolgym.synth import get_family
+from toolgym.synth.fly import SynthSource
 
 TASK = "trip-fly-s3-d1"
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 
 import gymnasium as gym
 import pytest
 
 import toolgym
-from toolgym.errors import DuplicateRegistrationError, UnknownNameError
+from toolgym.envs.runtime import Runtime
+from toolgym.envs.sources import TaskSource, make_source
+from toolgym.envs.toolenv import EnvConfig
+from toolgym.errors import ConfigError, DuplicateRegistrationError, UnknownNameError
 from toolgym.registry import Registry, load
 from toolgym.synth import get_family
+from toolgym.synth.family import Family
 
 SHIPPED = [f for f, entry in toolgym.FAMILIES.items() if isinstance(entry, str)]
 
@@ -59,3 +64,56 @@ def test_every_verifier_kind_a_family_emits_is_registered(family_id):
     assert kinds and all(k in toolgym.VERIFIERS for k in kinds), kinds
     for k in toolgym.VERIFIERS:
         assert callable(toolgym.VERIFIERS.get(k))  # every line of the table resolves
+
+
+def test_one_family_cache_follows_the_table():
+    # synth's get_family and the face's family() share one instance per id ...
+    assert toolgym.family("trip") is get_family("trip") is toolgym.family("trip")
+
+    class Probe(type(get_family("trip"))):  # type: ignore[misc]
+        pass
+
+    # ... and an id registered again with another class gets a new instance, no cache to clear.
+    toolgym.FAMILIES.register("probe", Probe)
+    try:
+        first = toolgym.family("probe")
+        assert type(first) is Probe and get_family("probe") is first
+        toolgym.FAMILIES.unregister("probe")
+
+        class Probe2(Probe):
+            pass
+
+        toolgym.FAMILIES.register("probe", Probe2)
+        assert type(get_family("probe")) is Probe2
+    finally:
+        toolgym.FAMILIES.unregister("probe")
+    with pytest.raises(UnknownNameError, match="did you mean trip"):
+        toolgym.family("tirp")
+
+
+def _as_runtime(family: Family) -> Runtime:
+    return family  # mypy: every Family satisfies the env side's Runtime protocol
+
+
+@pytest.mark.parametrize("family_id", list(toolgym.FAMILIES))
+def test_every_family_serves_the_runtime_protocol(family_id):
+    fam = _as_runtime(get_family(family_id))
+    assert isinstance(fam.id, str) and fam.id == family_id
+    for name, member in vars(Runtime).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        wanted = list(inspect.signature(member).parameters)
+        assert list(inspect.signature(getattr(type(fam), name)).parameters) == wanted, name
+
+
+@pytest.mark.parametrize("source_id", list(toolgym.SOURCES))
+def test_every_task_source_is_a_task_source(source_id):
+    assert issubclass(toolgym.SOURCES.get(source_id), TaskSource)
+
+
+def test_make_source_picks_from_the_table(tmp_path):
+    fam = get_family("trip")
+    src = make_source(fam, EnvConfig(family="trip", split="test"))
+    assert type(src) is toolgym.SOURCES.get("synth") and src.split == "test" and src.family is fam
+    with pytest.raises(ConfigError):  # an unknown split fails in make_source, before any source is built
+        make_source(fam, EnvConfig(family="trip", split="nope", dataset=tmp_path / "x.duckdb"))

@@ -137,11 +137,9 @@ class Echo(Family):
 def echo_task():
     """The echo family's task (the family is registered only while this module runs)."""
     FAMILIES.register("echo", Echo)
-    get_family.cache_clear()
     fam = get_family("echo")
     yield build_task(fam, "w", "echo-t", 1, "train", fam.make_task(None, 1, random.Random(0)))
     FAMILIES.unregister("echo")
-    get_family.cache_clear()
 
 
 @pytest.fixture(scope="module")
