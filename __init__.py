@@ -40,6 +40,10 @@ SOURCES: Registry[Any] = Registry("task source")
 SOURCES.register("dataset", "toolgym.synth.dataset:DatasetSource")  # (family, path, split, difficulties)
 SOURCES.register("synth", "toolgym.synth.fly:SynthSource")  # (family, difficulties, split)
 
+BACKENDS: Registry[Any] = Registry("sandbox backend")  # each entry: (**config) -> Backend
+BACKENDS.register("local", "toolgym.sandbox.local:local_backend")
+BACKENDS.register("docker", "toolgym.sandbox.container:docker_backend")
+
 POLICIES: Registry[Any] = Registry("policy")  # each entry: (seed) -> agent factory
 POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
 POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
@@ -92,4 +96,4 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["ENV_IDS", "FAMILIES", "POLICIES", "SOURCES", "VERIFIERS", "__version__", "env_ids", "family"]
+__all__ = ["BACKENDS", "ENV_IDS", "FAMILIES", "POLICIES", "SOURCES", "VERIFIERS", "__version__", "env_ids", "family"]

@@ -21,9 +21,10 @@ T = TypeVar("T")
 
 
 def unknown(kind: str, name: str, known: list[str]) -> UnknownNameError:
-    """An error for an unknown name that lists the closest registered ones."""
+    """An error for an unknown name: the closest registered ones, or all of them in the table's order."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(close)}? (closest first)" if close else f"known: {', '.join(sorted(known))}"
+    listed = f"known: {', '.join(known)}" if len(known) <= 12 else f"{len(known)} known"
+    hint = f"did you mean {', '.join(close)}? (closest first; {listed})" if close else listed
     return UnknownNameError(f"unknown {kind} {name!r}; {hint}")
 
 

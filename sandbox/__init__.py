@@ -40,8 +40,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolgym.errors import UnknownNameError
-
 from .base import (
     BASE_ENV,
     WORKSPACE,
@@ -54,34 +52,26 @@ from .base import (
     Session,
 )
 
-BACKENDS = ("local", "docker")
-
 
 def get_backend(name: str = "local", **config: Any) -> Backend:
-    """Create a backend by name; keyword arguments go to its config model.
+    """Create a backend by name (a line of the central table, ``toolgym.BACKENDS``).
 
     Args:
-        name: ``"local"`` or ``"docker"``.
+        name: ``"local"`` or ``"docker"`` (or any registered backend).
         **config: Fields of :class:`~toolgym.sandbox.local.LocalConfig` or
             :class:`~toolgym.sandbox.container.DockerConfig`.
 
     Raises:
-        UnknownNameError: If the name is not a backend.
+        UnknownNameError: If the name is not a backend (the message lists them).
         SandboxError: If the backend cannot run here (the message says how to fix it).
     """
-    if name == "local":
-        from .local import LocalBackend, LocalConfig
+    from toolgym import BACKENDS
 
-        return LocalBackend(LocalConfig(**config))
-    if name == "docker":
-        from .container import DockerBackend, DockerConfig
-
-        return DockerBackend(DockerConfig(**config))
-    raise UnknownNameError(f"Unknown sandbox backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+    backend: Backend = BACKENDS.get(name)(**config)
+    return backend
 
 
 __all__ = [
-    "BACKENDS",
     "BASE_ENV",
     "WORKSPACE",
     "Backend",

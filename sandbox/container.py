@@ -526,3 +526,13 @@ def _shutdown(sock: Any) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def docker_backend(**config: Any) -> DockerBackend:
+    """The central table's entry: a :class:`DockerBackend` from :class:`DockerConfig` fields.
+
+    Raises:
+        pydantic.ValidationError: A bad config field.
+        SandboxError: If the backend cannot run here.
+    """
+    return DockerBackend(DockerConfig(**config))

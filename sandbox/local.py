@@ -52,7 +52,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -527,4 +527,14 @@ class LocalSession(Session):
             self.close()
 
 
-__all__ = ["LocalBackend", "LocalConfig", "LocalSession", "find_bwrap"]
+def local_backend(**config: Any) -> LocalBackend:
+    """The central table's entry: a :class:`LocalBackend` from :class:`LocalConfig` fields.
+
+    Raises:
+        pydantic.ValidationError: A bad config field.
+        SandboxError: If the backend cannot run here.
+    """
+    return LocalBackend(LocalConfig(**config))
+
+
+__all__ = ["LocalBackend", "LocalConfig", "LocalSession", "find_bwrap", "local_backend"]

@@ -117,3 +117,12 @@ def test_make_source_picks_from_the_table(tmp_path):
     assert type(src) is toolgym.SOURCES.get("synth") and src.split == "test" and src.family is fam
     with pytest.raises(ConfigError):  # an unknown split fails in make_source, before any source is built
         make_source(fam, EnvConfig(family="trip", split="nope", dataset=tmp_path / "x.duckdb"))
+
+
+def test_every_sandbox_backend_of_the_table_resolves_and_unknown_names_list_them():
+    from toolgym.sandbox import get_backend
+
+    for name in toolgym.BACKENDS:
+        assert callable(toolgym.BACKENDS.get(name))
+    with pytest.raises(UnknownNameError, match="known: local, docker"):
+        get_backend("firecracker")
