@@ -115,8 +115,8 @@ def tasks(
     its output is plain lines to pipe (``toolgym tasks -d D --split test | cut -f1``). How many
     tasks matched goes to stderr when ``--limit`` cut the list.
     """
+    from toolgym.registry import unknown
     from toolgym.spec import check_split
-    from toolgym.synth import unknown
     from toolgym.synth.dataset import Dataset
 
     check_split(split)

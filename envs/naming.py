@@ -132,12 +132,16 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     return NamePool(candidates).closest(name)
 
 
-def did_you_mean(name: str, candidates: Iterable[str], otherwise: str = "") -> str:
-    """The hint clause of a miss: ``"; did you mean 'X'?"`` (or ``otherwise`` with no candidates).
+def hint(close: str | None, otherwise: str = "") -> str:
+    """The hint clause for a closest name: ``"; did you mean 'X'?"`` (``otherwise`` for None).
 
     The name is quoted as it is, not with ``repr``: ``repr`` writes characters such as U+202E as
     the six characters ``\u202e``, a spelling that would not match when copied back (the payload
     writer escapes what JSON needs, so the decoded hint holds the exact name).
     """
-    hit = closest(name, candidates)
-    return f"; did you mean '{hit}'?" if hit is not None else otherwise
+    return f"; did you mean '{close}'?" if close is not None else otherwise
+
+
+def did_you_mean(name: str, candidates: Iterable[str], otherwise: str = "") -> str:
+    """The hint clause of a miss among ``candidates`` (see :func:`hint`)."""
+    return hint(closest(name, candidates), otherwise)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import toolgym
 from toolgym import FAMILIES
-from toolgym.registry import unknown
 
 if TYPE_CHECKING:
     from toolgym.synth.family import Family
@@ -34,4 +33,4 @@ def get_family(family_id: str) -> Family:
     return toolgym.family(family_id)  # type: ignore[no-any-return]
 
 
-__all__ = ["FAMILIES", "get_family", "register_family", "unknown"]
+__all__ = ["FAMILIES", "get_family", "register_family"]

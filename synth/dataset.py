@@ -300,7 +300,7 @@ class Dataset:
         """
         row = self.con.execute(_TASK_SELECT + " WHERE t.task_id = ?", [task_id]).fetchone()
         if row is None:
-            from toolgym.synth import unknown
+            from toolgym.registry import unknown
 
             near = [
                 r[0]

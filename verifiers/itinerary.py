@@ -114,9 +114,7 @@ def _check(kind: str, c: dict[str, Any], p: _Plan, all_cons: list[dict[str, Any]
             for slot, want in SLOTS:
                 hit = p.hits[i][slot]
                 if hit is None:
-                    close = world.closest(d[slot], want)
-                    hint = f"; did you mean {close!r}?" if close is not None else ""
-                    return f"day {i + 1}: no {want} named {d[slot]!r}{hint}"
+                    return f"day {i + 1}: no {want} named {d[slot]!r}{naming.hint(world.closest(d[slot], want))}"
                 if hit[0] != want:
                     return f"day {i + 1}: {d[slot]!r} is one of the {hit[0]}s, not the {want}s"
                 if hit[1]["city"] != d["city"]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolgym.envs import naming
 from toolgym.envs.strict import Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, tool
 from toolgym.synth.trip.world import TripWorld
@@ -42,7 +43,7 @@ def _city(world: TripWorld, city: str) -> str:
     """The world's spelling of a city, or a ToolError naming the closest city."""
     c = world.city(city)
     if c is None:
-        raise ToolError(f"unknown city {city!r}; did you mean {world.closest(city, 'city')!r}?")
+        raise ToolError(f"unknown city {city!r}{naming.hint(world.closest(city, 'city'))}")
     return c
 
 
@@ -73,7 +74,7 @@ def _by_city(world: TripWorld, kind: str, city: str, page: int) -> dict[str, Any
 def _venue(world: TripWorld, name: str, kind: str) -> dict[str, Any]:
     hit = world.venue(name)
     if hit is None:
-        raise ToolError(f"no {kind} named {name!r}; did you mean {world.closest(name, kind)!r}?")
+        raise ToolError(f"no {kind} named {name!r}{naming.hint(world.closest(name, kind))}")
     if hit[0] != kind:
         raise ToolError(f"{hit[1]['name']!r} is one of the {hit[0]}s, not the {kind}s; use get_{hit[0]}_info")
     return dict(hit[1])
@@ -131,7 +132,7 @@ def get_city_by_venue(world: TripWorld, name: str) -> dict[str, Any]:
     """
     hit = world.venue(name)
     if hit is None:
-        raise ToolError(f"no venue named {name!r}; did you mean {world.closest(name)!r}?")
+        raise ToolError(f"no venue named {name!r}{naming.hint(world.closest(name))}")
     return {"name": hit[1]["name"], "kind": hit[0], "city": hit[1]["city"]}
 
 
