@@ -37,7 +37,7 @@ VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
 #: Where a ToolEnv's tasks come from (``toolgym.envs.sources.make_source`` picks by config):
 #: each entry is a :class:`~toolgym.envs.sources.TaskSource` class next to what it wraps.
 SOURCES: Registry[Any] = Registry("task source")
-SOURCES.register("dataset", "toolgym.synth.dataset:DatasetSource")  # (family, path, split, difficulties)
+SOURCES.register("dataset", "toolgym.data.source:DatasetSource")  # (family, path, split, difficulties)
 SOURCES.register("synth", "toolgym.synth.fly:SynthSource")  # (family, difficulties, split)
 
 BACKENDS: Registry[Any] = Registry("sandbox backend")  # each entry: (**config) -> Backend

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolgym.data.dataset import Dataset
 from toolgym.synth import get_family
-from toolgym.synth.dataset import Dataset
 from toolgym.synth.pipeline import SynthConfig, SynthStats, synthesize
 from toolgym.verifiers.verdict import verify
 

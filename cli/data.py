@@ -24,8 +24,8 @@ def load_task(task_id: str, dataset: Path | None) -> tuple[Any, Any, Any]:
     Raises:
         ConfigError: Without a dataset, when ``task_id`` is not an on-the-fly id.
     """
+    from toolgym.data.dataset import Dataset
     from toolgym.synth import get_family
-    from toolgym.synth.dataset import Dataset
 
     if dataset is None:
         fam = get_family(task_id.split("-", 1)[0]) if "-" in task_id else None
@@ -80,7 +80,7 @@ def show(
 
 def _summary(dataset: Path) -> None:
     """Manifest, task counts per family/split/difficulty, and what each gate dropped."""
-    from toolgym.synth.dataset import Dataset
+    from toolgym.data.dataset import Dataset
 
     with Dataset(dataset, read_only=True) as ds:
         summary = ds.summary()
@@ -115,9 +115,9 @@ def tasks(
     its output is plain lines to pipe (``toolgym tasks -d D --split test | cut -f1``). How many
     tasks matched goes to stderr when ``--limit`` cut the list.
     """
+    from toolgym.data.dataset import Dataset
     from toolgym.registry import unknown
     from toolgym.spec import check_split
-    from toolgym.synth.dataset import Dataset
 
     check_split(split)
     lo, hi = parse_range(difficulty) if difficulty is not None else (1, 5)
@@ -150,7 +150,7 @@ def export(
     ``datasets.load_dataset("<out>")`` then yields the splits train, validation (toolgym's ``val``)
     and test.
     """
-    from toolgym.synth.export import export as run_export
+    from toolgym.data.export import export as run_export
 
     check_writable(out, "--out")
     counts = run_export(dataset, out, format, split)

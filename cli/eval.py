@@ -65,8 +65,8 @@ def _eval_items(
     Raises:
         ConfigError: When the dataset holds no task matching the filters.
     """
+    from toolgym.data.dataset import Dataset
     from toolgym.synth import get_family
-    from toolgym.synth.dataset import Dataset
 
     if dataset is None:
         fam = get_family(family or "trip")

@@ -31,7 +31,7 @@ def synth(
     difficulty: Annotated[str, typer.Option(help="difficulty or range, e.g. 3 or 1-5")] = "1-5",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="run seed: same seed and settings, same rows")] = 0,
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
-    out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("data/toolgym.duckdb"),
+    out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     random_tries: Annotated[int, typer.Option(help="random-agent gate tries per task")] = 8,

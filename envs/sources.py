@@ -7,7 +7,7 @@ read-only and lazily in each process, so envs pickle and run in ``AsyncVectorEnv
 
 This module holds the contract (:class:`TaskSource`), the in-memory source and the choice
 (:func:`make_source`). The sources that wrap synthesis code live next to it and are named in the
-central table ``toolgym.SOURCES``: ``"dataset"`` (``toolgym.synth.dataset.DatasetSource``) and
+central table ``toolgym.SOURCES``: ``"dataset"`` (``toolgym.data.source.DatasetSource``) and
 ``"synth"`` (``toolgym.synth.fly.SynthSource``), so ``envs`` never imports ``synth``.
 """
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from toolgym.data.dataset import Batch, Dataset, Trajectory
 from toolgym.envs.markup import check_task_text
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
@@ -37,7 +38,6 @@ from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ConfigError, ReferenceSolutionError
 from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, WorldSpec, derive_seed, family_hash, world_split
 from toolgym.synth import get_family
-from toolgym.synth.dataset import Batch, Dataset, Trajectory
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
 

@@ -17,8 +17,8 @@ import typer.main
 from typer.testing import CliRunner
 
 from toolgym.cli import app
+from toolgym.data.dataset import Dataset
 from toolgym.spec import SPLITS
-from toolgym.synth.dataset import Dataset
 
 runner = CliRunner()
 

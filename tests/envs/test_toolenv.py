@@ -152,8 +152,8 @@ def test_config_errors_are_one_clear_line(trip_dataset, tmp_path):
 
 
 def test_task_id_option_and_unknown_ids(trip_dataset):
+    from toolgym.data.dataset import Dataset
     from toolgym.errors import UnknownNameError
-    from toolgym.synth.dataset import Dataset
 
     with Dataset(trip_dataset, read_only=True) as ds:
         tid = ds.task_ids()[3]

@@ -40,8 +40,8 @@ def test_summary_groups_by_family_and_difficulty():
 
 
 def test_scripted_policies_on_real_tasks(trip_dataset):
+    from toolgym.data.dataset import Dataset
     from toolgym.synth import get_family
-    from toolgym.synth.dataset import Dataset
 
     with Dataset(trip_dataset, read_only=True) as ds:
         items = [(ds.task(t), None) for t in ds.task_ids()[:4]]

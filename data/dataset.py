@@ -25,19 +25,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import numpy as np
 import orjson
 
 from toolgym.envs.markup import check_task_text
-from toolgym.envs.sources import LRU, TaskSource, in_split
-from toolgym.errors import ConfigError, DatasetError, UnknownNameError
+from toolgym.errors import DatasetError, UnknownNameError
 from toolgym.spec import TaskSpec, WorldSpec, check_split
-
-if TYPE_CHECKING:
-    from toolgym.envs.runtime import Runtime
 
 FORMAT = "toolgym-dataset/2"
 SCHEMA = """
@@ -389,57 +385,3 @@ class Dataset:
                 return
             for r in chunk:
                 yield dict(zip(cols, r, strict=True))
-
-
-class DatasetSource(TaskSource):
-    """Tasks of one family from a DuckDB dataset, filtered by split and difficulty.
-
-    The ``"dataset"`` task source of the central table (``toolgym.SOURCES``): a ToolEnv with a
-    ``dataset`` path gets one from :func:`toolgym.envs.sources.make_source`.
-    """
-
-    def __init__(self, family: Runtime, path: Path, split: str | None, difficulties: list[int] | None):
-        self.family, self.path = family, Path(path)
-        self.split, self.difficulties = split, difficulties
-        with Dataset(self.path, read_only=True) as ds:
-            self.task_ids = ds.task_ids(family.id, split=split, difficulties=difficulties)
-        if not self.task_ids:
-            raise ConfigError(
-                f"dataset {self.path} has no {family.id!r} tasks with split={split!r}, difficulty={difficulties!r}"
-            )
-        self._ds: Any = None
-        self._tasks: LRU = LRU(256)
-        self._worlds: LRU = LRU(32)
-
-    def _dataset(self) -> Any:
-        if self._ds is None:
-            self._ds = Dataset(self.path, read_only=True)
-        return self._ds
-
-    def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
-        """Uniform over the matching task ids."""
-        return self.get(self.task_ids[int(rng.integers(len(self.task_ids)))])
-
-    def get(self, task_id: str) -> tuple[TaskSpec, Any]:
-        """Load (or reuse) the task and its world."""
-        task = self._tasks.lookup(task_id)
-        if task is None:
-            task = self._dataset().task(task_id)
-            if task.family != self.family.id:
-                raise UnknownNameError(f"task {task_id!r} belongs to family {task.family!r}, not {self.family.id!r}")
-            self._tasks.store(task_id, in_split((task, None), self.split)[0])
-        world = self._worlds.lookup(task.world_id)
-        if world is None:
-            world = self._worlds.store(task.world_id, self.family.load_world(self._dataset().world_data(task.world_id)))
-        return task, world
-
-    def close(self) -> None:
-        """Close the connection (it reopens on demand)."""
-        if self._ds is not None:
-            self._ds.close()
-            self._ds = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_ds"] = None
-        return state

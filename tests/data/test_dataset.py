@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from toolgym.data.dataset import Dataset
+from toolgym.data.export import HF_SPLITS, export
 from toolgym.errors import ConfigError, DatasetError
 from toolgym.spec import SPLITS, check_split
-from toolgym.synth.dataset import Dataset
-from toolgym.synth.export import HF_SPLITS, export
 from toolgym.synth.pipeline import SynthConfig, synthesize
 
 TABLES = {

@@ -35,10 +35,10 @@ from typing import Any
 
 import duckdb
 
+from toolgym.data.dataset import Dataset
 from toolgym.envs.chat import messages_from_text
 from toolgym.errors import ConfigError
 from toolgym.spec import check_split
-from toolgym.synth.dataset import Dataset
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 """toolgym split -> Hugging Face split name (the file name of that split in an export)."""
