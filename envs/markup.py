@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,134 +318,179 @@ def _marker_in_string(tag: str, index: int) -> str:
     )
 
 
-def parse_action(text: str) -> ParsedAction:
-    """Parse one assistant turn; never raises (see the module docstring for the rules).
+def _forged(out: ParsedAction, tag: str) -> None:
+    """Reject the whole turn for a role marker (or a second ``<|end|>``) outside any JSON string."""
+    out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
+    out.fatal = True
 
-    One linear pass over the special strings. A call body that parses at its first
-    ``</tool_call>`` needs nothing more (the common case, and the fast one: valid JSON ends
-    outside any string). Otherwise the scanner tracks whether each later tag of the call lies
-    inside a JSON string (each character read once), and decides:
+
+def _stray_tag(out: ParsedAction, content: list[str], tag: str) -> None:
+    """Record the error for a tag read outside think and calls that opens nothing.
+
+    A second ``<think>`` also stays in the content, as text.
+    """
+    if tag == THINK_OPEN:
+        out.errors.append("only one <think> block is allowed per turn; put all reasoning in the first one")
+        content.append(tag)
+    elif tag == THINK_CLOSE:
+        out.errors.append("</think> without a matching <think>")
+    elif tag == CALL_CLOSE:
+        out.errors.append(f"{CALL_CLOSE} without a matching {CALL_OPEN}")
+    else:
+        _forged(out, tag)
+
+
+def _read_think(text: str, tags: Iterator[re.Match[str]], out: ParsedAction, start: int) -> tuple[int, str]:
+    """Read the ``<think>`` block whose text starts at ``start``, taking its tags from ``tags``.
+
+    Tags inside a thought are text, except role markers (they reject the turn). A block still
+    open at the end of the turn is an error that rejects the turn.
+
+    Returns:
+        ``(position after </think>, or len(text) when the block is unclosed; the reasoning)``.
+    """
+    reasoning: list[str] = []
+    pos = start
+    for m in tags:
+        tag = m.group()
+        chunk = text[pos : m.start()]
+        pos = m.end()
+        if tag == THINK_CLOSE:
+            reasoning.append(chunk)
+            return pos, "".join(reasoning)
+        if tag in _ROLE_MARKERS:
+            _forged(out, tag)
+        else:  # tags inside a thought are just text
+            reasoning.append(chunk + tag)
+    reasoning.append(text[pos:])
+    out.errors.append(f"unclosed <think> block; close it with </think> before any {CALL_OPEN}")
+    out.fatal = True
+    return len(text), "".join(reasoning)
+
+
+def _read_call(
+    text: str, tags: Iterator[re.Match[str]], out: ParsedAction, start: int, n_calls: int
+) -> tuple[int, int]:
+    """Read the call whose body starts at ``start`` up to its ``</tool_call>``, taking tags from ``tags``.
+
+    A body that parses at its first ``</tool_call>`` needs nothing more (the common case, and the
+    fast one: valid JSON ends outside any string). Otherwise a JSON-string tracker follows the
+    body from then on (:func:`_in_json_string`, each character read once) and decides:
 
     * an action tag inside a JSON string (``print('</tool_call>')``) is string content, so a
       call whose code mentions the tags parses as written;
-    * a role marker inside a JSON string rejects that call (the rest of the turn runs), with
+    * a role marker inside a JSON string rejects this call (the rest of the turn runs), with
       the hint to write it ``\u003c|end|>``; outside strings it still rejects the whole turn;
     * a JSON string left open makes the call unclosed; if a ``</tool_call>`` was read as text
       inside it, the error says so and shows the escaped form.
+
+    A ``<tool_call>`` outside the body's strings is an error for this call and opens the next.
+    The call (or its error) goes to ``out``.
+
+    Args:
+        text: The action, without its final ``<|end|>``.
+        tags: The scan's iterator over the special strings, just past the ``<tool_call>``.
+        out: The parse result, appended to.
+        start: Where the body starts in ``text``.
+        n_calls: Calls read before this one.
+
+    Returns:
+        ``(position after </tool_call>, or len(text) when the call is unclosed; calls read so far)``.
+    """
+    pos = scan = start
+    in_str = False  # JSON-string tracker of the open call body
+    tracking = False  # the tracker runs from the first tag of a call whose body does not parse as it is
+    call_error: str | None = None  # a role marker inside one of its strings
+    close_in_str = False  # a </tool_call> was read as string content of the open call
+    for m in tags:
+        tag = m.group()
+        first: ToolCall | str | None = None
+        if tag == CALL_CLOSE and not tracking:  # fast path: a body that parses ends outside any string
+            first = parse_call(text[start : m.start()], n_calls + 1)
+            in_str = False
+        if first is None or isinstance(first, str):
+            tracking = True
+            scan, in_str = _in_json_string(text, scan, m.start(), in_str)
+            scan = m.end()
+        if in_str:
+            if tag in _ROLE_MARKERS:
+                call_error = call_error or _marker_in_string(tag, n_calls + 1)
+            elif tag == CALL_CLOSE:
+                close_in_str = True
+            continue
+        pos = m.end()
+        if tag == CALL_CLOSE:
+            parsed = call_error or first or parse_call(text[start : m.start()], n_calls + 1)
+            (out.errors if isinstance(parsed, str) else out.tool_calls).append(parsed)  # type: ignore[arg-type]
+            return pos, n_calls + 1
+        if tag == CALL_OPEN:
+            n_calls += 1
+            out.errors.append(
+                f"tool call {n_calls}: {CALL_OPEN} opened before the previous one was closed with {CALL_CLOSE}"
+            )
+            start = scan = pos
+            in_str, call_error, close_in_str, tracking = False, None, False, False
+        elif tag in _ROLE_MARKERS:
+            _forged(out, tag)
+    _, in_str = _in_json_string(text, scan, len(text), in_str)
+    out.errors.append(_unclosed_call(text, n_calls + 1, start, text[pos:], close_in_str, in_str, out.ended))
+    return len(text), n_calls + 1
+
+
+def _unclosed_call(text: str, index: int, start: int, rest: str, close_in_str: bool, in_str: bool, ended: bool) -> str:
+    """The error for the ``index``-th call, whose body starts at ``start``, still open when the turn ends.
+
+    Args:
+        text: The action, without its final ``<|end|>``.
+        index: The call's 1-based number.
+        start: Where the call's body starts in ``text``.
+        rest: The text after the last tag read as markup.
+        close_in_str: Whether a ``</tool_call>`` was read as content of a JSON string of the call.
+        in_str: Whether the turn ends inside a JSON string of the call.
+        ended: Whether the action ended with ``<|end|>``.
+    """
+    if close_in_str:
+        return (
+            f"tool call {index}: a JSON string is not closed, so the {CALL_CLOSE} after it was read as text "
+            f'inside the string, in {_echo(text[start:])!r}; close the string with " (a tag meant as '
+            f"text may stay, or be written {_escaped(CALL_CLOSE)})"
+        )
+    if in_str and ended:
+        return (
+            f"tool call {index}: the turn ended with {END} inside a JSON string; "
+            f"write it as {_escaped(END)} inside JSON strings"
+        )
+    return f"tool call {index}: unclosed {CALL_OPEN} (missing {CALL_CLOSE}) in {_echo(rest)!r}"
+
+
+def parse_action(text: str) -> ParsedAction:
+    """Parse one assistant turn; never raises (see the module docstring for the rules).
+
+    One linear pass over the special strings, with one iterator: this loop reads the text
+    outside think and calls, and hands the iterator to :func:`_read_think` and
+    :func:`_read_call` (which says how tags inside a call body are read) for the inside of
+    each block, which give it back after the block's closing tag.
     """
     out = ParsedAction()
     if text.endswith(END):
         text = text[: -len(END)]
         out.ended = True
     content: list[str] = []
-    reasoning: list[str] | None = None
-    state = "out"  # out | think | call
-    pos = 0
-    call_start = 0
-    n_calls = 0
-    seen_think = False
-    scan, in_str = 0, False  # JSON-string tracker of the open call body
-    tracking = False  # the tracker runs from the first tag of a call whose body does not parse as it is
-    call_error: str | None = None  # a role marker inside one of its strings
-    close_in_str = False  # a </tool_call> was read as string content of the open call
-    for m in _TAG_RE.finditer(text):
+    reasoning: str | None = None  # not None once the (one allowed) <think> block was read
+    pos = n_calls = 0
+    tags = _TAG_RE.finditer(text)
+    for m in tags:
         tag = m.group()
-        if state == "call":
-            first: ToolCall | str | None = None
-            if tag == CALL_CLOSE and not tracking:  # fast path: a body that parses ends outside any string
-                first = parse_call(text[call_start : m.start()], n_calls + 1)
-                in_str = False
-            if first is None or isinstance(first, str):
-                tracking = True
-                scan, in_str = _in_json_string(text, scan, m.start(), in_str)
-                scan = m.end()
-            if in_str:
-                if tag in _ROLE_MARKERS:
-                    call_error = call_error or _marker_in_string(tag, n_calls + 1)
-                elif tag == CALL_CLOSE:
-                    close_in_str = True
-                continue
-        chunk = text[pos : m.start()]
+        content.append(text[pos : m.start()])
         pos = m.end()
-        if state == "think":
-            if tag == THINK_CLOSE:
-                assert reasoning is not None
-                reasoning.append(chunk)
-                state = "out"
-            elif tag in _ROLE_MARKERS:
-                out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
-                out.fatal = True
-            else:  # tags inside a thought are just text
-                assert reasoning is not None
-                reasoning.append(chunk + tag)
-            continue
-        if state == "call":
-            if tag == CALL_CLOSE:
-                n_calls += 1
-                parsed = call_error or first or parse_call(text[call_start : m.start()], n_calls)
-                if isinstance(parsed, str):
-                    out.errors.append(parsed)
-                else:
-                    out.tool_calls.append(parsed)
-                state = "out"
-            elif tag == CALL_OPEN:
-                n_calls += 1
-                out.errors.append(
-                    f"tool call {n_calls}: {CALL_OPEN} opened before the previous one was closed with {CALL_CLOSE}"
-                )
-                call_start = scan = pos
-                in_str, call_error, close_in_str, tracking = False, None, False, False
-            elif tag in _ROLE_MARKERS:
-                out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
-                out.fatal = True
-            continue
-        # state == "out"
-        content.append(chunk)
-        if tag == THINK_OPEN:
-            if seen_think:
-                out.errors.append("only one <think> block is allowed per turn; put all reasoning in the first one")
-                content.append(tag)
-            else:
-                seen_think = True
-                reasoning = []
-                state = "think"
-        elif tag == THINK_CLOSE:
-            out.errors.append("</think> without a matching <think>")
-        elif tag == CALL_OPEN:
-            state = "call"
-            call_start = scan = pos
-            in_str, call_error, close_in_str, tracking = False, None, False, False
-        elif tag == CALL_CLOSE:
-            out.errors.append(f"{CALL_CLOSE} without a matching {CALL_OPEN}")
+        if tag == CALL_OPEN:
+            pos, n_calls = _read_call(text, tags, out, pos, n_calls)
+        elif tag == THINK_OPEN and reasoning is None:
+            pos, reasoning = _read_think(text, tags, out, pos)
         else:
-            out.errors.append(f"{tag} is not allowed inside an action; end the turn with {END} only")
-            out.fatal = True
-    rest = text[pos:]
-    if state == "think":
-        assert reasoning is not None
-        reasoning.append(rest)
-        out.errors.append(f"unclosed <think> block; close it with </think> before any {CALL_OPEN}")
-        out.fatal = True
-    elif state == "call":
-        n_calls += 1
-        _, in_str = _in_json_string(text, scan, len(text), in_str)
-        if close_in_str:
-            msg = (
-                f"tool call {n_calls}: a JSON string is not closed, so the {CALL_CLOSE} after it was read as text "
-                f'inside the string, in {_echo(text[call_start:])!r}; close the string with " (a tag meant as '
-                f"text may stay, or be written {_escaped(CALL_CLOSE)})"
-            )
-        elif in_str and out.ended:
-            msg = (
-                f"tool call {n_calls}: the turn ended with {END} inside a JSON string; "
-                f"write it as {_escaped(END)} inside JSON strings"
-            )
-        else:
-            msg = f"tool call {n_calls}: unclosed {CALL_OPEN} (missing {CALL_CLOSE}) in {_echo(rest)!r}"
-        out.errors.append(msg)
-    else:
-        content.append(rest)
-    out.reasoning = None if reasoning is None else "".join(reasoning)
+            _stray_tag(out, content, tag)
+    content.append(text[pos:])  # empty after a block left open
+    out.reasoning = reasoning
     out.content = "".join(content)
     return out
 

@@ -65,7 +65,7 @@ from toolgym.envs.textspace import UnicodeText
 from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, one_line
 from toolgym.spec import TaskSpec
-from toolgym.verifiers.verdict import verify
+from toolgym.verifiers.verdict import Verdict, verify
 
 SYSTEM_INSTRUCTIONS = (
     "You solve the user's task by calling tools. In each turn you may think inside "
@@ -210,6 +210,15 @@ def no_call_error(content: str) -> str:
     return hint
 
 
+def _observation(payloads: list[str], ended: bool, done: bool) -> str:
+    """The text that follows an action (the observation).
+
+    ``<|end|>`` unless the action ended the turn itself, one tool message per payload, then
+    ``<|assistant|>`` unless the episode is over.
+    """
+    return ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads) + ("" if done else mk.ASSISTANT)
+
+
 class ToolEnv(gym.Env[str, str]):
     """A tool-use episode over one synthesized task (see the module docstring)."""
 
@@ -304,37 +313,13 @@ class ToolEnv(gym.Env[str, str]):
         terminated = truncated = False
         verdict = None
         errors: list[str] = []
-        calls: list[mk.ToolCall] = []
-        parsed: mk.ParsedAction | None = None
-        calls_ran = False
-        if len(action) > c.max_action_chars:  # runs nothing; parsed only for the chat view
-            parsed = mk.parse_action(action) if c.messages else None
-            ended = action.endswith(mk.END)
-            errors.append(
-                f"action is {len(action):,} characters, over the limit of {c.max_action_chars:,}; no call ran. "
-                "Think more briefly and make fewer calls per turn"
-            )
-        else:
-            parsed = mk.parse_action(action)
-            ended = parsed.ended
-            errors.extend(parsed.errors)
-            if not parsed.fatal:
-                calls_ran = True
-                calls = parsed.tool_calls
-                if len(calls) > c.max_tool_calls_per_turn:
-                    errors.append(
-                        f"{len(calls)} tool calls in one turn, over the limit of {c.max_tool_calls_per_turn}: the "
-                        f"first {c.max_tool_calls_per_turn} ran, the other {len(calls) - c.max_tool_calls_per_turn} "
-                        "did not; make them in the next turn"
-                    )
-                elif not calls and not parsed.errors:
-                    errors.append(no_call_error(parsed.content))
+        parsed, calls = self._read_action(action, errors)
         if len(errors) > lim.MAX_TURN_ERRORS:
             errors = lim.merge_errors(errors)
         payloads = [mk.tool_payload(None, error=e) for e in errors]
         n_calls = 0
         tools, n_max = self.toolset.tools, c.max_tool_calls_per_turn
-        for i, call in enumerate(calls):
+        for i, call in enumerate(calls or ()):
             name = call.name if call.name in tools else lim.echo_name(call.name)
             if terminated:
                 payloads.append(mk.tool_payload(name, error="not run: the episode ended at submit"))
@@ -342,13 +327,11 @@ class ToolEnv(gym.Env[str, str]):
                 payloads.append(mk.tool_payload(name, error="not run: over the limit of calls per turn"))
             elif call.name == "submit" and "submit" in self.toolset:
                 n_calls += 1
-                checked = self.toolset.validate("submit", call.arguments)
-                if isinstance(checked, str):
-                    payloads.append(mk.tool_payload("submit", error=checked))
+                submitted = self._submit(call.arguments)
+                if isinstance(submitted, str):
+                    payloads.append(mk.tool_payload("submit", error=submitted))
                     continue
-                answer = checked[1].model_dump(mode="json").get("answer")
-                verdict = verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
-                terminated = True
+                verdict, terminated = submitted, True
                 payloads.append(mk.tool_payload("submit", "submitted; the episode is over"))
             else:
                 n_calls += 1
@@ -361,15 +344,13 @@ class ToolEnv(gym.Env[str, str]):
             payloads.insert(0, mk.tool_payload(None, lim.turns_notice(self._turn, c.max_turns)))
             n_lead += 1
         self._done = terminated or truncated
-        obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
-        if not self._done:
-            obs += mk.ASSISTANT
+        ended = parsed.ended if parsed is not None else action.endswith(mk.END)
+        obs = _observation(payloads, ended, self._done)
         if len(obs) > c.max_observation_chars:  # rare: cut the results to fair shares of the cap
             payloads = lim.cap_payloads(payloads, c.max_observation_chars)
-            obs = ("" if ended else mk.END) + "".join(mk.TOOL + p + mk.END for p in payloads)
-            obs = obs if self._done else obs + mk.ASSISTANT
+            obs = _observation(payloads, ended, self._done)
         if c.messages:
-            self._messages += chat.turn_messages(self._turn, action, parsed, payloads, n_lead, calls_ran)
+            self._messages += chat.turn_messages(self._turn, action, parsed, payloads, n_lead, calls is not None)
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {
@@ -387,6 +368,48 @@ class ToolEnv(gym.Env[str, str]):
         if self._done:
             self._close_context()
         return obs, (verdict.score if verdict is not None else 0.0), terminated, truncated, info
+
+    def _read_action(self, action: str, errors: list[str]) -> tuple[mk.ParsedAction | None, list[mk.ToolCall] | None]:
+        """Parse one action and add its turn-level errors (per-turn limits, markup, a missing call) to ``errors``.
+
+        Returns:
+            ``(parsed, calls)``: the parsed action (None when it is over ``max_action_chars`` and
+            the chat view is off: it is parsed only for that view), and the calls to dispatch, or
+            None when none runs (an action over the length limit, or a fatal markup error).
+        """
+        c = self.config
+        if len(action) > c.max_action_chars:  # runs nothing; parsed only for the chat view
+            errors.append(
+                f"action is {len(action):,} characters, over the limit of {c.max_action_chars:,}; no call ran. "
+                "Think more briefly and make fewer calls per turn"
+            )
+            return (mk.parse_action(action) if c.messages else None), None
+        parsed = mk.parse_action(action)
+        errors.extend(parsed.errors)
+        if parsed.fatal:
+            return parsed, None
+        calls = parsed.tool_calls
+        if len(calls) > c.max_tool_calls_per_turn:
+            errors.append(
+                f"{len(calls)} tool calls in one turn, over the limit of {c.max_tool_calls_per_turn}: the "
+                f"first {c.max_tool_calls_per_turn} ran, the other {len(calls) - c.max_tool_calls_per_turn} "
+                "did not; make them in the next turn"
+            )
+        elif not calls and not parsed.errors:
+            errors.append(no_call_error(parsed.content))
+        return parsed, calls
+
+    def _submit(self, arguments: dict[str, Any]) -> Verdict | str:
+        """Check a ``submit`` call's arguments and score its answer against the episode's final state.
+
+        Returns:
+            The verifier's verdict, or the validation error (the episode goes on).
+        """
+        checked = self.toolset.validate("submit", arguments)
+        if isinstance(checked, str):
+            return checked
+        answer = checked[1].model_dump(mode="json").get("answer")
+        return verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
 
     def render(self) -> str | None:  # type: ignore[override]
         """The conversation so far as text (``render_mode="ansi"``)."""

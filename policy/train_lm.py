@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +38,9 @@ from toolgym.errors import ConfigError
 from toolgym.policy.checkpoint import save_checkpoint
 from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 Stage = Literal["dense", "indexer_warmup", "sparse"]
 
@@ -145,6 +148,81 @@ def evaluate(model: Transformer, batches: Sequence[Batch], index_loss: bool = Fa
     return lm / len(batches), (kl / len(batches) if index_loss else None)
 
 
+def _lr_at(step: int, config: LMTrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): linear warm-up, then cosine decay to the floor."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _optimizer(params: list[torch.nn.Parameter], config: LMTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (biases, norms and router biases are not decayed)."""
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def _progress_bar(stage: Stage, steps: int) -> Progress:
+    """A started rich progress bar with one task of ``steps`` steps (stop it with ``bar.stop()``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn(f"{stage}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        transient=True,
+    )
+    bar.start()
+    bar.add_task("train", total=steps, info="")
+    return bar
+
+
+def _train_step(
+    model: Transformer,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    batch: Batch,
+    config: LMTrainConfig,
+    step: int,
+) -> dict[str, float]:
+    """One optimizer step of the stage (loss, backward, clip, update, router-bias rule).
+
+    Returns:
+        The step's record: step (1-based), lr, loss (the LM loss), grad_norm, and index_kl
+        when the stage computes the indexer KL (every stage but ``"dense"``).
+    """
+    warm = config.stage == "indexer_warmup"
+    want_kl = config.stage != "dense"
+    lr = _lr_at(step, config)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    out = model(batch.tokens[:, :-1], index_loss=want_kl)
+    loss_lm = lm_loss(out.logits, batch.tokens[:, 1:], batch.loss_mask)
+    kl = out.index_loss if want_kl else None
+    if warm:
+        assert kl is not None  # the warm-up stage computes the KL (want_kl)
+        loss = kl
+    else:
+        loss = loss_lm + out.balance_loss + (config.index_loss_weight * kl if kl is not None else 0.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    opt.step()
+    if out.expert_load is not None and not warm and config.bias_update_speed > 0:
+        model.update_router_bias(out.expert_load, config.bias_update_speed)
+    record = {"step": step + 1, "lr": lr, "loss": loss_lm.item(), "grad_norm": gnorm.item()}
+    if kl is not None:
+        record["index_kl"] = kl.item()
+    return record
+
+
 def train_lm(
     model: Transformer,
     train: Iterator[Batch],
@@ -177,76 +255,21 @@ def train_lm(
         raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
     params = _set_stage(model, config.stage)
     model.train()
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=(0.9, 0.95),
-    )
-    warm = config.stage == "indexer_warmup"
+    opt = _optimizer(params, config)
     want_kl = config.stage != "dense"
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()
 
-    def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return config.lr * (step + 1) / config.warmup_steps
-        frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
-
     def checkpoint(step: int, val_loss: float) -> None:
         if out_dir is not None and tokenizer is not None:
-            save_checkpoint(
-                out_dir,
-                model,
-                tokenizer,
-                {
-                    **(meta or {}),
-                    "stage": config.stage,
-                    "step": step,
-                    "val_loss": val_loss,
-                    "train_config": config.model_dump(),
-                },
-            )
+            facts = {"stage": config.stage, "step": step, "val_loss": val_loss, "train_config": config.model_dump()}
+            save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), **facts})
 
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(
-            TextColumn(f"{config.stage}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            transient=True,
-        )
-        bar.start()
-        job = bar.add_task("train", total=config.steps, info="")
+    bar = _progress_bar(config.stage, config.steps) if progress else None
     try:
         val_loss, val_kl = float("nan"), None
         for step in range(config.steps):
-            lr = lr_at(step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            batch = next(train)
-            out = model(batch.tokens[:, :-1], index_loss=want_kl)
-            loss_lm = lm_loss(out.logits, batch.tokens[:, 1:], batch.loss_mask)
-            kl = out.index_loss if want_kl else None
-            if warm:
-                loss = kl
-            else:
-                loss = loss_lm + out.balance_loss + (config.index_loss_weight * kl if kl is not None else 0.0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            if out.expert_load is not None and not warm and config.bias_update_speed > 0:
-                model.update_router_bias(out.expert_load, config.bias_update_speed)
-            record = {"step": step + 1, "lr": lr, "loss": loss_lm.item(), "grad_norm": gnorm.item()}
-            if kl is not None:
-                record["index_kl"] = kl.item()
+            record = _train_step(model, opt, params, next(train), config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
                 model.eval()
@@ -259,8 +282,10 @@ def train_lm(
             if log is not None:
                 log(record)
             if bar is not None:
-                info = f"loss {record['loss']:.3f}" + (f" kl {record['index_kl']:.3f}" if kl is not None else "")
-                bar.update(job, advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else ""))
+                info = f"loss {record['loss']:.3f}" + (f" kl {record['index_kl']:.3f}" if "index_kl" in record else "")
+                bar.update(
+                    bar.task_ids[0], advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else "")
+                )
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
                 checkpoint(step + 1, val_loss)
         checkpoint(config.steps, val_loss)
