@@ -30,13 +30,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from toolgym.data.dataset import Batch, Dataset, Trajectory
+from toolgym.data.dataset import Batch, Dataset
 from toolgym.envs.markup import check_task_text
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ConfigError, ReferenceSolutionError
-from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, WorldSpec, derive_seed, family_hash, world_split
+from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, Trajectory, WorldSpec, derive_seed, family_hash, world_split
 from toolgym.synth import get_family
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
@@ -179,16 +179,8 @@ def evaluate_candidate(
     )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)
-    traj = Trajectory(
-        task.task_id,
-        ref.actions,
-        ref.observations,
-        agent.answer,
-        ref.turns,
-        ref.tool_calls,
-        ref.reward,
-    )
-    return Outcome(0, "shipped", "", task, traj)
+    ref.answer = agent.answer
+    return Outcome(0, "shipped", "", task, ref)
 
 
 def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:
