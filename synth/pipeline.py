@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolgym.data.dataset import Batch, Dataset
 from toolgym.envs.markup import check_task_text
+from toolgym.envs.replay import with_expected_state
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
@@ -40,6 +41,7 @@ from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, Trajectory, WorldSpe
 from toolgym.synth import get_family
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
+from toolgym.verifiers.state import unfilled_state_checks
 
 
 class SynthConfig(BaseModel):
@@ -160,6 +162,11 @@ def evaluate_candidate(
     opts = {"task_id": task.task_id}
     agent = ProgramAgent(family.reference(task.params, task.tool_config))
     ref = run_episode(env, agent, options=opts)
+    if unfilled_state_checks(task.verifier):  # fill the expected state by replay, then rerun (verifiers/state.py)
+        task = with_expected_state(family, task, world, ref)
+        env = task_env(family, task, world)
+        agent = ProgramAgent(family.reference(task.params, task.tool_config))
+        ref = run_episode(env, agent, options=opts)
     if ref.reward != 1.0:
         reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
         raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
