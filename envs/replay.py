@@ -5,7 +5,8 @@ produce (:mod:`toolgym.verifiers.state` has the design). This module computes th
 parses the calls back out of a reference trajectory's actions (:func:`toolgym.envs.markup.parse_action`,
 the parser the env uses), keeps the calls of tools of kind ``"write"`` in order, and runs them
 directly through the task's toolset, without an env, on a fresh copy of the world
-(:func:`toolgym.envs.runtime.fresh_world` via ``open_context``). Reads are skipped (they cannot
+(:func:`toolgym.envs.runtime.fresh_world` via ``open_context``, as every episode of a toolset with
+a write tool gets). The benchmarks take a stored reference's final state from here too. Reads are skipped (they cannot
 change the state), as is everything after ``submit`` (the env runs none of it either).
 """
 
@@ -34,14 +35,15 @@ def replay_writes(runtime: Runtime, world: Any, task: TaskSpec, actions: Sequenc
         actions: The assistant turns of an episode (a reference trajectory's ``actions``).
 
     Returns:
-        The context after the writes; release it with ``runtime.close_context``.
+        The context after the writes (the shared world itself when the toolset has no write
+            tool: there is nothing to replay); release it with ``runtime.close_context``.
 
     Raises:
         ReferenceSolutionError: A replayed write failed (the reference's writes depend on
             something the replay does not reproduce), naming the call and its error.
     """
     toolset = Toolset(runtime.tools(task.tool_config))
-    context = open_context(runtime, world, task, writes=True)  # always a fresh world
+    context = open_context(runtime, world, task, toolset.has_write_tools)  # fresh when there is a write
     try:
         for turn, action in enumerate(actions, 1):
             for call in mk.parse_action(action).tool_calls:
