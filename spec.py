@@ -1,7 +1,8 @@
 """The contract layer (L0): the pure data every other layer exchanges, and the world → split rule.
 
 A family produces :class:`WorldSpec` and :class:`TaskSpec` rows (through :class:`TaskDraft`);
-datasets store them, envs serve them, verifiers judge against their verifier specs. They are
+datasets store them, envs serve them, verifiers judge against their verifier specs, and every
+episode comes back as a :class:`Trajectory` (the stored reference runs are trajectories too). They are
 pydantic models that serialize to dataset rows, with no code attached: the code lives in the
 family, looked up by family id, so a row plus the family code at ``family_version`` reproduces an
 episode exactly.
@@ -22,11 +23,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import random
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolgym.errors import ConfigError
 
@@ -36,6 +36,7 @@ __all__ = [
     "SplitSettings",
     "TaskDraft",
     "TaskSpec",
+    "Trajectory",
     "WorldSpec",
     "check_split",
     "derive_seed",
@@ -90,15 +91,64 @@ class TaskSpec(BaseModel):
     meta: dict[str, Any]
 
 
-@dataclass
-class TaskDraft:
-    """What a family's ``make_task`` returns; the pipeline adds ids, split and the rendered system text."""
+class TaskDraft(BaseModel):
+    """What a family's ``make_task`` returns; the pipeline adds ids, split and the rendered system text.
+
+    A state check (``{"kind": "state", "fields": [...]}``) may leave out ``expected_hash``: the
+    pipeline fills it by replaying the reference's write calls (:mod:`toolgym.verifiers.state`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     prompt: str
     params: dict[str, Any]
     verifier: dict[str, Any]
     tool_config: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Trajectory(BaseModel):
+    """One episode as text: what ``run_episode`` returns and what a dataset stores as a reference run.
+
+    ``observations[0]`` is the prompt and ``observations[i]`` follows ``actions[i - 1]``, so
+    ``obs0 + act1 + obs1 + …`` is the whole context (:attr:`text`); OpenAI messages are rebuilt
+    from it with ``toolgym.envs.chat.messages_from_text``, the function the env builds them with.
+
+    Stored (the ``trajectories`` table): ``task_id, actions, observations, answer, turns,
+    tool_calls, reward``, exactly as before this model. Runtime only: ``terminated`` and
+    ``truncated`` (a stored reference scored 1, so it terminated), and ``info``, the env's info
+    of the last step (its ``verdict``, and ``messages`` when the env keeps them), which is
+    ``exclude=True`` so no dump of a trajectory carries it. ``turns`` is derived from the
+    actions, never given.
+
+    The model is built once per episode (``run_episode`` appends to plain lists and constructs
+    at the end), never validated per step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = ""
+    observations: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    answer: Any = None
+    tool_calls: int = 0
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @property
+    def turns(self) -> int:
+        """Number of assistant turns (``len(actions)``)."""
+        return len(self.actions)
+
+    @property
+    def text(self) -> str:
+        """The whole context: ``obs0 + act1 + obs1 + …``."""
+        out = [self.observations[0]]
+        for a, o in zip(self.actions, self.observations[1:], strict=True):
+            out += [a, o]
+        return "".join(out)
 
 
 def derive_seed(*parts: int) -> int:

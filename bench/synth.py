@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from toolgym.data.dataset import Dataset
+from toolgym.envs.replay import replay_writes
+from toolgym.envs.runtime import final_state
 from toolgym.synth import get_family
 from toolgym.synth.pipeline import SynthConfig, SynthStats, synthesize
 from toolgym.verifiers.verdict import verify
@@ -96,13 +98,15 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                 if j >= tasks_per_difficulty:
                     continue
                 world = fam.load_world(ds.world_data(task.world_id))
+                context = replay_writes(fam, world, task, traj.actions)  # the state the reference left
                 t = time.perf_counter()
                 for _ in range(20):
-                    verify(task.verifier, traj.answer, world)
+                    verify(task.verifier, traj.answer, final_state(context))
                 vus.append((time.perf_counter() - t) / 20 * 1e6)
+                fam.close_context(context)
                 rng = random.Random(j)
-                for _ in range(samples_per_task):
-                    passed += verify(task.verifier, fam.random_answer(world, task, rng), world).passed
+                for _ in range(samples_per_task):  # a random answer, submitted without a write
+                    passed += verify(task.verifier, fam.random_answer(world, task, rng), final_state(world)).passed
                     total += 1
             rows.append(
                 HardnessRow(

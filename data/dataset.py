@@ -33,7 +33,7 @@ import orjson
 
 from toolgym.envs.markup import check_task_text
 from toolgym.errors import DatasetError, UnknownNameError
-from toolgym.spec import TaskSpec, WorldSpec, check_split
+from toolgym.spec import TaskSpec, Trajectory, WorldSpec, check_split
 
 FORMAT = "toolgym-dataset/2"
 SCHEMA = """
@@ -60,23 +60,6 @@ _TASK_SELECT = (
     "SELECT t.task_id, t.world_id, t.family, t.env_id, t.difficulty, t.split, s.system, t.prompt, s.tools, "
     "t.tool_config, t.params, t.verifier, t.meta FROM tasks t JOIN toolsets s USING (toolset_id)"
 )
-
-
-@dataclass
-class Trajectory:
-    """A reference run, as stored: its text.
-
-    OpenAI messages are rebuilt from it on demand with ``toolgym.envs.chat.messages_from_text``,
-    the same function the env builds them with.
-    """
-
-    task_id: str
-    actions: list[str]
-    observations: list[str]
-    answer: Any
-    turns: int
-    tool_calls: int
-    reward: float
 
 
 @dataclass
@@ -327,14 +310,23 @@ class Dataset:
         return orjson.loads(row[0])
 
     def trajectory(self, task_id: str) -> Trajectory:
-        """The reference run of a task."""
+        """The reference run of a task (it scored 1, so it terminated; ``turns`` is ``len(actions)``)."""
         row = self.con.execute(
-            "SELECT actions, observations, answer, turns, tool_calls, reward FROM trajectories WHERE task_id = ?",
+            "SELECT actions, observations, answer, tool_calls, reward FROM trajectories WHERE task_id = ?",
             [task_id],
         ).fetchone()
         if row is None:
             raise DatasetError(f"dataset {self.path} has no reference trajectory for {task_id!r}")
-        return Trajectory(task_id, *(orjson.loads(x) for x in row[:3]), *row[3:])
+        actions, observations, answer = (orjson.loads(x) for x in row[:3])
+        return Trajectory(
+            task_id=task_id,
+            actions=actions,
+            observations=observations,
+            answer=answer,
+            tool_calls=row[3],
+            reward=row[4],
+            terminated=True,
+        )
 
     def gate_counts(self, family: str | None = None) -> dict[str, dict[str, int]]:
         """{family: {status: count}} over every candidate."""

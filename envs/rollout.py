@@ -9,13 +9,14 @@ and the terminal player, so the reward they see is the one RL sees.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
 
 from toolgym.envs import markup as mk
 from toolgym.errors import ReferenceSolutionError
+from toolgym.spec import Trajectory
 
 
 @dataclass
@@ -47,50 +48,39 @@ class Agent(Protocol):
         ...
 
 
-@dataclass
-class Episode:
-    """One finished episode."""
-
-    observations: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    reward: float = 0.0
-    terminated: bool = False
-    truncated: bool = False
-    tool_calls: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        """The whole context: ``obs0 + act1 + obs1 + …``."""
-        out = [self.observations[0]]
-        for a, o in zip(self.actions, self.observations[1:], strict=True):
-            out += [a, o]
-        return "".join(out)
-
-    @property
-    def turns(self) -> int:
-        """Number of assistant turns."""
-        return len(self.actions)
-
-
 def run_episode(
     env: gym.Env[str, str],
     agent: Agent,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
-) -> Episode:
-    """Reset ``env`` and let ``agent`` act until the episode ends."""
+) -> Trajectory:
+    """Reset ``env`` and let ``agent`` act until the episode ends.
+
+    Returns:
+        The episode as a :class:`~toolgym.spec.Trajectory` (``task_id`` from the reset info,
+        ``info`` the last step's; ``answer`` is left None: only the agent knows what it meant).
+    """
     obs, info = env.reset(seed=seed, options=options)
-    ep = Episode(observations=[obs])
-    while True:
+    task_id = info.get("task_id", "")
+    observations, actions = [obs], []
+    tool_calls = 0
+    while True:  # plain lists per step; the model is built once, at the end
         action = agent.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(action)
-        ep.actions.append(action)
-        ep.observations.append(obs)
-        ep.tool_calls += info.get("tool_calls", 0)
+        actions.append(action)
+        observations.append(obs)
+        tool_calls += info.get("tool_calls", 0)
         if terminated or truncated:
-            ep.reward, ep.terminated, ep.truncated, ep.info = float(reward), terminated, truncated, info
-            return ep
+            return Trajectory(
+                task_id=task_id,
+                observations=observations,
+                actions=actions,
+                tool_calls=tool_calls,
+                reward=float(reward),
+                terminated=terminated,
+                truncated=truncated,
+                info=info,
+            )
 
 
 class ProgramAgent:

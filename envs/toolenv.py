@@ -59,7 +59,7 @@ import toolgym
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
-from toolgym.envs.runtime import Runtime
+from toolgym.envs.runtime import Runtime, final_state, open_context
 from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.textspace import UnicodeText
 from toolgym.envs.tools import Toolset
@@ -276,7 +276,7 @@ class ToolEnv(gym.Env[str, str]):
         task, world = self.source.get(task_id) if task_id else self.source.pick(self.np_random)
         self.task, self.world = task, world
         self.toolset = self._toolset(task)
-        self._ctx = self.family.episode_context(world, task)
+        self._ctx = open_context(self.family, world, task, self.toolset.has_write_tools)  # fresh if it writes
         self._turn = 0
         self._done = False
         system = self._systems.get(task.system)  # str hashes are cached: O(1) for a task seen before
@@ -409,7 +409,7 @@ class ToolEnv(gym.Env[str, str]):
         if isinstance(checked, str):
             return checked
         answer = checked[1].model_dump(mode="json").get("answer")
-        return verify(self.task.verifier, answer, self._ctx)  # type: ignore[union-attr]
+        return verify(self.task.verifier, answer, final_state(self._ctx))  # type: ignore[union-attr]
 
     def render(self) -> str | None:  # type: ignore[override]
         """The conversation so far as text (``render_mode="ansi"``)."""

@@ -22,8 +22,10 @@ from the run seed), never a global generator.
   random answer is a *plausible* plan drawn from the world (right kinds, right structure), so a
   random pass really means the task is too easy; a bluff answer is well-formed but built without
   looking at the world; a perturbed answer is the reference answer broken on purpose.
-* ``episode_context``: what the tools receive. Read-only families return the shared world;
-  families with write tools return a fresh copy, so episodes never share mutable state.
+* ``episode_context``: what the tools receive; by default the shared world. Families with write
+  tools need no override: the env gives every episode of a toolset with a write tool a fresh
+  copy of the world (:func:`toolgym.envs.runtime.open_context`). Override it only for a context
+  of the family's own (the code family's sandbox).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Family(ABC):
         """Answers derived from a correct one, each broken on purpose (the perturbation gate)."""
 
     def episode_context(self, world: Any, task: TaskSpec) -> Any:
-        """What the tools of one episode receive; override to copy mutable state."""
+        """What the tools of one episode receive; the env copies the world itself for write toolsets."""
         return world
 
     def close_context(self, context: Any) -> None:  # noqa: B027 - optional hook

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
-from toolgym.envs.rollout import Episode
+from toolgym.spec import Trajectory
 
 
 @dataclass
@@ -33,8 +33,8 @@ class GateReport:
 
 
 def run_gates(
-    run: Callable[[Any], Episode],
-    reference: Episode,
+    run: Callable[[Any], Trajectory],
+    reference: Trajectory,
     random_answers: Iterable[Any],
     bluff_answers: Iterable[Any],
     perturbed_answers: Iterable[Any],

@@ -30,16 +30,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from toolgym.data.dataset import Batch, Dataset, Trajectory
+from toolgym.data.dataset import Batch, Dataset
 from toolgym.envs.markup import check_task_text
+from toolgym.envs.replay import with_expected_state
 from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ConfigError, ReferenceSolutionError
-from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, WorldSpec, derive_seed, family_hash, world_split
+from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, TaskSpec, Trajectory, WorldSpec, derive_seed, family_hash, world_split
 from toolgym.synth import get_family
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
+from toolgym.verifiers.state import unfilled_state_checks
 
 
 class SynthConfig(BaseModel):
@@ -160,6 +162,11 @@ def evaluate_candidate(
     opts = {"task_id": task.task_id}
     agent = ProgramAgent(family.reference(task.params, task.tool_config))
     ref = run_episode(env, agent, options=opts)
+    if unfilled_state_checks(task.verifier):  # fill the expected state by replay, then rerun (verifiers/state.py)
+        task = with_expected_state(family, task, world, ref)
+        env = task_env(family, task, world)
+        agent = ProgramAgent(family.reference(task.params, task.tool_config))
+        ref = run_episode(env, agent, options=opts)
     if ref.reward != 1.0:
         reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
         raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
@@ -179,16 +186,8 @@ def evaluate_candidate(
     )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)
-    traj = Trajectory(
-        task.task_id,
-        ref.actions,
-        ref.observations,
-        agent.answer,
-        ref.turns,
-        ref.tool_calls,
-        ref.reward,
-    )
-    return Outcome(0, "shipped", "", task, traj)
+    ref.answer = agent.answer
+    return Outcome(0, "shipped", "", task, ref)
 
 
 def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import inspect
+import json
 import random
 
 import gymnasium as gym
 import pytest
 
 import toolgym
+from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.runtime import Runtime
-from toolgym.envs.sources import TaskSource, make_source
-from toolgym.envs.toolenv import EnvConfig
+from toolgym.envs.sources import MemorySource, TaskSource, make_source
+from toolgym.envs.toolenv import EnvConfig, make_env
+from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, DuplicateRegistrationError, UnknownNameError
 from toolgym.registry import Registry, load
 from toolgym.synth import get_family
 from toolgym.synth.family import Family
+from toolgym.synth.pipeline import build_task
 
 SHIPPED = [f for f, entry in toolgym.FAMILIES.items() if isinstance(entry, str)]
 
@@ -126,3 +130,36 @@ def test_every_sandbox_backend_of_the_table_resolves_and_unknown_names_list_them
         assert callable(toolgym.BACKENDS.get(name))
     with pytest.raises(UnknownNameError, match="known: local, docker"):
         get_backend("firecracker")
+
+
+@pytest.mark.parametrize("family_id", list(toolgym.FAMILIES))
+def test_every_family_with_a_write_tool_isolates_episodes(family_id):
+    """Two reference episodes in one env see the same start and leave the shared world unwritten;
+    a read-only toolset shares the world itself (no copy on the hot path), unless the family has
+    a context of its own (the code family's sandbox)."""
+    fam = get_family(family_id)
+    own_context = type(fam).episode_context is not Family.episode_context
+    checked = 0
+    for seed in range(8):
+        world = fam.make_world(seed, 2)
+        draft = fam.make_task(world, 2, random.Random(seed))
+        if draft is None:
+            continue
+        task = build_task(fam, "w", "t", 2, "train", draft)
+        env = make_env(family_id, source=MemorySource([(task, world)]), messages=False)
+        before = json.dumps(world.to_json(), sort_keys=True, default=str)
+        runs, contexts = [], []
+        for _ in range(2 if Toolset(fam.tools(task.tool_config)).has_write_tools else 0):
+            env.reset(options={"task_id": "t"})
+            contexts.append(env._ctx)
+            agent = ProgramAgent(fam.reference(task.params, task.tool_config))
+            runs.append(run_episode(env, agent, options={"task_id": "t"}))
+        if not runs:  # read-only: the world itself
+            env.reset(options={"task_id": "t"})
+            assert own_context or env._ctx is world
+        env.close()
+        assert all(c is not world for c in contexts) and len({id(c) for c in contexts}) == len(contexts)
+        assert all(r.observations == runs[0].observations for r in runs)  # the same start every episode
+        assert json.dumps(world.to_json(), sort_keys=True, default=str) == before  # the shared world unwritten
+        checked += 1
+    assert checked

@@ -1,11 +1,34 @@
 """State checks: the final world state against the state the reference solution produced.
 
-Verification by outcome, as tau2-bench does it: the reference solution's tool calls are
-replayed on a fresh copy of the world at synthesis time, and the canonical hash of the
-resulting state is stored in the spec. An episode passes when its final state hashes the
-same, whatever order or route its calls took; the answer argument is not consulted.
-``fields`` restricts the comparison to the parts of the state the task is about, so reads
-(or harmless writes elsewhere) do not matter; collateral damage to a listed field fails.
+Verification by outcome, as tau2-bench does it: ``{"kind": "state", "fields": [...] | null,
+"expected_hash": "…"}``. An episode passes when the canonical hash of its final state (the
+``fields`` of it, or all of it) equals ``expected_hash``, whatever order or route its calls
+took; the answer argument is not consulted. ``fields`` restricts the comparison to the parts of
+the state the task is about, so reads (or harmless writes elsewhere) do not matter; collateral
+damage to a listed field fails.
+
+Where ``expected_hash`` comes from (synthesis, ``evaluate_candidate``): a family's
+``make_task`` emits the check *without* it, and the pipeline computes it by replaying the
+reference, in three steps:
+
+1. the reference episode runs once in an env, to record its calls; its verdict is ignored (an
+   unfilled check fails closed, see :func:`verify_state`, so it cannot score 1 by accident);
+2. its write calls (tool kind ``"write"``, parsed back from its actions, in order) are replayed
+   directly through the toolset on a fresh world (:func:`toolgym.envs.replay.replay_writes`);
+   reads are skipped, a write that fails is a reference failure;
+3. :func:`fill_expected_state` hashes that state into every unfilled state check (those nested
+   in ``"all"`` included), and the reference runs again on the filled task, for real: it must
+   score 1 like every reference, which cross-checks that its writes alone, replayed on a fresh
+   world, give the state its whole episode (reads and all, in its own isolated copy) left.
+
+Running the reference twice, rather than once with the verdict recomputed, is the design
+because the env closes an episode's context when it ends: the second run is an ordinary
+episode, judged by the same ``verify`` call RL uses. It costs one reference episode per state
+task, next to the dozen gate episodes each candidate runs anyway.
+
+A check whose ``expected_hash`` the family filled by hand is kept as it is and not replayed: the
+reference scoring 1 already checks the hand-computed state against the reference's episode,
+an independent oracle the replay would only weaken.
 """
 
 from __future__ import annotations
@@ -16,9 +39,11 @@ from typing import Any
 
 from toolgym.verifiers.verdict import Verdict
 
+UNFILLED = "the state check has no expected_hash: synthesis fills it by replaying the reference's write calls"
+
 
 def state_view(state: Any, fields: list[str] | None = None) -> Any:
-    """The JSON-able part of a state that a check compares."""
+    """The JSON-able part of a state that a check compares (``to_json()`` of a world object)."""
     data = state.to_json() if hasattr(state, "to_json") else state
     if fields is None:
         return data
@@ -31,10 +56,43 @@ def state_hash(state: Any, fields: list[str] | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def unfilled_state_checks(spec: dict[str, Any]) -> int:
+    """How many state checks of a verifier spec (``"all"`` walked) lack ``expected_hash``."""
+    if spec.get("kind") == "state":
+        return int("expected_hash" not in spec)
+    return sum(unfilled_state_checks(sub) for sub in spec.get("checks", ()))
+
+
+def fill_expected_state(spec: dict[str, Any], state: Any) -> dict[str, Any]:
+    """A copy of ``spec`` with ``expected_hash`` of ``state`` in every state check that lacks one.
+
+    Args:
+        spec: A verifier spec; ``"all"`` checks are walked, other kinds are returned as they are.
+        state: The expected final state (the replayed reference's, see the module docstring),
+            hashed over each check's own ``fields``.
+
+    Returns:
+        The new spec (``spec`` is not modified); checks that had a hash keep it.
+    """
+    if spec.get("kind") == "state":
+        if "expected_hash" in spec:
+            return spec
+        return {**spec, "expected_hash": state_hash(state, spec.get("fields"))}
+    if "checks" in spec:
+        return {**spec, "checks": [fill_expected_state(sub, state) for sub in spec["checks"]]}
+    return spec
+
+
 def verify_state(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
-    """``{"kind": "state", "expected_hash": "…", "fields": [...] | null}``."""
+    """``{"kind": "state", "expected_hash": "…", "fields": [...] | null}``.
+
+    A check without ``expected_hash`` fails (closed): it was never filled by the replay.
+    """
     if state is None:
         return Verdict.fail("no final state to check")
-    if state_hash(state, spec.get("fields")) == spec["expected_hash"]:
+    expected = spec.get("expected_hash")
+    if expected is None:
+        return Verdict.fail(UNFILLED)
+    if state_hash(state, spec.get("fields")) == expected:
         return Verdict.ok("final state matches the reference")
     return Verdict.fail("final state differs from the reference solution's")

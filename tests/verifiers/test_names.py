@@ -4,7 +4,6 @@ Trip worlds are ASCII, so the trip tests rename a real world (and its task) to a
 in NFC; the NFD spelling of the same names then differs byte for byte and must still match.
 """
 
-import dataclasses
 import random
 import unicodedata
 
@@ -101,8 +100,8 @@ def accented_trip(request):
     prompt = draft.prompt
     for n in sorted(names, key=len, reverse=True):
         prompt = prompt.replace(n, names[n])
-    draft = dataclasses.replace(
-        draft, prompt=prompt, **{k: rename(getattr(draft, k), names) for k in ("params", "verifier", "meta")}
+    draft = draft.model_copy(
+        update={"prompt": prompt, **{k: rename(getattr(draft, k), names) for k in ("params", "verifier", "meta")}}
     )
     task = build_task(TRIP, "w", "t", difficulty, "train", draft)
     return world, task

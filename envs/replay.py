@@ -1,0 +1,89 @@
+"""The reference replay: a reference's write calls, run again on a fresh world (layer L3).
+
+A state check compares an episode's final state with the state the reference solution's writes
+produce (:mod:`toolgym.verifiers.state` has the design). This module computes that state: it
+parses the calls back out of a reference trajectory's actions (:func:`toolgym.envs.markup.parse_action`,
+the parser the env uses), keeps the calls of tools of kind ``"write"`` in order, and runs them
+directly through the task's toolset, without an env, on a fresh copy of the world
+(:func:`toolgym.envs.runtime.fresh_world` via ``open_context``, as every episode of a toolset with
+a write tool gets). The benchmarks take a stored reference's final state from here too. Reads are skipped (they cannot
+change the state), as is everything after ``submit`` (the env runs none of it either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from toolgym.envs import markup as mk
+from toolgym.envs.runtime import Runtime, final_state, open_context
+from toolgym.envs.tools import Toolset
+from toolgym.errors import ReferenceSolutionError
+from toolgym.spec import TaskSpec, Trajectory
+from toolgym.verifiers.state import fill_expected_state, unfilled_state_checks
+
+__all__ = ["replay_writes", "with_expected_state"]
+
+
+def replay_writes(runtime: Runtime, world: Any, task: TaskSpec, actions: Sequence[str]) -> Any:
+    """A fresh context of ``task`` with the write calls of ``actions`` run on it, in order.
+
+    Args:
+        runtime: The task's family.
+        world: The task's world (not modified: the replay runs on a fresh copy).
+        task: The task (its tool config gives the toolset).
+        actions: The assistant turns of an episode (a reference trajectory's ``actions``).
+
+    Returns:
+        The context after the writes (the shared world itself when the toolset has no write
+            tool: there is nothing to replay); release it with ``runtime.close_context``.
+
+    Raises:
+        ReferenceSolutionError: A replayed write failed (the reference's writes depend on
+            something the replay does not reproduce), naming the call and its error.
+    """
+    toolset = Toolset(runtime.tools(task.tool_config))
+    context = open_context(runtime, world, task, toolset.has_write_tools)  # fresh when there is a write
+    try:
+        for turn, action in enumerate(actions, 1):
+            for call in mk.parse_action(action).tool_calls:
+                if call.name == "submit":
+                    return context
+                t = toolset.tools.get(call.name)
+                if t is None or t.kind != "write":
+                    continue
+                ok, result = toolset.call(context, call.name, call.arguments)
+                if not ok:
+                    where = f"task {task.task_id}: replaying the reference's write {call.name} of turn {turn}"
+                    raise ReferenceSolutionError(f"{where} failed: {result}")
+    except BaseException:
+        runtime.close_context(context)
+        raise
+    return context
+
+
+def with_expected_state(runtime: Runtime, task: TaskSpec, world: Any, reference: Trajectory) -> TaskSpec:
+    """``task`` with every unfilled state check's ``expected_hash`` from the replayed reference.
+
+    Args:
+        runtime: The task's family.
+        task: A task whose verifier may hold state checks without ``expected_hash``.
+        world: The task's world.
+        reference: A run of the task's reference program (its actions are replayed; its verdict
+            is not consulted).
+
+    Returns:
+        The task with its verifier filled (:func:`toolgym.verifiers.state.fill_expected_state`),
+        or ``task`` itself when no state check lacks a hash.
+
+    Raises:
+        ReferenceSolutionError: A replayed write failed (see :func:`replay_writes`).
+    """
+    if not unfilled_state_checks(task.verifier):
+        return task
+    context = replay_writes(runtime, world, task, reference.actions)
+    try:
+        verifier = fill_expected_state(task.verifier, final_state(context))
+    finally:
+        runtime.close_context(context)
+    return task.model_copy(update={"verifier": verifier})
