@@ -35,7 +35,8 @@ from typing import Any
 
 from toolgym.data.dataset import Dataset
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import SynthConfig, SynthStats, synthesize
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import SynthStats, synthesize
 from toolgym.verifiers.verdict import verify
 
 
