@@ -6,8 +6,9 @@ central list of string entry points (nothing heavy is imported until ``gymnasium
 ``gymnasium.make("toolgym:toolgym/TripPlanning-v1")`` without the explicit import.
 
 Parts (see DESIGN.md): ``toolgym.envs`` (Gymnasium side), ``toolgym.synth`` (families and the
-synthesis pipeline), ``toolgym.verifiers`` (verdicts and checks), ``toolgym.policy``
-(the in-repo model, training and evaluation), ``toolgym.cli`` (the ``toolgym`` command).
+synthesis pipeline: one candidate, the resumable run, its executors), ``toolgym.data`` (the dataset),
+``toolgym.verifiers`` (verdicts and checks), ``toolgym.policy`` (the in-repo model, training and
+evaluation), ``toolgym.cli`` (the ``toolgym`` command).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from toolgym.registry import Registry
 
 __version__ = "0.1.0"
 
-#: The central table: every family (with its Gymnasium id), verifier kind, task source and policy, as
-#: lazy "module:attr" entry points. Adding one is a module plus one line here.
+#: The central table: every family (with its Gymnasium id), verifier kind, task source, sandbox backend,
+#: executor and policy, as lazy "module:attr" entry points. Adding one is a module plus one line here.
 FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
 FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
@@ -43,6 +44,12 @@ SOURCES.register("synth", "toolgym.synth.fly:SynthSource")  # (family, difficult
 BACKENDS: Registry[Any] = Registry("sandbox backend")  # each entry: (**config) -> Backend
 BACKENDS.register("local", "toolgym.sandbox.local:local_backend")
 BACKENDS.register("docker", "toolgym.sandbox.container:docker_backend")
+
+#: How a synthesis run computes its worlds (``toolgym.synth.run.synthesize`` picks by ``SynthConfig.executor``):
+#: each entry is a factory ``(workers) -> Executor`` (:class:`toolgym.synth.executors.Executor`).
+EXECUTORS: Registry[Any] = Registry("executor")
+EXECUTORS.register("serial", "toolgym.synth.executors:SerialExecutor")  # this process, one world at a time
+EXECUTORS.register("local", "toolgym.synth.executors:LocalExecutor")  # a fork process pool (one worker: serial)
 
 POLICIES: Registry[Any] = Registry("policy")  # each entry: (seed) -> agent factory
 POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
@@ -96,4 +103,15 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["BACKENDS", "ENV_IDS", "FAMILIES", "POLICIES", "SOURCES", "VERIFIERS", "__version__", "env_ids", "family"]
+__all__ = [
+    "BACKENDS",
+    "ENV_IDS",
+    "EXECUTORS",
+    "FAMILIES",
+    "POLICIES",
+    "SOURCES",
+    "VERIFIERS",
+    "__version__",
+    "env_ids",
+    "family",
+]

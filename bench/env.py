@@ -95,7 +95,8 @@ def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
     import toolgym  # noqa: F401  (registers the ids)
     from toolgym.envs import chat
     from toolgym.envs import markup as mk
-    from toolgym.synth.pipeline import SynthConfig, synthesize
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
 
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory() as d:

@@ -37,7 +37,8 @@ from toolgym.data.dataset import Dataset
 from toolgym.envs.replay import replay_writes
 from toolgym.envs.runtime import final_state
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import SynthConfig, SynthStats, synthesize
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import SynthStats, synthesize
 from toolgym.verifiers.verdict import verify
 
 

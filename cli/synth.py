@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+import toolgym
 from toolgym.cli.common import SEED_MAX, add_row, console, progress
 from toolgym.cli.errors import check_writable, cli_errors, parse_range
 
@@ -31,6 +32,7 @@ def synth(
     difficulty: Annotated[str, typer.Option(help="difficulty or range, e.g. 3 or 1-5")] = "1-5",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="run seed: same seed and settings, same rows")] = 0,
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
+    executor: Annotated[str, typer.Option(help="how worlds run: serial or local (toolgym.EXECUTORS)")] = "local",
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
@@ -38,9 +40,10 @@ def synth(
     bluff_tries: Annotated[int, typer.Option(help="bluff gate tries per task")] = 2,
 ) -> None:
     """Synthesize tasks (reference run + quality gates) into a DuckDB dataset; resumable."""
-    from toolgym.synth.pipeline import SynthConfig, synthesize
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
 
-    extra = {"workers": workers} if workers is not None else {}
+    extra: dict[str, Any] = {"workers": workers} if workers is not None else {}
     config = SynthConfig(
         family=family,
         count=count,
@@ -50,8 +53,10 @@ def synth(
         holdout=holdout,
         random_tries=random_tries,
         bluff_tries=bluff_tries,
+        executor=executor,
         **extra,
     )
+    toolgym.EXECUTORS.get(executor)  # an unknown name is an error before any file is created
     check_writable(out, "--out")  # after the settings are valid, before any file is created
     with progress() as bar:
         job = bar.add_task(f"synth {family}", total=count)

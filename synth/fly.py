@@ -1,6 +1,6 @@
 """On-the-fly tasks: the task source that synthesizes a task (gates included) from a reset seed.
 
-It sits in ``synth`` next to :func:`~toolgym.synth.pipeline.synthesize_on_the_fly`, which it
+It sits in ``synth`` next to :func:`~toolgym.synth.candidate.synthesize_on_the_fly`, which it
 wraps, and is the ``"synth"`` entry of ``toolgym.SOURCES``; ``envs`` reaches it only through that
 table (:func:`toolgym.envs.sources.make_source`).
 """
@@ -15,7 +15,7 @@ import numpy as np
 from toolgym.envs.sources import LRU, TaskSource, in_split
 from toolgym.errors import ConfigError, UnknownNameError
 from toolgym.spec import check_split, on_the_fly_split
-from toolgym.synth.pipeline import synthesize_on_the_fly
+from toolgym.synth.candidate import synthesize_on_the_fly
 
 if TYPE_CHECKING:
     from toolgym.spec import TaskSpec

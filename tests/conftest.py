@@ -258,7 +258,8 @@ if "inventory" not in FAMILIES:
 @pytest.fixture(scope="session")
 def trip_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real trip dataset (all difficulties), synthesized once per session."""
-    from toolgym.synth.pipeline import SynthConfig, synthesize
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
 
     path = tmp_path_factory.mktemp("ds") / "trip.duckdb"
     synthesize(SynthConfig(family="trip", count=30, workers=1, seed=7), path)

@@ -188,6 +188,16 @@ def test_synth_refuses_a_dataset_built_with_other_settings(tmp_path):
     assert "resumed" not in r.output and "candidate" not in r.output
 
 
+def test_synth_runs_on_any_executor_of_the_table_and_resumes_on_another(tmp_path):
+    ds = tmp_path / "d.duckdb"
+    line = error_line(run("synth", "--count", 2, "--executor", "serail", "--out", ds))
+    assert "unknown executor 'serail'; did you mean serial?" in line and "known: serial, local" in line
+    assert not ds.exists()
+    assert run("synth", "--count", 2, "--workers", 1, "--executor", "serial", "--out", ds).exit_code == 0
+    r = run("synth", "--count", 4, "--workers", 2, "--executor", "local", "--out", ds)
+    assert r.exit_code == 0 and "resumed: 2 were already there" in r.output, r.output
+
+
 def test_unknown_command_is_a_usage_error():
     assert "No such command 'sinth'" in error_line(run("sinth"))
 
@@ -348,7 +358,8 @@ def test_unknown_split_in_a_real_process():
 @pytest.fixture(scope="module")
 def ledger_splits(tmp_path_factory) -> Path:
     """A small real dataset of the toy ledger family with tasks in train, val and test."""
-    from toolgym.synth.pipeline import SynthConfig, synthesize
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
 
     path = tmp_path_factory.mktemp("splits") / "ledger.duckdb"
     synthesize(SynthConfig(family="ledger", count=36, workers=1, seed=0, split_fractions=(0.34, 0.33, 0.33)), path)

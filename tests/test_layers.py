@@ -26,7 +26,7 @@ exception, listed in :data:`FACE_HOOK`; it is not a debt like :data:`KNOWN`.
 
 Decision on synth/names.py and synth/text.py: they are leaves (standard library only) that only
 families use (procedural names; grammar helpers for generated text), so they sit in L4 with
-synth/family.py as the family toolkit, not in L5 with the pipeline.
+synth/family.py as the family toolkit, not in L5 with the pipeline (synth/{config,candidate,run,executors}.py).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def package_names() -> set[str]:
 def test_every_module_has_a_layer():
     _, known = package_sources()
     families = family_units(known)
-    assert {"toolgym", "toolgym.envs.markup", "toolgym.synth.pipeline", "toolgym.cli"} <= known
+    assert {"toolgym", "toolgym.envs.markup", "toolgym.synth.run", "toolgym.cli"} <= known
     for module in known:
         layer_of(module, families)  # raises for a module DESIGN.md's table does not place
 
@@ -214,7 +214,10 @@ def test_the_layer_table_places_modules_as_designed():
         "toolgym.synth.names": 4,
         "toolgym.synth.trip.world": 4,
         "toolgym.synth.code": 4,
-        "toolgym.synth.pipeline": 5,
+        "toolgym.synth.candidate": 5,
+        "toolgym.synth.run": 5,
+        "toolgym.synth.executors": 5,
+        "toolgym.synth.config": 5,
         "toolgym.synth.gates": 5,
         "toolgym.synth": 5,
         "toolgym.policy.model": 6,
@@ -239,8 +242,8 @@ def test_an_upward_import_is_reported():
     assert violations({"toolgym.verifiers.verdict": src}, known) == {
         ("toolgym.verifiers.verdict", "toolgym.policy.model")
     }
-    rel = "from ..synth.pipeline import build_task\nfrom . import markup\n"
-    assert violations({"toolgym.envs.tools": rel}, known) == {("toolgym.envs.tools", "toolgym.synth.pipeline")}
+    rel = "from ..synth.candidate import build_task\nfrom . import markup\n"
+    assert violations({"toolgym.envs.tools": rel}, known) == {("toolgym.envs.tools", "toolgym.synth.candidate")}
     same = "from toolgym.envs import markup\nfrom toolgym.errors import ConfigError\nimport toolgym.sandbox.wire\n"
     assert violations({"toolgym.envs.tools": same}, known) == set()
 

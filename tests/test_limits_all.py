@@ -8,7 +8,8 @@ from toolgym.envs import markup as mk
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import EnvConfig, make_env
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.pipeline import SynthConfig, synthesize_world
+from toolgym.synth.candidate import synthesize_world
+from toolgym.synth.config import SynthConfig
 
 WORLDS = {"trip": 4, "code": 1}  # trip's call counts vary most between worlds; code makes <= 5 calls
 

@@ -27,7 +27,7 @@ def test_installed_layout_has_no_top_level_parts(tmp_path):
 
 def test_env_side_does_not_import_torch():
     code = (
-        "import sys, toolgym, toolgym.envs.toolenv, toolgym.policy, toolgym.policy.evaluate, toolgym.synth.pipeline;"
+        "import sys, toolgym, toolgym.envs.toolenv, toolgym.policy, toolgym.policy.evaluate, toolgym.synth.run;"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

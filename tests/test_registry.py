@@ -18,8 +18,8 @@ from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError, DuplicateRegistrationError, UnknownNameError
 from toolgym.registry import Registry, load
 from toolgym.synth import get_family
+from toolgym.synth.candidate import build_task
 from toolgym.synth.family import Family
-from toolgym.synth.pipeline import build_task
 
 SHIPPED = [f for f, entry in toolgym.FAMILIES.items() if isinstance(entry, str)]
 

@@ -10,7 +10,8 @@ from toolgym.envs.rollout import ProgramAgent, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.pipeline import SynthConfig, synthesize_world
+from toolgym.synth.candidate import synthesize_world
+from toolgym.synth.config import SynthConfig
 
 CASES = [(f, d, w) for f in FAMILIES for d in (1, 3, 5) for w in (0, 1)]
 

@@ -16,7 +16,7 @@ from toolgym.envs import markup as mk
 from toolgym.envs.textspace import OUTSIDE_CHARSET
 from toolgym.errors import DatasetError
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.pipeline import build_task
+from toolgym.synth.candidate import build_task
 
 ROLE_MARKERS = (mk.SYSTEM, mk.USER, mk.ASSISTANT, mk.TOOL, mk.END, "<|pad|>", "<|bos|>")
 

@@ -17,7 +17,8 @@ from toolgym.data.dataset import Dataset
 from toolgym.data.export import HF_SPLITS, export
 from toolgym.errors import ConfigError, DatasetError
 from toolgym.spec import SPLITS, check_split
-from toolgym.synth.pipeline import SynthConfig, synthesize
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import synthesize
 
 TABLES = {
     "worlds": "world_id",

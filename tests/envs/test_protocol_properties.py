@@ -27,8 +27,8 @@ from toolgym.envs.tools import ToolError, as_tool, tool
 from toolgym.policy.tokenizer import ALL_SPECIAL_TOKENS, Tokenizer
 from toolgym.spec import TaskDraft
 from toolgym.synth import FAMILIES, get_family
+from toolgym.synth.candidate import build_task
 from toolgym.synth.family import Family
-from toolgym.synth.pipeline import build_task
 
 PIECES = [
     *ALL_SPECIAL_TOKENS,

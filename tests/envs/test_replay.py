@@ -26,7 +26,9 @@ from toolgym.envs.toolenv import make_env
 from toolgym.errors import ReferenceSolutionError
 from toolgym.spec import Trajectory
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import SynthConfig, build_task, synthesize
+from toolgym.synth.candidate import build_task
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import synthesize
 from toolgym.verifiers.state import UNFILLED, fill_expected_state, state_hash, unfilled_state_checks, verify_state
 from toolgym.verifiers.verdict import verify
 

@@ -11,7 +11,7 @@ from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env
 from toolgym.errors import ConfigError, UnknownNameError
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import build_task
+from toolgym.synth.candidate import build_task
 
 
 def ledger_env(**kw):

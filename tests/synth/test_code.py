@@ -21,10 +21,10 @@ from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
+from toolgym.synth.candidate import build_task
 from toolgym.synth.code import tasks
 from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.world import SIZES, CodeWorld, generate
-from toolgym.synth.pipeline import build_task
 from toolgym.verifiers.verdict import verify
 
 FAM = get_family("code")

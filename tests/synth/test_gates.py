@@ -9,8 +9,8 @@ from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
+from toolgym.synth.candidate import build_task
 from toolgym.synth.gates import run_gates
-from toolgym.synth.pipeline import build_task
 
 
 def trip_task(seed=1, difficulty=2):

@@ -13,7 +13,8 @@ import pytest
 from toolgym.bench.synth import kind_mix, kind_table
 from toolgym.data.dataset import Dataset
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import SynthConfig, synthesize
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import synthesize
 from toolgym.synth.trip.solver import cheapest_plan, view_of_world
 from toolgym.synth.trip.tasks import constraint_labels
 

@@ -9,7 +9,8 @@ import toolgym  # noqa: F401 - registers the env ids
 from toolgym.errors import ConfigError
 from toolgym.spec import SPLITS, on_the_fly_split, world_split
 from toolgym.synth import FAMILIES, get_family
-from toolgym.synth.pipeline import SynthConfig, synthesize_world
+from toolgym.synth.candidate import synthesize_world
+from toolgym.synth.config import SynthConfig
 
 SHIPPED = [f for f, entry in FAMILIES.items() if isinstance(entry, str)]
 

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from toolgym.envs.tools import Toolset
 from toolgym.synth import FAMILIES, get_family
+from toolgym.synth.candidate import synthesize_world
 from toolgym.synth.code import prompts as code_prompts
 from toolgym.synth.code import tasks as code_tasks
-from toolgym.synth.pipeline import SynthConfig, synthesize_world
+from toolgym.synth.config import SynthConfig
 from toolgym.synth.text import article, clip, join_words, plural
 from toolgym.synth.trip import tasks as trip_tasks
 

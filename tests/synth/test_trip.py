@@ -8,7 +8,7 @@ import pytest
 
 from toolgym.envs.tools import Toolset
 from toolgym.synth import get_family
-from toolgym.synth.pipeline import build_task
+from toolgym.synth.candidate import build_task
 from toolgym.synth.trip.solver import cheapest_plan, view_of_world
 from toolgym.synth.trip.world import TripWorld, generate
 from toolgym.verifiers.verdict import verify
@@ -266,7 +266,8 @@ def test_prompts_state_every_rule_with_varied_wording():
 
 
 def test_harder_tasks_need_more_calls_and_have_larger_search_spaces():
-    from toolgym.synth.pipeline import SynthConfig, synthesize_world
+    from toolgym.synth.candidate import synthesize_world
+    from toolgym.synth.config import SynthConfig
 
     calls, space = {}, {}
     for d in (1, 3, 5):

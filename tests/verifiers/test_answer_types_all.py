@@ -18,9 +18,10 @@ from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.synth import FAMILIES, get_family
+from toolgym.synth.candidate import build_task, synthesize_world
 from toolgym.synth.code import tasks as code_tasks
 from toolgym.synth.code import tools as code_tools
-from toolgym.synth.pipeline import SynthConfig, build_task, synthesize_world
+from toolgym.synth.config import SynthConfig
 from toolgym.verifiers.verdict import verify
 
 

@@ -19,9 +19,9 @@ from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.errors import ConfigError
 from toolgym.synth import get_family
+from toolgym.synth.candidate import build_task
 from toolgym.synth.code.tools import CodeContext
 from toolgym.synth.code.tools import toolset as code_toolset
-from toolgym.synth.pipeline import build_task
 from toolgym.synth.trip.world import TripWorld
 from toolgym.verifiers.verdict import verify
 

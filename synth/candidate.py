@@ -1,0 +1,193 @@
+"""One world's candidates through the reference run and the gates: the unit of parallel work.
+
+A world is generated once for its ``tasks_per_world`` candidates (:func:`synthesize_world`), so
+worlds are what an executor (:mod:`toolgym.synth.executors`) hands to its workers; candidate
+``(w, k)`` is a pure function of ``(family, seed, w, k)`` (:mod:`toolgym.synth.config`).
+
+Every candidate runs its reference solution through a real ToolEnv (the same parse/dispatch
+path a policy uses, so the stored trajectory is a real one) and must score 1; a reference that
+fails is a :class:`~toolgym.errors.ReferenceSolutionError` that stops the run, never a warning.
+Then the gates of :mod:`toolgym.synth.gates` run; a task that fails one is dropped and
+counted under that gate's name. Splits are by world, so held-out worlds never appear in train.
+On-the-fly synthesis (:func:`synthesize_on_the_fly`, behind the ``"synth"`` task source) is
+the first shippable candidate of world 0 of a one-world run.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolgym.envs.markup import check_task_text
+from toolgym.envs.replay import with_expected_state
+from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.sources import MemorySource
+from toolgym.envs.toolenv import ToolEnv, make_env, system_text
+from toolgym.errors import ReferenceSolutionError
+from toolgym.spec import TaskSpec, Trajectory, WorldSpec, derive_seed, family_hash, world_split
+from toolgym.synth import get_family
+from toolgym.synth.config import SynthConfig, on_the_fly_config, world_difficulty, world_seed
+from toolgym.synth.family import Family
+from toolgym.synth.gates import run_gates
+from toolgym.verifiers.state import unfilled_state_checks
+
+
+@dataclass
+class Outcome:
+    """The fate of one candidate."""
+
+    task_index: int
+    status: str  # shipped | infeasible | <gate name>
+    reason: str = ""
+    task: TaskSpec | None = None
+    trajectory: Trajectory | None = None
+
+
+@dataclass
+class WorldResult:
+    """A world and the outcomes of its candidates."""
+
+    index: int
+    world: WorldSpec
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def build_task(family: Family, world_id: str, task_id: str, difficulty: int, split: str, draft: Any) -> TaskSpec:
+    """Turn a draft into a full task spec (tool schemas and system text included).
+
+    Raises:
+        ValueError: The prompt holds a special string of the markup or the system text a role
+            marker (:func:`toolgym.envs.markup.check_task_text`), naming the task.
+    """
+    from toolgym.envs.tools import Toolset
+
+    schemas = Toolset(family.tools(draft.tool_config)).schemas
+    task = TaskSpec(
+        task_id=task_id,
+        world_id=world_id,
+        family=family.id,
+        env_id=family.env_id,
+        difficulty=difficulty,
+        split=split,
+        system=system_text(schemas),
+        prompt=draft.prompt,
+        tools=schemas,
+        tool_config=draft.tool_config,
+        params=draft.params,
+        verifier=draft.verifier,
+        meta=draft.meta,
+    )
+    check_task_text(task.task_id, task.prompt, task.system)
+    return task
+
+
+def task_env(family: Family, task: TaskSpec, world: Any) -> ToolEnv:
+    """An env for synthesis episodes (no chat-view bookkeeping: trajectories are stored as text)."""
+    return make_env(family.id, source=MemorySource([(task, world)]), messages=False)
+
+
+def evaluate_candidate(
+    family: Family, task: TaskSpec, world: Any, rng: random.Random, config: SynthConfig, env: ToolEnv | None = None
+) -> Outcome:
+    """Run the reference and the gates on one task.
+
+    ``env`` may be shared by the tasks of one world (its source must hold this task); by default
+    a fresh one is made.
+    """
+    if env is None:
+        env = task_env(family, task, world)
+    opts = {"task_id": task.task_id}
+    agent = ProgramAgent(family.reference(task.params, task.tool_config))
+    ref = run_episode(env, agent, options=opts)
+    if unfilled_state_checks(task.verifier):  # fill the expected state by replay, then rerun (verifiers/state.py)
+        task = with_expected_state(family, task, world, ref)
+        with task_env(family, task, world) as filled_env:
+            return evaluate_candidate(family, task, world, rng, config, filled_env)
+    if ref.reward != 1.0:
+        reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
+        raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
+    replay = (
+        ref.actions[:-1]
+        if any(t.kind == "write" for t in family.tools(task.tool_config) if t.name != "submit")
+        else None
+    )
+    report = run_gates(
+        lambda a: run_episode(env, a, options=opts),
+        ref,
+        random_answers=[family.random_answer(world, task, rng) for _ in range(config.random_tries)],
+        bluff_answers=[family.bluff_answer(task, rng) for _ in range(config.bluff_tries)],
+        perturbed_answers=family.perturb(world, task, agent.answer, rng),
+        rng=rng,
+        replay=replay,
+    )
+    if not report.shipped:
+        return Outcome(0, report.failed or "?", report.reason)
+    ref.answer = agent.answer
+    return Outcome(0, "shipped", "", task, ref)
+
+
+def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:
+    """Generate world ``w`` and evaluate its candidates ``skip…tasks_per_world-1``.
+
+    With ``first_only`` it stops at the first candidate that ships (on-the-fly synthesis needs
+    one task; candidates are independent, so the one it returns is the same either way).
+    """
+    family = get_family(config.family)
+    difficulty, split = world_difficulty(config, w), world_split(config, w)
+    seed = world_seed(config, w)
+    world = family.make_world(seed, difficulty)
+    world_id = f"{family.id}-s{config.seed}-w{w:06d}"
+    spec = WorldSpec(
+        world_id=world_id,
+        family=family.id,
+        family_version=family.version,
+        seed=seed,
+        difficulty=difficulty,
+        split=split,
+        data=world.to_json(),
+    )
+    result = WorldResult(w, spec)
+    env: ToolEnv | None = None
+    source: MemorySource | None = None
+    for k in range(skip, config.tasks_per_world):
+        rng = random.Random(derive_seed(config.seed, family_hash(family.id), w, k))
+        draft = family.make_task(world, difficulty, rng)
+        if draft is None:
+            result.outcomes.append(Outcome(k, "infeasible", "no valid plan for this start"))
+            continue
+        task = build_task(family, world_id, f"{world_id}-t{k}", difficulty, split, draft)
+        if source is None:  # one env per world: its tasks share the env and its toolset cache
+            source = MemorySource([(task, world)])
+            env = make_env(family.id, source=source, messages=False)
+        else:
+            source.add(task, world)
+        out = evaluate_candidate(family, task, world, rng, config, env)
+        out.task_index = k
+        result.outcomes.append(out)
+        if first_only and out.task is not None:
+            break
+    if env is not None:
+        env.close()
+    return result
+
+
+def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
+    """One shippable task for an env without a dataset (``toolgym/<Family>-v<N>`` with no kwargs)."""
+    res = synthesize_world(on_the_fly_config(family.id, seed, difficulty), 0, first_only=True)
+    for out in res.outcomes:
+        if out.task is not None:
+            task = out.task.model_copy(update={"task_id": f"{family.id}-fly-s{seed}-d{difficulty}"})
+            return task, family.load_world(res.world.data)
+    raise ReferenceSolutionError(f"no shippable {family.id} task for seed {seed} at difficulty {difficulty}")
+
+
+__all__ = [
+    "Outcome",
+    "WorldResult",
+    "build_task",
+    "evaluate_candidate",
+    "synthesize_on_the_fly",
+    "synthesize_world",
+    "task_env",
+]

@@ -1,0 +1,83 @@
+"""The settings of one synthesis run and the pure functions of ``(settings, world index)``.
+
+Candidate ``(w, k)`` is task ``k`` of world ``w``; both are pure functions of
+``(family, seed, w, k)`` (seeds derived with ``numpy.random.SeedSequence``), and world ``w`` has
+difficulty ``lo + w mod (hi - lo + 1)`` so every difficulty is represented evenly.
+
+Decision: these live in their own leaf module (pydantic and :mod:`toolgym.spec` only) rather
+than in :mod:`toolgym.synth.candidate`, because every part of a run needs them and none of the
+rest: the candidate (:mod:`toolgym.synth.candidate`), the executors (which ship the settings to
+workers, a Ray executor included, without importing the env machinery) and the resumable run
+(:mod:`toolgym.synth.run`). The imports stay acyclic: ``config`` <- ``candidate``, ``executors``
+<- ``run``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, derive_seed, family_hash
+
+#: Settings that change how a run is executed, never which rows it writes: a dataset made with
+#: one value resumes with any other (:meth:`SynthConfig.resume_key` leaves them out).
+EXECUTION_ONLY = frozenset({"count", "workers", "executor"})
+
+
+class SynthConfig(BaseModel):
+    """Settings of one ``toolgym synth`` run (all but :data:`EXECUTION_ONLY` must match to resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str
+    # Seeds and counts are stored as signed 64-bit integers (DuckDB BIGINT, numpy): checked here,
+    # before synthesize creates the dataset file.
+    count: int = Field(default=100, ge=1, lt=2**63, description="tasks to ship")
+    difficulty: tuple[int, int] = Field(default=(1, 5), description="inclusive difficulty range")
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    tasks_per_world: int = Field(default=4, ge=1, le=64)
+    split_fractions: tuple[float, float, float] = Field(
+        default=DEFAULT_SPLIT_FRACTIONS, description="train, val, test by world"
+    )
+    holdout: bool = Field(default=False, description="hold the whole family out: every world goes to test")
+    random_tries: int = Field(default=8, ge=0, lt=2**63)
+    bluff_tries: int = Field(default=2, ge=0, lt=2**63)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    executor: str = Field(
+        default="local", description="how worlds run: an id of toolgym.EXECUTORS (the rows do not depend on it)"
+    )
+    max_candidates_per_task: int = Field(default=20, ge=1, description="give up if the drop rate is this bad")
+
+    @model_validator(mode="after")
+    def _check(self) -> SynthConfig:
+        lo, hi = self.difficulty
+        if not 1 <= lo <= hi <= 5:
+            raise ValueError(f"difficulty range must satisfy 1 <= lo <= hi <= 5, got {lo}-{hi}")
+        if abs(sum(self.split_fractions) - 1.0) > 1e-6 or min(self.split_fractions) < 0:
+            raise ValueError(f"split fractions must be non-negative and sum to 1, got {self.split_fractions}")
+        return self
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings that must match for a dataset to be resumed or extended (all but :data:`EXECUTION_ONLY`)."""
+        return self.model_dump(mode="json", exclude=set(EXECUTION_ONLY))
+
+
+def world_seed(config: SynthConfig, w: int) -> int:
+    """The seed of world ``w``."""
+    return derive_seed(config.seed, family_hash(config.family), w)
+
+
+def world_difficulty(config: SynthConfig, w: int) -> int:
+    """Round-robin over the difficulty range."""
+    lo, hi = config.difficulty
+    return lo + w % (hi - lo + 1)
+
+
+def on_the_fly_config(family_id: str, seed: int, difficulty: int = 1) -> SynthConfig:
+    """The run an on-the-fly task comes from: world 0 of a one-world run with ``seed``."""
+    return SynthConfig(family=family_id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
+
+
+__all__ = ["EXECUTION_ONLY", "SynthConfig", "on_the_fly_config", "world_difficulty", "world_seed"]

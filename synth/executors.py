@@ -1,0 +1,158 @@
+"""Executors: how a run's worlds are computed, behind one protocol (an ordered map over world indices).
+
+An executor maps a world function ``fn(config, w, skip)`` (in practice
+:func:`toolgym.synth.candidate.synthesize_world`) over ``w = start_w, start_w + 1, …`` and yields
+the results **in index order**, with a bounded number of worlds in flight. The stream is
+endless; the consumer (:func:`toolgym.synth.run.synthesize`) stops when enough tasks shipped. As
+results come in index order and each is a pure function of ``(config, w, skip)``, the rows a
+run writes do not depend on the executor or its worker count (that is why ``executor`` and
+``workers`` are left out of :meth:`~toolgym.synth.config.SynthConfig.resume_key`).
+
+The protocol, for a new executor (a Ray one: one module plus one line in ``toolgym.EXECUTORS``):
+
+* the table's entry is a factory ``(workers: int) -> Executor``; building it starts nothing;
+* ``with executor:`` starts the workers and stops them on exit, whatever happened (``__exit__``
+  leaves no live worker behind, in-flight work included);
+* ``map_ordered`` returns a generator; a consumer that stops early (``break``, an exception)
+  closes it, and the executor may drop or cancel the worlds still in flight;
+* ``fn`` and ``config`` must be picklable (a module-level function, a pydantic model).
+
+The local executor forks its pool in ``__enter__``, so the run enters it *before* opening the
+DuckDB dataset: forking a process that already runs DuckDB's threads is unsafe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from toolgym.synth.config import SynthConfig
+
+#: What a world function returns (:class:`~toolgym.synth.candidate.WorldResult` in a run).
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs a world function over world indices and yields the results in index order."""
+
+    workers: int
+
+    def __enter__(self) -> Executor:
+        """Start the workers (before any thread-starting resource such as DuckDB is opened)."""
+        ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop every worker, in-flight work included."""
+        ...
+
+    def map_ordered(
+        self, fn: Callable[[SynthConfig, int, int], R], config: SynthConfig, start_w: int, skip: int
+    ) -> Generator[R, None, None]:
+        """``fn(config, w, skip if w == start_w else 0)`` for ``w = start_w, start_w + 1, …``, in order.
+
+        Args:
+            fn: The world function (picklable).
+            config: The run's settings (picklable).
+            start_w: The first world index.
+            skip: Candidates of world ``start_w`` already done (a resumed run).
+
+        Returns:
+            An endless generator of results in index order; close it to stop early.
+        """
+        ...
+
+
+class SerialExecutor:
+    """Every world in this process, one after the other (no worker, nothing in flight).
+
+    Args:
+        workers: Ignored (accepted so every table entry has the same factory signature).
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = 1
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def map_ordered(
+        self, fn: Callable[[SynthConfig, int, int], R], config: SynthConfig, start_w: int, skip: int
+    ) -> Generator[R, None, None]:
+        """See :meth:`Executor.map_ordered`."""
+        w = start_w
+        while True:
+            yield fn(config, w, skip if w == start_w else 0)
+            w += 1
+
+
+class LocalExecutor:
+    """A fork process pool on this machine, ``4 × workers`` worlds in flight.
+
+    With one worker it is the serial executor (no pool is forked). Worlds still in flight when
+    the consumer stops are abandoned; leaving the ``with`` block terminates the pool.
+
+    Args:
+        workers: Processes (>= 1).
+
+    Raises:
+        ValueError: ``workers`` < 1.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.window = 4 * workers
+        self._pool: Any = None
+
+    def __enter__(self) -> LocalExecutor:
+        if self.workers > 1 and self._pool is None:
+            self._pool = mp.get_context("fork").Pool(self.workers)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    def map_ordered(
+        self, fn: Callable[[SynthConfig, int, int], R], config: SynthConfig, start_w: int, skip: int
+    ) -> Generator[R, None, None]:
+        """See :meth:`Executor.map_ordered`.
+
+        Raises:
+            RuntimeError: With more than one worker, outside ``with executor:`` (the pool must be
+                forked before DuckDB starts threads, so it is never forked lazily here).
+        """
+        if self.workers == 1:
+            yield from SerialExecutor().map_ordered(fn, config, start_w, skip)
+            return
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("LocalExecutor.map_ordered needs `with executor:` first (the pool is forked there)")
+        pending: deque[Any] = deque()
+        w = start_w
+        try:
+            while True:
+                while len(pending) < self.window:
+                    pending.append(pool.apply_async(fn, (config, w, skip if w == start_w else 0)))
+                    w += 1
+                yield pending.popleft().get()
+        finally:
+            pending.clear()  # abandoned: multiprocessing cannot cancel a task; __exit__ terminates the pool
+
+
+__all__ = ["Executor", "LocalExecutor", "SerialExecutor"]
