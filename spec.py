@@ -87,7 +87,9 @@ class TaskSpec(BaseModel):
     tools: list[dict[str, Any]]
     tool_config: dict[str, Any]
     params: dict[str, Any]
-    verifier: dict[str, Any]
+    verifier_spec: dict[
+        str, Any
+    ]  # pure data: {"kind": …} (toolgym.VERIFIERS); the datasets' and exports' column "verifier"
     meta: dict[str, Any]
 
 
@@ -102,7 +104,7 @@ class TaskDraft(BaseModel):
 
     prompt: str
     params: dict[str, Any]
-    verifier: dict[str, Any]
+    verifier_spec: dict[str, Any]
     tool_config: dict[str, Any]
     meta: dict[str, Any] = Field(default_factory=dict)
 

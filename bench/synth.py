@@ -102,12 +102,12 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                 context = replay_writes(fam, world, task, traj.actions)  # the state the reference left
                 t = time.perf_counter()
                 for _ in range(20):
-                    verify(task.verifier, traj.answer, final_state(context))
+                    verify(task.verifier_spec, traj.answer, final_state(context))
                 vus.append((time.perf_counter() - t) / 20 * 1e6)
                 fam.close_context(context)
                 rng = random.Random(j)
                 for _ in range(samples_per_task):  # a random answer, submitted without a write
-                    passed += verify(task.verifier, fam.random_answer(world, task, rng), final_state(world)).passed
+                    passed += verify(task.verifier_spec, fam.random_answer(world, task, rng), final_state(world)).passed
                     total += 1
             rows.append(
                 HardnessRow(

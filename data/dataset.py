@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     family VARCHAR, world_index BIGINT, task_index INTEGER, status VARCHAR, reason VARCHAR,
     PRIMARY KEY (family, world_index, task_index));
 """
-_JSON_TASK_FIELDS = ("tool_config", "params", "verifier", "meta")
+_JSON_TASK_FIELDS = ("tool_config", "params", "verifier_spec", "meta")  # column "verifier" holds verifier_spec
 _TASK_SELECT = (
     "SELECT t.task_id, t.world_id, t.family, t.env_id, t.difficulty, t.split, s.system, t.prompt, s.tools, "
     "t.tool_config, t.params, t.verifier, t.meta FROM tasks t JOIN toolsets s USING (toolset_id)"

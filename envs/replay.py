@@ -79,11 +79,11 @@ def with_expected_state(runtime: Runtime, task: TaskSpec, world: Any, reference:
     Raises:
         ReferenceSolutionError: A replayed write failed (see :func:`replay_writes`).
     """
-    if not unfilled_state_checks(task.verifier):
+    if not unfilled_state_checks(task.verifier_spec):
         return task
     context = replay_writes(runtime, world, task, reference.actions)
     try:
-        verifier = fill_expected_state(task.verifier, final_state(context))
+        verifier = fill_expected_state(task.verifier_spec, final_state(context))
     finally:
         runtime.close_context(context)
-    return task.model_copy(update={"verifier": verifier})
+    return task.model_copy(update={"verifier_spec": verifier})

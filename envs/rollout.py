@@ -1,7 +1,9 @@
-"""Running an agent through an episode, and the agent that drives a reference program.
+"""Running a policy through an episode, and the policy that drives a reference program.
 
-An *agent* is anything with ``act(observation, info) -> action``; one agent object lives for
-one episode (a fresh one per episode keeps state from leaking between episodes). This is the
+A *policy* (DESIGN.md's vocabulary) is anything with ``act(observation, info) -> action``; one
+policy object lives for one episode (a fresh one per episode keeps state from leaking between
+episodes). The scripted policies the gates use are called *gate agents*
+(:mod:`toolgym.envs.agents`), as in DESIGN.md's "Verifiers and gates". This is the
 loop every caller shares: the synthesis gates, the reference trajectories, ``toolgym eval``
 and the terminal player, so the reward they see is the one RL sees.
 """
@@ -40,7 +42,7 @@ class Final:
 Program = Generator[Step, list[dict[str, Any]], Any]
 
 
-class Agent(Protocol):
+class Policy(Protocol):
     """Maps the latest observation (and info) to the next action text."""
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
@@ -50,22 +52,22 @@ class Agent(Protocol):
 
 def run_episode(
     env: gym.Env[str, str],
-    agent: Agent,
+    policy: Policy,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> Trajectory:
-    """Reset ``env`` and let ``agent`` act until the episode ends.
+    """Reset ``env`` and let ``policy`` act until the episode ends.
 
     Returns:
         The episode as a :class:`~toolgym.spec.Trajectory` (``task_id`` from the reset info,
-        ``info`` the last step's; ``answer`` is left None: only the agent knows what it meant).
+        ``info`` the last step's; ``answer`` is left None: only the policy knows what it meant).
     """
     obs, info = env.reset(seed=seed, options=options)
     task_id = info.get("task_id", "")
     observations, actions = [obs], []
     tool_calls = 0
     while True:  # plain lists per step; the model is built once, at the end
-        action = agent.act(obs, info)
+        action = policy.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         observations.append(obs)
@@ -83,7 +85,7 @@ def run_episode(
             )
 
 
-class ProgramAgent:
+class ProgramPolicy:
     """Drives a reference program: each yielded Step becomes one canonical action.
 
     The program receives the tool-result payloads parsed back from the observation text, so

@@ -409,7 +409,7 @@ class ToolEnv(gym.Env[str, str]):
         if isinstance(checked, str):
             return checked
         answer = checked[1].model_dump(mode="json").get("answer")
-        return verify(self.task.verifier, answer, final_state(self._ctx))  # type: ignore[union-attr]
+        return verify(self.task.verifier_spec, answer, final_state(self._ctx))  # type: ignore[union-attr]
 
     def render(self) -> str | None:  # type: ignore[override]
         """The conversation so far as text (``render_mode="ansi"``)."""

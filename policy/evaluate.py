@@ -8,9 +8,11 @@
 * Both come with a 95% normal-approximation interval over tasks, since a mean over 20 tasks
   says little without one.
 
-Policies are agent factories ``(task, world, sample_index) -> Agent``. The scripted baselines
-live here (``reference``, ``null``, ``random``, ``bluff``); the in-repo model plugs in the same
-way. The score of an episode is the env's reward, so the eval metric is the RL reward.
+A registered policy (``toolgym.POLICIES``) is built from a seed into a :data:`PolicyFactory`
+``(task, world, sample_index) -> Policy``: one fresh :class:`~toolgym.envs.rollout.Policy` per
+episode, so no state leaks between samples. The scripted baselines live here (``reference``,
+``null``, ``random``, ``bluff``); the in-repo model plugs in the same way. The score of an
+episode is the env's reward, so the eval metric is the RL reward.
 Importing this module does not import torch.
 """
 
@@ -24,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
-from toolgym.envs.rollout import Agent, ProgramAgent, run_episode
+from toolgym.envs.rollout import Policy, ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.spec import TaskSpec
 from toolgym.synth import get_family
 
-AgentFactory = Callable[[TaskSpec, Any, int], Agent]
+PolicyFactory = Callable[[TaskSpec, Any, int], Policy]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -54,41 +56,41 @@ def _seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
 
 
-def reference_policy(seed: int = 0) -> AgentFactory:
+def reference_policy(seed: int = 0) -> PolicyFactory:
     """The family's reference program, replayed through the tools (the gates' upper bound)."""
 
-    def make(task: TaskSpec, world: Any, i: int) -> Agent:
-        return ProgramAgent(get_family(task.family).reference(task.params, task.tool_config))
+    def make(task: TaskSpec, world: Any, i: int) -> Policy:
+        return ProgramPolicy(get_family(task.family).reference(task.params, task.tool_config))
 
     return make
 
 
-def null_policy(seed: int = 0) -> AgentFactory:
+def null_policy(seed: int = 0) -> PolicyFactory:
     """Submits an empty answer at once."""
     return lambda task, world, i: NullAgent()
 
 
-def random_policy(seed: int = 0) -> AgentFactory:
+def random_policy(seed: int = 0) -> PolicyFactory:
     """Random schema-valid calls, then a random plausible answer drawn from the world."""
 
-    def make(task: TaskSpec, world: Any, i: int) -> Agent:
+    def make(task: TaskSpec, world: Any, i: int) -> Policy:
         rng = random.Random(_seed(seed, task.task_id, i))
         return RandomAgent(rng, get_family(task.family).random_answer(world, task, rng))
 
     return make
 
 
-def bluff_policy(seed: int = 0) -> AgentFactory:
+def bluff_policy(seed: int = 0) -> PolicyFactory:
     """A well-formed answer with invented names, without any tool use."""
 
-    def make(task: TaskSpec, world: Any, i: int) -> Agent:
+    def make(task: TaskSpec, world: Any, i: int) -> Policy:
         rng = random.Random(_seed(seed, task.task_id, i, "bluff"))
         return SubmitAgent(get_family(task.family).bluff_answer(task, rng))
 
     return make
 
 
-def scripted_policy(name: str, seed: int = 0) -> AgentFactory:
+def scripted_policy(name: str, seed: int = 0) -> PolicyFactory:
     """A policy of the central table (``toolgym.POLICIES``) by name, seeded.
 
     Raises:
@@ -96,7 +98,7 @@ def scripted_policy(name: str, seed: int = 0) -> AgentFactory:
     """
     from toolgym import POLICIES
 
-    factory: AgentFactory = POLICIES.get(name)(seed)
+    factory: PolicyFactory = POLICIES.get(name)(seed)
     return factory
 
 
@@ -163,7 +165,7 @@ def summarize(results: list[TaskResult], ks: Iterable[int]) -> list[Row]:
 
 def evaluate(
     items: Iterable[tuple[TaskSpec, Any]],
-    policy: AgentFactory,
+    policy: PolicyFactory,
     samples: int,
     on_task: Callable[[TaskResult], None] | None = None,
     **env_kwargs: Any,
@@ -172,7 +174,7 @@ def evaluate(
 
     Args:
         items: Tasks with their world objects (from a dataset or synthesized).
-        policy: Agent factory ``(task, world, sample_index) -> Agent``.
+        policy: Policy factory ``(task, world, sample_index) -> Policy``.
         samples: Episodes per task (n of pass@k).
         on_task: Called after each task (progress bars).
         **env_kwargs: ToolEnv limits (max_turns, …).

@@ -21,7 +21,7 @@ from typing import Any
 
 from toolgym.envs.markup import check_task_text
 from toolgym.envs.replay import with_expected_state
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ReferenceSolutionError
@@ -75,7 +75,7 @@ def build_task(family: Family, world_id: str, task_id: str, difficulty: int, spl
         tools=schemas,
         tool_config=draft.tool_config,
         params=draft.params,
-        verifier=draft.verifier,
+        verifier_spec=draft.verifier_spec,
         meta=draft.meta,
     )
     check_task_text(task.task_id, task.prompt, task.system)
@@ -98,9 +98,9 @@ def evaluate_candidate(
     if env is None:
         env = task_env(family, task, world)
     opts = {"task_id": task.task_id}
-    agent = ProgramAgent(family.reference(task.params, task.tool_config))
-    ref = run_episode(env, agent, options=opts)
-    if unfilled_state_checks(task.verifier):  # fill the expected state by replay, then rerun (verifiers/state.py)
+    reference = ProgramPolicy(family.reference(task.params, task.tool_config))
+    ref = run_episode(env, reference, options=opts)
+    if unfilled_state_checks(task.verifier_spec):  # fill the expected state by replay, then rerun (verifiers/state.py)
         task = with_expected_state(family, task, world, ref)
         with task_env(family, task, world) as filled_env:
             return evaluate_candidate(family, task, world, rng, config, filled_env)
@@ -117,13 +117,13 @@ def evaluate_candidate(
         ref,
         random_answers=[family.random_answer(world, task, rng) for _ in range(config.random_tries)],
         bluff_answers=[family.bluff_answer(task, rng) for _ in range(config.bluff_tries)],
-        perturbed_answers=family.perturb(world, task, agent.answer, rng),
+        perturbed_answers=family.perturb(world, task, reference.answer, rng),
         rng=rng,
         replay=replay,
     )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)
-    ref.answer = agent.answer
+    ref.answer = reference.answer
     return Outcome(0, "shipped", "", task, ref)
 
 

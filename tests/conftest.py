@@ -92,7 +92,7 @@ class ToyLedger(Family):
         return TaskDraft(
             prompt=f"Deposit {amounts} in that order, then submit the balance.",
             params={"amounts": amounts},
-            verifier=verifier,
+            verifier_spec=verifier,
             tool_config={},
         )
 
@@ -224,7 +224,7 @@ class ToyInventory(Family):
         return TaskDraft(
             prompt=f"Move {', '.join(items)} to bin {to_bin}, in that order, then submit.",
             params={"items": items, "to_bin": to_bin},
-            verifier={"kind": "state", "fields": ["bins"]},
+            verifier_spec={"kind": "state", "fields": ["bins"]},
             tool_config={},
         )
 

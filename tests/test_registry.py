@@ -10,7 +10,7 @@ import gymnasium as gym
 import pytest
 
 import toolgym
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import Runtime
 from toolgym.envs.sources import MemorySource, TaskSource, make_source
 from toolgym.envs.toolenv import EnvConfig, make_env
@@ -64,7 +64,7 @@ def test_every_verifier_kind_a_family_emits_is_registered(family_id):
             world = fam.make_world(seed, d)
             draft = fam.make_task(world, d, random.Random(seed))
             if draft is not None:
-                walk(draft.verifier)
+                walk(draft.verifier_spec)
     assert kinds and all(k in toolgym.VERIFIERS for k in kinds), kinds
     for k in toolgym.VERIFIERS:
         assert callable(toolgym.VERIFIERS.get(k))  # every line of the table resolves
@@ -152,7 +152,7 @@ def test_every_family_with_a_write_tool_isolates_episodes(family_id):
         for _ in range(2 if Toolset(fam.tools(task.tool_config)).has_write_tools else 0):
             env.reset(options={"task_id": "t"})
             contexts.append(env._ctx)
-            agent = ProgramAgent(fam.reference(task.params, task.tool_config))
+            agent = ProgramPolicy(fam.reference(task.params, task.tool_config))
             runs.append(run_episode(env, agent, options={"task_id": "t"}))
         if not runs:  # read-only: the world itself
             env.reset(options={"task_id": "t"})

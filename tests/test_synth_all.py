@@ -6,7 +6,7 @@ import random
 import pytest
 
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.synth import FAMILIES, get_family
@@ -27,7 +27,7 @@ def test_reference_scores_one_and_every_gate_zero(family_id, difficulty, w):
     for out in shipped:
         task = out.task
         env = make_env(family_id, source=MemorySource([(task, world)]))
-        ref = ProgramAgent(fam.reference(task.params, task.tool_config))
+        ref = ProgramPolicy(fam.reference(task.params, task.tool_config))
         assert run_episode(env, ref).reward == 1.0
         rng = random.Random(w)
         assert run_episode(env, NullAgent()).reward == 0.0

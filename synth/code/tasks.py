@@ -122,7 +122,7 @@ def make_task(
         return TaskDraft(
             prompt=prompt,
             params={"query": b["q"], "answer": b["answer"], "schema": schema(world, b["roles"])},
-            verifier=verifier_spec(b["answer"], b["expected"]),
+            verifier_spec=verifier_spec(b["answer"], b["expected"]),
             tool_config={"answer": b.get("record", b["answer"])},
             meta={"kind": kind, "theme": world.theme.id, "runner_up": b.get("runner_up"), "file_lines": files},
         )

@@ -349,7 +349,7 @@ def make_task(world: TripWorld, view: TripView, difficulty: int, rng: random.Ran
     return TaskDraft(
         prompt=prompt,
         params={"constraints": constraints},
-        verifier={"kind": "itinerary", "constraints": constraints},
+        verifier_spec={"kind": "itinerary", "constraints": constraints},
         tool_config={"weather": weather, "distractor_tools": difficulty >= 4},
         meta={
             "optimum": optimum,

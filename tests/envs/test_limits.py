@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.toolenv import ToolEnv, no_call_error
 from toolgym.envs.tools import ToolError, Toolset, tool
 from toolgym.errors import ConfigError
@@ -197,9 +197,9 @@ def test_the_last_turns_warn_and_the_chat_view_agrees(trip_dataset):
 
 def test_a_reference_ignores_the_notice():
     env, task, world = ledger_env()
-    ref = run_episode(env, ProgramAgent(get_family("ledger").reference(task.params, {})))
+    ref = run_episode(env, ProgramPolicy(get_family("ledger").reference(task.params, {})))
     env, task, world = ledger_env(max_turns=ref.turns + 1)  # its last turns fall in the warning window
-    ep = run_episode(env, ProgramAgent(get_family("ledger").reference(task.params, {})))
+    ep = run_episode(env, ProgramPolicy(get_family("ledger").reference(task.params, {})))
     assert ep.reward == 1.0 and any('"name":null,"content"' in o for o in ep.observations[1:])
 
 

@@ -115,7 +115,7 @@ class Echo(Family):
         return None
 
     def make_task(self, world: Any, difficulty: int, rng: random.Random) -> TaskDraft:
-        return TaskDraft(prompt="Echo the text – then submit it.", params={}, verifier={}, tool_config={})
+        return TaskDraft(prompt="Echo the text – then submit it.", params={}, verifier_spec={}, tool_config={})
 
     def tools(self, tool_config: dict[str, Any]) -> list:
         return [as_tool(f) for f in (echo, fail, submit)]

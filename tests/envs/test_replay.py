@@ -19,7 +19,7 @@ from toolgym.data.dataset import Dataset
 from toolgym.envs import markup as mk
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
 from toolgym.envs.replay import replay_writes, with_expected_state
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import final_state, open_context
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
@@ -52,7 +52,7 @@ def _task(seed: int = 0, difficulty: int = 2):
 
 def test_the_family_emits_no_hash_and_the_pipeline_fills_it_by_replay(inventory_dataset):
     world, task = _task()
-    assert task.verifier == {"kind": "state", "fields": ["bins"]}  # no hand computation
+    assert task.verifier_spec == {"kind": "state", "fields": ["bins"]}  # no hand computation
     with Dataset(inventory_dataset, read_only=True) as ds:
         rows = [(ds.task(r["task_id"]), ds.world_data(r["world_id"]), ds.trajectory(r["task_id"])) for r in ds.rows()]
     assert len(rows) == 10
@@ -66,8 +66,8 @@ def test_the_family_emits_no_hash_and_the_pipeline_fills_it_by_replay(inventory_
                 if item in b:
                     b.remove(item)
             bins[task.params["to_bin"]].append(item)
-        assert task.verifier["expected_hash"] == state_hash({"bins": bins}, ["bins"])
-        assert task.verifier["expected_hash"] != state_hash(world, ["bins"])  # the task changes the world
+        assert task.verifier_spec["expected_hash"] == state_hash({"bins": bins}, ["bins"])
+        assert task.verifier_spec["expected_hash"] != state_hash(world, ["bins"])  # the task changes the world
 
 
 def test_reference_scores_one_and_every_gate_agent_zero(inventory_dataset):
@@ -77,7 +77,7 @@ def test_reference_scores_one_and_every_gate_agent_zero(inventory_dataset):
     for tid in tids:
         task, _ = env.source.get(tid)
         opts = {"task_id": tid}
-        assert run_episode(env, ProgramAgent(INV.reference(task.params, task.tool_config)), options=opts).reward == 1
+        assert run_episode(env, ProgramPolicy(INV.reference(task.params, task.tool_config)), options=opts).reward == 1
         assert run_episode(env, NullAgent(), options=opts).reward == 0
         assert run_episode(env, SubmitAgent(INV.bluff_answer(task, random.Random(0))), options=opts).reward == 0
         for seed in range(5):
@@ -120,7 +120,7 @@ def test_two_episodes_in_one_env_share_no_state(family_id):
     task = build_task(fam, "w", "t", 2, "train", draft)
     before = json.dumps(world.to_json(), sort_keys=True)
     env = make_env(family_id, source=MemorySource([(task, world)]), messages=False)
-    runs = [run_episode(env, ProgramAgent(fam.reference(task.params, {})), options={"task_id": "t"}) for _ in "ab"]
+    runs = [run_episode(env, ProgramPolicy(fam.reference(task.params, {})), options={"task_id": "t"}) for _ in "ab"]
     assert runs[0].observations == runs[1].observations  # the second episode saw the same start
     assert json.dumps(world.to_json(), sort_keys=True) == before  # the shared world was never written
     env.reset(options={"task_id": "t"})
@@ -141,13 +141,13 @@ def test_a_read_only_toolset_shares_the_world_uncopied():
 def test_the_first_reference_run_cannot_pass_an_unfilled_check():
     world, task = _task(1)
     env = make_env("inventory", source=MemorySource([(task, world)]), messages=False)
-    ref = run_episode(env, ProgramAgent(INV.reference(task.params, {})), options={"task_id": task.task_id})
+    ref = run_episode(env, ProgramPolicy(INV.reference(task.params, {})), options={"task_id": task.task_id})
     assert ref.reward == 0.0 and ref.info["verdict"]["reason"] == UNFILLED  # fails closed
     filled = with_expected_state(INV, task, world, ref)
-    assert filled.verifier["expected_hash"] and task.verifier == {"kind": "state", "fields": ["bins"]}
+    assert filled.verifier_spec["expected_hash"] and task.verifier_spec == {"kind": "state", "fields": ["bins"]}
     assert with_expected_state(INV, filled, world, ref) is filled  # nothing left to fill
     env2 = make_env("inventory", source=MemorySource([(filled, world)]), messages=False)
-    again = run_episode(env2, ProgramAgent(INV.reference(task.params, {})), options={"task_id": task.task_id})
+    again = run_episode(env2, ProgramPolicy(INV.reference(task.params, {})), options={"task_id": task.task_id})
     assert again.reward == 1.0
 
 
@@ -204,5 +204,5 @@ def test_replay_equals_the_writes_done_by_hand_and_leaves_the_world_alone(seed, 
     context = replay_writes(INV, world, task, actions)
     assert final_state(context).to_json() == by_hand.to_json()
     assert json.dumps(world.to_json(), sort_keys=True) == before
-    expected = {**task.verifier, "expected_hash": state_hash(by_hand, ["bins"])}
+    expected = {**task.verifier_spec, "expected_hash": state_hash(by_hand, ["bins"])}
     assert verify(expected, "done", final_state(context)).passed

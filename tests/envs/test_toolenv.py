@@ -6,7 +6,7 @@ from gymnasium.error import ResetNeeded
 
 from toolgym.envs import chat
 from toolgym.envs import markup as mk
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env
 from toolgym.errors import ConfigError, UnknownNameError
@@ -38,7 +38,7 @@ def test_reset_returns_prompt_ending_with_assistant(trip_dataset):
 def test_context_equals_rendered_conversation_exactly(trip_dataset):
     env = trip_env(trip_dataset)
     obs, info = env.reset(seed=1)
-    agent = ProgramAgent(get_family("trip").reference(env.task.params, env.task.tool_config))
+    agent = ProgramPolicy(get_family("trip").reference(env.task.params, env.task.tool_config))
     ep = run_episode(env, agent, seed=1)
     assert ep.terminated and ep.reward == 1.0
     assert ep.text == chat.render_conversation(ep.info["messages"])
@@ -121,7 +121,7 @@ def test_episodes_never_share_mutable_state():
 def test_state_verifier_rewards_the_reference_and_rejects_a_wrong_state():
     env, task, world = ledger_env()
     fam = get_family("ledger")
-    assert run_episode(env, ProgramAgent(fam.reference(task.params, {}))).reward == 1.0
+    assert run_episode(env, ProgramPolicy(fam.reference(task.params, {}))).reward == 1.0
     env.reset()
     amounts = task.params["amounts"]
     env.step(mk.render_action([("deposit", {"amount": sum(amounts)})]))  # right balance, wrong history

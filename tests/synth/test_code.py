@@ -16,7 +16,7 @@ import pytest
 
 from toolgym.envs import markup as mk
 from toolgym.envs.agents import empty_value
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
@@ -207,7 +207,7 @@ def literal(world, params):
 def test_expected_answer_equals_a_literal_reading_of_the_files(kind, difficulty):
     for seed in (0, 50):
         task, world = task_of(kind, difficulty, seed)
-        want = task.verifier["expected"]
+        want = task.verifier_spec["expected"]
         got = literal(world, task.params)
         if isinstance(want, float):
             assert got == pytest.approx(want, abs=1e-6), task.prompt
@@ -238,7 +238,7 @@ def test_every_statistic_matches_a_literal_reading():
         if how in seen:
             continue
         seen.add(how)
-        assert literal(world, task.params) == pytest.approx(task.verifier["expected"], abs=1e-6), task.prompt
+        assert literal(world, task.params) == pytest.approx(task.verifier_spec["expected"], abs=1e-6), task.prompt
     assert seen == {"sum", "mean", "median", "max", "min"}
 
 
@@ -317,7 +317,7 @@ def run_actions(env, answers):
 def test_submit_schema_refuses_the_wrong_type_and_the_episode_goes_on():
     task, world = task_of("count", 2)
     env = make_env("code", source=MemorySource([(task, world)]))
-    n = task.verifier["expected"]
+    n = task.verifier_spec["expected"]
     env.reset(options={"task_id": task.task_id})
     for bad, why in [(n + 0.5, "valid integer"), (str(n), "valid integer"), (float(n), f"{n}, not {float(n)}")]:
         obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": bad})]))
@@ -327,7 +327,7 @@ def test_submit_schema_refuses_the_wrong_type_and_the_episode_goes_on():
     assert env.step(mk.render_action([("submit", {"answer": n})]))[1:3] == (1.0, True)
     task, world = task_of("argmax", 3)
     env = make_env("code", source=MemorySource([(task, world)]))
-    ((r, t, _),) = run_actions(env, [{"name": task.verifier["expected"]["name"], "value": "lots"}])
+    ((r, t, _),) = run_actions(env, [{"name": task.verifier_spec["expected"]["name"], "value": "lots"}])
     assert (r, t) == (0.0, False)
 
 
@@ -493,7 +493,7 @@ def test_episodes_share_nothing_and_contexts_pickle(tool_ctx):
 def test_reference_runs_through_the_tools_and_every_gate_answer_scores_zero(kind, difficulty):
     task, world = task_of(kind, difficulty)
     env = make_env("code", source=MemorySource([(task, world)]))
-    agent = ProgramAgent(FAM.reference(task.params, task.tool_config))
+    agent = ProgramPolicy(FAM.reference(task.params, task.tool_config))
     ep = run_episode(env, agent)
     assert ep.reward == 1.0, ep.info.get("verdict")
     calls = [c["function"]["name"] for m in ep.info["messages"] for c in m.get("tool_calls") or []]
@@ -503,14 +503,14 @@ def test_reference_runs_through_the_tools_and_every_gate_answer_scores_zero(kind
     null = empty_value(schema["properties"]["answer"])
     wrong = [null, *(FAM.bluff_answer(task, rng) for _ in range(5)), *FAM.perturb(world, task, agent.answer, rng)]
     for answer in wrong:  # wrong by construction
-        assert verify(task.verifier, answer).score == 0.0, answer
+        assert verify(task.verifier_spec, answer).score == 0.0, answer
     # Random answers are plausible draws from the data, so one can be right by luck; that is what
     # the pipeline's random gate catches (the task is then dropped). Here: each is a valid submit,
     # and luck stays rare.
     submit = Toolset(FAM.tools(task.tool_config))
     randoms = [FAM.random_answer(world, task, rng) for _ in range(20)]
     assert all(not isinstance(submit.validate("submit", {"answer": a}), str) for a in randoms)
-    assert sum(verify(task.verifier, a).score for a in randoms) <= 1
+    assert sum(verify(task.verifier_spec, a).score for a in randoms) <= 1
     if task.params["answer"] == "number":
         assert "within 0.01" in task.prompt
 

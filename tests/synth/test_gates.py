@@ -4,7 +4,7 @@ import random
 
 from toolgym.envs import markup as mk
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent, sample_value
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
@@ -48,7 +48,7 @@ def test_gate_agents_produce_parseable_actions():
 def test_gates_drop_a_task_whose_verifier_is_lenient():
     fam, world, task = trip_task()
     env_ok = make_env("trip", source=MemorySource([(task, world)]))
-    agent = ProgramAgent(fam.reference(task.params, task.tool_config))
+    agent = ProgramPolicy(fam.reference(task.params, task.tool_config))
     ref = run_episode(env_ok, agent)
     rng = random.Random(0)
     kwargs = dict(
@@ -63,7 +63,7 @@ def test_gates_drop_a_task_whose_verifier_is_lenient():
     # The same task with a verifier that only checks the structure: every plausible plan passes.
     lenient = task.model_copy(
         update={
-            "verifier": {
+            "verifier_spec": {
                 "kind": "itinerary",
                 "constraints": [
                     c for c in task.params["constraints"] if c["kind"] in ("days", "start_city", "in_city")
@@ -72,12 +72,12 @@ def test_gates_drop_a_task_whose_verifier_is_lenient():
         }
     )
     env_bad = make_env("trip", source=MemorySource([(lenient, world)]))
-    ref_bad = run_episode(env_bad, ProgramAgent(fam.reference(task.params, task.tool_config)))
+    ref_bad = run_episode(env_bad, ProgramPolicy(fam.reference(task.params, task.tool_config)))
     report = run_gates(lambda a: run_episode(env_bad, a), ref_bad, **{**kwargs, "perturbed_answers": []})
     assert report.failed == "random"
 
     # A verifier that accepts an empty answer is caught by the null agent.
-    empty_ok = task.model_copy(update={"verifier": {"kind": "json", "expected": []}})
+    empty_ok = task.model_copy(update={"verifier_spec": {"kind": "json", "expected": []}})
     env_empty = make_env("trip", source=MemorySource([(empty_ok, world)]))
     fake_ref = run_episode(env_empty, SubmitAgent([]))
     report = run_gates(lambda a: run_episode(env_empty, a), fake_ref, **kwargs)

@@ -127,7 +127,7 @@ def test_verifier_agrees_with_a_literal_oracle_on_thousands_of_plans(seed, diffi
     planted = task.meta["planted"]
     rng = random.Random(seed)
     plans = [FAM.random_answer(world, task, rng) for _ in range(1500)] + neighbours(world, planted)
-    agree = [verify(task.verifier, p, world).passed == oracle(p, cons, world) for p in plans]
+    agree = [verify(task.verifier_spec, p, world).passed == oracle(p, cons, world) for p in plans]
     assert all(agree), f"{agree.count(False)} disagreements"
     assert any(oracle(p, cons, world) for p in plans[1500:]), "no valid neighbour of the optimum was tried"
 
@@ -139,9 +139,9 @@ def test_every_valid_plan_passes_not_only_the_reference():
     alternatives = [alt for alt in neighbours(world, planted) if alt != planted and oracle(alt, cons, world)]
     budget = next(c for c in cons if c["kind"] == "budget")
     no_budget = {"kind": "itinerary", "constraints": [c for c in cons if c["kind"] != "budget"]}
-    assert verify(task.verifier, planted, world).passed
+    assert verify(task.verifier_spec, planted, world).passed
     for alt in alternatives:
-        assert verify(task.verifier, alt, world).passed
+        assert verify(task.verifier_spec, alt, world).passed
     assert budget["max_total"] >= task.meta["optimum"]
     assert verify(no_budget, planted, world).passed
 
@@ -197,24 +197,24 @@ def test_solver_optimum_is_the_true_minimum_by_exhaustive_search():
 )
 def test_malformed_answers_score_zero(answer, reason):
     world, task = make(1, 1)
-    v = verify(task.verifier, answer, world)
+    v = verify(task.verifier_spec, answer, world)
     assert v.score == 0.0 and reason in v.reason
 
 
 def test_padded_and_multi_answers_score_zero():
     world, task = make(2, 1)
     plan = task.meta["planted"]
-    assert verify(task.verifier, plan, world).passed
+    assert verify(task.verifier_spec, plan, world).passed
     extra = dict(plan[-1], date=(dt.date.fromisoformat(plan[-1]["date"]) + dt.timedelta(days=1)).isoformat())
-    assert not verify(task.verifier, [*plan, extra], world).passed  # padded with a day
-    assert not verify(task.verifier, [plan, plan], world).passed  # several answers at once
-    assert not verify(task.verifier, [dict(d, note="x") for d in plan], world).passed  # extra keys
+    assert not verify(task.verifier_spec, [*plan, extra], world).passed  # padded with a day
+    assert not verify(task.verifier_spec, [plan, plan], world).passed  # several answers at once
+    assert not verify(task.verifier_spec, [dict(d, note="x") for d in plan], world).passed  # extra keys
 
 
 def test_each_perturbation_breaks_the_plan_for_its_own_reason():
     world, task = make(3, 3)
     plan = task.meta["planted"]
-    reasons = [verify(task.verifier, p, world).reason for p in FAM.perturb(world, task, plan, random.Random(0))]
+    reasons = [verify(task.verifier_spec, p, world).reason for p in FAM.perturb(world, task, plan, random.Random(0))]
     assert len(reasons) == 6
     expected = ["is in", "appears twice", "days, not", "must be", "must be", "no attraction named"]
     for want, got in zip(expected, reasons, strict=True):

@@ -77,7 +77,7 @@ def shipped_tasks(family_id: str):
                 draft = code_tasks.make_task(world, 4, random.Random(seed), only=["simulate", "argmax"])
                 if draft is not None and draft.tool_config["answer"] == shape:
                     task = build_task(fam, "w", "t", 4, "train", draft)
-                    yield fam, world, task, [], task.verifier["expected"]
+                    yield fam, world, task, [], task.verifier_spec["expected"]
                     break
 
 
@@ -101,13 +101,15 @@ def test_a_value_of_the_wrong_type_is_refused_by_the_schema_and_scores_zero(fami
         ctx = final_context(fam, world, task, actions)
         try:
             assert not isinstance(ts.validate("submit", {"answer": answer}), str)
-            assert verify(task.verifier, answer, ctx).passed  # the test can fail: the original passes
+            assert verify(task.verifier_spec, answer, ctx).passed  # the test can fail: the original passes
             variants = wrong_types(answer)
             assert variants, answer
             for bad in variants:
                 checked = ts.validate("submit", {"answer": bad})
                 assert isinstance(checked, str) and "invalid arguments for submit" in checked, bad
-                assert verify(task.verifier, bad, ctx).score == (0.0 if checks_answer(task.verifier) else 1.0), bad
+                assert verify(task.verifier_spec, bad, ctx).score == (
+                    0.0 if checks_answer(task.verifier_spec) else 1.0
+                ), bad
         finally:
             fam.close_context(ctx)
         shapes.add(task.tool_config.get("answer", "plan"))
@@ -125,13 +127,13 @@ def test_a_boolean_never_scores_on_an_integer_task(expected, wrong):
         draft = code_tasks.make_task(world, 1, random.Random(seed), only=["count", "numbers"])
         if draft is not None and draft.params["answer"] == "integer":
             break
-    draft.verifier = code_tasks.verifier_spec("integer", expected)
+    draft.verifier_spec = code_tasks.verifier_spec("integer", expected)
     task = build_task(fam, "w", "t", 1, "train", draft)
     env = make_env("code", source=MemorySource([(task, world)]))
     env.reset(options={"task_id": "t"})
     obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": wrong})]))
     assert (reward, term) == (0.0, False) and "a boolean is not a number" in obs
-    assert verify(task.verifier, wrong).score == 0.0
+    assert verify(task.verifier_spec, wrong).score == 0.0
     obs, reward, term, _, _ = env.step(mk.render_action([("submit", {"answer": expected})]))
     assert (reward, term) == (1.0, True)
 

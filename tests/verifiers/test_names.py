@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from toolgym.envs import naming
 from toolgym.envs.agents import SubmitAgent
-from toolgym.envs.rollout import ProgramAgent, run_episode
+from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
@@ -101,7 +101,7 @@ def accented_trip(request):
     for n in sorted(names, key=len, reverse=True):
         prompt = prompt.replace(n, names[n])
     draft = draft.model_copy(
-        update={"prompt": prompt, **{k: rename(getattr(draft, k), names) for k in ("params", "verifier", "meta")}}
+        update={"prompt": prompt, **{k: rename(getattr(draft, k), names) for k in ("params", "verifier_spec", "meta")}}
     )
     task = build_task(TRIP, "w", "t", difficulty, "train", draft)
     return world, task
@@ -112,20 +112,20 @@ def test_a_reference_plan_in_nfd_scores_one(accented_trip):
     plan = task.meta["planted"]
     as_nfd = [{k: nfd(v) for k, v in d.items()} for d in plan]
     assert as_nfd != plan  # the NFD spelling really differs
-    assert verify(task.verifier, plan, world).passed
-    assert verify(task.verifier, as_nfd, world).passed
+    assert verify(task.verifier_spec, plan, world).passed
+    assert verify(task.verifier_spec, as_nfd, world).passed
     padded = [{k: f" {v}\t" for k, v in d.items()} for d in as_nfd]
-    assert verify(task.verifier, padded, world).passed
+    assert verify(task.verifier_spec, padded, world).passed
     env = make_env("trip", source=MemorySource([(task, world)]))
     assert run_episode(env, SubmitAgent(as_nfd)).reward == 1.0  # the input, through the env
-    assert run_episode(env, ProgramAgent(TRIP.reference(task.params, task.tool_config))).reward == 1.0
+    assert run_episode(env, ProgramPolicy(TRIP.reference(task.params, task.tool_config))).reward == 1.0
 
 
 def test_a_case_changed_name_scores_zero_and_the_reason_names_the_closest(accented_trip):
     world, task = accented_trip
     plan = [dict(d) for d in task.meta["planted"]]
     plan[0]["hotel"] = plan[0]["hotel"].upper()
-    v = verify(task.verifier, plan, world)
+    v = verify(task.verifier_spec, plan, world)
     assert not v.passed and f"did you mean {task.meta['planted'][0]['hotel']!r}" in v.reason
 
 
