@@ -22,6 +22,7 @@ from toolgym.synth.candidate import build_task
 from toolgym.synth.family import Family
 
 SHIPPED = [f for f, entry in toolgym.FAMILIES.items() if isinstance(entry, str)]
+ALL = list(toolgym.FAMILIES)  # the shipped ones and the test families of conftest.py (ledger, inventory)
 
 
 def test_registry_is_lazy_refuses_duplicates_and_names_the_closest():
@@ -42,11 +43,41 @@ def test_registry_is_lazy_refuses_duplicates_and_names_the_closest():
         load("json.dumps")
 
 
-@pytest.mark.parametrize("family_id", SHIPPED)
+@pytest.mark.parametrize("family_id", ALL)
 def test_every_family_has_its_gymnasium_id_registered(family_id):
     env_id = toolgym.FAMILIES.meta(family_id)["env_id"]
     assert get_family(family_id).env_id == env_id  # the table and the class agree
-    assert toolgym.ENV_IDS[env_id] == family_id and env_id in gym.registry
+    assert toolgym.env_ids()[env_id] == family_id and env_id in gym.registry
+    if family_id in SHIPPED:
+        assert toolgym.ENV_IDS[env_id] == family_id
+    env = gym.make(env_id)  # one registration call is enough to make it
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs.endswith("<|assistant|>") and info["task_id"].startswith(family_id)
+    finally:
+        env.close()
+
+
+def test_register_family_is_one_call_for_table_and_gymnasium():
+    from toolgym.synth import register_family, unregister_family
+
+    ledger = type(get_family("ledger"))
+
+    class Ledger2(ledger):  # type: ignore[misc, valid-type]
+        env_name = "LedgerTwo"
+
+    register_family("ledger2", Ledger2)
+    try:
+        assert toolgym.FAMILIES.meta("ledger2")["env_id"] == "toolgym/LedgerTwo-v0" in gym.registry
+        with pytest.raises(DuplicateRegistrationError):  # the same Gymnasium id twice
+            register_family("ledger3", Ledger2)
+        assert "ledger3" not in toolgym.FAMILIES  # rolled back: no family without its env id
+    finally:
+        unregister_family("ledger2")
+    assert "ledger2" not in toolgym.FAMILIES and "toolgym/LedgerTwo-v0" not in gym.registry
+    with pytest.raises(ConfigError, match="env_id"):  # a lazy entry cannot name its own id
+        register_family("lazy", "tests.nowhere:Family")
+    assert "lazy" not in toolgym.FAMILIES
 
 
 @pytest.mark.parametrize("family_id", SHIPPED)
