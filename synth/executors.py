@@ -14,20 +14,29 @@ The protocol, for a new executor (a Ray one: one module plus one line in ``toolg
 * ``with executor:`` starts the workers and stops them on exit, whatever happened (``__exit__``
   leaves no live worker behind, in-flight work included);
 * ``map_ordered`` returns a generator; a consumer that stops early (``break``, an exception)
-  closes it, and the executor may drop or cancel the worlds still in flight;
+  closes it, and the executor cancels the worlds not started yet;
 * ``fn`` and ``config`` must be picklable (a module-level function, a pydantic model).
 
 The local executor forks its pool in ``__enter__``, so the run enters it *before* opening the
-DuckDB dataset: forking a process that already runs DuckDB's threads is unsafe.
+DuckDB dataset: forking a process that already runs DuckDB's threads is unsafe. It is a
+:class:`concurrent.futures.ProcessPoolExecutor`, not a ``multiprocessing.Pool``: ``Pool.terminate``
+kills workers wherever they are, and a worker killed while it sends a large world result leaves
+half a message in the result pipe, on which the pool's result thread then waits forever (a
+finished ``toolgym synth --workers 2`` once hung so, its rows all written). Leaving the block
+instead cancels the worlds not started and waits for the running ones (at most ``workers + 1``
+worlds, a second or so each); nothing is killed mid-message. Workers ignore SIGINT: on Ctrl-C the
+parent stops the run (every committed batch is kept) and the workers finish their world and exit.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from collections import deque
 from collections.abc import Callable, Generator
+from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from toolgym.synth.config import SynthConfig
 
@@ -95,11 +104,16 @@ class SerialExecutor:
             w += 1
 
 
-class LocalExecutor:
-    """A fork process pool on this machine, ``4 × workers`` worlds in flight.
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    With one worker it is the serial executor (no pool is forked). Worlds still in flight when
-    the consumer stops are abandoned; leaving the ``with`` block terminates the pool.
+
+class LocalExecutor:
+    """A fork process pool on this machine, ``4 × workers`` worlds submitted ahead.
+
+    With one worker it is the serial executor (no pool is forked). Leaving the ``with`` block
+    cancels the worlds not started and waits for the running ones (see the module docstring).
 
     Args:
         workers: Processes (>= 1).
@@ -113,11 +127,13 @@ class LocalExecutor:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self.window = 4 * workers
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1 and self._pool is None:
-            self._pool = mp.get_context("fork").Pool(self.workers)
+            pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_ignore_sigint)
+            pool.submit(int).result()  # with fork, the first submit starts every worker: now, before DuckDB
+            self._pool = pool
         return self
 
     def __exit__(
@@ -125,8 +141,7 @@ class LocalExecutor:
     ) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def map_ordered(
         self, fn: Callable[[SynthConfig, int, int], R], config: SynthConfig, start_w: int, skip: int
@@ -136,6 +151,7 @@ class LocalExecutor:
         Raises:
             RuntimeError: With more than one worker, outside ``with executor:`` (the pool must be
                 forked before DuckDB starts threads, so it is never forked lazily here).
+            concurrent.futures.process.BrokenProcessPool: A worker died (killed, out of memory).
         """
         if self.workers == 1:
             yield from SerialExecutor().map_ordered(fn, config, start_w, skip)
@@ -143,16 +159,17 @@ class LocalExecutor:
         pool = self._pool
         if pool is None:
             raise RuntimeError("LocalExecutor.map_ordered needs `with executor:` first (the pool is forked there)")
-        pending: deque[Any] = deque()
+        pending: deque[Future[R]] = deque()
         w = start_w
         try:
             while True:
                 while len(pending) < self.window:
-                    pending.append(pool.apply_async(fn, (config, w, skip if w == start_w else 0)))
+                    pending.append(pool.submit(fn, config, w, skip if w == start_w else 0))
                     w += 1
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         finally:
-            pending.clear()  # abandoned: multiprocessing cannot cancel a task; __exit__ terminates the pool
+            for future in pending:
+                future.cancel()  # the ones a worker has not taken yet; __exit__ waits for the rest
 
 
 __all__ = ["Executor", "LocalExecutor", "SerialExecutor"]

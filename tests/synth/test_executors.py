@@ -4,13 +4,14 @@ The rows a run writes must not depend on the executor (it is left out of the res
 every registered executor, at one and at two workers, must yield exactly the world results of
 calling :func:`~toolgym.synth.candidate.synthesize_world` in index order, resumed start included.
 Stopping early (``break``, an exception in the consumer) and leaving the ``with`` block must
-leave no live child process, promptly, even with slow worlds still in flight.
+leave no live child process, without waiting for the worlds that were queued but not started.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from contextlib import nullcontext
 from itertools import islice
@@ -29,9 +30,9 @@ SMALL = SynthConfig(family="trip", seed=5, difficulty=(1, 2), tasks_per_world=2,
 
 
 def slow_pid(config: SynthConfig, w: int, skip: int) -> tuple[int, int, int]:
-    """A world function for the lifecycle tests: its worker's pid; worlds after the first take 30 s."""
+    """A world function for the lifecycle tests: its worker's pid; worlds after the first take 4 s."""
     if w > 0:
-        time.sleep(30)
+        time.sleep(4)
     return w, skip, os.getpid()
 
 
@@ -75,13 +76,15 @@ def test_stopping_early_leaves_no_live_child(stop):
     with pytest.raises(RuntimeError, match="consumer") if stop == "raise" else nullcontext():
         with ex:
             pids = {p.pid for p in mp.active_children()}
-            assert len(pids) == 2
+            assert len(pids) == 2  # forked on enter
             for w, _skip, pid in ex.map_ordered(slow_pid, SMALL, 0, 0):  # worlds 1.. are in flight, sleeping
                 assert w == 0 and pid in pids
                 if stop == "raise":
                     raise RuntimeError("consumer failed")
                 break
-    assert time.perf_counter() - t0 < 10, "leaving the block terminates in-flight worlds instead of waiting"
+    # Running worlds finish (2 workers, at most 3 taken: ~8 s); the other queued ones are cancelled,
+    # where waiting for the whole window (8 worlds of 4 s on 2 workers) would take ~16 s.
+    assert time.perf_counter() - t0 < 13, "leaving the block waited for queued worlds instead of cancelling them"
     assert mp.active_children() == []
     assert not any(alive(p) for p in pids)
 
@@ -118,3 +121,22 @@ def test_resume_point_is_the_first_unwritten_candidate():
     assert resume_point((2, 1), 4) == (2, 2)
     assert resume_point((2, 3), 4) == (3, 0)
     assert resume_point((0, 0), 1) == (1, 0)
+
+
+def killed_at_one(config: SynthConfig, w: int, skip: int) -> int:
+    """A world function whose world 1 dies as an out-of-memory kill would (SIGKILL)."""
+    if w == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return w
+
+
+def test_a_killed_worker_is_an_error_not_a_hang():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool):
+        with LocalExecutor(2) as ex:
+            got = []
+            for w in ex.map_ordered(killed_at_one, SMALL, 0, 0):
+                got.append(w)
+    assert got == [0]  # the worlds before the dead one were delivered, in order
+    assert mp.active_children() == []
