@@ -29,6 +29,13 @@ task, next to the dozen gate episodes each candidate runs anyway.
 A check whose ``expected_hash`` the family filled by hand is kept as it is and not replayed: the
 reference scoring 1 already checks the hand-computed state against the reference's episode,
 an independent oracle the replay would only weaken.
+
+What the replay cannot catch: a reference whose writes are *wrong* (it overpays a transfer by
+one) defines the expected state, so its tasks ship and a policy that does what the prompt says
+scores 0. The replay makes the state check as good as the reference program, no better; a
+family that can compute the final state independently of its reference (from the task's
+parameters and the world) should fill ``expected_hash`` itself, which turns the reference run
+into a cross-check of two implementations, as the trip and code families' answers are.
 """
 
 from __future__ import annotations
@@ -37,17 +44,27 @@ import hashlib
 import json
 from typing import Any
 
+from toolgym.errors import ConfigError
 from toolgym.verifiers.verdict import Verdict
 
 UNFILLED = "the state check has no expected_hash: synthesis fills it by replaying the reference's write calls"
 
 
 def state_view(state: Any, fields: list[str] | None = None) -> Any:
-    """The JSON-able part of a state that a check compares (``to_json()`` of a world object)."""
+    """The JSON-able part of a state that a check compares (``to_json()`` of a world object).
+
+    Raises:
+        ConfigError: A listed field is not in the state. A typo in ``fields`` would otherwise
+            compare None with None and pass every episode, so it is an error, not a None.
+    """
     data = state.to_json() if hasattr(state, "to_json") else state
     if fields is None:
         return data
-    return {f: data.get(f) for f in fields}
+    missing = [f for f in fields if f not in data]
+    if missing:
+        known = ", ".join(map(repr, data)) if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"the state check lists field(s) {', '.join(map(repr, missing))} the state lacks ({known})")
+    return {f: data[f] for f in fields}
 
 
 def state_hash(state: Any, fields: list[str] | None = None) -> str:
@@ -73,6 +90,9 @@ def fill_expected_state(spec: dict[str, Any], state: Any) -> dict[str, Any]:
 
     Returns:
         The new spec (``spec`` is not modified); checks that had a hash keep it.
+
+    Raises:
+        ConfigError: A check lists a field the state lacks (a family bug: synthesis stops).
     """
     if spec.get("kind") == "state":
         if "expected_hash" in spec:
@@ -86,13 +106,18 @@ def fill_expected_state(spec: dict[str, Any], state: Any) -> dict[str, Any]:
 def verify_state(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """``{"kind": "state", "expected_hash": "…", "fields": [...] | null}``.
 
-    A check without ``expected_hash`` fails (closed): it was never filled by the replay.
+    A check without ``expected_hash`` fails (closed): it was never filled by the replay; so does
+    a final state without a listed field (a write deleted it).
     """
     if state is None:
         return Verdict.fail("no final state to check")
     expected = spec.get("expected_hash")
     if expected is None:
         return Verdict.fail(UNFILLED)
-    if state_hash(state, spec.get("fields")) == expected:
+    try:
+        got = state_hash(state, spec.get("fields"))
+    except ConfigError as exc:
+        return Verdict.fail(str(exc))
+    if got == expected:
         return Verdict.ok("final state matches the reference")
     return Verdict.fail("final state differs from the reference solution's")

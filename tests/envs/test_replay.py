@@ -23,7 +23,7 @@ from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import final_state, open_context
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
-from toolgym.errors import ReferenceSolutionError
+from toolgym.errors import ConfigError, ReferenceSolutionError
 from toolgym.spec import Trajectory
 from toolgym.synth import get_family
 from toolgym.synth.candidate import build_task
@@ -175,6 +175,18 @@ def test_fill_walks_all_and_keeps_hand_filled_hashes():
     assert filled["checks"][2]["checks"][0]["expected_hash"] == state_hash(state)
     assert filled["checks"][2]["checks"][1]["expected_hash"] == "x" and filled["checks"][1] == spec["checks"][1]
     assert not verify_state({"kind": "state", "fields": None}, None, state).passed
+
+
+def test_a_field_the_state_lacks_is_an_error_not_a_pass():
+    """A typo in ``fields`` would compare None with None and pass everything (a newcomer's bank family did)."""
+    state = {"accounts": {"a": 1}, "log": []}
+    with pytest.raises(ConfigError, match="'acounts' the state lacks \\('accounts', 'log'\\)"):
+        fill_expected_state({"kind": "state", "fields": ["acounts"]}, state)
+    good = fill_expected_state({"kind": "state", "fields": ["accounts"]}, state)
+    assert verify_state(good, None, state).passed
+    v = verify_state({**good, "fields": ["acounts"]}, None, state)
+    assert not v.passed and "acounts" in v.reason
+    assert not verify_state(good, None, {"log": []}).passed  # a write that deleted a listed field fails
 
 
 MOVES = st.lists(st.tuples(st.sampled_from(sorted(INV.make_world(0, 1).data["bins"])), st.integers(0, 40)), max_size=8)
