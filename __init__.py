@@ -13,14 +13,17 @@ evaluation), ``toolgym.cli`` (the ``toolgym`` command).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from toolgym.errors import ConfigError
 from toolgym.registry import Registry
 
 __version__ = "0.1.0"
 
 #: The central table: every family (with its Gymnasium id), verifier kind, task source, sandbox backend,
-#: executor and policy, as lazy "module:attr" entry points. Adding one is a module plus one line here.
+#: executor and policy, as lazy "module:attr" entry points. Adding one is a module plus one line here
+#: (a family from outside the package: ``toolgym.synth.register_family``, or a plugin entry point).
 FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
 FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
@@ -58,6 +61,59 @@ POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
 POLICIES.register("bluff", "toolgym.policy.evaluate:bluff_policy")
 
 
+#: What a family id looks like: task ids start with it (``<id>-fly-s<seed>-d<difficulty>``, see
+#: :mod:`toolgym.synth.fly`), so no hyphen, no capitals, not empty.
+FAMILY_ID = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
+
+#: What every family class has (:class:`toolgym.synth.family.Family`), checked when its instance is built.
+_FAMILY_SHAPE = ("id", "env_name", "version", "make_world", "load_world", "make_task", "tools", "reference")
+
+
+def check_family_id(family_id: str) -> None:
+    """Refuse an id that is not of the form ``[a-z][a-z0-9_]*`` (ConfigError naming a fixed one)."""
+    if not (isinstance(family_id, str) and FAMILY_ID.fullmatch(family_id)):
+        fix = re.sub(r"[^a-z0-9_]", "_", str(family_id).lower()).lstrip("0123456789_") or "my_family"
+        raise ConfigError(f"family id {family_id!r} must match [a-z][a-z0-9_]* (task ids start with it); write {fix!r}")
+
+
+def check_family_class(family_id: str, cls: Any, env_id: str | None = None) -> None:
+    """Refuse a class that cannot serve ``family_id``: not Family-shaped, another id, another env id.
+
+    The table takes any entry (lazy strings are imported on first use), so this runs when
+    :func:`family` builds an instance, and in :func:`toolgym.synth.register_family` before
+    anything is registered. Duck-typed (this is layer L0: it cannot import ``toolgym.synth.family``).
+
+    Args:
+        family_id: The id it is (to be) registered under.
+        cls: The loaded entry point.
+        env_id: The Gymnasium id it is (to be) registered under, if any.
+
+    Raises:
+        ConfigError: Saying what to write instead.
+    """
+    check_family_id(family_id)
+    name = getattr(cls, "__name__", repr(cls))
+    missing = [a for a in _FAMILY_SHAPE if not hasattr(cls, a)]
+    if not isinstance(cls, type) or missing:
+        raise ConfigError(
+            f"family {family_id!r}: {name} is not a family class"
+            + (f" (it lacks {', '.join(missing)})" if missing and isinstance(cls, type) else "")
+            + "; register a subclass of toolgym.synth.family.Family"
+        )
+    own_id: Any = getattr(cls, "id")  # noqa: B009 - typed Any: cls is any class here
+    if own_id != family_id:
+        raise ConfigError(
+            f"family {family_id!r}: {name}.id is {own_id!r}; register it as {own_id!r} "
+            f"or set id = {family_id!r} in the class (task ids and datasets use the class's id)"
+        )
+    own = f"toolgym/{getattr(cls, 'env_name')}-v{getattr(cls, 'version')}"  # noqa: B009
+    if env_id is not None and env_id != own:
+        raise ConfigError(
+            f"family {family_id!r}: env_id {env_id!r} is not {name}'s own {own!r} (its env_name and version); "
+            f"leave env_id out, or change env_name/version in the class"
+        )
+
+
 #: The one cache of family instances: id -> (the class it was built from, the instance).
 _FAMILY_INSTANCES: dict[str, tuple[Any, Any]] = {}
 
@@ -70,13 +126,18 @@ def family(family_id: str) -> Any:
     importing ``synth``. The cache follows the table: an id unregistered and registered again
     with another class gets a new instance, no cache to clear.
 
+    A table entry that cannot serve the id (a lazy ``"module:Class"`` is only imported here) is
+    refused when its instance is built: checked once per instance, not per call.
+
     Raises:
         UnknownNameError: An unregistered id (the message names the closest ones).
+        ConfigError: The entry is not a family class, or its ``id`` (or env id) is not the registered one.
     """
     cls = FAMILIES.get(family_id)
     hit = _FAMILY_INSTANCES.get(family_id)
     if hit is not None and hit[0] is cls:
         return hit[1]
+    check_family_class(family_id, cls, FAMILIES.meta(family_id).get("env_id"))
     instance = cls()
     _FAMILY_INSTANCES[family_id] = (cls, instance)
     return instance
@@ -111,7 +172,10 @@ __all__ = [
     "POLICIES",
     "SOURCES",
     "VERIFIERS",
+    "FAMILY_ID",
     "__version__",
+    "check_family_class",
+    "check_family_id",
     "env_ids",
     "family",
 ]

@@ -40,6 +40,21 @@ app.add_typer(bench_app, name="bench")
 train_app = typer.Typer(help="Train the in-repo policy.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
+
+@app.callback()
+def _load_plugins() -> None:
+    """Before any command: register the families installed plugins list (``toolgym.synth.load_plugins``).
+
+    A plugin that fails to import or register is one ``warning:`` line on stderr naming it and the
+    cause; every other command and family stays usable (using the broken family then fails as an
+    unknown family, one ``error:`` line).
+    """
+    from toolgym.synth import load_plugins
+
+    for name, why in load_plugins().items():
+        typer.echo(f"warning: plugin family {name!r} not loaded ({why})", err=True)
+
+
 app.command()(synth.families)
 app.command()(synth.synth)
 app.command()(data.show)

@@ -8,6 +8,8 @@ import random
 
 import gymnasium as gym
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import toolgym
 from toolgym.envs.rollout import ProgramPolicy, run_episode
@@ -64,14 +66,16 @@ def test_register_family_is_one_call_for_table_and_gymnasium():
     ledger = type(get_family("ledger"))
 
     class Ledger2(ledger):  # type: ignore[misc, valid-type]
+        id = "ledger2"
         env_name = "LedgerTwo"
 
     register_family("ledger2", Ledger2)
     try:
         assert toolgym.FAMILIES.meta("ledger2")["env_id"] == "toolgym/LedgerTwo-v0" in gym.registry
+        Ledger3 = type("Ledger3", (Ledger2,), {"id": "ledger3"})
         with pytest.raises(DuplicateRegistrationError):  # the same Gymnasium id twice
-            register_family("ledger3", Ledger2)
-        assert "ledger3" not in toolgym.FAMILIES  # rolled back: no family without its env id
+            register_family("ledger3", Ledger3)
+        assert "ledger3" not in toolgym.FAMILIES  # nothing half-registered
     finally:
         unregister_family("ledger2")
     assert "ledger2" not in toolgym.FAMILIES and "toolgym/LedgerTwo-v0" not in gym.registry
@@ -106,7 +110,7 @@ def test_one_family_cache_follows_the_table():
     assert toolgym.family("trip") is get_family("trip") is toolgym.family("trip")
 
     class Probe(type(get_family("trip"))):  # type: ignore[misc]
-        pass
+        id = "probe"
 
     # ... and an id registered again with another class gets a new instance, no cache to clear.
     toolgym.FAMILIES.register("probe", Probe)
@@ -194,3 +198,102 @@ def test_every_family_with_a_write_tool_isolates_episodes(family_id):
         assert json.dumps(world.to_json(), sort_keys=True, default=str) == before  # the shared world unwritten
         checked += 1
     assert checked
+
+
+def _fresh(family_id: str = "fresh", env_name: str = "Fresh", version: int = 0) -> type[Family]:
+    """A concrete family class (the ledger's code) with its own id and Gymnasium id."""
+    base = type(get_family("ledger"))
+    return type(f"{env_name}Family", (base,), {"id": family_id, "env_name": env_name, "version": version})
+
+
+class _Half(Family):
+    id = "half"
+    env_name = "Half"
+    version = 0
+    summary = "abstract: no hooks"
+
+
+#: Every refusal of register_family: (id, entry point, env_id) -> (error, what the message says).
+REFUSALS = [
+    ("vault", _fresh(), None, ConfigError, "FreshFamily.id is 'fresh'; register it as 'fresh' or set id = 'vault'"),
+    ("fresh", _fresh(), "toolgym/Vault-v3", ConfigError, "not FreshFamily's own 'toolgym/Fresh-v0'"),
+    ("", _fresh(""), None, ConfigError, r"family id '' must match \[a-z\]\[a-z0-9_\]\*.*write 'my_family'"),
+    ("my-bank", _fresh("my-bank"), None, ConfigError, "write 'my_bank'"),
+    ("Bank", _fresh("Bank"), None, ConfigError, "write 'bank'"),
+    ("my-bank", "bank_plugin:BankFamily", "toolgym/MyBank-v0", ConfigError, "write 'my_bank'"),
+    ("notfam", dict, "toolgym/NotFam-v0", ConfigError, "'dict' is not a subclass of toolgym.synth.family.Family"),
+    ("fresh", _fresh()(), None, ConfigError, "is not a subclass of toolgym.synth.family.Family"),
+    ("half", _Half, None, ConfigError, "_Half does not define bluff_answer, load_world"),
+    ("fresh", _fresh(env_name="Bad-Name"), None, ConfigError, "must look like 'toolgym/<Name>-v<N>'"),
+    ("ghost", "nosuch.mod:X", "Ghost-v0", ConfigError, "must look like 'toolgym/<Name>-v<N>'"),
+    ("ghost", "nosuch.mod.X", "toolgym/Ghost-v0", ConfigError, "must look like 'package.module:Class'"),
+    ("ghost", "nosuch.mod:X", None, ConfigError, "needs env_id="),
+    ("trip", _fresh("trip", "Trip2"), None, DuplicateRegistrationError, "family 'trip' is already registered"),
+    ("fresh", _fresh(env_name="TripPlanning", version=1), None, DuplicateRegistrationError, "TripPlanning-v1"),
+]
+
+
+@pytest.mark.parametrize(("family_id", "entry", "env_id", "error", "message"), REFUSALS)
+def test_register_family_refuses_what_cannot_serve_the_id_and_registers_nothing(
+    family_id, entry, env_id, error, message
+):
+    from toolgym.synth import register_family
+
+    families, envs = list(toolgym.FAMILIES), set(gym.registry)
+    with pytest.raises(error, match=message):
+        register_family(family_id, entry, env_id=env_id)
+    assert list(toolgym.FAMILIES) == families and set(gym.registry) == envs  # nothing half-registered
+
+
+def test_register_family_takes_what_it_refused_once_written_as_the_message_says():
+    from toolgym.synth import register_family, unregister_family
+
+    register_family("fresh", _fresh(), env_id="toolgym/Fresh-v0")  # the class's own env id, given explicitly
+    try:
+        env = gym.make("toolgym/Fresh-v0")
+        assert env.reset(seed=0)[1]["task_id"].startswith("fresh")
+        env.close()
+    finally:
+        unregister_family("fresh")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="abzAZ09_-.é ", max_size=8))
+def test_an_id_is_accepted_exactly_when_on_the_fly_task_ids_can_carry_it(family_id):
+    from toolgym.synth import register_family, unregister_family
+    from toolgym.synth.fly import _FLY_ID
+
+    families = list(toolgym.FAMILIES)
+    fits = _FLY_ID.fullmatch(f"{family_id}-fly-s0-d1") is not None and family_id not in families
+    try:
+        register_family(family_id, _fresh(family_id, "PropFamily"))
+    except ConfigError as exc:
+        assert not fits and "must match [a-z][a-z0-9_]*" in str(exc)
+        assert list(toolgym.FAMILIES) == families and "toolgym/PropFamily-v0" not in gym.registry
+    except DuplicateRegistrationError:
+        assert family_id in families
+    else:
+        assert fits
+        unregister_family(family_id)
+
+
+def test_a_lazy_entry_that_cannot_serve_its_id_is_refused_on_first_use():
+    from toolgym.synth import register_family, unregister_family
+
+    register_family("vault", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/Vault-v0")  # imports nothing
+    try:
+        with pytest.raises(ConfigError, match="TripPlanning.id is 'trip'; register it as 'trip' or set id = 'vault'"):
+            toolgym.family("vault")
+        with pytest.raises(ConfigError, match="TripPlanning.id is 'trip'"):  # gym.make serves no other family's tasks
+            gym.make("toolgym/Vault-v0")
+    finally:
+        unregister_family("vault")
+    toolgym.FAMILIES.register("decoder", "json:JSONDecoder")
+    try:
+        with pytest.raises(ConfigError, match="JSONDecoder is not a family class .*lacks id, env_name"):
+            toolgym.family("decoder")
+    finally:
+        toolgym.FAMILIES.unregister("decoder")
+    trip = type(get_family("trip"))
+    with pytest.raises(ConfigError, match="env_id 'toolgym/Trip-v9' is not TripPlanning's own"):
+        toolgym.check_family_class("trip", trip, "toolgym/Trip-v9")
