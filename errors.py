@@ -43,6 +43,15 @@ class ReferenceSolutionError(ToolgymError):
     """A task's reference solution failed: a synthesis bug, never a warning."""
 
 
+class WorldDataError(ToolgymError, TypeError):
+    """A family's world data (``world.to_json()``) is not JSON that round-trips exactly.
+
+    A world is data (DESIGN.md): datasets store it as JSON and envs rebuild worlds from it, so
+    sets, objects, non-string keys and NaN or infinite floats are refused (a ``TypeError``, as
+    the JSON encoder's own error was). The message names the family, where and what.
+    """
+
+
 class SandboxError(ToolgymError):
     """The sandbox itself failed (not the code inside it)."""
 

@@ -26,9 +26,10 @@ import random
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolgym.errors import ConfigError
+from toolgym.errors import ConfigError, WorldDataError
 
 __all__ = [
     "DEFAULT_SPLIT_FRACTIONS",
@@ -39,9 +40,12 @@ __all__ = [
     "Trajectory",
     "WorldSpec",
     "check_split",
+    "check_world_data",
     "derive_seed",
+    "dump_world_data",
     "family_hash",
     "on_the_fly_split",
+    "world_data_problem",
     "world_split",
 ]
 
@@ -226,3 +230,103 @@ def check_split(split: str | None) -> str | None:
     close = difflib.get_close_matches(str(split), SPLITS, n=1, cutoff=0.4)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ConfigError(f"unknown split {split!r}{hint}; splits are {', '.join(SPLITS)}")
+
+
+# World data: a world is data (DESIGN.md), stored as JSON in datasets and reloaded from it by envs
+# (``fresh_world``), so ``world.to_json()`` must be JSON that round-trips exactly.
+
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson encodes
+
+
+def world_data_problem(data: Any, where: str = "data") -> str | None:
+    """The first value in world data that is not JSON which round-trips exactly, or ``None``.
+
+    Dicts, lists and tuples are walked depth first, in order. Refused: a dict key that is not a
+    ``str``, a NaN or infinite float (orjson would write ``null``), an int beyond 64 bits, and any
+    value that is not ``str``, ``int``, ``float``, ``bool``, ``None``, dict, list or tuple (a
+    set, a datetime, an object). Tuples pass: they are JSON arrays (and come back as lists).
+
+    Args:
+        data: World data, as ``world.to_json()`` returns it.
+        where: The name of ``data`` in the message.
+
+    Returns:
+        ``"<path>: <what is wrong>"``, e.g. ``"data['tags']: a set"``; ``None`` when all is JSON.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                return f"{where}: key {key!r} is {_kind(key)}; JSON object keys are strings"
+            problem = world_data_problem(value, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            problem = world_data_problem(value, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(data, float) and not np.isfinite(data):
+        return f"{where}: {data!r}; JSON has no NaN or infinity (orjson would store null)"
+    if isinstance(data, int) and not isinstance(data, bool) and not _INT_RANGE[0] <= data <= _INT_RANGE[1]:
+        return f"{where}: {data} does not fit in 64 bits"
+    if data is None or isinstance(data, str | int | float):
+        return None
+    return f"{where}: {_kind(data)}"
+
+
+def _kind(value: Any) -> str:
+    """``'a set'``, ``'an int'``, ``'a datetime.date'``: a value's type for a message."""
+    cls = type(value)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _world_data_error(family: str, data: Any, encoder: str = "") -> WorldDataError:
+    problem = world_data_problem(data) or encoder or "it does not round-trip through JSON"
+    return WorldDataError(
+        f"family {family!r}: world data (world.to_json()) must be JSON that round-trips exactly, "
+        f"since a world is data stored as JSON; {problem}"
+    )
+
+
+def dump_world_data(family: str, data: Any) -> bytes:
+    """World data as JSON bytes (``orjson.dumps``), or a clear error naming the family and the value.
+
+    The cheap check of every write of world data (the dataset, :func:`toolgym.envs.runtime.fresh_world`):
+    what the encoder refuses. NaN and infinity are refused earlier, at synthesis
+    (:func:`check_world_data`), since the encoder writes them as ``null``.
+
+    Raises:
+        WorldDataError: The encoder refused a value (a set, an object, a non-string key); the
+            message says where, from :func:`world_data_problem`.
+    """
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        raise _world_data_error(family, data, str(exc)) from None
+
+
+def check_world_data(family: str, data: Any) -> Any:
+    """Check that world data round-trips exactly through JSON; return the round-tripped copy.
+
+    Run once per world at synthesis, before its first candidate: one encode, one decode and one
+    C-level comparison; the walk of :func:`world_data_problem` only when they differ.
+
+    Args:
+        family: The family id (named in the error).
+        data: ``world.to_json()`` of a freshly made world.
+
+    Returns:
+        ``orjson.loads(orjson.dumps(data))``: equal to ``data`` (up to tuples, which come back as
+        lists) and sharing no mutable part with it, a snapshot to compare the world against later.
+
+    Raises:
+        WorldDataError: Some value is not JSON or would not come back equal (NaN, infinity, a
+            set, an object, a non-string key, a datetime).
+    """
+    copy = orjson.loads(dump_world_data(family, data))
+    if copy != data and world_data_problem(data) is not None:
+        raise _world_data_error(family, data)
+    return copy

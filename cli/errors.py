@@ -1,6 +1,6 @@
 """How the ``toolgym`` command reports what a user got wrong: one ``error:`` line, exit code 2.
 
-Three routes lead there, and this module holds all three:
+Three routes lead there, and this module holds all three (and Ctrl-C, below):
 
 * Click's own usage errors (a bad option value, an option out of range, a missing or unknown
   option, an unknown command): :class:`OneLineErrors`, the root group, catches them in ``main``.
@@ -11,6 +11,16 @@ Three routes lead there, and this module holds all three:
   that carries a file name into ``error: <the option's path>: <the OS reason>``, and
   :func:`check_writable` refuses an output path before any work is done (a training run or a
   synthesis must not fail at its end for a typo in ``--out``), leaving nothing behind.
+
+Ctrl-C (SIGINT) during any command is one line too, ``error: interrupted`` (plus what a command
+said with :func:`interrupt_hint`, e.g. that ``synth`` resumes), and exit code 130 (128 + SIGINT,
+the shell's convention). :class:`OneLineErrors` installs the handler for the command's run: in
+the command's process it raises ``KeyboardInterrupt`` and records the hit, so whatever the
+interrupt turns into on its way out (Typer's exit 130, DuckDB's "Query interrupted", a failed
+rollback) ends as that line; in processes forked from it (the synthesis pool's workers, which a
+terminal's Ctrl-C reaches too, since it signals the whole foreground process group) it does
+nothing, so no worker prints a traceback: the parent stops them when it unwinds. A command that
+handles the interrupt itself and returns (``play`` at its prompt) exits as it chooses.
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,18 +73,76 @@ class OneLineErrors(typer.core.TyperGroup):
         )
         if not standalone_mode:
             return run(standalone_mode=False)
-        try:
-            rv = run(standalone_mode=False)
-        except _NO_ARGS_IS_HELP as exc:
-            typer.echo(exc.format_message())  # the group's help text
-            sys.exit(exc.exit_code)
-        except _click_errors.ClickException as exc:
-            typer.echo(f"error: {usage_line(exc)}", err=True)
-            sys.exit(exc.exit_code)
-        except _ABORTS:
-            typer.echo("error: aborted", err=True)
-            sys.exit(1)
+        with _Interrupts() as interrupts:
+            try:
+                rv = run(standalone_mode=False)
+            except _NO_ARGS_IS_HELP as exc:
+                typer.echo(exc.format_message())  # the group's help text
+                sys.exit(exc.exit_code)
+            except _click_errors.ClickException as exc:
+                typer.echo(f"error: {usage_line(exc)}", err=True)
+                sys.exit(exc.exit_code)
+            except _ABORTS:
+                interrupts.exit_if_hit()
+                typer.echo("error: aborted", err=True)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                interrupts.exit()
+            except Exception:
+                interrupts.exit_if_hit()  # what a Ctrl-C turned into on its way out
+                raise
+            if rv == _INTERRUPTED:  # Typer's answer to a KeyboardInterrupt
+                interrupts.exit()
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_INTERRUPTED = 130  # 128 + SIGINT: the shell's exit code for a command stopped by Ctrl-C
+_hint: list[str] = []  # what the running command adds to "error: interrupted"
+
+
+def interrupt_hint(text: str) -> None:
+    """Say what an interrupted run of the current command leaves behind (one clause, no period).
+
+    Printed after ``error: interrupted; `` if Ctrl-C stops the command after this call.
+    """
+    _hint[:] = [text]
+
+
+class _Interrupts:
+    """The SIGINT handler of one command run (see the module docstring); restores the old one."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._pid = os.getpid()
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _Interrupts:
+        _hint.clear()
+        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked worker: its parent stops it
+            return
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def exit(self) -> None:
+        """Print ``error: interrupted`` (and the command's hint) and exit with code 130."""
+        typer.echo("error: interrupted" + "".join(f"; {h}" for h in _hint), err=True)
+        sys.exit(_INTERRUPTED)
+
+    def exit_if_hit(self) -> None:
+        """:meth:`exit` if Ctrl-C was pressed during the run."""
+        if self.hit:
+            self.exit()
 
 
 def usage_line(exc: Any) -> str:
@@ -82,15 +153,23 @@ def usage_line(exc: Any) -> str:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
 def parse_range(text: str) -> tuple[int, int]:
-    """``"3"`` or ``"1-5"`` as an inclusive (lo, hi)."""
-    try:
-        lo, _, hi = text.partition("-")
-        a, b = int(lo), int(hi or lo)
-    except ValueError:
-        raise ConfigError(f"difficulty must look like 3 or 1-5, got {text!r}") from None
+    """``"3"`` or ``"1-5"`` as an inclusive (lo, hi).
+
+    Exactly one number or two joined by one ``-``, ASCII digits, nothing else (no spaces, signs
+    or a missing end: ``"3-"`` is refused, not read as 3).
+
+    Raises:
+        ConfigError: Any other text, or bounds outside ``1 <= lo <= hi <= 5``.
+    """
+    match = _RANGE.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"difficulty must look like 3 or 1-5, got {text!r}")
+    a = int(match[1])
+    b = int(match[2]) if match[2] is not None else a
     if not 1 <= a <= b <= 5:
         raise ConfigError(f"difficulty range must satisfy 1 <= lo <= hi <= 5, got {text!r}")
     return a, b

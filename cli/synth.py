@@ -10,7 +10,7 @@ from rich.table import Table
 
 import toolgym
 from toolgym.cli.common import SEED_MAX, add_row, console, progress
-from toolgym.cli.errors import check_writable, cli_errors, parse_range
+from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
 
 
 @cli_errors
@@ -58,6 +58,7 @@ def synth(
     )
     toolgym.EXECUTORS.get(executor)  # an unknown name is an error before any file is created
     check_writable(out, "--out")  # after the settings are valid, before any file is created
+    interrupt_hint("the dataset keeps every committed batch; rerun the same command to resume")
     with progress() as bar:
         job = bar.add_task(f"synth {family}", total=count)
         stats = synthesize(config, out, progress=lambda done, total: bar.update(job, completed=done))

@@ -33,7 +33,7 @@ import orjson
 
 from toolgym.envs.markup import check_task_text
 from toolgym.errors import DatasetError, UnknownNameError
-from toolgym.spec import TaskSpec, Trajectory, WorldSpec, check_split
+from toolgym.spec import TaskSpec, Trajectory, WorldSpec, check_split, dump_world_data
 
 FORMAT = "toolgym-dataset/2"
 SCHEMA = """
@@ -191,10 +191,24 @@ class Dataset:
         return (None if last is None else (int(last[0]), int(last[1]))), int(shipped[0]) if shipped else 0
 
     def write_batch(self, batch: Batch) -> None:
-        """Write one batch atomically: all of it or none of it."""
+        """Write one batch atomically: all of it or none of it.
+
+        Raises:
+            WorldDataError: A world's data is not JSON (:func:`toolgym.spec.dump_world_data`;
+                synthesis refuses such worlds, NaN included, before their first candidate).
+        """
         con = self.con
         worlds = [
-            (w.world_id, w.family, w.family_version, w.seed, w.difficulty, w.split, _dump(w.data)) for w in batch.worlds
+            (
+                w.world_id,
+                w.family,
+                w.family_version,
+                w.seed,
+                w.difficulty,
+                w.split,
+                dump_world_data(w.family, w.data).decode(),
+            )
+            for w in batch.worlds
         ]
         toolsets: dict[str, tuple[str, str, str]] = {}
         tasks = []

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 
 from toolgym.envs.tools import Tool
-from toolgym.spec import TaskSpec
+from toolgym.spec import TaskSpec, dump_world_data
 
 __all__ = ["Runtime", "final_state", "fresh_world", "open_context"]
 
@@ -68,8 +68,15 @@ def fresh_world(runtime: Runtime, world: Any) -> Any:
 
     Rebuilt from a JSON round trip of ``world.to_json()`` (see the module docstring for why not
     ``copy.deepcopy``); world data is JSON by contract, since datasets store it so.
+
+    Raises:
+        WorldDataError: ``world.to_json()`` holds something JSON cannot encode (a set, an
+            object, a non-string key); the message names the family and the value
+            (:func:`toolgym.spec.dump_world_data`). Synthesis checks every world once before
+            its first candidate (NaN and infinity included), so this only fires for worlds made
+            elsewhere.
     """
-    return runtime.load_world(orjson.loads(orjson.dumps(world.to_json())))
+    return runtime.load_world(orjson.loads(dump_world_data(runtime.id, world.to_json())))
 
 
 def open_context(runtime: Runtime, world: Any, task: TaskSpec, writes: bool) -> Any:

@@ -19,13 +19,23 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from toolgym.envs.markup import check_task_text
 from toolgym.envs.replay import with_expected_state
 from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ReferenceSolutionError
-from toolgym.spec import TaskSpec, Trajectory, WorldSpec, derive_seed, family_hash, world_split
+from toolgym.spec import (
+    TaskSpec,
+    Trajectory,
+    WorldSpec,
+    check_world_data,
+    derive_seed,
+    family_hash,
+    world_split,
+)
 from toolgym.synth import get_family
 from toolgym.synth.config import SynthConfig, on_the_fly_config, world_difficulty, world_seed
 from toolgym.synth.family import Family
@@ -138,6 +148,8 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
     seed = world_seed(config, w)
     world = family.make_world(seed, difficulty)
     world_id = f"{family.id}-s{config.seed}-w{w:06d}"
+    data = world.to_json()
+    snapshot = check_world_data(family.id, data)  # JSON that round-trips; the world as made
     spec = WorldSpec(
         world_id=world_id,
         family=family.id,
@@ -145,9 +157,77 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
         seed=seed,
         difficulty=difficulty,
         split=split,
-        data=world.to_json(),
+        data=data,
     )
     result = WorldResult(w, spec)
+    tool_configs: list[dict[str, Any]] = []  # of the candidates run, for the message below
+    try:
+        _evaluate_world(family, config, w, world, result, skip, first_only, tool_configs)
+    except ReferenceSolutionError:  # a mutated shared world is the likelier cause: say so if so
+        check_world_unchanged(family, world, snapshot, result.world.world_id, tool_configs)
+        raise
+    check_world_unchanged(family, world, snapshot, result.world.world_id, tool_configs)
+    return result
+
+
+def check_world_unchanged(
+    family: Family, world: Any, snapshot: Any, world_id: str, tool_configs: list[dict[str, Any]]
+) -> None:
+    """Refuse a world that changed while its candidates ran.
+
+    The episodes of a toolset without a write tool share the world object uncopied
+    (:func:`toolgym.envs.runtime.open_context`), so a tool marked read that mutates it leaks
+    state from one episode into the next.
+
+    One ``to_json()`` and one comparison per world, not per candidate (synthesis speed).
+
+    Args:
+        family: The world's family.
+        world: The live world object, after its candidates.
+        snapshot: :func:`toolgym.spec.check_world_data` of its data before the first candidate.
+        world_id: The world's id (named in the error).
+        tool_configs: The tool configs of the candidates that ran (their toolsets decide the message).
+
+    Raises:
+        ReferenceSolutionError: The world's data differs from the snapshot; naming the family and,
+            when some toolset has no write tool, saying to mark the mutating tool ``@tool("write")``.
+    """
+    after = world.to_json()
+    if after == snapshot:
+        return
+    try:  # tuples come back as lists: compare what a dataset would store
+        if orjson.loads(orjson.dumps(after)) == snapshot:
+            return
+    except TypeError:  # it now holds something that is not JSON: changed
+        pass
+    read_only = not tool_configs or any(
+        not any(t.kind == "write" for t in family.tools(config)) for config in tool_configs
+    )
+    raise ReferenceSolutionError(
+        f"family {family.id!r}, world {world_id}: the world object changed while its candidates "
+        + (
+            'ran: a tool marked read changed the world; mark it @tool("write") (episodes of a toolset without a '
+            "write tool share one world object, so the change leaks into every later episode)"
+            if read_only
+            else "ran, though every toolset has a write tool (whose episodes get a copy): make_task, "
+            "random_answer, bluff_answer and perturb must not modify the world"
+        )
+    )
+
+
+def _evaluate_world(
+    family: Family,
+    config: SynthConfig,
+    w: int,
+    world: Any,
+    result: WorldResult,
+    skip: int,
+    first_only: bool,
+    tool_configs: list[dict[str, Any]],
+) -> None:
+    """The candidate loop of :func:`synthesize_world`: appends to ``result.outcomes`` and ``tool_configs``."""
+    spec = result.world
+    world_id, difficulty, split = spec.world_id, spec.difficulty, spec.split
     env: ToolEnv | None = None
     source: MemorySource | None = None
     for k in range(skip, config.tasks_per_world):
@@ -156,6 +236,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
         if draft is None:
             result.outcomes.append(Outcome(k, "infeasible", "no valid plan for this start"))
             continue
+        tool_configs.append(draft.tool_config)
         task = build_task(family, world_id, f"{world_id}-t{k}", difficulty, split, draft)
         if source is None:  # one env per world: its tasks share the env and its toolset cache
             source = MemorySource([(task, world)])
@@ -169,7 +250,6 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
             break
     if env is not None:
         env.close()
-    return result
 
 
 def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:
@@ -186,6 +266,7 @@ __all__ = [
     "Outcome",
     "WorldResult",
     "build_task",
+    "check_world_unchanged",
     "evaluate_candidate",
     "synthesize_on_the_fly",
     "synthesize_world",
