@@ -52,6 +52,10 @@ class WorldDataError(ToolgymError, TypeError):
     """
 
 
+class ExecutorError(ToolgymError):
+    """A worker of an executor died (killed, out of memory): the run stops, its committed batches stay."""
+
+
 class SandboxError(ToolgymError):
     """The sandbox itself failed (not the code inside it)."""
 

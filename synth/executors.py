@@ -35,9 +35,11 @@ import signal
 from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Protocol, TypeVar
 
+from toolgym.errors import ExecutorError
 from toolgym.synth.config import SynthConfig
 
 #: What a world function returns (:class:`~toolgym.synth.candidate.WorldResult` in a run).
@@ -151,7 +153,7 @@ class LocalExecutor:
         Raises:
             RuntimeError: With more than one worker, outside ``with executor:`` (the pool must be
                 forked before DuckDB starts threads, so it is never forked lazily here).
-            concurrent.futures.process.BrokenProcessPool: A worker died (killed, out of memory).
+            ExecutorError: A worker died (killed, out of memory), so the pool is broken.
         """
         if self.workers == 1:
             yield from SerialExecutor().map_ordered(fn, config, start_w, skip)
@@ -166,7 +168,14 @@ class LocalExecutor:
                 while len(pending) < self.window:
                     pending.append(pool.submit(fn, config, w, skip if w == start_w else 0))
                     w += 1
-                yield pending.popleft().result()
+                try:
+                    result = pending.popleft().result()
+                except BrokenProcessPool as exc:
+                    raise ExecutorError(
+                        "a synthesis worker died (killed, or out of memory); the dataset keeps every committed "
+                        "batch: rerun the same command to resume"
+                    ) from exc
+                yield result
         finally:
             for future in pending:
                 future.cancel()  # the ones a worker has not taken yet; __exit__ waits for the rest
