@@ -26,12 +26,16 @@ finished ``toolgym synth --workers 2`` once hung so, its rows all written). Leav
 instead cancels the worlds not started and waits for the running ones (at most ``workers + 1``
 worlds, a second or so each); nothing is killed mid-message. Workers ignore SIGINT: on Ctrl-C the
 parent stops the run (every committed batch is kept) and the workers finish their world and exit.
+Workers die with their parent (a ``kill -9`` of the run leaves none behind, see ``_init_worker``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -106,9 +110,22 @@ class SerialExecutor:
             w += 1
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is the parent's to handle (see the module docstring)."""
+def _init_worker(parent: int) -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle, and a worker dies with its parent.
+
+    A ``ProcessPoolExecutor`` worker blocks on its call queue forever once its parent is gone
+    (the queue's write end lives on in the workers themselves), so a ``kill -9`` of ``toolgym
+    synth`` would leave its workers behind for good. On Linux the kernel sends them SIGKILL when
+    the parent dies (``prctl(PR_SET_PDEATHSIG)``); a parent already gone is checked after.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LocalExecutor:
@@ -133,7 +150,9 @@ class LocalExecutor:
 
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1 and self._pool is None:
-            pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_ignore_sigint)
+            pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+            )
             pool.submit(int).result()  # with fork, the first submit starts every worker: now, before DuckDB
             self._pool = pool
         return self

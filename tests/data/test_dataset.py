@@ -68,7 +68,21 @@ def test_growing_a_run_equals_running_it_at_once(tmp_path):
         synthesize(SynthConfig(family="trip", count=21, seed=9, workers=1), a)
 
 
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (from /proc: Linux)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_resume_after_sigkill_of_a_real_synth_process(tmp_path):
+    """Kill -9 mid-run: the file holds the last committed batch, the workers die too, a rerun resumes."""
     exe = shutil.which("toolgym") or pytest.skip("toolgym console script not installed")
     killed, whole = tmp_path / "killed.duckdb", tmp_path / "whole.duckdb"
     args = ["--count", "400", "--seed", "1", "--workers", "2", "--difficulty", "1-5"]
@@ -79,8 +93,14 @@ def test_resume_after_sigkill_of_a_real_synth_process(tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     assert proc.poll() is None, "synth finished before it could be interrupted; raise --count"
+    workers = children(proc.pid)
+    assert len(workers) == 2, workers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "the workers outlived their killed parent"
     with Dataset(killed, read_only=True) as ds:  # the file opens cleanly: last committed batch
         partial = len(ds.task_ids())
     assert 0 <= partial < 400
