@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolgym.errors import ConfigError
+from toolgym.errors import ConfigError, UnknownNameError
 from toolgym.registry import Registry
 
 __version__ = "0.1.0"
@@ -114,6 +114,41 @@ def check_family_class(family_id: str, cls: Any, env_id: str | None = None) -> N
         )
 
 
+#: The entry-point group installed distributions list their families in (``[project.entry-points."toolgym.families"]``,
+#: the entry's name is the family id): :func:`toolgym.synth.load_plugins` loads them all, :func:`family` one on demand.
+PLUGIN_GROUP = "toolgym.families"
+
+
+def _plugin_family(family_id: str) -> bool:
+    """Register the installed plugin family ``family_id``, if there is one (see :func:`family`).
+
+    Returns:
+        Whether a plugin of that name was found and registered (table and Gymnasium id).
+
+    Raises:
+        ConfigError: The plugin is installed but fails to import or cannot serve the id.
+    """
+    from importlib.metadata import entry_points
+
+    import gymnasium as gym
+
+    from toolgym.envs.registration import register_env
+
+    for ep in entry_points(group=PLUGIN_GROUP, name=family_id):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a plugin's import may raise anything
+            why = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"plugin family {family_id!r} ({ep.value}) failed to import: {why}") from exc
+        check_family_class(family_id, cls)
+        env_id = f"toolgym/{cls.env_name}-v{cls.version}"
+        FAMILIES.register(family_id, cls, env_id=env_id)
+        if env_id not in gym.registry:
+            register_env(env_id, family_id)
+        return True
+    return False
+
+
 #: The one cache of family instances: id -> (the class it was built from, the instance).
 _FAMILY_INSTANCES: dict[str, tuple[Any, Any]] = {}
 
@@ -129,11 +164,23 @@ def family(family_id: str) -> Any:
     A table entry that cannot serve the id (a lazy ``"module:Class"`` is only imported here) is
     refused when its instance is built: checked once per instance, not per call.
 
+    An id not in the table but installed as a plugin (:data:`PLUGIN_GROUP`) is registered here on
+    first use, so everything that reaches families through this function (unpickling an env in a
+    fresh process, a spawned vector-env worker, ``make_env``) works without a
+    :func:`toolgym.synth.load_plugins` call; ``import toolgym`` itself still imports no plugin.
+    (``gymnasium.make`` by Gymnasium id needs the id registered first: that is what
+    ``load_plugins`` is for, at the top level of a module that spawned workers import.)
+
     Raises:
         UnknownNameError: An unregistered id (the message names the closest ones).
         ConfigError: The entry is not a family class, or its ``id`` (or env id) is not the registered one.
     """
-    cls = FAMILIES.get(family_id)
+    try:
+        cls = FAMILIES.get(family_id)
+    except UnknownNameError:
+        if not (isinstance(family_id, str) and FAMILY_ID.fullmatch(family_id) and _plugin_family(family_id)):
+            raise
+        cls = FAMILIES.get(family_id)
     hit = _FAMILY_INSTANCES.get(family_id)
     if hit is not None and hit[0] is cls:
         return hit[1]
@@ -173,6 +220,7 @@ __all__ = [
     "SOURCES",
     "VERIFIERS",
     "FAMILY_ID",
+    "PLUGIN_GROUP",
     "__version__",
     "check_family_class",
     "check_family_id",

@@ -11,7 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import toolgym
-from toolgym import FAMILIES
+from toolgym import FAMILIES, PLUGIN_GROUP
 from toolgym.errors import ConfigError, DuplicateRegistrationError
 
 if TYPE_CHECKING:
@@ -110,10 +110,6 @@ def unregister_family(family_id: str) -> None:
     FAMILIES.unregister(family_id)
     if env_id is not None:
         gym.registry.pop(env_id, None)
-
-
-#: The entry-point group a distribution lists its families in (``[project.entry-points."toolgym.families"]``).
-PLUGIN_GROUP = "toolgym.families"
 
 
 def load_plugins(group: str = PLUGIN_GROUP) -> dict[str, str]:

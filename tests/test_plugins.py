@@ -184,7 +184,8 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_still_works(tmp_path):
     assert "'ghost'" in ghost and "ModuleNotFoundError" in ghost and "no_such_plugin_module" in ghost
     assert "'vault'" in vault and "BankFamily.id is 'bank'" in vault
     used = toolgym_cli(site, "synth", "--family", "ghost", "--count", "1", "--out", tmp_path / "g.duckdb")
-    assert used.returncode == 2 and used.stderr.strip().splitlines()[-1].startswith("error: unknown family 'ghost'")
+    last = used.stderr.strip().splitlines()[-1]  # using it names the plugin and why, not just "unknown family"
+    assert used.returncode == 2 and last.startswith("error: plugin family 'ghost' (no_such_plugin_module:Family)")
     assert not (tmp_path / "g.duckdb").exists()
 
 
@@ -204,3 +205,41 @@ def test_import_toolgym_loads_no_plugin(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", ""), here])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_plugin_family_resolves_on_first_use_without_load_plugins(tmp_path):
+    """Unpickling an env in a fresh interpreter (a spawned vector-env worker does this) finds the plugin."""
+    site = plugin_dir(tmp_path, {"bank": "bank_plugin:BankFamily"})
+    here = str(Path(toolgym.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", ""), here])}
+    make = textwrap.dedent(
+        """
+        import pickle, sys
+        from toolgym.envs.toolenv import make_env
+        env = make_env("bank")  # no load_plugins(): toolgym.family("bank") finds the installed plugin
+        obs, info = env.reset(seed=3)
+        env.step('<tool_call>{"name":"get_balance","arguments":{"account":"alice"}}</tool_call>')
+        sys.stdout.buffer.write(pickle.dumps(env))
+        """
+    )
+    made = subprocess.run([sys.executable, "-c", make], capture_output=True, timeout=60, env=env)
+    assert made.returncode == 0, made.stderr.decode()
+    use = textwrap.dedent(
+        """
+        import pickle, sys, toolgym
+        assert "bank" not in toolgym.FAMILIES
+        env = pickle.loads(sys.stdin.buffer.read())  # a fresh interpreter, mid-episode
+        obs, reward, terminated, truncated, info = env.step("no call")
+        assert not terminated and "bank" in toolgym.FAMILIES, obs
+        print(info["task_id"])
+        """
+    )
+    used = subprocess.run([sys.executable, "-c", use], input=made.stdout, capture_output=True, timeout=60, env=env)
+    assert used.returncode == 0, used.stderr.decode()
+    assert used.stdout.decode().startswith("bank-fly-"), used.stdout
+    (tmp_path / "b").mkdir()
+    broken = plugin_dir(tmp_path / "b", {"ghost": "no_such_plugin_module:Family"})
+    env["PYTHONPATH"] = os.pathsep.join([str(broken), here])
+    code = "import toolgym\ntry:\n    toolgym.family('ghost')\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.startswith("ConfigError plugin family 'ghost' (no_such_plugin_module:Family) failed to import")
