@@ -462,6 +462,30 @@ def test_a_dataset_locked_by_a_writer_is_named_locked(ledger_splits, tmp_path):
     assert cli("tasks", "-d", path, "--limit", 1).returncode == 0  # the lock goes with its holder
 
 
+def test_a_dataset_open_in_a_reader_refuses_synth_naming_the_reader(ledger_splits, tmp_path):
+    """An env (a read-only holder) has the file open: `synth --out` into it is refused by PID, and the
+    message does not call the holder a writer; other readers still read it."""
+    import shutil
+
+    path = tmp_path / "read.duckdb"
+    shutil.copy(ledger_splits, path)
+    code = (
+        "import sys, time; from toolgym.data.dataset import Dataset; d = Dataset(sys.argv[1], read_only=True); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        line = proc_error_line(cli("synth", "--count", 1, "--workers", 1, "--out", path))
+        assert f"{path} is locked by process {holder.pid}, which has it open" in line
+        assert "a reader such as an env" in line and "one writer or many readers" in line
+        assert "another writer" not in line
+        assert cli("tasks", "-d", path, "--limit", 1).returncode == 0  # readers share the file
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_rerunning_a_finished_synth_says_it_is_complete(tmp_path):
     out = tmp_path / "d.duckdb"
     first = cli("synth", "--count", 3, "--workers", 1, "--difficulty", 1, "--out", out)
