@@ -193,6 +193,9 @@ def test_synth_runs_on_any_executor_of_the_table_and_resumes_on_another(tmp_path
     line = error_line(run("synth", "--count", 2, "--executor", "serail", "--out", ds))
     assert "unknown executor 'serail'; did you mean serial?" in line and "known: serial, local" in line
     assert not ds.exists()
+    line = error_line(run("synth", "--count", 2, "--workers", 2, "--executor", "serial", "--out", ds))
+    assert "the serial executor runs one worker, got workers=2" in line
+    assert not ds.exists()
     assert run("synth", "--count", 2, "--workers", 1, "--executor", "serial", "--out", ds).exit_code == 0
     r = run("synth", "--count", 4, "--workers", 2, "--executor", "local", "--out", ds)
     assert r.exit_code == 0 and "resumed: 2 were already there" in r.output, r.output
