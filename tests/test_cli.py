@@ -110,6 +110,8 @@ def test_play_a_task_by_hand():
         ),
         (("eval", "-n", 0), "Invalid value for '-n' / '--samples'"),
         (("eval", "-k", 0), "Invalid value for '-k'"),
+        (("eval", "--limit", 0), "Invalid value for '--limit': Input should be greater than or equal to 1"),
+        (("eval", "--limit", -1, "-d", "missing.duckdb"), "Invalid value for '--limit'"),
         (("synth", "--tasks-per-world", 0), "--tasks-per-world: Input should be greater than or equal to 1"),
         (("synth", "--count", 2, "--seed", 2**63, "--out", "big.duckdb"), "Invalid value for '--seed'"),
         (("synth", "--count", 2**63, "--out", "big.duckdb"), "--count: Input should be less than 9223372036854775808"),
