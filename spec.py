@@ -127,6 +127,15 @@ class Trajectory(BaseModel):
     ``exclude=True`` so no dump of a trajectory carries it. ``turns`` is derived from the
     actions, never given.
 
+    Equality compares what a dump carries: two trajectories are ``==`` when every field but the
+    excluded ``info`` is equal, so ``Trajectory.model_validate_json(t.model_dump_json()) == t``
+    whatever the ``info``. (``answer`` is stored, so it is compared: a replay by ``run_episode``,
+    which leaves it None, equals the stored reference once its ``answer`` is set.)
+    Like any mutable pydantic model a trajectory is unhashable (``hash(t)`` raises TypeError).
+
+    ``text`` of an episode with no observations (``Trajectory()``) is ``""``; a trajectory whose
+    ``observations`` are not ``len(actions) + 1`` has no text (ValueError naming both counts).
+
     The model is built once per episode (``run_episode`` appends to plain lists and constructs
     at the end), never validated per step.
     """
@@ -148,13 +157,37 @@ class Trajectory(BaseModel):
         """Number of assistant turns (``len(actions)``)."""
         return len(self.actions)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when every stored field is equal (``info``, excluded from dumps, is not compared)."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        if other.__class__ is not self.__class__:
+            return False
+        return all(getattr(self, name) == getattr(other, name) for name in _TRAJECTORY_STORED)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable (pydantic's default kept)
+
     @property
     def text(self) -> str:
-        """The whole context: ``obs0 + act1 + obs1 + …``."""
+        """The whole context: ``obs0 + act1 + obs1 + …`` (``""`` when there are no observations).
+
+        Raises:
+            ValueError: If ``observations`` is not one longer than ``actions`` (and not empty).
+        """
+        if len(self.observations) != len(self.actions) + 1:
+            if not self.observations and not self.actions:
+                return ""
+            raise ValueError(
+                f"a trajectory's text needs one more observation than actions, got "
+                f"{len(self.observations)} observations for {len(self.actions)} actions"
+            )
         out = [self.observations[0]]
         for a, o in zip(self.actions, self.observations[1:], strict=True):
             out += [a, o]
         return "".join(out)
+
+
+_TRAJECTORY_STORED = tuple(name for name, f in Trajectory.model_fields.items() if not f.exclude)
 
 
 def derive_seed(*parts: int) -> int:

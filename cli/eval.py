@@ -23,7 +23,7 @@ def eval_(
     difficulty: Annotated[str, typer.Option(help="difficulty or range")] = "1-5",
     samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="episodes per task (n of pass@k)")] = 4,
     k: Annotated[list[int] | None, typer.Option("-k", min=1, help="k values (repeatable)")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many tasks")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many tasks (>= 1)")] = 50,
     seed: Annotated[
         int, typer.Option(min=0, max=SEED_MAX, help="seed of the policy's samples / of synthesized tasks")
     ] = 0,

@@ -99,7 +99,10 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ..
 def _open_error(path: Path, exc: duckdb.Error) -> DatasetError:
     """The error for a file DuckDB cannot open: locked by another process, or not a dataset.
 
-    DuckDB reports a held lock as an ``IOException`` ("Could not set lock on file …: Conflicting
+    DuckDB lets one process open a file read-write or several open it read-only, never both at
+    once, so a lock error goes both ways: a writer (``toolgym synth``, a default ``Dataset(path)``)
+    locks out readers, and any reader (an env, ``toolgym eval``/``tasks``/``show``) locks out a
+    writer. DuckDB reports it as an ``IOException`` ("Could not set lock on file …: Conflicting
     lock is held in <program> (PID <n>)"); the PID is named when DuckDB gives one.
     """
     text = " ".join(str(exc).split())
@@ -107,8 +110,9 @@ def _open_error(path: Path, exc: duckdb.Error) -> DatasetError:
         pid = re.search(r"\(PID (\d+)\)", text)
         holder = f"process {pid.group(1)}" if pid else "another process"
         return DatasetError(
-            f"{path} is locked by {holder} (a running `toolgym synth` or another writer holds it); "
-            "wait for it to finish or stop it, then retry"
+            f"{path} is locked by {holder}, which has it open (a `toolgym synth` run, or a reader such as an "
+            "env, `toolgym eval` or `toolgym tasks`); DuckDB allows one writer or many readers at a time, "
+            "not both: close it there or wait for that process to finish, then retry"
         )
     return DatasetError(f"{path} is not a readable toolgym dataset (DuckDB says: {text})")
 
@@ -119,12 +123,27 @@ def toolset_id(system: str, tools: list[dict[str, Any]]) -> str:
 
 
 class Dataset:
-    """A toolgym dataset file (use as a context manager)."""
+    """A toolgym dataset file (use as a context manager).
+
+    Args:
+        path: The DuckDB file.
+        read_only: Open for reading only; several read-only openers may share a file, a
+            read-write opener excludes every other process (DuckDB's rule).
+        create: Create the file (and its parent directory) if missing, with an empty schema.
+
+    Raises:
+        DatasetError: If ``path`` does not exist and ``create`` is false (nothing is created), if
+            another process holds a conflicting lock on it (named by PID), or if it is not a
+            toolgym dataset of this format.
+    """
 
     def __init__(self, path: str | Path, read_only: bool = False, create: bool = False):
         self.path = Path(path)
-        if read_only and not self.path.exists():
-            raise DatasetError(f"dataset {self.path} does not exist")
+        if not create and not self.path.exists():
+            raise DatasetError(
+                f"no dataset at {self.path}: the file does not exist (make one with `toolgym synth --out "
+                f"{self.path}`, or pass create=True to start an empty one)"
+            )
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

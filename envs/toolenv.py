@@ -304,7 +304,9 @@ class ToolEnv(gym.Env[str, str]):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Run one assistant turn; returns the text that follows it (see the module docstring)."""
-        if self._done:
+        if self._done:  # the cold path: the messages are worked out only here
+            if self.task is None:
+                raise gym.error.ResetNeeded("no episode has started; call reset() before the first step()")
             raise gym.error.ResetNeeded("the episode is over; call reset() before step()")
         if not isinstance(action, str):
             raise TypeError(f"a ToolEnv action is a str, got {type(action).__name__}")

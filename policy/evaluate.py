@@ -138,8 +138,28 @@ def _mean_ci(xs: list[float]) -> tuple[float, float]:
 
 
 def summarize(results: list[TaskResult], ks: Iterable[int]) -> list[Row]:
-    """Group results by (family, difficulty), plus one row per family and one overall."""
+    """Group results by (family, difficulty), plus one row per family and one overall.
+
+    Args:
+        results: One :class:`TaskResult` per task, each with n >= 1 rewards.
+        ks: The k of pass@k and pass^k; each must satisfy ``1 <= k <= n``, n being the fewest
+            samples of any task (every row then has every k).
+
+    Returns:
+        The rows, family by family (difficulties, then the family's ``all``), the overall row last.
+
+    Raises:
+        ValueError: If a k is below 1 or above n (naming k and n), rather than leaving it out.
+    """
     ks = sorted(set(ks))
+    if results:
+        n = min(len(r.rewards) for r in results)
+        bad = [k for k in ks if not 1 <= k <= n]
+        if bad:
+            raise ValueError(
+                f"pass@k needs 1 <= k <= n (the samples per task; the fewest here is n={n}), got k={bad[0]}"
+                + (f" (all out of range: {bad})" if len(bad) > 1 else "")
+            )
     groups: dict[tuple[str, str], list[TaskResult]] = {}
     for r in results:
         for key in ((r.family, str(r.difficulty)), (r.family, "all"), ("all", "all")):
@@ -148,15 +168,13 @@ def summarize(results: list[TaskResult], ks: Iterable[int]) -> list[Row]:
     for (fam, diff), rs in sorted(
         groups.items(), key=lambda kv: (kv[0][0] == "all", kv[0][0], kv[0][1] == "all", kv[0][1])
     ):
-        n = min(len(r.rewards) for r in rs)
-        valid = [k for k in ks if k <= n]
         rows.append(
             Row(
                 family=fam,
                 difficulty=diff,
                 tasks=len(rs),
-                pass_at={k: _mean_ci([pass_at_k(len(r.rewards), r.correct, k) for r in rs]) for k in valid},
-                pass_hat={k: _mean_ci([pass_hat_k(len(r.rewards), r.correct, k) for r in rs]) for k in valid},
+                pass_at={k: _mean_ci([pass_at_k(len(r.rewards), r.correct, k) for r in rs]) for k in ks},
+                pass_hat={k: _mean_ci([pass_hat_k(len(r.rewards), r.correct, k) for r in rs]) for k in ks},
                 mean_reward=sum(sum(r.rewards) / len(r.rewards) for r in rs) / len(rs),
             )
         )

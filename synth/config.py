@@ -27,7 +27,13 @@ EXECUTION_ONLY = frozenset({"count", "workers", "executor"})
 
 
 class SynthConfig(BaseModel):
-    """Settings of one ``toolgym synth`` run (all but :data:`EXECUTION_ONLY` must match to resume)."""
+    """Settings of one ``toolgym synth`` run (all but :data:`EXECUTION_ONLY` must match to resume).
+
+    ``workers`` defaults to the CPU count, which the ``serial`` executor ignores (it runs one
+    worker). Decision: an explicitly given ``workers`` > 1 with ``executor="serial"`` is refused
+    (ValidationError) rather than silently run on one worker; the default is not, so
+    ``SynthConfig(family=..., executor="serial")`` stays valid on any machine.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +63,11 @@ class SynthConfig(BaseModel):
             raise ValueError(f"difficulty range must satisfy 1 <= lo <= hi <= 5, got {lo}-{hi}")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6 or min(self.split_fractions) < 0:
             raise ValueError(f"split fractions must be non-negative and sum to 1, got {self.split_fractions}")
+        if self.executor == "serial" and self.workers > 1 and "workers" in self.model_fields_set:
+            raise ValueError(
+                f"the serial executor runs one worker, got workers={self.workers} "
+                "(use executor 'local' for several, or leave workers out)"
+            )
         return self
 
     def resume_key(self) -> dict[str, Any]:

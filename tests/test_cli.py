@@ -110,6 +110,8 @@ def test_play_a_task_by_hand():
         ),
         (("eval", "-n", 0), "Invalid value for '-n' / '--samples'"),
         (("eval", "-k", 0), "Invalid value for '-k'"),
+        (("eval", "--limit", 0), "Invalid value for '--limit': Input should be greater than or equal to 1"),
+        (("eval", "--limit", -1, "-d", "missing.duckdb"), "Invalid value for '--limit'"),
         (("synth", "--tasks-per-world", 0), "--tasks-per-world: Input should be greater than or equal to 1"),
         (("synth", "--count", 2, "--seed", 2**63, "--out", "big.duckdb"), "Invalid value for '--seed'"),
         (("synth", "--count", 2**63, "--out", "big.duckdb"), "--count: Input should be less than 9223372036854775808"),
@@ -192,6 +194,9 @@ def test_synth_runs_on_any_executor_of_the_table_and_resumes_on_another(tmp_path
     ds = tmp_path / "d.duckdb"
     line = error_line(run("synth", "--count", 2, "--executor", "serail", "--out", ds))
     assert "unknown executor 'serail'; did you mean serial?" in line and "known: serial, local" in line
+    assert not ds.exists()
+    line = error_line(run("synth", "--count", 2, "--workers", 2, "--executor", "serial", "--out", ds))
+    assert "the serial executor runs one worker, got workers=2" in line
     assert not ds.exists()
     assert run("synth", "--count", 2, "--workers", 1, "--executor", "serial", "--out", ds).exit_code == 0
     r = run("synth", "--count", 4, "--workers", 2, "--executor", "local", "--out", ds)
@@ -460,6 +465,30 @@ def test_a_dataset_locked_by_a_writer_is_named_locked(ledger_splits, tmp_path):
         holder.kill()
         holder.wait()
     assert cli("tasks", "-d", path, "--limit", 1).returncode == 0  # the lock goes with its holder
+
+
+def test_a_dataset_open_in_a_reader_refuses_synth_naming_the_reader(ledger_splits, tmp_path):
+    """An env (a read-only holder) has the file open: `synth --out` into it is refused by PID, and the
+    message does not call the holder a writer; other readers still read it."""
+    import shutil
+
+    path = tmp_path / "read.duckdb"
+    shutil.copy(ledger_splits, path)
+    code = (
+        "import sys, time; from toolgym.data.dataset import Dataset; d = Dataset(sys.argv[1], read_only=True); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        line = proc_error_line(cli("synth", "--count", 1, "--workers", 1, "--out", path))
+        assert f"{path} is locked by process {holder.pid}, which has it open" in line
+        assert "a reader such as an env" in line and "one writer or many readers" in line
+        assert "another writer" not in line
+        assert cli("tasks", "-d", path, "--limit", 1).returncode == 0  # readers share the file
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_rerunning_a_finished_synth_says_it_is_complete(tmp_path):

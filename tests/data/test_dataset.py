@@ -124,6 +124,18 @@ def test_corrupt_and_foreign_files_are_named(tmp_path):
         Dataset(tmp_path / "missing.duckdb", read_only=True)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"read_only": True}, {"read_only": False}])
+@pytest.mark.parametrize("name", ["typo.duckdb", "no/such/dir/typo.duckdb"])
+def test_opening_a_missing_path_without_create_creates_nothing(tmp_path, kwargs, name):
+    path = tmp_path / name
+    with pytest.raises(DatasetError, match=re.escape(f"no dataset at {path}: the file does not exist")):
+        Dataset(path, **kwargs)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its directory was made
+    with Dataset(path, create=True) as ds:  # create=True is how an empty dataset is started
+        assert ds.task_ids() == []
+    assert path.is_file()
+
+
 def test_gate_counts_and_manifest(trip_dataset):
     with Dataset(trip_dataset, read_only=True) as ds:
         counts = ds.gate_counts()["trip"]
@@ -187,17 +199,31 @@ def test_unknown_splits_are_refused_by_name(trip_dataset, split, message):
             assert check_split(known) == known and all(ds.task(t).split == known for t in ds.task_ids(split=known))
 
 
-def test_a_dataset_held_by_a_writer_process_is_reported_locked(trip_dataset, tmp_path):
+@pytest.mark.parametrize("holder_read_only", [False, True], ids=["writer-holds", "reader-holds"])
+def test_a_dataset_held_by_another_process_is_reported_locked(trip_dataset, tmp_path, holder_read_only):
+    """A real second process holds the file (read-write, or read-only like an env): openers that
+    conflict get one message that is true either way, naming the PID; readers may share."""
     path = tmp_path / "held.duckdb"
     shutil.copy(trip_dataset, path)
-    code = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(120)"
-    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    mode = "ro" if holder_read_only else "rw"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path), mode], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        for kwargs in ({"read_only": True}, {"create": True}):
-            with pytest.raises(DatasetError, match=f"is locked by process {holder.pid} ") as info:
+        conflicting = [{}, {"create": True}] + ([] if holder_read_only else [{"read_only": True}])
+        for kwargs in conflicting:
+            with pytest.raises(DatasetError) as info:
                 Dataset(path, **kwargs)
-            assert "not a readable" not in str(info.value)
+            message = str(info.value)
+            assert message.startswith(f"{path} is locked by process {holder.pid}, which has it open (")
+            assert "a reader such as an env" in message and "one writer or many readers at a time" in message
+            assert "not a readable" not in message
+        if holder_read_only:  # readers share the file with a reader
+            with Dataset(path, read_only=True) as ds:
+                assert len(ds.task_ids()) == 30
     finally:
         holder.kill()
         holder.wait()

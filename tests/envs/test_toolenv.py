@@ -79,12 +79,23 @@ def test_bad_actions_become_error_observations(trip_dataset):
     assert chat.messages_from_text(env.system, env.task.prompt, actions, observations) == info["messages"]
 
 
+@pytest.mark.parametrize("action", ["hi", mk.render_action([("get_all_cities", {})])])
+def test_a_step_before_any_reset_says_to_call_reset_first(trip_dataset, action):
+    """A fresh env (no episode yet) names the missing reset, not an episode that is over."""
+    env = trip_env(trip_dataset)
+    for _ in range(2):  # and it stays so: the failed step starts nothing
+        with pytest.raises(ResetNeeded, match=r"^no episode has started; call reset\(\) before the first step\(\)$"):
+            env.step(action)
+    env.reset(seed=0)
+    assert env.step(action)[0]
+
+
 def test_only_the_turn_limit_truncates(trip_dataset):
     env = trip_env(trip_dataset, max_turns=2, max_tool_calls_per_turn=2, max_action_chars=200)
     env.reset(seed=4)
     assert env.step("hi")[3] is False
     assert env.step("hi")[3] is True  # turn limit
-    with pytest.raises(ResetNeeded):
+    with pytest.raises(ResetNeeded, match=r"^the episode is over; call reset\(\) before step\(\)$"):
         env.step("hi")
     # Over the calls-per-turn limit: the first 2 run, the third gets "not run", the episode goes on.
     env = trip_env(trip_dataset, max_turns=8, max_tool_calls_per_turn=2, max_action_chars=200)

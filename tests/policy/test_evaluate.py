@@ -39,6 +39,17 @@ def test_summary_groups_by_family_and_difficulty():
     assert rows[("code", "1")].pass_hat[2][0] == 1.0
 
 
+@pytest.mark.parametrize(("samples", "ks", "bad"), [([4, 4], [1, 5], 5), ([4, 2], [1, 3], 3), ([3], [0, 2], 0)])
+def test_summary_refuses_a_k_out_of_range_naming_k_and_n(samples, ks, bad):
+    """A k above n (the fewest samples of any task) or below 1 is an error, not a silently missing column."""
+    rs = [TaskResult(f"t{i}", "trip", 1, [1.0] * m) for i, m in enumerate(samples)]
+    with pytest.raises(ValueError, match=rf"the fewest here is n={min(samples)}\), got k={bad}$"):
+        summarize(rs, ks)
+    ok = [k for k in ks if 1 <= k <= min(samples)]
+    assert all(set(row.pass_at) == set(ok) == set(row.pass_hat) for row in summarize(rs, ok))
+    assert summarize([], ks) == []  # nothing to summarize: no n to compare with
+
+
 def test_scripted_policies_on_real_tasks(trip_dataset):
     from toolgym.data.dataset import Dataset
     from toolgym.synth import get_family

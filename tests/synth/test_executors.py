@@ -116,6 +116,21 @@ def test_the_executor_is_not_part_of_the_resume_key(tmp_path):
         assert [da.task(t) for t in da.task_ids()] == [db.task(t) for t in db.task_ids()]
 
 
+@pytest.mark.parametrize("workers", [2, 3, 64])
+def test_serial_with_several_explicit_workers_is_refused(workers):
+    """The serial executor runs one worker: an explicit ``workers`` > 1 is an error, not ignored."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=f"the serial executor runs one worker, got workers={workers}"):
+        SynthConfig(family="trip", executor="serial", workers=workers)
+    assert SynthConfig(family="trip", executor="serial", workers=1).workers == 1
+    assert SynthConfig(family="trip", executor="local", workers=workers).workers == workers
+    # the default (every core) is not "given": serial stays valid on any machine, and runs one worker
+    default = SynthConfig(family="trip", executor="serial")
+    assert "workers" not in default.model_fields_set and default.workers == (os.cpu_count() or 1)
+    assert toolgym.EXECUTORS.get("serial")(default.workers).workers == 1
+
+
 def test_resume_point_is_the_first_unwritten_candidate():
     assert resume_point(None, 4) == (0, 0)
     assert resume_point((2, 1), 4) == (2, 2)
