@@ -197,7 +197,8 @@ def _validation_line(exc: ValidationError, params: dict[str, Any]) -> str:
         if loc and loc[0] in params:
             loc[0] = option_name(loc[0])
         where = ".".join(loc)
-        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+        msg = e["msg"].removeprefix("Value error, ")  # pydantic's wrapper of a validator's ValueError
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts) or one_line(exc)
 
 
