@@ -8,11 +8,14 @@
 * Both come with a 95% normal-approximation interval over tasks, since a mean over 20 tasks
   says little without one.
 
-A registered policy (``toolgym.POLICIES``) is built from a seed into a :data:`PolicyFactory`
-``(task, world, sample_index) -> Policy``: one fresh :class:`~toolgym.envs.rollout.Policy` per
-episode, so no state leaks between samples. The scripted baselines live here (``reference``,
-``null``, ``random``, ``bluff``); the in-repo model plugs in the same way. The score of an
-episode is the env's reward, so the eval metric is the RL reward.
+A registered policy (``toolgym.POLICIES``) is built by calling its entry with keyword options
+(:func:`make_policy`; always ``seed``, others as the CLI got them), each entry validating them
+with a pydantic model (``extra="forbid"``). It returns either a :data:`PolicyFactory`
+``(task, world, sample_index) -> Policy`` (one fresh :class:`~toolgym.envs.rollout.Policy` per
+episode, so no state leaks between samples) or a :class:`~toolgym.policy.batch.BatchPolicy`.
+The scripted baselines live here (``reference``, ``null``, ``random``, ``bluff``; they take
+``seed`` only). The score of an episode is the env's reward, so the eval metric is the RL reward;
+:mod:`toolgym.policy.runner` runs the episodes.
 Importing this module does not import torch.
 """
 
@@ -25,10 +28,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
-from toolgym.envs.rollout import Policy, ProgramPolicy, run_episode
-from toolgym.envs.sources import MemorySource
-from toolgym.envs.toolenv import make_env
+from toolgym.envs.rollout import Policy, ProgramPolicy
+from toolgym.errors import ConfigError
 from toolgym.spec import TaskSpec
 from toolgym.synth import get_family
 
@@ -56,8 +60,17 @@ def _seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
 
 
-def reference_policy(seed: int = 0) -> PolicyFactory:
+class ScriptedOptions(BaseModel):
+    """The options of a scripted baseline: the seed of its samples, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0)
+
+
+def reference_policy(**options: Any) -> PolicyFactory:
     """The family's reference program, replayed through the tools (the gates' upper bound)."""
+    ScriptedOptions(**options)
 
     def make(task: TaskSpec, world: Any, i: int) -> Policy:
         return ProgramPolicy(get_family(task.family).reference(task.params, task.tool_config))
@@ -65,13 +78,15 @@ def reference_policy(seed: int = 0) -> PolicyFactory:
     return make
 
 
-def null_policy(seed: int = 0) -> PolicyFactory:
+def null_policy(**options: Any) -> PolicyFactory:
     """Submits an empty answer at once."""
+    ScriptedOptions(**options)
     return lambda task, world, i: NullAgent()
 
 
-def random_policy(seed: int = 0) -> PolicyFactory:
+def random_policy(**options: Any) -> PolicyFactory:
     """Random schema-valid calls, then a random plausible answer drawn from the world."""
+    seed = ScriptedOptions(**options).seed
 
     def make(task: TaskSpec, world: Any, i: int) -> Policy:
         rng = random.Random(_seed(seed, task.task_id, i))
@@ -80,8 +95,9 @@ def random_policy(seed: int = 0) -> PolicyFactory:
     return make
 
 
-def bluff_policy(seed: int = 0) -> PolicyFactory:
+def bluff_policy(**options: Any) -> PolicyFactory:
     """A well-formed answer with invented names, without any tool use."""
+    seed = ScriptedOptions(**options).seed
 
     def make(task: TaskSpec, world: Any, i: int) -> Policy:
         rng = random.Random(_seed(seed, task.task_id, i, "bluff"))
@@ -90,15 +106,66 @@ def bluff_policy(seed: int = 0) -> PolicyFactory:
     return make
 
 
+for _entry in (reference_policy, null_policy, random_policy, bluff_policy):
+    _entry.Options = ScriptedOptions  # type: ignore[attr-defined]  # what make_policy's errors list
+
+
+def make_policy(name: str, **options: Any) -> Any:
+    """The policy of the central table (``toolgym.POLICIES``) named ``name``, built with ``options``.
+
+    Args:
+        name: A registered policy id.
+        **options: Keyword options (``seed``, and any of ``checkpoint``, ``device``, ``temperature``,
+            ``top_p``, ``max_new_tokens``, ``base_url``, ``model``, ``api_key_env``, ``concurrency``,
+            ``timeout`` the policy takes).
+
+    Returns:
+        A :data:`PolicyFactory` or a :class:`~toolgym.policy.batch.BatchPolicy`.
+
+    An entry validates its options with a pydantic model (``extra="forbid"``) and may expose that
+    model as its ``Options`` attribute, so an option it does not take is refused with the list of
+    those it does take.
+
+    Raises:
+        UnknownNameError: An unregistered name (the message lists the known ones).
+        ConfigError: An option the policy does not take, or an invalid value, as one line naming it.
+    """
+    from toolgym import POLICIES
+
+    entry = POLICIES.get(name)
+    try:
+        return entry(**options)
+    except ValidationError as exc:
+        raise ConfigError(_options_line(name, exc, options, getattr(entry, "Options", None))) from None
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _options_line(name: str, exc: ValidationError, options: dict[str, Any], model: Any) -> str:
+    """A policy's refusal of its options as one line: the options it does not take, or what is wrong.
+
+    ``model`` is the entry's ``Options`` attribute (its pydantic options model), when it has one:
+    the line then lists the options the policy takes.
+    """
+    extra = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden" and e["loc"]]
+    if extra:
+        given = ", ".join(f"{_flag(x)} {options.get(x)}" for x in extra)
+        takes = getattr(model, "model_fields", None)
+        hint = f" (it takes {', '.join(map(_flag, takes))})" if takes else ""
+        return f"policy {name!r} does not take {given}{hint}"
+    parts = [f"{_flag('.'.join(map(str, e['loc'])))}: {e['msg']}" for e in exc.errors()[:3]]
+    return f"policy {name!r}: " + "; ".join(parts)
+
+
 def scripted_policy(name: str, seed: int = 0) -> PolicyFactory:
-    """A policy of the central table (``toolgym.POLICIES``) by name, seeded.
+    """A policy of the central table (``toolgym.POLICIES``) by name, seeded (no other options).
 
     Raises:
         UnknownNameError: An unregistered name (the message names the closest ones).
     """
-    from toolgym import POLICIES
-
-    factory: PolicyFactory = POLICIES.get(name)(seed)
+    factory: PolicyFactory = make_policy(name, seed=seed)
     return factory
 
 
@@ -181,33 +248,58 @@ def summarize(results: list[TaskResult], ks: Iterable[int]) -> list[Row]:
     return rows
 
 
+def task_results(records: Iterable[Any]) -> list[TaskResult]:
+    """Group episode records (:class:`~toolgym.policy.runner.EpisodeRecord`) by task, samples in order.
+
+    Returns:
+        One :class:`TaskResult` per task, in the order tasks first appear; rewards by sample index.
+    """
+    by_task: dict[str, tuple[TaskResult, dict[int, float]]] = {}
+    for r in records:
+        hit = by_task.setdefault(r.task_id, (TaskResult(r.task_id, r.family, r.difficulty), {}))
+        hit[1][r.sample] = r.reward
+    out = []
+    for res, rewards in by_task.values():
+        res.rewards = [rewards[i] for i in sorted(rewards)]
+        out.append(res)
+    return out
+
+
 def evaluate(
     items: Iterable[tuple[TaskSpec, Any]],
-    policy: PolicyFactory,
+    policy: Any,
     samples: int,
     on_task: Callable[[TaskResult], None] | None = None,
+    concurrency: int | None = None,
     **env_kwargs: Any,
 ) -> list[TaskResult]:
     """Run ``samples`` episodes of ``policy`` on each (task, world).
 
     Args:
         items: Tasks with their world objects (from a dataset or synthesized).
-        policy: Policy factory ``(task, world, sample_index) -> Policy``.
+        policy: A :data:`PolicyFactory` ``(task, world, sample_index) -> Policy`` or a
+            :class:`~toolgym.policy.batch.BatchPolicy`.
         samples: Episodes per task (n of pass@k).
-        on_task: Called after each task (progress bars).
+        on_task: Called once per task when its last sample ends (progress bars).
+        concurrency: Episodes at once for a factory (see :func:`toolgym.policy.runner.run_episodes`).
         **env_kwargs: ToolEnv limits (max_turns, …).
 
     Returns:
-        One :class:`TaskResult` per task.
+        One :class:`TaskResult` per task, in the order of ``items``.
     """
-    out = []
-    for task, world in items:
-        env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
-        res = TaskResult(task.task_id, task.family, task.difficulty)
-        for i in range(samples):
-            res.rewards.append(run_episode(env, policy(task, world, i), seed=i).reward)
-        env.close()
-        out.append(res)
-        if on_task:
-            on_task(res)
-    return out
+    from toolgym.policy.runner import run_episodes
+
+    items = list(items)
+    left = {task.task_id: samples for task, _ in items}
+    done: dict[str, list[Any]] = {}
+
+    def on_episode(record: Any) -> None:
+        done.setdefault(record.task_id, []).append(record)
+        left[record.task_id] -= 1
+        if on_task is not None and left[record.task_id] == 0:
+            on_task(task_results(done[record.task_id])[0])
+
+    jobs = ((task, world, i) for task, world in items for i in range(samples))
+    records = run_episodes(jobs, policy, on_episode, concurrency, **env_kwargs)
+    order = {task.task_id: j for j, (task, _) in enumerate(items)}
+    return sorted(task_results(records), key=lambda r: order[r.task_id])

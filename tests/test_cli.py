@@ -73,14 +73,15 @@ def test_synth_show_export_eval(tmp_path):
     r = run("export", ds, "--out", tmp_path / "x")
     assert r.exit_code == 0 and "wrote 6 rows" in r.output
     assert sum(len(f.read_text().splitlines()) for f in (tmp_path / "x").glob("*.jsonl")) == 6
-    r = run("eval", "--dataset", ds, "--policy", "reference", "-n", 2, "-k", 1, "-k", 2)
+    r = run("eval", "--dataset", ds, "--policy", "reference", "-n", 2, "-k", 1, "-k", 2, "--out", tmp_path / "e1")
     assert r.exit_code == 0, r.output
     assert "pass@1" in r.output and "1.000" in r.output
-    r = run("eval", "--dataset", ds, "--policy", "random", "-n", 2)
+    r = run("eval", "--dataset", ds, "--policy", "random", "-n", 2, "--out", tmp_path / "e2")
     assert r.exit_code == 0 and "0.000" in r.output
 
 
-def test_show_and_eval_without_a_dataset():
+def test_show_and_eval_without_a_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # eval writes runs/eval/<policy>-<settings hash> here
     r = run("show", "trip-fly-s3-d1")
     assert r.exit_code == 0 and "Requirements" in r.output
     r = run("eval", "--policy", "null", "--limit", 2, "-n", 1, "--difficulty", "1")
