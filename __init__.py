@@ -54,7 +54,9 @@ EXECUTORS: Registry[Any] = Registry("executor")
 EXECUTORS.register("serial", "toolgym.synth.executors:SerialExecutor")  # this process, one world at a time
 EXECUTORS.register("local", "toolgym.synth.executors:LocalExecutor")  # a fork process pool (one worker: serial)
 
-POLICIES: Registry[Any] = Registry("policy")  # each entry: (seed) -> policy factory
+#: Each entry: ``(**options) -> PolicyFactory | BatchPolicy`` (``toolgym.policy.evaluate.make_policy``; options
+#: validated by the entry's pydantic model, ``seed`` always given).
+POLICIES: Registry[Any] = Registry("policy")
 POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
 POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
 POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
