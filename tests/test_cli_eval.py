@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -66,12 +67,12 @@ def test_eval_writes_results_summary_report_and_valid_pngs(full):
     assert {"pass@1", "pass@3", "pass^1", "pass^3"} <= set(overall)
     report = (full / "report.md").read_text()
     assert "| family | difficulty |" in report and "pass@3" in report
-    try:
-        from PIL import Image  # with matplotlib: the report extra, which .ci/run installs
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:  # the report extra, which .ci/run installs
         assert "No plots: matplotlib is not installed (`pip install 'toolgym[report]'`)" in report
         assert not any((full / name).exists() for name in PLOTS)
         return
+    from PIL import Image  # a dependency of matplotlib
+
     for name in PLOTS:
         assert f"]({name})" in report
         assert (full / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
