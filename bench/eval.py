@@ -8,7 +8,7 @@ policy generated for it in one batched call, and a slot whose episode ended take
 prefill and env steps included), and the ratio of the batched run to the single-slot one.
 
 Without ``--checkpoint`` a micro checkpoint is built in a temporary directory: a byte-level BPE
-trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
+(4096 ids) trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
 model. Its actions are noise that rarely emits ``<|end|>``, so every action spends its
 ``max_new_tokens``: the measurement is of generation, not of the model's skill.
 """
@@ -140,16 +140,16 @@ class EvalRun:
 
 
 def micro_checkpoint(path: Path) -> Path:
-    """Write a micro checkpoint (tokenizer of ~300 ids, 3-layer random-init model) to ``path``."""
+    """Write a micro checkpoint (4096-id BPE as ``train lm`` builds, 3-layer random-init model) to ``path``."""
     from toolgym.envs import markup as mk
     from toolgym.policy.checkpoint import save_checkpoint
     from toolgym.policy.corpus import stdlib_corpus
     from toolgym.policy.model import ModelConfig, Transformer
     from toolgym.policy.tokenizer import Tokenizer
 
-    corpus = stdlib_corpus(max_bytes=300_000, val_fraction=0.5)
+    corpus = stdlib_corpus(max_bytes=1_000_000, val_fraction=0.05)  # ~1 s; a trip prompt is ~2.3k tokens
     chat = f'{mk.USER}Plan a trip{mk.END}{mk.ASSISTANT}{mk.THINK_OPEN}hmm{mk.THINK_CLOSE}{mk.CALL_OPEN}{{"name": "f"}}'
-    tokenizer = Tokenizer.train(corpus.train + [chat] * 20, vocab_size=300)
+    tokenizer = Tokenizer.train(corpus.train + [chat] * 20, vocab_size=4096)
     config = ModelConfig(
         vocab_size=tokenizer.vocab_size,
         dim=64,
