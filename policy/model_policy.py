@@ -9,9 +9,7 @@ One :class:`~toolgym.policy.generate.Session` row per slot (a :class:`~toolgym.p
   the row's context is ``tokens(obs0) + act1 + tokens(obs1) + ...`` with each action's tokens
   exactly as sampled (never re-tokenized: markup strings are single special tokens and every
   observation starts and ends on one, so this equals tokenizing the whole text whenever the
-  sampled tokens are what the tokenizer would produce). A first observation that several
-  fresh slots share (the samples of one task) is prefilled once and its cache entries copied,
-  bit for bit, to the others. Then one batched, KV-cached ``generate``
+  sampled tokens are what the tokenizer would produce). Then one batched, KV-cached ``generate``
   samples every listed slot's action until it emits ``<|end|>`` (kept: ToolEnv then starts
   the next observation with ``<|tool|>``) or spends ``max_new_tokens`` (then the action does
   not end with ``<|end|>`` and ToolEnv's next observation starts with it, which the row
@@ -169,7 +167,7 @@ class ModelPolicy:
                 feed[s], active[s] = ids, True
         actions = {s: END for s in slots}  # out of context: an empty turn
         if any(active):
-            self._append_sharing_prompts(feed, lengths)
+            self.session.append(feed)
             turns = self.session.generate(self.params, self._generators, active=active)
             for s in slots:
                 turn = turns[s]
@@ -180,32 +178,6 @@ class ModelPolicy:
                 self._generated[s] += len(ids)
                 actions[s] = self.tokenizer.decode(ids)
         return [actions[s] for s in slots]
-
-    def _append_sharing_prompts(self, feed: list[list[int]], lengths: list[int]) -> None:
-        """Append ``feed`` to the rows; a prompt that several fresh rows share is computed once.
-
-        Samples of one task start from the same obs0: only the first such row runs the prefill,
-        the others get bit-identical copies of its cache entries and last logits.
-        """
-        leaders: dict[tuple[int, ...], int] = {}
-        copies: list[tuple[int, int]] = []
-        for s, ids in enumerate(feed):
-            if ids and lengths[s] == 0:
-                src = leaders.setdefault(tuple(ids), s)
-                if src != s:
-                    copies.append((src, s))
-        for _, dst in copies:
-            feed[dst] = []
-        self.session.append(feed)
-        cache, last = self.session.cache, self.session.last_logits
-        assert last is not None  # the leaders were appended
-        for src, dst in copies:
-            n = len(feed[src])
-            for t in (*cache.kv, *cache.ik):
-                t[dst, :n] = t[src, :n]
-            cache.lengths[dst] = n
-            last[dst] = last[src]
-            feed[dst] = feed[src]
 
     def tokens(self, slot: int) -> int:
         """Tokens generated so far in the slot's current episode."""

@@ -213,24 +213,3 @@ def test_per_row_generators_make_a_row_independent_of_the_others(tiny):
         s.generate(SamplingParams(), [torch.Generator()], active=[True, False])
     with pytest.raises(ConfigError, match="needs context"):
         s.generate(SamplingParams(), torch.Generator())
-
-
-def test_a_shared_prompt_is_prefilled_once_and_copied_exactly(micro, episodes):
-    (task, world, _), other = episodes[0], episodes[2][0]
-    obs0 = make_env("trip", source=MemorySource([(task, world)])).reset(seed=0)[0]
-    obs_other = make_env("trip", source=MemorySource([episodes[2][:2]])).reset(seed=0)[0]
-    p = policy(micro, slots=3, temperature=0)
-    for slot, t in ((0, task), (1, other), (2, task)):
-        p.begin(slot, t, slot)
-    calls = []
-    p.model.register_forward_hook(lambda module, args, out: calls.append(args[0]))
-    actions = p.act([0, 1, 2], [obs0, obs_other, obs0])
-    n = len(p.tokenizer.encode(obs0))
-    assert calls[0].shape[1] == max(n, len(p.tokenizer.encode(obs_other)))  # one prefill over the batch
-    assert bool((calls[0][2] == p.tokenizer.pad_id).all())  # row 2 computed nothing: obs0 is row 0's
-    assert actions[0] == actions[2] and p.context(0) == p.context(2)
-    single = policy(micro, slots=1, temperature=0)
-    single.begin(0, task, 2)
-    assert single.act([0], [obs0]) == [actions[2]] and single.context(0) == p.context(2)
-    for t in (*p.session.cache.kv, *p.session.cache.ik):  # the copy holds the leader's prompt entries
-        assert torch.equal(t[2, :n], t[0, :n])
