@@ -6,4 +6,5 @@ the synthesis pipeline is loaded until a benchmark runs):
     synth    ``toolgym bench synth``: synthesis throughput (1 vs N workers), hardness and kind mix per difficulty
     model    ``toolgym bench model``: DSA vs dense attention, MoE vs dense FFN, cache size, balance, quality
     sandbox  ``toolgym bench sandbox``: subprocess vs sandbox call vs warm kernel vs docker exec
+    eval     ``toolgym bench eval``: the model policy's episodes/s and tokens/s at 1 slot vs 16
 """

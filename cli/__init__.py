@@ -14,7 +14,7 @@ One module per command group, and this module's table below registers each comma
     data     show, tasks, export             reading a dataset (and load_task, for show and play)
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
-    bench    bench env|synth|sandbox|model   the benchmarks of toolgym.bench, printed as tables
+    bench    bench env|synth|sandbox|model|eval   the benchmarks of toolgym.bench, printed as tables
     train    train lm                        training the in-repo policy LM
     common   consoles, progress bar, table rows, the seed bound
     errors   one ``error:`` line for every usage error; range parsing; output-path checks
@@ -66,6 +66,7 @@ bench_app.command("env")(bench.bench_env)
 bench_app.command("synth")(bench.bench_synth)
 bench_app.command("sandbox")(bench.bench_sandbox)
 bench_app.command("model")(bench.bench_model)
+bench_app.command("eval")(bench.bench_eval)
 train_app.command("lm")(train.train_lm)
 
 

@@ -140,3 +140,48 @@ def bench_model(
         console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(asdict(report), indent=2))
+
+
+@cli_errors
+def bench_eval(
+    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint directory (default: a micro one, built)")] = None,
+    slots: Annotated[str, typer.Option(help="slot counts to compare, comma-separated")] = "1,16",
+    tasks: Annotated[int, typer.Option(help="tasks synthesized on the fly (trip, difficulty 1)")] = 4,
+    samples: Annotated[int, typer.Option(help="episodes per task")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="token budget of one action")] = 64,
+    max_turns: Annotated[int, typer.Option(help="turns per episode")] = 4,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
+) -> None:
+    """The model policy's episodes/s and generated tokens/s at 1 slot vs many, on the same episodes."""
+    from toolgym.bench.eval import EvalBenchConfig, run_eval_bench
+    from toolgym.bench.model import parse_int_list
+
+    config = EvalBenchConfig(
+        checkpoint=checkpoint,
+        slots=parse_int_list(slots),
+        tasks=tasks,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        max_turns=max_turns,
+        device=device,
+        threads=threads,
+    )
+    runs = run_eval_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    base = runs[0]
+    table = Table(
+        "slots", "episodes", "tokens", "seconds", "episodes/s", "tokens/s", "× first", title="toolgym bench eval"
+    )
+    for r in runs:
+        add_row(
+            table,
+            str(r.slots),
+            str(r.episodes),
+            str(r.tokens),
+            f"{r.seconds:.1f}",
+            f"{r.episodes_per_s:.2f}",
+            f"{r.tokens_per_s:.0f}",
+            f"{r.tokens_per_s / base.tokens_per_s:.2f}",
+        )
+    console.print(table)
+    console.print("target: ≥ 5× generated tokens/s at 16 slots vs 1")

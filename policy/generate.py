@@ -180,23 +180,32 @@ class Session:
 
     @torch.no_grad()
     def generate(
-        self, params: SamplingParams, generator: torch.Generator, active: Sequence[bool] | None = None
+        self,
+        params: SamplingParams,
+        generator: torch.Generator | Sequence[torch.Generator],
+        active: Sequence[bool] | None = None,
     ) -> list[Turn | None]:
         """Sample one action for every active row.
 
         Args:
             params: temperature, top-p and token budget.
             generator: the seeded source of every random draw (same seed, same state -> same
-                actions).
+                actions); or one generator per row, each row drawing one number per sampled
+                token from its own, so a row's draws do not depend on which other rows are
+                active (an episode's sample does not depend on its batch).
             active: rows to sample for (default all); inactive rows get None and are unchanged.
 
         Returns:
             Per row, a ``Turn`` or None.
         """
-        if self.last_logits is None or bool(torch.isnan(self.last_logits[:, 0]).any()):
-            raise ConfigError("Every row needs context before generate: append a prompt to each row first.")
         B = self.batch_size
         alive = torch.ones(B, dtype=torch.bool) if active is None else torch.tensor(list(active), dtype=torch.bool)
+        if self.last_logits is None or bool(torch.isnan(self.last_logits[alive.to(self.cache.device), 0]).any()):
+            raise ConfigError("Every active row needs context before generate: append a prompt to it first.")
+        shared = generator if isinstance(generator, torch.Generator) else None
+        per_row: list[torch.Generator] = [] if shared is not None else list(generator)  # type: ignore[arg-type]
+        if shared is None and len(per_row) != B:
+            raise ConfigError(f"generate needs one generator per row ({B}), got {len(per_row)}.")
         was_active = alive.clone()
         ids: list[list[Tensor]] = [[] for _ in range(B)]
         lps: list[list[Tensor]] = [[] for _ in range(B)]
@@ -214,7 +223,13 @@ class Session:
                 probs = (logits / params.temperature).softmax(-1)
                 if keep is not None:
                     probs = probs.masked_fill(~keep, 0.0)
-                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [R]
+                if shared is not None:
+                    tok = torch.multinomial(probs, 1, generator=shared).squeeze(-1)  # [R]
+                else:
+                    draws = [
+                        torch.multinomial(p, 1, generator=per_row[b]) for p, b in zip(probs, rows.tolist(), strict=True)
+                    ]
+                    tok = torch.cat(draws)  # [R], each row from its own generator
             lp = token_logprobs(logits, tok, params.temperature, keep)
             feed = torch.full((B, 1), self.pad_id, dtype=torch.long)
             feed[rows, 0] = tok

@@ -1,0 +1,220 @@
+"""``toolgym bench eval``: the model policy's eval throughput at 1 slot vs many, on the same episodes.
+
+Both runs play the same episodes (tasks synthesized on the fly, ``samples`` each, the same
+per-episode seeds) through :class:`~toolgym.policy.model_policy.ModelPolicy` with the small
+lockstep driver :func:`drive`: every round, each busy slot's env is stepped with the action the
+policy generated for it in one batched call, and a slot whose episode ended takes the next one
+(continuous batching). Reported per run: episodes/s and generated tokens/s (wall clock,
+prefill and env steps included), and the ratio of the batched run to the single-slot one.
+
+Without ``--checkpoint`` a micro checkpoint is built in a temporary directory: a byte-level BPE
+(4096 ids) trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
+model. Its actions are noise that rarely emits ``<|end|>``, so every action spends its
+``max_new_tokens``: the measurement is of generation, not of the model's skill.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolgym.policy.batch import BatchPolicy
+from toolgym.spec import TaskSpec
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class EpisodeLog:
+    """One episode played by :func:`drive`.
+
+    Attributes:
+        task_id: the task.
+        sample: the sample index (also the env's reset seed).
+        reward: the env's final reward.
+        actions: the action texts, in order.
+        observations: obs0 and the observation after each action.
+        tokens: tokens the policy generated in the episode.
+        terminated: True when the episode ended by submit, False when truncated at max_turns.
+    """
+
+    task_id: str
+    sample: int
+    reward: float = 0.0
+    actions: list[str] = field(default_factory=list)
+    observations: list[str] = field(default_factory=list)
+    tokens: int = 0
+    terminated: bool = False
+
+
+def drive(policy: BatchPolicy, episodes: Sequence[tuple[TaskSpec, Any, int]], **env_kwargs: Any) -> list[EpisodeLog]:
+    """Play episodes through a batched policy, up to ``policy.slots`` at once, envs in lockstep.
+
+    Args:
+        policy: the batched policy.
+        episodes: (task, world, sample) per episode.
+        **env_kwargs: ToolEnv options (max_turns, …).
+
+    Returns:
+        One log per episode, in the order given.
+    """
+    from toolgym.envs.sources import MemorySource
+    from toolgym.envs.toolenv import make_env
+
+    logs = [EpisodeLog(task.task_id, sample) for task, _, sample in episodes]
+    todo = deque(range(len(episodes)))
+    running: dict[int, tuple[int, Any]] = {}  # slot -> (episode index, env)
+    pending: dict[int, str] = {}  # slot -> observation not yet acted on
+    while todo or running:
+        for slot in range(policy.slots):
+            if slot in running or not todo:
+                continue
+            i = todo.popleft()
+            task, world, sample = episodes[i]
+            env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
+            obs, _ = env.reset(seed=sample, options={"task_id": task.task_id})
+            policy.begin(slot, task, sample)
+            running[slot], pending[slot] = (i, env), obs
+            logs[i].observations.append(obs)
+        slots = sorted(running)
+        actions = policy.act(slots, [pending.pop(s) for s in slots])
+        for slot, action in zip(slots, actions, strict=True):
+            i, env = running[slot]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            log = logs[i]
+            log.actions.append(action)
+            log.observations.append(obs)
+            if terminated or truncated:
+                log.reward, log.terminated, log.tokens = float(reward), terminated, policy.tokens(slot)
+                env.close()
+                del running[slot]
+            else:
+                pending[slot] = obs
+    return logs
+
+
+class EvalBenchConfig(BaseModel):
+    """What ``toolgym bench eval`` measures (validated; unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: Path | None = None  # None: build the micro checkpoint
+    family: str = "trip"
+    difficulty: int = Field(1, ge=1)
+    tasks: int = Field(8, ge=1)
+    samples: int = Field(2, ge=1)  # episodes per task
+    slots: list[int] = Field(default_factory=lambda: [1, 16])
+    max_new_tokens: int = Field(32, ge=1)
+    max_turns: int = Field(4, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    device: str = "cpu"
+    threads: int = Field(1, ge=1)  # intra-op threads (1 is steadiest on a shared CPU)
+
+
+@dataclass
+class EvalRun:
+    """One run of the same episodes at one slot count."""
+
+    slots: int
+    episodes: int
+    tokens: int
+    seconds: float
+
+    @property
+    def episodes_per_s(self) -> float:
+        """Episodes finished per wall-clock second."""
+        return self.episodes / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per wall-clock second."""
+        return self.tokens / self.seconds
+
+
+def micro_checkpoint(path: Path) -> Path:
+    """Write a micro checkpoint (4096-id BPE as ``train lm`` builds, 3-layer random-init model) to ``path``."""
+    from toolgym.envs import markup as mk
+    from toolgym.policy.checkpoint import save_checkpoint
+    from toolgym.policy.corpus import stdlib_corpus
+    from toolgym.policy.model import ModelConfig, Transformer
+    from toolgym.policy.tokenizer import Tokenizer
+
+    corpus = stdlib_corpus(max_bytes=1_000_000, val_fraction=0.05)  # ~1 s; a trip prompt is ~2.3k tokens
+    chat = f'{mk.USER}Plan a trip{mk.END}{mk.ASSISTANT}{mk.THINK_OPEN}hmm{mk.THINK_CLOSE}{mk.CALL_OPEN}{{"name": "f"}}'
+    tokenizer = Tokenizer.train(corpus.train + [chat] * 20, vocab_size=4096)
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        dim=64,
+        n_layers=3,
+        n_dense_layers=1,
+        inter_dim=128,
+        n_heads=4,
+        q_lora_rank=32,
+        kv_lora_rank=32,
+        qk_nope_head_dim=16,
+        qk_rope_head_dim=8,
+        v_head_dim=16,
+        n_routed_experts=8,
+        n_activated_experts=2,
+        moe_inter_dim=32,
+        index_n_heads=2,
+        index_head_dim=16,
+        index_topk=64,
+    )
+    return save_checkpoint(path, Transformer(config, seed=0).eval(), tokenizer, {"micro": True})
+
+
+def bench_episodes(family: str, difficulty: int, tasks: int, samples: int) -> list[tuple[TaskSpec, Any, int]]:
+    """``samples`` episodes of each of ``tasks`` tasks, synthesized from world seeds 0, 1, and so on."""
+    from toolgym.synth import get_family
+    from toolgym.synth.fly import SynthSource
+
+    fam = get_family(family)
+    source = SynthSource(fam, [difficulty], None)
+    items = [source.get(f"{fam.id}-fly-s{s}-d{difficulty}") for s in range(tasks)]
+    return [(task, world, i) for task, world in items for i in range(samples)]
+
+
+def run_eval_bench(config: EvalBenchConfig, log: Log = lambda line: None) -> list[EvalRun]:
+    """Time the model policy on the same episodes at each slot count.
+
+    Returns:
+        One :class:`EvalRun` per entry of ``config.slots``, in order.
+    """
+    from toolgym.policy.model_policy import model_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="toolgym-bench-eval-") as tmp:
+            checkpoint = config.checkpoint
+            if checkpoint is None:
+                log("building the micro checkpoint")
+                checkpoint = micro_checkpoint(Path(tmp) / "micro")
+            episodes = bench_episodes(config.family, config.difficulty, config.tasks, config.samples)
+            runs = []
+            for slots in config.slots:
+                policy = model_policy(
+                    checkpoint=checkpoint,
+                    device=config.device,
+                    temperature=config.temperature,
+                    max_new_tokens=config.max_new_tokens,
+                    slots=slots,
+                )
+                start = time.perf_counter()
+                logs = drive(policy, episodes, max_turns=config.max_turns)
+                seconds = time.perf_counter() - start
+                policy.close()
+                runs.append(EvalRun(slots, len(logs), sum(e.tokens for e in logs), seconds))
+                log(f"slots={slots}: {len(logs)} episodes, {runs[-1].tokens} tokens in {seconds:.1f} s")
+            return runs
+    finally:
+        torch.set_num_threads(threads)

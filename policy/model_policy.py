@@ -1,0 +1,221 @@
+"""The ``model`` policy: the in-repo policy from a checkpoint, acting for many episodes at once.
+
+One :class:`~toolgym.policy.generate.Session` row per slot (a :class:`~toolgym.policy.batch.BatchPolicy`):
+
+* ``begin(slot, task, sample)`` forgets the row (its cache length goes back to 0; the stale
+  entries past it are invisible and get overwritten) and seeds the slot's own
+  ``torch.Generator`` from ``(seed, task id, sample)``.
+* ``act(slots, observations)`` encodes each observation *alone* and appends it to its row, so
+  the row's context is ``tokens(obs0) + act1 + tokens(obs1) + ...`` with each action's tokens
+  exactly as sampled (never re-tokenized: markup strings are single special tokens and every
+  observation starts and ends on one, so this equals tokenizing the whole text whenever the
+  sampled tokens are what the tokenizer would produce). Then one batched, KV-cached ``generate``
+  samples every listed slot's action until it emits ``<|end|>`` (kept: ToolEnv then starts
+  the next observation with ``<|tool|>``) or spends ``max_new_tokens`` (then the action does
+  not end with ``<|end|>`` and ToolEnv's next observation starts with it, which the row
+  appends like any observation).
+* Every random draw of a slot comes from the slot's generator, one number per sampled token,
+  so with the same logits an episode samples the same actions whatever else shares the batch.
+  Greedy decoding (``temperature=0``) draws nothing; it is batch-independent as far as the
+  logits are (tested: batch 1 and batch 4 give identical actions).
+
+**Context overflow** (decision). RoPE positions are computed per call, so the model has no
+hard position limit; the bound is ``max_context`` tokens per episode (default 8192; the cache
+grows to it). A turn runs only if the new observation *and* a full action budget
+(``max_new_tokens``) fit: ``length + len(obs) + max_new_tokens <= max_context``. Otherwise the
+slot is *out of context*: the observation is not appended, and this and every later action of
+the episode is the bare ``<|end|>`` (a turn with no call, which ToolEnv answers with its
+no-call error), so the episode fails cleanly (it cannot submit) and ends at the env's
+``max_turns`` without any model work. Actions are never cut short by the context bound,
+so a long context never turns into a half-written call; ``out_of_context(slot)`` tells a runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from toolgym.envs.markup import END
+from toolgym.errors import ConfigError, one_line
+from toolgym.policy.checkpoint import Checkpoint, load_checkpoint
+from toolgym.policy.generate import SamplingParams, Session
+from toolgym.spec import TaskSpec
+
+
+class ModelPolicyConfig(BaseModel):
+    """Options of ``--policy model`` (unknown keys are errors).
+
+    Attributes:
+        checkpoint: the checkpoint directory (``toolgym train …`` output).
+        device: ``cpu``, ``cuda``, or ``auto`` (cuda when available).
+        temperature: logits are divided by it; 0 is greedy.
+        top_p: nucleus mass kept, in (0, 1].
+        max_new_tokens: token budget of one action.
+        seed: with the task id and sample index, seeds each episode's sampling.
+        slots: episodes acting at once (the batch size of generation).
+        max_context: tokens per episode (observations and actions); see the module docstring.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: Path
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0
+    slots: int = Field(16, ge=1)
+    max_context: int = Field(8192, ge=2)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``.
+
+    Raises:
+        ConfigError: ``cuda`` asked for where torch sees no CUDA device.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device; use --device cpu or auto")
+    return device
+
+
+def episode_seed(seed: int, task_id: str, sample: int) -> int:
+    """A stable 63-bit seed for one episode (Python's ``hash`` of str is salted per process)."""
+    digest = hashlib.sha256(f"model\x1f{seed}\x1f{task_id}\x1f{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class ModelPolicy:
+    """The in-repo policy acting for ``slots`` episodes at once (a ``BatchPolicy``).
+
+    Attributes:
+        slots: episodes that can act at once (rows of the session).
+        params: sampling settings of every action.
+        max_context: the per-episode token bound (see the module docstring).
+    """
+
+    def __init__(
+        self, checkpoint: Checkpoint, params: SamplingParams, *, slots: int = 16, seed: int = 0, max_context: int = 8192
+    ) -> None:
+        """Build the session over a loaded checkpoint.
+
+        Raises:
+            ConfigError: slots < 1, or max_context too small for one action.
+        """
+        if slots < 1 or max_context <= params.max_new_tokens:
+            raise ConfigError(
+                f"need slots >= 1 and max_context > max_new_tokens; got {slots}, {max_context}, {params.max_new_tokens}"
+            )
+        self.model, self.tokenizer, self.meta = checkpoint.model, checkpoint.tokenizer, checkpoint.meta
+        self.params, self.slots, self.seed, self.max_context = params, slots, seed, max_context
+        tok = self.tokenizer
+        self.session = Session(self.model, slots, stop_ids=[tok.end_id], pad_id=tok.pad_id, capacity=1024)
+        self._generators = [torch.Generator() for _ in range(slots)]
+        self._begun = [False] * slots
+        self._generated = [0] * slots
+        self._full = [False] * slots
+        self._context: list[list[int]] = [[] for _ in range(slots)]
+        self._closed = False
+
+    def _check(self, slot: int) -> None:
+        if self._closed:
+            raise ConfigError("this model policy is closed")
+        if not (isinstance(slot, int) and 0 <= slot < self.slots):
+            raise ConfigError(f"slot {slot!r} is out of range: this policy has slots 0..{self.slots - 1}")
+
+    def begin(self, slot: int, task: TaskSpec, sample: int) -> None:
+        """A new episode starts in ``slot``: forget the row, seed its sampling from (seed, task, sample)."""
+        self._check(slot)
+        self.session.cache.lengths[slot] = 0
+        self._generators[slot].manual_seed(episode_seed(self.seed, task.task_id, sample))
+        self._begun[slot], self._generated[slot], self._full[slot] = True, 0, False
+        self._context[slot] = []
+
+    def act(self, slots: list[int], observations: list[str]) -> list[str]:
+        """One action per listed slot, generated for all of them in one batch.
+
+        Args:
+            slots: distinct slots, each begun.
+            observations: per listed slot, the env's text since its last action.
+
+        Returns:
+            Per listed slot, the action text (ending with ``<|end|>`` unless the budget ran out).
+
+        Raises:
+            ConfigError: mismatched lengths, a repeated slot, or a slot with no episode.
+        """
+        if len(slots) != len(observations) or len(set(slots)) != len(slots):
+            raise ConfigError(f"act needs distinct slots, one observation each; got {slots} and {len(observations)}")
+        for s in slots:
+            self._check(s)
+            if not self._begun[s]:
+                raise ConfigError(f"slot {s} has no episode: call begin(slot, task, sample) first")
+        feed: list[list[int]] = [[] for _ in range(self.slots)]
+        active = [False] * self.slots
+        lengths = self.session.lengths
+        budget = self.params.max_new_tokens
+        for s, ids in zip(slots, self.tokenizer.encode_batch(observations), strict=True):
+            if not self._full[s] and lengths[s] + len(ids) + budget > self.max_context:
+                self._full[s] = True
+            if not self._full[s]:
+                feed[s], active[s] = ids, True
+        actions = {s: END for s in slots}  # out of context: an empty turn
+        if any(active):
+            self.session.append(feed)
+            turns = self.session.generate(self.params, self._generators, active=active)
+            for s in slots:
+                turn = turns[s]
+                if turn is None:
+                    continue
+                ids = turn.tokens.tolist()
+                self._context[s] += feed[s] + ids
+                self._generated[s] += len(ids)
+                actions[s] = self.tokenizer.decode(ids)
+        return [actions[s] for s in slots]
+
+    def tokens(self, slot: int) -> int:
+        """Tokens generated so far in the slot's current episode."""
+        self._check(slot)
+        return self._generated[slot]
+
+    def context(self, slot: int) -> list[int]:
+        """The slot's context ids: tokens(obs0) + act1 + tokens(obs1) + … (what its cache row holds)."""
+        self._check(slot)
+        return list(self._context[slot])
+
+    def out_of_context(self, slot: int) -> bool:
+        """True once the slot's episode no longer fits ``max_context`` (its actions are then bare ``<|end|>``)."""
+        self._check(slot)
+        return self._full[slot]
+
+    def close(self) -> None:
+        """Drop the cache (GPU memory is freed once nothing else holds the model)."""
+        self.session.cache = self.model.new_cache(1, 0)
+        self._closed = True
+
+
+def model_policy(**options: Any) -> ModelPolicy:
+    """The ``model`` entry of ``toolgym.POLICIES``: validate the options, load the checkpoint.
+
+    Args:
+        **options: ``ModelPolicyConfig`` fields (``checkpoint`` required).
+
+    Raises:
+        ConfigError: a missing checkpoint option, an unknown option, a bad value, or cuda unavailable.
+        CheckpointError: the checkpoint is missing, corrupt or mismatched (naming the file).
+    """
+    if "checkpoint" not in options:
+        raise ConfigError("policy 'model' needs a checkpoint directory: --checkpoint DIR")
+    try:
+        config = ModelPolicyConfig(**options)
+    except ValidationError as exc:
+        raise ConfigError(f"policy 'model': {one_line(exc)}") from None
+    params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
+    checkpoint = load_checkpoint(config.checkpoint, device=resolve_device(config.device))
+    return ModelPolicy(checkpoint, params, slots=config.slots, seed=config.seed, max_context=config.max_context)
