@@ -72,15 +72,17 @@ def train_sft(
 
     if not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}")
-    config = LMTrainConfig(
-        stage=stage,  # type: ignore[arg-type]
-        steps=steps,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        lr=lr,
-        eval_every=eval_every,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
+    config = LMTrainConfig.model_validate(
+        {
+            "stage": stage,
+            "steps": steps,
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "lr": lr,
+            "eval_every": eval_every,
+            "checkpoint_every": checkpoint_every,
+            "seed": seed,
+        }
     )
     check_writable(out, "--out")
     result, data = run(
