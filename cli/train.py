@@ -46,3 +46,58 @@ def train_lm(
         + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
         + f"; checkpoint at {out}"
     )
+
+
+@cli_errors
+def train_sft(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="a synthesized dataset (.duckdb)")],
+    out: Annotated[Path, typer.Option(help="run directory: checkpoint/, metrics.jsonl, loss.png")] = Path("runs/sft"),
+    init: Annotated[str, typer.Option(help="an LM checkpoint to start from, or 'none' (fresh model)")] = "none",
+    stage: Annotated[str, typer.Option(help="dense | sparse")] = "dense",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 300,
+    batch_size: Annotated[int, typer.Option(help="episodes per step at most")] = 8,
+    seq_len: Annotated[int, typer.Option(help="tokens per episode (longer ones are cut at an action)")] = 2048,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    eval_every: Annotated[int, typer.Option(help="steps between held-out evals")] = 50,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 50,
+    val_split: Annotated[str, typer.Option(help="held-out split")] = "val",
+    action_prompts: Annotated[int, typer.Option(help="val prompts for action validity (0: none)")] = 16,
+    vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batch order")] = 0,
+) -> None:
+    """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
+    from toolgym.errors import ConfigError
+    from toolgym.policy.sft import train_sft as run
+    from toolgym.policy.train_lm import LMTrainConfig
+
+    if not dataset.is_file():
+        raise ConfigError(f"no dataset at {dataset}")
+    config = LMTrainConfig.model_validate(
+        {
+            "stage": stage,
+            "steps": steps,
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "lr": lr,
+            "eval_every": eval_every,
+            "checkpoint_every": checkpoint_every,
+            "seed": seed,
+        }
+    )
+    check_writable(out, "--out")
+    result, data = run(
+        dataset,
+        out,
+        config,
+        init=None if init.lower() == "none" else Path(init),
+        vocab_size=vocab_size,
+        val_split=val_split,
+        action_prompts=action_prompts,
+    )
+    last = result.history[-1] if result.history else {}
+    console.print(
+        f"sft: {result.steps} steps in {result.seconds:.0f}s on {len(data.episodes)} episodes "
+        f"({data.truncated} cut at an action, {data.dropped} dropped), held-out loss {result.val_loss:.4f}"
+        + (f", action validity {last['val_action_valid']:.0%}" if "val_action_valid" in last else "")
+        + f"; checkpoint at {out / 'checkpoint'}"
+    )

@@ -35,6 +35,7 @@ from toolgym.policy.tokenizer import Tokenizer
 
 FORMAT = "toolgym-policy/1"
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+OPTIMIZER = "optimizer.pt"  # optional: the optimizer state a resumed training run continues from
 
 
 @dataclass
@@ -63,7 +64,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(
-    path: Path | str, model: Transformer, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
+    path: Path | str,
+    model: Transformer,
+    tokenizer: Tokenizer,
+    meta: dict[str, Any] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (replacing any checkpoint already there).
 
@@ -72,6 +77,8 @@ def save_checkpoint(
         model: the policy; its config (including the current dense/sparse switch) is recorded.
         tokenizer: saved alongside, so a checkpoint is self-contained.
         meta: JSON-able extras (training step, losses, corpus description, ...).
+        optimizer_state: an optimizer's ``state_dict()``, written as ``optimizer.pt`` in the
+            same atomic move (read back with ``load_optimizer_state``).
 
     Returns:
         The checkpoint directory.
@@ -91,7 +98,11 @@ def save_checkpoint(
             "meta": meta or {},
         }
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        for name in (WEIGHTS, TOKENIZER, CONFIG):
+        names = [WEIGHTS, TOKENIZER, CONFIG]
+        if optimizer_state is not None:
+            torch.save(optimizer_state, tmp / OPTIMIZER)
+            names.append(OPTIMIZER)
+        for name in names:
             with (tmp / name).open("rb") as f:
                 os.fsync(f.fileno())
         old = None
@@ -172,3 +183,18 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> Che
             f"vocab_size is {model_config.vocab_size}."
         )
     return Checkpoint(model, tokenizer, dict(config.get("meta", {})))
+
+
+def load_optimizer_state(path: Path | str) -> dict[str, Any] | None:
+    """The optimizer state saved with a checkpoint, or None when it has none.
+
+    Raises:
+        CheckpointError: the file exists but is unreadable.
+    """
+    file = Path(path) / OPTIMIZER
+    if not file.is_file():
+        return None
+    try:
+        return dict(torch.load(file, map_location="cpu", weights_only=True))
+    except Exception as exc:  # torch raises RuntimeError, pickle errors, EOFError on truncation
+        raise CheckpointError(f"Checkpoint {path}: {OPTIMIZER} is unreadable (truncated or corrupt): {exc}") from exc

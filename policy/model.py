@@ -86,10 +86,14 @@ class ModelConfig:
     dense_attention: bool = False  # baseline switch: attend to every earlier token
     # moe
     dense_ffn: bool = False  # baseline switch: SwiGLU of width (n_shared + n_activated) * moe_inter_dim
-    n_routed_experts: int = 8
-    n_shared_experts: int = 1
-    n_activated_experts: int = 2
-    moe_inter_dim: int = 128
+    # Fine-grained experts (DeepSeekMoE): 64-wide experts, top-4 routed + 2 shared, so a token uses
+    # the same 384 inner dims as the old 128-wide top-2 + 1 shared; 72 routed experts give 3.2x as
+    # many total as active parameters (14.56 M vs 4.54 M) at ~0.84x the dense FFN's training
+    # tokens/s (``toolgym bench model``). Checkpoints store their config, so older ones still load.
+    n_routed_experts: int = 72
+    n_shared_experts: int = 2
+    n_activated_experts: int = 4
+    moe_inter_dim: int = 64
     n_expert_groups: int = 1  # group-limited routing (V3's node limit); 1 turns it off
     n_limited_groups: int = 1  # groups kept per token
     route_scale: float = 1.0  # gate weights sum to this (V3: 2.5)

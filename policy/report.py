@@ -7,9 +7,9 @@ Plots (matplotlib, Agg backend, no display needed):
 * ``reward_by_family.png``: mean reward per family with its 95% interval over episodes;
 * ``episode_length.png``: histogram of episode lengths (turns), one series per family.
 
-matplotlib is the optional extra ``toolgym[report]`` (about 25 MB with its dependencies, which an
-RL loop importing the env should not pay for); without it the report is written without plots and
-says how to get them.
+matplotlib is a core dependency (the SFT loss plot needs it too), imported lazily so an RL loop
+importing the env never loads it; should it be missing, the report is written without plots and
+says so.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def write_report(
         written = _plots(out, records, rows, ks)
         plots_md = "\n".join(f"![{p.stem.replace('_', ' ')}]({p.name})" for p in written)
     except ImportError:
-        plots_md = "_No plots: matplotlib is not installed (`pip install 'toolgym[report]'`)._"
+        plots_md = "_No plots: matplotlib is not installed (`pip install matplotlib`)._"
     policy = summary.get("policy", {})
     tokens = [r.tokens for r in records if r.tokens is not None]
     facts = [

@@ -1,8 +1,9 @@
 """Next-token training of the policy on a token stream: one loop, three stages.
 
 The loop (AdamW, linear warm-up then cosine decay, gradient clipping, periodic held-out eval,
-atomic checkpoints, a rich progress bar) is shared by LM pre-training here and by the SFT cold
-start later, which feeds it ``Batch``es with a loss mask over assistant tokens.
+atomic checkpoints with the optimizer state, a rich progress bar with tokens/s) is shared by LM
+pre-training here and by the SFT cold start (``policy/sft.py``), which feeds it ``Batch``es with a
+loss mask over action tokens and resumes with ``start_step`` and ``optimizer_state``.
 
 Stages follow DeepSeek-V3.2-Exp's continued pre-training (deepseek_v32.md §2.5):
 
@@ -74,10 +75,12 @@ class Batch:
     Attributes:
         tokens: [B, S + 1] ids; inputs are tokens[:, :-1], targets tokens[:, 1:].
         loss_mask: optional [B, S] float weights on targets (SFT: 1 on assistant tokens).
+        n_tokens: real (unpadded) input tokens, for tokens/s; None: all B * S.
     """
 
     tokens: Tensor
     loss_mask: Tensor | None = None
+    n_tokens: int | None = None
 
 
 @dataclass
@@ -195,9 +198,11 @@ def _train_step(
     """One optimizer step of the stage (loss, backward, clip, update, router-bias rule).
 
     Returns:
-        The step's record: step (1-based), lr, loss (the LM loss), grad_norm, and index_kl
-        when the stage computes the indexer KL (every stage but ``"dense"``).
+        The step's record: step (1-based), lr, loss (the LM loss, a masked mean under a loss
+        mask), grad_norm, tokens (real input tokens), seconds (of the step), and index_kl when
+        the stage computes the indexer KL (every stage but ``"dense"``).
     """
+    t0 = time.perf_counter()
     warm = config.stage == "indexer_warmup"
     want_kl = config.stage != "dense"
     lr = _lr_at(step, config)
@@ -218,6 +223,8 @@ def _train_step(
     if out.expert_load is not None and not warm and config.bias_update_speed > 0:
         model.update_router_bias(out.expert_load, config.bias_update_speed)
     record = {"step": step + 1, "lr": lr, "loss": loss_lm.item(), "grad_norm": gnorm.item()}
+    n_tok = batch.n_tokens if batch.n_tokens is not None else batch.tokens[:, :-1].numel()
+    record.update(tokens=float(n_tok), seconds=time.perf_counter() - t0)
     if kl is not None:
         record["index_kl"] = kl.item()
     return record
@@ -234,8 +241,11 @@ def train_lm(
     progress: bool = True,
     meta: dict[str, Any] | None = None,
     log: Callable[[dict[str, float]], None] | None = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    extra_eval: Callable[[Transformer], dict[str, float]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place for ``config.steps`` optimizer steps of the given stage.
+    """Train ``model`` in place up to ``config.steps`` optimizer steps of the given stage.
 
     Args:
         model: the policy; its attention mode is set for the stage and left that way.
@@ -247,15 +257,23 @@ def train_lm(
         progress: show a rich progress bar.
         meta: extra JSON-able facts stored in checkpoints (e.g. the corpus source).
         log: called with each logged record (step, lr, losses).
+        start_step: steps already done (a resumed run: ``model`` holds that checkpoint's
+            weights and ``train`` starts at that step); the learning-rate schedule continues.
+        optimizer_state: the resumed checkpoint's optimizer state (``load_optimizer_state``).
+        extra_eval: called (in eval mode) at every held-out eval; its numbers join the record
+            with a ``val_`` prefix (SFT: action validity and next-call accuracy).
 
     Returns:
-        A ``TrainResult`` with the final held-out loss and the history.
+        A ``TrainResult`` with the final held-out loss and the history (of this call's steps).
     """
     if out_dir is not None and tokenizer is None:
         raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
     params = _set_stage(model, config.stage)
     model.train()
     opt = _optimizer(params, config)
+    start = start_step
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     want_kl = config.stage != "dense"
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()
@@ -263,17 +281,21 @@ def train_lm(
     def checkpoint(step: int, val_loss: float) -> None:
         if out_dir is not None and tokenizer is not None:
             facts = {"stage": config.stage, "step": step, "val_loss": val_loss, "train_config": config.model_dump()}
-            save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), **facts})
+            save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), **facts}, opt.state_dict())
 
     bar = _progress_bar(config.stage, config.steps) if progress else None
+    if bar is not None:
+        bar.update(bar.task_ids[0], completed=start)
     try:
         val_loss, val_kl = float("nan"), None
-        for step in range(config.steps):
+        for step in range(start, config.steps):
             record = _train_step(model, opt, params, next(train), config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
                 model.eval()
                 val_loss, val_kl = evaluate(model, val, index_loss=want_kl)
+                if extra_eval is not None:
+                    record.update({f"val_{k}": v for k, v in extra_eval(model).items()})
                 model.train()
                 record["val_loss"] = val_loss
                 if val_kl is not None:
@@ -282,20 +304,23 @@ def train_lm(
             if log is not None:
                 log(record)
             if bar is not None:
-                info = f"loss {record['loss']:.3f}" + (f" kl {record['index_kl']:.3f}" if "index_kl" in record else "")
+                info = f"{record['tokens'] / record['seconds']:.0f} tok/s loss {record['loss']:.3f}" + (
+                    f" kl {record['index_kl']:.3f}" if "index_kl" in record else ""
+                )
                 bar.update(
                     bar.task_ids[0], advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else "")
                 )
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
                 checkpoint(step + 1, val_loss)
-        checkpoint(config.steps, val_loss)
+        if start < config.steps:
+            checkpoint(config.steps, val_loss)
     finally:
         if bar is not None:
             bar.stop()
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()
-    return TrainResult(val_loss, val_kl, config.steps, time.perf_counter() - t_start, history)
+    return TrainResult(val_loss, val_kl, max(0, config.steps - start), time.perf_counter() - t_start, history)
 
 
 def pretrain(

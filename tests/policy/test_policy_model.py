@@ -225,3 +225,11 @@ def test_update_router_bias_uses_expert_load(tiny, tokens):
     bias = tiny.layers[1].ffn.gate.bias
     load = out.expert_load[0].double()
     torch.testing.assert_close(bias, 0.1 * torch.sign(load.mean() - load))
+
+
+def test_default_config_is_a_fine_grained_moe_with_3x_total_over_active():
+    """Issue 10: the default policy has >= 3x as many total as active parameters (finer experts)."""
+    c = M.ModelConfig()
+    assert c.n_activated_experts > 1 and c.n_shared_experts >= 1 and c.n_routed_experts >= 32
+    model = M.Transformer(c)
+    assert model.num_params() >= 3 * model.num_params(active=True)

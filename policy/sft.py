@@ -1,0 +1,257 @@
+"""``toolgym train sft``: the SFT cold start on a dataset's reference trajectories.
+
+The same loop as ``toolgym train lm`` (``train_lm.train_lm``), fed length-bucketed episode rows
+whose loss mask covers only the action tokens (``sft_data``), so the loss is the masked mean
+over the assistant's reasoning, calls and ``<|end|>``.
+
+Layout of ``--out DIR``::
+
+    DIR/checkpoint/   the policy checkpoint (atomic; with the optimizer state, for resuming)
+    DIR/metrics.jsonl one JSON record per optimizer step (loss, lr, tokens, seconds, val_*)
+    DIR/loss.png      train and held-out loss by step (rewritten at the end of every run)
+
+A run whose ``DIR/checkpoint`` holds an SFT checkpoint resumes from it (``--init`` is then
+ignored): weights, optimizer state, step, and the batch order continue, and metric records
+past the checkpoint's step are dropped before the new ones are appended.
+
+Held-out numbers at every eval, on the val split: the masked loss, and on a few teacher-forced
+val prompts (the reference context up to an assistant turn) the greedy first action's
+``action_valid`` share (it parses without errors, ends with ``<|end|>``, makes at least one call
+and every call validates against the task's toolset) and ``next_call_acc`` (its first call equals
+the reference action's first call, name and arguments).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolgym.envs import markup
+from toolgym.errors import ConfigError
+from toolgym.policy.model import ModelConfig, Transformer
+from toolgym.policy.sft_data import Episode, SFTData, load_episodes
+from toolgym.policy.tokenizer import Tokenizer
+from toolgym.policy.train_lm import LMTrainConfig, TrainResult, train_lm
+
+CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "loss.png"
+
+
+def action_validity(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    prompts: list[tuple[list[int], str, Any]],
+    max_new_tokens: int,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Greedy first actions on teacher-forced prompts: share valid and share with the right next call.
+
+    Args:
+        model: the policy (eval mode).
+        tokenizer: its tokenizer.
+        prompts: (context ids, reference action text, the task's ``Toolset``) triples.
+        max_new_tokens: token budget of one generated action.
+        batch_size: prompts per generation batch.
+
+    Returns:
+        {"action_valid": share in [0, 1], "next_call_acc": share in [0, 1]}.
+    """
+    from toolgym.policy.generate import SamplingParams, Session
+
+    valid = right = 0
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        session = Session(model, len(chunk), stop_ids=[tokenizer.end_id], pad_id=tokenizer.pad_id)
+        session.append([ids for ids, _, _ in chunk])
+        turns = session.generate(params, torch.Generator().manual_seed(0))
+        for (_, ref, toolset), turn in zip(chunk, turns, strict=True):
+            assert turn is not None
+            got = markup.parse_action(tokenizer.decode(turn.tokens.tolist()))
+            ok = got.ended and not got.errors and bool(got.tool_calls)
+            valid += ok and all(not isinstance(toolset.validate(c.name, c.arguments), str) for c in got.tool_calls)
+            want = markup.parse_action(ref).tool_calls
+            right += bool(got.tool_calls and want and got.tool_calls[0] == want[0])
+    n = max(1, len(prompts))
+    return {"action_valid": valid / n, "next_call_acc": right / n}
+
+
+def turn_prompts(episodes: list[Episode], tokenizer: Tokenizer, n: int) -> list[tuple[list[int], str, str]]:
+    """Up to n evenly spaced (context ids, reference action, task id) over every turn of the episodes."""
+    out = []
+    for ep in episodes:
+        i = 0
+        while i < len(ep.ids):
+            if ep.mask[i]:
+                j = i
+                while j < len(ep.ids) and ep.mask[j]:
+                    j += 1
+                out.append((ep.ids[:i], tokenizer.decode(ep.ids[i:j]), ep.task_id))
+                i = j
+            else:
+                i += 1
+    if len(out) <= n:
+        return out
+    return [out[round(k * (len(out) - 1) / max(1, n - 1))] for k in range(n)]
+
+
+def plot_losses(metrics: Path, png: Path) -> None:
+    """Train loss (and held-out loss where evaluated) by step, from metrics.jsonl, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records], label="train (action tokens)", lw=1)
+    val = [r for r in records if "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("SFT cold start")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def _start(
+    out: Path,
+    init: Path | None,
+    model_config: ModelConfig | None,
+    texts: Callable[[], list[str]],
+    seed: int,
+    vocab_size: int,
+) -> tuple[Transformer, Tokenizer, int, dict[str, Any] | None]:
+    """(model, tokenizer, step done, optimizer state): resume, continue from --init, or fresh."""
+    from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
+
+    ck_dir = out / CHECKPOINT
+    if ck_dir.exists():
+        ck = load_checkpoint(ck_dir)
+        if ck.meta.get("kind") != "sft":
+            raise ConfigError(f"{ck_dir} holds a checkpoint that is not an SFT run's; pick another --out")
+        return ck.model, ck.tokenizer, int(ck.meta.get("step", 0)), load_optimizer_state(ck_dir)
+    if init is not None:
+        ck = load_checkpoint(init)
+        return ck.model, ck.tokenizer, 0, None
+    tokenizer = Tokenizer.train(texts(), vocab_size)
+    model = Transformer(replace(model_config or ModelConfig(), vocab_size=tokenizer.vocab_size), seed=seed)
+    return model, tokenizer, 0, None
+
+
+def train_sft(
+    dataset: Path,
+    out: Path,
+    config: LMTrainConfig,
+    *,
+    init: Path | None = None,
+    model_config: ModelConfig | None = None,
+    vocab_size: int = 4096,
+    val_split: str = "val",
+    action_prompts: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[TrainResult, SFTData]:
+    """Run (or resume) the SFT cold start; see the module docstring for the layout of ``out``.
+
+    Args:
+        dataset: a synthesized dataset (``toolgym synth``).
+        out: the run directory.
+        config: the loop's settings (``batch_size`` rows and ``seq_len`` tokens per row at most).
+        init: start from this checkpoint (``toolgym train lm``); None: a fresh model whose
+            tokenizer is trained on the train split's trajectories.
+        model_config: config of a fresh model (default ``ModelConfig()``).
+        vocab_size: tokenizer size of a fresh model.
+        val_split: the held-out split.
+        action_prompts: teacher-forced val prompts for the action-validity numbers (0: none).
+        max_new_tokens: token budget of each of those generated actions.
+        progress: show a progress bar.
+        log: called with each record (after it is appended to metrics.jsonl).
+
+    Returns:
+        The loop's result and the training data (its counts of truncated and dropped episodes).
+
+    Raises:
+        DatasetError: the dataset cannot be opened.
+        ConfigError: a split has no reference trajectories, or ``out`` holds another kind of run.
+    """
+    import toolgym
+    from toolgym.data.dataset import Dataset
+    from toolgym.envs.tools import Toolset
+
+    with Dataset(dataset, read_only=True) as ds:
+        for split in ("train", val_split):
+            if not ds.task_ids(split=split):
+                raise ConfigError(f"dataset {dataset} has no tasks in the {split!r} split")
+
+        def texts() -> list[str]:
+            return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
+
+        model, tokenizer, start, opt_state = _start(out, init, model_config, texts, config.seed, vocab_size)
+        train, cut, drop = load_episodes(ds, "train", tokenizer, config.seq_len)
+        val_eps, vcut, vdrop = load_episodes(ds, val_split, tokenizer, config.seq_len)
+        if not train or not val_eps:
+            which = "train" if not train else val_split
+            raise ConfigError(f"no {which} episode fits seq_len {config.seq_len}; raise --seq-len")
+        data = SFTData(train, config.batch_size, config.seq_len, tokenizer.pad_id, cut, drop)
+        held = SFTData(val_eps, config.batch_size, config.seq_len, tokenizer.pad_id, vcut, vdrop)
+        prompts_raw = turn_prompts(val_eps, tokenizer, action_prompts)
+        toolsets: dict[str, Any] = {}
+        prompts = []
+        for ids, ref, task_id in prompts_raw:
+            task = ds.task(task_id)
+            key = task.family + repr(sorted(task.tool_config.items()))
+            if key not in toolsets:
+                toolsets[key] = Toolset(toolgym.family(task.family).tools(task.tool_config))
+            prompts.append((ids, ref, toolsets[key]))
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = out / METRICS
+    kept = []
+    if metrics.exists():
+        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        kept = [ln for ln in kept if json.loads(ln)["step"] <= start]
+    metrics.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def record(rec: dict[str, float]) -> None:
+        with metrics.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if log is not None:
+            log(rec)
+
+    def extra(m: Transformer) -> dict[str, float]:
+        return action_validity(m, tokenizer, prompts, max_new_tokens) if prompts else {}
+
+    meta = {
+        "kind": "sft",
+        "dataset": str(dataset),
+        "init": str(init) if init else None,
+        "val_split": val_split,
+        "truncated": cut,
+        "dropped": drop,
+    }
+    result = train_lm(
+        model,
+        data.batches(config.seed, start),
+        [held.batch(g) for g in range(len(held.groups))][: config.eval_batches],
+        config,
+        tokenizer=tokenizer,
+        out_dir=out / CHECKPOINT,
+        progress=progress,
+        meta=meta,
+        log=record,
+        start_step=start,
+        optimizer_state=opt_state,
+        extra_eval=extra,
+    )
+    if metrics.read_text(encoding="utf-8").strip():
+        plot_losses(metrics, out / PLOT)
+    return result, data
