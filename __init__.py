@@ -59,6 +59,7 @@ POLICIES.register("reference", "toolgym.policy.evaluate:reference_policy")
 POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
 POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
 POLICIES.register("bluff", "toolgym.policy.evaluate:bluff_policy")
+POLICIES.register("openai", "toolgym.policy.openai_policy:openai_policy")  # any OpenAI-compatible endpoint
 
 
 #: What a family id looks like: task ids start with it (``<id>-fly-s<seed>-d<difficulty>``, see
