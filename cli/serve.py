@@ -19,6 +19,7 @@ def serve(
     device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when available)")] = None,
     name: Annotated[str | None, typer.Option(help="model id clients pass (default: the directory's name)")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="token budget of a request that sets none")] = 256,
+    max_tokens_limit: Annotated[int, typer.Option(min=1, help="the most tokens a request may ask for")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of requests that carry none")] = 0,
 ) -> None:
     """Serve a checkpoint at /v1/chat/completions (tools, tool_calls, reasoning_content) until Ctrl-C."""
@@ -32,5 +33,11 @@ def serve(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device not in ("cpu", "cuda"):
         raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
-    config = ServeConfig(name=name or checkpoint.resolve().name, device=device, seed=seed, max_tokens=max_tokens)
+    config = ServeConfig(
+        name=name or checkpoint.resolve().name,
+        device=device,
+        seed=seed,
+        max_tokens=max_tokens,
+        max_tokens_limit=max_tokens_limit,
+    )
     run(str(checkpoint), host, port, config, on_ready=lambda url: console.print(f"serving {config.name} at {url}"))

@@ -156,12 +156,13 @@ class _Endpoint:
             import openai
         except ImportError as exc:
             raise ConfigError(f"the openai policy needs the 'openai' package ({INSTALL_HINT})") from exc
-        self.openai, self.config = openai, config
+        self.openai: Any = openai  # imported here: the package is an extra
+        self.config = config
         env = config.api_key_env or "OPENAI_API_KEY"
         key = os.environ.get(env)
         if key is None and config.api_key_env is not None:
             raise ConfigError(f"--api-key-env names {env}, which is not set in the environment")
-        self.client = openai.OpenAI(
+        self.client: Any = openai.OpenAI(
             api_key=key or "EMPTY", base_url=config.base_url, timeout=config.timeout, max_retries=config.max_retries
         )
         self.model = config.model or self._only_model()

@@ -41,7 +41,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
@@ -262,6 +262,12 @@ class ServeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="seed of requests that carry none")
     max_tokens: int = Field(256, ge=1, description="token budget of a request that sets none")
     max_tokens_limit: int = Field(4096, ge=1, description="the most tokens a request may ask for")
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> ServeConfig:
+        if self.max_tokens > self.max_tokens_limit:
+            raise ValueError(f"max_tokens ({self.max_tokens}) is over max_tokens_limit ({self.max_tokens_limit})")
+        return self
 
 
 class Engine:

@@ -271,7 +271,10 @@ def test_cli_serve_runs_and_refuses_a_corrupt_checkpoint(ckpt, tmp_path: Path):
         proc.wait(timeout=30)
     (path / "model.safetensors").write_bytes(b"junk")
     bad = subprocess.run(
-        [sys.executable, "-m", "toolgym.cli", "serve", str(path), "--port", "0"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "toolgym.cli", "serve", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "corrupt" in bad.stderr
