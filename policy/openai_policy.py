@@ -260,11 +260,12 @@ class OpenAIPolicy:
         return self.endpoint.complete(messages, info.get("tools") or [], seed)
 
 
-def openai_policy(**options: Any) -> Any:
+def openai_policy(seed: int = 0, **options: Any) -> Any:
     """The ``openai`` entry of ``toolgym.POLICIES``: a factory ``(task, world, sample) -> Policy``.
 
     Args:
-        **options: :class:`OpenAIPolicyConfig` fields (``base_url`` required).
+        seed: Seed of the per-request seeds (positional too, as the scripted entries take it).
+        **options: The other :class:`OpenAIPolicyConfig` fields (``base_url`` required).
 
     Raises:
         ConfigError: for an unknown or invalid option, a missing API-key variable, or a missing
@@ -272,7 +273,7 @@ def openai_policy(**options: Any) -> Any:
         EndpointError: when the endpoint cannot be reached (probed here, once).
     """
     try:
-        config = OpenAIPolicyConfig(**options)
+        config = OpenAIPolicyConfig(seed=seed, **options)
     except ValidationError as exc:
         raise ConfigError(f"openai policy: {one_line(exc)}") from None
     endpoint = _Endpoint(config)
