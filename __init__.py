@@ -62,6 +62,7 @@ POLICIES.register("null", "toolgym.policy.evaluate:null_policy")
 POLICIES.register("random", "toolgym.policy.evaluate:random_policy")
 POLICIES.register("bluff", "toolgym.policy.evaluate:bluff_policy")
 POLICIES.register("model", "toolgym.policy.model_policy:model_policy")
+POLICIES.register("openai", "toolgym.policy.openai_policy:openai_policy")  # any OpenAI-compatible endpoint
 
 
 #: What a family id looks like: task ids start with it (``<id>-fly-s<seed>-d<difficulty>``, see

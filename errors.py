@@ -60,6 +60,14 @@ class SandboxError(ToolgymError):
     """The sandbox itself failed (not the code inside it)."""
 
 
+class EndpointError(ToolgymError):
+    """A model endpoint (OpenAI-compatible server) is unreachable, timed out, or refused the request.
+
+    Raised after the client's bounded retries; the message names the endpoint, the model and the
+    cause (e.g. that the model does not support tool calls).
+    """
+
+
 def one_line(exc: Any) -> str:
     """A pydantic ValidationError as one sentence: ``field: message; field: message``."""
     errors = getattr(exc, "errors", None)

@@ -1,7 +1,7 @@
 """The ``toolgym`` command: one Typer app, each command a thin function over library code.
 
 Commands: ``families``, ``synth``, ``show``, ``tasks``, ``play``, ``eval``, ``export``,
-``bench …`` and ``train lm``.
+``serve``, ``bench …`` and ``train lm``.
 Every error a user can cause (a bad argument, an unknown name, a corrupt or locked dataset, a
 path that cannot be read or written) is printed as one line starting with ``error:`` on stderr
 and exits with code 2; nothing prints a traceback for it (:mod:`toolgym.cli.errors` says how).
@@ -14,6 +14,7 @@ One module per command group, and this module's table below registers each comma
     data     show, tasks, export             reading a dataset (and load_task, for show and play)
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
+    serve    serve                           the in-repo policy as an OpenAI-compatible server
     bench    bench env|synth|sandbox|model|eval   the benchmarks of toolgym.bench, printed as tables
     train    train lm, train sft             training the in-repo policy (LM, SFT cold start)
     common   consoles, progress bar, table rows, the seed bound
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import typer
 
-from toolgym.cli import bench, data, eval, play, synth, train
+from toolgym.cli import bench, data, eval, play, serve, synth, train
 from toolgym.cli.common import SEED_MAX
 from toolgym.cli.errors import OneLineErrors
 
@@ -62,6 +63,7 @@ app.command()(data.tasks)
 app.command()(play.play)
 app.command(name="eval")(eval.eval_)
 app.command()(data.export)
+app.command()(serve.serve)
 bench_app.command("env")(bench.bench_env)
 bench_app.command("synth")(bench.bench_synth)
 bench_app.command("sandbox")(bench.bench_sandbox)

@@ -1,0 +1,472 @@
+"""``toolgym serve``: the in-repo policy behind an OpenAI-compatible Chat Completions API (FastAPI + uvicorn).
+
+Routes: ``GET /v1/models`` (the one served model) and ``POST /v1/chat/completions`` with
+``tools``; the reply carries ``content``, ``reasoning_content`` and ``tool_calls`` (ids, JSON-string
+arguments). Every error is OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``.
+
+**Token-exact with the env.** A request is rendered with the env's own markup: its messages go
+through :func:`toolgym.envs.chat.render_conversation` (the inverse of the env's ``info["messages"]``),
+so a conversation produced by a ToolEnv renders to exactly the env's text ``obs0 + act1 + obs1 + …``
+(canonical actions; tested), which is tokenized and generated from with
+:class:`~toolgym.policy.generate.Session` until ``<|end|>``, as ``--policy model`` does. The action
+is parsed with :func:`~toolgym.envs.markup.parse_action`; a turn the env would refuse (a forged role
+marker) comes back without tool calls, as the env's chat view records it.
+
+Decisions:
+
+* **System text.** A system message that already lists the tools (the env's, which states the
+  limits and the schemas) is used verbatim. Otherwise the env's system text for the request's
+  ``tools`` (:func:`toolgym.envs.toolenv.system_text`) comes first, followed by the client's own
+  system message, if any; ``developer`` is read as ``system``.
+* **Special strings.** Role markers may occur in no message, action tags only in the system text
+  (the env's description of the action format); otherwise the request is refused (400), since the
+  tokenizer would read them as markup.
+* **Request fields.** Honoured: ``model`` (must be the served one, else 404), ``messages``,
+  ``tools``, ``tool_choice`` (``"auto"`` only), ``temperature`` (0: greedy), ``top_p``,
+  ``max_tokens``/``max_completion_tokens``, ``seed`` (else the server's own seeded generator),
+  ``n`` (1 only), ``stream`` (false only). Accepted and ignored, as harmless: ``user``,
+  ``metadata``, ``store``, ``parallel_tool_calls``; in messages, the reply fields a client echoes
+  back (``refusal``, ``annotations``, ``audio``, ``function_call``, ``name``). Any other field is a 400
+  naming it, so a setting the server would silently drop never looks honoured.
+* **One generation at a time** (a lock around the model): the server is for evaluation and
+  checking, one request per episode turn; ``--policy model`` is the batched path.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from toolgym.envs import chat
+from toolgym.envs import limits as lim
+from toolgym.envs import markup as mk
+from toolgym.envs.toolenv import system_text
+from toolgym.errors import ConfigError, one_line
+
+#: A role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), and the action tags.
+_ROLE_RE = re.compile(r"<\|[a-z_]*\|>")
+_ACTION_TAGS = (mk.THINK_OPEN, mk.THINK_CLOSE, mk.CALL_OPEN, mk.CALL_CLOSE)
+
+
+class APIError(Exception):
+    """A request the server refuses: rendered as OpenAI-style JSON with ``status``."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error object."""
+        kind = {400: "invalid_request_error", 404: "not_found_error"}.get(self.status, "server_error")
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FunctionCall(_Strict):
+    """``function`` of a tool call: its name and arguments (a JSON object as a string)."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallIn(_Strict):
+    """A tool call of an assistant message in a request."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class TextPart(_Strict):
+    """A text part of a message's content list."""
+
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Strict):
+    """A request message; the reply-only fields a client may echo back are accepted and ignored."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    refusal: Any = None
+    annotations: Any = None
+    audio: Any = None
+    function_call: Any = None
+
+    def text(self) -> str:
+        """The content as one string (text parts joined)."""
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class ChatRequest(_Strict):
+    """``POST /v1/chat/completions`` (see the module docstring for what is honoured)."""
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["auto"] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    n: int | None = None
+    stream: bool | None = None
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    parallel_tool_calls: bool | None = None
+
+
+def _check_specials(text: str, where: str, index: int, action_tags: bool) -> None:
+    """Refuse a role marker in ``text``, and an action tag unless ``action_tags`` (the system text).
+
+    Raises:
+        APIError: 400 naming the message and the string.
+    """
+    if "<" not in text:
+        return
+    m = _ROLE_RE.search(text)
+    tag = m.group() if m else None
+    if tag is None and not action_tags:
+        tag = next((t for t in _ACTION_TAGS if t in text), None)
+    if tag is not None:
+        raise APIError(
+            400,
+            f"messages[{index}] ({where}) contains {tag!r}, a special string of the policy's markup; "
+            "it may not occur in message text (tool arguments and results are JSON, where it is escaped)",
+            "invalid_value",
+            f"messages[{index}]",
+        )
+
+
+def _tool_schemas(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for i, t in enumerate(tools or ()):
+        fn = t.get("function")
+        if t.get("type", "function") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise APIError(400, f"tools[{i}] is not a function tool with a name", "invalid_value", f"tools[{i}]")
+        out.append(t)
+    return out
+
+
+def request_messages(req: ChatRequest) -> list[dict[str, Any]]:
+    """The request as chat messages for :func:`~toolgym.envs.chat.render_conversation` (system text decided).
+
+    Raises:
+        APIError: a special string in message text, a tool call whose arguments are not a JSON
+            object, or a malformed tool.
+    """
+    tools = _tool_schemas(req.tools)
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(req.messages):
+        role = "system" if m.role == "developer" else m.role
+        text = m.text()
+        _check_specials(text, role, i, action_tags=role == "system")
+        if role != "assistant":
+            out.append({"role": role, "content": text})
+            continue
+        if m.reasoning_content is not None:
+            _check_specials(m.reasoning_content, "reasoning", i, action_tags=True)  # render_action checks those
+        calls = []
+        for j, c in enumerate(m.tool_calls or ()):
+            try:
+                args = mk.loads(c.function.arguments) if c.function.arguments.strip() else {}
+            except ValueError:
+                args = None
+            if not isinstance(args, dict) or not c.function.name:
+                raise APIError(
+                    400,
+                    f"messages[{i}].tool_calls[{j}] needs a name and arguments that are a JSON object",
+                    "invalid_value",
+                    f"messages[{i}].tool_calls[{j}].function",
+                )
+            calls.append({"function": {"name": c.function.name, "arguments": mk.dumps(args)}})
+        out.append(
+            {"role": "assistant", "content": text, "reasoning_content": m.reasoning_content, "tool_calls": calls}
+        )
+    if out[0]["role"] == "system" and lim.TOOLS_HEADER in out[0]["content"]:
+        return out
+    head = system_text(tools)
+    if out[0]["role"] == "system":
+        out[0] = {"role": "system", "content": head + "\n\n" + out[0]["content"]}
+    else:
+        out.insert(0, {"role": "system", "content": head})
+    return out
+
+
+def render_request(req: ChatRequest) -> str:
+    """The policy's context for a request: the conversation in the markup, ending in ``<|assistant|>``.
+
+    Raises:
+        APIError: for messages that cannot be rendered (see :func:`request_messages`).
+    """
+    messages = request_messages(req)
+    try:
+        return chat.render_conversation(messages, add_generation_prompt=True)
+    except ValueError as exc:
+        raise APIError(400, f"messages cannot be rendered: {exc}", "invalid_value", "messages") from None
+
+
+def reply_message(action: str) -> tuple[dict[str, Any], str]:
+    """The assistant message of a generated action, and whether its calls make it ``tool_calls``.
+
+    Returns:
+        ``(message, finish_reason)``: ``content`` (None when empty), ``reasoning_content``,
+        ``tool_calls`` (ids ``call_<hex>``, canonical JSON arguments; none when the env would run
+        none); finish ``"length"`` without ``<|end|>``, else ``"tool_calls"`` or ``"stop"``.
+    """
+    parsed = mk.parse_action(action)
+    calls = [] if parsed.fatal else parsed.tool_calls
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": parsed.content or None,
+        "reasoning_content": parsed.reasoning,
+    }
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": mk.dumps(c.arguments)},
+            }
+            for c in calls
+        ]
+    finish = "length" if not parsed.ended else ("tool_calls" if calls else "stop")
+    return message, finish
+
+
+class ServeConfig(BaseModel):
+    """Settings of ``toolgym serve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="the model id clients pass as `model`")
+    device: str = "cpu"
+    seed: int = Field(0, ge=0, description="seed of requests that carry none")
+    max_tokens: int = Field(256, ge=1, description="token budget of a request that sets none")
+    max_tokens_limit: int = Field(4096, ge=1, description="the most tokens a request may ask for")
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> ServeConfig:
+        if self.max_tokens > self.max_tokens_limit:
+            raise ValueError(f"max_tokens ({self.max_tokens}) is over max_tokens_limit ({self.max_tokens_limit})")
+        return self
+
+
+class Engine:
+    """The checkpoint's model and tokenizer, generating one action per request (under a lock)."""
+
+    def __init__(self, checkpoint: Any, config: ServeConfig) -> None:
+        """Wrap a loaded :class:`~toolgym.policy.checkpoint.Checkpoint` (its model on ``config.device``)."""
+        import torch
+
+        self.model, self.tokenizer, self.config = checkpoint.model, checkpoint.tokenizer, config
+        self.lock = threading.Lock()
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def generate(
+        self, text: str, temperature: float, top_p: float, max_tokens: int, seed: int | None
+    ) -> tuple[str, int, int]:
+        """Sample one action after ``text`` until ``<|end|>`` or ``max_tokens``.
+
+        Returns:
+            ``(action text, prompt tokens, completion tokens)``.
+        """
+        import torch
+
+        from toolgym.policy.generate import SamplingParams, Session
+
+        ids = self.tokenizer.encode(text)
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens)
+        with self.lock:
+            session = Session(
+                self.model,
+                1,
+                stop_ids=[self.tokenizer.end_id],
+                pad_id=self.tokenizer.pad_id,
+                capacity=len(ids) + max_tokens + 1,
+            )
+            session.append([ids])
+            generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
+            turn = session.generate(params, generator)[0]
+        assert turn is not None  # the one row is active
+        tokens = turn.tokens.tolist()
+        return self.tokenizer.decode(tokens), len(ids), len(tokens)
+
+
+def _validation_error(exc: Any) -> APIError:
+    """A request that does not fit :class:`ChatRequest`, as one OpenAI-style 400."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "", "loc": (), "msg": str(exc)}
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden":
+        return APIError(400, f"Unrecognized request argument supplied: {param}", "unknown_parameter", param)
+    if first.get("type") == "json_invalid":
+        return APIError(400, f"the request body is not valid JSON: {first.get('msg')}", "invalid_json")
+    return APIError(400, f"invalid request: {one_line(exc)}", "invalid_value", param)
+
+
+def create_app(engine: Engine) -> Any:
+    """The FastAPI application serving ``engine`` (see the module docstring)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    config = engine.config
+    app = FastAPI(title="toolgym serve", docs_url=None, redoc_url=None, openapi_url=None)
+    created = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = _validation_error(exc)
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "not_found")
+        return JSONResponse(err.body(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        err = APIError(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+        return JSONResponse(err.body(), status_code=500)
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": config.name, "object": "model", "created": created, "owned_by": "toolgym"}],
+        }
+
+    @app.post("/v1/chat/completions")
+    def completions(req: ChatRequest) -> dict[str, Any]:
+        if req.model != config.name:
+            raise APIError(
+                404,
+                f"The model {req.model!r} does not exist; this server serves {config.name!r}",
+                "model_not_found",
+                "model",
+            )
+        if req.n not in (None, 1):
+            raise APIError(
+                400, f"n={req.n} is not supported; toolgym serve returns one choice (n=1)", "unsupported_value", "n"
+            )
+        if req.stream:
+            raise APIError(400, "stream=true is not supported by toolgym serve", "unsupported_value", "stream")
+        budget = req.max_completion_tokens or req.max_tokens or config.max_tokens
+        if budget > config.max_tokens_limit:
+            raise APIError(
+                400,
+                f"max_tokens={budget} is over this server's limit of {config.max_tokens_limit}",
+                "invalid_value",
+                "max_tokens",
+            )
+        text = render_request(req)
+        action, n_prompt, n_completion = engine.generate(
+            text, 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0, budget, req.seed
+        )
+        message, finish = reply_message(action)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": config.name,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": n_completion,
+                "total_tokens": n_prompt + n_completion,
+            },
+        }
+
+    return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket (port 0: a free one).
+
+    Raises:
+        ConfigError: when the address cannot be bound (in use, not an address of this machine).
+    """
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(128)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class BackgroundServer:
+    """A uvicorn server in a daemon thread (tests, benchmarks): ``with BackgroundServer(app) as url: …``.
+
+    ``url`` is the API base, ``http://<host>:<port>/v1``.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.sock = listen(host, port)
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}/v1"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server at {self.url} did not start")
+            time.sleep(0.01)
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def serve(checkpoint: str, host: str, port: int, config: ServeConfig, on_ready: Any = None) -> None:
+    """Load ``checkpoint`` and serve it until interrupted (the ``toolgym serve`` command).
+
+    Raises:
+        CheckpointError: a missing, corrupt or mismatched checkpoint.
+        ConfigError: a missing ``fastapi``/``uvicorn``, or an address that cannot be bound.
+    """
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigError(f"toolgym serve needs fastapi and uvicorn (pip install 'toolgym[serve]'): {exc}") from None
+    from toolgym.policy.checkpoint import load_checkpoint
+
+    app = create_app(Engine(load_checkpoint(checkpoint, device=config.device), config))
+    sock = listen(host, port)
+    if on_ready is not None:
+        on_ready(f"http://{host}:{sock.getsockname()[1]}/v1")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
