@@ -26,7 +26,7 @@ ragged appends are right-padded with junk that no real query can see (see ``KVCa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -202,68 +202,113 @@ class Session:
         alive = torch.ones(B, dtype=torch.bool) if active is None else torch.tensor(list(active), dtype=torch.bool)
         if self.last_logits is None or bool(torch.isnan(self.last_logits[alive.to(self.cache.device), 0]).any()):
             raise ConfigError("Every active row needs context before generate: append a prompt to it first.")
-        shared = generator if isinstance(generator, torch.Generator) else None
-        per_row: list[torch.Generator] = [] if shared is not None else list(generator)  # type: ignore[arg-type]
-        if shared is None and len(per_row) != B:
-            raise ConfigError(f"generate needs one generator per row ({B}), got {len(per_row)}.")
+        shared, per_row = self._generators(generator)
         was_active = alive.clone()
-        ids: list[list[Tensor]] = [[] for _ in range(B)]
-        lps: list[list[Tensor]] = [[] for _ in range(B)]
-        masks: list[list[Tensor]] = [[] for _ in range(B)]
-        routes: list[list[Tensor]] = [[] for _ in range(B)]
+        drafts = [_TurnDraft() for _ in range(B)]
         stopped = torch.zeros(B, dtype=torch.bool)
         device = self.cache.device
         for _ in range(params.max_new_tokens):
             rows = alive.nonzero().flatten()
             logits = self.last_logits[rows.to(device)].float().cpu()  # [R,V]
             keep = sampling_mask(logits, params.temperature, params.top_p)
-            if params.temperature == 0:
-                tok = logits.argmax(-1)
-            else:
-                probs = (logits / params.temperature).softmax(-1)
-                if keep is not None:
-                    probs = probs.masked_fill(~keep, 0.0)
-                if shared is not None:
-                    tok = torch.multinomial(probs, 1, generator=shared).squeeze(-1)  # [R]
-                else:
-                    draws = [
-                        torch.multinomial(p, 1, generator=per_row[b]) for p, b in zip(probs, rows.tolist(), strict=True)
-                    ]
-                    tok = torch.cat(draws)  # [R], each row from its own generator
+            tok = _draw(logits, keep, params.temperature, rows, shared, per_row)
             lp = token_logprobs(logits, tok, params.temperature, keep)
-            feed = torch.full((B, 1), self.pad_id, dtype=torch.long)
-            feed[rows, 0] = tok
-            positions = self.cache.lengths[:, None]  # finished rows write junk past their end
-            out = self.model(feed.to(device), positions=positions, cache=self.cache)
+            routing = self._feed_sampled(rows, tok)
             for j, b in enumerate(rows.tolist()):
-                ids[b].append(tok[j])
-                lps[b].append(lp[j])
-                if keep is not None:
-                    masks[b].append(keep[j])
-                if out.routing is not None:
-                    routes[b].append(out.routing[:, b, 0].cpu())  # [n_moe, K]
-            step = torch.zeros(B, dtype=torch.bool)
-            step[rows] = True
-            self.cache.lengths += step.to(device).long()
-            self.last_logits[rows.to(device)] = out.logits[rows.to(device), 0]
+                drafts[b].add(tok[j], lp[j], None if keep is None else keep[j], routing, b)
             hit = torch.zeros(B, dtype=torch.bool)
             hit[rows] = torch.isin(tok, self.stop_ids)
             stopped |= hit
             alive &= ~hit
             if not alive.any():
                 break
-        turns: list[Turn | None] = []
-        for b in range(B):
-            if not was_active[b]:
-                turns.append(None)
-                continue
-            turns.append(
-                Turn(
-                    tokens=torch.stack(ids[b]),
-                    logprobs=torch.stack(lps[b]),
-                    keep_mask=torch.stack(masks[b]) if masks[b] else None,
-                    routing=torch.stack(routes[b]) if routes[b] else None,
-                    stopped=bool(stopped[b]),
-                )
-            )
-        return turns
+        return [drafts[b].turn(bool(stopped[b])) if was_active[b] else None for b in range(B)]
+
+    def _generators(
+        self, generator: torch.Generator | Sequence[torch.Generator]
+    ) -> tuple[torch.Generator | None, list[torch.Generator]]:
+        """(the shared generator or None, the per-row generators or []) of a ``generate`` call.
+
+        Raises:
+            ConfigError: per-row generators whose count is not the batch size.
+        """
+        shared = generator if isinstance(generator, torch.Generator) else None
+        per_row: list[torch.Generator] = [] if shared is not None else list(generator)  # type: ignore[arg-type]
+        if shared is None and len(per_row) != self.batch_size:
+            raise ConfigError(f"generate needs one generator per row ({self.batch_size}), got {len(per_row)}.")
+        return shared, per_row
+
+    def _feed_sampled(self, rows: Tensor, tok: Tensor) -> Tensor | None:
+        """Feed one sampled token [R] to each of the rows [R]; other rows write junk past their end.
+
+        Advances the rows' lengths and ``last_logits``.
+
+        Returns:
+            The step's routing [n_moe, B, 1, K], or None without MoE.
+        """
+        assert self.last_logits is not None  # generate checks every active row has context
+        device = self.cache.device
+        feed = torch.full((self.batch_size, 1), self.pad_id, dtype=torch.long)
+        feed[rows, 0] = tok
+        positions = self.cache.lengths[:, None]  # finished rows write junk past their end
+        out = self.model(feed.to(device), positions=positions, cache=self.cache)
+        step = torch.zeros(self.batch_size, dtype=torch.bool)
+        step[rows] = True
+        self.cache.lengths += step.to(device).long()
+        self.last_logits[rows.to(device)] = out.logits[rows.to(device), 0]
+        return out.routing
+
+
+def _draw(
+    logits: Tensor,
+    keep: Tensor | None,
+    temperature: float,
+    rows: Tensor,
+    shared: torch.Generator | None,
+    per_row: Sequence[torch.Generator],
+) -> Tensor:
+    """One token per row from logits [R, V] restricted to keep [R, V]: argmax when greedy.
+
+    Draws one number from ``shared``, or for each row b of ``rows`` [R] one from ``per_row[b]``.
+
+    Returns:
+        [R] ids.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = (logits / temperature).softmax(-1)
+    if keep is not None:
+        probs = probs.masked_fill(~keep, 0.0)
+    if shared is not None:
+        return torch.multinomial(probs, 1, generator=shared).squeeze(-1)  # [R]
+    draws = [torch.multinomial(p, 1, generator=per_row[b]) for p, b in zip(probs, rows.tolist(), strict=True)]
+    return torch.cat(draws)  # [R], each row from its own generator
+
+
+@dataclass
+class _TurnDraft:
+    """One row's action while it is sampled: per-token tensors, stacked into a ``Turn`` at the end."""
+
+    ids: list[Tensor] = field(default_factory=list)
+    logprobs: list[Tensor] = field(default_factory=list)
+    masks: list[Tensor] = field(default_factory=list)
+    routes: list[Tensor] = field(default_factory=list)
+
+    def add(self, tok: Tensor, logprob: Tensor, keep: Tensor | None, routing: Tensor | None, row: int) -> None:
+        """Record one sampled token: its id, log-prob, kept set [V] and the row's slice of routing."""
+        self.ids.append(tok)
+        self.logprobs.append(logprob)
+        if keep is not None:
+            self.masks.append(keep)
+        if routing is not None:
+            self.routes.append(routing[:, row, 0].cpu())  # [n_moe, K]
+
+    def turn(self, stopped: bool) -> Turn:
+        """The finished ``Turn``."""
+        return Turn(
+            tokens=torch.stack(self.ids),
+            logprobs=torch.stack(self.logprobs),
+            keep_mask=torch.stack(self.masks) if self.masks else None,
+            routing=torch.stack(self.routes) if self.routes else None,
+            stopped=stopped,
+        )

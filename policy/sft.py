@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,6 +37,9 @@ from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
 from toolgym.policy.train_lm import LMTrainConfig, TrainResult, train_lm
+
+if TYPE_CHECKING:
+    from toolgym.data.dataset import Dataset
 
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "loss.png"
 
@@ -146,6 +149,82 @@ def _start(
     return model, tokenizer, 0, None
 
 
+def _check_splits(ds: Dataset, dataset: Path, val_split: str) -> None:
+    """Raise ConfigError unless both the train split and ``val_split`` hold tasks."""
+    for split in ("train", val_split):
+        if not ds.task_ids(split=split):
+            raise ConfigError(f"dataset {dataset} has no tasks in the {split!r} split")
+
+
+def _run_meta(dataset: Path, init: Path | None, val_split: str, data: SFTData) -> dict[str, Any]:
+    """The facts an SFT run stores in its checkpoints (``kind`` "sft" marks it resumable)."""
+    return {
+        "kind": "sft",
+        "dataset": str(dataset),
+        "init": str(init) if init else None,
+        "val_split": val_split,
+        "truncated": data.truncated,
+        "dropped": data.dropped,
+    }
+
+
+def _episode_data(
+    ds: Dataset, val_split: str, tokenizer: Tokenizer, config: LMTrainConfig
+) -> tuple[SFTData, SFTData, list[Episode]]:
+    """(train data, held-out data, the held-out episodes in dataset order) of the run.
+
+    Raises:
+        ConfigError: no episode of a split fits ``config.seq_len``.
+    """
+    train, cut, drop = load_episodes(ds, "train", tokenizer, config.seq_len)
+    val_eps, vcut, vdrop = load_episodes(ds, val_split, tokenizer, config.seq_len)
+    if not train or not val_eps:
+        which = "train" if not train else val_split
+        raise ConfigError(f"no {which} episode fits seq_len {config.seq_len}; raise --seq-len")
+    data = SFTData(train, config.batch_size, config.seq_len, tokenizer.pad_id, cut, drop)
+    held = SFTData(val_eps, config.batch_size, config.seq_len, tokenizer.pad_id, vcut, vdrop)
+    return data, held, val_eps
+
+
+def _with_toolsets(ds: Dataset, prompts: list[tuple[list[int], str, str]]) -> list[tuple[list[int], str, Any]]:
+    """Replace each prompt's task id by its task's ``Toolset`` (one per family and tool config)."""
+    import toolgym
+    from toolgym.envs.tools import Toolset
+
+    toolsets: dict[str, Any] = {}
+    out = []
+    for ids, ref, task_id in prompts:
+        task = ds.task(task_id)
+        key = task.family + repr(sorted(task.tool_config.items()))
+        if key not in toolsets:
+            toolsets[key] = Toolset(toolgym.family(task.family).tools(task.tool_config))
+        out.append((ids, ref, toolsets[key]))
+    return out
+
+
+def _metrics_log(
+    metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
+) -> Callable[[dict[str, float]], None]:
+    """The metrics log of a (resumed) run: the appender of one record to metrics.jsonl.
+
+    Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none); each
+    appended record is then passed to ``log``.
+    """
+    kept = []
+    if metrics.exists():
+        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        kept = [ln for ln in kept if json.loads(ln)["step"] <= start]
+    metrics.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def record(rec: dict[str, float]) -> None:
+        with metrics.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if log is not None:
+            log(rec)
+
+    return record
+
+
 def train_sft(
     dataset: Path,
     out: Path,
@@ -183,61 +262,25 @@ def train_sft(
         DatasetError: the dataset cannot be opened.
         ConfigError: a split has no reference trajectories, or ``out`` holds another kind of run.
     """
-    import toolgym
     from toolgym.data.dataset import Dataset
-    from toolgym.envs.tools import Toolset
 
     with Dataset(dataset, read_only=True) as ds:
-        for split in ("train", val_split):
-            if not ds.task_ids(split=split):
-                raise ConfigError(f"dataset {dataset} has no tasks in the {split!r} split")
+        _check_splits(ds, dataset, val_split)
 
         def texts() -> list[str]:
             return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
 
         model, tokenizer, start, opt_state = _start(out, init, model_config, texts, config.seed, vocab_size)
-        train, cut, drop = load_episodes(ds, "train", tokenizer, config.seq_len)
-        val_eps, vcut, vdrop = load_episodes(ds, val_split, tokenizer, config.seq_len)
-        if not train or not val_eps:
-            which = "train" if not train else val_split
-            raise ConfigError(f"no {which} episode fits seq_len {config.seq_len}; raise --seq-len")
-        data = SFTData(train, config.batch_size, config.seq_len, tokenizer.pad_id, cut, drop)
-        held = SFTData(val_eps, config.batch_size, config.seq_len, tokenizer.pad_id, vcut, vdrop)
-        prompts_raw = turn_prompts(val_eps, tokenizer, action_prompts)
-        toolsets: dict[str, Any] = {}
-        prompts = []
-        for ids, ref, task_id in prompts_raw:
-            task = ds.task(task_id)
-            key = task.family + repr(sorted(task.tool_config.items()))
-            if key not in toolsets:
-                toolsets[key] = Toolset(toolgym.family(task.family).tools(task.tool_config))
-            prompts.append((ids, ref, toolsets[key]))
+        data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
+        prompts = _with_toolsets(ds, turn_prompts(val_eps, tokenizer, action_prompts))
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = out / METRICS
-    kept = []
-    if metrics.exists():
-        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        kept = [ln for ln in kept if json.loads(ln)["step"] <= start]
-    metrics.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-
-    def record(rec: dict[str, float]) -> None:
-        with metrics.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-        if log is not None:
-            log(rec)
+    record = _metrics_log(metrics, start, log)
 
     def extra(m: Transformer) -> dict[str, float]:
         return action_validity(m, tokenizer, prompts, max_new_tokens) if prompts else {}
 
-    meta = {
-        "kind": "sft",
-        "dataset": str(dataset),
-        "init": str(init) if init else None,
-        "val_split": val_split,
-        "truncated": cut,
-        "dropped": drop,
-    }
     result = train_lm(
         model,
         data.batches(config.seed, start),
@@ -246,7 +289,7 @@ def train_sft(
         tokenizer=tokenizer,
         out_dir=out / CHECKPOINT,
         progress=progress,
-        meta=meta,
+        meta=_run_meta(dataset, init, val_split, data),
         log=record,
         start_step=start,
         optimizer_state=opt_state,

@@ -230,6 +230,40 @@ def _train_step(
     return record
 
 
+def _held_out_eval(
+    model: Transformer,
+    val: Sequence[Batch],
+    index_loss: bool,
+    extra_eval: Callable[[Transformer], dict[str, float]] | None,
+    record: dict[str, float],
+) -> tuple[float, float | None]:
+    """Evaluate in eval mode (back to train mode after) and add the numbers to the step's record.
+
+    The record gains ``val_<k>`` for each of ``extra_eval``'s numbers, then ``val_loss``, then
+    ``val_index_kl`` when ``index_loss``.
+
+    Returns:
+        (held-out LM loss, held-out indexer KL or None), as ``evaluate``.
+    """
+    model.eval()
+    val_loss, val_kl = evaluate(model, val, index_loss=index_loss)
+    if extra_eval is not None:
+        record.update({f"val_{k}": v for k, v in extra_eval(model).items()})
+    model.train()
+    record["val_loss"] = val_loss
+    if val_kl is not None:
+        record["val_index_kl"] = val_kl
+    return val_loss, val_kl
+
+
+def _advance_bar(bar: Progress, record: dict[str, float], val_loss: float) -> None:
+    """Advance the bar one step, showing tokens/s, the step's losses and the last held-out loss (if any)."""
+    info = f"{record['tokens'] / record['seconds']:.0f} tok/s loss {record['loss']:.3f}" + (
+        f" kl {record['index_kl']:.3f}" if "index_kl" in record else ""
+    )
+    bar.update(bar.task_ids[0], advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else ""))
+
+
 def train_lm(
     model: Transformer,
     train: Iterator[Batch],
@@ -292,24 +326,12 @@ def train_lm(
             record = _train_step(model, opt, params, next(train), config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
-                model.eval()
-                val_loss, val_kl = evaluate(model, val, index_loss=want_kl)
-                if extra_eval is not None:
-                    record.update({f"val_{k}": v for k, v in extra_eval(model).items()})
-                model.train()
-                record["val_loss"] = val_loss
-                if val_kl is not None:
-                    record["val_index_kl"] = val_kl
+                val_loss, val_kl = _held_out_eval(model, val, want_kl, extra_eval, record)
             history.append(record)
             if log is not None:
                 log(record)
             if bar is not None:
-                info = f"{record['tokens'] / record['seconds']:.0f} tok/s loss {record['loss']:.3f}" + (
-                    f" kl {record['index_kl']:.3f}" if "index_kl" in record else ""
-                )
-                bar.update(
-                    bar.task_ids[0], advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else "")
-                )
+                _advance_bar(bar, record, val_loss)
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and not last:
                 checkpoint(step + 1, val_loss)
         if start < config.steps:
