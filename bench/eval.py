@@ -150,25 +150,7 @@ def micro_checkpoint(path: Path) -> Path:
     corpus = stdlib_corpus(max_bytes=1_000_000, val_fraction=0.05)  # ~1 s; a trip prompt is ~2.3k tokens
     chat = f'{mk.USER}Plan a trip{mk.END}{mk.ASSISTANT}{mk.THINK_OPEN}hmm{mk.THINK_CLOSE}{mk.CALL_OPEN}{{"name": "f"}}'
     tokenizer = Tokenizer.train(corpus.train + [chat] * 20, vocab_size=4096)
-    config = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        dim=64,
-        n_layers=3,
-        n_dense_layers=1,
-        inter_dim=128,
-        n_heads=4,
-        q_lora_rank=32,
-        kv_lora_rank=32,
-        qk_nope_head_dim=16,
-        qk_rope_head_dim=8,
-        v_head_dim=16,
-        n_routed_experts=8,
-        n_activated_experts=2,
-        moe_inter_dim=32,
-        index_n_heads=2,
-        index_head_dim=16,
-        index_topk=64,
-    )
+    config = ModelConfig.micro(vocab_size=tokenizer.vocab_size, n_shared_experts=2, index_topk=64)
     return save_checkpoint(path, Transformer(config, seed=0).eval(), tokenizer, {"micro": True})
 
 

@@ -140,6 +140,20 @@ class ModelConfig:
             raise ConfigError(f"Unknown model config keys {unknown}; known keys are {sorted(known)}.")
         return cls(**data)
 
+    @classmethod
+    def micro(cls, **overrides: Any) -> ModelConfig:
+        """A micro model for tests and the eval benchmark; ``overrides`` replace any field.
+
+        3 layers (1 dense + 2 MoE), dim 64, 4 heads, 8 routed experts (top-2) + 1 shared, indexer
+        2 x 16 with top-8.
+        """
+        base: dict[str, Any] = dict(
+            dim=64, n_layers=3, n_dense_layers=1, inter_dim=128, n_heads=4, q_lora_rank=32, kv_lora_rank=32,
+            qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8, n_shared_experts=1,
+            n_activated_experts=2, moe_inter_dim=32, index_n_heads=2, index_head_dim=16, index_topk=8,
+        )  # fmt: skip
+        return cls.from_dict({**base, **overrides})
+
 
 @dataclass
 class ModelOutput:

@@ -23,29 +23,8 @@ def one_torch_thread():
 
 
 def tiny_config(**overrides: object) -> ModelConfig:
-    """3 layers (1 dense + 2 MoE), 4 heads, 8 experts, indexer 2x16, top-8."""
-    base = dict(
-        vocab_size=300,
-        dim=64,
-        n_layers=3,
-        n_dense_layers=1,
-        inter_dim=128,
-        n_heads=4,
-        q_lora_rank=32,
-        kv_lora_rank=32,
-        qk_nope_head_dim=16,
-        qk_rope_head_dim=8,
-        v_head_dim=16,
-        n_routed_experts=8,
-        n_shared_experts=1,
-        n_activated_experts=2,
-        moe_inter_dim=32,
-        index_n_heads=2,
-        index_head_dim=16,
-        index_topk=8,
-    )
-    base.update(overrides)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    """3 layers (1 dense + 2 MoE), 4 heads, 8 experts, indexer 2x16, top-8 (``ModelConfig.micro``), vocab 300."""
+    return ModelConfig.micro(**{"vocab_size": 300, **overrides})
 
 
 def tiny_model(seed: int = 0, double: bool = True, **overrides: object) -> Transformer:

@@ -18,25 +18,6 @@ from toolgym.policy.generate import SamplingParams, Session
 from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.model_policy import ModelPolicy, ModelPolicyConfig, model_policy
 
-TINY = dict(
-    dim=64,
-    n_layers=3,
-    n_dense_layers=1,
-    inter_dim=128,
-    n_heads=4,
-    q_lora_rank=32,
-    kv_lora_rank=32,
-    qk_nope_head_dim=16,
-    qk_rope_head_dim=8,
-    v_head_dim=16,
-    n_routed_experts=8,
-    n_activated_experts=2,
-    moe_inter_dim=32,
-    index_n_heads=2,
-    index_head_dim=16,
-    index_topk=8,
-)
-
 
 @pytest.fixture(scope="module")
 def episodes():
@@ -56,7 +37,7 @@ def micro(tmp_path_factory, episodes):
 
     prompts = [make_env("trip", source=MemorySource([(t, w)])).reset(seed=0)[0] for t, w, _ in episodes[::2]]
     tok = Tokenizer.train(stdlib_corpus(max_bytes=100_000, val_fraction=0.5).train + prompts * 3, vocab_size=2000)
-    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, **TINY), seed=0).eval()  # type: ignore[arg-type]
+    model = Transformer(ModelConfig.micro(vocab_size=tok.vocab_size, n_shared_experts=2), seed=0).eval()
     with torch.no_grad():
         model.head.weight.mul_(30)
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "micro", model, tok)
