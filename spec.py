@@ -174,9 +174,17 @@ class Trajectory(BaseModel):
         Raises:
             ValueError: If ``observations`` is not one longer than ``actions`` (and not empty).
         """
+        return "".join(self.pieces())
+
+    def pieces(self) -> list[str]:
+        """The context in order, ``[obs0, act1, obs1, …]`` (``[]`` when there are no observations).
+
+        Raises:
+            ValueError: If ``observations`` is not one longer than ``actions`` (and not empty).
+        """
         if len(self.observations) != len(self.actions) + 1:
             if not self.observations and not self.actions:
-                return ""
+                return []
             raise ValueError(
                 f"a trajectory's text needs one more observation than actions, got "
                 f"{len(self.observations)} observations for {len(self.actions)} actions"
@@ -184,7 +192,7 @@ class Trajectory(BaseModel):
         out = [self.observations[0]]
         for a, o in zip(self.actions, self.observations[1:], strict=True):
             out += [a, o]
-        return "".join(out)
+        return out
 
 
 _TRAJECTORY_STORED = tuple(name for name, f in Trajectory.model_fields.items() if not f.exclude)

@@ -68,9 +68,7 @@ def encode_episode(tokenizer: Tokenizer, trajectory: Trajectory, max_tokens: int
             f"trajectory {trajectory.task_id!r} has {len(trajectory.actions)} actions but "
             f"{len(trajectory.observations)} observations (want one more)"
         )
-    pieces = [trajectory.observations[0]]
-    for action, observation in zip(trajectory.actions, trajectory.observations[1:], strict=True):
-        pieces += [action, observation]
+    pieces = trajectory.pieces()
     enc = tokenizer.encode_batch(pieces)
     ids, mask, turns = [tokenizer.bos_id, *enc[0]], [0] * (1 + len(enc[0])), 0
     for i in range(len(trajectory.actions)):
