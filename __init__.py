@@ -80,6 +80,11 @@ def check_family_id(family_id: str) -> None:
         raise ConfigError(f"family id {family_id!r} must match [a-z][a-z0-9_]* (task ids start with it); write {fix!r}")
 
 
+def family_env_id(cls: Any) -> str:
+    """A family class's own Gymnasium id, ``toolgym/<env_name>-v<version>`` (the one rule for it)."""
+    return f"toolgym/{getattr(cls, 'env_name')}-v{getattr(cls, 'version')}"  # noqa: B009
+
+
 def check_family_class(family_id: str, cls: Any, env_id: str | None = None) -> None:
     """Refuse a class that cannot serve ``family_id``: not Family-shaped, another id, another env id.
 
@@ -110,7 +115,7 @@ def check_family_class(family_id: str, cls: Any, env_id: str | None = None) -> N
             f"family {family_id!r}: {name}.id is {own_id!r}; register it as {own_id!r} "
             f"or set id = {family_id!r} in the class (task ids and datasets use the class's id)"
         )
-    own = f"toolgym/{getattr(cls, 'env_name')}-v{getattr(cls, 'version')}"  # noqa: B009
+    own = family_env_id(cls)
     if env_id is not None and env_id != own:
         raise ConfigError(
             f"family {family_id!r}: env_id {env_id!r} is not {name}'s own {own!r} (its env_name and version); "
@@ -145,7 +150,7 @@ def _plugin_family(family_id: str) -> bool:
             why = f"{type(exc).__name__}: {exc}"
             raise ConfigError(f"plugin family {family_id!r} ({ep.value}) failed to import: {why}") from exc
         check_family_class(family_id, cls)
-        env_id = f"toolgym/{cls.env_name}-v{cls.version}"
+        env_id = family_env_id(cls)
         FAMILIES.register(family_id, cls, env_id=env_id)
         if env_id not in gym.registry:
             register_env(env_id, family_id)
@@ -227,6 +232,7 @@ __all__ = [
     "PLUGIN_GROUP",
     "__version__",
     "check_family_class",
+    "family_env_id",
     "check_family_id",
     "env_ids",
     "family",

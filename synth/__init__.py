@@ -57,7 +57,7 @@ def register_family(family_id: str, entry_point: str | type[Family], env_id: str
             raise ConfigError(f"{where}: a 'module:Class' entry point needs env_id= (toolgym/<Name>-v<N>)")
     else:
         _check_class(family_id, entry_point, env_id)
-        env_id = env_id or f"toolgym/{entry_point.env_name}-v{entry_point.version}"
+        env_id = env_id or toolgym.family_env_id(entry_point)
     _check_env_id(where, env_id)
     if family_id in FAMILIES:
         raise DuplicateRegistrationError(

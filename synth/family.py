@@ -35,6 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import toolgym
 from toolgym.envs.rollout import Program, Step
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
@@ -53,7 +54,7 @@ class Family(ABC):
     @property
     def env_id(self) -> str:
         """The Gymnasium id of this family's env."""
-        return f"toolgym/{self.env_name}-v{self.version}"
+        return toolgym.family_env_id(type(self))
 
     @abstractmethod
     def make_world(self, seed: int, difficulty: int) -> Any:
