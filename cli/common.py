@@ -1,14 +1,60 @@
-"""What every ``toolgym`` command shares: the consoles, the progress bar, plain-text table rows, the seed bound."""
+"""What every ``toolgym`` command shares: consoles, progress bar, plain-text table rows, seed bound, policy options.
+
+The policy options are those of ``toolgym eval --policy`` and ``toolgym synth --solvable-by``.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+#: The policy options of the CLI, passed to the policy's entry only when given (``seed`` always).
+POLICY_OPTIONS = (
+    "checkpoint",
+    "device",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "base_url",
+    "model",
+    "api_key_env",
+    "concurrency",
+    "timeout",
+)
+#: Options that change how fast a policy runs, not its episodes: a resumed eval or synth may change them.
+SPEED_OPTIONS = ("concurrency",)
+
+# The policy options as command parameters (``toolgym synth`` declares them with these).
+CheckpointOption = Annotated[Path | None, typer.Option(help="checkpoint directory (model policies)")]
+DeviceOption = Annotated[str | None, typer.Option(help="cpu | cuda (model policies)")]
+TemperatureOption = Annotated[float | None, typer.Option(help="sampling temperature")]
+TopPOption = Annotated[float | None, typer.Option(help="nucleus sampling mass")]
+MaxNewTokensOption = Annotated[int | None, typer.Option(help="most tokens generated per action")]
+BaseUrlOption = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (openai policy)")]
+ModelOption = Annotated[str | None, typer.Option(help="model name at the endpoint")]
+ApiKeyEnvOption = Annotated[str | None, typer.Option(help="environment variable holding the API key")]
+ConcurrencyOption = Annotated[int | None, typer.Option(min=1, help="episodes at once (endpoint policies)")]
+TimeoutOption = Annotated[float | None, typer.Option(help="seconds per request (endpoint policies)")]
+
+
+def policy_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The policy options a command got: each of :data:`POLICY_OPTIONS` that was given (not None).
+
+    Args:
+        given: The command's parameters (``locals()``), holding every name of :data:`POLICY_OPTIONS`.
+
+    Returns:
+        ``{option: value}`` in :data:`POLICY_OPTIONS` order, without ``seed`` (the caller adds it).
+    """
+    return {o: given[o] for o in POLICY_OPTIONS if given[o] is not None}
+
 
 SEED_MAX = 2**63 - 1  # seeds are stored as signed 64-bit integers (DuckDB BIGINT, numpy, torch)
 # Wide when piped (logs, CI, closing notes): rich would otherwise wrap tables at 80 columns.

@@ -9,25 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from toolgym.cli.common import SEED_MAX, add_row, console, progress
+from toolgym.cli.common import SEED_MAX, SPEED_OPTIONS, add_row, console, policy_options, progress
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
 from toolgym.errors import ConfigError
-
-#: The policy options of the CLI, passed to the policy's entry only when given (``seed`` always).
-POLICY_OPTIONS = (
-    "checkpoint",
-    "device",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "base_url",
-    "model",
-    "api_key_env",
-    "concurrency",
-    "timeout",
-)
-#: Options that change how fast an eval runs, not its episodes: a resumed eval may change them.
-SPEED_OPTIONS = ("concurrency",)
 
 
 @cli_errors
@@ -68,7 +52,7 @@ def eval_(
         raise ConfigError(f"every -k must be at most -n/--samples ({samples}), got {ks}")
     lo, hi = parse_range(difficulty)
     given = locals()
-    options: dict[str, Any] = {"seed": seed} | {o: given[o] for o in POLICY_OPTIONS if given[o] is not None}
+    options: dict[str, Any] = {"seed": seed} | policy_options(given)
     settings = {
         "policy": policy,
         "options": {o: (str(v) if isinstance(v, Path) else v) for o, v in options.items() if o not in SPEED_OPTIONS},

@@ -9,8 +9,25 @@ import typer
 from rich.table import Table
 
 import toolgym
-from toolgym.cli.common import SEED_MAX, add_row, console, progress
+from toolgym.cli.common import (
+    SEED_MAX,
+    ApiKeyEnvOption,
+    BaseUrlOption,
+    CheckpointOption,
+    ConcurrencyOption,
+    DeviceOption,
+    MaxNewTokensOption,
+    ModelOption,
+    TemperatureOption,
+    TimeoutOption,
+    TopPOption,
+    add_row,
+    console,
+    policy_options,
+    progress,
+)
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
+from toolgym.errors import ConfigError
 
 
 @cli_errors
@@ -38,12 +55,31 @@ def synth(
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     random_tries: Annotated[int, typer.Option(help="random-agent gate tries per task")] = 8,
     bluff_tries: Annotated[int, typer.Option(help="bluff gate tries per task")] = 2,
+    solvable_by: Annotated[
+        str | None,
+        typer.Option(help="keep only tasks some but not every one of K samples of this policy solves"),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="samples of the --solvable-by policy per task")] = 8,
+    checkpoint: CheckpointOption = None,
+    device: DeviceOption = None,
+    temperature: TemperatureOption = None,
+    top_p: TopPOption = None,
+    max_new_tokens: MaxNewTokensOption = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    concurrency: ConcurrencyOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
-    """Synthesize tasks (reference run + quality gates) into a DuckDB dataset; resumable."""
+    """Synthesize tasks (reference run + quality gates [+ solvability filter]) into a DuckDB dataset; resumable.
+
+    The policy options (``--checkpoint`` … ``--timeout``, as ``toolgym eval`` takes them) configure
+    the ``--solvable-by`` policy; given without it they are refused.
+    """
     from toolgym.synth.config import SynthConfig
     from toolgym.synth.run import synthesize
 
-    extra: dict[str, Any] = {"workers": workers} if workers is not None else {}
+    extra = _filter_settings(solvable_by, k, locals()) | ({"workers": workers} if workers is not None else {})
     config = SynthConfig(
         family=family,
         count=count,
@@ -57,11 +93,43 @@ def synth(
         **extra,
     )
     toolgym.EXECUTORS.get(executor)  # an unknown name is an error before any file is created
+    if solvable_by is not None:
+        toolgym.POLICIES.get(solvable_by)
     check_writable(out, "--out")  # after the settings are valid, before any file is created
+    solver = _solver(config)  # the policy checks its options (and loads a checkpoint) before any file is created
     interrupt_hint("the dataset keeps every committed batch; rerun the same command to resume")
-    with progress() as bar:
-        job = bar.add_task(f"synth {family}", total=count)
-        stats = synthesize(config, out, progress=lambda done, total: bar.update(job, completed=done))
+    try:
+        with progress() as bar:
+            job = bar.add_task(f"synth {family}", total=count)
+            stats = synthesize(config, out, lambda done, total: bar.update(job, completed=done), solver)
+    finally:
+        if solver is not None:
+            solver.close()
+    _report(stats, out, family, count)
+
+
+def _filter_settings(solvable_by: str | None, k: int, given: dict[str, Any]) -> dict[str, Any]:
+    """The solvability filter's fields of the SynthConfig (none without ``--solvable-by``).
+
+    Args:
+        solvable_by: The ``--solvable-by`` policy, or None.
+        k: ``--k``.
+        given: The command's parameters (the policy options among them).
+
+    Raises:
+        ConfigError: A policy option was given without ``--solvable-by`` (naming each).
+    """
+    options = {o: str(v) if isinstance(v, Path) else v for o, v in policy_options(given).items()}
+    if solvable_by is None:
+        if options:
+            named = ", ".join(f"--{o.replace('_', '-')} {v}" for o, v in options.items())
+            raise ConfigError(f"{named}: policy options need --solvable-by POLICY (the filter's policy)")
+        return {}
+    return {"solvable_by": solvable_by, "solvable_k": k, "solvable_options": options}
+
+
+def _report(stats: Any, out: Path, family: str, count: int) -> None:
+    """Print what the run did (one line)."""
     if stats.shipped == 0 and stats.existing >= count:
         console.print(
             f"{out} is already complete: it holds {stats.existing} {family} tasks (--count {count}); nothing to do",
@@ -75,3 +143,16 @@ def synth(
         f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}",
         markup=False,
     )
+
+
+def _solver(config: Any) -> Any:
+    """The solvability filter's solver for ``config`` (None without ``--solvable-by``).
+
+    Raises:
+        ConfigError: The policy refuses an option (naming it and those it takes).
+    """
+    if config.solvable_by is None:
+        return None
+    from toolgym.policy.solvable import policy_solver
+
+    return policy_solver(config)

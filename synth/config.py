@@ -24,6 +24,11 @@ from toolgym.spec import DEFAULT_SPLIT_FRACTIONS, derive_seed, family_hash
 #: Settings that change how a run is executed, never which rows it writes: a dataset made with
 #: one value resumes with any other (:meth:`SynthConfig.resume_key` leaves them out).
 EXECUTION_ONLY = frozenset({"count", "workers", "executor"})
+#: Options of the solvability filter's policy that change only its speed, never its verdicts.
+FILTER_SPEED_OPTIONS = frozenset({"concurrency"})
+#: The settings of the solvability filter (:mod:`toolgym.synth.solvable`); left out of
+#: :meth:`SynthConfig.resume_key` when it is off, so datasets made before it existed resume.
+FILTER_FIELDS = ("solvable_by", "solvable_k", "solvable_options")
 
 
 class SynthConfig(BaseModel):
@@ -33,6 +38,11 @@ class SynthConfig(BaseModel):
     worker). Decision: an explicitly given ``workers`` > 1 with ``executor="serial"`` is refused
     (ValidationError) rather than silently run on one worker; the default is not, so
     ``SynthConfig(family=..., executor="serial")`` stays valid on any machine.
+
+    ``solvable_by`` turns the solvability filter on (:mod:`toolgym.synth.solvable`): ``solvable_k``
+    samples of that ``toolgym.POLICIES`` policy, built with ``solvable_options`` and seeded with
+    ``seed``, judge every gate-passing candidate. Options without a policy, or a ``seed`` among
+    them, are refused (ValidationError).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +65,13 @@ class SynthConfig(BaseModel):
         default="local", description="how worlds run: an id of toolgym.EXECUTORS (the rows do not depend on it)"
     )
     max_candidates_per_task: int = Field(default=20, ge=1, description="give up if the drop rate is this bad")
+    solvable_by: str | None = Field(
+        default=None, description="solvability filter: an id of toolgym.POLICIES (None: no filter)"
+    )
+    solvable_k: int = Field(default=8, ge=1, description="samples of the filter's policy per task")
+    solvable_options: dict[str, Any] = Field(
+        default_factory=dict, description="the filter policy's options (its seed is the run's seed)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SynthConfig:
@@ -68,11 +85,23 @@ class SynthConfig(BaseModel):
                 f"the serial executor runs one worker, got workers={self.workers} "
                 "(use executor 'local' for several, or leave workers out)"
             )
+        if self.solvable_options and self.solvable_by is None:
+            raise ValueError(f"policy options {sorted(self.solvable_options)} need a solvable_by policy")
+        if "seed" in self.solvable_options:
+            raise ValueError("solvable_options may not hold a seed: the filter's policy is seeded with the run's seed")
         return self
 
     def resume_key(self) -> dict[str, Any]:
         """The settings that must match for a dataset to be resumed or extended (all but :data:`EXECUTION_ONLY`)."""
-        return self.model_dump(mode="json", exclude=set(EXECUTION_ONLY))
+        key = self.model_dump(mode="json", exclude=set(EXECUTION_ONLY))
+        if self.solvable_by is None:
+            for name in FILTER_FIELDS:
+                del key[name]
+        else:
+            key["solvable_options"] = {
+                o: v for o, v in key["solvable_options"].items() if o not in FILTER_SPEED_OPTIONS
+            }
+        return key
 
 
 def world_seed(config: SynthConfig, w: int) -> int:
@@ -91,4 +120,12 @@ def on_the_fly_config(family_id: str, seed: int, difficulty: int = 1) -> SynthCo
     return SynthConfig(family=family_id, seed=seed, difficulty=(difficulty, difficulty), tasks_per_world=8, workers=1)
 
 
-__all__ = ["EXECUTION_ONLY", "SynthConfig", "on_the_fly_config", "world_difficulty", "world_seed"]
+__all__ = [
+    "EXECUTION_ONLY",
+    "FILTER_FIELDS",
+    "FILTER_SPEED_OPTIONS",
+    "SynthConfig",
+    "on_the_fly_config",
+    "world_difficulty",
+    "world_seed",
+]

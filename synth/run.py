@@ -1,11 +1,12 @@
-"""The resumable ordered run: candidates → reference run → gates → dataset, on an executor.
+"""The resumable ordered run: candidates → reference run → gates → [solvability filter] → dataset.
 
 Worlds are the unit of parallel work (:mod:`toolgym.synth.candidate`); an executor from
 ``toolgym.EXECUTORS`` (:mod:`toolgym.synth.executors`) yields their results *in candidate
 order*, and they are written in batches, one transaction each, until ``count`` tasks have
 shipped. So the shipped tasks are the first ``count`` candidates that pass, whatever the
 executor and its number of workers, and an interrupted run resumes at the first unwritten
-candidate and ends with the same rows as an uninterrupted one.
+candidate and ends with the same rows as an uninterrupted one. The optional solvability filter
+(:mod:`toolgym.synth.solvable`) judges each batch in this process before it is written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from toolgym.synth import get_family
 from toolgym.synth.candidate import WorldResult, synthesize_world
 from toolgym.synth.config import SynthConfig
 from toolgym.synth.executors import Executor
+from toolgym.synth.solvable import ALWAYS_SOLVED, UNSOLVED, Solver, Verdicts, judge
 
 #: A batch is written once it holds this many candidates, or after :data:`BATCH_SECONDS`.
 BATCH_CANDIDATES = 64
@@ -40,7 +42,12 @@ class SynthStats:
     existing: int = 0  # tasks of the family the dataset held before this run (>= count: already complete)
 
 
-def synthesize(config: SynthConfig, out: Path, progress: Callable[[int, int], None] | None = None) -> SynthStats:
+def synthesize(
+    config: SynthConfig,
+    out: Path,
+    progress: Callable[[int, int], None] | None = None,
+    solver: Solver | None = None,
+) -> SynthStats:
     """Ship ``config.count`` tasks of ``config.family`` into the dataset at ``out`` (resumable).
 
     Args:
@@ -48,17 +55,23 @@ def synthesize(config: SynthConfig, out: Path, progress: Callable[[int, int], No
             its size).
         out: Dataset path; created if missing, resumed if it holds the same family run.
         progress: Called as ``progress(shipped, count)`` after each written batch.
+        solver: The solvability filter's judge, required exactly when ``config.solvable_by`` is
+            set (:mod:`toolgym.synth.solvable`; ``toolgym.policy.solvable.policy_solver(config)``
+            builds the one for the registered policy). The caller closes it.
 
     Returns:
         Counts for this invocation.
 
     Raises:
-        UnknownNameError: ``config.executor`` is not in ``toolgym.EXECUTORS`` (no file is created).
-        ConfigError: The dataset holds this family with different settings, or too many
-            candidates were dropped (``max_candidates_per_task``).
+        UnknownNameError: ``config.executor`` is not in ``toolgym.EXECUTORS``, or
+            ``config.solvable_by`` not in ``toolgym.POLICIES`` (no file is created).
+        ConfigError: A filter without a solver or a solver without a filter (no file is created);
+            the dataset holds this family with different settings, or too many candidates were
+            dropped (``max_candidates_per_task``).
         ReferenceSolutionError: A reference solution failed (a synthesis bug).
     """
     family = get_family(config.family)
+    check_filter(config, solver)
     executor: Executor = toolgym.EXECUTORS.get(config.executor)(config.workers)
     stats = SynthStats()
     t0 = time.perf_counter()
@@ -72,11 +85,30 @@ def synthesize(config: SynthConfig, out: Path, progress: Callable[[int, int], No
         start_w, skip = resume_point(last, config.tasks_per_world)
         results = executor.map_ordered(synthesize_world, config, start_w, skip)
         try:
-            consume(ds, results, config, family.id, shipped, stats, progress)
+            consume(ds, results, config, family.id, shipped, stats, progress, solver)
         finally:
             results.close()
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def check_filter(config: SynthConfig, solver: Solver | None) -> None:
+    """Refuse a solvability filter without a solver, a solver without a filter, or an unknown policy.
+
+    Raises:
+        UnknownNameError: ``config.solvable_by`` is not in ``toolgym.POLICIES`` (naming the known ones).
+        ConfigError: Exactly one of ``config.solvable_by`` and ``solver`` is given.
+    """
+    if config.solvable_by is None:
+        if solver is not None:
+            raise ConfigError("a solver was given but config.solvable_by is not set (the manifest would not say so)")
+        return
+    toolgym.POLICIES.get(config.solvable_by)
+    if solver is None:
+        raise ConfigError(
+            f"config.solvable_by={config.solvable_by!r} needs a solver: pass "
+            "solver=toolgym.policy.solvable.policy_solver(config)"
+        )
 
 
 def open_run(ds: Dataset, config: SynthConfig, out: Path) -> tuple[tuple[int, int] | None, int]:
@@ -91,13 +123,15 @@ def open_run(ds: Dataset, config: SynthConfig, out: Path) -> tuple[tuple[int, in
     """
     family = get_family(config.family)
     prior = ds.manifest(family.id)
-    if prior is not None and prior["config"] != config.resume_key():
-        diff = sorted(k for k, v in config.resume_key().items() if prior["config"].get(k) != v)
+    key = config.resume_key()
+    if prior is not None and prior["config"] != key:
+        # a setting only one side has (the solvability filter on in one run, off in the other) differs too
+        diff = sorted(k for k in key.keys() | prior["config"].keys() if prior["config"].get(k) != key.get(k))
         raise ConfigError(
             f"{out} already holds family {family.id!r} synthesized with different settings "
             f"({', '.join(diff)}); use another --out, or the same settings to resume"
         )
-    ds.set_manifest(family.id, toolgym.__version__, family.version, config.seed, config.resume_key())
+    ds.set_manifest(family.id, toolgym.__version__, family.version, config.seed, key)
     return ds.progress(family.id)
 
 
@@ -117,8 +151,16 @@ def consume(
     ordinal: int,
     stats: SynthStats,
     progress: Callable[[int, int], None] | None,
+    solver: Solver | None = None,
 ) -> None:
     """Write world results, in order, in batches until ``config.count`` tasks have shipped.
+
+    World results are held until a batch is due (:data:`BATCH_CANDIDATES` candidates, or
+    :data:`BATCH_SECONDS`, or as soon as the gate-passing ones could reach ``count`` or the
+    candidates the limit); then the solvability filter, when on, judges the batch's gate-passing
+    candidates in one solver call (:func:`toolgym.synth.solvable.judge`), and the batch is
+    written up to the ``count``-th shipped task. Candidates after it are not written (a resume or
+    an extension starts there).
 
     Args:
         ds: The open dataset.
@@ -128,33 +170,77 @@ def consume(
         ordinal: Tasks already shipped (the next task's ordinal).
         stats: Updated in place.
         progress: Called as ``progress(shipped, count)`` after each written batch.
+        solver: Runs the filter's policy; required when ``config.solvable_by`` is set.
 
     Raises:
         ConfigError: More than ``count * max_candidates_per_task`` candidates were needed (what
             was evaluated so far is written first, so a rerun resumes after it).
     """
     limit = config.count * config.max_candidates_per_task
-    batch, last_write = Batch(), time.perf_counter()
+    pending: list[WorldResult] = []
+    candidates = passed = 0  # of the pending results: all, and those the gates shipped
+    last_write = time.perf_counter()
     for res in results:
-        ordinal = add_world(batch, res, config.count, family_id, ordinal, stats)
-        done = ordinal >= config.count
-        if done or len(batch.candidates) >= BATCH_CANDIDATES or time.perf_counter() - last_write > BATCH_SECONDS:
-            ds.write_batch(batch)
-            batch, last_write = Batch(), time.perf_counter()
-            if progress:
-                progress(ordinal, config.count)
-        if done:
+        pending.append(res)
+        candidates += len(res.outcomes)
+        passed += sum(o.task is not None for o in res.outcomes)
+        if (
+            ordinal + passed < config.count
+            and stats.candidates + candidates <= limit
+            and candidates < BATCH_CANDIDATES
+            and time.perf_counter() - last_write <= BATCH_SECONDS
+        ):
+            continue
+        verdicts = judge(pending, config, solver) if solver is not None else {}
+        batch = Batch()
+        for held in pending:
+            ordinal = add_world(batch, held, config.count, family_id, ordinal, stats, verdicts)
+        ds.write_batch(batch)
+        pending, candidates, passed, last_write = [], 0, 0, time.perf_counter()
+        if progress:
+            progress(ordinal, config.count)
+        if ordinal >= config.count:
             return
         if stats.candidates > limit:
-            ds.write_batch(batch)
             raise ConfigError(
-                f"only {stats.shipped} of {config.count} tasks shipped after {stats.candidates} candidates; "
-                f"drops: {stats.dropped}"
+                f"only {stats.shipped} of {config.count} tasks shipped after {stats.candidates} candidates "
+                f"(max_candidates_per_task {config.max_candidates_per_task}); drops: {stats.dropped}"
+                + filter_hint(config, stats)
             )
 
 
-def add_world(batch: Batch, res: WorldResult, count: int, family_id: str, ordinal: int, stats: SynthStats) -> int:
+def filter_hint(config: SynthConfig, stats: SynthStats) -> str:
+    """What to change when the solvability filter dropped most candidates ("" when it did not)."""
+    unsolved, always = stats.dropped.get(UNSOLVED, 0), stats.dropped.get(ALWAYS_SOLVED, 0)
+    if config.solvable_by is None or unsolved + always <= stats.candidates // 2:
+        return ""
+    what = "solved every" if always >= unsolved else "solved none"
+    fix = "harder difficulties" if always >= unsolved else "easier difficulties, a larger --k"
+    return (
+        f"; the --solvable-by policy {config.solvable_by!r} mostly {what} of its {config.solvable_k} samples: "
+        f"try {fix} or another policy"
+    )
+
+
+def add_world(
+    batch: Batch,
+    res: WorldResult,
+    count: int,
+    family_id: str,
+    ordinal: int,
+    stats: SynthStats,
+    verdicts: Verdicts | None = None,
+) -> int:
     """Add one world's outcomes to ``batch`` (its world row only if a task of it ships), up to ``count`` tasks.
+
+    Args:
+        batch: The batch to fill.
+        res: One world's result.
+        count: Tasks to ship in all.
+        family_id: The family.
+        ordinal: The next task's ordinal.
+        stats: Updated in place.
+        verdicts: The solvability filter's drops among the gate-passing candidates (None: no filter).
 
     Returns:
         The next task's ordinal.
@@ -164,8 +250,11 @@ def add_world(batch: Batch, res: WorldResult, count: int, family_id: str, ordina
         if ordinal >= count:
             break
         stats.candidates += 1
-        batch.candidates.append((family_id, res.index, o.task_index, o.status, o.reason[:500]))
-        if o.task is not None and o.trajectory is not None:
+        status, reason = o.status, o.reason
+        if o.task is not None and verdicts:
+            status, reason = verdicts.get((res.index, o.task_index), (status, reason))
+        batch.candidates.append((family_id, res.index, o.task_index, status, reason[:500]))
+        if status == "shipped" and o.task is not None and o.trajectory is not None:
             if not world_written:
                 batch.worlds.append(res.world)
                 world_written = True
@@ -174,7 +263,7 @@ def add_world(batch: Batch, res: WorldResult, count: int, family_id: str, ordina
             ordinal += 1
             stats.shipped += 1
         else:
-            stats.dropped[o.status] = stats.dropped.get(o.status, 0) + 1
+            stats.dropped[status] = stats.dropped.get(status, 0) + 1
     return ordinal
 
 
