@@ -129,7 +129,7 @@ def run_serve_bench(config: ServeBenchConfig, log: Log = lambda line: None) -> l
             text, messages, tools = conversation(config.turns)
             wire = wire_messages(messages)
             with BackgroundServer(create_app(engine)) as url:
-                client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+                client: Any = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
 
                 def served() -> tuple[int, int]:
                     r = client.chat.completions.create(
