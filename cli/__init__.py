@@ -69,6 +69,7 @@ bench_app.command("synth")(bench.bench_synth)
 bench_app.command("sandbox")(bench.bench_sandbox)
 bench_app.command("model")(bench.bench_model)
 bench_app.command("eval")(bench.bench_eval)
+bench_app.command("serve")(bench.bench_serve)
 train_app.command("lm")(train.train_lm)
 train_app.command("sft")(train.train_sft)
 

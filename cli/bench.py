@@ -185,3 +185,38 @@ def bench_eval(
         )
     console.print(table)
     console.print("target: ≥ 5× generated tokens/s at 16 slots vs 1")
+
+
+@cli_errors
+def bench_serve(
+    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint directory (default: a micro one, built)")] = None,
+    requests: Annotated[int, typer.Option(help="timed requests per path")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="token budget of each generation")] = 16,
+    turns: Annotated[int, typer.Option(help="reference actions before the conversation is sent (trip, d1)")] = 1,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
+) -> None:
+    """Latency per request of toolgym serve (HTTP, openai client) vs the same greedy generation in process."""
+    from toolgym.bench.serve import ServeBenchConfig, run_serve_bench
+
+    config = ServeBenchConfig(
+        checkpoint=checkpoint, requests=requests, max_tokens=max_tokens, turns=turns, device=device, threads=threads
+    )
+    served, local = run_serve_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    table = Table(
+        "path", "requests", "prompt tokens", "new tokens", "median ms", "p90 ms", "× in process",
+        title="toolgym bench serve",
+    )  # fmt: skip
+    for r in (served, local):
+        add_row(
+            table,
+            r.name,
+            str(len(r.seconds)),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            f"{r.median_ms:.1f}",
+            f"{r.p90_ms:.1f}",
+            f"{r.median_ms / local.median_ms:.2f}",
+        )
+    console.print(table)
+    console.print(f"serving overhead: {served.median_ms - local.median_ms:.1f} ms per request (median)")

@@ -26,6 +26,9 @@ def eval_(
     samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="episodes per task (n of pass@k)")] = 4,
     k: Annotated[list[int] | None, typer.Option("-k", min=1, help="k values (repeatable)")] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many tasks (>= 1)")] = 50,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, help="turns per episode (default: the env's limit, stated to the model)")
+    ] = None,
     seed: Annotated[
         int, typer.Option(min=0, max=SEED_MAX, help="seed of the policy's samples / of synthesized tasks")
     ] = 0,
@@ -63,6 +66,8 @@ def eval_(
         "samples": samples,
         "limit": limit,
     }
+    if max_turns is not None:  # only when given: runs made without it keep their default directory
+        settings["max_turns"] = max_turns
     if out is not None:
         check_writable(out, "--out")
     from toolgym.policy.evaluate import make_policy
@@ -123,7 +128,8 @@ def _run(agent: Any, items: list[tuple[Any, Any]], settings: dict[str, Any], out
             bar.update(job, advance=1, description=_bar_text(settings["policy"], passed, len(records)))
             interrupt_hint(f"{len(records)} episodes so far in {out}; rerun the same command to resume")
 
-        run_episodes(jobs, agent, on_episode)
+        env_kwargs = {"max_turns": settings["max_turns"]} if "max_turns" in settings else {}
+        run_episodes(jobs, agent, on_episode, **env_kwargs)
     rows = summarize(task_results(records), ks)
     summary = {**header, "settings": settings, "complete": True, "episodes": len(records), "ks": ks}
     summary["table"] = [_row_json(r) for r in rows]
