@@ -150,33 +150,68 @@ class Session:
     def append(self, tokens: Sequence[Sequence[int]]) -> list[Tensor | None]:
         """Feed environment tokens to each row (an empty sequence leaves a row untouched).
 
+        Only the rows with tokens are computed: when some rows have none, the fed rows' cache
+        slots in use are copied out, run, and written back (the copy is cheap next to a
+        prefill; without it, every idle row would be padded to the longest append and run).
+
         Returns:
             Per row, the routing [m, n_moe, K] of its m appended tokens (None without MoE or
             when nothing was appended).
         """
         if len(tokens) != self.batch_size:
             raise ConfigError(f"append needs one token list per row ({self.batch_size}), got {len(tokens)}.")
-        n = torch.tensor([len(t) for t in tokens], dtype=torch.long)
-        M = int(n.max()) if len(n) else 0
-        if M == 0:
+        n_all = torch.tensor([len(t) for t in tokens], dtype=torch.long)
+        rows = n_all.nonzero().flatten()  # [R] rows with something to feed
+        if len(rows) == 0:
             return [None] * self.batch_size
-        batch = torch.full((self.batch_size, M), self.pad_id, dtype=torch.long)
-        for b, row in enumerate(tokens):
-            batch[b, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        n, M = n_all[rows], int(n_all.max())
+        batch = torch.full((len(rows), M), self.pad_id, dtype=torch.long)
+        for i, b in enumerate(rows.tolist()):
+            batch[i, : n[i]] = torch.as_tensor(list(tokens[b]), dtype=torch.long)
         device = self.cache.device
-        positions = self.cache.lengths[:, None] + torch.arange(M, device=device)
-        out = self.model(
-            batch.to(device), positions=positions, cache=self.cache, logits_at=(n - 1).clamp_min(0).to(device)
-        )
-        fed = n > 0
-        logits = out.logits[:, 0]  # [B,V]
+        d_rows, whole = rows.to(device), len(rows) == self.batch_size
+        upto = int((self.cache.lengths[d_rows] + M).max())
+        cache = self.cache if whole else self.cache.take_rows(d_rows, upto)
+        positions = cache.lengths[:, None] + torch.arange(M, device=device)
+        out = self.model(batch.to(device), positions=positions, cache=cache, logits_at=(n - 1).to(device))
+        if not whole:
+            self.cache.put_rows(d_rows, cache, upto)
         if self.last_logits is None:
-            self.last_logits = torch.full_like(logits, float("nan"))
-        self.last_logits[fed] = logits[fed]
-        self.cache.lengths += n.to(device)
-        if out.routing is None:
-            return [None] * self.batch_size
-        return [out.routing[:, b, : n[b]].permute(1, 0, 2).cpu() if n[b] else None for b in range(self.batch_size)]
+            self.last_logits = torch.full((self.batch_size, out.logits.size(-1)), float("nan"), device=device)
+        self.last_logits[d_rows] = out.logits[:, 0]
+        self.cache.lengths[d_rows] += n.to(device)
+        result: list[Tensor | None] = [None] * self.batch_size
+        if out.routing is not None:
+            for i, b in enumerate(rows.tolist()):
+                result[b] = out.routing[:, i, : n[i]].permute(1, 0, 2).cpu()
+        return result
+
+    def copy_prefix(self, dst: int, src: int, n: int) -> None:
+        """Row ``dst``'s context becomes the first ``n`` tokens of row ``src``'s (prefix sharing).
+
+        The caller knows the two contexts agree on those tokens (same ids at the same positions);
+        the cache entries of a prefix depend on the prefix alone, so nothing is recomputed. The
+        next ``append`` to ``dst`` must feed at least one token before ``generate``.
+
+        Raises:
+            ConfigError: ``n`` beyond row ``src``'s length.
+        """
+        self.copy_prefixes([(dst, src, n)])
+
+    def copy_prefixes(self, moves: Sequence[tuple[int, int, int]]) -> None:
+        """Several :meth:`copy_prefix` moves ``(dst, src, n)``, every source read before any write."""
+        lengths = self.lengths
+        for _dst, src, n in moves:
+            if not 0 <= n <= lengths[src]:
+                raise ConfigError(f"row {src} holds {lengths[src]} tokens; cannot share a prefix of {n}")
+        copies = [(d, s, n) for d, s, n in moves if d != s and n > 0]
+        if copies:
+            self.cache.copy_prefixes(copies)
+        for dst, _, n in moves:
+            self.cache.lengths[dst] = n
+        if self.last_logits is not None:
+            for dst, _, _ in moves:
+                self.last_logits[dst] = float("nan")  # no logits until the next append feeds the row
 
     @torch.no_grad()
     def generate(
