@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from toolgym.errors import ConfigError
+from toolgym.policy import kernel
 from toolgym.policy.model import Transformer
 
 
@@ -250,7 +251,7 @@ class Session:
             lp = token_logprobs(logits, tok, params.temperature, keep)
             routing = self._feed_sampled(rows, tok)
             for j, b in enumerate(rows.tolist()):
-                drafts[b].add(tok[j], lp[j], None if keep is None else keep[j], routing, b)
+                drafts[b].add(tok[j], lp[j], None if keep is None else keep[j], routing, j)
             hit = torch.zeros(B, dtype=torch.bool)
             hit[rows] = torch.isin(tok, self.stop_ids)
             stopped |= hit
@@ -274,23 +275,21 @@ class Session:
         return shared, per_row
 
     def _feed_sampled(self, rows: Tensor, tok: Tensor) -> Tensor | None:
-        """Feed one sampled token [R] to each of the rows [R]; other rows write junk past their end.
+        """Feed one sampled token [R] to each of the rows [R]; no other row is computed or written.
 
         Advances the rows' lengths and ``last_logits``.
 
         Returns:
-            The step's routing [n_moe, B, 1, K], or None without MoE.
+            The step's routing [n_moe, R, 1, K] (row j of ``rows`` at index j), or None without MoE.
         """
         assert self.last_logits is not None  # generate checks every active row has context
         device = self.cache.device
-        feed = torch.full((self.batch_size, 1), self.pad_id, dtype=torch.long)
-        feed[rows, 0] = tok
-        positions = self.cache.lengths[:, None]  # finished rows write junk past their end
-        out = self.model(feed.to(device), positions=positions, cache=self.cache)
-        step = torch.zeros(self.batch_size, dtype=torch.bool)
-        step[rows] = True
-        self.cache.lengths += step.to(device).long()
-        self.last_logits[rows.to(device)] = out.logits[rows.to(device), 0]
+        d_rows = rows.to(device)
+        subset = None if len(rows) == self.batch_size else d_rows  # all rows alive: rows is 0..B-1
+        positions = self.cache.lengths[d_rows][:, None]
+        out = kernel.decode_step(self.model, tok[:, None].to(device), positions, self.cache, rows=subset)
+        self.cache.lengths[d_rows] += 1
+        self.last_logits[d_rows] = out.logits[:, 0]
         return out.routing
 
 
@@ -339,7 +338,7 @@ class _TurnDraft:
     routes: list[Tensor] = field(default_factory=list)
 
     def add(self, tok: Tensor, logprob: Tensor, keep: Tensor | None, routing: Tensor | None, row: int) -> None:
-        """Record one sampled token: its id, log-prob, kept set [V] and the row's slice of routing."""
+        """Record one sampled token: its id, log-prob, kept set [V] and its slice ``row`` of the step's routing."""
         self.ids.append(tok)
         self.logprobs.append(logprob)
         if keep is not None:
