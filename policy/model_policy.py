@@ -25,8 +25,8 @@ shared, whole or in part, with what other rows of the cache hold: the ``-n`` sam
 have the same prompt, and tasks of one family share the system text. ``begin`` keeps the row's
 old entries; the slot's first ``act`` copies the longest prefix any row holds (its own old
 episode included) and appends only the rest. Fresh slots of one ``act`` whose prompts share more
-with each other than with any row are served in two passes: the *leaders* are appended first,
-then each *follower* copies its leader's prefix and appends what differs. Cache entries of a
+with each other than with any row are served in levels: a slot copies its *parent*'s prefix once
+the parent's own append is done, and appends what differs (one model call per level). Cache entries of a
 prefix depend on the prefix alone, so sharing changes the cost, not the tokens' entries (up to
 the rounding of a different batch shape, as with any batching).
 
@@ -83,7 +83,7 @@ class ModelPolicyConfig(BaseModel):
     max_context: int = Field(8192, ge=2)
 
 
-#: A fresh slot waits for a second append pass only to share at least this many more tokens.
+#: A fresh slot waits for another slot's append (one more model call) only to share this many more tokens.
 MIN_SHARED = 32
 
 
@@ -202,13 +202,13 @@ class ModelPolicy:
                     feed[s] = ids
         actions = {s: END for s in slots}  # out of context: an empty turn
         if any(active):
-            followers = self._share_prefixes(fresh, feed)
+            levels = self._share_prefixes(fresh, feed)
             self._append(feed)
-            if followers:  # second pass: each follower copies its leader's fresh prefix
-                self.session.copy_prefixes([(s, lead, n) for s, lead, n, _ in followers])
+            for level in levels:  # each slot copies its parent's prefix, appended just before
+                self.session.copy_prefixes([(s, parent, n) for s, parent, n, _ in level])
                 feed = [[] for _ in range(self.slots)]
-                for s, lead, n, ids in followers:
-                    self._rows[s], feed[s] = self._rows[lead][:n], ids[n:]
+                for s, parent, n, ids in level:
+                    self._rows[s], feed[s] = self._rows[parent][:n], ids[n:]
                 self._append(feed)
             turns = self.session.generate(self.params, self._generators, active=active)
             for s in slots:
@@ -223,35 +223,43 @@ class ModelPolicy:
 
     def _share_prefixes(
         self, fresh: list[tuple[int, list[int]]], feed: list[list[int]]
-    ) -> list[tuple[int, int, int, list[int]]]:
+    ) -> list[list[tuple[int, int, int, list[int]]]]:
         """Give each fresh slot the longest prefix of its first observation the cache can share.
 
-        A *leader* copies the longest prefix any row holds now (its own old row included) and
-        gets the rest in ``feed``. A slot whose prompt shares at least :data:`MIN_SHARED` more
-        tokens with an earlier leader's prompt than with any row is a *follower*: it is served
-        after the leaders' append. At least one token is always left to append (the row needs
-        the logits after its last token).
+        Each fresh slot, in order, takes the longest prefix any row holds now (its own old row
+        included): level 0, appended at once with the rest of ``feed``. A slot whose prompt
+        shares at least :data:`MIN_SHARED` more tokens with an earlier fresh slot's prompt waits
+        for that slot's append and copies from it: one level deeper (samples of one task below
+        the first of them, the first sample of each other task below the first task: the
+        shared system text). At least one token is always left to append (the row needs the
+        logits after its last token).
 
         Returns:
-            The followers as ``(slot, leader slot, shared tokens, observation ids)``.
+            Levels 1, 2, …: the slots to serve after the previous level's append, as
+            ``(slot, parent slot, shared tokens, observation ids)``.
         """
-        moves, followers, leaders = [], [], []
-        for s, ids in fresh:
+        moves, depth, later = [], {}, []
+        for i, (s, ids) in enumerate(fresh):
             limit = max(len(ids) - 1, 0)
             n, _, src = max((min(common_prefix(ids, row), limit), r == s, r) for r, row in enumerate(self._rows))
-            m, lead = max(((min(common_prefix(ids, lids), limit), ls) for ls, lids in leaders), default=(0, -1))
+            m, parent = max(((min(common_prefix(ids, pids), limit), ps) for ps, pids in fresh[:i]), default=(0, -1))
             if m >= n + MIN_SHARED:
-                followers.append((s, lead, m, ids))
+                depth[s] = depth[parent] + 1
+                later.append((s, parent, m, ids))
+                self.shared += m
             else:
-                leaders.append((s, ids))
+                depth[s] = 0
                 moves.append((s, src, n))
                 feed[s] = ids[n:]
+                self.shared += n
         self.session.copy_prefixes(moves)
-        self.shared += sum(n for _, _, n in moves) + sum(n for _, _, n, _ in followers)
         shared = [self._rows[src][:n] for _, src, n in moves]  # read every source before any write
         for (s, _, _), prefix in zip(moves, shared, strict=True):
             self._rows[s] = prefix
-        return followers
+        levels: list[list[tuple[int, int, int, list[int]]]] = [[] for _ in range(max(depth.values(), default=0))]
+        for move in later:
+            levels[depth[move[0]] - 1].append(move)
+        return levels
 
     def _append(self, feed: list[list[int]]) -> None:
         """Append each row's ids to the session and to the row's bookkeeping."""
