@@ -151,9 +151,10 @@ class Session:
     def append(self, tokens: Sequence[Sequence[int]]) -> list[Tensor | None]:
         """Feed environment tokens to each row (an empty sequence leaves a row untouched).
 
-        Only the rows with tokens are computed: when some rows have none, the fed rows' cache
-        slots in use are copied out, run, and written back (the copy is cheap next to a
-        prefill; without it, every idle row would be padded to the longest append and run).
+        Only the rows with tokens are computed, in groups of similar length (see
+        :func:`length_groups`), so a short observation is not padded to a long prompt appended
+        beside it. A group of fewer than all rows copies the slots in use out of the cache,
+        runs, and writes them back (cheap next to the prefill).
 
         Returns:
             Per row, the routing [m, n_moe, K] of its m appended tokens (None without MoE or
@@ -161,16 +162,20 @@ class Session:
         """
         if len(tokens) != self.batch_size:
             raise ConfigError(f"append needs one token list per row ({self.batch_size}), got {len(tokens)}.")
-        n_all = torch.tensor([len(t) for t in tokens], dtype=torch.long)
-        rows = n_all.nonzero().flatten()  # [R] rows with something to feed
-        if len(rows) == 0:
-            return [None] * self.batch_size
-        n, M = n_all[rows], int(n_all.max())
+        result: list[Tensor | None] = [None] * self.batch_size
+        for rows in length_groups([len(t) for t in tokens]):
+            self._append_rows(rows, tokens, result)
+        return result
+
+    def _append_rows(self, rows: list[int], tokens: Sequence[Sequence[int]], result: list[Tensor | None]) -> None:
+        """Append ``tokens[b]`` to each row b of ``rows`` in one forward; routing goes to ``result[b]``."""
+        n = torch.tensor([len(tokens[b]) for b in rows], dtype=torch.long)
+        M = int(n.max())
         batch = torch.full((len(rows), M), self.pad_id, dtype=torch.long)
-        for i, b in enumerate(rows.tolist()):
+        for i, b in enumerate(rows):
             batch[i, : n[i]] = torch.as_tensor(list(tokens[b]), dtype=torch.long)
         device = self.cache.device
-        d_rows, whole = rows.to(device), len(rows) == self.batch_size
+        d_rows, whole = torch.tensor(rows, device=device), len(rows) == self.batch_size
         upto = int((self.cache.lengths[d_rows] + M).max())
         cache = self.cache if whole else self.cache.take_rows(d_rows, upto)
         positions = cache.lengths[:, None] + torch.arange(M, device=device)
@@ -181,11 +186,9 @@ class Session:
             self.last_logits = torch.full((self.batch_size, out.logits.size(-1)), float("nan"), device=device)
         self.last_logits[d_rows] = out.logits[:, 0]
         self.cache.lengths[d_rows] += n.to(device)
-        result: list[Tensor | None] = [None] * self.batch_size
         if out.routing is not None:
-            for i, b in enumerate(rows.tolist()):
+            for i, b in enumerate(rows):
                 result[b] = out.routing[:, i, : n[i]].permute(1, 0, 2).cpu()
-        return result
 
     def copy_prefix(self, dst: int, src: int, n: int) -> None:
         """Row ``dst``'s context becomes the first ``n`` tokens of row ``src``'s (prefix sharing).
@@ -291,6 +294,31 @@ class Session:
         self.cache.lengths[d_rows] += 1
         self.last_logits[d_rows] = out.logits[:, 0]
         return out.routing
+
+
+#: Appends of at most this many tokens share a forward whatever their lengths (padding is cheap there).
+SHORT_APPEND = 64
+
+
+def length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Rows with something to append, grouped so that padding to a group's longest stays bounded.
+
+    Rows are taken longest first; a row joins the current group while it is at least half as
+    long as the group's longest, or the longest is at most :data:`SHORT_APPEND` tokens. So a
+    group computes at most twice its real tokens (beyond short appends), and a batch of equal
+    lengths is one group in row order.
+
+    Returns:
+        Groups of row indices, each sorted ascending; rows of length 0 appear in none.
+    """
+    order = sorted((b for b, n in enumerate(lengths) if n > 0), key=lambda b: -lengths[b])
+    groups: list[list[int]] = []
+    for b in order:
+        if groups and (2 * lengths[b] >= lengths[groups[-1][0]] or lengths[groups[-1][0]] <= SHORT_APPEND):
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+    return [sorted(g) for g in groups]
 
 
 def _draw(

@@ -157,3 +157,19 @@ def test_a_row_s_draw_uses_one_number_of_its_own_generator():
     one = torch.Generator().manual_seed(6)
     torch.rand(1, generator=one, dtype=torch.float64)
     assert torch.equal(g.get_state(), one.get_state())  # exactly one number drawn
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_length_groups_cover_each_fed_row_once_and_bound_the_padding(seed):
+    from toolgym.policy.generate import SHORT_APPEND, length_groups
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = [int(x) for x in torch.randint(0, 3000, (int(torch.randint(1, 20, (1,), generator=g)),), generator=g)]
+    lengths = [n if n % 3 else n % 40 for n in lengths]  # a share of short and empty appends
+    groups = length_groups(lengths)
+    assert sorted(b for grp in groups for b in grp) == [b for b, n in enumerate(lengths) if n > 0]
+    for grp in groups:
+        longest = max(lengths[b] for b in grp)
+        assert longest <= SHORT_APPEND or all(2 * lengths[b] >= longest for b in grp)
+    assert length_groups([5, 5, 5]) == [[0, 1, 2]] and length_groups([0, 0]) == []
+    assert length_groups([2000, 3, 40, 1900]) == [[0, 3], [1, 2]]  # the prompt is not padded onto the observations
