@@ -314,8 +314,8 @@ def select_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Returns:
         (values [..., k], indices [..., k]); the order within the set is unspecified.
     """
-    vals, idx = scores.topk(k, dim=-1)
-    kth = vals[..., -1]
+    vals, idx = scores.topk(k, dim=-1, sorted=False)  # the set is what counts (unsorted: up to 4x faster)
+    kth = vals.min(-1).values
     tied = kth == 0
     if not bool(tied.any()):
         return vals, idx

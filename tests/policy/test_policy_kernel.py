@@ -76,6 +76,20 @@ def test_a_decode_step_on_some_rows_equals_the_full_step_there_and_leaves_the_ot
             assert torch.equal(got[others, :n], old[others])  # untouched: not even junk past their end
 
 
+@pytest.mark.skipif(kernel._GROUPED_MM is None, reason="torch without F.grouped_mm")
+def test_grouped_expert_matmuls_equal_the_loop_over_picks(make_model, monkeypatch):
+    """float32 (grouped_mm's dtypes): N*K picks between GROUPED_MIN_PICKS and the expert count."""
+    model = make_model(double=False, n_routed_experts=32, n_activated_experts=2)
+    lengths = [20, 5, 12, 30, 9]  # 5 rows x 2 picks = 10 picks: grouped (>= 8), not all experts (< 32)
+    cache, seq = _ragged_cache(model, lengths)
+    tokens, pos = seq[torch.arange(5), cache.lengths][:, None], cache.lengths[:, None]
+    grouped = kernel.decode_step(model, tokens, pos, copy.deepcopy(cache))
+    monkeypatch.setattr(kernel, "GROUPED_MIN_PICKS", 10**9)
+    loop = kernel.decode_step(model, tokens, pos, copy.deepcopy(cache))
+    torch.testing.assert_close(grouped.logits, loop.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(grouped.routing, loop.routing)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"dense_ffn": True}, {"n_expert_groups": 4, "n_limited_groups": 2}],
