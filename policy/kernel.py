@@ -237,6 +237,7 @@ class _Step:
     select: bool  # DSA selects top-k (False: dense model, or T <= k so DSA equals dense)
     void: bool  # some row has fewer than k causal keys (its surplus picks must be masked)
     row_offset: Tensor | None  # [B, 1] row * capacity, to gather from the flattened cache
+    rows: Tensor | None  # [B] the cache rows the step's rows are (None: all rows, in order)
 
 
 def _attention(
@@ -266,7 +267,8 @@ def _attention(
     if st.select:
         assert st.irot is not None
         iq = torch.bmm(q[:, H * (C + r) :].view(B, c.index_n_heads, dI), st.irot)  # [B,HI,dI]
-        relu = torch.bmm(iq, cache.ik[layer][:, : st.T].transpose(1, 2)).relu_()  # [B,HI,T]
+        ik_all = cache.ik[layer][:, : st.T] if st.rows is None else cache.ik[layer][st.rows, : st.T]
+        relu = torch.bmm(iq, ik_all.transpose(1, 2)).relu_()  # [B,HI,T]
         w = iw[:, None]  # [B,1,HI] head weights (scale folded in)
         logits = torch.bmm(w, relu) if st.bias is None else torch.baddbmm(st.bias, w, relu)  # [B,1,T]
         vals, idx = select_topk(logits[:, 0], c.index_topk)  # [B,k]
@@ -274,7 +276,8 @@ def _attention(
         keys = kv_all.view(-1, C + r).index_select(0, flat.flatten()).view(B, -1, C + r)  # [B,k,C+r]
         bias = torch.zeros_like(vals).masked_fill_(vals.isneginf(), float("-inf"))[:, None] if st.void else None
     else:
-        keys, bias = kv_all[:, : st.T], st.bias  # [B,T,C+r]
+        keys = kv_all[:, : st.T] if st.rows is None else kv_all[st.rows, : st.T]  # [B,T,C+r]
+        bias = st.bias
     kt = keys.transpose(1, 2)
     scores = torch.bmm(q_lat, kt) if bias is None else torch.baddbmm(bias, q_lat, kt)  # [B,H,keys]
     lat = torch.bmm(scores.softmax(-1), keys[..., :C])  # [B,H,C] mixture of latents per head
@@ -286,6 +289,38 @@ def _attention(
 #: the expert count: every expert's weights are read anyway, and one batched matmul beats a
 #: loop over (token, slot) pairs.
 ALL_EXPERTS_PICKS = 1.0
+
+
+#: From this many (token, expert) picks on, one grouped matmul per projection replaces the loop
+#: over picks (torch >= 2.9 on float32/bf16/fp16: ``F.grouped_mm``; a 16-row decode step of the
+#: default MoE spent half its time in the loop's 2 x 64 small matmuls per layer).
+GROUPED_MIN_PICKS = 8
+_GROUPED_MM = getattr(F, "grouped_mm", None)
+_GROUPED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _grouped_experts(n: Tensor, w_in: Tensor, w_out: Tensor, idx: Tensor, weights: Tensor) -> Tensor:
+    """Sum over each token's picked experts of weight * SwiGLU expert(n), by grouped matmuls.
+
+    Args:
+        n: [N, D] normalised tokens.
+        w_in: [E, D, 2I] experts' gate and up projections.
+        w_out: [E, I, D] experts' down projections.
+        idx: [N, K] picked experts.
+        weights: [N, K] their gate values.
+
+    Returns:
+        [N, D].
+    """
+    assert _GROUPED_MM is not None
+    K = idx.size(1)
+    flat = idx.flatten()
+    order = flat.argsort(stable=True)  # picks grouped by expert, as grouped_mm wants them
+    token = order // K
+    offs = torch.bincount(flat, minlength=w_in.size(0)).cumsum(0).to(torch.int32)  # group ends
+    g, v = _GROUPED_MM(n.index_select(0, token), w_in, offs=offs).chunk(2, -1)  # [NK, I] each
+    y = _GROUPED_MM(F.silu(g) * v, w_out, offs=offs)  # [NK, D]
+    return torch.zeros_like(n).index_add_(0, token, y * weights.flatten()[order][:, None])
 
 
 def _ffn(h: Tensor, lp: _LayerPack, eps: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -307,6 +342,8 @@ def _ffn(h: Tensor, lp: _LayerPack, eps: Tensor) -> tuple[Tensor, Tensor | None]
         y = torch.bmm(F.silu(u[:, :, 0]) * u[:, :, 1], lp.experts_out)  # [E,N,D]
         coef = torch.zeros(N, E, dtype=n.dtype, device=n.device).scatter_(1, idx, weights)  # [N,E]
         return h + torch.bmm(coef[:, None], y.transpose(0, 1))[:, 0], idx
+    if N * K >= GROUPED_MIN_PICKS and _GROUPED_MM is not None and n.dtype in _GROUPED_DTYPES:
+        return h + _grouped_experts(n, lp.experts_in, lp.experts_out, idx, weights), idx
     # A few picks: each (token, slot) reads its expert's weights in place. Gathering copies of
     # them for one batched matmul costs more (fresh 0.5 MB buffers fault in page by page).
     outs = []
@@ -319,7 +356,9 @@ def _ffn(h: Tensor, lp: _LayerPack, eps: Tensor) -> tuple[Tensor, Tensor | None]
 
 
 @torch.no_grad()
-def decode_step(model: Transformer, tokens: Tensor, positions: Tensor, cache: KVCache) -> ModelOutput:
+def decode_step(
+    model: Transformer, tokens: Tensor, positions: Tensor, cache: KVCache, rows: Tensor | None = None
+) -> ModelOutput:
     """One token per row through the model, writing its cache entries (lengths untouched).
 
     Equal, up to rounding, to ``model(tokens, positions=positions, cache=cache, attn_impl=...)``
@@ -335,6 +374,9 @@ def decode_step(model: Transformer, tokens: Tensor, positions: Tensor, cache: KV
         tokens: [B, 1] token ids.
         positions: [B, 1] absolute positions (rows may differ).
         cache: the ``KVCache`` to read and write.
+        rows: [B] which cache rows the B tokens belong to (default: rows 0..B-1 of a B-row
+            cache). A subset lets generation skip rows that have stopped or sit idle: they are
+            neither computed nor written.
 
     Returns:
         A ``ModelOutput`` with logits [B, 1, V], routing [n_moe, B, 1, K], expert load, a zero
@@ -346,7 +388,7 @@ def decode_step(model: Transformer, tokens: Tensor, positions: Tensor, cache: KV
     plist = positions.reshape(-1).tolist()
     cache.reserve(max(plist) + 1)
     with torch.inference_mode():
-        logits, routing, load = _decode(model, pk, tokens.reshape(-1), positions.reshape(-1), plist, cache)
+        logits, routing, load = _decode(model, pk, tokens.reshape(-1), positions.reshape(-1), plist, cache, rows)
     w = model.embed.weight
     return ModelOutput(
         logits=logits.clone(),
@@ -358,7 +400,13 @@ def decode_step(model: Transformer, tokens: Tensor, positions: Tensor, cache: KV
 
 
 def _decode(
-    model: Transformer, pk: DecodePack, tokens: Tensor, pos: Tensor, plist: list[int], cache: KVCache
+    model: Transformer,
+    pk: DecodePack,
+    tokens: Tensor,
+    pos: Tensor,
+    plist: list[int],
+    cache: KVCache,
+    rows: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The body of ``decode_step``: (logits [B,1,V], routing [n_moe,B,1,K] | None, load | None)."""
     from toolgym.policy.model import rope_cos_sin
@@ -367,6 +415,7 @@ def _decode(
     B = len(plist)
     lo, T = min(plist), max(plist) + 1
     h = model.embed.weight.index_select(0, tokens)  # [B,D]
+    slot_rows = torch.arange(B, device=h.device) if rows is None else rows
     cos, sin = rope_cos_sin(pos[:, None], c.qk_rope_head_dim, c.rope_theta, h.dtype)  # [B,1,r/2] each
     cs = torch.cat([cos, sin], -1)[:, 0]  # [B,r]
     r, dI = c.qk_rope_head_dim, c.index_head_dim
@@ -377,14 +426,15 @@ def _decode(
         future = torch.arange(T, device=h.device) > pos[:, None]  # [B,T]
         bias = torch.zeros(B, 1, T, dtype=h.dtype, device=h.device).masked_fill_(future[:, None], float("-inf"))
     st = _Step(
-        slot=(torch.arange(B, device=h.device), pos),
+        slot=(slot_rows, pos),
         rot=torch.mm(cs, pk.rope_il).view(B, r, r),
         irot=torch.addmm(pk.rope_ix_base, cs, pk.rope_ix).view(B, dI, dI) if sparse else None,
         T=T,
         bias=bias,
         select=select,
         void=select and lo + 1 < c.index_topk,
-        row_offset=None if B == 1 else torch.arange(B, device=h.device)[:, None] * cache.capacity,
+        row_offset=None if B == 1 and rows is None else slot_rows[:, None] * cache.capacity,
+        rows=rows,
     )
     routes = []
     for layer, lp in enumerate(pk.layers):

@@ -19,6 +19,17 @@ One :class:`~toolgym.policy.generate.Session` row per slot (a :class:`~toolgym.p
   Greedy decoding (``temperature=0``) draws nothing; it is batch-independent as far as the
   logits are (tested: batch 1 and batch 4 give identical actions).
 
+**Prefix sharing** (automatic prefix caching, as vLLM and SGLang do it). A slot's first
+observation (the prompt: system text with the toolset, then the user's request) is usually
+shared, whole or in part, with what other rows of the cache hold: the ``-n`` samples of one task
+have the same prompt, and tasks of one family share the system text. ``begin`` keeps the row's
+old entries; the slot's first ``act`` copies the longest prefix any row holds (its own old
+episode included) and appends only the rest. Fresh slots of one ``act`` whose prompts share more
+with each other than with any row are served in levels: a slot copies its *parent*'s prefix once
+the parent's own append is done, and appends what differs (one model call per level). Cache entries of a
+prefix depend on the prefix alone, so sharing changes the cost, not the tokens' entries (up to
+the rounding of a different batch shape, as with any batching).
+
 **Context overflow** (decision). RoPE positions are computed per call, so the model has no
 hard position limit; the bound is ``max_context`` tokens per episode (default 8192; the cache
 grows to it). A turn runs only if the new observation *and* a full action budget
@@ -72,6 +83,19 @@ class ModelPolicyConfig(BaseModel):
     max_context: int = Field(8192, ge=2)
 
 
+#: A fresh slot waits for another slot's append (one more model call) only to share this many more tokens.
+MIN_SHARED = 32
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading ids ``a`` and ``b`` have in common."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = (torch.as_tensor(a[:n]) != torch.as_tensor(b[:n])).nonzero()
+    return int(diff[0]) if len(diff) else n
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``.
 
@@ -98,6 +122,8 @@ class ModelPolicy:
         slots: episodes that can act at once (rows of the session).
         params: sampling settings of every action.
         max_context: the per-episode token bound (see the module docstring).
+        prefilled: observation tokens run through the model so far.
+        shared: observation tokens a new episode took from the cache by prefix sharing instead.
     """
 
     def __init__(
@@ -120,7 +146,10 @@ class ModelPolicy:
         self._begun = [False] * slots
         self._generated = [0] * slots
         self._full = [False] * slots
-        self._context: list[list[int]] = [[] for _ in range(slots)]
+        self._fresh = [False] * slots  # begun, first observation not yet appended
+        self._rows: list[list[int]] = [[] for _ in range(slots)]  # ids in each cache row (len == its length)
+        self.prefilled = 0  # observation tokens computed (appended to the cache)
+        self.shared = 0  # observation tokens served by prefix sharing instead
         self._closed = False
 
     def _check(self, slot: int) -> None:
@@ -130,12 +159,14 @@ class ModelPolicy:
             raise ConfigError(f"slot {slot!r} is out of range: this policy has slots 0..{self.slots - 1}")
 
     def begin(self, slot: int, task: TaskSpec, sample: int) -> None:
-        """A new episode starts in ``slot``: forget the row, seed its sampling from (seed, task, sample)."""
+        """A new episode starts in ``slot``: seed its sampling from (seed, task, sample).
+
+        The row's cache entries stay until the slot's first ``act``, which may reuse a prefix of
+        them (see the module docstring).
+        """
         self._check(slot)
-        self.session.cache.lengths[slot] = 0
         self._generators[slot].manual_seed(episode_seed(self.seed, task.task_id, sample))
-        self._begun[slot], self._generated[slot], self._full[slot] = True, 0, False
-        self._context[slot] = []
+        self._begun[slot], self._generated[slot], self._full[slot], self._fresh[slot] = True, 0, False, True
 
     def act(self, slots: list[int], observations: list[str]) -> list[str]:
         """One action per listed slot, generated for all of them in one batch.
@@ -158,26 +189,86 @@ class ModelPolicy:
                 raise ConfigError(f"slot {s} has no episode: call begin(slot, task, sample) first")
         feed: list[list[int]] = [[] for _ in range(self.slots)]
         active = [False] * self.slots
-        lengths = self.session.lengths
-        budget = self.params.max_new_tokens
+        fresh: list[tuple[int, list[int]]] = []
         for s, ids in zip(slots, self.tokenizer.encode_batch(observations), strict=True):
-            if not self._full[s] and lengths[s] + len(ids) + budget > self.max_context:
+            base = 0 if self._fresh[s] else len(self._rows[s])
+            if not self._full[s] and base + len(ids) + self.params.max_new_tokens > self.max_context:
                 self._full[s] = True
             if not self._full[s]:
-                feed[s], active[s] = ids, True
+                active[s] = True
+                if self._fresh[s]:
+                    fresh.append((s, ids))
+                else:
+                    feed[s] = ids
         actions = {s: END for s in slots}  # out of context: an empty turn
         if any(active):
-            self.session.append(feed)
+            levels = self._share_prefixes(fresh, feed)
+            self._append(feed)
+            for level in levels:  # each slot copies its parent's prefix, appended just before
+                self.session.copy_prefixes([(s, parent, n) for s, parent, n, _ in level])
+                feed = [[] for _ in range(self.slots)]
+                for s, parent, n, ids in level:
+                    self._rows[s], feed[s] = self._rows[parent][:n], ids[n:]
+                self._append(feed)
             turns = self.session.generate(self.params, self._generators, active=active)
             for s in slots:
                 turn = turns[s]
                 if turn is None:
                     continue
                 ids = turn.tokens.tolist()
-                self._context[s] += feed[s] + ids
+                self._rows[s] += ids
                 self._generated[s] += len(ids)
                 actions[s] = self.tokenizer.decode(ids)
         return [actions[s] for s in slots]
+
+    def _share_prefixes(
+        self, fresh: list[tuple[int, list[int]]], feed: list[list[int]]
+    ) -> list[list[tuple[int, int, int, list[int]]]]:
+        """Give each fresh slot the longest prefix of its first observation the cache can share.
+
+        Each fresh slot, in order, takes the longest prefix any row holds now (its own old row
+        included): level 0, appended at once with the rest of ``feed``. A slot whose prompt
+        shares at least :data:`MIN_SHARED` more tokens with an earlier fresh slot's prompt waits
+        for that slot's append and copies from it: one level deeper (samples of one task below
+        the first of them, the first sample of each other task below the first task: the
+        shared system text). At least one token is always left to append (the row needs the
+        logits after its last token).
+
+        Returns:
+            Levels 1, 2, …: the slots to serve after the previous level's append, as
+            ``(slot, parent slot, shared tokens, observation ids)``.
+        """
+        moves, depth, later = [], {}, []
+        for i, (s, ids) in enumerate(fresh):
+            limit = max(len(ids) - 1, 0)
+            n, _, src = max((min(common_prefix(ids, row), limit), r == s, r) for r, row in enumerate(self._rows))
+            m, parent = max(((min(common_prefix(ids, pids), limit), ps) for ps, pids in fresh[:i]), default=(0, -1))
+            if m >= n + MIN_SHARED:
+                depth[s] = depth[parent] + 1
+                later.append((s, parent, m, ids))
+                self.shared += m
+            else:
+                depth[s] = 0
+                moves.append((s, src, n))
+                feed[s] = ids[n:]
+                self.shared += n
+        self.session.copy_prefixes(moves)
+        shared = [self._rows[src][:n] for _, src, n in moves]  # read every source before any write
+        for (s, _, _), prefix in zip(moves, shared, strict=True):
+            self._rows[s] = prefix
+        levels: list[list[tuple[int, int, int, list[int]]]] = [[] for _ in range(max(depth.values(), default=0))]
+        for move in later:
+            levels[depth[move[0]] - 1].append(move)
+        return levels
+
+    def _append(self, feed: list[list[int]]) -> None:
+        """Append each row's ids to the session and to the row's bookkeeping."""
+        self.session.append(feed)
+        for s, ids in enumerate(feed):
+            self.prefilled += len(ids)
+            if ids:
+                self._rows[s] = self._rows[s] + ids
+                self._fresh[s] = False
 
     def tokens(self, slot: int) -> int:
         """Tokens generated so far in the slot's current episode."""
@@ -185,9 +276,9 @@ class ModelPolicy:
         return self._generated[slot]
 
     def context(self, slot: int) -> list[int]:
-        """The slot's context ids: tokens(obs0) + act1 + tokens(obs1) + … (what its cache row holds)."""
+        """The slot's episode context ids: tokens(obs0) + act1 + tokens(obs1) + … (what its cache row holds)."""
         self._check(slot)
-        return list(self._context[slot])
+        return [] if self._fresh[slot] else list(self._rows[slot])
 
     def out_of_context(self, slot: int) -> bool:
         """True once the slot's episode no longer fits ``max_context`` (its actions are then bare ``<|end|>``)."""

@@ -13,6 +13,7 @@ from toolgym.envs import markup as mk
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
 from toolgym.errors import CheckpointError, ConfigError
+from toolgym.policy import kernel
 from toolgym.policy.checkpoint import load_checkpoint, save_checkpoint
 from toolgym.policy.generate import SamplingParams, Session
 from toolgym.policy.model import ModelConfig, Transformer
@@ -59,6 +60,34 @@ def test_actions_do_not_depend_on_the_batch(micro, episodes, temperature):
         assert [e.actions for e in other] != [e.actions for e in runs[0]]
 
 
+def test_prefix_sharing_serves_repeated_prompts_from_the_cache_token_exactly(micro, episodes):
+    """Samples of a task share their prompt (leaders and followers in one act, or a slot's old row)."""
+    prompt = {}
+    for task, world, sample in episodes:
+        env = make_env("trip", source=MemorySource([(task, world)]))
+        prompt[(task.task_id, sample)] = env.reset(seed=sample)[0]
+    p = policy(micro, slots=4, max_new_tokens=3, temperature=0)
+    ids = {k: p.tokenizer.encode(v) for k, v in prompt.items()}
+    jobs = episodes[:4]  # task 0 samples 0, 1 and task 1 samples 0, 1: two leaders, two followers
+    for slot, (task, _, sample) in enumerate(jobs):
+        p.begin(slot, task, sample)
+    p.act([0, 1, 2, 3], [prompt[(t.task_id, s)] for t, _, s in jobs])
+    lengths = [len(ids[(t.task_id, s)]) for t, _, s in jobs]
+    assert p.shared >= lengths[1] - 1 + lengths[3] - 1  # each follower appended one token
+    assert p.prefilled <= lengths[0] + lengths[2] + 2
+    for slot, (task, _, sample) in enumerate(jobs):  # every row holds its own context, exactly
+        ctx = p.context(slot)
+        assert ctx[: lengths[slot]] == ids[(task.task_id, sample)] and len(ctx) == lengths[slot] + 3
+        full = p.model(torch.tensor([ctx])).logits[0, -1]
+        torch.testing.assert_close(p.session.last_logits[slot], full, atol=1e-4, rtol=1e-4)
+    before = p.prefilled
+    task, _, sample = episodes[4]  # slot 0 starts task 2: it shares the system text with a row
+    p.begin(0, task, sample)
+    p.act([0], [prompt[(task.task_id, sample)]])
+    n = len(ids[(task.task_id, sample)])
+    assert 0 < p.prefilled - before < n and p.context(0)[:n] == ids[(task.task_id, sample)]
+
+
 def test_context_is_obs_tokens_plus_sampled_tokens(micro, episodes):
     p = policy(micro, slots=2, max_new_tokens=5)
     task, world, sample = episodes[0]
@@ -86,11 +115,19 @@ def test_context_is_obs_tokens_plus_sampled_tokens(micro, episodes):
     assert p.session.lengths[1] == len(expected)
 
 
-def test_an_action_ends_with_end_and_the_env_does_not_repeat_it(micro, episodes, tmp_path):
+def test_an_action_ends_with_end_and_the_env_does_not_repeat_it(micro, episodes, tmp_path, monkeypatch):
     ck = load_checkpoint(micro)
     lift = torch.zeros(ck.model.config.vocab_size)
-    lift[ck.tokenizer.end_id] = 1e4  # a model that always says <|end|> first
-    ck.model.head.register_forward_hook(lambda module, args, out: out + lift)
+    lift[ck.tokenizer.end_id] = 1e4  # a model that always says <|end|> first, on both paths:
+    ck.model.head.register_forward_hook(lambda module, args, out: out + lift)  # the module path
+    step = kernel.decode_step  # and the one-token kernel path (decode, one-token appends)
+
+    def lifted(*args, **kwargs):
+        out = step(*args, **kwargs)
+        out.logits += lift
+        return out
+
+    monkeypatch.setattr(kernel, "decode_step", lifted)
     p = ModelPolicy(ck, SamplingParams(temperature=0, max_new_tokens=8), slots=2)
     logs = drive(p, episodes[:2], max_turns=2)
     for log in logs:

@@ -117,3 +117,59 @@ def test_same_seed_same_actions_and_fork_shares_the_prompt(make_model):
 def test_generate_needs_context(make_model):
     with pytest.raises(ConfigError, match="append a prompt"):
         Session(make_model(), 1, stop_ids=[4]).generate(SamplingParams(), torch.Generator())
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+def test_draws_follow_the_tempered_distribution_and_never_leave_the_kept_set(per_row):
+    """The inverse-CDF draw: frequencies match softmax(logits / T) on the kept set; others never come up."""
+    from toolgym.policy.generate import _draw
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    keep = torch.tensor([[True, True, True, True, False], [False, True, False, True, False]])
+    n, temperature = 20_000, 0.7
+    shared = torch.Generator().manual_seed(0)
+    gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    rows = torch.tensor([0, 1])
+    draws = torch.stack(
+        [_draw(logits, keep, temperature, rows, None if per_row else shared, gens if per_row else []) for _ in range(n)]
+    )  # [n, 2]
+    expected = (logits / temperature).masked_fill(~keep, float("-inf")).softmax(-1)
+    for r in range(2):
+        freq = torch.bincount(draws[:, r], minlength=5).double() / n
+        assert not bool(freq[~keep[r]].any())
+        assert torch.allclose(freq, expected[r].double(), atol=0.015)
+
+
+def test_a_row_s_draw_uses_one_number_of_its_own_generator():
+    """Per-row draws: a row's token depends only on its generator, not on the other rows present."""
+    from toolgym.policy.generate import _draw
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(3))
+    alone = _draw(
+        logits[1:2], None, 1.0, torch.tensor([1]), None, [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
+    )
+    with_others = _draw(
+        logits, None, 1.0, torch.tensor([0, 1, 2]), None, [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
+    )
+    assert alone.item() == with_others[1].item()
+    g = torch.Generator().manual_seed(6)
+    _draw(logits[1:2], None, 1.0, torch.tensor([1]), None, [torch.Generator(), g, torch.Generator()])
+    one = torch.Generator().manual_seed(6)
+    torch.rand(1, generator=one, dtype=torch.float64)
+    assert torch.equal(g.get_state(), one.get_state())  # exactly one number drawn
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_length_groups_cover_each_fed_row_once_and_bound_the_padding(seed):
+    from toolgym.policy.generate import SHORT_APPEND, length_groups
+
+    g = torch.Generator().manual_seed(seed)
+    lengths = [int(x) for x in torch.randint(0, 3000, (int(torch.randint(1, 20, (1,), generator=g)),), generator=g)]
+    lengths = [n if n % 3 else n % 40 for n in lengths]  # a share of short and empty appends
+    groups = length_groups(lengths)
+    assert sorted(b for grp in groups for b in grp) == [b for b, n in enumerate(lengths) if n > 0]
+    for grp in groups:
+        longest = max(lengths[b] for b in grp)
+        assert longest <= SHORT_APPEND or all(2 * lengths[b] >= longest for b in grp)
+    assert length_groups([5, 5, 5]) == [[0, 1, 2]] and length_groups([0, 0]) == []
+    assert length_groups([2000, 3, 40, 1900]) == [[0, 3], [1, 2]]  # the prompt is not padded onto the observations

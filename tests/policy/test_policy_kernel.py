@@ -53,6 +53,43 @@ def test_decode_step_equals_the_module_path(dense, lengths, make_model):
             assert step == 0 or model.__dict__["_decode_pack"] is kernel.decode_pack(model)
 
 
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("subset", [[0, 2], [3], [1, 2, 4]])
+def test_a_decode_step_on_some_rows_equals_the_full_step_there_and_leaves_the_others(dense, subset, make_model):
+    """decode_step(rows=...) computes and writes only those rows, exactly as the all-rows step does."""
+    for topk in (8, 64):
+        model = make_model(dense_attention=dense, index_topk=topk)
+        cache, seq = _ragged_cache(model, [20, 5, 12, 30, 9])
+        part = copy.deepcopy(cache)
+        tokens = seq[torch.arange(5), cache.lengths][:, None]
+        full = kernel.decode_step(model, tokens, cache.lengths[:, None], cache)
+        rows = torch.tensor(subset)
+        some = kernel.decode_step(model, tokens[rows], part.lengths[rows][:, None], part, rows=rows)
+        torch.testing.assert_close(some.logits, full.logits[rows], atol=1e-6, rtol=0)
+        if model.n_moe_layers:
+            assert torch.equal(some.routing, full.routing[:, rows])
+        others = [b for b in range(5) if b not in subset]
+        before = copy.deepcopy(_ragged_cache(model, [20, 5, 12, 30, 9])[0])
+        for got, want, old in zip(part.kv + part.ik, cache.kv + cache.ik, before.kv + before.ik, strict=True):
+            n = old.size(1)  # the full step may have grown its cache further
+            torch.testing.assert_close(got[rows, :n], want[rows, :n], atol=1e-12, rtol=0)
+            assert torch.equal(got[others, :n], old[others])  # untouched: not even junk past their end
+
+
+@pytest.mark.skipif(kernel._GROUPED_MM is None, reason="torch without F.grouped_mm")
+def test_grouped_expert_matmuls_equal_the_loop_over_picks(make_model, monkeypatch):
+    """float32 (grouped_mm's dtypes): N*K picks between GROUPED_MIN_PICKS and the expert count."""
+    model = make_model(double=False, n_routed_experts=32, n_activated_experts=2)
+    lengths = [20, 5, 12, 30, 9]  # 5 rows x 2 picks = 10 picks: grouped (>= 8), not all experts (< 32)
+    cache, seq = _ragged_cache(model, lengths)
+    tokens, pos = seq[torch.arange(5), cache.lengths][:, None], cache.lengths[:, None]
+    grouped = kernel.decode_step(model, tokens, pos, copy.deepcopy(cache))
+    monkeypatch.setattr(kernel, "GROUPED_MIN_PICKS", 10**9)
+    loop = kernel.decode_step(model, tokens, pos, copy.deepcopy(cache))
+    torch.testing.assert_close(grouped.logits, loop.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(grouped.routing, loop.routing)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"dense_ffn": True}, {"n_expert_groups": 4, "n_limited_groups": 2}],

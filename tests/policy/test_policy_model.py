@@ -67,6 +67,25 @@ def test_select_topk_breaks_ties_toward_recent_keys_whatever_the_length():
     assert sorted(idx[0].tolist()) == [0, 2, 3, 4]
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_select_topk_is_the_k_largest_with_later_keys_first_on_ties(seed):
+    """The spec: order keys by (score, position) descending and keep the first k, per row of any shape."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (2, 3, int(torch.randint(5, 40, (1,), generator=g)))
+    scores = torch.randint(-2, 3, shape, generator=g).float().relu()  # many exact zeros, some ties above 0
+    scores[torch.rand(shape, generator=g) < 0.2] = float("-inf")
+    k = int(torch.randint(1, shape[-1] + 1, (1,), generator=g))
+    vals, idx = M.select_topk(scores, k)
+    T = shape[-1]
+    for row, got in zip(scores.reshape(-1, T), idx.reshape(-1, k), strict=True):
+        order = sorted(range(T), key=lambda t: (row[t].item(), t), reverse=True)[:k]
+        if row[order[-1]] != 0:  # only ties at 0 are resolved by position; others by topk's own order
+            assert sorted(row[got].tolist()) == sorted(row[order].tolist())
+            continue
+        assert sorted(got.tolist()) == sorted(order)
+    torch.testing.assert_close(vals, scores.gather(-1, idx))
+
+
 # ---------------------------------------------------------------------------- attention
 
 
