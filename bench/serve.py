@@ -14,7 +14,10 @@ alternating so both see the same machine load:
   ``<|end|>`` or the budget) on the env's text, which is what ``--policy model`` does for one row.
 
 Both generate the same tokens (greedy on the same context; checked: the completion token counts
-must agree), so the difference of the medians is the serving overhead per request. One untimed
+must agree), so the difference of the medians is the serving overhead per request. Both go
+through the same engine, whose prefix cache holds the conversation after the warm-up: the
+timings are of a turn whose context is cached (as every turn after an episode's first is), so
+the overhead is not hidden behind a prefill. One untimed
 warm-up request each way comes first. Without ``--checkpoint`` the micro checkpoint of
 :func:`toolgym.bench.eval.micro_checkpoint` is built in a temporary directory.
 """

@@ -21,6 +21,7 @@ def serve(
     max_tokens: Annotated[int, typer.Option(min=1, help="token budget of a request that sets none")] = 256,
     max_tokens_limit: Annotated[int, typer.Option(min=1, help="the most tokens a request may ask for")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of requests that carry none")] = 0,
+    cache_rows: Annotated[int, typer.Option(min=1, help="conversations the prefix cache keeps")] = 4,
 ) -> None:
     """Serve a checkpoint at /v1/chat/completions (tools, tool_calls, reasoning_content) until Ctrl-C."""
     from toolgym.errors import ConfigError
@@ -39,5 +40,6 @@ def serve(
         seed=seed,
         max_tokens=max_tokens,
         max_tokens_limit=max_tokens_limit,
+        cache_rows=cache_rows,
     )
     run(str(checkpoint), host, port, config, on_ready=lambda url: console.print(f"serving {config.name} at {url}"))

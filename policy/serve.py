@@ -262,6 +262,7 @@ class ServeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="seed of requests that carry none")
     max_tokens: int = Field(256, ge=1, description="token budget of a request that sets none")
     max_tokens_limit: int = Field(4096, ge=1, description="the most tokens a request may ask for")
+    cache_rows: int = Field(4, ge=1, description="conversations whose context the prefix cache keeps")
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> ServeConfig:
@@ -271,15 +272,51 @@ class ServeConfig(BaseModel):
 
 
 class Engine:
-    """The checkpoint's model and tokenizer, generating one action per request (under a lock)."""
+    """The checkpoint's model and tokenizer, generating one action per request (under a lock).
+
+    **Prefix cache.** A client sends the whole conversation with every turn; re-running its
+    prompt each time would make a turn cost a prefill of the whole context. The engine keeps
+    ``config.cache_rows`` contexts in one :class:`~toolgym.policy.generate.Session` (each row:
+    the last request's tokens and the tokens generated after them) and serves a request from
+    the row sharing its longest prefix: a request that extends the row's last prompt (the next
+    turn of that conversation, whatever action the client kept) continues in that row;
+    otherwise the shared prefix is copied to the least recently used row. Only the rest is
+    appended, then one row is decoded. The cache changes the cost, not the tokens (cache
+    entries of a prefix depend on the prefix alone).
+
+    Attributes:
+        prefilled: prompt tokens run through the model so far.
+        shared: prompt tokens served from the cache instead.
+    """
 
     def __init__(self, checkpoint: Any, config: ServeConfig) -> None:
         """Wrap a loaded :class:`~toolgym.policy.checkpoint.Checkpoint` (its model on ``config.device``)."""
         import torch
 
+        from toolgym.policy.generate import Session
+
         self.model, self.tokenizer, self.config = checkpoint.model, checkpoint.tokenizer, config
         self.lock = threading.Lock()
         self.generator = torch.Generator().manual_seed(config.seed)
+        tok, rows = self.tokenizer, config.cache_rows
+        self.session = Session(self.model, rows, stop_ids=[tok.end_id], pad_id=tok.pad_id, capacity=256)
+        self._rows: list[list[int]] = [[] for _ in range(rows)]  # ids each cache row holds
+        self._prompt = [0] * rows  # of which the last request's prompt (the rest: its action)
+        self._last_use = [0] * rows
+        self._tick = 0
+        self.prefilled = self.shared = 0
+
+    def _row_for(self, ids: list[int]) -> tuple[int, int]:
+        """(row to generate in, prompt tokens it will share), with the prefix moved into that row."""
+        from toolgym.policy.model_policy import common_prefix
+
+        limit = max(len(ids) - 1, 0)  # at least one token is appended (the row needs its logits)
+        n, best = max((min(common_prefix(ids, row), limit), r) for r, row in enumerate(self._rows))
+        extends = n >= self._prompt[best] > 0  # the next turn of that row's conversation
+        row = best if extends else min(range(len(self._rows)), key=lambda r: (r == best, self._last_use[r]))
+        self.session.copy_prefix(row, best, n)
+        self._rows[row], self._prompt[row] = [], 0  # unknown until this request is done
+        return row, n
 
     def generate(
         self, text: str, temperature: float, top_p: float, max_tokens: int, seed: int | None
@@ -291,23 +328,22 @@ class Engine:
         """
         import torch
 
-        from toolgym.policy.generate import SamplingParams, Session
+        from toolgym.policy.generate import SamplingParams
 
         ids = self.tokenizer.encode(text)
         params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens)
+        rows = range(self.config.cache_rows)
         with self.lock:
-            session = Session(
-                self.model,
-                1,
-                stop_ids=[self.tokenizer.end_id],
-                pad_id=self.tokenizer.pad_id,
-                capacity=len(ids) + max_tokens + 1,
-            )
-            session.append([ids])
+            row, n = self._row_for(ids)
+            self.session.append([ids[n:] if r == row else [] for r in rows])
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
-            turn = session.generate(params, generator)[0]
-        assert turn is not None  # the one row is active
-        tokens = turn.tokens.tolist()
+            turn = self.session.generate(params, generator, active=[r == row for r in rows])[row]
+            assert turn is not None  # the row is active
+            tokens = turn.tokens.tolist()
+            self._rows[row], self._prompt[row] = ids + tokens, len(ids)
+            self._tick += 1
+            self._last_use[row] = self._tick
+            self.prefilled, self.shared = self.prefilled + len(ids) - n, self.shared + n
         return self.tokenizer.decode(tokens), len(ids), len(tokens)
 
 

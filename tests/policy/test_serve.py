@@ -137,6 +137,30 @@ def test_greedy_serving_equals_the_in_process_policy(ckpt, client):
         assert reply.usage.completion_tokens == n
 
 
+def test_the_prefix_cache_serves_each_turn_from_the_conversation_s_row_token_exactly(ckpt):
+    """Two interleaved conversations through one engine: the same greedy actions as a fresh session,
+    and from the second turn on only the new tokens are prefilled."""
+    engine = Engine(ckpt, ServeConfig(name="tiny", max_tokens=BUDGET, cache_rows=2))
+    convs = [list(env_turns("trip", seed, "reference"))[:3] for seed in (1, 2)]
+    tok = ckpt.tokenizer
+    previous: dict[int, int] = {}
+    for turn in range(3):
+        for c, conv in enumerate(convs):
+            text = conv[turn][0]
+            before = engine.prefilled
+            action, n_prompt, n_completion = engine.generate(text, 0.0, 1.0, BUDGET, None)
+            assert (action, n_completion) == greedy(ckpt, text, tokens=True)
+            assert n_prompt == len(tok.encode(text))
+            if turn:  # the previous turn's prompt is served from the cache: at most its action is recomputed
+                assert engine.prefilled - before <= n_prompt - previous[c]
+            previous[c] = n_prompt
+    assert engine.shared > 0
+    third = Engine(ckpt, ServeConfig(name="tiny", max_tokens=BUDGET, cache_rows=1))  # one row: evictions
+    for conv in convs:
+        for text, _, _ in conv[:2]:
+            assert third.generate(text, 0.0, 1.0, BUDGET, None)[0] == greedy(ckpt, text)
+
+
 def test_openai_policy_episodes_against_the_server_match_greedy(ckpt, url):
     """Real ToolEnv episodes, several at once in threads; each action equals greedy on the env's own text."""
     factory = openai_policy(base_url=url, temperature=0.0, max_new_tokens=BUDGET, seed=1)
