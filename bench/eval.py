@@ -18,7 +18,8 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,24 @@ def bench_episodes(family: str, difficulty: int, tasks: int, samples: int) -> li
     return [(task, world, i) for task, world in items for i in range(samples)]
 
 
+@contextmanager
+def bench_checkpoint(checkpoint: Path | None, threads: int, log: Log) -> Iterator[Path]:
+    """The given checkpoint, or a micro one built in a temporary directory (removed after).
+
+    torch runs at ``threads`` intra-op threads meanwhile (restored after).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="toolgym-bench-") as tmp:
+            if checkpoint is None:
+                log("building the micro checkpoint")
+                checkpoint = micro_checkpoint(Path(tmp) / "micro")
+            yield checkpoint
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_eval_bench(config: EvalBenchConfig, log: Log = lambda line: None) -> list[EvalRun]:
     """Time the model policy on the same episodes at each slot count.
 
@@ -173,30 +192,21 @@ def run_eval_bench(config: EvalBenchConfig, log: Log = lambda line: None) -> lis
     """
     from toolgym.policy.model_policy import model_policy
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with tempfile.TemporaryDirectory(prefix="toolgym-bench-eval-") as tmp:
-            checkpoint = config.checkpoint
-            if checkpoint is None:
-                log("building the micro checkpoint")
-                checkpoint = micro_checkpoint(Path(tmp) / "micro")
-            episodes = bench_episodes(config.family, config.difficulty, config.tasks, config.samples)
-            runs = []
-            for slots in config.slots:
-                policy = model_policy(
-                    checkpoint=checkpoint,
-                    device=config.device,
-                    temperature=config.temperature,
-                    max_new_tokens=config.max_new_tokens,
-                    slots=slots,
-                )
-                start = time.perf_counter()
-                logs = drive(policy, episodes, max_turns=config.max_turns)
-                seconds = time.perf_counter() - start
-                policy.close()
-                runs.append(EvalRun(slots, len(logs), sum(e.tokens for e in logs), seconds))
-                log(f"slots={slots}: {len(logs)} episodes, {runs[-1].tokens} tokens in {seconds:.1f} s")
-            return runs
-    finally:
-        torch.set_num_threads(threads)
+    with bench_checkpoint(config.checkpoint, config.threads, log) as checkpoint:
+        episodes = bench_episodes(config.family, config.difficulty, config.tasks, config.samples)
+        runs = []
+        for slots in config.slots:
+            policy = model_policy(
+                checkpoint=checkpoint,
+                device=config.device,
+                temperature=config.temperature,
+                max_new_tokens=config.max_new_tokens,
+                slots=slots,
+            )
+            start = time.perf_counter()
+            logs = drive(policy, episodes, max_turns=config.max_turns)
+            seconds = time.perf_counter() - start
+            policy.close()
+            runs.append(EvalRun(slots, len(logs), sum(e.tokens for e in logs), seconds))
+            log(f"slots={slots}: {len(logs)} episodes, {runs[-1].tokens} tokens in {seconds:.1f} s")
+        return runs

@@ -25,16 +25,14 @@ warm-up request each way comes first. Without ``--checkpoint`` the micro checkpo
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolgym.bench.eval import Log, micro_checkpoint
+from toolgym.bench.eval import Log, bench_checkpoint
 
 
 class ServeBenchConfig(BaseModel):
@@ -115,49 +113,40 @@ def run_serve_bench(config: ServeBenchConfig, log: Log = lambda line: None) -> l
         from toolgym.policy.serve import BackgroundServer, Engine, ServeConfig, create_app
     except ImportError as exc:
         raise ConfigError(f"toolgym bench serve needs fastapi, uvicorn and openai ({INSTALL_HINT}): {exc}") from None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with tempfile.TemporaryDirectory(prefix="toolgym-bench-serve-") as tmp:
-            checkpoint = config.checkpoint
-            if checkpoint is None:
-                log("building the micro checkpoint")
-                checkpoint = micro_checkpoint(Path(tmp) / "micro")
-            device = resolve_device(config.device)
-            budget = config.max_tokens
-            engine = Engine(
-                load_checkpoint(checkpoint, device=device),
-                ServeConfig(name="bench", device=device, max_tokens=budget, max_tokens_limit=budget),
-            )
-            text, messages, tools = conversation(config.turns)
-            wire = wire_messages(messages)
-            with BackgroundServer(create_app(engine)) as url:
-                client: Any = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+    with bench_checkpoint(config.checkpoint, config.threads, log) as checkpoint:
+        device = resolve_device(config.device)
+        budget = config.max_tokens
+        engine = Engine(
+            load_checkpoint(checkpoint, device=device),
+            ServeConfig(name="bench", device=device, max_tokens=budget, max_tokens_limit=budget),
+        )
+        text, messages, tools = conversation(config.turns)
+        wire = wire_messages(messages)
+        with BackgroundServer(create_app(engine)) as url:
+            client: Any = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
 
-                def served() -> tuple[int, int]:
-                    r = client.chat.completions.create(
-                        model="bench", messages=wire, tools=tools, temperature=0, max_tokens=budget
-                    )
-                    return r.usage.prompt_tokens, r.usage.completion_tokens
-
-                def local() -> tuple[int, int]:
-                    return engine.generate(text, 0.0, 1.0, budget, None)[1:]
-
-                rows = [LatencyRow("served", [], 0, 0), LatencyRow("in process", [], 0, 0)]
-                for i in range(config.requests + 1):  # the first round warms up, untimed
-                    for row, fn in zip(rows, (served, local), strict=True):
-                        start = time.perf_counter()
-                        row.prompt_tokens, row.completion_tokens = fn()
-                        if i:
-                            row.seconds.append(time.perf_counter() - start)
-                    if i:
-                        log(f"request {i}: served {rows[0].seconds[-1] * 1000:.0f} ms, in process "
-                            f"{rows[1].seconds[-1] * 1000:.0f} ms")  # fmt: skip
-            if (rows[0].prompt_tokens, rows[0].completion_tokens) != (rows[1].prompt_tokens, rows[1].completion_tokens):
-                raise RuntimeError(
-                    f"served and in-process generations differ: {rows[0].prompt_tokens}+{rows[0].completion_tokens} "
-                    f"vs {rows[1].prompt_tokens}+{rows[1].completion_tokens} tokens"
+            def served() -> tuple[int, int]:
+                r = client.chat.completions.create(
+                    model="bench", messages=wire, tools=tools, temperature=0, max_tokens=budget
                 )
-            return rows
-    finally:
-        torch.set_num_threads(threads)
+                return r.usage.prompt_tokens, r.usage.completion_tokens
+
+            def local() -> tuple[int, int]:
+                return engine.generate(text, 0.0, 1.0, budget, None)[1:]
+
+            rows = [LatencyRow("served", [], 0, 0), LatencyRow("in process", [], 0, 0)]
+            for i in range(config.requests + 1):  # the first round warms up, untimed
+                for row, fn in zip(rows, (served, local), strict=True):
+                    start = time.perf_counter()
+                    row.prompt_tokens, row.completion_tokens = fn()
+                    if i:
+                        row.seconds.append(time.perf_counter() - start)
+                if i:
+                    log(f"request {i}: served {rows[0].seconds[-1] * 1000:.0f} ms, in process "
+                        f"{rows[1].seconds[-1] * 1000:.0f} ms")  # fmt: skip
+        if (rows[0].prompt_tokens, rows[0].completion_tokens) != (rows[1].prompt_tokens, rows[1].completion_tokens):
+            raise RuntimeError(
+                f"served and in-process generations differ: {rows[0].prompt_tokens}+{rows[0].completion_tokens} "
+                f"vs {rows[1].prompt_tokens}+{rows[1].completion_tokens} tokens"
+            )
+        return rows
