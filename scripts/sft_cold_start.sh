@@ -27,7 +27,18 @@ toolgym synth --family code --difficulty 1 --count "$TASKS" --seed 1 --out "$RUN
     --checkpoint-every 100 --action-prompts 32
 
 # 3. pass@1 / pass@8 on held-out worlds (test split), 8 samples per task at temperature 1
-/usr/bin/time -f "eval: %e s wall, %U s user CPU" \
-  toolgym eval --policy model --checkpoint "$RUN/sft/checkpoint" -d "$RUN/code-d1.duckdb" --split test \
-    --limit "$EVAL_TASKS" -n 8 -k 1 -k 8 --temperature 1.0 --max-new-tokens 320 --device cpu \
-    --out "$RUN/eval-t1"
+evaluate() {  # CHECKPOINT OUT
+  /usr/bin/time -f "eval $2: %e s wall, %U s user CPU" \
+    toolgym eval --policy model --checkpoint "$1" -d "$RUN/code-d1.duckdb" --split test \
+      --limit "$EVAL_TASKS" -n 8 -k 1 -k 8 --temperature 1.0 --max-new-tokens 320 --device cpu --out "$2"
+}
+evaluate "$RUN/sft/checkpoint" "$RUN/eval-t1"
+
+# 4. 400 more steps: a copy of the run resumed with --steps 800 (same batches as an uninterrupted
+#    run; the cosine restarts at step 400 of an 800-step schedule, lr 3e-3 -> ~1.6e-3), then eval
+if [ ! -d "$RUN/sft-800" ]; then cp -r "$RUN/sft" "$RUN/sft-800"; fi
+/usr/bin/time -f "train sft 400->800: %e s wall, %U s user CPU" \
+  toolgym train sft -d "$RUN/code-d1.duckdb" --out "$RUN/sft-800" --init none --model micro \
+    --steps $((2 * STEPS)) --batch-size 4 --seq-len 2048 --lr 3e-3 --eval-every 100 \
+    --checkpoint-every 100 --action-prompts 32
+evaluate "$RUN/sft-800/checkpoint" "$RUN/eval-800-t1"

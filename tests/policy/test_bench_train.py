@@ -40,3 +40,10 @@ def test_bench_train_command_prints_both_loops_and_the_ratio():
     assert "target: SFT ≥ 0.8×" in result.output
     bad = CliRunner().invoke(app, ["bench", "train", "--models", "huge"])
     assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_train_sft_names_its_model_configs(tmp_path):
+    data = tmp_path / "d.duckdb"
+    data.write_bytes(b"")
+    bad = CliRunner().invoke(app, ["train", "sft", "-d", str(data), "--model", "huge", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "--model must be default or micro" in bad.output
