@@ -42,3 +42,7 @@ if [ ! -d "$RUN/sft-800" ]; then cp -r "$RUN/sft" "$RUN/sft-800"; fi
     --steps $((2 * STEPS)) --batch-size 4 --seq-len 2048 --lr 3e-3 --eval-every 100 \
     --checkpoint-every 100 --action-prompts 32
 evaluate "$RUN/sft-800/checkpoint" "$RUN/eval-800-t1"
+
+# 5. the same validity rule on the policy's own rollouts (not teacher-forced)
+python scripts/rollout_validity.py "$RUN/eval-t1/results.jsonl" "$RUN/code-d1.duckdb"
+python scripts/rollout_validity.py "$RUN/eval-800-t1/results.jsonl" "$RUN/code-d1.duckdb"
