@@ -220,3 +220,67 @@ def bench_serve(
         )
     console.print(table)
     console.print(f"serving overhead: {served.median_ms - local.median_ms:.1f} ms per request (median)")
+
+
+@cli_errors
+def bench_train(
+    models: Annotated[str, typer.Option(help="model configs, comma-separated: micro, default")] = "micro,default",
+    steps: Annotated[int, typer.Option(help="timed optimizer steps per row and round")] = 6,
+    rounds: Annotated[int, typer.Option(help="lm, sft alternations (sums are compared)")] = 2,
+    batch_size: Annotated[int, typer.Option(help="rows per step (both loops)")] = 4,
+    seq_len: Annotated[int, typer.Option(help="tokens per row (both loops)")] = 1024,
+    family: Annotated[str, typer.Option(help="family of the SFT episodes")] = "code",
+    difficulty: Annotated[int, typer.Option(help="difficulty of the SFT episodes")] = 1,
+    tasks: Annotated[int, typer.Option(help="tasks synthesized for the SFT rows")] = 16,
+    corpus_bytes: Annotated[int, typer.Option(help="standard-library corpus size")] = 1_000_000,
+    threads: Annotated[int, typer.Option(help="intra-op threads (1 is steadiest on a shared CPU)")] = 1,
+) -> None:
+    """SFT tokens/s vs `train lm` tokens/s on the same model and token budget, side by side."""
+    from toolgym.bench.train import TrainBenchConfig, run_train_bench
+    from toolgym.synth import get_family
+
+    get_family(family)  # an unknown id fails here, before any work
+    config = TrainBenchConfig.model_validate(
+        {
+            "models": [m.strip() for m in models.split(",") if m.strip()],
+            "steps": steps,
+            "rounds": rounds,
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "family": family,
+            "difficulty": difficulty,
+            "tasks": tasks,
+            "corpus_bytes": corpus_bytes,
+            "threads": threads,
+        }
+    )
+    rows = run_train_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    table = Table(
+        "model",
+        "loop",
+        "steps",
+        "tokens",
+        "pad share",
+        "seconds",
+        "tokens/s",
+        "action tokens/s",
+        "× first",
+        title=f"toolgym bench train (batch {batch_size} x seq_len {seq_len}, SFT on {family} d{difficulty})",
+    )
+    base: dict[str, float] = {}
+    for r in rows:
+        first = base.setdefault(r.model, r.tokens_per_s)
+        add_row(
+            table,
+            r.model,
+            r.kind,
+            str(r.steps),
+            str(r.tokens),
+            f"{r.pad_share:.1%}",
+            f"{r.seconds:.1f}",
+            f"{r.tokens_per_s:.0f}",
+            f"{r.action_tokens_per_s:.0f}",
+            f"{r.tokens_per_s / first:.2f}",
+        )
+    console.print(table)
+    console.print("target: SFT ≥ 0.8× train lm tokens/s on the same model (× first: vs the model's lm row)")

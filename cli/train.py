@@ -63,15 +63,19 @@ def train_sft(
     val_split: Annotated[str, typer.Option(help="held-out split")] = "val",
     action_prompts: Annotated[int, typer.Option(help="val prompts for action validity (0: none)")] = 16,
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
+    model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batch order")] = 0,
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
+    from toolgym.policy.model import ModelConfig
     from toolgym.policy.sft import train_sft as run
     from toolgym.policy.train_lm import LMTrainConfig
 
     if not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}")
+    if model not in ("default", "micro"):
+        raise ConfigError(f"--model must be default or micro, not {model!r}")
     config = LMTrainConfig.model_validate(
         {
             "stage": stage,
@@ -90,6 +94,7 @@ def train_sft(
         out,
         config,
         init=None if init.lower() == "none" else Path(init),
+        model_config=ModelConfig.micro() if model == "micro" else None,
         vocab_size=vocab_size,
         val_split=val_split,
         action_prompts=action_prompts,

@@ -103,7 +103,7 @@ def turn_prompts(episodes: list[Episode], tokenizer: Tokenizer, n: int) -> list[
 
 
 def plot_losses(metrics: Path, png: Path) -> None:
-    """Train loss (and held-out loss where evaluated) by step, from metrics.jsonl, as a PNG."""
+    """Train loss, held-out loss and (right axis) action validity / next-call accuracy by step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +118,16 @@ def plot_losses(metrics: Path, png: Path) -> None:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title("SFT cold start")
-    ax.legend()
+    ax.legend(loc="upper center")
+    shares = [r for r in val if "val_action_valid" in r]
+    if shares:  # held-out action validity and next-call accuracy on a second axis
+        ax2 = ax.twinx()
+        steps = [r["step"] for r in shares]
+        ax2.plot(steps, [r["val_action_valid"] for r in shares], "s--", color="tab:green", label="val action valid")
+        ax2.plot(steps, [r["val_next_call_acc"] for r in shares], "^--", color="tab:red", label="val next-call acc")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("share of val prompts")
+        ax2.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
