@@ -70,11 +70,14 @@ def synth(
     api_key_env: ApiKeyEnvOption = None,
     concurrency: ConcurrencyOption = None,
     timeout: TimeoutOption = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, help="turns per episode of the --solvable-by policy (default: the env's)")
+    ] = None,
 ) -> None:
     """Synthesize tasks (reference run + quality gates [+ solvability filter]) into a DuckDB dataset; resumable.
 
     The policy options (``--checkpoint`` … ``--timeout``, as ``toolgym eval`` takes them) configure
-    the ``--solvable-by`` policy; given without it they are refused.
+    the ``--solvable-by`` policy, and ``--max-turns`` its episodes; given without it they are refused.
     """
     from toolgym.synth.config import SynthConfig
     from toolgym.synth.run import synthesize
@@ -120,6 +123,8 @@ def _filter_settings(solvable_by: str | None, k: int, given: dict[str, Any]) -> 
         ConfigError: A policy option was given without ``--solvable-by`` (naming each).
     """
     options = {o: str(v) if isinstance(v, Path) else v for o, v in policy_options(given).items()}
+    if given.get("max_turns") is not None:  # an env limit, recorded with the filter's settings
+        options["max_turns"] = given["max_turns"]
     if solvable_by is None:
         if options:
             named = ", ".join(f"--{o.replace('_', '-')} {v}" for o, v in options.items())

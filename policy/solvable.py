@@ -25,6 +25,7 @@ class PolicySolver:
 
     Args:
         name: A ``toolgym.POLICIES`` id.
+        max_turns: Turns per episode (the env's limit), or None for the env's default.
         **options: The policy's options (``seed`` and the rest, as :func:`make_policy` takes them).
 
     Raises:
@@ -32,15 +33,16 @@ class PolicySolver:
         ConfigError: An option the policy does not take, or a bad value (one line).
     """
 
-    def __init__(self, name: str, **options: Any) -> None:
+    def __init__(self, name: str, max_turns: int | None = None, **options: Any) -> None:
         self.name = name
+        self.env_kwargs = {} if max_turns is None else {"max_turns": max_turns}
         self.policy = make_policy(name, **options)
 
     def __call__(self, items: list[tuple[TaskSpec, Any]], k: int) -> list[int]:
         """Successes (reward 1) out of ``k`` samples per task, in the order of ``items``."""
         jobs = [(task, world, i) for task, world in items for i in range(k)]
         wins: dict[str, int] = {task.task_id: 0 for task, _ in items}
-        for record in run_episodes(jobs, self.policy):
+        for record in run_episodes(jobs, self.policy, **self.env_kwargs):
             wins[record.task_id] += record.reward >= 1.0
         return [wins[task.task_id] for task, _ in items]
 

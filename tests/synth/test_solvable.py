@@ -193,6 +193,20 @@ def test_a_policy_that_always_or_never_solves_drops_everything_and_the_run_stops
         assert ds.task_ids() == []
 
 
+def test_max_turns_limits_the_filter_s_episodes_and_is_a_recorded_setting(tmp_path):
+    """The reference solves every ledger task, but not in one turn: with --max-turns 1 all are unsolved."""
+    out = tmp_path / "ledger.duckdb"
+    args = ("synth", "--family", "ledger", "--workers", 1, "--count", 1, "--out", out, "--solvable-by", "reference")
+    line = error_line(run(*args, "--k", 2, "--max-turns", 1))
+    assert f"drops: {{'{UNSOLVED}': 24}}" in line
+    with Dataset(out, read_only=True) as ds:
+        assert ds.manifest("ledger")["config"]["solvable_options"] == {"max_turns": 1}
+    assert "different settings (solvable_options)" in error_line(run(*args, "--k", 2, "--max-turns", 2))
+    assert "--max-turns 1: policy options need --solvable-by" in error_line(
+        run("synth", "--family", "ledger", "--count", 1, "--out", tmp_path / "y.duckdb", "--max-turns", 1)
+    )
+
+
 def test_usage_errors_are_one_line_before_any_file_is_created(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     base = ("synth", "--family", "ledger", "--count", 1, "--workers", 1, "--out", "x.duckdb")
