@@ -46,3 +46,8 @@ evaluate "$RUN/sft-800/checkpoint" "$RUN/eval-800-t1"
 # 5. the same validity rule on the policy's own rollouts (not teacher-forced)
 python scripts/rollout_validity.py "$RUN/eval-t1/results.jsonl" "$RUN/code-d1.duckdb"
 python scripts/rollout_validity.py "$RUN/eval-800-t1/results.jsonl" "$RUN/code-d1.duckdb"
+
+# 6. greedy pass@1 of the 800-step checkpoint (one sample per task at temperature 0)
+/usr/bin/time -f "eval greedy: %e s wall, %U s user CPU" \
+  toolgym eval --policy model --checkpoint "$RUN/sft-800/checkpoint" -d "$RUN/code-d1.duckdb" --split test \
+    --limit "$EVAL_TASKS" -n 1 -k 1 --temperature 0 --max-new-tokens 320 --device cpu --out "$RUN/eval-800-greedy"
