@@ -26,7 +26,7 @@ ragged appends are right-padded with junk that no real query can see (see ``KVCa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -243,7 +243,7 @@ class Session:
             raise ConfigError("Every active row needs context before generate: append a prompt to it first.")
         shared, per_row = self._generators(generator)
         was_active = alive.clone()
-        drafts = [_TurnDraft() for _ in range(B)]
+        steps = _Steps(B)
         stopped = torch.zeros(B, dtype=torch.bool)
         device = self.cache.device
         for _ in range(params.max_new_tokens):
@@ -253,15 +253,14 @@ class Session:
             tok = _draw(logits, keep, params.temperature, rows, shared, per_row)
             lp = token_logprobs(logits, tok, params.temperature, keep)
             routing = self._feed_sampled(rows, tok)
-            for j, b in enumerate(rows.tolist()):
-                drafts[b].add(tok[j], lp[j], None if keep is None else keep[j], routing, j)
+            steps.add(rows, tok, lp, keep, routing)
             hit = torch.zeros(B, dtype=torch.bool)
             hit[rows] = torch.isin(tok, self.stop_ids)
             stopped |= hit
             alive &= ~hit
             if not alive.any():
                 break
-        return [drafts[b].turn(bool(stopped[b])) if was_active[b] else None for b in range(B)]
+        return steps.turns(was_active, stopped)
 
     def _generators(
         self, generator: torch.Generator | Sequence[torch.Generator]
@@ -356,30 +355,53 @@ def _draw(
     return torch.searchsorted(cdf, target[:, None], right=True).squeeze(-1)  # first id with cdf > target
 
 
-@dataclass
-class _TurnDraft:
-    """One row's action while it is sampled: per-token tensors, stacked into a ``Turn`` at the end."""
+class _Steps:
+    """Every step of one ``generate`` call, one full-batch record per step, split into Turns at the end.
 
-    ids: list[Tensor] = field(default_factory=list)
-    logprobs: list[Tensor] = field(default_factory=list)
-    masks: list[Tensor] = field(default_factory=list)
-    routes: list[Tensor] = field(default_factory=list)
+    A row samples from step 0 until it stops, so its tokens are the first n steps of its column:
+    recording [B]-wide tensors per step costs a few ops per step, not a few per row and step.
+    """
 
-    def add(self, tok: Tensor, logprob: Tensor, keep: Tensor | None, routing: Tensor | None, row: int) -> None:
-        """Record one sampled token: its id, log-prob, kept set [V] and its slice ``row`` of the step's routing."""
-        self.ids.append(tok)
-        self.logprobs.append(logprob)
+    def __init__(self, batch_size: int) -> None:
+        self.B = batch_size
+        self.ids: list[Tensor] = []  # per step [B] (-1 where the row did not sample)
+        self.logprobs: list[Tensor] = []  # per step [B]
+        self.masks: list[Tensor] = []  # per step [B, V]
+        self.routes: list[Tensor] = []  # per step [n_moe, B, K]
+
+    def add(self, rows: Tensor, tok: Tensor, lp: Tensor, keep: Tensor | None, routing: Tensor | None) -> None:
+        """Record one step: rows [R] that sampled, their ids, log-probs, kept sets [R, V], routing [n_moe, R, 1, K]."""
+        ids = torch.full((self.B,), -1, dtype=tok.dtype)
+        ids[rows] = tok
+        logprobs = torch.zeros(self.B, dtype=lp.dtype)
+        logprobs[rows] = lp
+        self.ids.append(ids)
+        self.logprobs.append(logprobs)
         if keep is not None:
-            self.masks.append(keep)
+            mask = torch.zeros(self.B, keep.size(-1), dtype=torch.bool)
+            mask[rows] = keep
+            self.masks.append(mask)
         if routing is not None:
-            self.routes.append(routing[:, row, 0].cpu())  # [n_moe, K]
+            route = torch.zeros(routing.size(0), self.B, routing.size(-1), dtype=routing.dtype)
+            route[:, rows] = routing[:, :, 0].cpu()
+            self.routes.append(route)
 
-    def turn(self, stopped: bool) -> Turn:
-        """The finished ``Turn``."""
-        return Turn(
-            tokens=torch.stack(self.ids),
-            logprobs=torch.stack(self.logprobs),
-            keep_mask=torch.stack(self.masks) if self.masks else None,
-            routing=torch.stack(self.routes) if self.routes else None,
-            stopped=stopped,
-        )
+    def turns(self, active: Tensor, stopped: Tensor) -> list[Turn | None]:
+        """Per row, its ``Turn`` (None for rows that were not active)."""
+        ids = torch.stack(self.ids, 1)  # [B, S]
+        lps = torch.stack(self.logprobs, 1)
+        masks = torch.stack(self.masks, 1) if self.masks else None  # [B, S, V]
+        routes = torch.stack(self.routes, 0).permute(2, 0, 1, 3) if self.routes else None  # [B, S, n_moe, K]
+        lengths = (ids >= 0).sum(1).tolist()
+        return [
+            Turn(
+                tokens=ids[b, :n].clone(),
+                logprobs=lps[b, :n].clone(),
+                keep_mask=None if masks is None else masks[b, :n].clone(),
+                routing=None if routes is None else routes[b, :n].clone(),
+                stopped=bool(stopped[b]),
+            )
+            if active[b]
+            else None
+            for b, n in enumerate(lengths)
+        ]
