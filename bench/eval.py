@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,7 +116,7 @@ class EvalBenchConfig(BaseModel):
     max_new_tokens: int = Field(32, ge=1)
     max_turns: int = Field(4, ge=1)
     temperature: float = Field(1.0, ge=0)
-    device: str = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: int = Field(1, ge=1)  # intra-op threads (1 is steadiest on a shared CPU)
 
 

@@ -16,6 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 #: The policy options of the CLI, passed to the policy's entry only when given (``seed`` always).
+#: The largest count a CLI option takes (samples, tasks, turns, k): far above any real run, and
+#: inside every integer type the values reach (a 20-digit -n was a TypeError deep in the run).
+COUNT_MAX = 10**6
+
 POLICY_OPTIONS = (
     "checkpoint",
     "device",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from toolgym.cli.common import SEED_MAX, SPEED_OPTIONS, add_row, console, policy_options, progress
+from toolgym.cli.common import COUNT_MAX, SEED_MAX, SPEED_OPTIONS, add_row, console, policy_options, progress
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
 from toolgym.errors import ConfigError
 
@@ -23,11 +23,14 @@ def eval_(
     family: Annotated[str | None, typer.Option(help="only this family")] = None,
     split: Annotated[str | None, typer.Option(help="train | val | test")] = None,
     difficulty: Annotated[str, typer.Option(help="difficulty or range")] = "1-5",
-    samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="episodes per task (n of pass@k)")] = 4,
+    samples: Annotated[
+        int, typer.Option("-n", "--samples", min=1, max=COUNT_MAX, help="episodes per task (n of pass@k)")
+    ] = 4,
     k: Annotated[list[int] | None, typer.Option("-k", min=1, help="k values (repeatable)")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="at most this many tasks (>= 1)")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=COUNT_MAX, help="at most this many tasks (>= 1)")] = 50,
     max_turns: Annotated[
-        int | None, typer.Option(min=1, help="turns per episode (default: the env's limit, stated to the model)")
+        int | None,
+        typer.Option(min=1, max=COUNT_MAX, help="turns per episode (default: the env's limit, stated to the model)"),
     ] = None,
     seed: Annotated[
         int, typer.Option(min=0, max=SEED_MAX, help="seed of the policy's samples / of synthesized tasks")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 import toolgym
 from toolgym.cli.common import (
+    COUNT_MAX,
     SEED_MAX,
     ApiKeyEnvOption,
     BaseUrlOption,
@@ -59,7 +60,10 @@ def synth(
         str | None,
         typer.Option(help="keep only tasks some but not every one of K samples of this policy solves"),
     ] = None,
-    k: Annotated[int, typer.Option("--k", min=1, help="samples of the --solvable-by policy per task")] = 8,
+    k: Annotated[
+        int | None,
+        typer.Option("--k", min=2, max=COUNT_MAX, help="samples of the --solvable-by policy per task [default: 8]"),
+    ] = None,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,
     temperature: TemperatureOption = None,
@@ -71,7 +75,8 @@ def synth(
     concurrency: ConcurrencyOption = None,
     timeout: TimeoutOption = None,
     max_turns: Annotated[
-        int | None, typer.Option(min=1, help="turns per episode of the --solvable-by policy (default: the env's)")
+        int | None,
+        typer.Option(min=1, max=COUNT_MAX, help="turns per episode of the --solvable-by policy (default: the env's)"),
     ] = None,
 ) -> None:
     """Synthesize tasks (reference run + quality gates [+ solvability filter]) into a DuckDB dataset; resumable.
@@ -111,26 +116,28 @@ def synth(
     _report(stats, out, family, count)
 
 
-def _filter_settings(solvable_by: str | None, k: int, given: dict[str, Any]) -> dict[str, Any]:
+def _filter_settings(solvable_by: str | None, k: int | None, given: dict[str, Any]) -> dict[str, Any]:
     """The solvability filter's fields of the SynthConfig (none without ``--solvable-by``).
 
     Args:
         solvable_by: The ``--solvable-by`` policy, or None.
-        k: ``--k``.
+        k: ``--k`` (None: not given; 8 with a filter).
         given: The command's parameters (the policy options among them).
 
     Raises:
-        ConfigError: A policy option was given without ``--solvable-by`` (naming each).
+        ConfigError: A policy option or ``--k`` was given without ``--solvable-by`` (naming each).
     """
     options = {o: str(v) if isinstance(v, Path) else v for o, v in policy_options(given).items()}
     if given.get("max_turns") is not None:  # an env limit, recorded with the filter's settings
         options["max_turns"] = given["max_turns"]
     if solvable_by is None:
+        if k is not None:
+            options = {"k": k, **options}
         if options:
             named = ", ".join(f"--{o.replace('_', '-')} {v}" for o, v in options.items())
             raise ConfigError(f"{named}: policy options need --solvable-by POLICY (the filter's policy)")
         return {}
-    return {"solvable_by": solvable_by, "solvable_k": k, "solvable_options": options}
+    return {"solvable_by": solvable_by, "solvable_k": 8 if k is None else k, "solvable_options": options}
 
 
 def _report(stats: Any, out: Path, family: str, count: int) -> None:

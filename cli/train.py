@@ -22,7 +22,7 @@ def train_lm(
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-3,
     eval_every: Annotated[int, typer.Option(help="steps between held-out evals")] = 100,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 100,
-    corpus_bytes: Annotated[int, typer.Option(help="standard-library corpus size")] = 8_000_000,
+    corpus_bytes: Annotated[int, typer.Option(min=10_000, help="standard-library corpus size")] = 8_000_000,
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
 ) -> None:
@@ -61,7 +61,7 @@ def train_sft(
     eval_every: Annotated[int, typer.Option(help="steps between held-out evals")] = 50,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 50,
     val_split: Annotated[str, typer.Option(help="held-out split")] = "val",
-    action_prompts: Annotated[int, typer.Option(help="val prompts for action validity (0: none)")] = 16,
+    action_prompts: Annotated[int, typer.Option(min=0, help="val prompts for action validity (0: none)")] = 16,
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
     model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batch order")] = 0,

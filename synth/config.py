@@ -68,7 +68,9 @@ class SynthConfig(BaseModel):
     solvable_by: str | None = Field(
         default=None, description="solvability filter: an id of toolgym.POLICIES (None: no filter)"
     )
-    solvable_k: int = Field(default=8, ge=1, description="samples of the filter's policy per task")
+    solvable_k: int = Field(
+        default=8, ge=2, description="samples of the filter's policy per task (with 1, no task is sometimes solved)"
+    )
     solvable_options: dict[str, Any] = Field(
         default_factory=dict, description="the filter policy's options (its seed is the run's seed)"
     )

@@ -125,6 +125,16 @@ def test_play_a_task_by_hand():
         (("eval", "--split", "validation"), "unknown split 'validation' (did you mean val?)"),
         (("tasks", "-d", "missing.duckdb", "--split", "tset"), "unknown split 'tset' (did you mean test?)"),
         (("export", "missing.duckdb", "--out", "x.csv", "--format", "csv"), "format must be jsonl or parquet"),
+        # counts far beyond any run are bounded at the CLI (they were TypeErrors deep in the run)
+        (("eval", "-n", 10**20), "Invalid value for '-n' / '--samples': Input should be less than or equal to"),
+        (("eval", "--limit", 10**20), "Invalid value for '--limit'"),
+        (("eval", "--max-turns", 10**20), "Invalid value for '--max-turns'"),
+        (("synth", "--solvable-by", "random", "--k", 10**20), "Invalid value for '--k'"),
+        (("synth", "--solvable-by", "random", "--k", 1), "Invalid value for '--k': Input should be greater than"),
+        (("synth", "--k", 4), "--k 4: policy options need --solvable-by POLICY"),
+        (("train", "sft", "-d", "x.duckdb", "--action-prompts", -1), "Invalid value for '--action-prompts'"),
+        (("train", "lm", "--corpus-bytes", 0), "Invalid value for '--corpus-bytes'"),
+        (("bench", "eval", "--device", "tpu"), "--device: Input should be 'cpu', 'cuda' or 'auto'"),
     ],
 )
 def test_bad_arguments_are_one_line_with_exit_code_2(args, needle, tmp_path, monkeypatch):
