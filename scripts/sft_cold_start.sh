@@ -51,3 +51,19 @@ python scripts/rollout_validity.py "$RUN/eval-800-t1/results.jsonl" "$RUN/code-d
 /usr/bin/time -f "eval greedy: %e s wall, %U s user CPU" \
   toolgym eval --policy model --checkpoint "$RUN/sft-800/checkpoint" -d "$RUN/code-d1.duckdb" --split test \
     --limit "$EVAL_TASKS" -n 1 -k 1 --temperature 0 --max-new-tokens 320 --device cpu --out "$RUN/eval-800-greedy"
+
+# 7. stage 2 (docs/sft.md): 4x the reference episodes (1,600 code d1 tasks; the first 400 are the
+#    same, and splits are by world, so no val/test world leaks into train), 1,200 steps from the
+#    800-step checkpoint (--init keeps its tokenizer), lr 2e-3, validity on 64 val prompts
+toolgym synth --family code --difficulty 1 --count 1600 --seed 1 --out "$RUN/code-d1-1600.duckdb"
+/usr/bin/time -f "train sft stage 2: %e s wall, %U s user CPU" \
+  toolgym train sft -d "$RUN/code-d1-1600.duckdb" --out "$RUN/sft-stage2" --init "$RUN/sft-800/checkpoint" \
+    --steps 1200 --batch-size 4 --seq-len 2048 --lr 2e-3 --eval-every 200 --checkpoint-every 200 --action-prompts 64
+for t in 1.0 0; do
+  n=$([ "$t" = 0 ] && echo 1 || echo 8)
+  /usr/bin/time -f "eval stage 2 t=$t: %e s wall, %U s user CPU" \
+    toolgym eval --policy model --checkpoint "$RUN/sft-stage2/checkpoint" -d "$RUN/code-d1-1600.duckdb" --split test \
+      --limit 16 -n "$n" -k 1 $([ "$n" = 8 ] && echo "-k 8") --temperature "$t" --max-new-tokens 320 --max-turns 8 \
+      --device cpu --out "$RUN/eval-stage2-t$t"
+  python scripts/rollout_validity.py "$RUN/eval-stage2-t$t/results.jsonl" "$RUN/code-d1-1600.duckdb"
+done
