@@ -10,7 +10,9 @@ prefill and env steps included), and the ratio of the batched run to the single-
 Without ``--checkpoint`` a micro checkpoint is built in a temporary directory: a byte-level BPE
 (4096 ids) trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
 model. Its actions are noise that rarely emits ``<|end|>``, so every action spends its
-``max_new_tokens``: the measurement is of generation, not of the model's skill.
+``max_new_tokens``: the measurement is of generation, not of the model's skill. With a trained
+checkpoint (``--checkpoint``, ``--family`` of its tasks) actions end at different lengths and the
+lockstep rounds wait for the longest one, so the batch thins out within each round.
 """
 
 from __future__ import annotations

@@ -146,7 +146,9 @@ def bench_model(
 def bench_eval(
     checkpoint: Annotated[Path | None, typer.Option(help="checkpoint directory (default: a micro one, built)")] = None,
     slots: Annotated[str, typer.Option(help="slot counts to compare, comma-separated")] = "1,16",
-    tasks: Annotated[int, typer.Option(help="tasks synthesized on the fly (trip, difficulty 1)")] = 4,
+    family: Annotated[str, typer.Option(help="family of the tasks synthesized on the fly")] = "trip",
+    difficulty: Annotated[int, typer.Option(min=1, help="their difficulty")] = 1,
+    tasks: Annotated[int, typer.Option(help="tasks synthesized on the fly")] = 4,
     samples: Annotated[int, typer.Option(help="episodes per task")] = 4,
     max_new_tokens: Annotated[int, typer.Option(help="token budget of one action")] = 64,
     max_turns: Annotated[int, typer.Option(help="turns per episode")] = 4,
@@ -159,6 +161,8 @@ def bench_eval(
 
     config = EvalBenchConfig(
         checkpoint=checkpoint,
+        family=family,
+        difficulty=difficulty,
         slots=parse_int_list(slots),
         tasks=tasks,
         samples=samples,
