@@ -20,7 +20,8 @@ interrupt turns into on its way out (Typer's exit 130, DuckDB's "Query interrupt
 rollback) ends as that line; in processes forked from it (the synthesis pool's workers, which a
 terminal's Ctrl-C reaches too, since it signals the whole foreground process group) it does
 nothing, so no worker prints a traceback: the parent stops them when it unwinds. A command that
-handles the interrupt itself and returns (``play`` at its prompt) exits as it chooses.
+handles the interrupt itself and returns (``play`` at its prompt, ``serve``, whose normal stop
+is Ctrl-C) exits as it chooses.
 """
 
 from __future__ import annotations

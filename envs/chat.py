@@ -17,6 +17,8 @@ from toolgym.envs.markup import (
     ASSISTANT,
     END,
     SYSTEM,
+    THINK_CLOSE,
+    THINK_OPEN,
     TOOL,
     USER,
     ParsedAction,
@@ -24,6 +26,7 @@ from toolgym.envs.markup import (
     loads,
     parse_action,
     render_action,
+    render_call,
     split_payloads,
 )
 
@@ -83,6 +86,7 @@ def render_conversation(
     messages: Sequence[dict[str, Any]],
     add_generation_prompt: bool = False,
     drop_old_reasoning: bool = True,
+    verbatim: bool = False,
 ) -> str:
     """Render OpenAI-style chat messages in the markup.
 
@@ -94,6 +98,11 @@ def render_conversation(
             assistant turn (the state in which a policy acts).
         drop_old_reasoning: Apply the DeepSeek-V3.2 rule: drop the reasoning of assistant turns
             before the last user message.
+        verbatim: Render an assistant message that :func:`render_action` refuses (content
+            holding an action tag the parser kept as text, e.g. a second ``<think>``) as its
+            parts written out: ``<think>reasoning</think>``, content, the calls, ``<|end|>``; the
+            env's text of such a turn is exactly that when it came from the env's own chat view.
+            Used by ``toolgym serve``, which must accept whatever the model emitted.
 
     Returns:
         The conversation text. For an episode whose actions were canonical (as produced by
@@ -118,7 +127,14 @@ def render_conversation(
             if drop_old_reasoning and i < last_user:
                 reasoning = None
             calls = [(c["function"]["name"], loads(c["function"]["arguments"])) for c in m.get("tool_calls") or ()]
-            parts.append(ASSISTANT + render_action(calls, reasoning, m.get("content") or ""))
+            content = m.get("content") or ""
+            try:
+                parts.append(ASSISTANT + render_action(calls, reasoning, content))
+            except ValueError:
+                if not verbatim:
+                    raise
+                head = "" if reasoning is None else THINK_OPEN + reasoning + THINK_CLOSE
+                parts.append(ASSISTANT + head + content + "".join(render_call(n, a) for n, a in calls) + END)
         else:
             raise ValueError(f"unknown message role {role!r}")
     if add_generation_prompt and (not messages or messages[-1]["role"] != "assistant"):

@@ -11,7 +11,11 @@ Decisions:
   with jitter (0.5 s doubling, at most 8 s, or the server's ``Retry-After``) on connection
   errors, timeouts, 408/409/429 and 5xx, ``max_retries`` times. After that, and for any other
   refusal, the episode fails with :class:`~toolgym.errors.EndpointError`, one line naming the
-  endpoint, the model and the cause; a 400 that mentions tools reads "does not support tool calls".
+  endpoint, the model and the cause: the server's own message (one line). Only a 400 about tool
+  support itself (its ``param`` is ``tools``/``tool_choice``, or its message is about tool choice,
+  a tool-call parser, function calling or tools being unsupported: :func:`is_tool_support_error`)
+  reads "does not support tool calls"; any other 400 that merely mentions tools is passed on as
+  the server said it.
 * **The endpoint is probed once** when the factory is built (``GET /models``, one retry), so a
   wrong URL fails in a second with one line, before any episode runs; ``model`` may be left out
   when the endpoint serves exactly one model (vLLM, ``toolgym serve``).
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -69,6 +74,23 @@ class OpenAIPolicyConfig(BaseModel):
     max_retries: int = Field(4, ge=0, le=20, description="retries (with backoff) on 429, 5xx and connection errors")
     seed: int = Field(0, ge=0, description="seed of the per-request seeds")
     concurrency: int | None = Field(None, ge=1, description="episodes at once (used by the eval runner)")
+
+
+#: What a server says when it cannot serve tool calls (vLLM, SGLang, Ollama, llama.cpp, OpenAI).
+_TOOL_SUPPORT = re.compile(
+    r"tool[ _-]?choice|tool[ _-]?call[ _-]?parser|function[ _-]?calling"
+    r"|(?:not|n't) support\w*\W+(?:\w+\W+){0,3}?tools?\b|\btools?\b(?:\W+\w+){0,3}?\W+(?:are|is) not supported",
+    re.IGNORECASE,
+)
+
+
+def is_tool_support_error(message: str, param: str | None = None) -> bool:
+    """Whether a 400's message (and ``param``) says the endpoint cannot serve tool calls.
+
+    A message that merely mentions tools (``messages[3].tool_calls[0] needs …``, a refusal that
+    says tool arguments are JSON) is not one.
+    """
+    return param in ("tools", "tool_choice") or _TOOL_SUPPORT.search(message) is not None
 
 
 def _request_seed(*parts: Any) -> int:
@@ -199,8 +221,12 @@ class _Endpoint:
             cause = exc.__cause__ or exc
             return EndpointError(f"cannot reach {where}: {type(cause).__name__}: {cause} ({c.max_retries} retries)")
         if isinstance(exc, o.APIStatusError):
-            said = " ".join(str(getattr(exc, "message", exc)).split())[:300]
-            if exc.status_code == 400 and "tool" in said.lower():
+            body = getattr(exc, "body", None)  # the reply's "error" object, when it has one
+            raw = body.get("message") if isinstance(body, dict) else None
+            if not isinstance(raw, str):  # the client's text, without its "Error code: 400 - " prefix
+                raw = re.sub(r"^Error code: \d+ - ", "", str(getattr(exc, "message", exc)))
+            said = " ".join(raw.split())[:300]
+            if exc.status_code == 400 and is_tool_support_error(said, getattr(exc, "param", None)):
                 return EndpointError(
                     f"{where} does not support tool calls (the server said: {said}); serve a model with tool "
                     "calling enabled (vLLM: --enable-auto-tool-choice --tool-call-parser …)"

@@ -18,9 +18,17 @@ Decisions:
   limits and the schemas) is used verbatim. Otherwise the env's system text for the request's
   ``tools`` (:func:`toolgym.envs.toolenv.system_text`) comes first, followed by the client's own
   system message, if any; ``developer`` is read as ``system``.
-* **Special strings.** Role markers may occur in no message, action tags only in the system text
-  (the env's description of the action format); otherwise the request is refused (400), since the
-  tokenizer would read them as markup.
+* **Special strings.** In system, user and tool messages a role marker of any ``<|name|>`` shape
+  (``<|pad|>``, ``<|bos|>`` too) is refused (400), and so is an action tag outside the system text
+  (the env's description of the action format), since the tokenizer would read them as markup.
+  An **assistant** message is what the model emitted, and the env's text holds that action
+  exactly as sampled: its content and reasoning may carry the tokenizer's other special strings
+  (a barely trained model samples ``<|bos|>``) and action tags the parser kept as text (a second
+  ``<think>``), so the server accepts its own replies echoed back and renders them to the env's
+  text token for token (a turn that is not canonical is rendered as written: reasoning, content,
+  calls, see :func:`~toolgym.envs.chat.render_conversation`'s ``verbatim``). Only the markup's
+  role markers (``<|user|>``, ``<|end|>``, …) stay refused there: the parser never leaves them in
+  a reply's fields, and rendered they would forge a turn.
 * **Request fields.** Honoured: ``model`` (must be the served one, else 404), ``messages``,
   ``tools``, ``tool_choice`` (``"auto"`` only), ``temperature`` (0: greedy), ``top_p``,
   ``max_tokens``/``max_completion_tokens``, ``seed`` (else the server's own seeded generator),
@@ -52,6 +60,8 @@ from toolgym.errors import ConfigError, one_line
 #: A role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), and the action tags.
 _ROLE_RE = re.compile(r"<\|[a-z_]*\|>")
 _ACTION_TAGS = (mk.THINK_OPEN, mk.THINK_CLOSE, mk.CALL_OPEN, mk.CALL_CLOSE)
+#: The markup's role markers: the only special strings refused in an assistant message's text.
+_MARKERS = (mk.SYSTEM, mk.USER, mk.ASSISTANT, mk.TOOL, mk.END)
 
 
 class APIError(Exception):
@@ -63,7 +73,8 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error object."""
-        kind = {400: "invalid_request_error", 404: "not_found_error"}.get(self.status, "server_error")
+        kind = "not_found_error" if self.status == 404 else "invalid_request_error"
+        kind = kind if self.status < 500 else "server_error"
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
@@ -134,16 +145,24 @@ class ChatRequest(_Strict):
     parallel_tool_calls: bool | None = None
 
 
-def _check_specials(text: str, where: str, index: int, action_tags: bool) -> None:
+def _check_specials(text: str, where: str, index: int, action_tags: bool, assistant: bool = False) -> None:
     """Refuse a role marker in ``text``, and an action tag unless ``action_tags`` (the system text).
+
+    With ``assistant`` (an assistant message's content or reasoning: what the model emitted) only
+    the markup's role markers are refused; the tokenizer's other special strings and action tags
+    may occur (see the module docstring).
 
     Raises:
         APIError: 400 naming the message and the string.
     """
     if "<" not in text:
         return
-    m = _ROLE_RE.search(text)
-    tag = m.group() if m else None
+    tag: str | None
+    if assistant:
+        tag = next((t for t in _MARKERS if t in text), None)
+    else:
+        m = _ROLE_RE.search(text)
+        tag = m.group() if m else None
     if tag is None and not action_tags:
         tag = next((t for t in _ACTION_TAGS if t in text), None)
     if tag is not None:
@@ -178,12 +197,12 @@ def request_messages(req: ChatRequest) -> list[dict[str, Any]]:
     for i, m in enumerate(req.messages):
         role = "system" if m.role == "developer" else m.role
         text = m.text()
-        _check_specials(text, role, i, action_tags=role == "system")
+        _check_specials(text, role, i, action_tags=role in ("system", "assistant"), assistant=role == "assistant")
         if role != "assistant":
             out.append({"role": role, "content": text})
             continue
         if m.reasoning_content is not None:
-            _check_specials(m.reasoning_content, "reasoning", i, action_tags=True)  # render_action checks those
+            _check_specials(m.reasoning_content, "reasoning", i, action_tags=True, assistant=True)
         calls = []
         for j, c in enumerate(m.tool_calls or ()):
             try:
@@ -219,7 +238,7 @@ def render_request(req: ChatRequest) -> str:
     """
     messages = request_messages(req)
     try:
-        return chat.render_conversation(messages, add_generation_prompt=True)
+        return chat.render_conversation(messages, add_generation_prompt=True, verbatim=True)
     except ValueError as exc:
         raise APIError(400, f"messages cannot be rendered: {exc}", "invalid_value", "messages") from None
 
@@ -382,7 +401,8 @@ def create_app(engine: Engine) -> Any:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "not_found")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code)
         return JSONResponse(err.body(), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
@@ -490,6 +510,9 @@ class BackgroundServer:
 def serve(checkpoint: str, host: str, port: int, config: ServeConfig, on_ready: Any = None) -> None:
     """Load ``checkpoint`` and serve it until interrupted (the ``toolgym serve`` command).
 
+    Ctrl-C (SIGINT) is the normal way to stop: uvicorn finishes the requests in flight and this
+    function returns (a second Ctrl-C stops at once). SIGTERM ends the process as uvicorn does.
+
     Raises:
         CheckpointError: a missing, corrupt or mismatched checkpoint.
         ConfigError: a missing ``fastapi``/``uvicorn``, or an address that cannot be bound.
@@ -505,4 +528,7 @@ def serve(checkpoint: str, host: str, port: int, config: ServeConfig, on_ready: 
     sock = listen(host, port)
     if on_ready is not None:
         on_ready(f"http://{host}:{sock.getsockname()[1]}/v1")
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn shut down gracefully, then re-raised the signal
+        return

@@ -1,10 +1,10 @@
 """Issue 10's bad inputs at the command line: each is one ``error:`` line, exit 2, and nothing written.
 
-A corrupt or mismatched checkpoint (``eval --policy model`` and ``serve``) and an unreachable
-endpoint (``eval --policy openai``). The library-level cases (the env's reply to a model that
-returns no tool calls or malformed arguments, OpenAI-style errors for unknown request fields, a
-killed eval resuming) are in ``tests/policy/test_openai_policy.py``, ``tests/policy/test_serve.py``
-and ``tests/test_cli_eval.py``.
+A corrupt or mismatched checkpoint (``eval --policy model`` and ``serve``), ``serve --device cuda``
+where torch sees no CUDA device, and an unreachable endpoint (``eval --policy openai``). The
+library-level cases (the env's reply to a model that returns no tool calls or malformed
+arguments, OpenAI-style errors for unknown request fields, a killed eval resuming) are in
+``tests/policy/test_openai_policy.py``, ``tests/policy/test_serve.py`` and ``tests/test_cli_eval.py``.
 """
 
 from __future__ import annotations
@@ -97,3 +97,14 @@ def test_an_unreachable_endpoint_is_one_line_and_keeps_what_was_written(tmp_path
     (out / "note.txt").write_text("mine")
     error_line("eval", "--policy", "openai", "--base-url", url, "--limit", 1, "-n", 1, "--out", out)
     assert [p.name for p in out.iterdir()] == ["note.txt"] and (out / "note.txt").read_text() == "mine"
+
+
+def test_serve_device_cuda_without_cuda_is_one_line(checkpoint, tmp_path, monkeypatch):
+    """As ``eval --device cuda``: one error line before the checkpoint is loaded (was a pin_memory traceback)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert "torch sees no CUDA device" in error_line("serve", checkpoint, "--port", 0, "--device", "cuda")
+    assert "--device must be" in error_line("serve", checkpoint, "--port", 0, "--device", "tpu")
+    assert list(tmp_path.iterdir()) == []

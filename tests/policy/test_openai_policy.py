@@ -24,7 +24,7 @@ import toolgym  # noqa: E402
 from toolgym.envs import markup as mk  # noqa: E402
 from toolgym.envs.toolenv import make_env  # noqa: E402
 from toolgym.errors import ConfigError, EndpointError  # noqa: E402
-from toolgym.policy.openai_policy import action_text, call_text, openai_policy  # noqa: E402
+from toolgym.policy.openai_policy import action_text, call_text, is_tool_support_error, openai_policy  # noqa: E402
 from toolgym.policy.serve import BackgroundServer, listen  # noqa: E402
 
 
@@ -139,6 +139,41 @@ def test_a_model_without_tool_support_is_named(served):
     with pytest.raises(EndpointError, match="does not support tool calls"):
         first_step(factory)
     assert len(served.requests) == 1  # a 400 is not retried
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "messages[2] (assistant) contains '<|bos|>', a special string of the policy's markup; it may not occur in "
+        "message text (tool arguments and results are JSON, where it is escaped)",
+        "messages[1].tool_calls[0] needs a name and arguments\n that are a JSON object",
+        "This model's maximum context length is 2048 tokens (the tools take 300)",
+    ],
+)
+def test_a_400_about_something_else_gives_the_server_s_own_message(served, message):
+    """Only a 400 about tool support blames tool support; any other is the server's message, on one line."""
+    served.script[:] = [(400, {"error": {"message": message, "type": "invalid_request_error"}}, {})]
+    factory = openai_policy(base_url=served.url, model="fake-model", max_retries=3)
+    with pytest.raises(EndpointError) as exc:
+        first_step(factory)
+    line = str(exc.value)
+    assert "does not support tool calls" not in line and "enable-auto-tool-choice" not in line
+    assert "answered HTTP 400: " + " ".join(message.split())[:60] in line and "\n" not in line
+    assert len(served.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set', None),
+        ("registry.ollama.ai/library/gemma:2b does not support tools", None),
+        ("tools is not supported by this model", None),
+        ("Function calling is not enabled for this deployment", None),
+        ("invalid value", "tool_choice"),
+    ],
+)
+def test_tool_support_errors_are_recognised(message, param):
+    assert is_tool_support_error(message, param)
 
 
 def test_a_timeout_is_one_line(served):

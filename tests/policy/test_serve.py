@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
@@ -29,7 +32,16 @@ from toolgym.envs.toolenv import make_env  # noqa: E402
 from toolgym.policy.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from toolgym.policy.generate import SamplingParams, Session  # noqa: E402
 from toolgym.policy.openai_policy import action_text, openai_policy, wire_messages  # noqa: E402
-from toolgym.policy.serve import BackgroundServer, ChatRequest, Engine, ServeConfig, create_app, render_request  # noqa: E402
+from toolgym.policy.serve import (  # noqa: E402
+    APIError,
+    BackgroundServer,
+    ChatRequest,
+    Engine,
+    ServeConfig,
+    create_app,
+    render_request,
+    reply_message,
+)
 from toolgym.synth import get_family  # noqa: E402
 
 BUDGET = 12  # tokens per action: enough to see real generations, cheap on a shared CPU
@@ -123,6 +135,75 @@ def test_env_conversations_render_to_the_env_text(family, policy):
         if n >= 6:
             break
     assert n >= 1
+
+
+CALL = ("search_hotels", {"city": "Lisbon"})
+#: Pieces of what a barely trained model samples: the tokenizer's non-markup specials, action tags, text.
+_PIECES = ["a", " ", "x<y", "<|bos|>", "<|pad|>", "<|nope|>", "<think>", "<tool_call>", "</tool_call>"]
+
+
+def render_env_view(info: dict) -> str:
+    """The server's render of the env's chat view, as a client sends it."""
+    return render_request(ChatRequest(model="tiny", messages=wire_messages(info["messages"]), tools=info["tools"]))
+
+
+def _after_one_step(action: str) -> tuple[str, dict]:
+    """A trip env's text and info after ``action`` (the env's chat view of it)."""
+    env = make_env("trip", difficulty=1, render_mode="ansi")
+    env.reset(seed=3)
+    _, _, _, _, info = env.step(action)
+    return env.render(), info
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "<|bos|><|pad|>" + mk.END,  # the repro: specials decoded into the content
+        mk.render_action([CALL], reasoning="hm <|bos|> <tool_call>", content="<|pad|>ok"),
+        "<think>a</think>b<think>c<|bos|>" + mk.END,  # a second <think> the parser keeps as content
+    ],
+)
+def test_a_reply_holding_special_strings_echoed_back_is_accepted_and_renders_to_the_env_text(url, action):
+    """The server's own reply comes back as history: no 400, and the env's conversation renders to its text."""
+    message, _ = reply_message(action)
+    body = {"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}, message]}
+    status, got = post(url, "/chat/completions", json.dumps(body).encode())
+    assert status == 200, got
+    text, info = _after_one_step(action)
+    assert render_env_view(info) == text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(action=st.lists(st.sampled_from([*_PIECES, mk.END, mk.USER, "</think>"]), max_size=8).map("".join))
+def test_any_reply_echoed_back_is_accepted(action):
+    """The kind: whatever the model emitted, the server takes its own reply back as an assistant message."""
+    message, _ = reply_message(action)
+    wire = {k: v for k, v in message.items() if v is not None}
+    render_request(ChatRequest(model="tiny", messages=[{"role": "user", "content": "hi"}, wire]))
+
+
+parts = st.lists(st.sampled_from(_PIECES[:6]), max_size=5).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reasoning=st.one_of(st.none(), parts), content=parts, second_think=st.booleans(), call=st.booleans())
+def test_sampled_specials_render_to_the_env_text(reasoning, content, second_think, call):
+    """The kind, registry-style: an env turn whose text holds sampled specials re-renders to the env's text."""
+    if second_think and reasoning is not None:
+        content += "<think>"  # kept as content text by the parser (an error, not a block)
+        call = False
+    head = "" if reasoning is None else mk.THINK_OPEN + reasoning + mk.THINK_CLOSE
+    action = head + content + (mk.render_call(*CALL) if call else "") + mk.END
+    text, info = _after_one_step(action)
+    assert render_env_view(info) == text
+
+
+def test_role_markers_stay_refused_in_every_message():
+    """user/tool/system keep refusing any <|name|> string; an assistant message refuses the markup's role markers."""
+    for role, text in [("user", "<|bos|>"), ("tool", "<|pad|>"), ("user", "<think>"), ("assistant", "a<|user|>b")]:
+        req = ChatRequest(model="tiny", messages=[{"role": "user", "content": "hi"}, {"role": role, "content": text}])
+        with pytest.raises(APIError, match="special string"):
+            render_request(req)
 
 
 def test_greedy_serving_equals_the_in_process_policy(ckpt, client):
@@ -261,6 +342,9 @@ def test_malformed_body_and_unknown_route(url):
     assert (status, body["error"]["code"]) == (400, "invalid_json")
     status, body = post(url, "/nothing", None)
     assert status == 404 and body["error"]["type"] == "not_found_error"
+    status, body = post(url, "/chat/completions", None)  # GET
+    assert status == 405
+    assert (body["error"]["type"], body["error"]["code"]) == ("invalid_request_error", "method_not_allowed")
 
 
 def test_harmless_fields_and_echoed_replies_are_accepted(client):
@@ -276,7 +360,7 @@ def test_harmless_fields_and_echoed_replies_are_accepted(client):
     assert again.choices[0].message.role == "assistant"
 
 
-def test_cli_serve_runs_and_refuses_a_corrupt_checkpoint(ckpt, tmp_path: Path):
+def test_cli_serve_runs_stops_cleanly_on_ctrl_c_and_refuses_a_corrupt_checkpoint(ckpt, tmp_path: Path):
     path = save_checkpoint(tmp_path / "ck", ckpt.model.float(), ckpt.tokenizer)
     ckpt.model.double()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -289,10 +373,15 @@ def test_cli_serve_runs_and_refuses_a_corrupt_checkpoint(ckpt, tmp_path: Path):
         assert line.startswith("serving ck at http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
         base = line.split(" at ")[1].strip()
         c = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=60)
-        assert [m.id for m in c.models.list()] == ["ck"]
+        assert [m.id for m in c.models.list()] == ["ck"]  # ready
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the normal way to stop
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, (proc.returncode, out, err)
+        assert out.strip() == "stopped" and "error" not in err and "Traceback" not in err, (out, err)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
     (path / "model.safetensors").write_bytes(b"junk")
     bad = subprocess.run(
         [sys.executable, "-m", "toolgym.cli", "serve", str(path), "--port", "0"],
