@@ -39,6 +39,14 @@ class CheckpointError(ToolgymError):
     """A checkpoint is missing, truncated, corrupt or does not match its config."""
 
 
+class TrainingDivergedError(ToolgymError, ArithmeticError):
+    """A training run's loss, gradient norm, held-out loss or weights became NaN or infinite.
+
+    Raised at the first such step, before anything of that step is saved or logged; the message
+    names the step and the value and suggests a lower learning rate.
+    """
+
+
 class ReferenceSolutionError(ToolgymError):
     """A task's reference solution failed: a synthesis bug, never a warning."""
 

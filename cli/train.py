@@ -13,7 +13,7 @@ from toolgym.cli.errors import check_writable, cli_errors
 
 @cli_errors
 def train_lm(
-    out: Annotated[Path, typer.Option(help="checkpoint directory (replaced atomically)")] = Path("runs/lm"),
+    out: Annotated[Path, typer.Option(help="checkpoint directory (only a checkpoint is replaced)")] = Path("runs/lm"),
     init: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
     stage: Annotated[str, typer.Option(help="dense | indexer_warmup | sparse")] = "dense",
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 300,

@@ -8,10 +8,12 @@ Layout of ``<dir>/``::
 
 Writes are atomic: everything goes into a hidden temporary sibling directory, is flushed, and
 the directory is renamed into place, so a crash leaves either the old checkpoint or the new one,
-never a mix. Loading checks, in order, that the files exist, that the config parses and matches
-this code's ``ModelConfig``, that the weights' SHA-256 matches (catches truncation and
-corruption), that tensor names and shapes match the model the config builds, and that the
-tokenizer fits the vocabulary; each failure raises ``CheckpointError`` with a sentence naming it.
+never a mix. Only a toolgym checkpoint (or an empty directory) is ever replaced:
+``check_replaceable`` refuses any other file or directory at the target, so a mistyped
+``--out`` cannot delete a user's files. Loading checks, in order, that the files exist, that
+the config parses and matches this code's ``ModelConfig``, that the weights' SHA-256 matches
+(catches truncation and corruption), that tensor names and shapes match the model the config
+builds, and that the tokenizer fits the vocabulary; each failure raises ``CheckpointError`` with a sentence naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from toolgym.policy.tokenizer import Tokenizer
 FORMAT = "toolgym-policy/1"
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
 OPTIMIZER = "optimizer.pt"  # optional: the optimizer state a resumed training run continues from
+FILES = frozenset({WEIGHTS, CONFIG, TOKENIZER, OPTIMIZER})  # everything a checkpoint directory holds
 
 
 @dataclass
@@ -63,6 +66,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _has_checkpoint_config(path: Path) -> bool:
+    """Whether ``path/config.json`` is JSON of this module's checkpoint format."""
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
+
+
+def check_replaceable(path: Path | str) -> None:
+    """Refuse a checkpoint target that holds anything but a toolgym checkpoint.
+
+    Replaceable: nothing at ``path``, an empty directory, or a directory holding only checkpoint
+    files whose ``config.json`` has this format (weights may be corrupt: a broken checkpoint is
+    still ours to replace). Anything else (a plain file, a symbolic link, a directory with other
+    files or without a checkpoint config) would be deleted by the atomic replace, so it is refused.
+
+    Raises:
+        CheckpointError: naming the path and what is there.
+    """
+    path = Path(path)
+    refuse = "refusing to replace it; pick another path or move it away"
+    if path.is_symlink():
+        raise CheckpointError(f"{path} is a symbolic link, not a checkpoint directory; {refuse}.")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file, not a checkpoint directory; {refuse}.")
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return
+    foreign = [n for n in names if n not in FILES]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise CheckpointError(f"{path} holds files that are not a checkpoint's ({shown}); {refuse}.")
+    if not _has_checkpoint_config(path):
+        raise CheckpointError(f"{path} is not a toolgym checkpoint (no {CONFIG} of format {FORMAT!r}); {refuse}.")
+
+
 def save_checkpoint(
     path: Path | str,
     model: Transformer,
@@ -70,7 +112,7 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
     optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (replacing any checkpoint already there).
+    """Write a checkpoint directory atomically (replacing a checkpoint already there, nothing else).
 
     Args:
         path: the checkpoint directory.
@@ -82,8 +124,12 @@ def save_checkpoint(
 
     Returns:
         The checkpoint directory.
+
+    Raises:
+        CheckpointError: something other than a checkpoint is at ``path`` (``check_replaceable``).
     """
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

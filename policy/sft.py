@@ -10,9 +10,15 @@ Layout of ``--out DIR``::
     DIR/metrics.jsonl one JSON record per optimizer step (loss, lr, tokens, seconds, val_*)
     DIR/loss.png      train and held-out loss by step (rewritten at the end of every run)
 
-A run whose ``DIR/checkpoint`` holds an SFT checkpoint resumes from it (``--init`` is then
-ignored): weights, optimizer state, step, and the batch order continue, and metric records
-past the checkpoint's step are dropped before the new ones are appended.
+A run whose ``DIR/checkpoint`` holds an SFT checkpoint resumes from it: weights, optimizer
+state, step, and the batch order continue, and metric records past the checkpoint's step are
+dropped before the new ones are appended. A resume must use the recorded settings
+(``run_settings``: the dataset's resolved path and a digest of its encoded episodes, --init,
+the val split, the fresh model's config and vocab size, and every loop setting); only --steps
+(to extend the run) and the monitoring cadence and probes (eval_every, checkpoint_every,
+action_prompts, max_new_tokens), which change no weight, may differ. Other settings are refused
+with a ConfigError naming them, as ``toolgym synth`` and ``toolgym eval`` do. ``--out`` must be a
+directory (or absent) whose ``checkpoint`` is absent or a checkpoint (``check_replaceable``).
 
 Held-out numbers at every eval, on the val split: the masked loss, and on a few teacher-forced
 val prompts (the reference context up to an assistant turn) the greedy first action's
@@ -23,7 +29,9 @@ the reference action's first call, name and arguments).
 
 from __future__ import annotations
 
+import hashlib
 import json
+from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +50,8 @@ if TYPE_CHECKING:
     from toolgym.data.dataset import Dataset
 
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "loss.png"
+# loop settings a resumed run may change: the length of the run and how often it is measured
+RESUME_FREE = frozenset({"steps", "eval_every", "checkpoint_every"})
 
 
 def action_validity(
@@ -140,8 +150,12 @@ def _start(
     texts: Callable[[], list[str]],
     seed: int,
     vocab_size: int,
-) -> tuple[Transformer, Tokenizer, int, dict[str, Any] | None]:
-    """(model, tokenizer, step done, optimizer state): resume, continue from --init, or fresh."""
+) -> tuple[Transformer, Tokenizer, int, dict[str, Any] | None, dict[str, Any] | None]:
+    """(model, tokenizer, step done, optimizer state, recorded settings): resume, --init, or fresh.
+
+    The recorded settings are the resumed checkpoint's ``run_settings`` (None: not a resume, or a
+    checkpoint written before settings were recorded).
+    """
     from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
 
     ck_dir = out / CHECKPOINT
@@ -149,13 +163,76 @@ def _start(
         ck = load_checkpoint(ck_dir)
         if ck.meta.get("kind") != "sft":
             raise ConfigError(f"{ck_dir} holds a checkpoint that is not an SFT run's; pick another --out")
-        return ck.model, ck.tokenizer, int(ck.meta.get("step", 0)), load_optimizer_state(ck_dir)
+        step = int(ck.meta.get("step", 0))
+        return ck.model, ck.tokenizer, step, load_optimizer_state(ck_dir), ck.meta.get("settings")
     if init is not None:
         ck = load_checkpoint(init)
-        return ck.model, ck.tokenizer, 0, None
+        return ck.model, ck.tokenizer, 0, None, None
     tokenizer = Tokenizer.train(texts(), vocab_size)
     model = Transformer(replace(model_config or ModelConfig(), vocab_size=tokenizer.vocab_size), seed=seed)
-    return model, tokenizer, 0, None
+    return model, tokenizer, 0, None, None
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or whose ``checkpoint`` is not a checkpoint, before any work.
+
+    Raises:
+        ConfigError: ``out`` exists and is not a directory.
+        CheckpointError: ``out/checkpoint`` holds something other than a checkpoint.
+    """
+    from toolgym.policy.checkpoint import check_replaceable
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not an SFT run directory; pick another --out or move it away")
+    check_replaceable(out / CHECKPOINT)
+
+
+def episodes_digest(*splits: list[Episode]) -> str:
+    """16 hex digits of the encoded episodes (task ids, token ids, masks): the data's content id."""
+    h = hashlib.sha256()
+    for episodes in splits:
+        h.update(b"\x00split")
+        for ep in episodes:
+            h.update(ep.task_id.encode() + b"\x00")
+            h.update(array("q", ep.ids).tobytes() + array("b", ep.mask).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_settings(
+    dataset: Path,
+    init: Path | None,
+    val_split: str,
+    config: LMTrainConfig,
+    model_config: ModelConfig | None,
+    vocab_size: int,
+    digest: str,
+) -> dict[str, Any]:
+    """The settings a resume must share with the run it resumes (as JSON reads them back).
+
+    ``model`` and ``vocab_size`` describe the fresh model (None with ``init``); the loop settings
+    are all of ``config`` but ``RESUME_FREE``.
+    """
+    settings = {
+        "dataset": str(dataset.resolve()),
+        "data": digest,
+        "init": str(init.resolve()) if init else None,
+        "val_split": val_split,
+        "model": None if init else (model_config or ModelConfig()).to_dict(),
+        "vocab_size": None if init else vocab_size,
+        **config.model_dump(exclude=set(RESUME_FREE)),
+    }
+    return dict(json.loads(json.dumps(settings)))  # tuples become lists, as in a loaded checkpoint
+
+
+def _check_resume(out: Path, prior: dict[str, Any] | None, settings: dict[str, Any]) -> None:
+    """Raise ConfigError naming the settings that differ from the resumed run's (None: nothing recorded)."""
+    if prior is None or prior == settings:
+        return
+    diff = sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
+    raise ConfigError(
+        f"{out} holds an SFT run with different settings ({', '.join(diff)}); use another --out, "
+        "or the same settings to resume (only --steps and how often it evaluates, probes and saves may change)"
+    )
 
 
 def _check_splits(ds: Dataset, dataset: Path, val_split: str) -> None:
@@ -165,10 +242,13 @@ def _check_splits(ds: Dataset, dataset: Path, val_split: str) -> None:
             raise ConfigError(f"dataset {dataset} has no tasks in the {split!r} split")
 
 
-def _run_meta(dataset: Path, init: Path | None, val_split: str, data: SFTData) -> dict[str, Any]:
+def _run_meta(
+    dataset: Path, init: Path | None, val_split: str, data: SFTData, settings: dict[str, Any]
+) -> dict[str, Any]:
     """The facts an SFT run stores in its checkpoints (``kind`` "sft" marks it resumable)."""
     return {
         "kind": "sft",
+        "settings": settings,
         "dataset": str(dataset),
         "init": str(init) if init else None,
         "val_split": val_split,
@@ -227,7 +307,7 @@ def _metrics_log(
 
     def record(rec: dict[str, float]) -> None:
         with metrics.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+            f.write(json.dumps(rec, allow_nan=False) + "\n")  # strict JSON: train_lm never logs NaN
         if log is not None:
             log(rec)
 
@@ -269,18 +349,25 @@ def train_sft(
 
     Raises:
         DatasetError: the dataset cannot be opened.
-        ConfigError: a split has no reference trajectories, or ``out`` holds another kind of run.
+        ConfigError: a split has no reference trajectories, ``out`` is a file or holds another
+            kind of run, or the run in ``out`` has different settings (``run_settings``).
+        CheckpointError: ``out/checkpoint`` holds something other than a checkpoint.
+        TrainingDivergedError: the run diverged (``train_lm``); the last checkpoint is kept.
     """
     from toolgym.data.dataset import Dataset
 
+    _check_out(out)
     with Dataset(dataset, read_only=True) as ds:
         _check_splits(ds, dataset, val_split)
 
         def texts() -> list[str]:
             return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
 
-        model, tokenizer, start, opt_state = _start(out, init, model_config, texts, config.seed, vocab_size)
+        model, tokenizer, start, opt_state, prior = _start(out, init, model_config, texts, config.seed, vocab_size)
         data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
+        digest = episodes_digest(data.episodes, held.episodes)
+        settings = run_settings(dataset, init, val_split, config, model_config, vocab_size, digest)
+        _check_resume(out, prior, settings)
         prompts = _with_toolsets(ds, turn_prompts(val_eps, tokenizer, action_prompts))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +385,7 @@ def train_sft(
         tokenizer=tokenizer,
         out_dir=out / CHECKPOINT,
         progress=progress,
-        meta=_run_meta(dataset, init, val_split, data),
+        meta=_run_meta(dataset, init, val_split, data, settings),
         log=record,
         start_step=start,
         optimizer_state=opt_state,

@@ -19,6 +19,11 @@ MoE router biases are updated after every optimizer step from the step's expert 
 the warm-up, where the backbone is frozen). Every random draw (batch windows) comes from one
 seeded ``torch.Generator``.
 
+A diverged run stops: the first step whose loss or gradient norm (checked before the optimizer
+step), held-out numbers, or weights (checked before each checkpoint) are NaN or infinite raises
+``TrainingDivergedError`` naming the step; that step is neither logged nor checkpointed, so the
+last good checkpoint stays and logged records stay strict JSON.
+
 Run from the command line as ``toolgym train lm --out runs/lm``.
 """
 
@@ -35,8 +40,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from toolgym.errors import ConfigError
-from toolgym.policy.checkpoint import save_checkpoint
+from toolgym.errors import ConfigError, TrainingDivergedError
+from toolgym.policy.checkpoint import check_replaceable, save_checkpoint
 from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.tokenizer import Tokenizer
 
@@ -131,6 +136,29 @@ def lm_loss(logits: Tensor, targets: Tensor, loss_mask: Tensor | None = None) ->
     return (nll * w).sum() / w.sum().clamp_min(1.0)
 
 
+def _diverged(step: int, what: str, value: float, config: LMTrainConfig) -> TrainingDivergedError:
+    """The error of a run whose ``what`` became ``value`` (NaN or infinite) at 1-based ``step``."""
+    return TrainingDivergedError(
+        f"training diverged at step {step}: {what} is {value}; nothing of this step was saved "
+        f"(the last checkpoint, if any, is kept); lower --lr (peak {config.lr:g}, e.g. {config.lr / 10:g}) "
+        "and start the run again"
+    )
+
+
+def _check_finite(step: int, values: dict[str, float | None], config: LMTrainConfig) -> None:
+    """Raise ``TrainingDivergedError`` for the first NaN or infinite value (None: not computed)."""
+    for what, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise _diverged(step, what, value, config)
+
+
+def _check_finite_weights(model: Transformer, step: int, config: LMTrainConfig) -> None:
+    """Raise ``TrainingDivergedError`` when a floating-point parameter or buffer holds NaN or inf."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _diverged(step, f"weight {name}", float("nan"), config)
+
+
 def _set_stage(model: Transformer, stage: Stage) -> list[torch.nn.Parameter]:
     """Switch attention mode and trainable set for a stage; return the parameters to optimise."""
     model.set_dense_attention(stage != "sparse")
@@ -197,6 +225,10 @@ def _train_step(
 ) -> dict[str, float]:
     """One optimizer step of the stage (loss, backward, clip, update, router-bias rule).
 
+    Raises:
+        TrainingDivergedError: the loss or gradient norm is NaN or infinite (the weights are
+            left as they were: the check comes before the optimizer step).
+
     Returns:
         The step's record: step (1-based), lr, loss (the LM loss, a masked mean under a loss
         mask), grad_norm, tokens (real input tokens), seconds (of the step), and index_kl when
@@ -219,6 +251,7 @@ def _train_step(
     opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    _check_finite(step + 1, {"loss": loss_lm.item(), "total loss": loss.item(), "grad_norm": gnorm.item()}, config)
     opt.step()
     if out.expert_load is not None and not warm and config.bias_update_speed > 0:
         model.update_router_bias(out.expert_load, config.bias_update_speed)
@@ -236,6 +269,7 @@ def _held_out_eval(
     index_loss: bool,
     extra_eval: Callable[[Transformer], dict[str, float]] | None,
     record: dict[str, float],
+    config: LMTrainConfig,
 ) -> tuple[float, float | None]:
     """Evaluate in eval mode (back to train mode after) and add the numbers to the step's record.
 
@@ -244,9 +278,13 @@ def _held_out_eval(
 
     Returns:
         (held-out LM loss, held-out indexer KL or None), as ``evaluate``.
+
+    Raises:
+        TrainingDivergedError: a held-out number is NaN or infinite (named with the step).
     """
     model.eval()
     val_loss, val_kl = evaluate(model, val, index_loss=index_loss)
+    _check_finite(int(record["step"]), {"held-out loss": val_loss, "held-out indexer KL": val_kl}, config)
     if extra_eval is not None:
         record.update({f"val_{k}": v for k, v in extra_eval(model).items()})
     model.train()
@@ -299,9 +337,16 @@ def train_lm(
 
     Returns:
         A ``TrainResult`` with the final held-out loss and the history (of this call's steps).
+
+    Raises:
+        CheckpointError: ``out_dir`` holds something other than a checkpoint (checked first).
+        TrainingDivergedError: a step's loss, gradient norm, held-out numbers or weights became
+            NaN or infinite; that step is not logged and no checkpoint is written for it.
     """
     if out_dir is not None and tokenizer is None:
         raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
+    if out_dir is not None:
+        check_replaceable(out_dir)
     params = _set_stage(model, config.stage)
     model.train()
     opt = _optimizer(params, config)
@@ -314,6 +359,7 @@ def train_lm(
 
     def checkpoint(step: int, val_loss: float) -> None:
         if out_dir is not None and tokenizer is not None:
+            _check_finite_weights(model, step, config)
             facts = {"stage": config.stage, "step": step, "val_loss": val_loss, "train_config": config.model_dump()}
             save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), **facts}, opt.state_dict())
 
@@ -326,7 +372,7 @@ def train_lm(
             record = _train_step(model, opt, params, next(train), config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
-                val_loss, val_kl = _held_out_eval(model, val, want_kl, extra_eval, record)
+                val_loss, val_kl = _held_out_eval(model, val, want_kl, extra_eval, record, config)
             history.append(record)
             if log is not None:
                 log(record)
@@ -369,12 +415,18 @@ def pretrain(
         vocab_size: tokenizer size when training one.
         progress: show a progress bar.
         log: called with each logged record.
+
+    Raises:
+        CheckpointError: ``out_dir`` holds something other than a checkpoint (checked before
+            any work), or ``init`` is not a valid checkpoint.
+        TrainingDivergedError: the run diverged (see ``train_lm``).
     """
     from dataclasses import replace
 
     from toolgym.policy.checkpoint import load_checkpoint
     from toolgym.policy.corpus import stdlib_corpus
 
+    check_replaceable(out_dir)
     corpus = stdlib_corpus(corpus_bytes)
     if init is not None:
         ck = load_checkpoint(init)

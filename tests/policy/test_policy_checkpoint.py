@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from toolgym.errors import CheckpointError
-from toolgym.policy.checkpoint import load_checkpoint, save_checkpoint
+from toolgym.policy.checkpoint import CONFIG, FILES, FORMAT, check_replaceable, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -103,3 +105,43 @@ def test_unknown_config_key_and_small_vocab(saved):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="No checkpoint directory"):
         load_checkpoint(path / "nope")
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_file_or_foreign_directory_is_never_replaced(tmp_path, make_model, small_tokenizer):
+    model = make_model(double=False)
+    (tmp_path / "file").write_text("precious")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "notes.txt").write_text("precious")
+    with pytest.raises(CheckpointError, match="is a file, not a checkpoint"):
+        save_checkpoint(tmp_path / "file", model, small_tokenizer)
+    with pytest.raises(CheckpointError, match=r"not a checkpoint's \(notes.txt\)"):
+        save_checkpoint(tmp_path / "dir", model, small_tokenizer)
+    assert _tree(tmp_path) == {"file": b"precious", "dir/notes.txt": b"precious"}  # no temporaries either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"]
+    (tmp_path / "empty").mkdir()  # an empty directory holds nothing to lose
+    assert load_checkpoint(save_checkpoint(tmp_path / "empty", model, small_tokenizer, {"step": 1})).meta["step"] == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    names=st.sets(st.sampled_from(sorted(FILES) + ["notes.txt", "a", ".hidden", "model.safetensors.bak"]), min_size=1),
+    valid_config=st.booleans(),
+)
+def test_only_a_checkpoint_is_replaceable(tmp_path_factory, names, valid_config):
+    """Any non-empty directory is replaceable iff it holds only checkpoint files and a checkpoint config."""
+    root = tmp_path_factory.mktemp("target")
+    for name in names:
+        body = json.dumps({"format": FORMAT if valid_config else "other"}) if name == CONFIG else "x"
+        (root / name).write_text(body)
+    before = _tree(root)
+    ours = names <= FILES and CONFIG in names and valid_config
+    if ours:
+        check_replaceable(root)
+    else:
+        with pytest.raises(CheckpointError, match=str(root)):
+            check_replaceable(root)
+    assert _tree(root) == before

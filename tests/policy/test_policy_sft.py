@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -102,7 +103,8 @@ def test_sft_learns_and_resumes(sft_dataset, tok, make_config, tmp_path):
     assert (out / CHECKPOINT).is_dir() and (out / PLOT).is_file()
     # resume: a run with more steps continues at step 6 with the saved optimizer state
     more = cfg.model_copy(update={"steps": 8})
-    res2, _ = train_sft(sft_dataset, out, more, action_prompts=0, progress=False)
+    same = {"model_config": make_config(), "vocab_size": 400}  # a resume must repeat the run's settings
+    res2, _ = train_sft(sft_dataset, out, more, action_prompts=0, progress=False, **same)
     assert [r["step"] for r in res2.history] == [7, 8]
     steps = [json.loads(line)["step"] for line in (out / METRICS).read_text().splitlines()]
     assert steps == list(range(1, 9))
@@ -115,3 +117,91 @@ def test_cli_errors_are_one_line(sft_dataset, tmp_path):
         app, ["train", "sft", "-d", str(sft_dataset), "--val-split", "test", "--out", str(tmp_path / "o")]
     )
     assert r.exit_code == 2 and "no tasks in the 'test' split" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+TINY = ["--model", "micro", "--vocab-size", "400", "--seq-len", "3072", "--batch-size", "2", "--action-prompts", "0"]
+
+
+def _sft(dataset, out, *extra):
+    return CliRunner().invoke(app, ["train", "sft", "-d", str(dataset), "--out", str(out), *TINY, *extra])
+
+
+def _one_error(r, text):
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], r.output
+
+
+def test_out_that_is_not_a_run_is_refused_untouched(sft_dataset, tmp_path):
+    (tmp_path / "file").write_text("precious")
+    _one_error(_sft(sft_dataset, tmp_path / "file", "--steps", "1"), "is a file")
+    (tmp_path / "dir" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "dir" / "checkpoint" / "notes.txt").write_text("precious")
+    _one_error(_sft(sft_dataset, tmp_path / "dir", "--steps", "1"), "notes.txt")
+    assert (tmp_path / "file").read_text() == "precious"
+    assert [p.name for p in (tmp_path / "dir").rglob("*")] == ["checkpoint", "notes.txt"]
+
+
+def test_lm_out_that_is_not_a_checkpoint_is_refused_untouched(tmp_path):
+    """The issue's repro: ``train lm --out`` at a user's file or directory deletes nothing."""
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "notes.txt").write_text("precious")
+    (tmp_path / "f").write_text("precious")
+    for out, text in ((tmp_path / "k", "notes.txt"), (tmp_path / "f", "is a file")):
+        args = ["--steps", "1", "--batch-size", "1", "--seq-len", "64", "--corpus-bytes", "100000"]
+        _one_error(CliRunner().invoke(app, ["train", "lm", "--out", str(out), *args]), text)
+    assert (tmp_path / "k" / "notes.txt").read_text() == (tmp_path / "f").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["f", "k", "notes.txt"]
+
+
+def test_a_diverged_sft_run_is_refused_and_metrics_stay_strict_json(sft_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    good = (out / CHECKPOINT / "model.safetensors").read_bytes()
+    shutil.rmtree(out)
+    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0  # the same run again: a good checkpoint
+    assert (out / CHECKPOINT / "model.safetensors").read_bytes() == good
+    fresh = tmp_path / "fresh"
+    r = _sft(sft_dataset, fresh, "--steps", "2", "--lr", "1e12", "--eval-every", "1")
+    _one_error(r, "training diverged at step ")
+    assert "lower --lr" in r.output
+
+    def strict(text):
+        raise ValueError(text)
+
+    for line in (fresh / METRICS).read_text().splitlines():
+        json.loads(line, parse_constant=strict)  # NaN / Infinity are not JSON
+    assert not (fresh / CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (["--lr", "2e-3"], "lr"),
+        (["--batch-size", "1"], "batch_size"),
+        (["--seq-len", "4000"], "seq_len"),
+        (["--seed", "1"], "seed"),
+        (["--val-split", "train"], "val_split"),
+        (["--stage", "sparse"], "stage"),
+        (["--model", "default"], "model"),
+        (["--vocab-size", "500"], "vocab_size"),
+    ],
+)
+def test_resume_with_other_settings_is_refused(sft_dataset, tmp_path, change, named):
+    out = tmp_path / "run"
+    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    r = _sft(sft_dataset, out, "--steps", "2", *change)
+    _one_error(r, "different settings (")
+    assert named in r.output.split("settings (")[1].split(")")[0].split(", ")  # seq_len may change the data too
+    assert json.loads((out / CHECKPOINT / "config.json").read_text())["meta"]["step"] == 1
+
+
+def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(sft_dataset, copy)
+    _one_error(_sft(copy, out, "--steps", "2"), "different settings (dataset)")
+    r = _sft(sft_dataset, out, "--steps", "2", "--eval-every", "7", "--checkpoint-every", "0")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]

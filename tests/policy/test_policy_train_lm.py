@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from pydantic import ValidationError
 
+from toolgym.errors import TrainingDivergedError
 from toolgym.policy.checkpoint import load_checkpoint
 from toolgym.policy.corpus import Corpus, stdlib_corpus, stdlib_source_files
 from toolgym.policy.train_lm import (
@@ -107,3 +110,46 @@ def test_config_forbids_unknown_keys_and_needs_tokenizer_to_save(make_model, str
             LMTrainConfig(steps=1),
             out_dir=tmp_path,
         )
+
+
+def _diverging_run(model, streams, tokenizer, out, log=None, **kw):
+    train, val = streams
+    cfg = LMTrainConfig(batch_size=2, seq_len=32, warmup_steps=0, eval_every=1, eval_batches=1, **kw)
+    windows = random_windows(train, 2, 32, torch.Generator().manual_seed(0))
+    return train_lm(
+        model, windows, fixed_windows(val, 2, 32, 1), cfg, tokenizer=tokenizer, out_dir=out, progress=False, log=log
+    )
+
+
+def test_a_diverging_run_stops_at_the_first_bad_step_and_keeps_the_good_checkpoint(
+    make_model, streams, small_tokenizer, tmp_path
+):
+    """lr 1e12 (the issue's input): the step that goes non-finite is named, never logged, never saved."""
+    out = tmp_path / "ck"
+    _diverging_run(make_model(double=False), streams, small_tokenizer, out, steps=1, lr=1e-3)
+    good = (out / "model.safetensors").read_bytes()
+    logged: list[dict[str, float]] = []
+    with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+: .* lower --lr \(peak 1e\+12") as err:
+        _diverging_run(
+            make_model(double=False), streams, small_tokenizer, out, logged.append, steps=6, lr=1e12, checkpoint_every=1
+        )
+    bad = int(str(err.value).split("step ")[1].split(":")[0])
+    assert [r["step"] for r in logged] == list(range(1, bad))
+    assert all(math.isfinite(v) for r in logged for v in r.values())
+    if bad == 1:
+        assert (out / "model.safetensors").read_bytes() == good
+    else:  # periodic checkpoints stop at the last good step
+        assert load_checkpoint(out).meta["step"] == bad - 1
+
+
+@pytest.mark.parametrize("stage", ["dense", "indexer_warmup", "sparse"])
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_non_finite_weights_stop_every_stage_at_step_one(make_model, streams, small_tokenizer, tmp_path, stage, poison):
+    """The kind: whatever goes non-finite (loss, KL, grad norm), no stage steps on it, logs it or saves it."""
+    model = make_model(double=False)
+    with torch.no_grad():
+        model.embed.weight[:] = poison
+    logged: list[dict[str, float]] = []
+    with pytest.raises(TrainingDivergedError, match="diverged at step 1: "):
+        _diverging_run(model, streams, small_tokenizer, tmp_path / "ck", logged.append, steps=2, stage=stage, lr=1e-3)
+    assert not logged and not (tmp_path / "ck").exists()
