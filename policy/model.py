@@ -135,10 +135,14 @@ class ModelConfig:
         Raises:
             ConfigError: on unknown keys or invalid values.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        kinds = {f.name: f.type for f in fields(cls)}  # "int", "float", "bool" (postponed annotations)
+        unknown = sorted(set(data) - set(kinds))
         if unknown:
-            raise ConfigError(f"Unknown model config keys {unknown}; known keys are {sorted(known)}.")
+            raise ConfigError(f"Unknown model config keys {unknown}; known keys are {sorted(kinds)}.")
+        for key, value in data.items():  # a JSON config may hold anything: "64", 64.5, true
+            want = {"int": int, "float": (int, float), "bool": bool}.get(str(kinds[key]))
+            if want is not None and (not isinstance(value, want) or (want is not bool and isinstance(value, bool))):
+                raise ConfigError(f"Model config {key} must be {kinds[key]}, got {value!r}.")
         return cls(**data)
 
     @classmethod

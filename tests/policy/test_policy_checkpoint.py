@@ -107,6 +107,19 @@ def test_unknown_config_key_and_small_vocab(saved):
         load_checkpoint(path / "nope")
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("dim", "64"), ("norm_eps", "x"), ("dense_attention", 1), ("n_layers", 2.5)]
+)
+def test_a_config_value_of_the_wrong_type_is_a_corrupt_checkpoint(saved, key, value):
+    """A hand-edited config.json ("dim": "64") was a TypeError deep in the model, or a 500 per request."""
+    path, _ = saved
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"][key] = value
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=f"config.json does not describe a valid model: Model config {key} must"):
+        load_checkpoint(path)
+
+
 def _tree(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
