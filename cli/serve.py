@@ -22,6 +22,7 @@ def serve(
     max_tokens_limit: Annotated[int, typer.Option(min=1, help="the most tokens a request may ask for")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of requests that carry none")] = 0,
     cache_rows: Annotated[int, typer.Option(min=1, help="conversations the prefix cache keeps")] = 4,
+    max_context: Annotated[int, typer.Option(min=2, help="most tokens of a prompt plus its max_tokens")] = 8192,
 ) -> None:
     """Serve a checkpoint at /v1/chat/completions (tools, tool_calls, reasoning_content) until Ctrl-C (exit 0)."""
     from toolgym.errors import ConfigError
@@ -39,6 +40,7 @@ def serve(
         max_tokens=max_tokens,
         max_tokens_limit=max_tokens_limit,
         cache_rows=cache_rows,
+        max_context=max_context,
     )
     run(str(checkpoint), host, port, config, on_ready=lambda url: console.print(f"serving {config.name} at {url}"))
     console.print("stopped")  # Ctrl-C, the normal way to stop a server: exit 0, no error line

@@ -282,6 +282,9 @@ class ServeConfig(BaseModel):
     max_tokens: int = Field(256, ge=1, description="token budget of a request that sets none")
     max_tokens_limit: int = Field(4096, ge=1, description="the most tokens a request may ask for")
     cache_rows: int = Field(4, ge=1, description="conversations whose context the prefix cache keeps")
+    max_context: int = Field(
+        8192, ge=2, description="most tokens of a request's prompt plus its max_tokens (as --policy model's bound)"
+    )
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> ServeConfig:
@@ -344,12 +347,24 @@ class Engine:
 
         Returns:
             ``(action text, prompt tokens, completion tokens)``.
+
+        Raises:
+            APIError: 400 ``context_length_exceeded`` when the prompt plus ``max_tokens`` is over
+                ``config.max_context`` (OpenAI's code), before any model work.
         """
         import torch
 
         from toolgym.policy.generate import SamplingParams
 
         ids = self.tokenizer.encode(text)
+        if len(ids) + max_tokens > self.config.max_context:
+            raise APIError(
+                400,
+                f"This model's maximum context length is {self.config.max_context} tokens; the request has "
+                f"{len(ids)} prompt tokens and max_tokens {max_tokens}",
+                "context_length_exceeded",
+                "messages",
+            )
         params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens)
         rows = range(self.config.cache_rows)
         with self.lock:

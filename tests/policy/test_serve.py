@@ -326,6 +326,13 @@ def test_sampling_parameters_are_honoured(client):
         ),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_value", "role"),
         ({"messages": [{"role": "user", "content": "hi", "colour": "red"}]}, 400, "unknown_parameter", "colour"),
+        # a prompt past max_context is refused before any model work (it held every other request)
+        (
+            {"messages": [{"role": "user", "content": "x y z " * 6000}]},
+            400,
+            "context_length_exceeded",
+            "maximum context",
+        ),
     ],
 )
 def test_bad_requests_are_openai_style_errors(url, body, status, code, words):
