@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from toolgym.cli.common import SEED_MAX, console
 from toolgym.cli.errors import check_writable, cli_errors
+
+if TYPE_CHECKING:
+    from toolgym.policy.model import ModelConfig
+
+
+def fresh_model_config(name: str) -> ModelConfig | None:
+    """``--model``: None for the default config (``ModelConfig()``), or ``ModelConfig.micro()``.
+
+    Raises:
+        ConfigError: another name.
+    """
+    from toolgym.errors import ConfigError
+    from toolgym.policy.model import ModelConfig
+
+    if name not in ("default", "micro"):
+        raise ConfigError(f"--model must be default or micro, not {name!r}")
+    return ModelConfig.micro() if name == "micro" else None
 
 
 @cli_errors
@@ -25,9 +42,12 @@ def train_lm(
     corpus_bytes: Annotated[int, typer.Option(min=10_000, help="standard-library corpus size")] = 8_000_000,
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
+    model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
     from toolgym.policy.train_lm import LMTrainConfig, pretrain
+
+    model_config = fresh_model_config(model)
 
     config = LMTrainConfig(
         stage=stage,
@@ -40,7 +60,9 @@ def train_lm(
         seed=seed,
     )
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
-    result = pretrain(out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size)
+    result = pretrain(
+        out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size, model_config=model_config
+    )
     console.print(
         f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
         + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
@@ -68,14 +90,12 @@ def train_sft(
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
-    from toolgym.policy.model import ModelConfig
     from toolgym.policy.sft import train_sft as run
     from toolgym.policy.train_lm import LMTrainConfig
 
     if not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}")
-    if model not in ("default", "micro"):
-        raise ConfigError(f"--model must be default or micro, not {model!r}")
+    model_config = fresh_model_config(model)
     config = LMTrainConfig.model_validate(
         {
             "stage": stage,
@@ -94,7 +114,7 @@ def train_sft(
         out,
         config,
         init=None if init.lower() == "none" else Path(init),
-        model_config=ModelConfig.micro() if model == "micro" else None,
+        model_config=model_config,
         vocab_size=vocab_size,
         val_split=val_split,
         action_prompts=action_prompts,
