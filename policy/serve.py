@@ -176,11 +176,20 @@ def _check_specials(text: str, where: str, index: int, action_tags: bool, assist
 
 
 def _tool_schemas(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    out = []
+    """The request's function tools, each with a name no other tool has.
+
+    Raises:
+        APIError: 400 for a tool that is not a named function, or a name given twice (the model
+            could not tell the two apart).
+    """
+    out, seen = [], set()
     for i, t in enumerate(tools or ()):
         fn = t.get("function")
         if t.get("type", "function") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise APIError(400, f"tools[{i}] is not a function tool with a name", "invalid_value", f"tools[{i}]")
+        if fn["name"] in seen:
+            raise APIError(400, f"tools[{i}]: a second tool named {fn['name']!r}", "invalid_value", f"tools[{i}]")
+        seen.add(fn["name"])
         out.append(t)
     return out
 

@@ -326,6 +326,17 @@ def test_sampling_parameters_are_honoured(client):
         ),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_value", "role"),
         ({"messages": [{"role": "user", "content": "hi", "colour": "red"}]}, 400, "unknown_parameter", "colour"),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f"}},
+                    {"type": "function", "function": {"name": "f"}},
+                ]
+            },
+            400,
+            "invalid_value",
+            "a second tool named 'f'",
+        ),
         # a prompt past max_context is refused before any model work (it held every other request)
         (
             {"messages": [{"role": "user", "content": "x y z " * 6000}]},
