@@ -302,6 +302,31 @@ def _advance_bar(bar: Progress, record: dict[str, float], val_loss: float) -> No
     bar.update(bar.task_ids[0], advance=1, info=info + (f" val {val_loss:.3f}" if val_loss == val_loss else ""))
 
 
+def _prepare(
+    model: Transformer,
+    config: LMTrainConfig,
+    out_dir: Path | None,
+    tokenizer: Tokenizer | None,
+    optimizer_state: dict[str, Any] | None,
+) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+    """Check the output, set the stage's trainable parameters, build (or restore) the optimizer.
+
+    Raises:
+        ConfigError: ``out_dir`` without a tokenizer.
+        CheckpointError: ``out_dir`` holds something other than a checkpoint.
+    """
+    if out_dir is not None and tokenizer is None:
+        raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
+    if out_dir is not None:
+        check_replaceable(out_dir)
+    params = _set_stage(model, config.stage)
+    model.train()
+    opt = _optimizer(params, config)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    return params, opt
+
+
 def train_lm(
     model: Transformer,
     train: Iterator[Batch],
@@ -343,16 +368,8 @@ def train_lm(
         TrainingDivergedError: a step's loss, gradient norm, held-out numbers or weights became
             NaN or infinite; that step is not logged and no checkpoint is written for it.
     """
-    if out_dir is not None and tokenizer is None:
-        raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
-    if out_dir is not None:
-        check_replaceable(out_dir)
-    params = _set_stage(model, config.stage)
-    model.train()
-    opt = _optimizer(params, config)
+    params, opt = _prepare(model, config, out_dir, tokenizer, optimizer_state)
     start = start_step
-    if optimizer_state is not None:
-        opt.load_state_dict(optimizer_state)
     want_kl = config.stage != "dense"
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()
