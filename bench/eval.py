@@ -2,17 +2,17 @@
 
 Both runs play the same episodes (tasks synthesized on the fly, ``samples`` each, the same
 per-episode seeds) through :class:`~toolgym.policy.model_policy.ModelPolicy` with the small
-lockstep driver :func:`drive`: every round, each busy slot's env is stepped with the action the
-policy generated for it in one batched call, and a slot whose episode ended takes the next one
-(continuous batching). Reported per run: episodes/s and generated tokens/s (wall clock,
+driver :func:`drive`: each env is stepped as soon as the policy's batched decoding finished its
+action (``ModelPolicy.step``: continuous batching, the other rows keep decoding), and a slot
+whose episode ended takes the next one. Reported per run: episodes/s and generated tokens/s (wall clock,
 prefill and env steps included), and the ratio of the batched run to the single-slot one.
 
 Without ``--checkpoint`` a micro checkpoint is built in a temporary directory: a byte-level BPE
 (4096 ids) trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
 model. Its actions are noise that rarely emits ``<|end|>``, so every action spends its
 ``max_new_tokens``: the measurement is of generation, not of the model's skill. With a trained
-checkpoint (``--checkpoint``, ``--family`` of its tasks) actions end at different lengths and the
-lockstep rounds wait for the longest one, so the batch thins out within each round.
+checkpoint (``--checkpoint``, ``--family`` of its tasks) actions end at different lengths, which
+is where continuous batching matters: without it a round waits for its longest action.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def drive(policy: BatchPolicy, episodes: Sequence[tuple[TaskSpec, Any, int]], **
     todo = deque(range(len(episodes)))
     running: dict[int, tuple[int, Any]] = {}  # slot -> (episode index, env)
     pending: dict[int, str] = {}  # slot -> observation not yet acted on
+    step = getattr(policy, "step", None)  # continuous batching where the policy offers it
     while todo or running:
         for slot in range(policy.slots):
             if slot in running or not todo:
@@ -87,9 +88,13 @@ def drive(policy: BatchPolicy, episodes: Sequence[tuple[TaskSpec, Any, int]], **
             policy.begin(slot, task, sample)
             running[slot], pending[slot] = (i, env), obs
             logs[i].observations.append(obs)
-        slots = sorted(running)
-        actions = policy.act(slots, [pending.pop(s) for s in slots])
-        for slot, action in zip(slots, actions, strict=True):
+        if callable(step):
+            done = step(pending)
+            pending = {}
+        else:
+            slots = sorted(running)
+            done = dict(zip(slots, policy.act(slots, [pending.pop(s) for s in slots]), strict=True))
+        for slot, action in done.items():
             i, env = running[slot]
             obs, reward, terminated, truncated, _ = env.step(action)
             log = logs[i]

@@ -223,8 +223,10 @@ class Session:
         params: SamplingParams,
         generator: torch.Generator | Sequence[torch.Generator],
         active: Sequence[bool] | None = None,
+        budgets: Sequence[int] | None = None,
+        min_done: int | None = None,
     ) -> list[Turn | None]:
-        """Sample one action for every active row.
+        """Sample one action for every active row (or, with ``min_done``, part of one).
 
         Args:
             params: temperature, top-p and token budget.
@@ -233,6 +235,12 @@ class Session:
                 token from its own, so a row's draws do not depend on which other rows are
                 active (an episode's sample does not depend on its batch).
             active: rows to sample for (default all); inactive rows get None and are unchanged.
+            budgets: per row, the most tokens to sample in this call (default
+                ``params.max_new_tokens`` each): a row continuing an action keeps its remainder.
+            min_done: return once this many active rows are done (sampled the stop token or
+                spent their budget), leaving the others mid-action: their ``Turn`` holds what they
+                sampled so far (``stopped`` False, fewer tokens than their budget), and the cache
+                holds it too, so a later call continues them exactly (continuous batching).
 
         Returns:
             Per row, a ``Turn`` or None.
@@ -246,7 +254,11 @@ class Session:
         steps = _Steps(B)
         stopped = torch.zeros(B, dtype=torch.bool)
         device = self.cache.device
-        for _ in range(params.max_new_tokens):
+        left = torch.full((B,), params.max_new_tokens) if budgets is None else torch.tensor(list(budgets))
+        if bool((left[alive] < 1).any()):
+            raise ConfigError(f"every active row needs a budget of at least one token, got {left[alive].tolist()}")
+        done_needed = int(alive.sum()) if min_done is None else min(int(min_done), int(alive.sum()))
+        for _ in range(int(left[alive].max()) if bool(alive.any()) else 0):
             rows = alive.nonzero().flatten()
             logits = self.last_logits[rows.to(device)].float().cpu()  # [R,V]
             keep = sampling_mask(logits, params.temperature, params.top_p)
@@ -257,8 +269,9 @@ class Session:
             hit = torch.zeros(B, dtype=torch.bool)
             hit[rows] = torch.isin(tok, self.stop_ids)
             stopped |= hit
-            alive &= ~hit
-            if not alive.any():
+            left[rows] -= 1
+            alive &= ~hit & (left > 0)
+            if int((was_active & ~alive).sum()) >= done_needed:
                 break
         return steps.turns(was_active, stopped)
 

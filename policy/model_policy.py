@@ -147,6 +147,7 @@ class ModelPolicy:
         self._generated = [0] * slots
         self._full = [False] * slots
         self._fresh = [False] * slots  # begun, first observation not yet appended
+        self._partial: dict[int, list[int]] = {}  # slot -> tokens of its unfinished action (see step)
         self._rows: list[list[int]] = [[] for _ in range(slots)]  # ids in each cache row (len == its length)
         self.prefilled = 0  # observation tokens computed (appended to the cache)
         self.shared = 0  # observation tokens served by prefix sharing instead
@@ -167,59 +168,98 @@ class ModelPolicy:
         self._check(slot)
         self._generators[slot].manual_seed(episode_seed(self.seed, task.task_id, sample))
         self._begun[slot], self._generated[slot], self._full[slot], self._fresh[slot] = True, 0, False, True
+        self._partial.pop(slot, None)  # an action cut off by a new episode is dropped
 
     def act(self, slots: list[int], observations: list[str]) -> list[str]:
         """One action per listed slot, generated for all of them in one batch.
 
         Args:
-            slots: distinct slots, each begun.
+            slots: distinct slots, each begun and none mid-action.
             observations: per listed slot, the env's text since its last action.
 
         Returns:
             Per listed slot, the action text (ending with ``<|end|>`` unless the budget ran out).
 
         Raises:
-            ConfigError: mismatched lengths, a repeated slot, or a slot with no episode.
+            ConfigError: mismatched lengths, a repeated slot, a slot with no episode, or one mid-action.
         """
         if len(slots) != len(observations) or len(set(slots)) != len(slots):
             raise ConfigError(f"act needs distinct slots, one observation each; got {slots} and {len(observations)}")
-        for s in slots:
+        done = self.step(dict(zip(slots, observations, strict=True)), wait_all=True)
+        return [done[s] for s in slots]
+
+    def step(self, observations: dict[int, str], *, wait_all: bool = False) -> dict[int, str]:
+        """Continuous batching: feed new observations, then decode every row mid-action until one is done.
+
+        Each slot in ``observations`` starts its next action; slots whose action a previous call
+        left unfinished continue it in the same batch. The call returns as soon as at least one
+        action is done (all of them with ``wait_all``), so a runner can step that env and feed
+        the next observation while the other rows keep their place in the batch: no row waits
+        for the longest action of a round. A row's tokens do not depend on when it is stepped
+        (its draws come from its own generator, one per token).
+
+        Args:
+            observations: ``{slot: the env's text since its last action}`` for slots that
+                need an action and are not mid-action.
+            wait_all: return only when every row mid-action is done.
+
+        Returns:
+            ``{slot: action text}`` for the actions that are done (out-of-context slots at once).
+
+        Raises:
+            ConfigError: a slot with no episode, or one mid-action given an observation.
+        """
+        for s in observations:
             self._check(s)
             if not self._begun[s]:
                 raise ConfigError(f"slot {s} has no episode: call begin(slot, task, sample) first")
+            if s in self._partial:
+                raise ConfigError(f"slot {s} is mid-action: it takes no observation until its action is returned")
         feed: list[list[int]] = [[] for _ in range(self.slots)]
-        active = [False] * self.slots
+        active = [s in self._partial for s in range(self.slots)]
         fresh: list[tuple[int, list[int]]] = []
-        for s, ids in zip(slots, self.tokenizer.encode_batch(observations), strict=True):
+        actions: dict[int, str] = {}
+        for s, ids in zip(observations, self.tokenizer.encode_batch(list(observations.values())), strict=True):
             base = 0 if self._fresh[s] else len(self._rows[s])
             if not self._full[s] and base + len(ids) + self.params.max_new_tokens > self.max_context:
                 self._full[s] = True
-            if not self._full[s]:
-                active[s] = True
-                if self._fresh[s]:
-                    fresh.append((s, ids))
-                else:
-                    feed[s] = ids
-        actions = {s: END for s in slots}  # out of context: an empty turn
+            if self._full[s]:
+                actions[s] = END  # out of context: an empty turn
+                continue
+            active[s] = True
+            if self._fresh[s]:
+                fresh.append((s, ids))
+            else:
+                feed[s] = ids
         if any(active):
-            levels = self._share_prefixes(fresh, feed)
-            self._append(feed)
-            for level in levels:  # each slot copies its parent's prefix, appended just before
-                self.session.copy_prefixes([(s, parent, n) for s, parent, n, _ in level])
-                feed = [[] for _ in range(self.slots)]
-                for s, parent, n, ids in level:
-                    self._rows[s], feed[s] = self._rows[parent][:n], ids[n:]
-                self._append(feed)
-            turns = self.session.generate(self.params, self._generators, active=active)
-            for s in slots:
-                turn = turns[s]
+            self._feed(fresh, feed)
+            budgets = [self.params.max_new_tokens - len(self._partial.get(s, ())) for s in range(self.slots)]
+            turns = self.session.generate(
+                self.params, self._generators, active=active, budgets=budgets, min_done=None if wait_all else 1
+            )
+            for s, turn in enumerate(turns):
                 if turn is None:
                     continue
                 ids = turn.tokens.tolist()
                 self._rows[s] += ids
                 self._generated[s] += len(ids)
-                actions[s] = self.tokenizer.decode(ids)
-        return [actions[s] for s in slots]
+                part = self._partial.pop(s, []) + ids
+                if turn.stopped or len(part) >= self.params.max_new_tokens:
+                    actions[s] = self.tokenizer.decode(part)
+                else:
+                    self._partial[s] = part
+        return actions
+
+    def _feed(self, fresh: list[tuple[int, list[int]]], feed: list[list[int]]) -> None:
+        """Append the observations: fresh slots' prompts by prefix sharing, the others as they are."""
+        levels = self._share_prefixes(fresh, feed)
+        self._append(feed)
+        for level in levels:  # each slot copies its parent's prefix, appended just before
+            self.session.copy_prefixes([(s, parent, n) for s, parent, n, _ in level])
+            feed = [[] for _ in range(self.slots)]
+            for s, parent, n, ids in level:
+                self._rows[s], feed[s] = self._rows[parent][:n], ids[n:]
+            self._append(feed)
 
     def _share_prefixes(
         self, fresh: list[tuple[int, list[int]]], feed: list[list[int]]

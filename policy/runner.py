@@ -6,9 +6,10 @@
   default: the plain sequential loop), or ``concurrency`` at once in a thread pool, each thread
   with its own envs. ``concurrency`` defaults to the factory's ``concurrency`` attribute when it
   has one (an endpoint policy does), else 1;
-* a :class:`~toolgym.policy.batch.BatchPolicy`: ``slots`` envs stepped in lockstep, one
-  ``act`` call per round for all live slots; a slot whose episode ends starts the next job at once
-  (``begin`` + reset), so no slot idles while jobs remain (continuous refill).
+* a :class:`~toolgym.policy.batch.BatchPolicy`: ``slots`` envs, one ``act`` call per round for all
+  live slots, or, where the policy has ``step`` (the in-repo model), continuous batching: an env
+  is stepped as soon as its action is done while the other rows keep decoding; a slot whose
+  episode ends starts the next job at once (``begin`` + reset), so no slot idles while jobs remain.
 
 Every episode starts with ``env.reset(seed=sample, options={"task_id": …})``, so an episode's
 reward does not depend on the runner, the thread or the slot it ran in. Records are handed to
@@ -231,7 +232,12 @@ class _Live:
 def _run_batched(
     jobs: Iterator[Job], policy: BatchPolicy, emit: Callable[[EpisodeRecord], None], env_kwargs: dict[str, Any]
 ) -> None:
-    """Step ``policy.slots`` envs in lockstep, refilling each slot from ``jobs`` as its episode ends."""
+    """Step ``policy.slots`` envs, refilling each slot from ``jobs`` as its episode ends.
+
+    A policy with ``step`` (continuous batching) is handed each observation as soon as its env
+    answered and returns whichever actions are done; otherwise the envs move in lockstep rounds,
+    one ``act`` for every live slot.
+    """
     if policy.slots < 1:
         raise ValueError(f"a BatchPolicy needs at least 1 slot, got slots={policy.slots}")
     holders = [_Envs(env_kwargs) for _ in range(policy.slots)]
@@ -247,13 +253,22 @@ def _run_batched(
         env, obs, _ = holders[slot].reset(task, world, sample)
         live[slot] = _Live(task, sample, env, [obs])
 
+    step = getattr(policy, "step", None)  # continuous batching, where the policy offers it
     try:
         for slot in range(policy.slots):
             start(slot)
-        while active := [s for s, ep in enumerate(live) if ep is not None]:
-            actions = policy.act(active, [live[s].observations[-1] for s in active])  # type: ignore[union-attr]
-            if len(actions) != len(active):
-                raise ValueError(f"BatchPolicy.act returned {len(actions)} actions for {len(active)} slots")
+        waiting = [s for s, ep in enumerate(live) if ep is not None]  # slots whose observation is not fed yet
+        while any(ep is not None for ep in live):
+            if callable(step):
+                done = step({s: live[s].observations[-1] for s in waiting})  # type: ignore[union-attr]
+                if not done and not waiting:
+                    raise ValueError("BatchPolicy.step returned no action with no slot left to feed")
+                active, actions = list(done), list(done.values())
+            else:
+                active = [s for s, ep in enumerate(live) if ep is not None]
+                actions = policy.act(active, [live[s].observations[-1] for s in active])  # type: ignore[union-attr]
+                if len(actions) != len(active):
+                    raise ValueError(f"BatchPolicy.act returned {len(actions)} actions for {len(active)} slots")
             for slot, action in zip(active, actions, strict=True):
                 ep = live[slot]
                 assert ep is not None
@@ -274,6 +289,7 @@ def _run_batched(
                     )
                     emit(record_of(ep.task, ep.sample, traj, policy.tokens(slot)))
                     start(slot)
+            waiting = [s for s in active if live[s] is not None]
     finally:
         for holder in holders:
             holder.close()

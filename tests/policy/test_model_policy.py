@@ -231,3 +231,44 @@ def test_per_row_generators_make_a_row_independent_of_the_others(tiny):
         s.generate(SamplingParams(), [torch.Generator()], active=[True, False])
     with pytest.raises(ConfigError, match="needs context"):
         s.generate(SamplingParams(), torch.Generator())
+
+
+class Lockstep:
+    """A model policy seen through the plain BatchPolicy protocol (no ``step``): act() rounds."""
+
+    def __init__(self, inner: ModelPolicy):
+        self.inner, self.slots = inner, inner.slots
+
+    def begin(self, slot, task, sample):
+        self.inner.begin(slot, task, sample)
+
+    def act(self, slots, observations):
+        return self.inner.act(slots, observations)
+
+    def tokens(self, slot):
+        return self.inner.tokens(slot)
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_continuous_batching_plays_the_same_episodes_as_lockstep_rounds(micro, episodes, temperature):
+    """step() (an env stepped as soon as its action is done) vs act() rounds: the same actions and rewards.
+
+    Actions of different lengths (some rows say <|end|> early) make the two schedules differ:
+    rows finish at different steps and new observations join mid-batch.
+    """
+    lock = drive(Lockstep(policy(micro, slots=3, max_new_tokens=12, temperature=temperature)), episodes, max_turns=3)
+    p = policy(micro, slots=3, max_new_tokens=12, temperature=temperature)
+    cont = drive(p, episodes, max_turns=3)
+    assert [e.actions for e in cont] == [e.actions for e in lock]
+    assert [e.reward for e in cont] == [e.reward for e in lock] and [e.tokens for e in cont] == [e.tokens for e in lock]
+    lengths = {len(p.tokenizer.encode(a)) for e in cont for a in e.actions}
+    assert len(lengths) > 1  # the schedules really differed
+    assert not p._partial  # every action was finished and handed out
+    task, world, sample = episodes[0]
+    p.begin(0, task, sample)
+    p._partial[0] = [5]  # as if a step() had left slot 0 mid-action
+    with pytest.raises(ConfigError, match="mid-action"):
+        p.step({0: "obs"})
