@@ -7,7 +7,10 @@ Two kinds of policy plug into ``toolgym eval`` (each entry of ``toolgym.POLICIES
   such episodes in threads, as many at once as the factory's ``concurrency`` attribute says;
 * a :class:`BatchPolicy`: ``slots`` episodes stepped in lockstep, one :meth:`BatchPolicy.act` call
   per round for every live slot (batched generation with a KV cache per slot), each slot refilled
-  with the next (task, sample) as soon as its episode ends.
+  with the next (task, sample) as soon as its episode ends. A BatchPolicy may also offer
+  ``step(observations: dict[int, str]) -> dict[int, str]`` (continuous batching: feed the slots
+  that have a new observation, return whichever actions are done, keep decoding the rest; see
+  :meth:`toolgym.policy.model_policy.ModelPolicy.step`), which the runner then uses instead.
 
 :func:`toolgym.policy.runner.run_episodes` drives both. Importing this module does not import torch.
 """
