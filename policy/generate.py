@@ -25,7 +25,7 @@ ragged appends are right-padded with junk that no real query can see (see ``KVCa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -225,6 +225,7 @@ class Session:
         active: Sequence[bool] | None = None,
         budgets: Sequence[int] | None = None,
         min_done: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Turn | None]:
         """Sample one action for every active row (or, with ``min_done``, part of one).
 
@@ -241,6 +242,8 @@ class Session:
                 spent their budget), leaving the others mid-action: their ``Turn`` holds what they
                 sampled so far (``stopped`` False, fewer tokens than their budget), and the cache
                 holds it too, so a later call continues them exactly (continuous batching).
+            should_stop: checked before each token; when it returns True every row stops where
+                it is, as with ``min_done`` (a server whose client went away).
 
         Returns:
             Per row, a ``Turn`` or None.
@@ -259,6 +262,8 @@ class Session:
             raise ConfigError(f"every active row needs a budget of at least one token, got {left[alive].tolist()}")
         done_needed = int(alive.sum()) if min_done is None else min(int(min_done), int(alive.sum()))
         for _ in range(int(left[alive].max()) if bool(alive.any()) else 0):
+            if should_stop is not None and should_stop():
+                break
             rows = alive.nonzero().flatten()
             logits = self.last_logits[rows.to(device)].float().cpu()  # [R,V]
             keep = sampling_mask(logits, params.temperature, params.top_p)

@@ -57,6 +57,11 @@ from toolgym.envs import markup as mk
 from toolgym.envs.toolenv import system_text
 from toolgym.errors import ConfigError, one_line
 
+try:  # a module-level name, so FastAPI can read the endpoint's ``request: Request`` annotation
+    from starlette.requests import Request
+except ImportError:  # the serve extra is not installed: create_app says so when called
+    Request = Any  # type: ignore[misc,assignment]
+
 #: A role marker of any ``<|name|>`` shape (the tokenizer's pad and bos too), and the action tags.
 _ROLE_RE = re.compile(r"<\|[a-z_]*\|>")
 _ACTION_TAGS = (mk.THINK_OPEN, mk.THINK_CLOSE, mk.CALL_OPEN, mk.CALL_CLOSE)
@@ -318,6 +323,8 @@ class Engine:
     Attributes:
         prefilled: prompt tokens run through the model so far.
         shared: prompt tokens served from the cache instead.
+        generated: tokens sampled so far.
+        cancelled: requests stopped (or never started) because their client went away.
     """
 
     def __init__(self, checkpoint: Any, config: ServeConfig) -> None:
@@ -336,6 +343,7 @@ class Engine:
         self._last_use = [0] * rows
         self._tick = 0
         self.prefilled = self.shared = 0
+        self.generated = self.cancelled = 0
 
     def _row_for(self, ids: list[int]) -> tuple[int, int]:
         """(row to generate in, prompt tokens it will share), with the prefix moved into that row."""
@@ -350,9 +358,18 @@ class Engine:
         return row, n
 
     def generate(
-        self, text: str, temperature: float, top_p: float, max_tokens: int, seed: int | None
+        self,
+        text: str,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int | None,
+        cancel: threading.Event | None = None,
     ) -> tuple[str, int, int]:
-        """Sample one action after ``text`` until ``<|end|>`` or ``max_tokens``.
+        """Sample one action after ``text`` until ``<|end|>`` or ``max_tokens``, or until ``cancel`` is set.
+
+        A cancelled request (its client went away) stops before its next token, or does not
+        start if it was still waiting for the lock; what it sampled stays in its cache row.
 
         Returns:
             ``(action text, prompt tokens, completion tokens)``.
@@ -377,10 +394,17 @@ class Engine:
         params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens)
         rows = range(self.config.cache_rows)
         with self.lock:
+            if cancel is not None and cancel.is_set():
+                self.cancelled += 1
+                return "", len(ids), 0
             row, n = self._row_for(ids)
             self.session.append([ids[n:] if r == row else [] for r in rows])
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
-            turn = self.session.generate(params, generator, active=[r == row for r in rows])[row]
+            active = [r == row for r in rows]
+            stop = None if cancel is None else cancel.is_set
+            turn = self.session.generate(params, generator, active=active, should_stop=stop)[row]
+            self.cancelled += cancel is not None and cancel.is_set()
+            self.generated += len(turn.tokens) if turn is not None else 0
             assert turn is not None  # the row is active
             tokens = turn.tokens.tolist()
             self._rows[row], self._prompt[row] = ids + tokens, len(ids)
@@ -405,7 +429,7 @@ def _validation_error(exc: Any) -> APIError:
 
 def create_app(engine: Engine) -> Any:
     """The FastAPI application serving ``engine`` (see the module docstring)."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
@@ -442,7 +466,7 @@ def create_app(engine: Engine) -> Any:
         }
 
     @app.post("/v1/chat/completions")
-    def completions(req: ChatRequest) -> dict[str, Any]:
+    async def completions(req: ChatRequest, request: Request) -> dict[str, Any]:
         if req.model != config.name:
             raise APIError(
                 404,
@@ -465,8 +489,9 @@ def create_app(engine: Engine) -> Any:
                 "max_tokens",
             )
         text = render_request(req)
-        action, n_prompt, n_completion = engine.generate(
-            text, 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0, budget, req.seed
+        temperature = 1.0 if req.temperature is None else req.temperature
+        action, n_prompt, n_completion = await _generate_unless_gone(
+            request, engine, text, temperature, req.top_p or 1.0, budget, req.seed
         )
         message, finish = reply_message(action)
         return {
@@ -483,6 +508,26 @@ def create_app(engine: Engine) -> Any:
         }
 
     return app
+
+
+async def _generate_unless_gone(request: Any, engine: Engine, *args: Any) -> tuple[str, int, int]:
+    """``engine.generate(*args)`` in a worker thread, cancelled when the client disconnects.
+
+    The generation holds the engine's lock; without this a client that timed out or was
+    killed kept it (and every other request) busy until its ``max_tokens`` were spent.
+    """
+    import asyncio
+
+    from starlette.concurrency import run_in_threadpool
+
+    cancel = threading.Event()
+    work = asyncio.ensure_future(run_in_threadpool(engine.generate, *args, cancel))
+    while not work.done():
+        if await request.is_disconnected():
+            cancel.set()
+            break
+        await asyncio.wait({work}, timeout=0.1)
+    return await work
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -409,3 +409,34 @@ def test_cli_serve_runs_stops_cleanly_on_ctrl_c_and_refuses_a_corrupt_checkpoint
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "corrupt" in bad.stderr
+
+
+def test_a_client_that_goes_away_stops_its_generation(small_tokenizer):
+    """A request whose client times out is cancelled (the lock is freed), not run to its max_tokens."""
+    import time
+
+    from toolgym.policy.model import ModelConfig, Transformer
+
+    model = Transformer(ModelConfig.micro(vocab_size=small_tokenizer.vocab_size), seed=0).eval()
+    with torch.no_grad():
+        model.head.weight[small_tokenizer.end_id] = 0.0  # <|end|> scores 0: never the most likely of 300
+    engine = Engine(Checkpoint(model, small_tokenizer), ServeConfig(name="m", max_tokens=8, max_tokens_limit=6000))
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6000, "temperature": 0}
+    with BackgroundServer(create_app(engine)) as base:
+        request = urllib.request.Request(
+            f"{base}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with pytest.raises(OSError):  # the client gives up long before 6,000 tokens
+            urllib.request.urlopen(request, timeout=0.5)
+        deadline = time.monotonic() + 120
+        while engine.cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.cancelled == 1 and 0 < engine.generated < 6000
+        body["max_tokens"] = 4  # the next request is served as usual
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"{base}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            ),
+            timeout=60,
+        ) as reply:
+            assert json.loads(reply.read())["usage"]["completion_tokens"] == 4
