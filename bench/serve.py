@@ -77,17 +77,23 @@ class LatencyRow:
 
 
 def conversation(turns: int) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(env text, messages, tools)`` of trip task s0 at difficulty 1 after ``turns`` reference actions."""
+    """``(env text, messages, tools)`` of trip task s0 at difficulty 1 after ``turns`` reference actions.
+
+    Raises:
+        ConfigError: the episode ends within ``turns`` actions (a finished episode has no next
+            turn to generate: the served text would differ from the env's by the closing markup).
+    """
     import toolgym
     from toolgym.envs.toolenv import make_env
+    from toolgym.errors import ConfigError
 
     env = make_env("trip", difficulty=1, render_mode="ansi")
     obs, info = env.reset(seed=0)
     agent = toolgym.POLICIES.get("reference")(seed=0)(env.task, env.world, 0)
-    for _ in range(turns):
+    for done in range(turns):
         obs, _, term, trunc, info = env.step(agent.act(obs, info))
         if term or trunc:
-            break
+            raise ConfigError(f"--turns {turns}: the reference episode ends after {done + 1} actions; use fewer turns")
     return env.render(), info["messages"], info["tools"]
 
 

@@ -139,11 +139,11 @@ class ChatRequest(_Strict):
     tool_choice: Literal["auto"] | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    n: int | None = None
-    stream: bool | None = None
+    max_tokens: int | None = Field(None, ge=1, strict=True)  # "8" is refused, as the OpenAI API does
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
+    seed: int | None = Field(None, ge=0, lt=2**63, strict=True)
+    n: int | None = Field(None, strict=True)
+    stream: bool | None = Field(None, strict=True)
     user: str | None = None
     metadata: dict[str, Any] | None = None
     store: bool | None = None

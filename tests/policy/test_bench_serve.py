@@ -41,3 +41,11 @@ def test_the_conversation_is_a_real_env_turn():
     text, messages, tools = conversation(1)
     assert messages[0]["role"] == "system" and messages[-1]["role"] == "tool" and tools
     assert text.endswith("<|assistant|>")
+
+
+def test_turns_past_the_episode_s_end_are_a_clear_error():
+    """A finished episode has no next turn: the served text would differ from the env's (it was a RuntimeError)."""
+    from toolgym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="the reference episode ends after"):
+        conversation(1000)

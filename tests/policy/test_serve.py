@@ -337,6 +337,8 @@ def test_sampling_parameters_are_honoured(client):
             "invalid_value",
             "a second tool named 'f'",
         ),
+        ({"max_tokens": "8"}, 400, "invalid_value", "max_tokens"),
+        ({"stream": "false"}, 400, "invalid_value", "stream"),
         # a prompt past max_context is refused before any model work (it held every other request)
         (
             {"messages": [{"role": "user", "content": "x y z " * 6000}]},
