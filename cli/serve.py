@@ -11,13 +11,22 @@ from toolgym.cli.common import SEED_MAX, console
 from toolgym.cli.errors import cli_errors
 
 
+def served_name(checkpoint: Path) -> str:
+    """The model id clients pass: the checkpoint directory's name, or its run's (``runs/sft/checkpoint`` -> ``sft``)."""
+    path = checkpoint.resolve()
+    return path.parent.name if path.name == "checkpoint" and path.parent.name else path.name
+
+
 @cli_errors
 def serve(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint directory (toolgym train …)")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: a free one)")] = 8000,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto (default auto: cuda when available)")] = None,
-    name: Annotated[str | None, typer.Option(help="model id clients pass (default: the directory's name)")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="model id clients pass (default: the directory's name, or the run's for DIR/checkpoint)"),
+    ] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="token budget of a request that sets none")] = 256,
     max_tokens_limit: Annotated[int, typer.Option(min=1, help="the most tokens a request may ask for")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of requests that carry none")] = 0,
@@ -34,7 +43,7 @@ def serve(
         raise ConfigError(f"--device must be cpu, cuda or auto, got {device!r}")
     device = resolve_device(device or "auto")  # cuda where torch sees none: one error line, as eval
     config = ServeConfig(
-        name=name or checkpoint.resolve().name,
+        name=name or served_name(checkpoint),
         device=device,
         seed=seed,
         max_tokens=max_tokens,

@@ -137,6 +137,7 @@ def save_checkpoint(
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         tokenizer.save(tmp / TOKENIZER)
+        shutil.copymode(tmp / TOKENIZER, tmp / WEIGHTS)  # safetensors writes 0600; the others follow the umask
         config = {
             "format": FORMAT,
             "model": model.config.to_dict(),

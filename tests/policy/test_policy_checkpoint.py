@@ -158,3 +158,18 @@ def test_only_a_checkpoint_is_replaceable(tmp_path_factory, names, valid_config)
         with pytest.raises(CheckpointError, match=str(root)):
             check_replaceable(root)
     assert _tree(root) == before
+
+
+def test_every_checkpoint_file_gets_the_same_permissions(saved):
+    """safetensors wrote model.safetensors 0600 while the other files followed the umask."""
+    path, _ = saved
+    modes = {f.name: f.stat().st_mode & 0o777 for f in path.iterdir()}
+    assert len(set(modes.values())) == 1, modes
+
+
+def test_the_served_model_id_is_the_run_s_name_for_a_checkpoint_subdirectory(tmp_path):
+    from toolgym.cli.serve import served_name
+
+    (tmp_path / "sft" / "checkpoint").mkdir(parents=True)
+    assert served_name(tmp_path / "sft" / "checkpoint") == "sft"
+    assert served_name(tmp_path / "sft") == "sft"
