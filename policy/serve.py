@@ -49,13 +49,14 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.toolenv import system_text
 from toolgym.errors import ConfigError, one_line
+from toolgym.policy.engine import APIError, Engine, ServeConfig
 
 try:  # a module-level name, so FastAPI can read the endpoint's ``request: Request`` annotation
     from starlette.requests import Request
@@ -67,20 +68,6 @@ _ROLE_RE = re.compile(r"<\|[a-z_]*\|>")
 _ACTION_TAGS = (mk.THINK_OPEN, mk.THINK_CLOSE, mk.CALL_OPEN, mk.CALL_CLOSE)
 #: The markup's role markers: the only special strings refused in an assistant message's text.
 _MARKERS = (mk.SYSTEM, mk.USER, mk.ASSISTANT, mk.TOOL, mk.END)
-
-
-class APIError(Exception):
-    """A request the server refuses: rendered as OpenAI-style JSON with ``status``."""
-
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error object."""
-        kind = "not_found_error" if self.status == 404 else "invalid_request_error"
-        kind = kind if self.status < 500 else "server_error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
 class _Strict(BaseModel):
@@ -285,135 +272,6 @@ def reply_message(action: str) -> tuple[dict[str, Any], str]:
     return message, finish
 
 
-class ServeConfig(BaseModel):
-    """Settings of ``toolgym serve``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, description="the model id clients pass as `model`")
-    device: str = "cpu"
-    seed: int = Field(0, ge=0, description="seed of requests that carry none")
-    max_tokens: int = Field(256, ge=1, description="token budget of a request that sets none")
-    max_tokens_limit: int = Field(4096, ge=1, description="the most tokens a request may ask for")
-    cache_rows: int = Field(4, ge=1, description="conversations whose context the prefix cache keeps")
-    max_context: int = Field(
-        8192, ge=2, description="most tokens of a request's prompt plus its max_tokens (as --policy model's bound)"
-    )
-
-    @model_validator(mode="after")
-    def _default_within_limit(self) -> ServeConfig:
-        if self.max_tokens > self.max_tokens_limit:
-            raise ValueError(f"max_tokens ({self.max_tokens}) is over max_tokens_limit ({self.max_tokens_limit})")
-        return self
-
-
-class Engine:
-    """The checkpoint's model and tokenizer, generating one action per request (under a lock).
-
-    **Prefix cache.** A client sends the whole conversation with every turn; re-running its
-    prompt each time would make a turn cost a prefill of the whole context. The engine keeps
-    ``config.cache_rows`` contexts in one :class:`~toolgym.policy.generate.Session` (each row:
-    the last request's tokens and the tokens generated after them) and serves a request from
-    the row sharing its longest prefix: a request that extends the row's last prompt (the next
-    turn of that conversation, whatever action the client kept) continues in that row;
-    otherwise the shared prefix is copied to the least recently used row. Only the rest is
-    appended, then one row is decoded. The cache changes the cost, not the tokens (cache
-    entries of a prefix depend on the prefix alone).
-
-    Attributes:
-        prefilled: prompt tokens run through the model so far.
-        shared: prompt tokens served from the cache instead.
-        generated: tokens sampled so far.
-        cancelled: requests stopped (or never started) because their client went away.
-    """
-
-    def __init__(self, checkpoint: Any, config: ServeConfig) -> None:
-        """Wrap a loaded :class:`~toolgym.policy.checkpoint.Checkpoint` (its model on ``config.device``)."""
-        import torch
-
-        from toolgym.policy.generate import Session
-
-        self.model, self.tokenizer, self.config = checkpoint.model, checkpoint.tokenizer, config
-        self.lock = threading.Lock()
-        self.generator = torch.Generator().manual_seed(config.seed)
-        tok, rows = self.tokenizer, config.cache_rows
-        self.session = Session(self.model, rows, stop_ids=[tok.end_id], pad_id=tok.pad_id, capacity=256)
-        self._rows: list[list[int]] = [[] for _ in range(rows)]  # ids each cache row holds
-        self._prompt = [0] * rows  # of which the last request's prompt (the rest: its action)
-        self._last_use = [0] * rows
-        self._tick = 0
-        self.prefilled = self.shared = 0
-        self.generated = self.cancelled = 0
-
-    def _row_for(self, ids: list[int]) -> tuple[int, int]:
-        """(row to generate in, prompt tokens it will share), with the prefix moved into that row."""
-        from toolgym.policy.model_policy import common_prefix
-
-        limit = max(len(ids) - 1, 0)  # at least one token is appended (the row needs its logits)
-        n, best = max((min(common_prefix(ids, row), limit), r) for r, row in enumerate(self._rows))
-        extends = n >= self._prompt[best] > 0  # the next turn of that row's conversation
-        row = best if extends else min(range(len(self._rows)), key=lambda r: (r == best, self._last_use[r]))
-        self.session.copy_prefix(row, best, n)
-        self._rows[row], self._prompt[row] = [], 0  # unknown until this request is done
-        return row, n
-
-    def generate(
-        self,
-        text: str,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int | None,
-        cancel: threading.Event | None = None,
-    ) -> tuple[str, int, int]:
-        """Sample one action after ``text`` until ``<|end|>`` or ``max_tokens``, or until ``cancel`` is set.
-
-        A cancelled request (its client went away) stops before its next token, or does not
-        start if it was still waiting for the lock; what it sampled stays in its cache row.
-
-        Returns:
-            ``(action text, prompt tokens, completion tokens)``.
-
-        Raises:
-            APIError: 400 ``context_length_exceeded`` when the prompt plus ``max_tokens`` is over
-                ``config.max_context`` (OpenAI's code), before any model work.
-        """
-        import torch
-
-        from toolgym.policy.generate import SamplingParams
-
-        ids = self.tokenizer.encode(text)
-        if len(ids) + max_tokens > self.config.max_context:
-            raise APIError(
-                400,
-                f"This model's maximum context length is {self.config.max_context} tokens; the request has "
-                f"{len(ids)} prompt tokens and max_tokens {max_tokens}",
-                "context_length_exceeded",
-                "messages",
-            )
-        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens)
-        rows = range(self.config.cache_rows)
-        with self.lock:
-            if cancel is not None and cancel.is_set():
-                self.cancelled += 1
-                return "", len(ids), 0
-            row, n = self._row_for(ids)
-            self.session.append([ids[n:] if r == row else [] for r in rows])
-            generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
-            active = [r == row for r in rows]
-            stop = None if cancel is None else cancel.is_set
-            turn = self.session.generate(params, generator, active=active, should_stop=stop)[row]
-            self.cancelled += cancel is not None and cancel.is_set()
-            self.generated += len(turn.tokens) if turn is not None else 0
-            assert turn is not None  # the row is active
-            tokens = turn.tokens.tolist()
-            self._rows[row], self._prompt[row] = ids + tokens, len(ids)
-            self._tick += 1
-            self._last_use[row] = self._tick
-            self.prefilled, self.shared = self.prefilled + len(ids) - n, self.shared + n
-        return self.tokenizer.decode(tokens), len(ids), len(tokens)
-
-
 def _validation_error(exc: Any) -> APIError:
     """A request that does not fit :class:`ChatRequest`, as one OpenAI-style 400."""
     errors = exc.errors()
@@ -425,6 +283,23 @@ def _validation_error(exc: Any) -> APIError:
     if first.get("type") == "json_invalid":
         return APIError(400, f"the request body is not valid JSON: {first.get('msg')}", "invalid_json")
     return APIError(400, f"invalid request: {one_line(exc)}", "invalid_value", param)
+
+
+def _budget(req: ChatRequest, config: ServeConfig) -> int:
+    """The request's token budget (``max_completion_tokens``, ``max_tokens``, or the server's default).
+
+    Raises:
+        APIError: 400 when it is over ``config.max_tokens_limit``.
+    """
+    budget = req.max_completion_tokens or req.max_tokens or config.max_tokens
+    if budget > config.max_tokens_limit:
+        raise APIError(
+            400,
+            f"max_tokens={budget} is over this server's limit of {config.max_tokens_limit}",
+            "invalid_value",
+            "max_tokens",
+        )
+    return budget
 
 
 def create_app(engine: Engine) -> Any:
@@ -480,14 +355,7 @@ def create_app(engine: Engine) -> Any:
             )
         if req.stream:
             raise APIError(400, "stream=true is not supported by toolgym serve", "unsupported_value", "stream")
-        budget = req.max_completion_tokens or req.max_tokens or config.max_tokens
-        if budget > config.max_tokens_limit:
-            raise APIError(
-                400,
-                f"max_tokens={budget} is over this server's limit of {config.max_tokens_limit}",
-                "invalid_value",
-                "max_tokens",
-            )
+        budget = _budget(req, config)
         text = render_request(req)
         temperature = 1.0 if req.temperature is None else req.temperature
         action, n_prompt, n_completion = await _generate_unless_gone(
