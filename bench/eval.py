@@ -1,11 +1,12 @@
 """``toolgym bench eval``: the model policy's eval throughput at 1 slot vs many, on the same episodes.
 
 Both runs play the same episodes (tasks synthesized on the fly, ``samples`` each, the same
-per-episode seeds) through :class:`~toolgym.policy.model_policy.ModelPolicy` with the small
-driver :func:`drive`: each env is stepped as soon as the policy's batched decoding finished its
-action (``ModelPolicy.step``: continuous batching, the other rows keep decoding), and a slot
-whose episode ended takes the next one. Reported per run: episodes/s and generated tokens/s (wall clock,
-prefill and env steps included), and the ratio of the batched run to the single-slot one.
+per-episode seeds) through :class:`~toolgym.policy.model_policy.ModelPolicy` with the loop of
+``toolgym eval`` (:func:`drive` over :func:`toolgym.policy.runner.batched_trajectories`): each env
+is stepped as soon as the policy's batched decoding finished its action (``ModelPolicy.step``:
+continuous batching, the other rows keep decoding), and a slot whose episode ended takes the next
+one. Reported per run: episodes/s and generated tokens/s (wall clock, prefill and env steps
+included), and the ratio of the batched run to the single-slot one.
 
 Without ``--checkpoint`` a micro checkpoint is built in a temporary directory: a byte-level BPE
 (4096 ids) trained on a slice of the standard library plus markup, and a random-init 3-layer MLA + DSA + MoE
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,54 +59,24 @@ class EpisodeLog:
 
 
 def drive(policy: BatchPolicy, episodes: Sequence[tuple[TaskSpec, Any, int]], **env_kwargs: Any) -> list[EpisodeLog]:
-    """Play episodes through a batched policy, up to ``policy.slots`` at once, envs in lockstep.
+    """Play episodes through a batched policy with the eval runner's loop (``batched_trajectories``).
 
     Args:
         policy: the batched policy.
-        episodes: (task, world, sample) per episode.
+        episodes: (task, world, sample) per episode, each (task, sample) once.
         **env_kwargs: ToolEnv options (max_turns, …).
 
     Returns:
         One log per episode, in the order given.
     """
-    from toolgym.envs.sources import MemorySource
-    from toolgym.envs.toolenv import make_env
+    from toolgym.policy.runner import batched_trajectories
 
-    logs = [EpisodeLog(task.task_id, sample) for task, _, sample in episodes]
-    todo = deque(range(len(episodes)))
-    running: dict[int, tuple[int, Any]] = {}  # slot -> (episode index, env)
-    pending: dict[int, str] = {}  # slot -> observation not yet acted on
-    step = getattr(policy, "step", None)  # continuous batching where the policy offers it
-    while todo or running:
-        for slot in range(policy.slots):
-            if slot in running or not todo:
-                continue
-            i = todo.popleft()
-            task, world, sample = episodes[i]
-            env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
-            obs, _ = env.reset(seed=sample, options={"task_id": task.task_id})
-            policy.begin(slot, task, sample)
-            running[slot], pending[slot] = (i, env), obs
-            logs[i].observations.append(obs)
-        if callable(step):
-            done = step(pending)
-            pending = {}
-        else:
-            slots = sorted(running)
-            done = dict(zip(slots, policy.act(slots, [pending.pop(s) for s in slots]), strict=True))
-        for slot, action in done.items():
-            i, env = running[slot]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            log = logs[i]
-            log.actions.append(action)
-            log.observations.append(obs)
-            if terminated or truncated:
-                log.reward, log.terminated, log.tokens = float(reward), terminated, policy.tokens(slot)
-                env.close()
-                del running[slot]
-            else:
-                pending[slot] = obs
-    return logs
+    logs = {(task.task_id, sample): EpisodeLog(task.task_id, sample) for task, _, sample in episodes}
+    for task, sample, traj, tokens in batched_trajectories(episodes, policy, env_kwargs):
+        log = logs[(task.task_id, sample)]
+        log.reward, log.terminated, log.tokens = traj.reward, traj.terminated, tokens
+        log.actions, log.observations = list(traj.actions), list(traj.observations)
+    return [logs[(task.task_id, sample)] for task, _, sample in episodes]
 
 
 class EvalBenchConfig(BaseModel):

@@ -232,12 +232,27 @@ class _Live:
 def _run_batched(
     jobs: Iterator[Job], policy: BatchPolicy, emit: Callable[[EpisodeRecord], None], env_kwargs: dict[str, Any]
 ) -> None:
+    """Emit the record of each episode :func:`batched_trajectories` finishes."""
+    for task, sample, traj, tokens in batched_trajectories(jobs, policy, env_kwargs):
+        emit(record_of(task, sample, traj, tokens))
+
+
+def batched_trajectories(
+    jobs: Iterable[Job], policy: BatchPolicy, env_kwargs: dict[str, Any]
+) -> Iterator[tuple[TaskSpec, int, Trajectory, int]]:
     """Step ``policy.slots`` envs, refilling each slot from ``jobs`` as its episode ends.
 
     A policy with ``step`` (continuous batching) is handed each observation as soon as its env
     answered and returns whichever actions are done; otherwise the envs move in lockstep rounds,
-    one ``act`` for every live slot.
+    one ``act`` for every live slot. The one loop behind ``toolgym eval`` and ``toolgym bench eval``.
+
+    Yields:
+        ``(task, sample, trajectory, tokens generated)`` per episode, in completion order.
+
+    Raises:
+        ValueError: ``slots`` below 1, or a policy handing back a wrong number of actions.
     """
+    jobs = iter(jobs)
     if policy.slots < 1:
         raise ValueError(f"a BatchPolicy needs at least 1 slot, got slots={policy.slots}")
     holders = [_Envs(env_kwargs) for _ in range(policy.slots)]
@@ -287,7 +302,7 @@ def _run_batched(
                         truncated=truncated,
                         info=info,
                     )
-                    emit(record_of(ep.task, ep.sample, traj, policy.tokens(slot)))
+                    yield ep.task, ep.sample, traj, policy.tokens(slot)
                     start(slot)
             waiting = [s for s in active if live[s] is not None]
     finally:
