@@ -88,10 +88,10 @@ class Engine:
 
     def _row_for(self, ids: list[int]) -> tuple[int, int]:
         """(row to generate in, prompt tokens it will share), with the prefix moved into that row."""
-        from toolgym.policy.model_policy import common_prefix
+        from toolgym.policy.model_policy import longest_prefix
 
         limit = max(len(ids) - 1, 0)  # at least one token is appended (the row needs its logits)
-        n, best = max((min(common_prefix(ids, row), limit), r) for r, row in enumerate(self._rows))
+        n, best = longest_prefix(ids, self._rows, limit)
         extends = n >= self._prompt[best] > 0  # the next turn of that row's conversation
         row = best if extends else min(range(len(self._rows)), key=lambda r: (r == best, self._last_use[r]))
         self.session.copy_prefix(row, best, n)

@@ -2,9 +2,9 @@
 
 One :class:`~toolgym.policy.generate.Session` row per slot (a :class:`~toolgym.policy.batch.BatchPolicy`):
 
-* ``begin(slot, task, sample)`` forgets the row (its cache length goes back to 0; the stale
-  entries past it are invisible and get overwritten) and seeds the slot's own
-  ``torch.Generator`` from ``(seed, task id, sample)``.
+* ``begin(slot, task, sample)`` seeds the slot's own ``torch.Generator`` from ``(seed, task id,
+  sample)``; the row's entries stay until the slot's first observation replaces them, keeping
+  whatever prefix it shares with them (see *Prefix sharing*).
 * ``act(slots, observations)`` encodes each observation *alone* and appends it to its row, so
   the row's context is ``tokens(obs0) + act1 + tokens(obs1) + ...`` with each action's tokens
   exactly as sampled (never re-tokenized: markup strings are single special tokens and every
@@ -94,6 +94,15 @@ def common_prefix(a: list[int], b: list[int]) -> int:
         return 0
     diff = (torch.as_tensor(a[:n]) != torch.as_tensor(b[:n])).nonzero()
     return int(diff[0]) if len(diff) else n
+
+
+def longest_prefix(ids: list[int], rows: list[list[int]], limit: int, prefer: int | None = None) -> tuple[int, int]:
+    """``(n, r)``: the row ``r`` of ``rows`` sharing the longest prefix with ``ids``, at most ``limit`` tokens.
+
+    Ties go to ``prefer`` (a slot's own row: nothing to copy), then to the highest index.
+    """
+    n, _, r = max((min(common_prefix(ids, row), limit), r == prefer, r) for r, row in enumerate(rows))
+    return n, r
 
 
 def resolve_device(device: str) -> str:
@@ -281,7 +290,7 @@ class ModelPolicy:
         moves, depth, later = [], {}, []
         for i, (s, ids) in enumerate(fresh):
             limit = max(len(ids) - 1, 0)
-            n, _, src = max((min(common_prefix(ids, row), limit), r == s, r) for r, row in enumerate(self._rows))
+            n, src = longest_prefix(ids, self._rows, limit, prefer=s)
             m, parent = max(((min(common_prefix(ids, pids), limit), ps) for ps, pids in fresh[:i]), default=(0, -1))
             if m >= n + MIN_SHARED:
                 depth[s] = depth[parent] + 1
