@@ -73,10 +73,7 @@ class KVCache:
 
     def select_rows(self, rows: Tensor) -> KVCache:
         """A new cache holding copies of the given rows (e.g. one prompt fanned out to a group)."""
-        new = KVCache(self.config, len(rows), device=self.device, dtype=self.dtype, capacity=0)
-        new.kv, new.ik = [t[rows] for t in self.kv], [t[rows] for t in self.ik]
-        new.capacity, new.lengths = self.capacity, self.lengths[rows].clone()
-        return new
+        return self.take_rows(rows, self.capacity)
 
     def take_rows(self, rows: Tensor, upto: int) -> KVCache:
         """A new cache holding copies of slots [0, upto) of the given rows [R] (and their lengths)."""
