@@ -1,0 +1,1 @@
+"""The ``domains`` family: relational tool worlds synthesized from archetypes, without an LLM."""
