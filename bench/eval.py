@@ -105,6 +105,8 @@ class EvalRun:
     episodes: int
     tokens: int
     seconds: float
+    append_s: float = 0.0  # prefill of prompts and observations (the same work at every slot count)
+    generate_s: float = 0.0  # sampling and decode (what batching shares)
 
     @property
     def episodes_per_s(self) -> float:
@@ -183,7 +185,9 @@ def run_eval_bench(config: EvalBenchConfig, log: Log = lambda line: None) -> lis
             start = time.perf_counter()
             logs = drive(policy, episodes, max_turns=config.max_turns)
             seconds = time.perf_counter() - start
+            spent = dict(policy.session.seconds)
             policy.close()
-            runs.append(EvalRun(slots, len(logs), sum(e.tokens for e in logs), seconds))
+            tokens = sum(e.tokens for e in logs)
+            runs.append(EvalRun(slots, len(logs), tokens, seconds, spent["append"], spent["generate"]))
             log(f"slots={slots}: {len(logs)} episodes, {runs[-1].tokens} tokens in {seconds:.1f} s")
         return runs

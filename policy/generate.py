@@ -25,6 +25,7 @@ ragged appends are right-padded with junk that no real query can see (see ``KVCa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -132,6 +133,9 @@ class Session:
         self.cache = model.new_cache(batch_size, capacity)
         self.last_logits: Tensor | None = None  # [B, V] logits after each row's last token
         self.batch_size = batch_size
+        #: Wall-clock seconds spent in ``append`` (prefill of prompts and observations) and in
+        #: ``generate`` (sampling and decode), for benchmarks that split where the time goes.
+        self.seconds = {"append": 0.0, "generate": 0.0}
 
     @property
     def lengths(self) -> list[int]:
@@ -142,6 +146,7 @@ class Session:
         """A new session whose rows copy the given rows (prefill a prompt once, sample G times)."""
         new = Session.__new__(Session)
         new.model, new.stop_ids, new.pad_id, new.batch_size = self.model, self.stop_ids, self.pad_id, len(rows)
+        new.seconds = {"append": 0.0, "generate": 0.0}
         idx = torch.tensor(list(rows), dtype=torch.long)
         new.cache = self.cache.select_rows(idx)
         new.last_logits = None if self.last_logits is None else self.last_logits[idx].clone()
@@ -163,8 +168,10 @@ class Session:
         if len(tokens) != self.batch_size:
             raise ConfigError(f"append needs one token list per row ({self.batch_size}), got {len(tokens)}.")
         result: list[Tensor | None] = [None] * self.batch_size
+        start = time.perf_counter()
         for rows in length_groups([len(t) for t in tokens]):
             self._append_rows(rows, tokens, result)
+        self.seconds["append"] += time.perf_counter() - start
         return result
 
     def _append_rows(self, rows: list[int], tokens: Sequence[Sequence[int]], result: list[Tensor | None]) -> None:
@@ -248,6 +255,22 @@ class Session:
         Returns:
             Per row, a ``Turn`` or None.
         """
+        start = time.perf_counter()
+        try:
+            return self._generate(params, generator, active, budgets, min_done, should_stop)
+        finally:
+            self.seconds["generate"] += time.perf_counter() - start
+
+    def _generate(
+        self,
+        params: SamplingParams,
+        generator: torch.Generator | Sequence[torch.Generator],
+        active: Sequence[bool] | None,
+        budgets: Sequence[int] | None,
+        min_done: int | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[Turn | None]:
+        """``generate`` without the timing (same arguments, same result)."""
         B = self.batch_size
         alive = torch.ones(B, dtype=torch.bool) if active is None else torch.tensor(list(active), dtype=torch.bool)
         if self.last_logits is None or bool(torch.isnan(self.last_logits[alive.to(self.cache.device), 0]).any()):

@@ -120,3 +120,15 @@ def test_bench_model_command_small(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "DSA vs dense attention" in result.output and json.loads(path.read_text())["attention"]
+
+
+def test_bench_eval_splits_the_time_into_append_and_generate(tmp_path):
+    """Same episodes at 1 and 2 slots: same tokens; each run's append and generate seconds are real parts of it."""
+    from toolgym.bench.eval import EvalBenchConfig, micro_checkpoint, run_eval_bench
+
+    checkpoint = micro_checkpoint(tmp_path / "micro")
+    config = EvalBenchConfig(checkpoint=checkpoint, tasks=1, samples=2, slots=[1, 2], max_new_tokens=4, max_turns=2)
+    one, two = run_eval_bench(config)
+    assert (one.slots, two.slots) == (1, 2) and one.tokens == two.tokens > 0
+    for run in (one, two):
+        assert 0 < run.append_s and 0 < run.generate_s and run.append_s + run.generate_s <= run.seconds
