@@ -9,6 +9,9 @@
 * :class:`SubmitAgent` submits a given answer, optionally after replaying the reference's
   calls: with a bluff answer (well-formed, built without tools) it is the bluffing agent;
   with a perturbed reference answer it checks that breaking a correct answer breaks the score.
+* :class:`VandalAgent` replays the reference's calls, then makes random reads (to learn real
+  ids and names) and random *writes*, then submits the reference's answer: every correct
+  change is there, plus collateral damage, which a state check must catch.
 
 Agents only speak the markup; running them is :func:`toolgym.envs.rollout.run_episode`, the
 same loop RL and eval use, so a gate measures exactly the reward a policy would get. The rule
@@ -155,4 +158,51 @@ class SubmitAgent:
         return mk.render_action([("submit", {"answer": self.answer})])
 
 
-__all__ = ["NullAgent", "RandomAgent", "SubmitAgent", "empty_value", "harvest", "sample_value"]
+class VandalAgent:
+    """The reference's calls, then a turn of random reads and a turn of random writes, then its answer.
+
+    Args:
+        rng: Source of the random calls.
+        answer: The reference's answer (submitted last).
+        replay: The reference's actions before its submit.
+        write_tools: Names of the toolset's write tools (the schema shown to agents does not say).
+        calls_per_turn: Most random calls in each of the two random turns.
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        answer: Any,
+        replay: Iterable[str],
+        write_tools: Iterable[str],
+        calls_per_turn: int = 3,
+    ):
+        self.rng, self.answer, self.replay = rng, answer, list(replay)
+        self.write_tools = frozenset(write_tools)
+        self.calls_per_turn = calls_per_turn
+        self.phase = 0  # 0: random reads, 1: random writes, 2: submit, 3: done
+        self.pool: list[str] = []
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        """Next replayed action, then the random turns, then the submit."""
+        for r in mk.parse_tool_results(observation):
+            harvest(r.get("content"), self.pool)
+        if self.replay:
+            return self.replay.pop(0)
+        tools = [t["function"] for t in info["tools"] if t["function"]["name"] != "submit"]
+        while self.phase < 2:
+            writes = self.phase == 1
+            self.phase += 1
+            pick = [fn for fn in tools if (fn["name"] in self.write_tools) == writes]
+            if pick:
+                n = self.rng.randint(1, self.calls_per_turn)
+                chosen = self.rng.choices(pick, k=n)
+                calls = [(fn["name"], sample_value(fn["parameters"], self.rng, self.pool)) for fn in chosen]
+                return mk.render_action(calls)
+        if self.phase == 3:
+            return mk.END
+        self.phase = 3
+        return mk.render_action([("submit", {"answer": self.answer})])
+
+
+__all__ = ["NullAgent", "RandomAgent", "SubmitAgent", "VandalAgent", "empty_value", "harvest", "sample_value"]

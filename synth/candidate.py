@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
+from toolgym.envs.agents import VandalAgent
 from toolgym.envs.markup import check_task_text
-from toolgym.envs.replay import with_expected_state
+from toolgym.envs.replay import replay_writes, with_expected_state
 from toolgym.envs.rollout import ProgramPolicy, run_episode
+from toolgym.envs.runtime import final_state
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ReferenceSolutionError
@@ -40,7 +43,7 @@ from toolgym.synth import get_family
 from toolgym.synth.config import SynthConfig, on_the_fly_config, world_difficulty, world_seed
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
-from toolgym.verifiers.state import unfilled_state_checks
+from toolgym.verifiers.state import state_hash, unfilled_state_checks
 
 
 @dataclass
@@ -122,6 +125,7 @@ def evaluate_candidate(
         if any(t.kind == "write" for t in family.tools(task.tool_config) if t.name != "submit")
         else None
     )
+    vandals, damaged = vandal_gate(family, task, world, ref, reference.answer, rng, config.vandal_tries)
     report = run_gates(
         lambda a: run_episode(env, a, options=opts),
         ref,
@@ -130,11 +134,49 @@ def evaluate_candidate(
         perturbed_answers=family.perturb(world, task, reference.answer, rng),
         rng=rng,
         replay=replay,
+        vandals=vandals,
+        damaged=damaged,
     )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)
     ref.answer = reference.answer
     return Outcome(0, "shipped", "", task, ref)
+
+
+def has_state_check(spec: dict[str, Any]) -> bool:
+    """Whether a verifier spec holds a state check (``"all"`` walked)."""
+    return spec.get("kind") == "state" or any(has_state_check(sub) for sub in spec.get("checks", ()))
+
+
+def vandal_gate(
+    family: Family, task: TaskSpec, world: Any, ref: Trajectory, answer: Any, rng: random.Random, tries: int
+) -> tuple[list[Any], Any]:
+    """The vandal agents of a task and the test of whether a vandal did damage (``run_gates``).
+
+    Only tasks with a state check and a write tool get vandals (elsewhere writes cannot be
+    judged, or cannot happen). A vandal did damage when its writes, replayed on a fresh world
+    (failed writes skipped, as the env skipped them), leave a *whole* state that differs from
+    the reference's. A check whose ``fields`` leave out a part the toolset can write lets such
+    damage score, and the gate drops the task: no collateral change may pass.
+
+    Returns:
+        (agent makers, ``damaged(episode) -> bool``).
+    """
+    writes = [t.name for t in family.tools(task.tool_config) if t.kind == "write" and t.name != "submit"]
+    if not has_state_check(task.verifier_spec) or not writes or tries == 0:
+        return [], lambda ep: True
+    before = ref.actions[:-1]
+
+    def whole_state_hash(actions: list[str]) -> str:
+        context = replay_writes(family, world, task, actions, strict=False)
+        try:
+            return state_hash(final_state(context))
+        finally:
+            family.close_context(context)
+
+    expected = whole_state_hash(before)
+    makers = [partial(VandalAgent, random.Random(rng.getrandbits(64)), answer, before, writes) for _ in range(tries)]
+    return makers, lambda ep: whole_state_hash(list(ep.actions)) != expected
 
 
 def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:

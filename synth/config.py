@@ -60,6 +60,9 @@ class SynthConfig(BaseModel):
     holdout: bool = Field(default=False, description="hold the whole family out: every world goes to test")
     random_tries: int = Field(default=8, ge=0, lt=2**63)
     bluff_tries: int = Field(default=2, ge=0, lt=2**63)
+    vandal_tries: int = Field(
+        default=2, ge=0, lt=2**63, description="vandal agents per task with a state check and a write tool"
+    )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     executor: str = Field(
         default="local", description="how worlds run: an id of toolgym.EXECUTORS (the rows do not depend on it)"

@@ -1,7 +1,7 @@
 """The rule that decides whether a task ships (DESIGN.md "Verifiers and gates").
 
 A task ships only if its reference solution scores 1 and every gate agent scores 0 on it. The
-gate agents (null, random, bluff/perturbed submit) are :mod:`toolgym.envs.agents`; this module
+gate agents (null, random, bluff/perturbed submit, vandal) are :mod:`toolgym.envs.agents`; this module
 runs them through one task and reports the first gate that failed. It is part of synthesis
 (layer L5): ``verifiers`` judges one episode, synthesis decides what ships.
 """
@@ -40,6 +40,8 @@ def run_gates(
     perturbed_answers: Iterable[Any],
     rng: random.Random,
     replay: list[str] | None = None,
+    vandals: Iterable[Callable[[], Any]] = (),
+    damaged: Callable[[Trajectory], bool] = lambda ep: True,
 ) -> GateReport:
     """Run every gate on one task; stop at the first failure.
 
@@ -53,6 +55,11 @@ def run_gates(
         rng: Generator for the random agents' tool calls.
         replay: Actions to replay before submitting a perturbed answer (for families whose
             tools write state, so the state check sees the reference's state); None skips it.
+        vandals: Makers of vandal agents (the reference's calls plus random writes, then its
+            answer; tasks with a state check only).
+        damaged: Whether a vandal episode left a state other than the reference's. A vandal
+            that scores > 0 fails the gate only then: when every random write failed or
+            changed nothing, the try did no damage and is void.
 
     Returns:
         The :class:`GateReport`.
@@ -66,10 +73,11 @@ def run_gates(
     plan += [("bluff", partial(SubmitAgent, a)) for a in bluff_answers]
     plan += [("perturbed", partial(SubmitAgent, a, replay or ())) for a in perturbed_answers]
     plan += [("random", partial(RandomAgent, rng, a)) for a in random_answers]
+    plan += [("vandal", make) for make in vandals]
     for gate, make_agent in plan:
         ep = run(make_agent())
         report.scores.setdefault(gate, []).append(ep.reward)
-        if ep.reward > 0.0:
+        if ep.reward > 0.0 and (gate != "vandal" or damaged(ep)):
             report.failed = gate
             report.reason = ep.info.get("verdict", {}).get("reason", "")
             return report

@@ -1,15 +1,21 @@
 """Gate agents speak valid markup, and the gates drop tasks a lenient verifier would ship."""
 
 import random
+from typing import Literal
+
+import pytest
 
 from toolgym.envs import markup as mk
-from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent, sample_value
-from toolgym.envs.rollout import ProgramPolicy, run_episode
+from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent, VandalAgent, sample_value
+from toolgym.envs.rollout import ProgramPolicy, Step, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import make_env
-from toolgym.envs.tools import Toolset
-from toolgym.synth import get_family
-from toolgym.synth.candidate import build_task
+from toolgym.envs.tools import ToolError, Toolset, as_tool, tool
+from toolgym.spec import TaskDraft
+from toolgym.synth import get_family, register_family, unregister_family
+from toolgym.synth.candidate import build_task, evaluate_candidate
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
 
 
@@ -90,3 +96,128 @@ def test_failed_reference_is_reported_with_its_reason():
     bad = run_episode(env, SubmitAgent([]))
     report = run_gates(lambda a: run_episode(env, a), bad, [], [], [], random.Random(0))
     assert report.failed == "reference" and "non-empty list" in report.reason
+
+
+# --------------------------------------------------------------------------- the vandal gate
+
+
+class Counters:
+    """Two counters; a task asks to raise one of them."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def to_json(self):
+        return self.data
+
+
+@tool("read")
+def get_counter(world: Counters, name: Literal["a", "b"]) -> int:
+    """A counter's value.
+
+    Args:
+        name: Which counter.
+    """
+    return world.data[name]
+
+
+@tool("write")
+def add_to_counter(world: Counters, name: Literal["a", "b"], by: int) -> int:
+    """Add to a counter.
+
+    Args:
+        name: Which counter.
+        by: How much (1 to 9).
+    """
+    if not 1 <= by <= 9:
+        raise ToolError("by must be 1 to 9")
+    world.data[name] += by
+    return world.data[name]
+
+
+@tool("read", name="submit")
+def submit_counters(world: Counters, answer: str) -> str:
+    """Say you are done.
+
+    Args:
+        answer: A short note.
+    """
+    return "submitted"
+
+
+class ToyCounters(Family):
+    """Raise counter a by 2; the state check looks at ``fields`` (a class attribute the tests set)."""
+
+    id = "counters"
+    env_name = "Counters"
+    version = 0
+    summary = "toy family for the vandal gate (tests only)"
+    fields: list[str] | None = None
+
+    def make_world(self, seed, difficulty):
+        return Counters({"a": seed % 5, "b": 0})
+
+    def load_world(self, data):
+        return Counters(data)
+
+    def make_task(self, world, difficulty, rng):
+        spec = {"kind": "state"} if self.fields is None else {"kind": "state", "fields": self.fields}
+        return TaskDraft(prompt="Add 2 to counter a, then submit.", params={}, verifier_spec=spec, tool_config={})
+
+    def tools(self, tool_config):
+        return [as_tool(f) for f in (get_counter, add_to_counter, submit_counters)]
+
+    def reference(self, params, tool_config):
+        yield Step([("add_to_counter", {"name": "a", "by": 2})], "Raise a.")
+        return "done"
+
+    def random_answer(self, world, task, rng):
+        return "done"
+
+    def bluff_answer(self, task, rng):
+        return "done"
+
+    def perturb(self, world, task, answer, rng):
+        return []
+
+
+@pytest.fixture
+def counters():
+    register_family("counters", ToyCounters)
+    try:
+        yield get_family("counters")
+    finally:
+        unregister_family("counters")
+
+
+@pytest.mark.parametrize(("fields", "status"), [(None, "shipped"), (["a"], "vandal")])
+def test_the_vandal_gate_drops_a_task_whose_state_check_misses_collateral_writes(counters, fields, status):
+    """A check on counter a alone lets a vandal's write to b score 1: that task must not ship."""
+    ToyCounters.fields = fields
+    try:
+        config = SynthConfig(family="counters", vandal_tries=6, random_tries=0, bluff_tries=0)
+        world = counters.make_world(3, 1)
+        task = build_task(counters, "w", "t", 1, "train", counters.make_task(world, 1, random.Random(0)))
+        outcome = evaluate_candidate(counters, task, world, random.Random(0), config)
+    finally:
+        ToyCounters.fields = None
+    assert outcome.status == status, outcome.reason
+
+
+def test_a_vandal_replays_the_reference_then_writes_at_random_then_submits_its_answer(counters):
+    world = counters.make_world(3, 1)
+    task = build_task(counters, "w", "t", 1, "train", counters.make_task(world, 1, random.Random(0)))
+    replay = [mk.render_action([("add_to_counter", {"name": "a", "by": 2})])]
+    agent = VandalAgent(random.Random(4), "done", replay, ["add_to_counter"])
+    env = make_env("counters", source=MemorySource([(task, world)]))
+    obs, info = env.reset()
+    actions = []
+    while True:
+        actions.append(agent.act(obs, info))
+        obs, _, term, trunc, info = env.step(actions[-1])
+        if term or trunc:
+            break
+    calls = [[c.name for c in mk.parse_action(a).tool_calls] for a in actions]
+    assert actions[0] == replay[0] and calls[-1] == ["submit"]
+    assert {"get_counter"} >= set(calls[1]) and {"add_to_counter"} >= set(calls[2])
+    assert mk.parse_action(actions[-1]).tool_calls[0].arguments == {"answer": "done"}
