@@ -68,6 +68,7 @@ class WorldSpec(BaseModel):
     difficulty: int
     split: str
     data: dict[str, Any]
+    schema_hash: str | None = None  # content hash of the family's world_schema (None: the family has none)
 
 
 class TaskSpec(BaseModel):

@@ -2,12 +2,16 @@
 
 Tables (JSON payloads are stored as VARCHAR text so no extension is needed to read them):
 
-* ``info``: key/value, ``format = toolgym-dataset/1``: how a file proves it is ours;
+* ``info``: key/value, ``format = toolgym-dataset/3``: how a file proves it is ours;
 * ``manifest``: one row per family run: toolgym and family versions, the seed and the full
   synthesis config (so a run can be resumed, or refused if the settings changed);
-* ``worlds``, ``tasks``, ``trajectories``: the specs and the reference runs;
+* ``worlds``, ``tasks``, ``trajectories``: the specs and the reference runs; a world's
+  ``schema_hash`` is the content hash of its family's ``world_schema`` (NULL where a family
+  has none), so distinct schemas are counted in SQL;
 * ``toolsets``: system text and tool schemas, stored once per distinct toolset (every task with
-  the same tool config shares them; ~10 KB a task saved);
+  the same tool config shares them; ~10 KB a task saved), with ``tools_hash`` (:func:`tools_hash`:
+  the tools' names and parameter schemas, the system text left out), so distinct toolsets are
+  counted in SQL (:meth:`Dataset.distinctness`).
 * ``candidates``: one row per candidate (world index, task index) with its fate (``shipped``,
   ``infeasible`` or the name of the gate that dropped it) and why: the gate counts of the
   manifest are computed from it, and resuming starts after its last row.
@@ -35,15 +39,15 @@ from toolgym.envs.markup import check_task_text
 from toolgym.errors import DatasetError, UnknownNameError
 from toolgym.spec import TaskSpec, Trajectory, WorldSpec, check_split, dump_world_data
 
-FORMAT = "toolgym-dataset/2"
+FORMAT = "toolgym-dataset/3"  # 3: worlds.schema_hash, toolsets.tools_hash
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS manifest (
     family VARCHAR PRIMARY KEY, toolgym_version VARCHAR, family_version INTEGER, seed BIGINT, config VARCHAR);
 CREATE TABLE IF NOT EXISTS worlds (
     world_id VARCHAR PRIMARY KEY, family VARCHAR, family_version INTEGER, seed BIGINT,
-    difficulty INTEGER, split VARCHAR, data VARCHAR);
-CREATE TABLE IF NOT EXISTS toolsets (toolset_id VARCHAR PRIMARY KEY, system VARCHAR, tools VARCHAR);
+    difficulty INTEGER, split VARCHAR, data VARCHAR, schema_hash VARCHAR);
+CREATE TABLE IF NOT EXISTS toolsets (toolset_id VARCHAR PRIMARY KEY, system VARCHAR, tools VARCHAR, tools_hash VARCHAR);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id VARCHAR PRIMARY KEY, ordinal BIGINT, world_id VARCHAR, family VARCHAR, env_id VARCHAR,
     difficulty INTEGER, split VARCHAR, toolset_id VARCHAR, prompt VARCHAR,
@@ -120,6 +124,16 @@ def _open_error(path: Path, exc: duckdb.Error) -> DatasetError:
 def toolset_id(system: str, tools: list[dict[str, Any]]) -> str:
     """Content id of a toolset (system text + schemas), shared by every task that uses it."""
     return hashlib.sha256((system + "\0" + _dump(tools)).encode()).hexdigest()[:16]
+
+
+def tools_hash(tools: list[dict[str, Any]]) -> str:
+    """Content hash of a toolset's interface: each tool's name and parameter schema, in name order.
+
+    Tool descriptions and the system text are left out, so two worlds count as one toolset
+    when an agent would call them the same way (issue 11's distinctness measure).
+    """
+    interface = sorted([t["function"]["name"], t["function"].get("parameters", {})] for t in tools)
+    return hashlib.sha256(orjson.dumps(interface, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 class Dataset:
@@ -226,14 +240,16 @@ class Dataset:
                 w.difficulty,
                 w.split,
                 dump_world_data(w.family, w.data).decode(),
+                w.schema_hash,
             )
             for w in batch.worlds
         ]
-        toolsets: dict[str, tuple[str, str, str]] = {}
+        toolsets: dict[str, tuple[str, str, str, str]] = {}
         tasks = []
         for ordinal, t in batch.tasks:
             tid = toolset_id(t.system, t.tools)
-            toolsets.setdefault(tid, (tid, t.system, _dump(t.tools)))
+            if tid not in toolsets:
+                toolsets[tid] = (tid, t.system, _dump(t.tools), tools_hash(t.tools))
             fields = (_dump(getattr(t, f)) for f in _JSON_TASK_FIELDS)
             tasks.append(
                 (t.task_id, ordinal, t.world_id, t.family, t.env_id, t.difficulty, t.split, tid, t.prompt, *fields)
@@ -374,6 +390,26 @@ class Dataset:
         ).fetchall():
             out.setdefault(fam, {})[status] = int(n)
         return out
+
+    def distinctness(self, family: str) -> dict[str, int]:
+        """How distinct a family's shipped environments are.
+
+        Returns:
+            ``worlds`` (with a shipped task), ``toolsets`` (distinct :func:`tools_hash` over the
+            shipped tasks), ``schemas`` (distinct ``schema_hash``; 0 for a family without
+            world schemas) and ``max_worlds_per_toolset`` (the most worlds sharing one toolset).
+        """
+        row = self.con.execute(
+            "WITH used AS (SELECT DISTINCT t.world_id, s.tools_hash FROM tasks t JOIN toolsets s USING (toolset_id) "
+            "WHERE t.family = ?) SELECT (SELECT count(DISTINCT world_id) FROM used), "
+            "(SELECT count(DISTINCT tools_hash) FROM used), "
+            "(SELECT count(DISTINCT w.schema_hash) FROM worlds w WHERE w.world_id IN (SELECT world_id FROM used)), "
+            "(SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM used GROUP BY tools_hash))",
+            [family],
+        ).fetchone()
+        assert row is not None
+        keys = ("worlds", "toolsets", "schemas", "max_worlds_per_toolset")
+        return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
     def summary(self) -> dict[str, Any]:
         """Counts per family, split and difficulty, plus gate counts."""

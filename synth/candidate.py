@@ -15,6 +15,7 @@ the first shippable candidate of world 0 of a one-world run.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from functools import partial
@@ -143,6 +144,13 @@ def evaluate_candidate(
     return Outcome(0, "shipped", "", task, ref)
 
 
+def schema_hash(schema: dict[str, Any] | None) -> str | None:
+    """Content hash of a world schema (``Family.world_schema``), None for None."""
+    if schema is None:
+        return None
+    return hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
 def has_state_check(spec: dict[str, Any]) -> bool:
     """Whether a verifier spec holds a state check (``"all"`` walked)."""
     return spec.get("kind") == "state" or any(has_state_check(sub) for sub in spec.get("checks", ()))
@@ -200,6 +208,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
         difficulty=difficulty,
         split=split,
         data=data,
+        schema_hash=schema_hash(family.world_schema(world)),
     )
     result = WorldResult(w, spec)
     tool_configs: list[dict[str, Any]] = []  # of the candidates run, for the message below

@@ -88,6 +88,14 @@ class Family(ABC):
     def perturb(self, world: Any, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
         """Answers derived from a correct one, each broken on purpose (the perturbation gate)."""
 
+    def world_schema(self, world: Any) -> dict[str, Any] | None:
+        """The world's schema (entities, attributes, actions as this world names them), or None.
+
+        Families whose worlds differ in schema (``domains``) return it; synthesis stores its
+        hash with the world, so distinct schemas can be counted. Default: None.
+        """
+        return None
+
     def episode_context(self, world: Any, task: TaskSpec) -> Any:
         """What the tools of one episode receive; the env copies the world itself for write toolsets."""
         return world

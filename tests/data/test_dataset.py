@@ -250,3 +250,39 @@ def test_synth_runs_in_a_subprocess_with_the_module_cli(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0 and "shipped 3 tasks" in out.stdout
+
+
+def test_distinctness_counts_toolsets_by_interface_and_worlds_per_toolset(trip_dataset):
+    """Recomputed here from the stored schemas: distinct (name, parameters) interfaces and their worlds."""
+    con = duckdb.connect(str(trip_dataset), read_only=True)
+    rows = con.execute(
+        "SELECT t.world_id, s.tools FROM tasks t JOIN toolsets s USING (toolset_id) WHERE t.family = 'trip'"
+    ).fetchall()
+    con.close()
+    by_interface: dict[str, set[str]] = {}
+    for world_id, tools in rows:
+        key = json.dumps(sorted((f["function"]["name"], f["function"]["parameters"]) for f in json.loads(tools)))
+        by_interface.setdefault(key, set()).add(world_id)
+    with Dataset(trip_dataset, read_only=True) as ds:
+        got = ds.distinctness("trip")
+    assert got == {
+        "worlds": len({w for w, _ in rows}),
+        "toolsets": len(by_interface),
+        "schemas": 0,  # trip has no world schema
+        "max_worlds_per_toolset": max(len(ws) for ws in by_interface.values()),
+    }
+    assert got["toolsets"] > 1  # trip adds weather and a distractor on some tasks
+
+
+def test_tools_hash_ignores_descriptions_and_order_but_not_parameters():
+    from toolgym.data.dataset import tools_hash
+
+    def fn(name, desc, params):
+        return {"type": "function", "function": {"name": name, "description": desc, "parameters": params}}
+
+    by_id = {"type": "object", "properties": {"id": {"type": "string"}}}
+    by_key = {"type": "object", "properties": {"key": {"type": "string"}}}
+    a = [fn("get", "Get one.", by_id), fn("submit", "", {})]
+    b = [fn("submit", "Done.", {}), fn("get", "Fetch it.", dict(by_id))]
+    c = [fn("get", "Get one.", by_key), fn("submit", "", {})]
+    assert tools_hash(a) == tools_hash(b) != tools_hash(c)
