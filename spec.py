@@ -232,20 +232,24 @@ class _OnTheFlyRun(NamedTuple):
     holdout: bool = False
 
 
-def world_split(config: SplitSettings, w: int) -> str:
+def world_split(config: SplitSettings, w: int, archetype: str | None = None) -> str:
     """Train / val / test for world ``w`` of a run (deterministic, by world).
 
     This is the one world → split rule: datasets assign their worlds with it, and on-the-fly
     envs (:func:`on_the_fly_split`) serve a seed's task only under the split of its world.
 
     Args:
-        config: The run's split settings (family, seed, fractions, holdout).
+        config: The run's split settings (family, seed, fractions, holdout, and optionally
+            ``holdout_archetypes``).
         w: The world's index in the run (>= 0).
+        archetype: The world's archetype, for families that have them: a world of a held-out
+            archetype goes to test whatever its draw (the others keep their draw, so the test
+            split holds unseen archetypes and unseen worlds of seen ones).
 
     Returns:
         One of :data:`SPLITS`.
     """
-    if config.holdout:
+    if config.holdout or (archetype is not None and archetype in getattr(config, "holdout_archetypes", ())):
         return "test"
     u = random.Random(derive_seed(config.seed, family_hash(config.family), w, 7)).random()
     train, val, _ = config.split_fractions

@@ -54,6 +54,9 @@ def synth(
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
+    holdout_archetypes: Annotated[
+        str, typer.Option(help="archetypes whose worlds all go to the test split, comma-separated (domains)")
+    ] = "",
     random_tries: Annotated[int, typer.Option(help="random-agent gate tries per task")] = 8,
     bluff_tries: Annotated[int, typer.Option(help="bluff gate tries per task")] = 2,
     solvable_by: Annotated[
@@ -95,6 +98,7 @@ def synth(
         seed=seed,
         tasks_per_world=tasks_per_world,
         holdout=holdout,
+        holdout_archetypes=[a.strip() for a in holdout_archetypes.split(",") if a.strip()],
         random_tries=random_tries,
         bluff_tries=bluff_tries,
         executor=executor,

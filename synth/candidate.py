@@ -194,9 +194,9 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
     one task; candidates are independent, so the one it returns is the same either way).
     """
     family = get_family(config.family)
-    difficulty, split = world_difficulty(config, w), world_split(config, w)
-    seed = world_seed(config, w)
+    difficulty, seed = world_difficulty(config, w), world_seed(config, w)
     world = family.make_world(seed, difficulty)
+    split = world_split(config, w, family.world_archetype(world))
     world_id = f"{family.id}-s{config.seed}-w{w:06d}"
     data = world.to_json()
     snapshot = check_world_data(family.id, data)  # JSON that round-trips; the world as made

@@ -58,6 +58,10 @@ class SynthConfig(BaseModel):
         default=DEFAULT_SPLIT_FRACTIONS, description="train, val, test by world"
     )
     holdout: bool = Field(default=False, description="hold the whole family out: every world goes to test")
+    holdout_archetypes: list[str] = Field(
+        default_factory=list,
+        description="archetypes held out whole: their worlds go to test (families with archetypes: domains)",
+    )
     random_tries: int = Field(default=8, ge=0, lt=2**63)
     bluff_tries: int = Field(default=2, ge=0, lt=2**63)
     vandal_tries: int = Field(

@@ -96,6 +96,14 @@ class Family(ABC):
         """
         return None
 
+    def archetypes(self) -> Sequence[str]:
+        """The archetypes this family's worlds are drawn from (``domains``: clinic, library …); default none."""
+        return ()
+
+    def world_archetype(self, world: Any) -> str | None:
+        """The archetype of a world (``--holdout-archetypes`` sends its whole archetype to test); default None."""
+        return None
+
     def episode_context(self, world: Any, task: TaskSpec) -> Any:
         """What the tools of one episode receive; the env copies the world itself for write toolsets."""
         return world

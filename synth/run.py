@@ -19,10 +19,12 @@ from pathlib import Path
 import toolgym
 from toolgym.data.dataset import Batch, Dataset
 from toolgym.errors import ConfigError
+from toolgym.registry import unknown
 from toolgym.synth import get_family
 from toolgym.synth.candidate import WorldResult, synthesize_world
 from toolgym.synth.config import SynthConfig
 from toolgym.synth.executors import Executor
+from toolgym.synth.family import Family
 from toolgym.synth.solvable import ALWAYS_SOLVED, UNSOLVED, Solver, Verdicts, judge
 
 #: A batch is written once it holds this many candidates, or after :data:`BATCH_SECONDS`.
@@ -40,6 +42,21 @@ class SynthStats:
     seconds: float = 0.0
     resumed_from: tuple[int, int] | None = None
     existing: int = 0  # tasks of the family the dataset held before this run (>= count: already complete)
+
+
+def check_archetypes(family: Family, names: list[str]) -> None:
+    """Refuse held-out archetypes the family does not have (before any file is created).
+
+    Raises:
+        ConfigError: The family has no archetypes.
+        UnknownNameError: A name is not one of them (the message names the closest).
+    """
+    known = list(family.archetypes())
+    if names and not known:
+        raise ConfigError(f"family {family.id!r} has no archetypes to hold out")
+    for name in names:
+        if name not in known:
+            raise unknown(f"archetype of family {family.id!r}", name, known)
 
 
 def synthesize(
@@ -63,14 +80,17 @@ def synthesize(
         Counts for this invocation.
 
     Raises:
-        UnknownNameError: ``config.executor`` is not in ``toolgym.EXECUTORS``, or
-            ``config.solvable_by`` not in ``toolgym.POLICIES`` (no file is created).
-        ConfigError: A filter without a solver or a solver without a filter (no file is created);
+        UnknownNameError: ``config.executor`` is not in ``toolgym.EXECUTORS``,
+            ``config.solvable_by`` not in ``toolgym.POLICIES``, or a held-out archetype not one
+            of the family's (no file is created).
+        ConfigError: Held-out archetypes for a family without any; a filter without a solver or
+            a solver without a filter (no file is created);
             the dataset holds this family with different settings, or too many candidates were
             dropped (``max_candidates_per_task``).
         ReferenceSolutionError: A reference solution failed (a synthesis bug).
     """
     family = get_family(config.family)
+    check_archetypes(family, config.holdout_archetypes)
     check_filter(config, solver)
     executor: Executor = toolgym.EXECUTORS.get(config.executor)(config.workers)
     stats = SynthStats()

@@ -11,6 +11,7 @@ from toolgym.spec import SPLITS, on_the_fly_split, world_split
 from toolgym.synth import FAMILIES, get_family
 from toolgym.synth.candidate import synthesize_world
 from toolgym.synth.config import SynthConfig
+from toolgym.synth.trip.family import TripPlanning
 
 SHIPPED = [f for f, entry in FAMILIES.items() if isinstance(entry, str)]
 
@@ -80,3 +81,51 @@ def test_eval_on_the_fly_honours_split() -> None:
     seeds = [int(task.task_id.split("-s")[1].split("-")[0]) for task, _ in items]
     assert len(set(seeds)) == 3
     assert all(on_the_fly_split("trip", s) == "test" for s in seeds)
+
+
+def test_a_held_out_archetype_goes_to_test_and_the_others_keep_their_draw():
+    config = SynthConfig(family="trip", seed=3, holdout_archetypes=["clinic"])
+    draws = [world_split(config, w) for w in range(200)]
+    assert [world_split(config, w, "clinic") for w in range(200)] == ["test"] * 200
+    assert [world_split(config, w, "library") for w in range(200)] == draws
+    assert [world_split(config, w, None) for w in range(200)] == draws
+    assert {"train", "val", "test"} == set(draws)
+
+
+class _TwoArchetypeTrip(TripPlanning):
+    """Trip worlds labelled by archetype: "coast" when the world's first city sorts before "M"."""
+
+    id = "archtrip"
+    env_name = "ArchTrip"
+
+    def archetypes(self):
+        return ("coast", "inland")
+
+    def world_archetype(self, world):
+        return "coast" if world.cities[0] < "M" else "inland"
+
+
+def test_synthesis_holds_out_whole_archetypes_and_refuses_unknown_ones(tmp_path):
+    from toolgym.data.dataset import Dataset
+    from toolgym.errors import UnknownNameError
+    from toolgym.synth import register_family, unregister_family
+    from toolgym.synth.run import synthesize
+
+    register_family("archtrip", _TwoArchetypeTrip)
+    try:
+        fam = get_family("archtrip")
+        config = SynthConfig(family="archtrip", count=24, difficulty=(1, 1), workers=1, holdout_archetypes=["coast"])
+        synthesize(config, tmp_path / "d.duckdb")
+        with Dataset(tmp_path / "d.duckdb", read_only=True) as ds:
+            rows = ds.con.execute("SELECT seed, split FROM worlds").fetchall()
+        kinds = {seed: fam.world_archetype(fam.make_world(seed, 1)) for seed, _ in rows}
+        assert {s for seed, s in rows if kinds[seed] == "coast"} == {"test"}
+        assert "train" in {s for seed, s in rows if kinds[seed] == "inland"}
+        for bad, message in ((["reef"], "unknown archetype of family 'archtrip' 'reef'"), (["coastal"], "coast")):
+            with pytest.raises(UnknownNameError, match=message):
+                synthesize(config.model_copy(update={"holdout_archetypes": bad}), tmp_path / "e.duckdb")
+            assert not (tmp_path / "e.duckdb").exists()
+        with pytest.raises(ConfigError, match="family 'trip' has no archetypes to hold out"):
+            synthesize(SynthConfig(family="trip", holdout_archetypes=["coast"]), tmp_path / "f.duckdb")
+    finally:
+        unregister_family("archtrip")
