@@ -69,6 +69,7 @@ class WorldSpec(BaseModel):
     split: str
     data: dict[str, Any]
     schema_hash: str | None = None  # content hash of the family's world_schema (None: the family has none)
+    archetype: str | None = None  # the family's archetype of this world (None: the family has none)
 
 
 class TaskSpec(BaseModel):

@@ -69,6 +69,8 @@ class HardnessRow:
     ref_calls: float
     ref_turns: float
     verify_us: float
+    ref_writes: float = 0.0  # median write calls of the reference
+    ref_tools: float = 0.0  # median distinct tools the reference called (submit included)
 
 
 def run_throughput(count: int, workers: int, seed: int = 0, family: str = "trip") -> tuple[ThroughputRow, Path]:
@@ -87,7 +89,7 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
         for tid in ids:
             by_d.setdefault(ds.task(tid).difficulty, []).append(tid)
         for d in sorted(by_d):
-            cands, calls, turns, vus = [], [], [], []
+            cands, calls, turns, vus, writes, used = [], [], [], [], [], []
             passed = total = 0
             for j, tid in enumerate(by_d[d]):
                 task = ds.task(tid)
@@ -96,6 +98,9 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                 cands.append(task.meta.get("log10_candidates", float("nan")))
                 calls.append(traj.tool_calls)
                 turns.append(traj.turns)
+                n_writes, names = reference_calls(fam, task, traj.actions)
+                writes.append(n_writes)
+                used.append(len(names))
                 if j >= tasks_per_difficulty:
                     continue
                 world = fam.load_world(ds.world_data(task.world_id))
@@ -119,9 +124,57 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                     statistics.median(calls),
                     statistics.median(turns),
                     statistics.median(vus),
+                    statistics.median(writes),
+                    statistics.median(used),
                 )
             )
     return rows
+
+
+def reference_calls(family: Any, task: Any, actions: list[str]) -> tuple[int, set[str]]:
+    """(write calls, distinct tool names) of a reference's actions, parsed as the env parses them."""
+    from toolgym.envs import markup as mk
+
+    kinds = {t.name: t.kind for t in family.tools(task.tool_config)}
+    names = [c.name for a in actions for c in mk.parse_action(a).tool_calls]
+    return sum(kinds.get(n) == "write" for n in names), set(names)
+
+
+@dataclass
+class DistinctRow:
+    """How distinct a run's shipped environments are, and its yield."""
+
+    worlds: int
+    toolsets: int
+    schemas: int
+    archetypes: int
+    max_worlds_per_toolset: int
+    candidates: int
+    shipped: int
+    dropped: dict[str, int]
+
+    @property
+    def yield_(self) -> float:
+        """Shipped / candidates."""
+        return self.shipped / max(self.candidates, 1)
+
+
+def distinctness(dataset: Path, family: str) -> DistinctRow:
+    """Distinct toolsets, schemas and archetypes of a family's shipped tasks, and the run's yield."""
+    with Dataset(dataset, read_only=True) as ds:
+        d = ds.distinctness(family)
+        gates = ds.gate_counts(family).get(family, {})
+    dropped = {k: v for k, v in gates.items() if k != "shipped"}
+    return DistinctRow(
+        d["worlds"],
+        d["toolsets"],
+        d["schemas"],
+        d["archetypes"],
+        d["max_worlds_per_toolset"],
+        sum(gates.values()),
+        gates.get("shipped", 0),
+        dropped,
+    )
 
 
 @dataclass

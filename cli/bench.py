@@ -35,7 +35,7 @@ def bench_synth(
     family: Annotated[str, typer.Option(help="family id")] = "trip",
 ) -> None:
     """Shipped tasks/s with 1 vs N workers (all gates on), and the hardness table per difficulty."""
-    from toolgym.bench.synth import hardness, kind_table, run_throughput
+    from toolgym.bench.synth import distinctness, hardness, kind_table, run_throughput
     from toolgym.synth import get_family
 
     get_family(family)  # an unknown id fails here, before any work
@@ -46,6 +46,28 @@ def bench_synth(
         add_row(table, str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.0f}", str(r.dropped))
     console.print(table)
     console.print(f"speed-up {multi.rate / single.rate:.2f}x on {workers} workers; target ≥ 100 shipped tasks/s")
+    d = distinctness(path, family)
+    table = Table(
+        "worlds",
+        "distinct toolsets",
+        "distinct schemas",
+        "archetypes",
+        "most worlds on one toolset",
+        "yield",
+        "drops by gate",
+        title=f"distinct environments ({workers}-worker run)",
+    )
+    add_row(
+        table,
+        str(d.worlds),
+        str(d.toolsets),
+        str(d.schemas),
+        str(d.archetypes),
+        str(d.max_worlds_per_toolset),
+        f"{d.yield_:.1%} ({d.shipped}/{d.candidates})",
+        ", ".join(f"{k} {v}" for k, v in sorted(d.dropped.items())) or "-",
+    )
+    console.print(table)
     table = Table(
         "difficulty",
         "tasks",
@@ -53,6 +75,8 @@ def bench_synth(
         "random pass",
         "ref calls",
         "ref turns",
+        "ref writes",
+        "ref tools",
         "verify µs",
         title="hard to solve, easy to verify",
     )
@@ -65,6 +89,8 @@ def bench_synth(
             f"{h.random_pass:.4f} (n={h.random_samples})",
             f"{h.ref_calls:.0f}",
             f"{h.ref_turns:.0f}",
+            f"{h.ref_writes:.0f}",
+            f"{h.ref_tools:.0f}",
             f"{h.verify_us:.0f}",
         )
     console.print(table)

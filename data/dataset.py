@@ -6,8 +6,8 @@ Tables (JSON payloads are stored as VARCHAR text so no extension is needed to re
 * ``manifest``: one row per family run: toolgym and family versions, the seed and the full
   synthesis config (so a run can be resumed, or refused if the settings changed);
 * ``worlds``, ``tasks``, ``trajectories``: the specs and the reference runs; a world's
-  ``schema_hash`` is the content hash of its family's ``world_schema`` (NULL where a family
-  has none), so distinct schemas are counted in SQL;
+  ``schema_hash`` is the content hash of its family's ``world_schema`` and ``archetype`` its
+  archetype (both NULL where a family has none), so distinct schemas are counted in SQL;
 * ``toolsets``: system text and tool schemas, stored once per distinct toolset (every task with
   the same tool config shares them; ~10 KB a task saved), with ``tools_hash`` (:func:`tools_hash`:
   the tools' names and parameter schemas, the system text left out), so distinct toolsets are
@@ -39,14 +39,14 @@ from toolgym.envs.markup import check_task_text
 from toolgym.errors import DatasetError, UnknownNameError
 from toolgym.spec import TaskSpec, Trajectory, WorldSpec, check_split, dump_world_data
 
-FORMAT = "toolgym-dataset/3"  # 3: worlds.schema_hash, toolsets.tools_hash
+FORMAT = "toolgym-dataset/3"  # 3: worlds.schema_hash and archetype, toolsets.tools_hash
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS manifest (
     family VARCHAR PRIMARY KEY, toolgym_version VARCHAR, family_version INTEGER, seed BIGINT, config VARCHAR);
 CREATE TABLE IF NOT EXISTS worlds (
     world_id VARCHAR PRIMARY KEY, family VARCHAR, family_version INTEGER, seed BIGINT,
-    difficulty INTEGER, split VARCHAR, data VARCHAR, schema_hash VARCHAR);
+    difficulty INTEGER, split VARCHAR, data VARCHAR, schema_hash VARCHAR, archetype VARCHAR);
 CREATE TABLE IF NOT EXISTS toolsets (toolset_id VARCHAR PRIMARY KEY, system VARCHAR, tools VARCHAR, tools_hash VARCHAR);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id VARCHAR PRIMARY KEY, ordinal BIGINT, world_id VARCHAR, family VARCHAR, env_id VARCHAR,
@@ -241,6 +241,7 @@ class Dataset:
                 w.split,
                 dump_world_data(w.family, w.data).decode(),
                 w.schema_hash,
+                w.archetype,
             )
             for w in batch.worlds
         ]
@@ -397,18 +398,20 @@ class Dataset:
         Returns:
             ``worlds`` (with a shipped task), ``toolsets`` (distinct :func:`tools_hash` over the
             shipped tasks), ``schemas`` (distinct ``schema_hash``; 0 for a family without
-            world schemas) and ``max_worlds_per_toolset`` (the most worlds sharing one toolset).
+            world schemas), ``archetypes`` (distinct archetypes; 0 without) and
+            ``max_worlds_per_toolset`` (the most worlds sharing one toolset).
         """
         row = self.con.execute(
             "WITH used AS (SELECT DISTINCT t.world_id, s.tools_hash FROM tasks t JOIN toolsets s USING (toolset_id) "
             "WHERE t.family = ?) SELECT (SELECT count(DISTINCT world_id) FROM used), "
             "(SELECT count(DISTINCT tools_hash) FROM used), "
             "(SELECT count(DISTINCT w.schema_hash) FROM worlds w WHERE w.world_id IN (SELECT world_id FROM used)), "
+            "(SELECT count(DISTINCT w.archetype) FROM worlds w WHERE w.world_id IN (SELECT world_id FROM used)), "
             "(SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM used GROUP BY tools_hash))",
             [family],
         ).fetchone()
         assert row is not None
-        keys = ("worlds", "toolsets", "schemas", "max_worlds_per_toolset")
+        keys = ("worlds", "toolsets", "schemas", "archetypes", "max_worlds_per_toolset")
         return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
     def summary(self) -> dict[str, Any]:

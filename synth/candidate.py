@@ -196,7 +196,8 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
     family = get_family(config.family)
     difficulty, seed = world_difficulty(config, w), world_seed(config, w)
     world = family.make_world(seed, difficulty)
-    split = world_split(config, w, family.world_archetype(world))
+    archetype = family.world_archetype(world)
+    split = world_split(config, w, archetype)
     world_id = f"{family.id}-s{config.seed}-w{w:06d}"
     data = world.to_json()
     snapshot = check_world_data(family.id, data)  # JSON that round-trips; the world as made
@@ -209,6 +210,7 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
         split=split,
         data=data,
         schema_hash=schema_hash(family.world_schema(world)),
+        archetype=archetype,
     )
     result = WorldResult(w, spec)
     tool_configs: list[dict[str, Any]] = []  # of the candidates run, for the message below

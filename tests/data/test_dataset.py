@@ -269,6 +269,7 @@ def test_distinctness_counts_toolsets_by_interface_and_worlds_per_toolset(trip_d
         "worlds": len({w for w, _ in rows}),
         "toolsets": len(by_interface),
         "schemas": 0,  # trip has no world schema
+        "archetypes": 0,  # nor archetypes
         "max_worlds_per_toolset": max(len(ws) for ws in by_interface.values()),
     }
     assert got["toolsets"] > 1  # trip adds weather and a distractor on some tasks

@@ -117,10 +117,12 @@ def test_synthesis_holds_out_whole_archetypes_and_refuses_unknown_ones(tmp_path)
         config = SynthConfig(family="archtrip", count=24, difficulty=(1, 1), workers=1, holdout_archetypes=["coast"])
         synthesize(config, tmp_path / "d.duckdb")
         with Dataset(tmp_path / "d.duckdb", read_only=True) as ds:
-            rows = ds.con.execute("SELECT seed, split FROM worlds").fetchall()
-        kinds = {seed: fam.world_archetype(fam.make_world(seed, 1)) for seed, _ in rows}
-        assert {s for seed, s in rows if kinds[seed] == "coast"} == {"test"}
-        assert "train" in {s for seed, s in rows if kinds[seed] == "inland"}
+            rows = ds.con.execute("SELECT seed, split, archetype FROM worlds").fetchall()
+            assert ds.distinctness("archtrip")["archetypes"] == 2
+        kinds = {seed: fam.world_archetype(fam.make_world(seed, 1)) for seed, _, _ in rows}
+        assert all(kinds[seed] == stored for seed, _, stored in rows)  # stored with the world
+        assert {s for seed, s, _ in rows if kinds[seed] == "coast"} == {"test"}
+        assert "train" in {s for seed, s, _ in rows if kinds[seed] == "inland"}
         for bad, message in ((["reef"], "unknown archetype of family 'archtrip' 'reef'"), (["coastal"], "coast")):
             with pytest.raises(UnknownNameError, match=message):
                 synthesize(config.model_copy(update={"holdout_archetypes": bad}), tmp_path / "e.duckdb")

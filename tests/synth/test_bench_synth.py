@@ -1,0 +1,23 @@
+"""`bench synth`'s hardness and distinctness figures, recomputed on a family with write tools."""
+
+from __future__ import annotations
+
+from toolgym.bench.synth import distinctness, hardness
+from toolgym.data.dataset import Dataset
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.run import synthesize
+
+
+def test_hardness_counts_reference_writes_and_tools_and_the_run_its_yield(tmp_path):
+    out = tmp_path / "inv.duckdb"
+    synthesize(SynthConfig(family="inventory", count=12, difficulty=(1, 3), workers=1, random_tries=2), out)
+    rows = hardness(out, samples_per_task=5, tasks_per_difficulty=2)
+    # the toy reference asks find_item per item, then moves each: difficulty + 1 items
+    assert [(r.difficulty, r.ref_writes, r.ref_tools) for r in rows] == [(d, d + 1, 3) for d in (1, 2, 3)]
+    d = distinctness(out, "inventory")
+    with Dataset(out, read_only=True) as ds:
+        worlds = ds.con.execute("SELECT count(DISTINCT world_id) FROM tasks").fetchone()[0]
+        gates = ds.gate_counts("inventory")["inventory"]
+    assert (d.worlds, d.toolsets, d.schemas, d.archetypes) == (worlds, 1, 0, 0)
+    assert d.max_worlds_per_toolset == worlds and d.shipped == 12 == gates["shipped"]
+    assert d.candidates == sum(gates.values()) and 0 < d.yield_ <= 1
