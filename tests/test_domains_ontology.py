@@ -46,6 +46,7 @@ def _broken(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
         (lambda d: d["policies"][0].update(require=[["status", "eq", "x"]]), "exactly one of forbid_if, require"),
         (lambda d: d["entities"][0]["attributes"][4].update(pattern="99"), "takes no pattern"),
         (lambda d: d.update(id="hospital"), "the file's stem"),
+        (lambda d: d["actions"][1]["requires"].append(["starts_at", "gt", "now+8w"]), "time offset 'now+8w'"),
     ],
 )
 def test_a_broken_archetype_is_a_clear_error(tmp_path: Path, edit, needle: str) -> None:  # type: ignore[no-untyped-def]

@@ -476,6 +476,8 @@ def _check_operand(
         return []
     if x.startswith("@"):
         return [] if _resolve(x[1:], ent, ents) is not None else [f"{where}: unknown field {x!r}"]
+    if re.match(r"^(now|today)[+-]", x) and not _TIME_OFFSET.match(x):
+        return [f"{where}: time offset {x!r} is not now/today±N with a unit of m, h, d or y"]
     return []
 
 
