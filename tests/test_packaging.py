@@ -56,7 +56,7 @@ def package_dirs(root: Path) -> list[Path]:
 def wheel(tmp_path_factory):
     """The wheel built from a clean copy of the checkout, plus one package no packaging file names.
 
-    A copy (sources, pyproject.toml, README.md; no build/ left over from an earlier build) keeps
+    A copy (sources, package data, pyproject.toml, README.md; no build/ left over from an earlier build) keeps
     the checkout clean and the build honest. The probe package ``synth/zz_probe`` is added to the
     copy only: it must ship without a line in pyproject.toml or setup.py.
     """
@@ -68,7 +68,7 @@ def wheel(tmp_path_factory):
             n
             for n in names
             if (Path(folder, n).is_dir() and skipped(n))
-            or (Path(folder, n).is_file() and not n.endswith(".py") and n not in keep)
+            or (Path(folder, n).is_file() and not n.endswith((".py", ".yaml")) and n not in keep)
         ]
 
     shutil.copytree(ROOT, src / "repo", ignore=ignore)
@@ -110,3 +110,11 @@ def test_every_package_directory_ships_in_the_wheel_with_all_its_modules(wheel):
     }
     assert want - names == set(), f"package modules missing from the wheel: {sorted(want - names)}"
     assert {"toolgym/synth/zz_probe/__init__.py", "toolgym/synth/zz_probe/world.py"} <= names
+
+
+def test_the_domain_archetypes_ship_as_package_data(wheel):
+    """The archetype YAML files are data, not modules: the wheel must carry every one beside its loader."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (ROOT / "synth" / "domains" / "archetypes").glob("*.yaml")}
+    assert len(shipped) >= 40
+    assert {f"toolgym/synth/domains/archetypes/{n}" for n in shipped} <= names
