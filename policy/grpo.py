@@ -211,7 +211,6 @@ class TrainBatch:
             carries experts 0..K-1), or None (no MoE, or routing not recorded).
         rows: [T] row of each action token; ``cols``: [T] its logit position (token index - 1).
         targets: [T] the action tokens' ids.
-        seq: [T] the same as rows (one sequence per row), kept apart for the loss's vocabulary.
         logp_old: [T] the sampler's log-probs.
         keep: [T, V] bool kept sets, or None (top_p 1: the whole vocabulary).
         lengths: [B] real tokens per row.
@@ -230,6 +229,23 @@ class TrainBatch:
     def seq(self) -> Tensor:
         """[T] sequence (row) index of each action token."""
         return self.rows
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """The batch on ``device`` (``lengths`` stays on the CPU)."""
+
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return TrainBatch(
+            tokens=self.tokens.to(device),
+            forced=move(self.forced),
+            rows=self.rows.to(device),
+            cols=self.cols.to(device),
+            targets=self.targets.to(device),
+            logp_old=self.logp_old.to(device),
+            keep=move(self.keep),
+            lengths=self.lengths,
+        )
 
 
 def make_train_batch(
@@ -360,6 +376,7 @@ def action_logprobs(
             shares = []
             for gate, s, rec in zip(gates, scores, batch.forced, strict=True):
                 mine = gate.route(s)[1].view(B, S, -1).cpu()  # the router's own top-k [B, S, K]
+                rec = rec.cpu()
                 share = (mine[..., :, None] == rec[..., None, :]).any(-1).float().mean(-1)  # [B, S]
                 shares.append(share[real])
             agreement = float(torch.cat(shares).mean())
