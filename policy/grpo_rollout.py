@@ -118,6 +118,7 @@ class _Row:
     void_turns: int = 0
     turns: int = 0
     tool_calls: int = 0
+    pending: list[int] = field(default_factory=list)  # the next observation's ids
 
     def add(self, ids: list[int], routing: Tensor | None, turn: Turn | None = None) -> None:
         """Record environment tokens (``turn`` None) or a sampled turn."""
@@ -175,31 +176,13 @@ def rollout(
     Returns:
         A ``RolloutBatch``.
     """
-    t_env = 0.0
-    rows: list[_Row] = []
+    clock = {"env": 0.0}
     errors: list[str] = []
-    firsts: list[tuple[_Row, list[int]]] = []
-    for g, (task, world) in enumerate(items):
-        for i in range(group_size):
-            t0 = time.perf_counter()
-            env = None
-            try:
-                env = make_env(task.family, source=MemorySource([(task, world)]), **(env_kwargs or {}))
-                obs, _ = env.reset(seed=i, options={"task_id": task.task_id})
-                ids = tokenizer.encode(obs)
-            except Exception as exc:  # an env that raises is dropped and counted, never fatal
-                errors.append(f"{task.task_id} sample {i}: reset raised {type(exc).__name__}: {one_line(exc)}")
-                if env is not None:
-                    env.close()
-                continue
-            finally:
-                t_env += time.perf_counter() - t0
-            row = _Row(task, g, i, env)
-            rows.append(row)
-            firsts.append((row, ids))
+    firsts = _reset_all(items, group_size, tokenizer, env_kwargs or {}, errors, clock)
+    rows = [row for row, _ in firsts]
     batch = RolloutBatch([], errors)
     if not rows:
-        batch.seconds = {"generate": 0.0, "append": 0.0, "env": t_env}
+        batch.seconds = {"generate": 0.0, "append": 0.0, "env": clock["env"]}
         return batch
     session = Session(model, len(rows), stop_ids=[tokenizer.end_id], pad_id=tokenizer.pad_id)
     _prefill(session, firsts)
@@ -211,33 +194,15 @@ def rollout(
             turns = session.generate(params, gens, active=live)
             feed: list[list[int]] = [[] for _ in rows]
             for b, turn in enumerate(turns):
-                if turn is None:
-                    continue
-                row = rows[b]
-                ids = turn.tokens.tolist()
-                row.add(ids, turn.routing, turn)
-                batch.generated += len(ids)
-                t0 = time.perf_counter()
-                try:
-                    obs, reward, terminated, truncated, info = row.env.step(tokenizer.decode(ids))
-                    obs_ids = [] if terminated or truncated else tokenizer.encode(obs)
-                except Exception as exc:  # dropped and counted
-                    errors.append(
-                        f"{row.task.task_id} sample {row.sample}: step raised {type(exc).__name__}: {one_line(exc)}"
-                    )
-                    live[b] = False
-                    continue
-                finally:
-                    t_env += time.perf_counter() - t0
-                row.turns += 1
-                row.tool_calls += int(info.get("tool_calls", 0))
-                row.void_turns += int(info.get("tool_calls", 0)) == 0
-                out_of_context = len(row.ids) + len(obs_ids) + params.max_new_tokens > max_context
-                if terminated or truncated or out_of_context:
-                    finished[b] = row.finish(float(reward), truncated or (out_of_context and not terminated))
-                    live[b] = False
-                else:
-                    feed[b] = obs_ids
+                if turn is not None:
+                    batch.generated += len(turn.tokens)
+                    done = _step(rows[b], turn, tokenizer, params.max_new_tokens, max_context, errors, clock)
+                    if isinstance(done, RolloutEpisode):
+                        finished[b] = done
+                    if done is not None:
+                        live[b] = False
+                    else:
+                        feed[b] = rows[b].pending
             if any(feed):
                 for b, routing in enumerate(session.append(feed)):
                     if feed[b]:
@@ -246,8 +211,75 @@ def rollout(
         for row in rows:
             row.env.close()
     batch.episodes = [finished[b] for b in sorted(finished)]
-    batch.seconds = {**session.seconds, "env": t_env}
+    batch.seconds = {**session.seconds, "env": clock["env"]}
     return batch
+
+
+def _reset_all(
+    items: list[tuple[TaskSpec, Any]],
+    group_size: int,
+    tokenizer: Tokenizer,
+    env_kwargs: dict[str, Any],
+    errors: list[str],
+    clock: dict[str, float],
+) -> list[tuple[_Row, list[int]]]:
+    """One env per episode, reset: (row, prompt ids) per episode whose env did not raise.
+
+    An env that raises is closed, left out, and its error added to ``errors``; the time spent
+    is added to ``clock["env"]``.
+    """
+    firsts: list[tuple[_Row, list[int]]] = []
+    for g, (task, world) in enumerate(items):
+        for i in range(group_size):
+            t0 = time.perf_counter()
+            env = None
+            try:
+                env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
+                obs, _ = env.reset(seed=i, options={"task_id": task.task_id})
+                firsts.append((_Row(task, g, i, env), tokenizer.encode(obs)))
+            except Exception as exc:  # an env that raises is dropped and counted, never fatal
+                errors.append(f"{task.task_id} sample {i}: reset raised {type(exc).__name__}: {one_line(exc)}")
+                if env is not None:
+                    env.close()
+            finally:
+                clock["env"] += time.perf_counter() - t0
+    return firsts
+
+
+def _step(
+    row: _Row,
+    turn: Turn,
+    tokenizer: Tokenizer,
+    max_new_tokens: int,
+    max_context: int,
+    errors: list[str],
+    clock: dict[str, float],
+) -> RolloutEpisode | bool | None:
+    """Record a sampled turn and step the row's env with it.
+
+    Returns:
+        The finished episode; True when its env raised (dropped, error added to ``errors``); None
+        when it goes on (its next observation's ids are in ``row.pending``).
+    """
+    ids = turn.tokens.tolist()
+    row.add(ids, turn.routing, turn)
+    t0 = time.perf_counter()
+    try:
+        obs, reward, terminated, truncated, info = row.env.step(tokenizer.decode(ids))
+        row.pending = [] if terminated or truncated else tokenizer.encode(obs)
+    except Exception as exc:  # dropped and counted
+        errors.append(f"{row.task.task_id} sample {row.sample}: step raised {type(exc).__name__}: {one_line(exc)}")
+        return True
+    finally:
+        clock["env"] += time.perf_counter() - t0
+    calls = int(info.get("tool_calls", 0))
+    row.turns += 1
+    row.tool_calls += calls
+    row.void_turns += calls == 0
+    out_of_context = len(row.ids) + len(row.pending) + max_new_tokens > max_context
+    if terminated or truncated or out_of_context:
+        return row.finish(float(reward), truncated or (out_of_context and not terminated))
+    return None
 
 
 def _prefill(session: Session, firsts: list[tuple[_Row, list[int]]]) -> None:

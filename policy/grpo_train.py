@@ -378,6 +378,41 @@ def _start(out: Path, init: Path, settings: dict[str, Any], device: str) -> tupl
     return load_checkpoint(init, device=device), 0, None
 
 
+def _grpo_step(
+    model: Transformer,
+    ref: Transformer | None,
+    opt: torch.optim.Optimizer,
+    tokenizer: Any,
+    pool: TaskPool,
+    config: GRPOConfig,
+    step: int,
+) -> dict[str, float]:
+    """One step (0-based ``step``): roll out, filter, update ``updates_per_step`` times; its record."""
+    t0 = time.perf_counter()
+    model.eval()
+    params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
+    env_kwargs = {"max_turns": config.max_turns} if config.max_turns is not None else {}
+    batch = rollout(
+        model, tokenizer, pool.items(step, config.tasks_per_step), config.group_size, params,
+        seed=_step_seed(config.seed, step), max_context=config.max_context, env_kwargs=env_kwargs,
+    )  # fmt: skip
+    t_roll = time.perf_counter() - t0
+    sel = select(batch, config)
+    t1 = time.perf_counter()
+    model.train()
+    n_groups = int(sel.group.max()) + 1 if len(sel.group) else 0
+    chunks = [list(range(n_groups))[u :: config.updates_per_step] for u in range(config.updates_per_step)]
+    updates = [_update(model, ref, opt, sel, c, config, tokenizer.pad_id, step + 1) for c in chunks if c]
+    times = {
+        "generate": batch.seconds.get("generate", 0.0),
+        "prefill": batch.seconds.get("append", 0.0),
+        "env": batch.seconds.get("env", 0.0),
+        "train": time.perf_counter() - t1,
+    }
+    times["other"] = max(0.0, t_roll - times["generate"] - times["prefill"] - times["env"])
+    return _record(step + 1, batch, sel, updates, times)
+
+
 def train_grpo(
     out: Path,
     config: GRPOConfig,
@@ -418,36 +453,13 @@ def train_grpo(
         opt.load_state_dict(opt_state)
     out.mkdir(parents=True, exist_ok=True)
     record = _metrics_log(out / METRICS, start, log)
-    params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
-    env_kwargs = {"max_turns": config.max_turns} if config.max_turns is not None else {}
     meta = {"kind": "grpo", "settings": settings, "init": str(init)}
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()
     bar = _bar(config.steps, start) if progress else None
     try:
         for step in range(start, config.steps):
-            t0 = time.perf_counter()
-            model.eval()
-            items = pool.items(step, config.tasks_per_step)
-            batch = rollout(
-                model, tokenizer, items, config.group_size, params,
-                seed=_step_seed(config.seed, step), max_context=config.max_context, env_kwargs=env_kwargs,
-            )  # fmt: skip
-            t_roll = time.perf_counter() - t0
-            sel = select(batch, config)
-            t1 = time.perf_counter()
-            model.train()
-            n_groups = int(sel.group.max()) + 1 if len(sel.group) else 0
-            chunks = [list(range(n_groups))[u :: config.updates_per_step] for u in range(config.updates_per_step)]
-            updates = [_update(model, ref, opt, sel, c, config, tokenizer.pad_id, step + 1) for c in chunks if c]
-            times = {
-                "generate": batch.seconds.get("generate", 0.0),
-                "prefill": batch.seconds.get("append", 0.0),
-                "env": batch.seconds.get("env", 0.0),
-                "train": time.perf_counter() - t1,
-            }
-            times["other"] = max(0.0, t_roll - times["generate"] - times["prefill"] - times["env"])
-            rec = _record(step + 1, batch, sel, updates, times)
+            rec = _grpo_step(model, ref, opt, tokenizer, pool, config, step)
             history.append(rec)
             record(rec)
             if bar is not None:
