@@ -139,6 +139,7 @@ def train_grpo(
     tasks_per_step: Annotated[int, typer.Option(help="tasks (groups) per rollout step")] = 8,
     group_size: Annotated[int, typer.Option("--group-size", "-G", help="episodes per task")] = 8,
     updates_per_step: Annotated[int, typer.Option(help="optimizer steps per rollout batch")] = 2,
+    micro_batch: Annotated[int, typer.Option(help="episodes per training forward (bounds memory)")] = 4,
     lr: Annotated[float, typer.Option(help="learning rate (constant)")] = 1e-5,
     clip_eps: Annotated[float, typer.Option(help="ratio clip epsilon")] = 0.2,
     kl_coef: Annotated[float, typer.Option(help="KL penalty beta (0: no reference model)")] = 0.01,

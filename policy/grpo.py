@@ -71,6 +71,16 @@ def zero_variance_groups(rewards: Tensor, group: Tensor) -> Tensor:
     return (lo == hi)[group]
 
 
+def sequence_weights(group: Tensor) -> Tensor:
+    """[N] weight of each sequence in the loss: 1 / (number of groups x size of its group).
+
+    Summing per-sequence means with these weights is the group mean, then the mean over groups.
+    """
+    n_groups = int(group.max()) + 1
+    sizes = torch.bincount(group, minlength=n_groups).to(torch.float64)
+    return 1.0 / (n_groups * sizes[group])
+
+
 def kl_estimate(logp: Tensor, logp_old: Tensor, logp_ref: Tensor, unbiased: bool = True) -> Tensor:
     """Per-token estimate of KL(pi_theta || pi_ref) from tokens sampled by pi_old (§4.3).
 
@@ -154,8 +164,14 @@ def grpo_loss(
     seq: Tensor,
     group: Tensor,
     objective: Objective,
+    seq_weight: Tensor | None = None,
 ) -> LossParts:
     """The negated V3.2 objective over a batch of sequences (see the module docstring).
+
+    The objective is linear in the per-sequence means, so a batch too large for one forward
+    splits into micro-batches whose losses add up: pass each sequence's weight in the whole
+    batch, ``sequence_weights(group)`` of the whole batch, as ``seq_weight`` (then ``group`` is
+    not used) and sum the micro-batches' losses (or accumulate their gradients).
 
     Args:
         logp: [T] pi_theta log-probs of the action tokens (with gradient).
@@ -165,12 +181,15 @@ def grpo_loss(
         seq: [T] sequence index of each token (0..N-1; every sequence has at least one token).
         group: [N] group index of each sequence (0..n_groups-1, every group non-empty).
         objective: eps, beta and the switches.
+        seq_weight: [N] weight of each sequence's mean in the loss (default: 1 / (groups x its
+            group's size), the group mean then the mean over groups).
 
     Returns:
         A ``LossParts``.
     """
     n_seq = len(advantages)
-    n_groups = int(group.max()) + 1
+    if seq_weight is None:
+        seq_weight = sequence_weights(group)
     adv = advantages[seq]  # [T]
     ratio = torch.exp(logp - logp_old)
     eps = objective.clip_eps
@@ -186,10 +205,9 @@ def grpo_loss(
         if objective.kl_coef:
             per_token = per_token - objective.kl_coef * kl
     per_seq = segment_mean(per_token, seq, n_seq)
-    per_group = segment_mean(per_seq, group, n_groups)
     clipped = ((adv > 0) & (ratio > 1 + eps)) | ((adv < 0) & (ratio < 1 - eps))
     return LossParts(
-        loss=-per_group.mean(),
+        loss=-(per_seq * seq_weight.to(per_seq.dtype)).sum(),
         kl=float(kl.detach().mean()) if kl is not None else 0.0,
         clip_frac=float(clipped.float().mean()),
         masked_frac=float((~keep).float().mean()),

@@ -59,6 +59,7 @@ from toolgym.policy.grpo import (
     group_advantages,
     grpo_loss,
     make_train_batch,
+    sequence_weights,
     zero_variance_groups,
 )
 from toolgym.policy.grpo_rollout import RolloutBatch, RolloutEpisode, rollout
@@ -77,6 +78,7 @@ class GRPOConfig(BaseModel):
         tasks_per_step: tasks rolled out per step (groups).
         group_size: G, episodes per task.
         updates_per_step: optimizer steps per rollout batch (its groups split evenly).
+        micro_batch: episodes per training forward (gradients accumulate; bounds memory).
         lr, weight_decay, grad_clip: AdamW and clipping.
         clip_eps, kl_coef, unbiased_kl, off_policy_mask, off_policy_delta: see ``grpo.Objective``.
         keep_routing, keep_sampling_mask: the §4.5 and §4.6 stabilizers.
@@ -94,6 +96,7 @@ class GRPOConfig(BaseModel):
     tasks_per_step: int = Field(8, ge=1)
     group_size: int = Field(8, ge=2)
     updates_per_step: int = Field(2, ge=1)
+    micro_batch: int = Field(4, ge=1)
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
@@ -257,6 +260,10 @@ def _diverged(step: int, what: str, value: float, lr: float) -> TrainingDiverged
     )
 
 
+_TOKEN_STATS = ("kl", "entropy", "clip_frac", "ratio")  # per-token means, weighted by tokens
+_SEQ_STATS = ("masked_frac", "off_policy_kl")  # per-sequence means, weighted by sequences
+
+
 def _update(
     model: Transformer,
     ref: Transformer | None,
@@ -269,51 +276,62 @@ def _update(
 ) -> dict[str, float]:
     """One optimizer step on the episodes of ``groups`` (dense group indices of ``sel``).
 
+    The episodes go through the model ``config.micro_batch`` at a time, their gradients
+    accumulated (the loss is a weighted sum of per-sequence means; see ``grpo_loss``), so the
+    memory of a forward is bounded whatever the number of groups.
+
     Raises:
         TrainingDivergedError: the loss or the gradient norm is not finite (before the update).
     """
     device = next(model.parameters()).device
-    rows = [i for i, g in enumerate(sel.group.tolist()) if g in set(groups)]
-    eps = [sel.episodes[i] for i in rows]
-    batch = make_train_batch(
-        [e.ids for e in eps], [e.action for e in eps], [e.logprobs for e in eps], [e.keep for e in eps],
-        [e.routing for e in eps], pad_id,
-    ).to(device)  # fmt: skip
-    group = torch.unique(sel.group[rows], return_inverse=True)[1].to(device)
-    adv = sel.advantages[rows].to(device)
-    ref_lp = None
-    if ref is not None:
-        with torch.no_grad():
-            ref_lp = action_logprobs(
-                ref, batch, config.temperature, keep_routing=False, keep_sampling_mask=config.keep_sampling_mask
-            ).logp
-    mine = action_logprobs(
-        model,
-        batch,
-        config.temperature,
-        keep_routing=config.keep_routing,
-        keep_sampling_mask=config.keep_sampling_mask,
-    )
-    parts = grpo_loss(mine.logp, batch.logp_old, ref_lp, adv, batch.seq, group, config.objective())
+    wanted = set(groups)
+    rows = [i for i, g in enumerate(sel.group.tolist()) if g in wanted]
+    weight = sequence_weights(torch.unique(sel.group[rows], return_inverse=True)[1])
     opt.zero_grad(set_to_none=True)
-    parts.loss.backward()
+    loss, sums, n_tok, n_seq = 0.0, dict.fromkeys(_TOKEN_STATS + _SEQ_STATS, 0.0), 0, 0
+    agreements: list[tuple[float, int]] = []
+    for start in range(0, len(rows), config.micro_batch):
+        part = rows[start : start + config.micro_batch]
+        eps = [sel.episodes[i] for i in part]
+        batch = make_train_batch(
+            [e.ids for e in eps], [e.action for e in eps], [e.logprobs for e in eps], [e.keep for e in eps],
+            [e.routing for e in eps], pad_id,
+        ).to(device)  # fmt: skip
+        ref_lp = None
+        if ref is not None:
+            with torch.no_grad():
+                ref_lp = action_logprobs(
+                    ref, batch, config.temperature, keep_routing=False, keep_sampling_mask=config.keep_sampling_mask
+                ).logp
+        mine = action_logprobs(
+            model, batch, config.temperature,
+            keep_routing=config.keep_routing, keep_sampling_mask=config.keep_sampling_mask,
+        )  # fmt: skip
+        adv, w = sel.advantages[part].to(device), weight[start : start + len(part)].to(device)
+        parts = grpo_loss(mine.logp, batch.logp_old, ref_lp, adv, batch.seq, batch.seq, config.objective(), w)
+        parts.loss.backward()  # gradients add up over micro-batches
+        loss += parts.loss.item()
+        t, n = len(batch.targets), len(part)
+        stats = {**parts.__dict__, "entropy": float(mine.entropy.mean())}
+        for key in _TOKEN_STATS:
+            sums[key] += stats[key] * t
+        for key in _SEQ_STATS:
+            sums[key] += stats[key] * n
+        n_tok, n_seq = n_tok + t, n_seq + n
+        if mine.routing_agreement is not None:
+            agreements.append((mine.routing_agreement, t))
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    for what, value in (("loss", parts.loss.item()), ("grad_norm", gnorm.item())):
+    for what, value in (("loss", loss), ("grad_norm", gnorm.item())):
         if not math.isfinite(value):
             raise _diverged(step, what, value, config.lr)
     opt.step()
-    return {
-        "loss": parts.loss.item(),
-        "grad_norm": gnorm.item(),
-        "kl": parts.kl,
-        "entropy": float(mine.entropy.mean()),
-        "clip_frac": parts.clip_frac,
-        "masked_frac": parts.masked_frac,
-        "ratio": parts.ratio,
-        "off_policy_kl": parts.off_policy_kl,
-        "routing_agreement": mine.routing_agreement if mine.routing_agreement is not None else float("nan"),
-        "train_tokens": float(len(batch.targets)),
-    }
+    record = {"loss": loss, "grad_norm": gnorm.item(), "train_tokens": float(n_tok)}
+    record.update({k: sums[k] / max(1, n_tok) for k in _TOKEN_STATS})
+    record.update({k: sums[k] / max(1, n_seq) for k in _SEQ_STATS})
+    record["routing_agreement"] = (
+        sum(a * t for a, t in agreements) / max(1, sum(t for _, t in agreements)) if agreements else float("nan")
+    )
+    return record
 
 
 def _record(

@@ -19,6 +19,7 @@ from toolgym.policy.grpo import (
     make_train_batch,
     off_policy_mask,
     segment_mean,
+    sequence_weights,
     zero_variance_groups,
 )
 
@@ -139,6 +140,30 @@ def test_loss_aggregation_by_hand():
     hand = torch.tensor([-1 / (2 * 2 * 2), -1 / (2 * 2 * 2), 1 / (1 * 2 * 2), -2 / (3 * 2), 0.0, -2 / (3 * 2)])
     torch.testing.assert_close(g, hand.double())
     assert parts.clip_frac == pytest.approx(1 / 6)
+
+
+def test_micro_batches_sum_to_the_whole_batchs_loss_and_gradient():
+    g = torch.Generator().manual_seed(3)
+    seq = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    group = torch.tensor([0, 0, 1, 1, 1])
+    old = -torch.rand(9, generator=g, dtype=torch.float64) - 0.5
+    ref = -torch.rand(9, generator=g, dtype=torch.float64) - 0.5
+    logp = (old + 0.3 * torch.randn(9, generator=g, dtype=torch.float64)).requires_grad_()
+    adv = torch.tensor([0.5, -0.5, 1 / 3, 1 / 3, -2 / 3], dtype=torch.float64)
+    obj = Objective(kl_coef=0.05, off_policy_delta=0.01)
+    whole = grpo_loss(logp, old, ref, adv, seq, group, obj)
+    (g_whole,) = torch.autograd.grad(whole.loss, logp)
+    w = sequence_weights(group)
+    torch.testing.assert_close(w, torch.tensor([1 / 4, 1 / 4, 1 / 6, 1 / 6, 1 / 6], dtype=torch.float64))
+    total = 0.0
+    for seqs in ([0, 1], [2, 3, 4]):  # micro-batches of sequences, re-indexed from 0
+        tok = torch.isin(seq, torch.tensor(seqs))
+        local = torch.unique(seq[tok], return_inverse=True)[1]
+        part = grpo_loss(logp[tok], old[tok], ref[tok], adv[seqs], local, local, obj, w[seqs])
+        total = total + part.loss
+    (g_parts,) = torch.autograd.grad(total, logp)
+    torch.testing.assert_close(total, whole.loss)
+    torch.testing.assert_close(g_parts, g_whole)
 
 
 def _rollout(model, top_p: float):

@@ -143,7 +143,7 @@ def _rewarded(monkeypatch):
 
 SMOKE = dict(
     tasks_per_step=2, group_size=2, updates_per_step=2, max_new_tokens=6, max_turns=1, lr=3e-3, kl_coef=0.1,
-    device="cpu", filter_void_turns=False, filter_truncated=False, checkpoint_every=1,
+    device="cpu", filter_void_turns=False, filter_truncated=False, checkpoint_every=1, micro_batch=1,
 )  # fmt: skip
 
 
@@ -201,7 +201,7 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(micro, t
 
     monkeypatch.setattr(grpo_train, "grpo_loss", poisoned)
     with pytest.raises(TrainingDivergedError, match="step 2: loss is nan"):
-        _run(tmp_path / "run", micro, 3)
+        _run(tmp_path / "run", micro, 3, micro_batch=2)  # one grpo_loss call per update
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT).meta["step"] == 1
     assert [json.loads(x)["step"] for x in (tmp_path / "run" / METRICS).read_text().splitlines()] == [1]
 
