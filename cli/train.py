@@ -156,6 +156,8 @@ def train_grpo(
     max_new_tokens: Annotated[int, typer.Option(help="most tokens per action")] = 256,
     max_context: Annotated[int, typer.Option(help="most tokens per episode")] = 4096,
     max_turns: Annotated[int | None, typer.Option(help="turns per episode (default: the env's)")] = None,
+    curriculum: Annotated[bool, typer.Option(help="start at the lowest difficulty, move up at the threshold")] = False,
+    curriculum_threshold: Annotated[float, typer.Option(help="pass rate of a step that raises the level")] = 0.5,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 10,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of tasks and sampling")] = 0,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
@@ -165,7 +167,8 @@ def train_grpo(
 
     from toolgym.cli.errors import parse_range
     from toolgym.errors import ConfigError, one_line
-    from toolgym.policy.grpo_train import GRPOConfig, TaskPool
+    from toolgym.policy.grpo_tasks import TaskPool
+    from toolgym.policy.grpo_train import GRPOConfig
     from toolgym.policy.grpo_train import train_grpo as run
 
     if dataset is not None and not dataset.is_file():

@@ -38,7 +38,6 @@ Decisions:
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import time
@@ -63,6 +62,7 @@ from toolgym.policy.grpo import (
     zero_variance_groups,
 )
 from toolgym.policy.grpo_rollout import RolloutBatch, RolloutEpisode, rollout
+from toolgym.policy.grpo_tasks import Curriculum, TaskPool
 from toolgym.policy.model import Transformer
 from toolgym.policy.sft import _metrics_log
 
@@ -85,6 +85,8 @@ class GRPOConfig(BaseModel):
         filter_zero_variance, filter_void_turns, filter_truncated: the filters (see the module docstring).
         temperature, top_p, max_new_tokens: sampling (V3.2 serves at 1.0 / 0.95).
         max_context: tokens per episode; max_turns: the env's turn limit (None: its default).
+        curriculum, curriculum_threshold: start at the lowest difficulty, move up when a step's
+            pass rate reaches the threshold, retire tasks whose whole group passed (``grpo_tasks``).
         checkpoint_every: steps between checkpoints (0: only at the end).
         seed: seeds tasks and sampling.
         device: cpu, cuda or auto.
@@ -115,6 +117,8 @@ class GRPOConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     max_context: int = Field(4096, ge=2)
     max_turns: int | None = Field(None, ge=1)
+    curriculum: bool = False
+    curriculum_threshold: float = Field(0.5, gt=0, le=1)
     checkpoint_every: int = Field(10, ge=0)
     seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -122,75 +126,6 @@ class GRPOConfig(BaseModel):
     def objective(self) -> Objective:
         """The loss settings."""
         return Objective(self.clip_eps, self.kl_coef, self.unbiased_kl, self.off_policy_mask, self.off_policy_delta)
-
-
-# --------------------------------------------------------------------------------- tasks
-
-
-class TaskPool:
-    """The tasks of each step, a pure function of (seed, step).
-
-    From a dataset: its train-split tasks (optionally of one family and difficulties), a
-    seeded shuffle per epoch. On the fly: the family's tasks of train-split world seeds 0, 1, …
-    in order (difficulties taken in turn), ``tasks_per_step`` new ones per step.
-    """
-
-    def __init__(
-        self, *, family: str | None, difficulties: list[int], dataset: Path | None = None, seed: int = 0
-    ) -> None:
-        """Build the pool.
-
-        Raises:
-            ConfigError: neither a family nor a dataset, or a dataset with no matching train task.
-        """
-        self.family, self.difficulties, self.dataset, self.seed = family, difficulties, dataset, seed
-        self._items: list[tuple[Any, Any]] | None = None
-        if dataset is not None:
-            self._items = self._dataset_items(dataset)
-        elif family is None:
-            raise ConfigError("GRPO needs tasks: give --family (tasks on the fly) or -d DATASET")
-
-    def describe(self) -> dict[str, Any]:
-        """What a resume must share."""
-        return {
-            "dataset": None if self.dataset is None else str(self.dataset.resolve()),
-            "family": self.family,
-            "difficulties": list(self.difficulties),
-        }
-
-    def _dataset_items(self, dataset: Path) -> list[tuple[Any, Any]]:
-        from toolgym.data.dataset import Dataset
-        from toolgym.synth import get_family
-
-        items = []
-        with Dataset(dataset, read_only=True) as ds:
-            for tid in ds.task_ids(self.family, split="train", difficulties=self.difficulties):
-                task = ds.task(tid)
-                items.append((task, get_family(task.family).load_world(ds.world_data(task.world_id))))
-        if not items:
-            raise ConfigError(f"{dataset} has no train tasks of family={self.family}, difficulty={self.difficulties}")
-        return items
-
-    def items(self, step: int, n: int) -> list[tuple[Any, Any]]:
-        """The ``n`` (task, world) pairs of step ``step`` (0-based)."""
-        if self._items is not None:
-            pool = self._items
-            out = []
-            for k in range(step * n, (step + 1) * n):
-                epoch, i = divmod(k, len(pool))
-                gen = torch.Generator().manual_seed((self.seed + epoch * 0x9E3779B97F4A7C15) % 2**63)
-                out.append(pool[int(torch.randperm(len(pool), generator=gen)[i])])
-            return out
-        from toolgym.spec import on_the_fly_split
-        from toolgym.synth import get_family
-        from toolgym.synth.fly import SynthSource
-
-        fam = get_family(self.family or "")
-        source = SynthSource(fam, self.difficulties, "train")
-        seeds = (s for s in itertools.count() if on_the_fly_split(fam.id, s) == "train")
-        picked = list(itertools.islice(seeds, step * n, (step + 1) * n))
-        d = self.difficulties
-        return [source.get(f"{fam.id}-fly-s{s}-d{d[(step * n + j) % len(d)]}") for j, s in enumerate(picked)]
 
 
 # ------------------------------------------------------------------------------ filters
@@ -374,8 +309,10 @@ def _step_seed(seed: int, step: int) -> int:
     return int.from_bytes(hashlib.sha256(f"grpo\x1f{seed}\x1f{step}".encode()).digest()[:8], "little") >> 1
 
 
-def _start(out: Path, init: Path, settings: dict[str, Any], device: str) -> tuple[Any, int, dict[str, Any] | None]:
-    """(checkpoint to train, step done, optimizer state): a resume of ``out``, or ``init``.
+def _start(
+    out: Path, init: Path, settings: dict[str, Any], device: str
+) -> tuple[Any, int, dict[str, Any] | None, dict[str, Any] | None]:
+    """(checkpoint to train, step done, optimizer state, curriculum state): a resume of ``out``, or ``init``.
 
     Raises:
         ConfigError: ``out`` holds another kind of run, or a GRPO run with other settings.
@@ -392,8 +329,8 @@ def _start(out: Path, init: Path, settings: dict[str, Any], device: str) -> tupl
                 f"{out} holds a GRPO run with different settings ({', '.join(diff)}); use another --out, "
                 "or the same settings to resume (only --steps and --checkpoint-every may change)"
             )
-        return ck, int(ck.meta.get("step", 0)), load_optimizer_state(ck_dir)
-    return load_checkpoint(init, device=device), 0, None
+        return ck, int(ck.meta.get("step", 0)), load_optimizer_state(ck_dir), ck.meta.get("curriculum")
+    return load_checkpoint(init, device=device), 0, None, None
 
 
 def _grpo_step(
@@ -402,16 +339,20 @@ def _grpo_step(
     opt: torch.optim.Optimizer,
     tokenizer: Any,
     pool: TaskPool,
+    curriculum: Curriculum,
     config: GRPOConfig,
     step: int,
 ) -> dict[str, float]:
-    """One step (0-based ``step``): roll out, filter, update ``updates_per_step`` times; its record."""
+    """One step (0-based ``step``): roll out, filter, update ``updates_per_step`` times; its record.
+
+    The step's tasks are the next the curriculum accepts, and the curriculum is updated after.
+    """
     t0 = time.perf_counter()
     model.eval()
     params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens)
     env_kwargs = {"max_turns": config.max_turns} if config.max_turns is not None else {}
     batch = rollout(
-        model, tokenizer, pool.items(step, config.tasks_per_step), config.group_size, params,
+        model, tokenizer, pool.draw(config.tasks_per_step, curriculum), config.group_size, params,
         seed=_step_seed(config.seed, step), max_context=config.max_context, env_kwargs=env_kwargs,
     )  # fmt: skip
     t_roll = time.perf_counter() - t0
@@ -428,7 +369,15 @@ def _grpo_step(
         "train": time.perf_counter() - t1,
     }
     times["other"] = max(0.0, t_roll - times["generate"] - times["prefill"] - times["env"])
-    return _record(step + 1, batch, sel, updates, times)
+    record = _record(step + 1, batch, sel, updates, times)
+    if curriculum.level is not None:
+        record["difficulty"] = float(curriculum.level)
+    if config.curriculum:
+        solved = [e.task_id for e in batch.episodes if e.reward >= 1.0]
+        whole = [t for t in set(solved) if solved.count(t) == config.group_size]
+        curriculum.update(record["pass_rate"], whole, config.curriculum_threshold, max(pool.difficulties))
+        record["retired_tasks"] = len(curriculum.retired)
+    return record
 
 
 def train_grpo(
@@ -463,7 +412,9 @@ def train_grpo(
     check_replaceable(out / CHECKPOINT)
     device = resolve_device(config.device)
     settings = run_settings(config, init, pool)
-    ck, start, opt_state = _start(out, init, settings, device)
+    ck, start, opt_state, state = _start(out, init, settings, device)
+    first = min(pool.difficulties) if config.curriculum else None
+    curriculum = Curriculum(**state) if state is not None else Curriculum(level=first)
     model, tokenizer = ck.model, ck.tokenizer
     ref = load_checkpoint(init, device=device).model.eval().requires_grad_(False) if config.kl_coef > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
@@ -477,14 +428,14 @@ def train_grpo(
     bar = _bar(config.steps, start) if progress else None
     try:
         for step in range(start, config.steps):
-            rec = _grpo_step(model, ref, opt, tokenizer, pool, config, step)
+            rec = _grpo_step(model, ref, opt, tokenizer, pool, curriculum, config, step)
             history.append(rec)
             record(rec)
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=1, info=_info(rec))
             last = step + 1 == config.steps
             if last or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0):
-                _save(out, model, tokenizer, meta, step + 1, opt)
+                _save(out, model, tokenizer, {**meta, "curriculum": curriculum.to_json()}, step + 1, opt)
     finally:
         if bar is not None:
             bar.stop()

@@ -9,19 +9,20 @@ import torch
 from typer.testing import CliRunner
 
 from toolgym.cli import app
-from toolgym.errors import TrainingDivergedError
+from toolgym.errors import ConfigError, TrainingDivergedError
 from toolgym.policy import grpo_rollout, grpo_train
 from toolgym.policy.checkpoint import load_checkpoint, save_checkpoint
 from toolgym.policy.generate import SamplingParams
 from toolgym.policy.grpo import action_logprobs, make_train_batch
 from toolgym.policy.grpo_rollout import RolloutBatch, RolloutEpisode, rollout
-from toolgym.policy.grpo_train import CHECKPOINT, METRICS, PLOT, GRPOConfig, TaskPool, select, train_grpo
+from toolgym.policy.grpo_tasks import Curriculum, TaskPool
+from toolgym.policy.grpo_train import CHECKPOINT, METRICS, PLOT, GRPOConfig, select, train_grpo
 
 
 @pytest.fixture(scope="module")
 def items():
     """Two trip tasks of difficulty 1, synthesized on the fly (the train split's first seeds)."""
-    return TaskPool(family="trip", difficulties=[1]).items(0, 2)
+    return TaskPool(family="trip", difficulties=[1]).draw(2, Curriculum())
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,36 @@ def test_filters_drop_and_count_with_the_whole_group_as_baseline():
     assert len(select(RolloutBatch(eps), off).episodes) == 8
 
 
+def test_task_walk_is_a_function_of_the_cursor():
+    pool = TaskPool(family="trip", difficulties=[1, 2])
+    a, b = Curriculum(), Curriculum()
+    two = pool.draw(2, a) + pool.draw(2, a)
+    assert [t.task_id for t, _ in two] == [t.task_id for t, _ in pool.draw(4, b)] and a.cursor == b.cursor == 4
+    assert [t.difficulty for t, _ in two] == [1, 2, 1, 2] and len({t.task_id for t, _ in two}) == 4
+
+
+def test_curriculum_levels_retirement_and_its_limits():
+    from types import SimpleNamespace
+
+    pool = TaskPool(family="trip", difficulties=[1, 2])
+    tasks = [SimpleNamespace(task_id=f"t{i}", difficulty=1 + i % 2) for i in range(6)]  # t0 t2 t4 are d1
+    pool._items = [(t, None) for t in tasks]
+    state = Curriculum(level=1)
+    got = [t.task_id for t, _ in pool.draw(3, state)]
+    assert sorted(got) == ["t0", "t2", "t4"]
+    state.update(pass_rate=0.4, solved=["t0", "t2"], threshold=0.5, top=2)
+    assert state.level == 1 and state.retired == ["t0", "t2"]
+    assert {t.task_id for t, _ in pool.draw(4, state)} == {"t4"}  # retired tasks are skipped
+    state.update(pass_rate=0.5, solved=["t4"], threshold=0.5, top=2)
+    assert state.level == 2
+    state.level = 1  # every d1 task retired: drawn anyway rather than stalling
+    assert len(pool.draw(2, state)) == 2
+    state.update(pass_rate=1.0, solved=[], threshold=0.5, top=1)
+    assert state.level == 1  # never past the top of the range
+    with pytest.raises(ConfigError, match="difficulty 3"):
+        pool.draw(1, Curriculum(level=3))
+
+
 def _rewarded(monkeypatch):
     """Real rollouts, with reward 1 for sample 0 of every task (a random model never submits)."""
     real = grpo_train.rollout
@@ -147,20 +178,20 @@ SMOKE = dict(
 )  # fmt: skip
 
 
-def _run(out, micro, steps, **over):
-    return train_grpo(
-        out, GRPOConfig(steps=steps, **{**SMOKE, **over}), init=micro, pool=TaskPool(family="trip", difficulties=[1]),
-        progress=False,
-    )  # fmt: skip
+def _run(out, micro, steps, difficulties=(1,), **over):
+    pool = TaskPool(family="trip", difficulties=list(difficulties))
+    return train_grpo(out, GRPOConfig(steps=steps, **{**SMOKE, **over}), init=micro, pool=pool, progress=False)
 
 
 def test_two_step_grpo_smoke_run_trains_logs_and_resumes(micro, tmp_path, monkeypatch):
     _rewarded(monkeypatch)
-    first = _run(tmp_path / "run", micro, 1)  # interrupted after step 1 ...
-    second = _run(tmp_path / "run", micro, 2)  # ... and resumed
+    # a curriculum over difficulties 1-2: pass rate 0.5 at step 1 reaches the threshold
+    first = _run(tmp_path / "run", micro, 1, (1, 2), curriculum=True)  # interrupted after step 1 ...
+    second = _run(tmp_path / "run", micro, 2, (1, 2), curriculum=True)  # ... and resumed
     assert (first.steps, second.steps) == (1, 1) and (tmp_path / "run" / PLOT).is_file()
     recs = [json.loads(line) for line in (tmp_path / "run" / METRICS).read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2]
+    assert [r["difficulty"] for r in recs] == [1, 2]  # the level moved up, and the resume kept it
     for r in recs:
         assert r["updates"] == 2 and r["trained_episodes"] == 4 and r["reward"] == 0.5 and r["pass_rate"] == 0.5
         keys = ["kl", "entropy", "clip_frac", "masked_frac", "routing_agreement", "rollout_tokens_per_s"]
@@ -170,7 +201,7 @@ def test_two_step_grpo_smoke_run_trains_logs_and_resumes(micro, tmp_path, monkey
     # the second update of a step runs on moved weights: its router no longer picks every rollout expert
     assert 0.5 < recs[0]["routing_agreement"] < 1
     final = load_checkpoint(tmp_path / "run" / CHECKPOINT)
-    assert final.meta["step"] == 2 and final.meta["kind"] == "grpo"
+    assert final.meta["step"] == 2 and final.meta["kind"] == "grpo" and final.meta["curriculum"]["level"] == 2
     init = load_checkpoint(micro).model.state_dict()
     assert any(not torch.equal(v, final.model.state_dict()[k]) for k, v in init.items())
 
