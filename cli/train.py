@@ -171,18 +171,19 @@ def train_grpo(
     from toolgym.policy.grpo_train import GRPOConfig
     from toolgym.policy.grpo_train import train_grpo as run
 
+    given = locals()
+    check_writable(out, "--out")
     if dataset is not None and not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}")
+    if not init.is_dir():
+        raise ConfigError(f"no checkpoint directory at {init} (--init)")
     if dataset is None and family is None:
         raise ConfigError("GRPO needs tasks: give --family (tasks on the fly) or -d DATASET")
     lo, hi = parse_range(difficulty)
-    given = locals()
-    options = {k: v for k, v in given.items() if k in GRPOConfig.model_fields}
     try:
-        config = GRPOConfig(**options)
+        config = GRPOConfig(**{k: v for k, v in given.items() if k in GRPOConfig.model_fields})
     except ValidationError as exc:
         raise ConfigError(f"train grpo: {one_line(exc)}") from None
-    check_writable(out, "--out")
     pool = TaskPool(family=family, difficulties=list(range(lo, hi + 1)), dataset=dataset, seed=seed)
     result = run(out, config, init=init, pool=pool, log=None)
     last = result.history[-1] if result.history else {}

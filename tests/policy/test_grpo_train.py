@@ -249,3 +249,18 @@ def test_cli_errors_are_one_line(micro, tmp_path):
     _one_error(CliRunner().invoke(app, [*base, "--family", "trip", "--top-p", "1.5"]), "top_p")
     _one_error(CliRunner().invoke(app, [*base, "--family", "trip", "--difficulty", "0-9"]), "difficulty")
     _one_error(CliRunner().invoke(app, [*base, "-d", str(tmp_path / "no.duckdb")]), "no dataset")
+
+
+@pytest.mark.parametrize("breaks", ["corrupt", "missing"])
+def test_a_broken_init_is_one_line_and_writes_nothing(micro, tmp_path, breaks):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(micro, bad)
+    if breaks == "corrupt":
+        (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:1000])
+    else:
+        (bad / "tokenizer.json").unlink()
+    args = ["train", "grpo", "--init", str(bad), "--family", "trip", "--device", "cpu", "--out", str(tmp_path / "o")]
+    _one_error(CliRunner().invoke(app, args), "truncated or corrupt" if breaks == "corrupt" else "tokenizer.json")
+    assert not (tmp_path / "o").exists()
