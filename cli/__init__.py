@@ -16,7 +16,7 @@ One module per command group, and this module's table below registers each comma
     eval     eval                            pass@k / pass^k of a policy
     serve    serve                           the in-repo policy as an OpenAI-compatible server
     bench    bench env|synth|sandbox|model|eval|train   the benchmarks of toolgym.bench, printed as tables
-    train    train lm, train sft             training the in-repo policy (LM, SFT cold start)
+    train    train lm, train sft, train grpo  training the in-repo policy (LM, SFT cold start, GRPO)
     common   consoles, progress bar, table rows, the seed bound
     errors   one ``error:`` line for every usage error; range parsing; output-path checks
 """
@@ -73,6 +73,7 @@ bench_app.command("serve")(bench.bench_serve)
 bench_app.command("train")(bench.bench_train)
 train_app.command("lm")(train.train_lm)
 train_app.command("sft")(train.train_sft)
+train_app.command("grpo")(train.train_grpo)
 
 
 def main() -> None:

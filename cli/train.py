@@ -126,3 +126,69 @@ def train_sft(
         + (f", action validity {last['val_action_valid']:.0%}" if "val_action_valid" in last else "")
         + f"; checkpoint at {out / 'checkpoint'}"
     )
+
+
+@cli_errors
+def train_grpo(
+    init: Annotated[Path, typer.Option(help="the checkpoint to start from (SFT); also the KL's reference")],
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="train tasks from this dataset")] = None,
+    family: Annotated[str | None, typer.Option(help="only this family (tasks on the fly without -d)")] = None,
+    difficulty: Annotated[str, typer.Option(help="difficulty or range")] = "1-2",
+    out: Annotated[Path, typer.Option(help="run directory: checkpoint/, metrics.jsonl, grpo.png")] = Path("runs/grpo"),
+    steps: Annotated[int, typer.Option(help="rollout steps")] = 50,
+    tasks_per_step: Annotated[int, typer.Option(help="tasks (groups) per rollout step")] = 8,
+    group_size: Annotated[int, typer.Option("--group-size", "-G", help="episodes per task")] = 8,
+    updates_per_step: Annotated[int, typer.Option(help="optimizer steps per rollout batch")] = 2,
+    micro_batch: Annotated[int, typer.Option(help="episodes per training forward (bounds memory)")] = 4,
+    lr: Annotated[float, typer.Option(help="learning rate (constant)")] = 1e-5,
+    clip_eps: Annotated[float, typer.Option(help="ratio clip epsilon")] = 0.2,
+    kl_coef: Annotated[float, typer.Option(help="KL penalty beta (0: no reference model)")] = 0.01,
+    unbiased_kl: Annotated[bool, typer.Option(help="V3.2's unbiased KL estimate (off: plain K3)")] = True,
+    off_policy_mask: Annotated[bool, typer.Option(help="off-policy sequence masking")] = True,
+    off_policy_delta: Annotated[float, typer.Option(help="masking threshold delta")] = 0.05,
+    keep_routing: Annotated[bool, typer.Option(help="train on the rollout's experts")] = True,
+    keep_sampling_mask: Annotated[bool, typer.Option(help="train on the rollout's top-p kept sets")] = True,
+    filter_zero_variance: Annotated[bool, typer.Option(help="drop groups whose rewards are all equal")] = True,
+    filter_void_turns: Annotated[bool, typer.Option(help="drop episodes with a turn without any call")] = True,
+    filter_truncated: Annotated[bool, typer.Option(help="drop episodes that ran out of turns or context")] = True,
+    temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option(help="most tokens per action")] = 256,
+    max_context: Annotated[int, typer.Option(help="most tokens per episode")] = 4096,
+    max_turns: Annotated[int | None, typer.Option(help="turns per episode (default: the env's)")] = None,
+    curriculum: Annotated[bool, typer.Option(help="start at the lowest difficulty, move up at the threshold")] = False,
+    curriculum_threshold: Annotated[float, typer.Option(help="pass rate of a step that raises the level")] = 0.5,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 10,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of tasks and sampling")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+) -> None:
+    """GRPO with the DeepSeek-V3.2 stabilizers on env rollouts (resumes from --out)."""
+    from pydantic import ValidationError
+
+    from toolgym.cli.errors import parse_range
+    from toolgym.errors import ConfigError, one_line
+    from toolgym.policy.grpo_tasks import TaskPool
+    from toolgym.policy.grpo_train import GRPOConfig
+    from toolgym.policy.grpo_train import train_grpo as run
+
+    given = locals()
+    check_writable(out, "--out")
+    if dataset is not None and not dataset.is_file():
+        raise ConfigError(f"no dataset at {dataset}")
+    if not init.is_dir():
+        raise ConfigError(f"no checkpoint directory at {init} (--init)")
+    if dataset is None and family is None:
+        raise ConfigError("GRPO needs tasks: give --family (tasks on the fly) or -d DATASET")
+    lo, hi = parse_range(difficulty)
+    try:
+        config = GRPOConfig(**{k: v for k, v in given.items() if k in GRPOConfig.model_fields})
+    except ValidationError as exc:
+        raise ConfigError(f"train grpo: {one_line(exc)}") from None
+    pool = TaskPool(family=family, difficulties=list(range(lo, hi + 1)), dataset=dataset, seed=seed)
+    result = run(out, config, init=init, pool=pool, log=None)
+    last = result.history[-1] if result.history else {}
+    console.print(
+        f"grpo: {result.steps} steps in {result.seconds:.0f}s"
+        + (f", last reward {last['reward']:.3f}, pass rate {last['pass_rate']:.0%}" if last else "")
+        + f"; checkpoint at {out / 'checkpoint'}"
+    )
