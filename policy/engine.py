@@ -123,7 +123,7 @@ class Engine:
 
         from toolgym.policy.generate import SamplingParams
 
-        ids = self.tokenizer.encode(text)
+        ids = self.tokenizer.encode_prompt(text)
         if len(ids) + max_tokens > self.config.max_context:
             raise APIError(
                 400,

@@ -236,7 +236,7 @@ def _reset_all(
             try:
                 env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
                 obs, _ = env.reset(seed=i, options={"task_id": task.task_id})
-                firsts.append((_Row(task, g, i, env), tokenizer.encode(obs)))
+                firsts.append((_Row(task, g, i, env), tokenizer.encode_prompt(obs)))
             except Exception as exc:  # an env that raises is dropped and counted, never fatal
                 errors.append(f"{task.task_id} sample {i}: reset raised {type(exc).__name__}: {one_line(exc)}")
                 if env is not None:

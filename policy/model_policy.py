@@ -229,6 +229,8 @@ class ModelPolicy:
         fresh: list[tuple[int, list[int]]] = []
         actions: dict[int, str] = {}
         for s, ids in zip(observations, self.tokenizer.encode_batch(list(observations.values())), strict=True):
+            if self._fresh[s]:
+                ids = [self.tokenizer.bos_id, *ids]  # a context starts as SFT rows do (Tokenizer.encode_prompt)
             base = 0 if self._fresh[s] else len(self._rows[s])
             if not self._full[s] and base + len(ids) + self.params.max_new_tokens > self.max_context:
                 self._full[s] = True

@@ -82,6 +82,15 @@ class Tokenizer:
         """Token ids of text; special strings anywhere in it become their single ids."""
         return self.hf.encode(text, add_special_tokens=False).ids
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """The first tokens of a model context: ``<|bos|>``, then ``text`` (an episode's first observation).
+
+        Every context starts this way: LM documents (``train lm``), SFT rows (``sft_data``),
+        and the contexts the policy acts in (the model policy, ``serve``, GRPO rollouts), so the
+        model never sees a start it was not trained on.
+        """
+        return [self.bos_id, *self.encode(text)]
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """``encode`` over many texts (parallel inside the library)."""
         return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]

@@ -67,7 +67,7 @@ def test_prefix_sharing_serves_repeated_prompts_from_the_cache_token_exactly(mic
         env = make_env("trip", source=MemorySource([(task, world)]))
         prompt[(task.task_id, sample)] = env.reset(seed=sample)[0]
     p = policy(micro, slots=4, max_new_tokens=3, temperature=0)
-    ids = {k: p.tokenizer.encode(v) for k, v in prompt.items()}
+    ids = {k: p.tokenizer.encode_prompt(v) for k, v in prompt.items()}
     jobs = episodes[:4]  # task 0 samples 0, 1 and task 1 samples 0, 1: two leaders, two followers
     for slot, (task, _, sample) in enumerate(jobs):
         p.begin(slot, task, sample)
@@ -88,7 +88,7 @@ def test_prefix_sharing_serves_repeated_prompts_from_the_cache_token_exactly(mic
     assert 0 < p.prefilled - before < n and p.context(0)[:n] == ids[(task.task_id, sample)]
 
 
-def test_context_is_obs_tokens_plus_sampled_tokens(micro, episodes):
+def test_context_is_bos_then_obs_tokens_plus_sampled_tokens(micro, episodes):
     p = policy(micro, slots=2, max_new_tokens=5)
     task, world, sample = episodes[0]
     env = make_env("trip", source=MemorySource([(task, world)]), max_turns=3)
@@ -100,7 +100,7 @@ def test_context_is_obs_tokens_plus_sampled_tokens(micro, episodes):
         before = p.tokens(1)
         (action,) = p.act([1], [obs])
         ctx = p.context(1)
-        expected += p.tokenizer.encode(obs)
+        expected += p.tokenizer.encode(obs) if expected else p.tokenizer.encode_prompt(obs)  # <|bos|> first
         sampled = ctx[len(expected) :]
         assert len(sampled) == p.tokens(1) - before == 5  # budget spent: no <|end|> sampled
         assert p.tokenizer.decode(sampled) == action and not action.endswith(mk.END)
@@ -150,7 +150,7 @@ def test_tokens_count_per_episode_and_reset_on_begin(micro, episodes):
 def test_out_of_context_fails_the_episode_with_empty_turns(micro, episodes):
     task, world, sample = episodes[0]
     obs0 = make_env("trip", source=MemorySource([(task, world)])).reset(seed=sample)[0]
-    n0 = len(load_checkpoint(micro).tokenizer.encode(obs0))
+    n0 = len(load_checkpoint(micro).tokenizer.encode_prompt(obs0))  # <|bos|> + obs0
     p = policy(micro, slots=2, max_context=n0 + 6 + 10)  # obs0 and one action fit, obs1 does not
     (log,) = drive(p, [episodes[0]], max_turns=4)
     assert log.actions[0] != mk.END and log.actions[1:] == [mk.END] * 3

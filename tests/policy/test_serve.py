@@ -76,7 +76,7 @@ def greedy(ckpt, text: str, budget: int = BUDGET, tokens: bool = False):
     """The in-process policy's greedy action after ``text`` (Session, as --policy model), and its token count."""
     tok = ckpt.tokenizer
     session = Session(ckpt.model, 1, stop_ids=[tok.end_id], pad_id=tok.pad_id)
-    session.append([tok.encode(text)])
+    session.append([tok.encode_prompt(text)])  # a context starts with <|bos|>, as in the server
     turn = session.generate(SamplingParams(temperature=0.0, max_new_tokens=budget), torch.Generator())[0]
     return (tok.decode(turn.tokens.tolist()), len(turn.tokens)) if tokens else tok.decode(turn.tokens.tolist())
 
@@ -214,7 +214,7 @@ def test_greedy_serving_equals_the_in_process_policy(ckpt, client):
         )
         raw, n = greedy(ckpt, text, tokens=True)
         assert reply_action(reply) == canonical(raw)
-        assert reply.usage.prompt_tokens == len(ckpt.tokenizer.encode(text))
+        assert reply.usage.prompt_tokens == len(ckpt.tokenizer.encode_prompt(text))
         assert reply.usage.completion_tokens == n
 
 
@@ -231,7 +231,7 @@ def test_the_prefix_cache_serves_each_turn_from_the_conversation_s_row_token_exa
             before = engine.prefilled
             action, n_prompt, n_completion = engine.generate(text, 0.0, 1.0, BUDGET, None)
             assert (action, n_completion) == greedy(ckpt, text, tokens=True)
-            assert n_prompt == len(tok.encode(text))
+            assert n_prompt == len(tok.encode_prompt(text))
             if turn:  # the previous turn's prompt is served from the cache: at most its action is recomputed
                 assert engine.prefilled - before <= n_prompt - previous[c]
             previous[c] = n_prompt
