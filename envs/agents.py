@@ -21,6 +21,7 @@ agents live here, on the envs side (L3), because evaluation uses them too.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -50,9 +51,9 @@ def sample_value(schema: dict[str, Any], rng: random.Random, pool: list[str], de
         if pool and rng.random() < 0.85:
             return rng.choice(pool)
         return rng.choice(_WORDS)
-    if t == "integer":
-        lo, hi = schema.get("minimum", 0), schema.get("maximum", 10)
-        return rng.randint(lo, hi)
+    if t == "integer":  # bounds may be floats (1.0) in a valid schema: round inward
+        lo, hi = math.ceil(schema.get("minimum", 0)), math.floor(schema.get("maximum", 10))
+        return rng.randint(lo, max(lo, hi))
     if t == "number":
         return round(rng.uniform(schema.get("minimum", 0), schema.get("maximum", 1000)), 2)
     if t == "boolean":

@@ -221,3 +221,10 @@ def test_a_vandal_replays_the_reference_then_writes_at_random_then_submits_its_a
     assert actions[0] == replay[0] and calls[-1] == ["submit"]
     assert {"get_counter"} >= set(calls[1]) and {"add_to_counter"} >= set(calls[2])
     assert mk.parse_action(actions[-1]).tool_calls[0].arguments == {"answer": "done"}
+
+
+def test_random_integers_respect_float_bounds():
+    """A JSON schema may bound an integer with floats (1.0, 9.5): samples are integers inside them."""
+    rng = random.Random(0)
+    values = {sample_value({"type": "integer", "minimum": 1.0, "maximum": 9.5}, rng, []) for _ in range(200)}
+    assert values == set(range(1, 10)) and all(type(v) is int for v in values)
