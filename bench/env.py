@@ -11,6 +11,10 @@ Rows (medians over many calls, this machine, the same process):
   call, a dict dispatch, ``json.dumps`` of the result. The ratio to it is our overhead.
 * ``re-template`` — the same step done the way chat-template gyms do it: append the messages
   and re-render the whole conversation each turn (cost grows with the turn; measured at turn 16).
+* ``<family> d<N> read step`` / ``reset`` — for each family of ``families`` (default: every
+  family with write tools whose step cost the issue bounds, ``domains``): one read call taken
+  from a stored reference trajectory at that difficulty (its first turn whose calls are all
+  reads, the first call of it), and a reset with its episode's copy-on-reset state.
 * ``skyrl-gym sql step`` — SkyRL-Gym's text-to-SQL env step (``pip install skyrl-gym``) on a
   tiny SQLite file, when that package is importable (``pip install 'toolgym[bench]'``).
 
@@ -88,8 +92,60 @@ def _skyrl_step(n: int, tmp: Path) -> BenchRow | None:
     return BenchRow("skyrl-gym sql step", med, p90, "SkyRL-Gym 0.4 SQLEnv.step, one query on a 40-row SQLite table")
 
 
-def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
-    """Measure every row of the module docstring."""
+def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[BenchRow]:
+    """A read step and a reset of ``family`` at ``difficulty`` (see the module docstring).
+
+    Raises:
+        ValueError: no reference turn of the synthesized tasks is made of read calls only.
+    """
+    import gymnasium as gym
+
+    from toolgym.data.dataset import Dataset
+    from toolgym.envs import markup as mk
+    from toolgym.synth import get_family
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    fam = get_family(family)
+    ds = tmp / f"{family}-d{difficulty}.duckdb"
+    synthesize(SynthConfig(family=family, count=24, difficulty=(difficulty, difficulty), workers=1), ds)
+    with Dataset(ds, read_only=True) as data:
+        found = None
+        for tid in data.task_ids():
+            task = data.task(tid)
+            kinds = {t.name: t.kind for t in fam.tools(task.tool_config)}
+            for act in data.trajectory(tid).actions:
+                calls = mk.parse_action(act).tool_calls
+                if calls and all(kinds.get(c.name) == "read" and c.name != "submit" for c in calls):
+                    found = (tid, calls[0])
+                    break
+            if found:
+                break
+    if found is None:
+        raise ValueError(f"no read-only reference turn among the {family} d{difficulty} tasks")
+    tid, call = found
+    env = gym.make(fam.env_id, dataset=ds, difficulty=difficulty)
+    env.reset(options={"task_id": tid})
+    action = mk.render_action([(call.name, call.arguments)])
+    rows = []
+    state = {"t": 0}
+
+    def step() -> Any:  # the same read call, a fresh episode of the same task every 16 turns
+        state["t"] += 1
+        if state["t"] % 16 == 0:
+            env.reset(options={"task_id": tid})
+        return env.step(action)
+
+    med, p90 = timed(step, steps)
+    rows.append(BenchRow(f"{family} d{difficulty} read step", med, p90, f"{call.name}, from a reference turn"))
+    med, p90 = timed(lambda: env.reset(options={"task_id": tid}), steps // 2)
+    rows.append(BenchRow(f"{family} d{difficulty} reset", med, p90, "the same task again: copy-on-reset state"))
+    env.close()
+    return rows
+
+
+def run_env_bench(steps: int = 3000, turns: int = 16, families: tuple[str, ...] = ()) -> list[BenchRow]:
+    """Measure every row of the module docstring (``families``: the per-family rows, at difficulty 5)."""
     import gymnasium as gym
 
     import toolgym  # noqa: F401  (registers the ids)
@@ -152,6 +208,8 @@ def run_env_bench(steps: int = 3000, turns: int = 16) -> list[BenchRow]:
         med, p90 = timed(retemplate, steps // 2)
         rows.append(BenchRow("re-template", med, p90, f"same step, whole conversation re-rendered at turn {turns}"))
         env.close()
+        for fam in families:
+            rows += family_rows(fam, 5, steps, tmp)
         sky = _skyrl_step(max(200, steps // 10), tmp)
         if sky is not None:
             rows.append(sky)

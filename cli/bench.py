@@ -14,11 +14,19 @@ from toolgym.cli.errors import check_writable, cli_errors
 
 
 @cli_errors
-def bench_env(steps: Annotated[int, typer.Option(help="timed calls per row")] = 3000) -> None:
+def bench_env(
+    steps: Annotated[int, typer.Option(help="timed calls per row")] = 3000,
+    family: Annotated[
+        list[str] | None, typer.Option(help="also a d5 read step and reset of this family (repeatable)")
+    ] = None,
+) -> None:
     """Env step and reset vs a plain-Python floor, a re-templating step and SkyRL-Gym's SQL step."""
     from toolgym.bench.env import run_env_bench
+    from toolgym.synth import get_family
 
-    rows = run_env_bench(steps)
+    for f in family or ():
+        get_family(f)  # an unknown id fails here, before any work
+    rows = run_env_bench(steps, families=tuple(family or ()))
     ours = rows[0].median_us
     table = Table("path", "median µs", "p90 µs", "× toolgym step", "what", title="toolgym bench env")
     for r in rows:

@@ -21,3 +21,12 @@ def test_hardness_counts_reference_writes_and_tools_and_the_run_its_yield(tmp_pa
     assert (d.worlds, d.toolsets, d.schemas, d.archetypes) == (worlds, 1, 0, 0)
     assert d.max_worlds_per_toolset == worlds and d.shipped == 12 == gates["shipped"]
     assert d.candidates == sum(gates.values()) and 0 < d.yield_ <= 1
+
+
+def test_bench_env_family_rows_time_a_read_call_from_a_reference_turn_and_a_reset(tmp_path):
+    from toolgym.bench.env import family_rows
+
+    step, reset = family_rows("inventory", 5, 40, tmp_path)
+    assert step.name == "inventory d5 read step" and "find_item" in step.note  # the reference's first turn reads
+    assert reset.name == "inventory d5 reset"
+    assert 0 < step.median_us <= step.p90_us and 0 < reset.median_us <= reset.p90_us
