@@ -131,14 +131,25 @@ def make_tool(fn: Callable[..., Any], kind: ToolKind = "read", name: str | None 
     model = pydantic.create_model(  # type: ignore[call-overload]
         f"{tool_name}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
+    return tool_from_model(tool_name, fn, kind, description, model)
+
+
+def tool_from_model(
+    name: str, fn: Callable[..., Any], kind: ToolKind, description: str, model: type[BaseModel]
+) -> Tool:
+    """A :class:`Tool` from a function and an arguments model built elsewhere (schemas derived at run time).
+
+    ``fn(context, **arguments)`` is called with the model's fields as keyword arguments; the model
+    should forbid extra keys (``ConfigDict(extra="forbid")``), as :func:`make_tool`'s do.
+    """
     params_schema = _inline_refs(model.model_json_schema())
     params_schema.setdefault("properties", {})
     params_schema["additionalProperties"] = False
     schema = {
         "type": "function",
-        "function": {"name": tool_name, "description": description, "parameters": params_schema},
+        "function": {"name": name, "description": description, "parameters": params_schema},
     }
-    return Tool(tool_name, fn, kind, description, model, schema)
+    return Tool(name, fn, kind, description, model, schema)
 
 
 def tool(kind: ToolKind = "read", name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,0 +1,328 @@
+"""The toolset of a domain world, derived from its sampled schema (never hand-written).
+
+A task's tool config is ``{"archetype": id, "schema": <the world's sampled schema>, "expose":
+[tool names] | null, "answer": "text" | "texts" | "number" | "integer"}``; :func:`toolset` builds
+every tool the schema implies (cached per schema) and returns the exposed ones plus ``submit``.
+Tools speak the world's chosen names (entities, attributes, verbs); argument models are built
+with ``pydantic.create_model`` from the attribute kinds:
+
+* ``get_<entity>(id)``: one row by key;
+* ``find_<plural>(filters…, page)``: rows matching every filter given. Per attribute: enums
+  ``Literal[...]`` (an unknown value is a validation error naming the allowed ones), flags
+  booleans, refs a key, strings an exact match, numbers ``min_<a>``/``max_<a>``, dates and
+  datetimes ``<a>_from``/``<a>_to`` (inclusive, ISO). Paged: a page past the end is an error;
+* ``count_<plural>(filters…)``: how many rows match, with the totals of numeric attributes;
+* ``list_<plural B>_of_<A>(<A>_id)``: the rows a many-to-many link pairs with a row;
+* one write tool per sampled action (:mod:`toolgym.synth.domains.rules` has the semantics):
+  unknown keys, unmet preconditions and enforced policies are :class:`ToolError` s that say
+  what failed and that nothing was changed; effects are computed on copies, then stored together;
+* ``submit(answer)``, typed by the task.
+
+Every tool takes the episode's :class:`~toolgym.synth.domains.world.DomainState`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field, Strict, StrictBool
+
+from toolgym.envs import strict
+from toolgym.envs.strict import Integer, Number, Page, Text
+from toolgym.envs.tools import Tool, ToolError, tool_from_model
+from toolgym.synth.domains import kinds
+from toolgym.synth.domains.actions import write_tools
+from toolgym.synth.domains.ontology import Archetype, Attribute, Param
+from toolgym.synth.domains.world import DomainState, archetype
+
+DATE = r"^\d{4}-\d\d-\d\d$"
+DATETIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d$"
+TIME = r"^\d\d:\d\d$"
+_FORMATS = {"date": (DATE, "2026-05-01"), "datetime": (DATETIME, "2026-05-01T14:30"), "time": (TIME, "14:30")}
+ANSWERS: dict[str, Any] = {"text": Text, "texts": list[Text], "number": Number, "integer": Integer}
+Pred = Callable[[dict[str, Any]], bool]
+
+
+def _kind_type(kind: str, values: list[Any] | None, lo: Any = None, hi: Any = None) -> Any:
+    """The argument type of a value of one kind (enums as Literal, dates with a pattern)."""
+    if kind == "enum" and values:
+        return Literal[tuple(values)]  # type: ignore[valid-type]
+    if kind == "flag":
+        return StrictBool
+    bounds = {"ge": lo} if isinstance(lo, int | float) else {}
+    if isinstance(hi, int | float):
+        bounds["le"] = hi
+    if kind in ("int", "percent", "duration"):  # bounds before the strict validator, or the schema loses them
+        return Annotated[int, Field(**bounds), Strict(), BeforeValidator(strict._integer_check)]
+    if kind in ("money", "rating"):
+        return Annotated[float, Field(**bounds), Strict(), AllowInfNan(False), BeforeValidator(strict._number_check)]
+    if kind in _FORMATS:
+        return Annotated[Text, Field(pattern=_FORMATS[kind][0])]
+    return Text
+
+
+def _what(a: Attribute | Param, names: dict[str, dict[str, Any]]) -> str:
+    """A short description of an attribute or parameter for tool docs."""
+    if a.description:
+        return a.description
+    if a.kind == "ref":
+        ent = names[a.to]  # type: ignore[index]
+        return f"id of the {ent['name']} (e.g. {ent['key_prefix']}-00001)"
+    if a.kind in _FORMATS:
+        return f"{a.kind}, e.g. {_FORMATS[a.kind][1]}"
+    if a.kind == "money":
+        return "amount of money"
+    if a.kind == "enum":
+        return "one of the listed values"
+    unit = getattr(a, "unit", None)
+    return {"duration": "minutes", "flag": "true or false"}.get(a.kind, unit or a.kind.replace("_", " "))
+
+
+def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any]) -> tuple[dict[str, Any], Callable]:
+    """The filter fields of ``find``/``count`` and a compiler from arguments to (equalities, predicates)."""
+    fields: dict[str, Any] = {}
+    plan: list[tuple[str, str, str, str]] = []  # (argument, canonical attribute, op, kind)
+    ent = arch.entity(ent_schema["id"])
+    for canon, chosen in ent_schema["attributes"].items():
+        a = ent.attribute(canon)
+        assert a is not None
+        desc = _what(a, names)
+        if a.kind in kinds.NUMERIC:
+            t = Number | None
+            fields[f"min_{chosen}"] = (t, Field(None, description=f"at least this {chosen}"))
+            fields[f"max_{chosen}"] = (t, Field(None, description=f"at most this {chosen}"))
+            plan += [(f"min_{chosen}", canon, "ge", a.kind), (f"max_{chosen}", canon, "le", a.kind)]
+        elif a.kind in kinds.TEMPORAL:
+            t = _kind_type(a.kind, None) | None
+            fields[f"{chosen}_from"] = (t, Field(None, description=f"{chosen} on or after this {desc}"))
+            fields[f"{chosen}_to"] = (t, Field(None, description=f"{chosen} on or before this"))
+            plan += [(f"{chosen}_from", canon, "ge", a.kind), (f"{chosen}_to", canon, "le", a.kind)]
+        else:
+            fields[chosen] = (_kind_type(a.kind, a.values) | None, Field(None, description=desc))
+            plan.append((chosen, canon, "eq", a.kind))
+
+    def compile_args(kw: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[Pred]]:
+        eqs: list[tuple[str, Any]] = []
+        preds: list[Pred] = []
+        for arg, canon, op, kind in plan:
+            v = kw.get(arg)
+            if v is None:
+                continue
+            if op == "eq":
+                eqs.append((canon, v))
+            elif kind == "datetime" and op == "le" and len(v) == 10:
+                preds.append(_bound(canon, "le", v + "T23:59"))
+            else:
+                preds.append(_bound(canon, op, v))
+        return eqs, preds
+
+    return fields, compile_args
+
+
+def _bound(canon: str, op: str, v: Any) -> Pred:
+    if op == "ge":
+        return lambda r: (x := r.get(canon)) is not None and x >= v
+    return lambda r: (x := r.get(canon)) is not None and x <= v
+
+
+def select(state: DomainState, entity: str, eqs: list[tuple[str, Any]], preds: list[Pred]) -> list[dict[str, Any]]:
+    """Rows of ``entity`` (as the episode sees them) with every equality and predicate, in key order.
+
+    Equalities go through the world's indices (the smallest bucket is scanned), so a filtered
+    read costs the size of its answer, not of the table; the episode's changed rows are checked
+    on their own.
+    """
+    world = state.world
+    over = state.overlay.get(entity)
+    if eqs:
+        base = world.rows[entity]
+        bucket = min((world.index(entity, a).get(v, ()) for a, v in eqs), key=len)
+        cands: Any = (base[k] for k in bucket if not over or k not in over)
+        checks = [*(lambda r, a=a, v=v: r.get(a) == v for a, v in eqs), *preds]
+        out = [r for r in cands if all(p(r) for p in checks)]
+        if over:
+            out += [r for r in over.values() if all(p(r) for p in checks)]
+            out.sort(key=lambda r: r["id"])
+        return out
+    if not preds:
+        return list(state.rows(entity))
+    return [r for r in state.rows(entity) if all(p(r) for p in preds)]
+
+
+def page_error(page: int, pages: int) -> ToolError:
+    """The error for a page past the end."""
+    return ToolError(f"page {page} does not exist; there {'is 1 page' if pages == 1 else f'are {pages} pages'}")
+
+
+def _renderer(ent_schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    pairs = [("id", "id"), *ent_schema["attributes"].items()]
+    return lambda r: {chosen: r.get(canon) for canon, chosen in pairs}
+
+
+def _model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
+    return pydantic.create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload, no-any-return]
+
+
+def _read_tools(arch: Archetype, schema: dict[str, Any]) -> list[Tool]:
+    """Get / find / count per entity, and both directions of every link."""
+    names = {e["id"]: e for e in schema["entities"]}
+    out: list[Tool] = []
+    for es in schema["entities"]:
+        e_id, name, plural_name = es["id"], es["name"], es["plural"]
+        render = _renderer(es)
+        label = es["attributes"].get(es["label"]) if es["label"] else None
+
+        def get(state: DomainState, id: str, e_id: str = e_id, name: str = name, render: Any = render) -> Any:
+            row = state.get(e_id, id)
+            if row is None:
+                prefix = state.world.entities[e_id]["key_prefix"]
+                raise ToolError(f"no {name} with id {id!r}; {name} ids look like {prefix}-00001")
+            return render(row)
+
+        desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
+        out.append(
+            tool_from_model(
+                f"get_{name}",
+                get,
+                "read",
+                desc,
+                _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))}),
+            )
+        )
+        fields, compile_args = _filters(arch, es, names)
+
+        def find(
+            state: DomainState,
+            e_id: str = e_id,
+            plural_name: str = plural_name,
+            render: Any = render,
+            compile_args: Any = compile_args,
+            **kw: Any,
+        ) -> Any:
+            page = kw.pop("page")
+            rows = select(state, e_id, *compile_args(kw))
+            size = state.world.page_size
+            pages = max(1, -(-len(rows) // size))
+            if page > pages:
+                raise page_error(page, pages)
+            shown = rows[(page - 1) * size : page * size]
+            return {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
+
+        numeric = [
+            (c, ch) for c, ch in es["attributes"].items() if arch.entity(e_id).attribute(c).kind in kinds.NUMERIC
+        ]  # type: ignore[union-attr]
+
+        def count(
+            state: DomainState, e_id: str = e_id, compile_args: Any = compile_args, numeric: Any = numeric, **kw: Any
+        ) -> Any:
+            rows = select(state, e_id, *compile_args(kw))
+            totals = {ch: round(sum(r.get(c) or 0 for r in rows), 2) for c, ch in numeric}
+            return {"count": len(rows), "totals": totals} if totals else {"count": len(rows)}
+
+        fdesc = (
+            f"Find {plural_name} matching every filter given (filters left out match anything); "
+            "results are paged, in id order."
+        )
+        out.append(
+            tool_from_model(
+                f"find_{plural_name}",
+                find,
+                "read",
+                fdesc,
+                _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))}),
+            )
+        )
+        cdesc = f"Count the {plural_name} matching every filter given" + (
+            ", with the totals of their numeric fields." if numeric else "."
+        )
+        out.append(
+            tool_from_model(f"count_{plural_name}", count, "read", cdesc, _model(f"count_{plural_name}", fields))
+        )
+    for link in schema["links"]:
+        for a, b in (link["between"], link["between"][::-1]):
+            na, nb = names[a], names[b]
+            render = _renderer(nb)
+
+            def related(
+                state: DomainState,
+                link_id: str = link["id"],
+                a: str = a,
+                b: str = b,
+                render: Any = render,
+                na: Any = na,
+                nb: Any = nb,
+                **kw: Any,
+            ) -> Any:
+                key = kw[f"{na['name']}_id"]
+                if state.get(a, key) is None:
+                    raise ToolError(
+                        f"no {na['name']} with id {key!r}; {na['name']} ids look like {na['key_prefix']}-00001"
+                    )
+                keys = state.world.linked[(link_id, a)].get(key, [])
+                return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
+
+            tname = f"list_{nb['plural']}_of_{na['name']}"
+            d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
+            out.append(
+                tool_from_model(
+                    tname,
+                    related,
+                    "read",
+                    d,
+                    _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))}),
+                )
+            )
+    return out
+
+
+def _submit(state: DomainState, answer: Any) -> str:
+    return "submitted"
+
+
+@functools.cache
+def submit_tool(answer: str) -> Tool:
+    """``submit(answer)`` typed for a task's answer kind (:data:`ANSWERS`)."""
+    doc = {
+        "text": "the answer, exactly as the tools spell it",
+        "texts": "the answers, a list of strings exactly as the tools spell them (order free)",
+        "number": "the answer, a number",
+        "integer": "the answer, an integer",
+    }[answer]
+    model = _model("submit", {"answer": (ANSWERS[answer], Field(description=doc))})
+    return tool_from_model("submit", _submit, "read", "Submit the final answer; this ends the episode.", model)
+
+
+@functools.lru_cache(maxsize=512)
+def _all_tools(arch_id: str, schema_json: str) -> dict[str, Tool]:
+    schema = json.loads(schema_json)
+    arch = archetype(arch_id)
+    for e in schema["entities"]:  # archetype order (the cache key sorted them)
+        chosen = e["attributes"]
+        e["attributes"] = {a.name: chosen[a.name] for a in arch.entity(e["id"]).attributes if a.name in chosen}
+    out: dict[str, Tool] = {}
+    for t in [*_read_tools(arch, schema), *write_tools(arch, schema, _kind_type, _what)]:
+        if t.name in out:
+            raise ValueError(f"archetype {arch_id}: two tools named {t.name!r} (rename a verb or an alias)")
+        out[t.name] = t
+    return out
+
+
+def all_tools(arch_id: str, schema: dict[str, Any]) -> dict[str, Tool]:
+    """Every tool a world's schema implies, by name (``submit`` aside); cached per schema."""
+    return _all_tools(arch_id, json.dumps(schema, sort_keys=True))
+
+
+def toolset(tool_config: dict[str, Any]) -> list[Tool]:
+    """The tools of a task: those its config exposes (all when ``expose`` is null), then ``submit``.
+
+    Raises:
+        KeyError: The config exposes a tool the schema does not imply.
+    """
+    tools = all_tools(tool_config["archetype"], tool_config["schema"])
+    expose = tool_config.get("expose")
+    chosen = list(tools.values()) if expose is None else [tools[n] for n in expose]
+    return [*chosen, submit_tool(tool_config.get("answer", "text"))]
