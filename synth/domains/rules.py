@@ -154,7 +154,9 @@ def count(c: Count, call: Call, reader: Reader) -> int:
 def holds(cond: Any, call: Call, reader: Reader) -> bool:
     """Whether one condition holds for a call."""
     if isinstance(cond, Count):
-        return compare(count(cond, call, reader), cond.op, cond.value)
+        counter = getattr(reader, "count_rows", None)  # a reader that counts through tools
+        n = counter(cond, call) if counter is not None else count(cond, call, reader)
+        return compare(n, cond.op, cond.value)
     left = value(str(cond[0]), call, reader, left=True)
     right = value(cond[2], call, reader) if len(cond) == 3 else None
     return compare(left, cond[1], right)

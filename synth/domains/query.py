@@ -1,0 +1,148 @@
+"""Selectors: how a task names rows by constraints, how the generator evaluates them, how prompts say them.
+
+A selector is public task data (the reference reads it, the prompt says it)::
+
+    {"entity": "appointment", "where": [["patient", "eq", {"label_of": "patient", "label": "Maren Okafor"}],
+                                        ["status", "eq", "scheduled"], ["starts_at", "ge", "2026-05-06"]]}
+
+Conditions use canonical attribute names and the ops ``eq``, ``ge``, ``le`` (every one a
+``find`` filter can express: an equality, or one end of a range). A ref's value is either a key
+or ``{"label_of": entity, "label": text}``, the row of that entity with that (unique) label.
+The generator evaluates selectors on the world's rows (:func:`matching`); the reference
+evaluates them through tools; :func:`phrase` says them in the world's names.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from toolgym.synth.domains import kinds
+from toolgym.synth.domains.rules import compare
+from toolgym.synth.domains.world import DomainState, DomainWorld
+
+
+def ref_value(state: DomainState, entity: str, key: str) -> Any:
+    """A ref's selector value: the referenced row by label when its entity has one, else the key."""
+    label = state.world.entities[entity]["label"]
+    if label is None:
+        return key
+    row = state.get(entity, key)
+    return {"label_of": entity, "label": row[label]} if row is not None else key
+
+
+def resolve(state: DomainState, v: Any) -> Any:
+    """A selector value with ``label_of`` resolved to the key (None when no row has that label)."""
+    if isinstance(v, dict):
+        label = state.world.entities[v["label_of"]]["label"]
+        keys = state.world.index(v["label_of"], label).get(v["label"], [])
+        return keys[0] if keys else None
+    return v
+
+
+def matching(state: DomainState, sel: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a selector names (the generator's own evaluation, on the episode's state)."""
+    from toolgym.synth.domains.tools import select
+
+    conds = [(a, op, resolve(state, v)) for a, op, v in sel["where"]]
+    eqs = [(a, v) for a, op, v in conds if op == "eq" and v is not None and not isinstance(v, list)]
+    preds = [lambda r, a=a, op=op, v=v: compare(r.get(a), op, v) for a, op, v in conds]
+    return select(state, sel["entity"], eqs, preds)
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if isinstance(v, dict):
+        return str(v["label"])
+    if kind == "money":
+        return f"{v:.2f}"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def phrase(world: DomainWorld, sel: dict[str, Any]) -> str:
+    """A selector's conditions in words (``"whose client is Maren Okafor and whose status is scheduled"``)."""
+    ent = world.arch.entity(sel["entity"])
+    names = world.entities[sel["entity"]]["attributes"]
+    parts = []
+    for a, op, v in sel["where"]:
+        attr = ent.attribute(a)
+        kind = attr.kind if attr is not None else "text"
+        name = names.get(a, a).replace("_", " ")
+        if kind == "ref" and isinstance(v, dict):
+            other = world.entities[v["label_of"]]["name"].replace("_", " ")
+            parts.append(f"whose {name} is the {other} {v['label']}" if name != other else f"of {other} {v['label']}")
+        elif op == "eq":
+            parts.append(f"whose {name} is {_fmt(v, kind)}")
+        elif kind in kinds.TEMPORAL:
+            parts.append(f"whose {name} is {'on or after' if op == 'ge' else 'on or before'} {_fmt(v, kind)}")
+        else:
+            parts.append(f"whose {name} is {'at least' if op == 'ge' else 'at most'} {_fmt(v, kind)}")
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _candidate_conds(state: DomainState, entity: str, row: dict[str, Any]) -> list[list[Any]]:
+    """Equalities a row satisfies, usable to name it (refs by label, enums, flags, strings, dates)."""
+    world = state.world
+    out = []
+    for a in world.attrs(entity):
+        v = row.get(a.name)
+        if v is None or a.kind in ("text", "email", "phone", "address", "int", "money", "rating", "percent"):
+            continue
+        if a.kind == "ref":
+            out.append([a.name, "eq", ref_value(state, a.to, v)])  # type: ignore[arg-type]
+        elif a.kind in ("enum", "flag", "date", "datetime", "time", "city", "code", "phrase", "duration"):
+            out.append([a.name, "eq", v])
+    return out
+
+
+def unique_selector(state: DomainState, entity: str, row: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
+    """Constraints that name exactly ``row`` (its label when the entity has one), or None."""
+    label = state.world.entities[entity]["label"]
+    if label is not None and rng.random() < 0.7:
+        return {"entity": entity, "where": [[label, "eq", row[label]]]}
+    conds = _candidate_conds(state, entity, row)
+    rng.shuffle(conds)
+    conds.sort(key=lambda c: not isinstance(c[2], dict))  # refs first: they read naturally
+    chosen: list[list[Any]] = []
+    for c in conds:
+        chosen.append(c)
+        sel = {"entity": entity, "where": list(chosen)}
+        hits = matching(state, sel)
+        if len(hits) == 1:
+            return sel
+    if label is not None:
+        return {"entity": entity, "where": [[label, "eq", row[label]]]}
+    return None
+
+
+def group_selector(
+    state: DomainState, entity: str, lo: int, hi: int, rng: random.Random, tries: int = 30
+) -> dict[str, Any] | None:
+    """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (refs, enums, ranges), or None."""
+    rows = list(state.rows(entity))
+    if len(rows) < lo:
+        return None
+    world = state.world
+    attrs = [a for a in world.attrs(entity) if a.kind in ("ref", "enum", "flag") or a.kind in kinds.NUMERIC]
+    attrs += [a for a in world.attrs(entity) if a.kind in ("date", "datetime")]
+    if not attrs:
+        return None
+    for _ in range(tries):
+        where: list[list[Any]] = []
+        for a in rng.sample(attrs, min(len(attrs), rng.randint(1, 3))):
+            pivot = rng.choice(rows).get(a.name)
+            if pivot is None:
+                continue
+            if a.kind == "ref":
+                where.append([a.name, "eq", ref_value(state, a.to, pivot)])  # type: ignore[arg-type]
+            elif a.kind in ("enum", "flag"):
+                where.append([a.name, "eq", pivot])
+            else:
+                where.append([a.name, rng.choice(["ge", "le"]), pivot])
+        sel = {"entity": entity, "where": where}
+        if where and lo <= len(matching(state, sel)) <= hi:
+            return sel
+    return None
