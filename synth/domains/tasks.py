@@ -213,11 +213,13 @@ def _unique_value(world: DomainWorld, entity: str, attr: str, value: Any) -> boo
 def lookup(b: Builder) -> TaskDraft | None:
     """A field of a row named by its label or constraints; or a field of the row a ref points to."""
     w, rng = b.world, b.rng
-    ents = [e for e in w.entities if w.rows[e]]
-    rng.shuffle(ents)
-    for e in ents:
+    # the asked field's table is the largest one can: a random row's value (the random gate) is a
+    # plausible guess, so small tables make guessable tasks
+    ents = sorted((e for e in w.entities if w.rows[e]), key=lambda e: (-len(w.rows[e]), rng.random()))
+    for e in ents[:3]:
         row = rng.choice(list(w.rows[e].values()))
-        via = [a for a in w.attrs(e) if a.kind == "ref" and row.get(a.name) is not None]
+        size = len(w.rows[e])
+        via = [a for a in w.attrs(e) if a.kind == "ref" and row.get(a.name) is not None and len(w.rows[a.to]) >= size]  # type: ignore[index]
         path_ent, path_row, path = e, row, []
         if via and rng.random() < 0.5:
             ref = rng.choice(via)
@@ -311,11 +313,13 @@ def aggregate(b: Builder) -> TaskDraft | None:
     """How many rows meet constraints, or the total of a numeric field over them."""
     w, rng = b.world, b.rng
     for e in rng.sample(list(w.entities), len(w.entities)):
-        sel = query.group_selector(b.state, e, 3, 40, rng)
+        # a sum (decimals: not guessable) where the entity has a numeric field; else a count, of at
+        # least 12 rows (small counts are what a bluff guesses)
+        field = _numeric_field(w, e, rng)
+        sel = query.group_selector(b.state, e, 3 if field else 12, 60, rng)
         if sel is None:
             continue
         hits = query.matching(b.state, sel)
-        field = _numeric_field(w, e, rng) if rng.random() < 0.5 else None
         b.selector_tools(sel)
         names = {
             "plural": w.entities[e]["plural"].replace("_", " "),

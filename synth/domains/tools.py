@@ -167,81 +167,84 @@ def _model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
     return pydantic.create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload, no-any-return]
 
 
+def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> list[Tool]:
+    """``get_<entity>``, ``find_<plural>`` and ``count_<plural>`` of one entity."""
+    out: list[Tool] = []
+    e_id, name, plural_name = es["id"], es["name"], es["plural"]
+    render = _renderer(es)
+    label = es["attributes"].get(es["label"]) if es["label"] else None
+
+    def get(state: DomainState, id: str, e_id: str = e_id, name: str = name, render: Any = render) -> Any:
+        row = state.get(e_id, id)
+        if row is None:
+            prefix = state.world.entities[e_id]["key_prefix"]
+            raise ToolError(f"no {name} with id {id!r}; {name} ids look like {prefix}-00001")
+        return render(row)
+
+    desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
+    out.append(
+        tool_from_model(
+            f"get_{name}",
+            get,
+            "read",
+            desc,
+            _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))}),
+        )
+    )
+    fields, compile_args = _filters(arch, es, names)
+
+    def find(
+        state: DomainState,
+        e_id: str = e_id,
+        plural_name: str = plural_name,
+        render: Any = render,
+        compile_args: Any = compile_args,
+        **kw: Any,
+    ) -> Any:
+        page = kw.pop("page")
+        rows = select(state, e_id, *compile_args(kw))
+        size = state.world.page_size
+        pages = max(1, -(-len(rows) // size))
+        if page > pages:
+            raise page_error(page, pages)
+        shown = rows[(page - 1) * size : page * size]
+        return {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
+
+    numeric = [(c, ch) for c, ch in es["attributes"].items() if arch.entity(e_id).attribute(c).kind in kinds.NUMERIC]  # type: ignore[union-attr]
+
+    def count(
+        state: DomainState, e_id: str = e_id, compile_args: Any = compile_args, numeric: Any = numeric, **kw: Any
+    ) -> Any:
+        rows = select(state, e_id, *compile_args(kw))
+        totals = {ch: round(sum(r.get(c) or 0 for r in rows), 2) for c, ch in numeric}
+        return {"count": len(rows), "totals": totals} if totals else {"count": len(rows)}
+
+    fdesc = (
+        f"Find {plural_name} matching every filter given (filters left out match anything); "
+        "results are paged, in id order."
+    )
+    out.append(
+        tool_from_model(
+            f"find_{plural_name}",
+            find,
+            "read",
+            fdesc,
+            _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))}),
+        )
+    )
+    cdesc = f"Count the {plural_name} matching every filter given" + (
+        ", with the totals of their numeric fields." if numeric else "."
+    )
+    out.append(tool_from_model(f"count_{plural_name}", count, "read", cdesc, _model(f"count_{plural_name}", fields)))
+    return out
+
+
 def _read_tools(arch: Archetype, schema: dict[str, Any]) -> list[Tool]:
     """Get / find / count per entity, and both directions of every link."""
     names = {e["id"]: e for e in schema["entities"]}
     out: list[Tool] = []
     for es in schema["entities"]:
-        e_id, name, plural_name = es["id"], es["name"], es["plural"]
-        render = _renderer(es)
-        label = es["attributes"].get(es["label"]) if es["label"] else None
-
-        def get(state: DomainState, id: str, e_id: str = e_id, name: str = name, render: Any = render) -> Any:
-            row = state.get(e_id, id)
-            if row is None:
-                prefix = state.world.entities[e_id]["key_prefix"]
-                raise ToolError(f"no {name} with id {id!r}; {name} ids look like {prefix}-00001")
-            return render(row)
-
-        desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
-        out.append(
-            tool_from_model(
-                f"get_{name}",
-                get,
-                "read",
-                desc,
-                _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))}),
-            )
-        )
-        fields, compile_args = _filters(arch, es, names)
-
-        def find(
-            state: DomainState,
-            e_id: str = e_id,
-            plural_name: str = plural_name,
-            render: Any = render,
-            compile_args: Any = compile_args,
-            **kw: Any,
-        ) -> Any:
-            page = kw.pop("page")
-            rows = select(state, e_id, *compile_args(kw))
-            size = state.world.page_size
-            pages = max(1, -(-len(rows) // size))
-            if page > pages:
-                raise page_error(page, pages)
-            shown = rows[(page - 1) * size : page * size]
-            return {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
-
-        numeric = [
-            (c, ch) for c, ch in es["attributes"].items() if arch.entity(e_id).attribute(c).kind in kinds.NUMERIC
-        ]  # type: ignore[union-attr]
-
-        def count(
-            state: DomainState, e_id: str = e_id, compile_args: Any = compile_args, numeric: Any = numeric, **kw: Any
-        ) -> Any:
-            rows = select(state, e_id, *compile_args(kw))
-            totals = {ch: round(sum(r.get(c) or 0 for r in rows), 2) for c, ch in numeric}
-            return {"count": len(rows), "totals": totals} if totals else {"count": len(rows)}
-
-        fdesc = (
-            f"Find {plural_name} matching every filter given (filters left out match anything); "
-            "results are paged, in id order."
-        )
-        out.append(
-            tool_from_model(
-                f"find_{plural_name}",
-                find,
-                "read",
-                fdesc,
-                _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))}),
-            )
-        )
-        cdesc = f"Count the {plural_name} matching every filter given" + (
-            ", with the totals of their numeric fields." if numeric else "."
-        )
-        out.append(
-            tool_from_model(f"count_{plural_name}", count, "read", cdesc, _model(f"count_{plural_name}", fields))
-        )
+        out += _entity_tools(arch, es, names)
     for link in schema["links"]:
         for a, b in (link["between"], link["between"][::-1]):
             na, nb = names[a], names[b]
