@@ -44,6 +44,9 @@ def matching(state: DomainState, sel: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows a selector names (the generator's own evaluation, on the episode's state)."""
     from toolgym.synth.domains.tools import select
 
+    if "key" in sel:
+        row = state.get(sel["entity"], sel["key"])
+        return [row] if row is not None else []
     conds = [(a, op, resolve(state, v)) for a, op, v in sel["where"]]
     eqs = [(a, v) for a, op, v in conds if op == "eq" and v is not None and not isinstance(v, list)]
     preds = [lambda r, a=a, op=op, v=v: compare(r.get(a), op, v) for a, op, v in conds]
@@ -62,6 +65,8 @@ def _fmt(v: Any, kind: str) -> str:
 
 def phrase(world: DomainWorld, sel: dict[str, Any]) -> str:
     """A selector's conditions in words (``"whose client is Maren Okafor and whose status is scheduled"``)."""
+    if "key" in sel:
+        return str(sel["key"])
     ent = world.arch.entity(sel["entity"])
     names = world.entities[sel["entity"]]["attributes"]
     parts = []
@@ -98,12 +103,21 @@ def _candidate_conds(state: DomainState, entity: str, row: dict[str, Any]) -> li
     return out
 
 
-def unique_selector(state: DomainState, entity: str, row: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
-    """Constraints that name exactly ``row`` (its label when the entity has one), or None."""
+def unique_selector(
+    state: DomainState,
+    entity: str,
+    row: dict[str, Any],
+    rng: random.Random,
+    avoid: set[str] = frozenset(),  # type: ignore[assignment]
+) -> dict[str, Any] | None:
+    """Constraints that name exactly ``row`` (its label when the entity has one), or None.
+
+    ``avoid``: attributes the constraints may not use (the one a lookup asks for).
+    """
     label = state.world.entities[entity]["label"]
     if label is not None and rng.random() < 0.7:
         return {"entity": entity, "where": [[label, "eq", row[label]]]}
-    conds = _candidate_conds(state, entity, row)
+    conds = [c for c in _candidate_conds(state, entity, row) if c[0] not in avoid]
     rng.shuffle(conds)
     conds.sort(key=lambda c: not isinstance(c[2], dict))  # refs first: they read naturally
     chosen: list[list[Any]] = []

@@ -124,6 +124,12 @@ def resolve(names: Names, v: Any) -> Program:
 
 def select(names: Names, sel: dict[str, Any]) -> Program:
     """The rows a selector names, through tools (filters, pages, then every condition locally)."""
+    if "key" in sel:
+        ent = names.entities[sel["entity"]]
+        (got,) = yield from batched(
+            [(f"get_{ent['name']}", {"id": sel["key"]})], f"Reading {ent['name']} {sel['key']}."
+        )
+        return [names.row(sel["entity"], got)]
     conds = []
     for a, op, v in sel["where"]:
         conds.append((a, op, (yield from resolve(names, v))))

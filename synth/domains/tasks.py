@@ -158,10 +158,16 @@ class Builder:
 
     def selector_tools(self, sel: dict[str, Any]) -> None:
         """The tools resolving a selector (its entity's, and those of labels it names)."""
-        self.reads(sel["entity"])
+        if "key" in sel:
+            self.need(f"get_{self.world.entities[sel['entity']]['name']}")
+            return
+        if self.difficulty == 1:  # the shortest toolset that does: find (by label or filters)
+            self.need(f"find_{self.world.entities[sel['entity']]['plural']}")
+        else:
+            self.reads(sel["entity"])
         for _, _, v in sel["where"]:
             if isinstance(v, dict):
-                self.reads(v["label_of"])
+                self.need(f"find_{self.world.entities[v['label_of']]['plural']}")
 
     def write(self, act_id: str) -> None:
         """An action's tool, and the reads its rules need (every entity's get and find)."""
@@ -215,8 +221,9 @@ def lookup(b: Builder) -> TaskDraft | None:
     w, rng = b.world, b.rng
     # the asked field's table is the largest one can: a random row's value (the random gate) is a
     # plausible guess, so small tables make guessable tasks
-    ents = sorted((e for e in w.entities if w.rows[e]), key=lambda e: (-len(w.rows[e]), rng.random()))
-    for e in ents[:3]:
+    ents = sorted((e for e in w.entities if w.rows[e]), key=lambda e: -len(w.rows[e]))[:3]
+    ents.sort(key=lambda e: -len(w.rows[e]) * rng.random())  # larger tables first, more likely
+    for e in ents:
         row = rng.choice(list(w.rows[e].values()))
         size = len(w.rows[e])
         via = [a for a in w.attrs(e) if a.kind == "ref" and row.get(a.name) is not None and len(w.rows[a.to]) >= size]  # type: ignore[index]
@@ -232,10 +239,15 @@ def lookup(b: Builder) -> TaskDraft | None:
             and (a.kind in ANSWER_FIELDS or a.kind in kinds.NUMERIC)
             and _unique_value(w, path_ent, a.name, path_row.get(a.name))
         ]
-        sel = query.unique_selector(b.state, e, row, rng)
-        if not fields or sel is None:
+        if not fields:
             continue
         field = rng.choice(fields)
+        if b.difficulty == 1 and w.entities[e]["label"] is None:  # by key: one get, a short toolset
+            sel: dict[str, Any] | None = {"entity": e, "key": row["id"]}
+        else:
+            sel = query.unique_selector(b.state, e, row, rng, avoid=set() if path else {field.name})
+        if sel is None:
+            continue
         b.selector_tools(sel)
         if path:
             b.need(f"get_{w.entities[path_ent]['name']}")

@@ -90,19 +90,21 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
     for canon, chosen in ent_schema["attributes"].items():
         a = ent.attribute(canon)
         assert a is not None
-        desc = _what(a, names)
+        # filters are left out to match anything (not nullable: null is not a filter), and carry
+        # descriptions only where the name and type do not say it all: schemas are prompt tokens
         if a.kind in kinds.NUMERIC:
-            t = Number | None
-            fields[f"min_{chosen}"] = (t, Field(None, description=f"at least this {chosen}"))
-            fields[f"max_{chosen}"] = (t, Field(None, description=f"at most this {chosen}"))
+            t = Integer if a.kind in ("int", "percent", "duration") else Number
+            fields[f"min_{chosen}"] = (t, Field(None))
+            fields[f"max_{chosen}"] = (t, Field(None))
             plan += [(f"min_{chosen}", canon, "ge", a.kind), (f"max_{chosen}", canon, "le", a.kind)]
         elif a.kind in kinds.TEMPORAL:
-            t = _kind_type(a.kind, None) | None
-            fields[f"{chosen}_from"] = (t, Field(None, description=f"{chosen} on or after this {desc}"))
-            fields[f"{chosen}_to"] = (t, Field(None, description=f"{chosen} on or before this"))
+            t = _kind_type(a.kind, None)
+            fields[f"{chosen}_from"] = (t, Field(None, description="inclusive"))
+            fields[f"{chosen}_to"] = (t, Field(None, description="inclusive"))
             plan += [(f"{chosen}_from", canon, "ge", a.kind), (f"{chosen}_to", canon, "le", a.kind)]
         else:
-            fields[chosen] = (_kind_type(a.kind, a.values) | None, Field(None, description=desc))
+            desc = _what(a, names) if a.kind == "ref" else None
+            fields[chosen] = (_kind_type(a.kind, a.values), Field(None, description=desc))
             plan.append((chosen, canon, "eq", a.kind))
 
     def compile_args(kw: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[Pred]]:

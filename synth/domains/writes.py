@@ -118,7 +118,7 @@ def bulk(b: Builder) -> TaskDraft | None:
     w, rng = b.world, b.rng
     for a in _actions(b, lambda a: a.target is not None):
         for _ in range(8):
-            sel = query.group_selector(b.state, a.entity, 10, 30, rng)
+            sel = query.group_selector(b.state, a.entity, 12, 60, rng)
             if sel is None:
                 break
             rows = query.matching(b.state, sel)
@@ -132,7 +132,9 @@ def bulk(b: Builder) -> TaskDraft | None:
                 d = requests.simulate(scratch, req)
                 if d is not None:
                     done.append(d)
-            if len(done) < 5 or len(rows) - len(done) < 2:
+            labels = sum(isinstance(v, dict) for _, _, v in sel["where"])
+            calls = labels + -(-len(rows) // w.page_size) + len(done)  # the reference's least: gets add to it
+            if len(done) < 5 or len(rows) - len(done) < 2 or calls < 20:
                 continue
             b.state = scratch
             b.write(a.id)
