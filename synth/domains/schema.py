@@ -28,10 +28,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from pydantic import BaseModel
+
 from toolgym.synth.domains.ontology import Action, Archetype, Count, Entity, Param, Policy
 
-#: Names a tool argument may not take (they are the key or the tools' own arguments).
-RESERVED = frozenset({"id", "page", "answer", "model_config", "model_fields", "schema", "json", "dict", "copy"})
+#: Names a tool argument may not take: the key, the tools' own arguments, and what would shadow
+#: an attribute of pydantic's BaseModel (the argument models are pydantic models).
+RESERVED = frozenset({"id", "page", "answer"} | {n for n in dir(BaseModel) if not n.startswith("_")})
 
 
 def plural(word: str) -> str:
@@ -127,12 +130,19 @@ def _counted(pol: Policy) -> set[str]:
     return {c.count for c in [*pol.forbid_if, *pol.when, *pol.require] if isinstance(c, Count)}
 
 
-def _choose_name(rng: random.Random, canonical: str, aliases: list[str], taken: set[str]) -> str:
-    pick = rng.choice([canonical, *aliases])
-    if pick in taken or pick in RESERVED:
-        pick = canonical
-    taken.add(pick)
-    return pick
+def _choose_name(rng: random.Random, canonical: str, aliases: list[str], taken: set[str], scope: str = "") -> str:
+    """The canonical name or an alias drawn at random, avoiding clashes and reserved names.
+
+    Falls back to another option, then to ``<scope>_<canonical>`` (an attribute called ``copy``
+    becomes ``book_copy`` in the tools).
+    """
+    options = [canonical, *aliases]
+    pick = rng.choice(options)
+    for name in [pick, *options, f"{scope}_{canonical}", f"{scope}_{canonical}_2"]:
+        if name not in taken and name not in RESERVED:
+            taken.add(name)
+            return name
+    raise ValueError(f"no free name for {canonical!r}")
 
 
 def _entities(arch: Archetype, rng: random.Random) -> list[str]:
@@ -161,17 +171,17 @@ def sample_schema(arch: Archetype, rng: random.Random) -> dict[str, Any]:
     for e in arch.entities:
         if e.id not in ents:
             continue
-        name = _choose_name(rng, e.id, e.aliases, ent_taken)
+        name = _choose_name(rng, e.id, e.aliases, ent_taken, "the")
         attrs: dict[str, str] = {}
         taken: set[str] = {"id"}
         for a in e.attributes:
             keep = a.core or a.name == e.label or a.kind == "ref" or (e.id, a.name) in needed or rng.random() < 0.6
             keep = keep or any(b.source == a.name for b in e.attributes if b.kind == "email")
             if keep:
-                attrs[a.name] = _choose_name(rng, a.name, a.aliases, taken)
+                attrs[a.name] = _choose_name(rng, a.name, a.aliases, taken, e.id)
         for a in e.attributes:  # an email's source, even if the email was drawn after it
             if a.kind == "email" and a.name in attrs and a.source and a.source not in attrs:
-                attrs[a.source] = a.source
+                attrs[a.source] = _choose_name(rng, a.source, [], taken, e.id)
         attrs = {a.name: attrs[a.name] for a in e.attributes if a.name in attrs}
         entities.append(
             {

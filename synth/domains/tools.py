@@ -92,6 +92,8 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
         assert a is not None
         # filters are left out to match anything (not nullable: null is not a filter), and carry
         # descriptions only where the name and type do not say it all: schemas are prompt tokens
+        if {chosen, f"min_{chosen}", f"{chosen}_from"} & set(fields):  # a name another filter took
+            continue
         if a.kind in kinds.NUMERIC:
             t = Integer if a.kind in ("int", "percent", "duration") else Number
             fields[f"min_{chosen}"] = (t, Field(None))
