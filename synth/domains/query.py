@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 from toolgym.synth.domains import kinds
-from toolgym.synth.domains.rules import compare
+from toolgym.synth.domains.rules import predicate
 from toolgym.synth.domains.world import DomainState, DomainWorld
 
 
@@ -42,15 +42,13 @@ def resolve(state: DomainState, v: Any) -> Any:
 
 def matching(state: DomainState, sel: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows a selector names (the generator's own evaluation, on the episode's state)."""
-    from toolgym.synth.domains.tools import select
-
     if "key" in sel:
         row = state.get(sel["entity"], sel["key"])
         return [row] if row is not None else []
     conds = [(a, op, resolve(state, v)) for a, op, v in sel["where"]]
     eqs = [(a, v) for a, op, v in conds if op == "eq" and v is not None and not isinstance(v, list)]
-    preds = [lambda r, a=a, op=op, v=v: compare(r.get(a), op, v) for a, op, v in conds]
-    return select(state, sel["entity"], eqs, preds)
+    preds = [predicate(a, op, v) for a, op, v in conds if op != "eq" or (a, v) not in eqs]
+    return state.where(sel["entity"], eqs, preds)
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -133,30 +131,40 @@ def unique_selector(
 
 
 def group_selector(
-    state: DomainState, entity: str, lo: int, hi: int, rng: random.Random, tries: int = 30
+    state: DomainState, entity: str, lo: int, hi: int, rng: random.Random, tries: int = 12
 ) -> dict[str, Any] | None:
-    """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (refs, enums, ranges), or None."""
-    rows = list(state.rows(entity))
-    if len(rows) < lo:
-        return None
+    """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (refs, enums, ranges), or None.
+
+    Each try takes an anchor row and adds constraints it meets (equalities first: they go through
+    the indices) until the group is small enough, narrowing the candidate list as it goes.
+    """
     world = state.world
-    attrs = [a for a in world.attrs(entity) if a.kind in ("ref", "enum", "flag") or a.kind in kinds.NUMERIC]
-    attrs += [a for a in world.attrs(entity) if a.kind in ("date", "datetime")]
-    if not attrs:
+    eq_attrs = [a for a in world.attrs(entity) if a.kind in ("ref", "enum", "flag")]
+    range_attrs = [a for a in world.attrs(entity) if a.kind in kinds.NUMERIC or a.kind in ("date", "datetime")]
+    keys = list(world.rows[entity])
+    if len(keys) < lo or not (eq_attrs or range_attrs):
         return None
     for _ in range(tries):
+        anchor = state.get(entity, rng.choice(keys))
+        n_eq = rng.randint(1 if eq_attrs and (len(keys) > 200 or not range_attrs) else 0, min(2, len(eq_attrs)))
+        order = rng.sample(eq_attrs, n_eq)  # large tables start from an index, not a scan
+        order += rng.sample(range_attrs, rng.randint(0 if order else 1, min(2, len(range_attrs))))
         where: list[list[Any]] = []
-        for a in rng.sample(attrs, min(len(attrs), rng.randint(1, 3))):
-            pivot = rng.choice(rows).get(a.name)
-            if pivot is None:
+        cands: list[dict[str, Any]] | None = None
+        for a in order:
+            v = anchor.get(a.name)  # type: ignore[union-attr]
+            if v is None:
                 continue
-            if a.kind == "ref":
-                where.append([a.name, "eq", ref_value(state, a.to, pivot)])  # type: ignore[arg-type]
-            elif a.kind in ("enum", "flag"):
-                where.append([a.name, "eq", pivot])
+            op = "eq" if a in eq_attrs else rng.choice(["ge", "le"])
+            if cands is None and op == "eq":
+                cands = state.where(entity, [(a.name, v)], [])
             else:
-                where.append([a.name, rng.choice(["ge", "le"]), pivot])
-        sel = {"entity": entity, "where": where}
-        if where and lo <= len(matching(state, sel)) <= hi:
-            return sel
+                test = predicate(a.name, op, v)
+                cands = [r for r in (state.rows(entity) if cands is None else cands) if test(r)]
+            shown = ref_value(state, a.to, v) if a.kind == "ref" else v  # type: ignore[arg-type]
+            where.append([a.name, op, shown])
+            if len(cands) < lo:
+                break
+            if len(cands) <= hi:
+                return {"entity": entity, "where": where}
     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -145,9 +146,28 @@ def compare(left: Any, op: str, right: Any) -> bool:
     return bool(left >= right)  # ge
 
 
+def predicate(attr: str, op: str, v: Any) -> Callable[[dict[str, Any]], bool]:
+    """``row -> row[attr] op v`` (:func:`compare`), with fast paths for orderings of plain values."""
+    if op in ("ge", "le", "gt", "lt") and isinstance(v, int | float | str) and not isinstance(v, bool):
+        number = not isinstance(v, str)
+
+        def ordered(r: dict[str, Any]) -> bool:
+            x = r.get(attr)
+            if x is None or isinstance(x, bool) or isinstance(x, str) == number:
+                return False
+            return x >= v if op == "ge" else x <= v if op == "le" else x > v if op == "gt" else x < v
+
+        return ordered
+    return lambda r: compare(r.get(attr), op, v)
+
+
 def count(c: Count, call: Call, reader: Reader) -> int:
-    """How many rows of ``c.count`` satisfy its ``where`` conditions."""
+    """How many rows of ``c.count`` satisfy its ``where`` conditions (indexed when the reader can)."""
     subs = [(str(s[0]), s[1], value(s[2], call, reader) if len(s) == 3 else None) for s in c.where]
+    where = getattr(reader, "where", None)
+    if where is not None:
+        eqs = [(f, r) for f, op, r in subs if op == "eq" and r is not None and not isinstance(r, list | dict)]
+        return len(where(c.count, eqs, [predicate(f, op, r) for f, op, r in subs if op != "eq" or (f, r) not in eqs]))
     return sum(1 for row in reader.rows(c.count) if all(compare(row.get(f), op, r) for f, op, r in subs))
 
 

@@ -37,6 +37,7 @@ from toolgym.envs.tools import Tool, ToolError, tool_from_model
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.actions import write_tools
 from toolgym.synth.domains.ontology import Archetype, Attribute, Param
+from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState, archetype
 
 DATE = r"^\d{4}-\d\d-\d\d$"
@@ -134,27 +135,8 @@ def _bound(canon: str, op: str, v: Any) -> Pred:
 
 
 def select(state: DomainState, entity: str, eqs: list[tuple[str, Any]], preds: list[Pred]) -> list[dict[str, Any]]:
-    """Rows of ``entity`` (as the episode sees them) with every equality and predicate, in key order.
-
-    Equalities go through the world's indices (the smallest bucket is scanned), so a filtered
-    read costs the size of its answer, not of the table; the episode's changed rows are checked
-    on their own.
-    """
-    world = state.world
-    over = state.overlay.get(entity)
-    if eqs:
-        base = world.rows[entity]
-        bucket = min((world.index(entity, a).get(v, ()) for a, v in eqs), key=len)
-        cands: Any = (base[k] for k in bucket if not over or k not in over)
-        checks = [*(lambda r, a=a, v=v: r.get(a) == v for a, v in eqs), *preds]
-        out = [r for r in cands if all(p(r) for p in checks)]
-        if over:
-            out += [r for r in over.values() if all(p(r) for p in checks)]
-            out.sort(key=lambda r: r["id"])
-        return out
-    if not preds:
-        return list(state.rows(entity))
-    return [r for r in state.rows(entity) if all(p(r) for p in preds)]
+    """Rows of ``entity`` with every equality and predicate (:meth:`DomainState.where`)."""
+    return state.where(entity, eqs, preds)
 
 
 def page_error(page: int, pages: int) -> ToolError:
@@ -243,46 +225,33 @@ def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) ->
     return out
 
 
-def _read_tools(arch: Archetype, schema: dict[str, Any]) -> list[Tool]:
-    """Get / find / count per entity, and both directions of every link."""
-    names = {e["id"]: e for e in schema["entities"]}
+def _link_tools(link: dict[str, Any], names: dict[str, Any]) -> list[Tool]:
+    """``list_<B plural>_of_<A>`` for both directions of a link."""
     out: list[Tool] = []
-    for es in schema["entities"]:
-        out += _entity_tools(arch, es, names)
-    for link in schema["links"]:
-        for a, b in (link["between"], link["between"][::-1]):
-            na, nb = names[a], names[b]
-            render = _renderer(nb)
+    for a, b in (link["between"], link["between"][::-1]):
+        na, nb = names[a], names[b]
+        render = _renderer(nb)
 
-            def related(
-                state: DomainState,
-                link_id: str = link["id"],
-                a: str = a,
-                b: str = b,
-                render: Any = render,
-                na: Any = na,
-                nb: Any = nb,
-                **kw: Any,
-            ) -> Any:
-                key = kw[f"{na['name']}_id"]
-                if state.get(a, key) is None:
-                    raise ToolError(
-                        f"no {na['name']} with id {key!r}; {na['name']} ids look like {na['key_prefix']}-00001"
-                    )
-                keys = state.world.linked[(link_id, a)].get(key, [])
-                return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
+        def related(
+            state: DomainState,
+            link_id: str = link["id"],
+            a: str = a,
+            b: str = b,
+            render: Any = render,
+            na: Any = na,
+            nb: Any = nb,
+            **kw: Any,
+        ) -> Any:
+            key = kw[f"{na['name']}_id"]
+            if state.get(a, key) is None:
+                raise ToolError(f"no {na['name']} with id {key!r}; {na['name']} ids look like {na['key_prefix']}-00001")
+            keys = state.world.linked[(link_id, a)].get(key, [])
+            return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
 
-            tname = f"list_{nb['plural']}_of_{na['name']}"
-            d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
-            out.append(
-                tool_from_model(
-                    tname,
-                    related,
-                    "read",
-                    d,
-                    _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))}),
-                )
-            )
+        tname = f"list_{nb['plural']}_of_{na['name']}"
+        d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
+        model = _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))})
+        out.append(tool_from_model(tname, related, "read", d, model))
     return out
 
 
@@ -303,24 +272,74 @@ def submit_tool(answer: str) -> Tool:
     return tool_from_model("submit", _submit, "read", "Submit the final answer; this ends the episode.", model)
 
 
-@functools.lru_cache(maxsize=512)
-def _all_tools(arch_id: str, schema_json: str) -> dict[str, Tool]:
-    schema = json.loads(schema_json)
+@functools.lru_cache(maxsize=8192)
+def _unit(arch_id: str, kind: str, key: str) -> tuple[Tool, ...]:
+    """The tools of one part of a schema, cached by that part alone.
+
+    Worlds that sample an entity (or an action, or a link) the same way share its tools: a
+    pydantic model and its JSON schema cost about a millisecond each.
+    """
     arch = archetype(arch_id)
-    for e in schema["entities"]:  # archetype order (the cache key sorted them)
+    part = json.loads(key)
+    if kind == "entity":
+        e = part["entity"]  # json sorted the attributes: archetype order again
+        e["attributes"] = {
+            a.name: e["attributes"][a.name] for a in arch.entity(e["id"]).attributes if a.name in e["attributes"]
+        }
+        return tuple(_entity_tools(arch, e, part["names"]))
+    for e in [*part.get("names", {}).values(), *part.get("entities", [])]:
+        if "attributes" in e:
+            e["attributes"] = {
+                a.name: e["attributes"][a.name] for a in arch.entity(e["id"]).attributes if a.name in e["attributes"]
+            }
+    if kind == "link":
+        return tuple(_link_tools(part["link"], part["names"]))
+    return tuple(write_tools(arch, part, _kind_type, _what))
+
+
+def _parts(arch_id: str, schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, key) of every part of a schema, with the names each part's tools depend on."""
+    arch = archetype(arch_id)
+
+    def full(e: dict[str, Any]) -> dict[str, Any]:  # attributes in archetype order
         chosen = e["attributes"]
-        e["attributes"] = {a.name: chosen[a.name] for a in arch.entity(e["id"]).attributes if a.name in chosen}
-    out: dict[str, Tool] = {}
-    for t in [*_read_tools(arch, schema), *write_tools(arch, schema, _kind_type, _what)]:
-        if t.name in out:
-            raise ValueError(f"archetype {arch_id}: two tools named {t.name!r} (rename a verb or an alias)")
-        out[t.name] = t
+        return {
+            **e,
+            "attributes": {a.name: chosen[a.name] for a in arch.entity(e["id"]).attributes if a.name in chosen},
+        }
+
+    def slim(e: dict[str, Any]) -> dict[str, Any]:  # what a ref's description names
+        return {k: e[k] for k in ("id", "name", "plural", "key_prefix", "label")}
+
+    names = {e["id"]: e for e in schema["entities"]}
+    out = []
+    for e in schema["entities"]:
+        refs = {a.to: slim(names[a.to]) for a in arch.entity(e["id"]).attributes if a.name in e["attributes"] and a.to}
+        out.append(("entity", json.dumps({"entity": full(e), "names": refs}, sort_keys=True)))
+    for link in schema["links"]:
+        ends = {x: full(names[x]) for x in link["between"]}
+        out.append(("link", json.dumps({"link": link, "names": ends}, sort_keys=True)))
+    for act in schema["actions"]:
+        spec = next(a for a in arch.actions if a.id == act["id"])
+        others = [p.to for p in action_params(spec, arch.entity(spec.entity)).values() if p.to and p.to != spec.entity]
+        ents = [full(names[spec.entity]), *(slim(names[x]) for x in sorted(set(others)))]
+        out.append(("action", json.dumps({"entities": ents, "links": [], "actions": [act]}, sort_keys=True)))
     return out
 
 
 def all_tools(arch_id: str, schema: dict[str, Any]) -> dict[str, Tool]:
-    """Every tool a world's schema implies, by name (``submit`` aside); cached per schema."""
-    return _all_tools(arch_id, json.dumps(schema, sort_keys=True))
+    """Every tool a world's schema implies, by name (``submit`` aside).
+
+    Raises:
+        ValueError: Two tools would share a name (an archetype whose verbs and aliases clash).
+    """
+    out: dict[str, Tool] = {}
+    for kind, key in _parts(arch_id, schema):
+        for t in _unit(arch_id, kind, key):
+            if t.name in out:
+                raise ValueError(f"archetype {arch_id}: two tools named {t.name!r} (rename a verb or an alias)")
+            out[t.name] = t
+    return out
 
 
 def toolset(tool_config: dict[str, Any]) -> list[Tool]:
@@ -329,7 +348,12 @@ def toolset(tool_config: dict[str, Any]) -> list[Tool]:
     Raises:
         KeyError: The config exposes a tool the schema does not imply.
     """
-    tools = all_tools(tool_config["archetype"], tool_config["schema"])
+    tools = _cached_all(tool_config["archetype"], json.dumps(tool_config["schema"], sort_keys=True))
     expose = tool_config.get("expose")
     chosen = list(tools.values()) if expose is None else [tools[n] for n in expose]
     return [*chosen, submit_tool(tool_config.get("answer", "text"))]
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_all(arch_id: str, schema_json: str) -> dict[str, Tool]:
+    return all_tools(arch_id, json.loads(schema_json))

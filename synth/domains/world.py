@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,37 @@ class DomainState:
         for key, row in over.items():
             if key not in base:
                 yield row
+
+    def where(
+        self, entity: str, eqs: list[tuple[str, Any]], preds: list[Callable[[dict[str, Any]], bool]]
+    ) -> list[dict[str, Any]]:
+        """Rows of ``entity`` (as the episode sees them) with every equality and predicate, in key order.
+
+        Equalities go through the world's indices (the smallest bucket is scanned), so a filtered
+        read costs the size of its answer, not of the table; the episode's changed rows are
+        checked on their own.
+        """
+        world = self.world
+        over = self.overlay.get(entity)
+        if not eqs:
+            if not preds:
+                return list(self.rows(entity))
+            return [r for r in self.rows(entity) if all(p(r) for p in preds)]
+        base = world.rows[entity]
+        buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
+        bucket = buckets[0][0]
+        rest = [(a, v) for _, a, v in buckets[1:]]
+        out = []
+        for k in bucket:
+            if over and k in over:
+                continue
+            r = base[k]
+            if all(r.get(a) == v for a, v in rest) and all(p(r) for p in preds):
+                out.append(r)
+        if over:
+            out += [r for r in over.values() if all(r.get(a) == v for a, v in eqs) and all(p(r) for p in preds)]
+            out.sort(key=lambda r: r["id"])
+        return out
 
     def put(self, entity: str, row: dict[str, Any]) -> None:
         """Store a changed or new row (a new dict: rows of the world are never modified)."""
