@@ -36,7 +36,8 @@ import jinja2
 
 from toolgym.spec import TaskDraft
 from toolgym.synth.domains import kinds, query, requests
-from toolgym.synth.domains.ontology import Action
+from toolgym.synth.domains.ontology import Action, Count
+from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState, DomainWorld
 from toolgym.verifiers.state import state_hash
 
@@ -169,11 +170,26 @@ class Builder:
             if isinstance(v, dict):
                 self.need(f"find_{self.world.entities[v['label_of']]['plural']}")
 
-    def write(self, act_id: str) -> None:
-        """An action's tool, and the reads its rules need (every entity's get and find)."""
+    def write(self, act_id: str, *selectors: dict[str, Any] | None) -> None:
+        """An action's tool, the reads its rules need, and the tools resolving its targets' selectors."""
+        for sel in selectors:
+            if sel is not None and "key" not in sel:
+                self.selector_tools(sel)
         self.actions.append(act_id)
-        self.reads(*self.world.entities)
-        self.need(*(f"count_{e['plural']}" for e in self.world.entities.values()))
+        w = self.world
+        act = next(a for a in w.arch.actions if a.id == act_id)
+        self.need(*(f"get_{e['name']}" for e in w.entities.values()))  # rules read related rows
+        self.need(f"find_{w.entities[act.entity]['plural']}")
+        conds = [
+            *act.requires,
+            *(c for p in w.arch.policies if p.action == act_id for c in p.forbid_if + p.when + p.require),
+        ]
+        for c in conds:
+            if isinstance(c, Count) and c.count in w.entities:  # counted through count (or find)
+                self.need(f"count_{w.entities[c.count]['plural']}", f"find_{w.entities[c.count]['plural']}")
+        for p in action_params(act, w.arch.entity(act.entity)).values():
+            if p.kind == "ref" and p.to in w.entities:  # named by label: found with find
+                self.need(f"find_{w.entities[p.to]['plural']}")
         self.need(self.world.action_tools[act_id])
 
     def draft(
@@ -203,9 +219,9 @@ class Builder:
     def _expose(self) -> list[str] | None:
         if self.difficulty >= 5:
             return None
-        from toolgym.synth.domains.tools import all_tools
+        from toolgym.synth.domains.tools import tool_names
 
-        every = list(all_tools(self.world.arch.id, self.world.schema))
+        every = tool_names(self.world.arch.id, self.world.schema)
         others = [t for t in every if t not in self.tools]
         n = {1: 0, 2: 1, 3: 2, 4: 3}.get(self.difficulty, 0)
         extra = random.Random(self.extra_seed).sample(others, min(n, len(others)))
@@ -365,7 +381,7 @@ def act(b: Builder) -> TaskDraft | None:
         done = requests.simulate(b.state, req)
         if done is None:
             continue
-        b.write(a.id)
+        b.write(a.id, req["target"])
         done_words = "acted on" if a.target else "created"
         body = render("act", rng, request=requests.describe(b.state, req), thing=_name(w, a.entity), done=done_words)
         return b.draft("act", body, {"requests": [req]}, "text", done, {"ids_of": a.entity, "n": 1})

@@ -153,9 +153,8 @@ def _model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
     return pydantic.create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload, no-any-return]
 
 
-def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> list[Tool]:
-    """``get_<entity>``, ``find_<plural>`` and ``count_<plural>`` of one entity."""
-    out: list[Tool] = []
+def _get_tool(es: dict[str, Any]) -> Tool:
+    """``get_<entity>(id)``."""
     e_id, name, plural_name = es["id"], es["name"], es["plural"]
     render = _renderer(es)
     label = es["attributes"].get(es["label"]) if es["label"] else None
@@ -168,15 +167,14 @@ def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) ->
         return render(row)
 
     desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
-    out.append(
-        tool_from_model(
-            f"get_{name}",
-            get,
-            "read",
-            desc,
-            _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))}),
-        )
-    )
+    model = _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))})
+    return tool_from_model(f"get_{name}", get, "read", desc, model)
+
+
+def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
+    """``find_<plural>(filters…, page)``."""
+    e_id, plural_name = es["id"], es["plural"]
+    render = _renderer(es)
     fields, compile_args = _filters(arch, es, names)
 
     def find(
@@ -196,6 +194,18 @@ def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) ->
         shown = rows[(page - 1) * size : page * size]
         return {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
 
+    desc = (
+        f"Find {plural_name} matching every filter given (filters left out match anything); "
+        "results are paged, in id order."
+    )
+    model = _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))})
+    return tool_from_model(f"find_{plural_name}", find, "read", desc, model)
+
+
+def _count_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
+    """``count_<plural>(filters…)``: the count and the totals of numeric fields."""
+    e_id, plural_name = es["id"], es["plural"]
+    fields, compile_args = _filters(arch, es, names)
     numeric = [(c, ch) for c, ch in es["attributes"].items() if arch.entity(e_id).attribute(c).kind in kinds.NUMERIC]  # type: ignore[union-attr]
 
     def count(
@@ -205,54 +215,37 @@ def _entity_tools(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) ->
         totals = {ch: round(sum(r.get(c) or 0 for r in rows), 2) for c, ch in numeric}
         return {"count": len(rows), "totals": totals} if totals else {"count": len(rows)}
 
-    fdesc = (
-        f"Find {plural_name} matching every filter given (filters left out match anything); "
-        "results are paged, in id order."
-    )
-    out.append(
-        tool_from_model(
-            f"find_{plural_name}",
-            find,
-            "read",
-            fdesc,
-            _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))}),
-        )
-    )
-    cdesc = f"Count the {plural_name} matching every filter given" + (
+    desc = f"Count the {plural_name} matching every filter given" + (
         ", with the totals of their numeric fields." if numeric else "."
     )
-    out.append(tool_from_model(f"count_{plural_name}", count, "read", cdesc, _model(f"count_{plural_name}", fields)))
-    return out
+    return tool_from_model(f"count_{plural_name}", count, "read", desc, _model(f"count_{plural_name}", fields))
 
 
-def _link_tools(link: dict[str, Any], names: dict[str, Any]) -> list[Tool]:
-    """``list_<B plural>_of_<A>`` for both directions of a link."""
-    out: list[Tool] = []
-    for a, b in (link["between"], link["between"][::-1]):
-        na, nb = names[a], names[b]
-        render = _renderer(nb)
+def _link_tool(link: dict[str, Any], a: str, b: str, names: dict[str, Any]) -> Tool:
+    """``list_<B plural>_of_<A>(<A>_id)``: one direction of a link."""
+    na, nb = names[a], names[b]
+    render = _renderer(nb)
 
-        def related(
-            state: DomainState,
-            link_id: str = link["id"],
-            a: str = a,
-            b: str = b,
-            render: Any = render,
-            na: Any = na,
-            nb: Any = nb,
-            **kw: Any,
-        ) -> Any:
-            key = kw[f"{na['name']}_id"]
-            if state.get(a, key) is None:
-                raise ToolError(f"no {na['name']} with id {key!r}; {na['name']} ids look like {na['key_prefix']}-00001")
-            keys = state.world.linked[(link_id, a)].get(key, [])
-            return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
+    def related(
+        state: DomainState,
+        link_id: str = link["id"],
+        a: str = a,
+        b: str = b,
+        render: Any = render,
+        na: Any = na,
+        nb: Any = nb,
+        **kw: Any,
+    ) -> Any:
+        key = kw[f"{na['name']}_id"]
+        if state.get(a, key) is None:
+            raise ToolError(f"no {na['name']} with id {key!r}; {na['name']} ids look like {na['key_prefix']}-00001")
+        keys = state.world.linked[(link_id, a)].get(key, [])
+        return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
 
-        tname = f"list_{nb['plural']}_of_{na['name']}"
-        d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
-        model = _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))})
-        out.append(tool_from_model(tname, related, "read", d, model))
-    return out
+    tname = f"list_{nb['plural']}_of_{na['name']}"
+    d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
+    model = _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))})
+    return tool_from_model(tname, related, "read", d, model)
 
 
 def _submit(state: DomainState, answer: Any) -> str:
@@ -272,74 +265,88 @@ def submit_tool(answer: str) -> Tool:
     return tool_from_model("submit", _submit, "read", "Submit the final answer; this ends the episode.", model)
 
 
-@functools.lru_cache(maxsize=8192)
-def _unit(arch_id: str, kind: str, key: str) -> tuple[Tool, ...]:
-    """The tools of one part of a schema, cached by that part alone.
+@functools.lru_cache(maxsize=16384)
+def _unit(arch_id: str, kind: str, key: str) -> Tool:
+    """One tool of a schema, cached by the part of the schema it depends on alone.
 
     Worlds that sample an entity (or an action, or a link) the same way share its tools: a
     pydantic model and its JSON schema cost about a millisecond each.
     """
     arch = archetype(arch_id)
     part = json.loads(key)
-    if kind == "entity":
-        e = part["entity"]  # json sorted the attributes: archetype order again
-        e["attributes"] = {
-            a.name: e["attributes"][a.name] for a in arch.entity(e["id"]).attributes if a.name in e["attributes"]
-        }
-        return tuple(_entity_tools(arch, e, part["names"]))
-    for e in [*part.get("names", {}).values(), *part.get("entities", [])]:
-        if "attributes" in e:
+    for e in [*part.get("names", {}).values(), *part.get("entities", []), *filter(None, [part.get("entity")])]:
+        if "attributes" in e:  # json sorted them: archetype order again
             e["attributes"] = {
                 a.name: e["attributes"][a.name] for a in arch.entity(e["id"]).attributes if a.name in e["attributes"]
             }
+    if kind == "get":
+        return _get_tool(part["entity"])
+    if kind == "find":
+        return _find_tool(arch, part["entity"], part["names"])
+    if kind == "count":
+        return _count_tool(arch, part["entity"], part["names"])
     if kind == "link":
-        return tuple(_link_tools(part["link"], part["names"]))
-    return tuple(write_tools(arch, part, _kind_type, _what))
+        return _link_tool(part["link"], part["from"], part["to"], part["names"])
+    (tool,) = write_tools(arch, part, _kind_type, _what)
+    return tool
 
 
-def _parts(arch_id: str, schema: dict[str, Any]) -> list[tuple[str, str]]:
-    """(kind, key) of every part of a schema, with the names each part's tools depend on."""
+def _parts(arch_id: str, schema: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(tool name, kind, key) of every tool of a schema; the key holds what the tool depends on."""
     arch = archetype(arch_id)
 
-    def full(e: dict[str, Any]) -> dict[str, Any]:  # attributes in archetype order
-        chosen = e["attributes"]
-        return {
-            **e,
-            "attributes": {a.name: chosen[a.name] for a in arch.entity(e["id"]).attributes if a.name in chosen},
-        }
+    def full(e: dict[str, Any]) -> dict[str, Any]:
+        return {**e, "attributes": dict(e["attributes"])}
 
     def slim(e: dict[str, Any]) -> dict[str, Any]:  # what a ref's description names
         return {k: e[k] for k in ("id", "name", "plural", "key_prefix", "label")}
+
+    def dump(x: Any) -> str:
+        return json.dumps(x, sort_keys=True)
 
     names = {e["id"]: e for e in schema["entities"]}
     out = []
     for e in schema["entities"]:
         refs = {a.to: slim(names[a.to]) for a in arch.entity(e["id"]).attributes if a.name in e["attributes"] and a.to}
-        out.append(("entity", json.dumps({"entity": full(e), "names": refs}, sort_keys=True)))
+        out.append((f"get_{e['name']}", "get", dump({"entity": full(e)})))
+        key = dump({"entity": full(e), "names": refs})
+        out += [(f"find_{e['plural']}", "find", key), (f"count_{e['plural']}", "count", key)]
     for link in schema["links"]:
         ends = {x: full(names[x]) for x in link["between"]}
-        out.append(("link", json.dumps({"link": link, "names": ends}, sort_keys=True)))
+        for a, b in (link["between"], link["between"][::-1]):
+            key = dump({"link": link, "from": a, "to": b, "names": ends})
+            out.append((f"list_{names[b]['plural']}_of_{names[a]['name']}", "link", key))
     for act in schema["actions"]:
         spec = next(a for a in arch.actions if a.id == act["id"])
         others = [p.to for p in action_params(spec, arch.entity(spec.entity)).values() if p.to and p.to != spec.entity]
         ents = [full(names[spec.entity]), *(slim(names[x]) for x in sorted(set(others)))]
-        out.append(("action", json.dumps({"entities": ents, "links": [], "actions": [act]}, sort_keys=True)))
+        out.append((act["tool"], "action", dump({"entities": ents, "links": [], "actions": [act]})))
     return out
 
 
-def all_tools(arch_id: str, schema: dict[str, Any]) -> dict[str, Tool]:
-    """Every tool a world's schema implies, by name (``submit`` aside).
+def tool_names(arch_id: str, schema: dict[str, Any]) -> list[str]:
+    """The names of every tool a world's schema implies, in toolset order (nothing is built).
 
     Raises:
         ValueError: Two tools would share a name (an archetype whose verbs and aliases clash).
     """
-    out: dict[str, Tool] = {}
-    for kind, key in _parts(arch_id, schema):
-        for t in _unit(arch_id, kind, key):
-            if t.name in out:
-                raise ValueError(f"archetype {arch_id}: two tools named {t.name!r} (rename a verb or an alias)")
-            out[t.name] = t
-    return out
+    names = [name for name, _, _ in _parts(arch_id, schema)]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"archetype {arch_id}: two tools named {dup!r} (rename a verb or an alias)")
+    return names
+
+
+def all_tools(arch_id: str, schema: dict[str, Any], only: set[str] | None = None) -> dict[str, Tool]:
+    """The tools a world's schema implies (those in ``only``, when given), by name, ``submit`` aside.
+
+    Raises:
+        ValueError: Two tools would share a name.
+    """
+    tool_names(arch_id, schema)
+    return {
+        name: _unit(arch_id, kind, key) for name, kind, key in _parts(arch_id, schema) if only is None or name in only
+    }
 
 
 def toolset(tool_config: dict[str, Any]) -> list[Tool]:
@@ -348,12 +355,14 @@ def toolset(tool_config: dict[str, Any]) -> list[Tool]:
     Raises:
         KeyError: The config exposes a tool the schema does not imply.
     """
-    tools = _cached_all(tool_config["archetype"], json.dumps(tool_config["schema"], sort_keys=True))
     expose = tool_config.get("expose")
+    key = json.dumps([tool_config["archetype"], tool_config["schema"], expose], sort_keys=True)
+    tools = _cached_toolset(key)
     chosen = list(tools.values()) if expose is None else [tools[n] for n in expose]
     return [*chosen, submit_tool(tool_config.get("answer", "text"))]
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_all(arch_id: str, schema_json: str) -> dict[str, Tool]:
-    return all_tools(arch_id, json.loads(schema_json))
+def _cached_toolset(key: str) -> dict[str, Tool]:
+    arch_id, schema, expose = json.loads(key)
+    return all_tools(arch_id, schema, None if expose is None else set(expose))

@@ -40,7 +40,7 @@ def conditional(b: Builder) -> TaskDraft | None:
             test = value >= pivot if op == "ge" else value <= pivot
             if test and (requests.blocking(b.state, req) or requests.simulate(b.state, req) is None):
                 continue
-            b.write(a.id)
+            b.write(a.id, req["target"])
             body = render(
                 "conditional",
                 rng,
@@ -98,7 +98,7 @@ def policy(b: Builder) -> TaskDraft | None:
         if len(done) != 1:
             return None
         for r in reqs:
-            b.write(r["action"])
+            b.write(r["action"], r["target"])
         ents = {_entity(b, r) for r in reqs}
         plural = w.entities[ents.pop()]["plural"] if len(ents) == 1 else "records"
         body = render(
@@ -137,7 +137,7 @@ def bulk(b: Builder) -> TaskDraft | None:
             if len(done) < 5 or len(rows) - len(done) < 2 or calls < 20:
                 continue
             b.state = scratch
-            b.write(a.id)
+            b.write(a.id, sel)
             verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id).replace("_", " ")
             described = requests.describe(b.state, {**seed_req, "target": {"entity": a.entity, "where": []}})
             extra = described.split(" with ", 1)[1] if " with " in described else ""
