@@ -283,7 +283,7 @@ class Solver:
             params[k] = yield from resolve(self.names, v)
         ok, changes = yield from self.allowed(act, target, params)
         if not ok:
-            return None
+            return (yield from self.request(req["instead"])) if req.get("instead") else None
         return (yield from self.write(act, target, params, changes))
 
 

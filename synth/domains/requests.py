@@ -104,7 +104,7 @@ def simulate(state: DomainState, req: dict[str, Any]) -> str | None:
         The id of the row acted on or created, or None when it was not done.
     """
     if not feasible(state, req) or blocking(state, req):
-        return None
+        return simulate(state, req["instead"]) if req.get("instead") else None
     act, target, params = raw_call(state, req)
     try:
         row = actions.perform(state, act, target, params)
@@ -126,5 +126,9 @@ def describe(state: DomainState, req: dict[str, Any]) -> str:
         bits.append(f"{names[canon].replace('_', ' ')} {shown}")
     extra = (" with " + ", ".join(bits[:-1]) + (" and " if len(bits) > 1 else "") + bits[-1]) if bits else ""
     if act.target:
-        return f"{verb} the {ent['name'].replace('_', ' ')} {query.phrase(world, req['target'])}{extra}"
-    return f"{verb} a new {ent['name'].replace('_', ' ')}{extra}"
+        text = f"{verb} the {ent['name'].replace('_', ' ')} {query.phrase(world, req['target'])}{extra}"
+    else:
+        text = f"{verb} a new {ent['name'].replace('_', ' ')}{extra}"
+    if req.get("instead"):
+        text += f" (if the rules do not allow that, {describe(state, req['instead'])} instead)"
+    return text

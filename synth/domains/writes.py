@@ -12,6 +12,7 @@ from typing import Any
 
 from toolgym.spec import TaskDraft
 from toolgym.synth.domains import kinds, query, requests
+from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.tasks import ANSWER_FIELDS, Builder, _actions, _name, render
 from toolgym.synth.domains.world import DomainState
 
@@ -93,19 +94,50 @@ def policy(b: Builder) -> TaskDraft | None:
                 break
         if good is None:
             continue
+        alt = _alternative(b, bad, pol.instead) if pol.instead in w.action_tools else None
+        if alt is not None:
+            bad = {**bad, "instead": alt}
         reqs = [bad, good] if rng.random() < 0.5 else [good, bad]
-        done = [d for d in (requests.simulate(b.state, r) for r in reqs) if d is not None]
-        if len(done) != 1:
-            return None
+        done = []
         for r in reqs:
+            if r is bad and pol.id not in requests.blocking(b.state, r):
+                return None  # the other request, done first, lifted the rule
+            done.append(requests.simulate(b.state, r))
+        if done[reqs.index(good)] is None or (alt is not None and done[reqs.index(bad)] is None):
+            return None
+        for r in [*reqs, *([alt] if alt else [])]:
             b.write(r["action"], r["target"])
-        ents = {_entity(b, r) for r in reqs}
+        ents = {_entity(b, r) for r in [*reqs, *([alt] if alt else [])]}
         plural = w.entities[ents.pop()]["plural"] if len(ents) == 1 else "records"
         body = render(
             "policy", rng, reqs=[requests.describe(b.state, r) for r in reqs], plural=plural.replace("_", " ")
         )
         gate = {"ids_of": _entity(b, good), "n": 1}
-        return b.draft("policy", body, {"requests": reqs}, "texts", done, gate)
+        return b.draft("policy", body, {"requests": reqs}, "texts", sorted(d for d in done if d), gate)
+    return None
+
+
+def _alternative(b: Builder, bad: dict[str, Any], act_id: str) -> dict[str, Any] | None:
+    """The request a rule's ``instead`` suggests for a forbidden one, on the row it concerns.
+
+    The same row when the alternative acts on the forbidden request's entity (reschedule what
+    cannot be cancelled); else the row of a ref parameter of that entity (take a payment from the
+    patient who may not book); else any row. None when no such request is allowed.
+    """
+    state = b.state
+    inst, orig = requests.action(state, act_id), requests.action(state, bad["action"])
+    _, target, params = requests.raw_call(state, bad)
+    row = None
+    if inst.target and inst.target == orig.entity and target not in (None, "?"):
+        row = state.get(inst.target, target)  # type: ignore[arg-type]
+    elif inst.target:
+        spec = action_params(orig, state.world.arch.entity(orig.entity))
+        keys = [params[k] for k, p in spec.items() if p.kind == "ref" and p.to == inst.target and params.get(k)]
+        row = state.get(inst.target, keys[0]) if keys else None
+    for _ in range(5):
+        alt = requests.propose(state, act_id, b.rng, row=row, tries=4)
+        if alt is not None and not requests.blocking(state, alt):
+            return alt
     return None
 
 
