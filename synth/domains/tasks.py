@@ -236,7 +236,8 @@ class Builder:
 
 
 def _unique_value(world: DomainWorld, entity: str, attr: str, value: Any) -> bool:
-    return value is not None and len(world.index(entity, attr).get(value, [])) == 1
+    """Whether a value is held by one row only and is not what an empty answer looks like (0, "")."""
+    return value not in (None, 0, "") and len(world.index(entity, attr).get(value, [])) == 1
 
 
 def lookup(b: Builder) -> TaskDraft | None:
@@ -355,6 +356,9 @@ def aggregate(b: Builder) -> TaskDraft | None:
         if sel is None:
             continue
         hits = query.matching(b.state, sel)
+        total = round(sum(r.get(field) or 0 for r in hits), 2) if field else len(hits)
+        if total == 0:  # what the null agent submits
+            continue
         b.selector_tools(sel)
         names = {
             "plural": w.entities[e]["plural"].replace("_", " "),
@@ -364,7 +368,6 @@ def aggregate(b: Builder) -> TaskDraft | None:
         if field is None:
             body = render("count", rng, **names)
             return b.draft("count", body, {"target": sel}, "integer", len(hits), {"count_of": e})
-        total = round(sum(r.get(field) or 0 for r in hits), 2)
         body = render("sum", rng, field=_name(w, e, field), **names)
         return b.draft(
             "sum", body, {"target": sel, "field": field}, "number", total, {"sum_of": [e, field], "n": len(hits)}
