@@ -9,6 +9,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.ontology import KINDS, Attribute, archetypes
@@ -139,3 +141,36 @@ def test_duckdb_export_has_the_world_schema(tmp_path) -> None:
     con.close()
     with pytest.raises(Exception, match="exists"):
         to_duckdb(world, path)
+
+
+_WORLD = DomainWorld(generate(archetypes()["clinic"], 8, 3))
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_indexed_where_equals_a_literal_filter(data: st.DataObject) -> None:
+    """DomainState.where (hash and sorted indices, overlay) against a plain scan of the rows."""
+    world = _WORLD
+    entity = data.draw(st.sampled_from(sorted(world.entities)))
+    rows = list(world.rows[entity].values())
+    state = DomainState(world)
+    for row in data.draw(st.lists(st.sampled_from(rows), max_size=3)):  # changed rows in the overlay
+        attr = data.draw(st.sampled_from([a.name for a in world.attrs(entity)]))
+        state.put(entity, {**row, attr: data.draw(st.sampled_from(rows))[attr]})
+    attrs = [a.name for a in world.attrs(entity)]
+    eqs = [(a, data.draw(st.sampled_from(rows))[a]) for a in data.draw(st.lists(st.sampled_from(attrs), max_size=2))]
+    eqs = [(a, v) for a, v in eqs if v is not None]
+    ordered = [a.name for a in world.attrs(entity) if a.kind in kinds.NUMERIC or a.kind in kinds.TEMPORAL]
+    ranges = [
+        (a, data.draw(st.sampled_from(["ge", "le"])), data.draw(st.sampled_from(rows))[a])
+        for a in (data.draw(st.lists(st.sampled_from(ordered), max_size=2)) if ordered else [])
+    ]
+    ranges = [(a, op, v) for a, op, v in ranges if v is not None]
+    got = state.where(entity, eqs, [], ranges)
+
+    def keep(r: dict) -> bool:
+        return all(r.get(a) == v for a, v in eqs) and all(
+            r.get(a) is not None and (r[a] >= v if op == "ge" else r[a] <= v) for a, op, v in ranges
+        )
+
+    assert [r["id"] for r in got] == [r["id"] for r in state.rows(entity) if keep(r)]

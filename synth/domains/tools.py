@@ -110,9 +110,9 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
             fields[chosen] = (_kind_type(a.kind, a.values), Field(None, description=desc))
             plan.append((chosen, canon, "eq", a.kind))
 
-    def compile_args(kw: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[Pred]]:
+    def compile_args(kw: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[Pred], list[tuple[str, str, Any]]]:
         eqs: list[tuple[str, Any]] = []
-        preds: list[Pred] = []
+        ranges: list[tuple[str, str, Any]] = []
         for arg, canon, op, kind in plan:
             v = kw.get(arg)
             if v is None:
@@ -120,23 +120,23 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
             if op == "eq":
                 eqs.append((canon, v))
             elif kind == "datetime" and op == "le" and len(v) == 10:
-                preds.append(_bound(canon, "le", v + "T23:59"))
+                ranges.append((canon, "le", v + "T23:59"))
             else:
-                preds.append(_bound(canon, op, v))
-        return eqs, preds
+                ranges.append((canon, op, v))
+        return eqs, [], ranges
 
     return fields, compile_args
 
 
-def _bound(canon: str, op: str, v: Any) -> Pred:
-    if op == "ge":
-        return lambda r: (x := r.get(canon)) is not None and x >= v
-    return lambda r: (x := r.get(canon)) is not None and x <= v
-
-
-def select(state: DomainState, entity: str, eqs: list[tuple[str, Any]], preds: list[Pred]) -> list[dict[str, Any]]:
-    """Rows of ``entity`` with every equality and predicate (:meth:`DomainState.where`)."""
-    return state.where(entity, eqs, preds)
+def select(
+    state: DomainState,
+    entity: str,
+    eqs: list[tuple[str, Any]],
+    preds: list[Pred],
+    ranges: list[tuple[str, str, Any]] = (),  # type: ignore[assignment]
+) -> list[dict[str, Any]]:
+    """Rows of ``entity`` with every equality, predicate and range (:meth:`DomainState.where`)."""
+    return state.where(entity, eqs, preds, ranges)
 
 
 def page_error(page: int, pages: int) -> ToolError:

@@ -24,10 +24,11 @@ and 5; the list tools' page size falls with difficulty (:data:`PAGE_SIZE`).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,7 @@ class DomainWorld:
         self.action_tools: dict[str, str] = {a["id"]: a["tool"] for a in self.schema["actions"]}
         self.policy_modes: dict[str, str] = {p["id"]: p["mode"] for p in self.schema["policies"]}
         self._index: dict[tuple[str, str], dict[Any, list[str]]] = {}
+        self._sorted: dict[tuple[str, str], tuple[list[Any], list[str]]] = {}
 
     def to_json(self) -> dict[str, Any]:
         """The world's data (shared: never modify it)."""
@@ -204,6 +206,22 @@ class DomainWorld:
                 idx.setdefault(row.get(attr), []).append(key)
             self._index[(entity, attr)] = idx
         return idx
+
+    def range_keys(self, entity: str, attr: str, op: str, v: Any) -> list[str]:
+        """Keys of the world's rows with ``attr`` >= (``ge``) or <= (``le``) ``v``, in key order."""
+        idx = self._sorted.get((entity, attr))
+        if idx is None:
+            pairs = sorted(
+                (r[attr], k)
+                for k, r in self.rows[entity].items()
+                if r.get(attr) is not None and not isinstance(r[attr], bool)
+            )
+            idx = self._sorted[(entity, attr)] = ([p[0] for p in pairs], [p[1] for p in pairs])
+        values, keys = idx
+        if values and isinstance(v, str) != isinstance(values[0], str):
+            return []  # a number against strings (or the reverse) orders nothing
+        cut = bisect.bisect_left(values, v) if op == "ge" else bisect.bisect_right(values, v)
+        return sorted(keys[cut:] if op == "ge" else keys[:cut])
 
     @functools.cached_property
     def linked(self) -> dict[tuple[str, str], dict[str, list[str]]]:
@@ -249,33 +267,53 @@ class DomainState:
                 yield row
 
     def where(
-        self, entity: str, eqs: list[tuple[str, Any]], preds: list[Callable[[dict[str, Any]], bool]]
+        self,
+        entity: str,
+        eqs: list[tuple[str, Any]],
+        preds: list[Callable[[dict[str, Any]], bool]],
+        ranges: Sequence[tuple[str, str, Any]] = (),
     ) -> list[dict[str, Any]]:
-        """Rows of ``entity`` (as the episode sees them) with every equality and predicate, in key order.
+        """Rows of ``entity`` (as the episode sees them) meeting every condition, in key order.
 
-        Equalities go through the world's indices (the smallest bucket is scanned), so a filtered
-        read costs the size of its answer, not of the table; the episode's changed rows are
-        checked on their own.
+        Args:
+            entity: The entity.
+            eqs: ``(attribute, value)`` equalities: answered from the world's hash indices (the
+                smallest bucket is scanned).
+            preds: Other conditions, as ``row -> bool``.
+            ranges: ``(attribute, "ge" | "le", value)`` bounds of plain numbers or ISO strings;
+                without equalities, the first is answered from a sorted index (bisect).
+
+        A filtered read costs about the size of its answer, not of the table; the episode's
+        changed rows are checked on their own.
         """
         world = self.world
         over = self.overlay.get(entity)
-        if not eqs:
-            if not preds:
-                return list(self.rows(entity))
-            return [r for r in self.rows(entity) if all(p(r) for p in preds)]
         base = world.rows[entity]
-        buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
-        bucket = buckets[0][0]
-        rest = [(a, v) for _, a, v in buckets[1:]]
+        checks = [*preds, *(_range_check(a, op, v) for a, op, v in ranges)]
+        if eqs:
+            buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
+            keys: Any = buckets[0][0]
+            rest = [(a, v) for _, a, v in buckets[1:]]
+        elif ranges:
+            a, op, v = ranges[0]
+            keys = world.range_keys(entity, a, op, v)
+            rest, checks = [], checks[len(preds) + 1 :] + checks[: len(preds)]
+        elif not checks:
+            return list(base.values()) if not over else list(self.rows(entity))
+        else:
+            return [r for r in self.rows(entity) if all(p(r) for p in checks)]
+        if not rest and not checks and not over:  # the index answers it alone
+            return [base[k] for k in keys]
         out = []
-        for k in bucket:
+        for k in keys:
             if over and k in over:
                 continue
             r = base[k]
-            if all(r.get(a) == v for a, v in rest) and all(p(r) for p in preds):
+            if all(r.get(a) == v for a, v in rest) and all(p(r) for p in checks):
                 out.append(r)
         if over:
-            out += [r for r in over.values() if all(r.get(a) == v for a, v in eqs) and all(p(r) for p in preds)]
+            every = [*preds, *(_range_check(a, op, v) for a, op, v in ranges)]
+            out += [r for r in over.values() if all(r.get(a) == v for a, v in eqs) and all(p(r) for p in every)]
             out.sort(key=lambda r: r["id"])
         return out
 
@@ -353,3 +391,16 @@ def to_duckdb(world: DomainWorld, path: str | Path) -> None:
                 con.executemany(f'INSERT INTO "{link["name"]}" VALUES (?, ?)', world.links[link["id"]])
     finally:
         con.close()
+
+
+def _range_check(attr: str, op: str, v: Any) -> Callable[[dict[str, Any]], bool]:
+    """``row -> row[attr] >= v`` (``ge``) or ``<= v`` (``le``); null, booleans and mixed types fail."""
+    number = not isinstance(v, str)
+
+    def check(r: dict[str, Any]) -> bool:
+        x = r.get(attr)
+        if x is None or isinstance(x, bool) or isinstance(x, str) == number:
+            return False
+        return bool(x >= v) if op == "ge" else bool(x <= v)
+
+    return check
