@@ -69,8 +69,15 @@ class Domains(Family):
         """Rebuild a world from its data."""
         return DomainWorld(data)
 
-    @staticmethod
-    def world_schema(world: DomainWorld) -> dict[str, Any]:
+    def archetypes(self) -> Sequence[str]:
+        """The shipped archetypes worlds are drawn from (``--holdout-archetypes`` names them)."""
+        return sorted(archetypes())
+
+    def world_archetype(self, world: DomainWorld) -> str:
+        """The archetype a world was sampled from."""
+        return str(world.data["archetype"])
+
+    def world_schema(self, world: DomainWorld) -> dict[str, Any]:
         """The sampled schema: entities (attributes with chosen names and kinds), links, actions, policies."""
         out = []
         for e in world.schema["entities"]:
