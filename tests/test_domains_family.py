@@ -8,6 +8,7 @@ shipped) adds what the clinic example lacks: self-refs, ``in``/``not_in``/``is_n
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import time
@@ -234,3 +235,85 @@ def test_reference_writes_replayed_give_the_reference_state() -> None:
         env, ProgramPolicy(FAM.reference(task.params, task.tool_config)), options={"task_id": task.task_id}
     )
     assert again.reward == 1.0 and again.tool_calls >= 20
+
+
+def _literal_operand(
+    x: Any, row: dict[str, Any], params: dict[str, Any], rows: Any, arch: Any, entity: str, now: str
+) -> Any:
+    """An effect operand, evaluated the plain way (a re-implementation for the cross-check)."""
+    if not isinstance(x, str):
+        return x
+    if x.startswith("$"):
+        return params[x[1:]]
+    if x.startswith("@"):
+        head, _, tail = x[1:].partition(".")
+        if not tail:
+            return row[head]
+        return rows(arch.entity(entity).attribute(head).to, row[head])[tail]
+    if x == "now":
+        return now
+    if x == "today":
+        return now[:10]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("arch_id", "difficulty"), [("clinic", 3), ("clinic", 5), ("lending_library", 3), ("lending_library", 5)]
+)
+def test_write_effects_match_a_literal_reimplementation(arch_id: str, difficulty: int) -> None:
+    """Every reference write changes exactly the rows the archetype's effects name, to the values they say."""
+    checked = 0
+    for seed in range(6):
+        world, outcomes = _tasks(arch_id, difficulty, seed)
+        for o in (o for o in outcomes if o.status == "shipped"):
+            toolset = Toolset(FAM.tools(o.task.tool_config))
+            tool_action = {v: k for k, v in world.action_tools.items()}
+            state = DomainState(world)
+            for name, args in _write_calls(toolset, o.trajectory.actions):
+                act = next(a for a in world.arch.actions if a.id == tool_action[name])
+                ent = world.entities[act.entity]
+                before = {(e, k): dict(r) for e, rows in state.overlay.items() for k, r in rows.items()}
+                plain = {v: k for k, v in ent["attributes"].items()}
+                params = {plain.get(k, k): v for k, v in args.items() if k != f"{ent['name']}_id"}
+                target = args.get(f"{ent['name']}_id")
+                row = dict(state.get(act.entity, target)) if target else None
+                ok, result = toolset.call(state, name, args)
+                assert ok, result
+                if row is None:  # a created row: params and init, nothing else set
+                    new = state.get(act.entity, result["row"]["id"])
+                    for a in world.attrs(act.entity):
+                        assert new[a.name] == params.get(a.name, act.init.get(a.name)), (act.id, a.name)
+                    checked += 1
+                    continue
+                expected = {(act.entity, target): row}
+                for eff in act.effects:
+                    head, _, tail = eff.path.partition(".")
+                    e, k, f = act.entity, target, head
+                    if tail:
+                        e, k, f = world.arch.entity(act.entity).attribute(head).to, row[head], tail
+                    cur = expected.setdefault((e, k), dict(state_before_get(world, before, e, k)))
+                    if f not in world.entities[e]["attributes"]:
+                        continue
+                    v = _literal_operand(
+                        eff.to if eff.set else eff.by,
+                        row,
+                        params,
+                        functools.partial(state_before_get, world, before),
+                        world.arch,
+                        act.entity,
+                        world.now,
+                    )
+                    cur[f] = v if eff.set else round((cur[f] or 0) + (v if eff.add else -v), 2)
+                for (e, k), r in expected.items():
+                    assert state.get(e, k) == r, (act.id, e, k)
+                changed = {
+                    (e, k) for e, rows in state.overlay.items() for k, r in rows.items() if before.get((e, k)) != r
+                }
+                assert changed <= set(expected), (act.id, changed - set(expected))
+                checked += 1
+    assert checked >= 3
+
+
+def state_before_get(world: Any, before: dict[tuple[str, str], dict[str, Any]], e: str, k: str) -> dict[str, Any]:
+    """A row as it was before the write (the overlay snapshot, else the world's)."""
+    return before.get((e, k)) or world.rows[e][k]
