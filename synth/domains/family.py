@@ -31,8 +31,7 @@ from typing import Any
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.domains import reference, tasks, tools, writes
-from toolgym.synth.domains.ontology import archetypes
-from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, generate
+from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate
 from toolgym.synth.family import Family, Program
 
 KIND_FUNCS = {
@@ -49,7 +48,7 @@ KIND_FUNCS = {
 
 def pick_archetype(seed: int) -> str:
     """The archetype a world seed uses (uniform over the shipped archetypes, by file order)."""
-    ids = sorted(archetypes())
+    ids = archetype_ids()
     return ids[random.Random(seed * 2654435761 % 2**32).randrange(len(ids))]
 
 
@@ -71,7 +70,7 @@ class Domains(Family):
 
     def archetypes(self) -> Sequence[str]:
         """The shipped archetypes worlds are drawn from (``--holdout-archetypes`` names them)."""
-        return sorted(archetypes())
+        return list(archetype_ids())
 
     def world_archetype(self, world: DomainWorld) -> str:
         """The archetype a world was sampled from."""

@@ -28,13 +28,14 @@ import bisect
 import datetime as dt
 import functools
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from toolgym.errors import ConfigError
 from toolgym.synth.domains import kinds
-from toolgym.synth.domains.ontology import Archetype, Attribute, Entity, archetypes
+from toolgym.synth.domains.ontology import ARCHETYPE_DIR, Archetype, Attribute, Entity, load_archetype
 from toolgym.synth.domains.schema import sample_schema
 
 PAGE_SIZE = {1: 20, 2: 15, 3: 10, 4: 10, 5: 8}
@@ -52,10 +53,23 @@ def archetype(arch_id: str) -> Archetype:
     Raises:
         ConfigError: No such archetype.
     """
-    arch = _EXTRA.get(arch_id) or archetypes().get(arch_id)
-    if arch is None:
-        raise ConfigError(f"unknown domain archetype {arch_id!r}; known: {', '.join(sorted(archetypes()))}")
-    return arch
+    arch = _EXTRA.get(arch_id)
+    return arch if arch is not None else _shipped(arch_id)
+
+
+@functools.cache
+def _shipped(arch_id: str) -> Archetype:
+    """One shipped archetype, loaded alone (a worker needs a few of the files, not all)."""
+    path = ARCHETYPE_DIR / f"{arch_id}.yaml"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", arch_id) or not path.is_file():
+        raise ConfigError(f"unknown domain archetype {arch_id!r}; known: {', '.join(archetype_ids())}")
+    return load_archetype(path)
+
+
+@functools.cache
+def archetype_ids() -> tuple[str, ...]:
+    """The ids of the shipped archetypes (file stems, sorted), without loading them."""
+    return tuple(sorted(p.stem for p in ARCHETYPE_DIR.glob("*.yaml")))
 
 
 def row_count(ent: Entity, difficulty: int) -> int:
@@ -78,6 +92,11 @@ def _fill_rows(
     }
     if perms:
         n = min(n, *(len(p) for p in perms.values()))
+    for a in attrs:  # unique codes and phrases: drawn without replacement when their space allows
+        if a.name in unique and a.name not in perms:
+            drawn = kinds.unique_draw(a, n, rng)
+            if drawn is not None:
+                perms[a.name] = drawn
     rows = []
     for i in range(n):
         row: dict[str, Any] = {"id": f"{ent.key_prefix}-{i + 1:05d}"}
@@ -85,11 +104,11 @@ def _fill_rows(
             if a.kind == "ref":
                 row[a.name] = rng.choice(keys[a.to])  # type: ignore[index]
                 continue
-            if a.name in perms:
-                row[a.name] = perms[a.name][i]
-                continue
             if a.optional and a.name != ent.label and rng.random() < a.optional:
                 row[a.name] = None
+                continue
+            if a.name in perms:
+                row[a.name] = perms[a.name][i]
                 continue
             value = gens[a.name](rng, row)
             if a.name in unique:
