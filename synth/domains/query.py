@@ -158,6 +158,8 @@ def group_selector(
             op = "eq" if a in eq_attrs else rng.choice(["ge", "le"])
             if cands is None and op == "eq":
                 cands = state.where(entity, [(a.name, v)], [])
+            elif cands is None and not isinstance(v, bool):
+                cands = state.where(entity, [], [], [(a.name, op, v)])  # a sorted index answers it
             else:
                 test = predicate(a.name, op, v)
                 cands = [r for r in (state.rows(entity) if cands is None else cands) if test(r)]
