@@ -317,3 +317,20 @@ def test_write_effects_match_a_literal_reimplementation(arch_id: str, difficulty
 def state_before_get(world: Any, before: dict[tuple[str, str], dict[str, Any]], e: str, k: str) -> dict[str, Any]:
     """A row as it was before the write (the overlay snapshot, else the world's)."""
     return before.get((e, k)) or world.rows[e][k]
+
+
+@pytest.mark.parametrize("arch_id", ARCHETYPES)
+def test_composed_tool_schemas_equal_pydantic_model_schemas(arch_id: str) -> None:
+    """argmodels.parameters (per field type, cached) is exactly what model_json_schema gives."""
+    import json
+
+    from toolgym.envs.tools import _inline_refs
+    from toolgym.synth.domains.tools import all_tools, submit_tool
+
+    for seed in range(3):
+        world = FAM.make_world(seed, 3, arch_id)
+        tools = [*all_tools(arch_id, world.schema).values(), *(submit_tool(k) for k in ("text", "texts", "number"))]
+        for t in tools:
+            want = _inline_refs(t.args_model.model_json_schema())
+            got = t.schema["function"]["parameters"]
+            assert json.dumps(got) == json.dumps(want), t.name

@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import Field
 
 from toolgym.envs.strict import Text
-from toolgym.envs.tools import Tool, ToolError, tool_from_model
+from toolgym.envs.tools import Tool, ToolError
 from toolgym.synth.domains import rules
+from toolgym.synth.domains.argmodels import derived_tool
 from toolgym.synth.domains.ontology import Action, Archetype, Param
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState
@@ -127,17 +128,6 @@ def write_tools(arch: Archetype, schema: dict[str, Any], kind_type: Any, what: A
             if act.target
             else f"{verb.capitalize()}: create a new {ent['name']}."
         )
-        model = _model(spec["tool"], fields)
-        out.append(
-            tool_from_model(
-                spec["tool"], run, "write", desc + " Fails, changing nothing, when a rule forbids it.", model
-            )
-        )
+        desc += " Fails, changing nothing, when a rule forbids it."
+        out.append(derived_tool(spec["tool"], run, "write", desc, fields))
     return out
-
-
-def _model(name: str, fields: dict[str, Any]) -> Any:
-    import pydantic
-    from pydantic import ConfigDict
-
-    return pydantic.create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]

@@ -28,14 +28,14 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import pydantic
-from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field, Strict, StrictBool
+from pydantic import AllowInfNan, BeforeValidator, Field, Strict, StrictBool
 
 from toolgym.envs import strict
 from toolgym.envs.strict import Integer, Number, Page, Text
-from toolgym.envs.tools import Tool, ToolError, tool_from_model
+from toolgym.envs.tools import Tool, ToolError
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.actions import write_tools
+from toolgym.synth.domains.argmodels import derived_tool
 from toolgym.synth.domains.ontology import Archetype, Attribute, Param
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState, archetype
@@ -149,10 +149,6 @@ def _renderer(ent_schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str
     return lambda r: {chosen: r.get(canon) for canon, chosen in pairs}
 
 
-def _model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
-    return pydantic.create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload, no-any-return]
-
-
 def _get_tool(es: dict[str, Any]) -> Tool:
     """``get_<entity>(id)``."""
     e_id, name, plural_name = es["id"], es["name"], es["plural"]
@@ -167,8 +163,7 @@ def _get_tool(es: dict[str, Any]) -> Tool:
         return render(row)
 
     desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
-    model = _model(f"get_{name}", {"id": (Text, Field(description=f"the {name}'s id"))})
-    return tool_from_model(f"get_{name}", get, "read", desc, model)
+    return derived_tool(f"get_{name}", get, "read", desc, {"id": (Text, Field(description=f"the {name}'s id"))})
 
 
 def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
@@ -198,8 +193,8 @@ def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> To
         f"Find {plural_name} matching every filter given (filters left out match anything); "
         "results are paged, in id order."
     )
-    model = _model(f"find_{plural_name}", {**fields, "page": (Page, Field(1, description="page number, 1-based"))})
-    return tool_from_model(f"find_{plural_name}", find, "read", desc, model)
+    page = (Page, Field(1, description="page number, 1-based"))
+    return derived_tool(f"find_{plural_name}", find, "read", desc, {**fields, "page": page})
 
 
 def _count_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
@@ -218,7 +213,7 @@ def _count_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> T
     desc = f"Count the {plural_name} matching every filter given" + (
         ", with the totals of their numeric fields." if numeric else "."
     )
-    return tool_from_model(f"count_{plural_name}", count, "read", desc, _model(f"count_{plural_name}", fields))
+    return derived_tool(f"count_{plural_name}", count, "read", desc, fields)
 
 
 def _link_tool(link: dict[str, Any], a: str, b: str, names: dict[str, Any]) -> Tool:
@@ -244,8 +239,9 @@ def _link_tool(link: dict[str, Any], a: str, b: str, names: dict[str, Any]) -> T
 
     tname = f"list_{nb['plural']}_of_{na['name']}"
     d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
-    model = _model(tname, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))})
-    return tool_from_model(tname, related, "read", d, model)
+    return derived_tool(
+        tname, related, "read", d, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))}
+    )
 
 
 def _submit(state: DomainState, answer: Any) -> str:
@@ -261,8 +257,8 @@ def submit_tool(answer: str) -> Tool:
         "number": "the answer, a number",
         "integer": "the answer, an integer",
     }[answer]
-    model = _model("submit", {"answer": (ANSWERS[answer], Field(description=doc))})
-    return tool_from_model("submit", _submit, "read", "Submit the final answer; this ends the episode.", model)
+    desc = "Submit the final answer; this ends the episode."
+    return derived_tool("submit", _submit, "read", desc, {"answer": (ANSWERS[answer], Field(description=doc))})
 
 
 @functools.lru_cache(maxsize=16384)
