@@ -168,6 +168,25 @@ class Mirror:
             return 0
         return self.counts[key]
 
+    def recount(self, entity: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        """Keep the counts read so far true after a row of ``entity`` changes from ``old`` to ``new``.
+
+        A count over ``entity`` moves by whether each version matches its filter; one whose old
+        version the mirror never saw cannot be adjusted and is forgotten (read again if needed).
+        """
+        for key, n in list(self.counts.items()):
+            counted, subs = json.loads(key)
+            if counted != entity:
+                continue
+            if old is None:
+                del self.counts[key]
+                continue
+
+            def hit(row: dict[str, Any], subs: Any = subs) -> bool:
+                return all(rules.compare(row.get(a), op, v) for a, op, v in subs)
+
+            self.counts[key] = n + hit(new) - hit(old)
+
     def fetch(self) -> Program:
         """Read every missed row and count."""
         names = self.names
@@ -245,11 +264,24 @@ class Solver:
             yield from self.mirror.fetch()
         raise ReferenceSolutionError(f"the rules of {act.id} kept needing more reads")
 
+    def _touch(self, act: Action, target: str | None, params: dict[str, Any]) -> None:
+        """Evaluate every condition and effect of a request, none skipped: records all it reads."""
+        call = self._call(act, target, params)
+        pols = [p for p in self.policies if p.action == act.id]
+        for cond in [*act.requires, *(c for p in pols for c in [*p.forbid_if, *p.when, *p.require])]:
+            rules.holds(cond, call, self.mirror)
+        try:
+            rules.effects(call, self.mirror, self.names)
+        except rules.ToolError:
+            pass
+
     def prefetch(self, items: list[tuple[Action, str | None, dict[str, Any]]]) -> Program:
-        """Read, in one go, what the checks of many requests need (before any of them writes)."""
-        for act, target, params in items:
-            self._verdict(act, target, params)
-        if self.mirror.misses or self.mirror.count_misses:
+        """Read, in a few batches, what the checks of many requests need (before any of them writes)."""
+        for _ in range(3):  # rows read through rows read (a ref of a ref) need a second round
+            for act, target, params in items:
+                self._touch(act, target, params)
+            if not self.mirror.misses and not self.mirror.count_misses:
+                return
             yield from self.mirror.fetch()
 
     def write(self, act: Action, target: str | None, params: dict[str, Any], changes: Any) -> Program:
@@ -259,11 +291,12 @@ class Solver:
         if target is not None:
             args[names[""]] = target
         self.pending.append(((self.names.action_tools[act.id], args), act.entity))
-        self.mirror.counts.clear()  # any count may have changed
         if target is None:
+            self.mirror.counts.clear()  # a new row: any count of its entity may have changed
             (new,) = yield from self.flush()
             return new
         for (entity, key), row in changes.items():
+            self.mirror.recount(entity, self.mirror.known.get((entity, key)), row)
             self.mirror.known[(entity, key)] = row
         if len(self.pending) >= BATCH:
             yield from self.flush()
@@ -354,3 +387,31 @@ def _bulk(s: Solver, params: dict[str, Any], rows: list[dict[str, Any]]) -> Prog
             done.append((yield from s.write(act, r["id"], resolved, changes)))
     yield from s.flush()
     return Final(sorted(done), f"{len(done)} of {len(rows)} could be done under the rules.")
+
+
+def dry_run(params: dict[str, Any], tool_config: dict[str, Any], state: Any) -> tuple[Any, int]:
+    """Run the reference on a state directly (no env): (its answer, the turns it took, submit included).
+
+    For the generator's turn budget check. A tool error is a :class:`ReferenceSolutionError`,
+    as in a real episode.
+    """
+    from toolgym.envs.tools import Toolset
+    from toolgym.synth.domains.tools import toolset
+
+    tools = Toolset(toolset(tool_config))
+    prog = program(params, tool_config)
+    turns = 0
+    results: Any = None
+    try:
+        while True:
+            step = prog.send(results) if turns else next(prog)
+            turns += 1
+            results = []
+            for name, args in step.calls:
+                ok, content = tools.call(state, name, args)
+                if not ok:
+                    raise ReferenceSolutionError(f"dry run: {name} failed: {content}")
+                results.append({"name": name, "content": content})
+    except StopIteration as stop:
+        answer = stop.value.answer if isinstance(stop.value, Final) else stop.value
+        return answer, turns + 1
