@@ -293,8 +293,8 @@ class Solver:
         self.pending.append(((self.names.action_tools[act.id], args), act.entity))
         if target is None:
             self.mirror.counts.clear()  # a new row: any count of its entity may have changed
-            (new,) = yield from self.flush()
-            return new
+            ids = yield from self.flush()  # earlier queued writes go with it
+            return ids[-1]
         for (entity, key), row in changes.items():
             self.mirror.recount(entity, self.mirror.known.get((entity, key)), row)
             self.mirror.known[(entity, key)] = row

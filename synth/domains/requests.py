@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 from toolgym.envs.tools import ToolError
+from toolgym.synth import names as nm
 from toolgym.synth.domains import actions, kinds, query, rules
 from toolgym.synth.domains.ontology import Action, Attribute, Param
 from toolgym.synth.domains.schema import action_params
@@ -28,7 +29,19 @@ def action(state: DomainState, act_id: str) -> Action:
 def _param_value(state: DomainState, p: Attribute | Param, rng: random.Random) -> Any:
     if p.kind == "ref":
         return rng.choice(list(state.world.rows[p.to]))  # type: ignore[index]
-    attr = p if isinstance(p, Attribute) else Attribute(name=p.name, kind=p.kind, values=p.values, min=p.min, max=p.max)
+    if p.kind in ("enum", "text") and not p.values:  # a parameter without its values: any word
+        return nm.word(rng).lower()
+    if isinstance(p, Attribute):
+        attr = p
+    else:  # a parameter, generated as the attribute it would be (bounds of other kinds dropped)
+        bounded = p.kind in kinds.NUMERIC or p.kind in ("date", "datetime")
+        attr = Attribute(
+            name=p.name,
+            kind=p.kind,
+            values=p.values if p.kind in ("enum", "text") else None,
+            min=p.min if bounded else None,
+            max=p.max if bounded else None,
+        )
     if attr.kind in ("datetime", "date") and attr.min is None:  # new times are in the future, near now
         attr = attr.model_copy(update={"min": "today+1d", "max": "today+30d"})
     return kinds.generator(attr, state.world.now_dt, rng)(rng, {})
