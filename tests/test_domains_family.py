@@ -334,3 +334,58 @@ def test_composed_tool_schemas_equal_pydantic_model_schemas(arch_id: str) -> Non
             want = _inline_refs(t.args_model.model_json_schema())
             got = t.schema["function"]["parameters"]
             assert json.dumps(got) == json.dumps(want), t.name
+
+
+def _drive(prog: Any, state: DomainState, toolset: Toolset) -> Any:
+    """Run a reference (sub)program on a state directly; returns its value."""
+    results: Any = None
+    try:
+        step = next(prog)
+        while True:
+            results = []
+            for name, args in step.calls:
+                ok, content = toolset.call(state, name, args)
+                assert ok, content
+                results.append({"name": name, "content": content})
+            step = prog.send(results)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _queued_then_created(solver: Any, act: Any, book: dict[str, Any], cancel: dict[str, Any]) -> Any:
+    """Check a new row (nothing queued), queue a write on another, then send the new row's write."""
+    from toolgym.synth.domains import reference
+
+    params = {}
+    for k, v in book["params"].items():
+        params[k] = yield from reference.resolve(solver.names, v)
+    ok, changes = yield from solver.allowed(act, None, params)
+    assert ok
+    target = yield from solver.request(cancel)  # queued, not sent
+    assert solver.pending
+    new = yield from solver.write(act, None, params, changes)
+    return target, new
+
+
+def test_reference_creates_a_row_after_queued_writes() -> None:
+    """A new row's write sends the writes queued before it with it, and returns the new row's id."""
+    from toolgym.synth.domains import reference, requests
+
+    for seed in range(30):
+        world = FAM.make_world(seed, 3, "clinic")
+        if not {"cancel_appointment", "book_appointment"} <= set(world.action_tools):
+            continue
+        state, rng = DomainState(world), random.Random(seed)
+        cancel, book = (requests.propose(state, a, rng) for a in ("cancel_appointment", "book_appointment"))
+        if cancel is None or book is None or requests.blocking(state, cancel) or requests.blocking(state, book):
+            continue
+        cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "texts"}
+        solver = reference.Solver({"now": world.now, "policies": list(world.policy_modes)}, cfg)
+        toolset, live = Toolset(FAM.tools(cfg)), DomainState(world)
+        act = requests.action(state, "book_appointment")
+
+        target, new = _drive(_queued_then_created(solver, act, book, cancel), live, toolset)
+        assert not solver.pending and new == f"AP-{len(world.rows['appointment']) + 1:05d}"
+        assert live.get("appointment", target)["status"] == "cancelled"
+        return
+    raise AssertionError("no clinic world with both actions allowed")
