@@ -339,11 +339,11 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
     if kind == "lookup":
         row = rows[0]
         if len(params["path"]) == 2:
-            other = names.arch.entity(ent).attribute(params["path"][0]).to  # type: ignore[union-attr]
+            other = str(names.arch.entity(ent).attribute(params["path"][0]).to)  # type: ignore[union-attr]
             (got,) = yield from batched(
                 [(f"get_{names.entities[other]['name']}", {"id": row[params["path"][0]]})], "Following the reference."
             )
-            row = names.row(other, got)  # type: ignore[arg-type]
+            row = names.row(other, got)
         return Final(row[params["path"][-1]], "Found it.")
     if kind == "select":
         return Final(sorted(r["id"] for r in rows), f"{len(rows)} match every condition.")

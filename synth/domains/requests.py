@@ -35,12 +35,14 @@ def _param_value(state: DomainState, p: Attribute | Param, rng: random.Random) -
         attr = p
     else:  # a parameter, generated as the attribute it would be (bounds of other kinds dropped)
         bounded = p.kind in kinds.NUMERIC or p.kind in ("date", "datetime")
-        attr = Attribute(
-            name=p.name,
-            kind=p.kind,
-            values=p.values if p.kind in ("enum", "text") else None,
-            min=p.min if bounded else None,
-            max=p.max if bounded else None,
+        attr = Attribute.model_validate(
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "values": p.values if p.kind in ("enum", "text") else None,
+                "min": p.min if bounded else None,
+                "max": p.max if bounded else None,
+            }
         )
     if attr.kind in ("datetime", "date") and attr.min is None:  # new times are in the future, near now
         attr = attr.model_copy(update={"min": "today+1d", "max": "today+30d"})

@@ -254,7 +254,7 @@ def lookup(b: Builder) -> TaskDraft | None:
         path_ent, path_row, path = e, row, []
         if via and rng.random() < 0.5:
             ref = rng.choice(via)
-            path_ent, path_row, path = ref.to, w.rows[ref.to][row[ref.name]], [ref.name]  # type: ignore[index]
+            path_ent, path_row, path = str(ref.to), w.rows[str(ref.to)][row[ref.name]], [ref.name]
         label = w.entities[path_ent]["label"]
         fields = [
             a

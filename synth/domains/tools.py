@@ -54,7 +54,7 @@ def _kind_type(kind: str, values: list[Any] | None, lo: Any = None, hi: Any = No
         return Literal[tuple(values)]  # type: ignore[valid-type]
     if kind == "flag":
         return StrictBool
-    bounds = {"ge": lo} if isinstance(lo, int | float) else {}
+    bounds: dict[str, Any] = {"ge": lo} if isinstance(lo, int | float) else {}
     if isinstance(hi, int | float):
         bounds["le"] = hi
     if kind in ("int", "percent", "duration"):  # bounds before the strict validator, or the schema loses them
@@ -193,7 +193,7 @@ def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> To
         f"Find {plural_name} matching every filter given (filters left out match anything); "
         "results are paged, in id order."
     )
-    page = (Page, Field(1, description="page number, 1-based"))
+    page: tuple[Any, Any] = (Page, Field(1, description="page number, 1-based"))
     return derived_tool(f"find_{plural_name}", find, "read", desc, {**fields, "page": page})
 
 

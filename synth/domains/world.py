@@ -85,7 +85,7 @@ def _fill_rows(
     gens = {a.name: kinds.generator(a, now, rng) for a in attrs}
     unique = {a.name for a in attrs if a.unique or a.name == ent.label}
     seen: dict[str, set[Any]] = {a: set() for a in unique}
-    perms = {
+    perms: dict[str, list[Any]] = {
         a.name: rng.sample(list(a.values or []), len(a.values or []))
         for a in attrs
         if a.name in unique and a.kind == "enum"
@@ -164,11 +164,11 @@ def generate(arch: Archetype, seed: int, difficulty: int) -> dict[str, Any]:
     links: dict[str, list[list[str]]] = {}
     for link in schema["links"]:
         spec = next(x for x in arch.links if x.id == link["id"])
-        a, b = spec.between
+        end_a, end_b = spec.between
         pairs = set()
-        for ka in keys[a]:
+        for ka in keys[end_a]:
             k = rng.randint(*spec.per)
-            for kb in rng.sample(keys[b], min(k, len(keys[b]))):
+            for kb in rng.sample(keys[end_b], min(k, len(keys[end_b]))):
                 pairs.add((ka, kb))
         links[link["id"]] = [list(p) for p in sorted(pairs)]
     return {
