@@ -136,7 +136,9 @@ def group_selector(
     """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (refs, enums, ranges), or None.
 
     Each try takes an anchor row and adds constraints it meets (equalities first: they go through
-    the indices) until the group is small enough, narrowing the candidate list as it goes.
+    the indices) until the group is small enough, narrowing the candidate list as it goes; a
+    range after an equality takes its bound at the quantile that leaves a group of about the
+    wanted size, so few tries fail.
     """
     world = state.world
     eq_attrs = [a for a in world.attrs(entity) if a.kind in ("ref", "enum", "flag")]
@@ -156,6 +158,12 @@ def group_selector(
             if v is None:
                 continue
             op = "eq" if a in eq_attrs else rng.choice(["ge", "le"])
+            if op != "eq" and cands is not None and len(cands) > hi:
+                # a bound at the quantile that leaves a group of the wanted size (ties may shift it)
+                values = sorted(x for r in cands if (x := r.get(a.name)) is not None and not isinstance(x, bool))
+                if len(values) >= lo and type(values[0]) is type(values[-1]):
+                    want = rng.randint(lo, min(hi, len(values)))
+                    v = values[want - 1] if op == "le" else values[-want]
             if cands is None and op == "eq":
                 cands = state.where(entity, [(a.name, v)], [])
             elif cands is None and not isinstance(v, bool):
