@@ -247,7 +247,7 @@ def lookup(b: Builder) -> TaskDraft | None:
     # plausible guess, so small tables make guessable tasks
     ents = sorted((e for e in w.entities if w.rows[e]), key=lambda e: -len(w.rows[e]))[:3]
     ents.sort(key=lambda e: -len(w.rows[e]) * rng.random())  # larger tables first, more likely
-    for e in ents:
+    for e in [x for x in ents for _ in range(4)]:  # a few rows of each: some hold no unique value
         row = rng.choice(list(w.rows[e].values()))
         size = len(w.rows[e])
         via = [a for a in w.attrs(e) if a.kind == "ref" and row.get(a.name) is not None and len(w.rows[a.to]) >= size]  # type: ignore[index]
@@ -259,8 +259,8 @@ def lookup(b: Builder) -> TaskDraft | None:
         fields = [
             a
             for a in w.attrs(path_ent)
-            if a.name != label
-            and (a.kind in ANSWER_FIELDS or a.kind in kinds.NUMERIC)
+            if (a.name != label or path)  # a label is the answer only when the row is reached by a ref
+            and (a.kind in ANSWER_FIELDS or a.kind in kinds.NUMERIC or a.name == label)
             and _unique_value(w, path_ent, a.name, path_row.get(a.name))
         ]
         if not fields:
