@@ -62,28 +62,42 @@ def _fmt(v: Any, kind: str) -> str:
 
 
 def phrase(world: DomainWorld, sel: dict[str, Any]) -> str:
-    """A selector's conditions in words (``"whose client is Maren Okafor and whose status is scheduled"``)."""
+    """A selector's conditions in words, in the world's names.
+
+    ``"of doctor Lena Haddad whose client is the patient Maren Okafor and whose status is
+    scheduled"``: refs named like the entity they point to read as owners (``of …``), the
+    rest as ``whose …`` clauses.
+    """
     if "key" in sel:
         return str(sel["key"])
     ent = world.arch.entity(sel["entity"])
     names = world.entities[sel["entity"]]["attributes"]
-    parts = []
+    owners: list[str] = []  # "of doctor Lena Haddad": a ref named like the entity it points to
+    parts: list[str] = []  # "whose status is scheduled"
     for a, op, v in sel["where"]:
         attr = ent.attribute(a)
         kind = attr.kind if attr is not None else "text"
         name = names.get(a, a).replace("_", " ")
         if kind == "ref" and isinstance(v, dict):
             other = world.entities[v["label_of"]]["name"].replace("_", " ")
-            parts.append(f"whose {name} is the {other} {v['label']}" if name != other else f"of {other} {v['label']}")
+            if name == other:
+                owners.append(f"{other} {v['label']}")
+            else:
+                parts.append(f"whose {name} is the {other} {v['label']}")
         elif op == "eq":
             parts.append(f"whose {name} is {_fmt(v, kind)}")
         elif kind in kinds.TEMPORAL:
             parts.append(f"whose {name} is {'on or after' if op == 'ge' else 'on or before'} {_fmt(v, kind)}")
         else:
             parts.append(f"whose {name} is {'at least' if op == 'ge' else 'at most'} {_fmt(v, kind)}")
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+    text = f"of {_and(owners)}" if owners else ""
+    if parts:
+        text += (" " if text else "") + _and(parts)
+    return text
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _candidate_conds(state: DomainState, entity: str, row: dict[str, Any]) -> list[list[Any]]:

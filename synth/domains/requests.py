@@ -20,6 +20,33 @@ from toolgym.synth.domains.ontology import Action, Attribute, Param
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState
 
+PARTICLES = frozenset({"off", "out", "up", "down", "in", "back", "over", "away", "on"})
+
+
+def verb_phrase(verb: str, obj: str, entity: str = "") -> str:
+    """A verb (a snake_case name) applied to an object, as English puts it.
+
+    ``cancel`` → "cancel the booking …"; ``call_off`` → "call off the booking …" but "call it
+    off"; ``mark_sold`` → "mark the listing … as sold"; ``record_payment`` → "record payment
+    for the client …"; ``cancel_showtime`` (the verb names its entity) → "cancel it".
+    """
+    words = verb.split("_")
+    if entity and len(words) > 1 and "_".join(words[1:]) == entity:
+        words = words[:1]
+    if len(words) == 1:
+        return f"{words[0]} {obj}"
+    head, rest = words[0], " ".join(words[1:])
+    if words[-1] in PARTICLES:
+        return f"{' '.join(words[:-1])} {obj} {words[-1]}" if obj == "it" else f"{' '.join(words)} {obj}"
+    if head in ("mark", "flag", "set", "make"):
+        return f"{head} {obj} as {rest}"
+    return f"{head} {rest} for {obj}"
+
+
+def action_entity(world: Any, act_id: str) -> str:
+    """The entity an action of a world acts on or creates."""
+    return next(a for a in world.arch.actions if a.id == act_id).entity
+
 
 def action(state: DomainState, act_id: str) -> Action:
     """The archetype's action ``act_id``."""
@@ -132,7 +159,7 @@ def describe(state: DomainState, req: dict[str, Any]) -> str:
     """A request in words, in the world's names (``"move the booking whose … to new_start 2026-…"``)."""
     world = state.world
     act = action(state, req["action"])
-    verb = next(a["verb"] for a in world.schema["actions"] if a["id"] == act.id).replace("_", " ")
+    verb = next(a["verb"] for a in world.schema["actions"] if a["id"] == act.id)
     ent = world.entities[act.entity]
     names = actions.arg_names(act, world.arch, world.schema)
     bits = []
@@ -141,9 +168,10 @@ def describe(state: DomainState, req: dict[str, Any]) -> str:
         bits.append(f"{names[canon].replace('_', ' ')} {shown}")
     extra = (" with " + ", ".join(bits[:-1]) + (" and " if len(bits) > 1 else "") + bits[-1]) if bits else ""
     if act.target:
-        text = f"{verb} the {ent['name'].replace('_', ' ')} {query.phrase(world, req['target'])}{extra}"
+        obj = f"the {ent['name'].replace('_', ' ')} {query.phrase(world, req['target'])}"
+        text = verb_phrase(verb, obj, ent["name"]) + extra
     else:
-        text = f"{verb} a new {ent['name'].replace('_', ' ')}{extra}"
+        text = verb_phrase(verb, f"a new {ent['name'].replace('_', ' ')}", ent["name"]) + extra
     if req.get("instead"):
         text += f" (if the rules do not allow that, {describe(state, req['instead'])} instead)"
     return text

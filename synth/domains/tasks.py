@@ -85,10 +85,10 @@ TEMPLATES: dict[str, list[str]] = {
         "then submit the list of ids of the {{ plural }} you actually changed or created.",
     ],
     "bulk": [
-        "{{ verb | capitalize }} every {{ thing }} {{ cond }}{{ extra }}, working through them in id order. "
+        "{{ act_every | capitalize }}{{ extra }}, working through them in id order. "
         "Skip any that the rules or the action's own conditions do not allow. "
         "Submit the ids of the {{ plural }} you {{ done }}.",
-        "Go through all {{ plural }} {{ cond }} in id order and {{ verb }} each{{ extra }}, except where "
+        "Go through all {{ plural }} {{ cond }} in id order and {{ act_each }}{{ extra }}, except where "
         "a rule or a condition of the action forbids it. Then submit the ids of those you {{ done }}.",
     ],
 }

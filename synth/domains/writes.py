@@ -64,9 +64,12 @@ def _unique(w: Any, entity: str, attr: str, v: Any) -> bool:
 
 def _strip_target(text: str, w: Any, req: dict[str, Any]) -> str:
     """``"cancel the booking whose …"`` → ``"cancel it"`` (the target is already named)."""
-    verb = next(a["verb"] for a in w.schema["actions"] if a["id"] == req["action"]).replace("_", " ")
+    verb = next(a["verb"] for a in w.schema["actions"] if a["id"] == req["action"])
+    entity = w.entities[requests.action_entity(w, req["action"])]["name"]
     rest = text.split(query.phrase(w, req["target"]), 1)[-1] if req["target"]["where"] else ""
-    return f"{verb} it{rest}"
+    if verb.split("_")[-1] in requests.PARTICLES:  # the particle came after the phrase: drop it
+        rest = rest.removeprefix(" " + verb.split("_")[-1])
+    return requests.verb_phrase(verb, "it", entity) + rest
 
 
 def policy(b: Builder) -> TaskDraft | None:
@@ -170,14 +173,15 @@ def bulk(b: Builder) -> TaskDraft | None:
                 continue
             b.state = scratch
             b.write(a.id, sel)
-            verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id).replace("_", " ")
+            verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id)
+            ent_name = w.entities[a.entity]["name"]
             described = requests.describe(b.state, {**seed_req, "target": {"entity": a.entity, "where": []}})
             extra = described.split(" with ", 1)[1] if " with " in described else ""
             body = render(
                 "bulk",
                 rng,
-                verb=verb,
-                thing=_name(w, a.entity),
+                act_every=requests.verb_phrase(verb, f"every {_name(w, a.entity)} {query.phrase(w, sel)}", ent_name),
+                act_each=requests.verb_phrase(verb, "each one", ent_name),
                 plural=w.entities[a.entity]["plural"].replace("_", " "),
                 cond=query.phrase(w, sel),
                 extra=f" (with {extra})" if extra else "",
