@@ -405,3 +405,14 @@ def test_difficulty_1_prompt_and_tools_are_short(arch_id: str) -> None:
         assert draft is not None
         task = build_task(FAM, "w", "t", 1, "train", draft)
         assert len(task.system) + len(task.prompt) < 4500, (arch_id, seed)
+
+
+def test_verb_phrases_read_as_english() -> None:
+    from toolgym.synth.domains.requests import verb_phrase
+
+    assert verb_phrase("cancel", "the booking X") == "cancel the booking X"
+    assert verb_phrase("call_off", "it") == "call it off"
+    assert verb_phrase("call_off", "the booking X") == "call off the booking X"
+    assert verb_phrase("mark_sold", "it") == "mark it as sold"
+    assert verb_phrase("record_payment", "the client X") == "record payment for the client X"
+    assert verb_phrase("cancel_showtime", "it", "showtime") == "cancel it"
