@@ -346,13 +346,15 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
             row = names.row(other, got)
         return Final(row[params["path"][-1]], "Found it.")
     if kind == "select":
-        return Final(sorted(r["id"] for r in rows), f"{len(rows)} match every condition.")
+        return Final(
+            sorted(r["id"] for r in rows), f"Submitting the ids that meet every condition ({len(rows)} in all)."
+        )
     if kind == "argmax":
         f = params["field"]
         rows = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r[f], reverse=params["best"] == "max")
         return Final(rows[0]["id"], "That one has the extreme value.")
     if kind == "count":
-        return Final(len(rows), f"{len(rows)} match.")
+        return Final(len(rows), f"The count is {len(rows)}.")
     if kind == "sum":
         return Final(round(sum(r.get(params["field"]) or 0 for r in rows), 2), "Adding them up.")
     if kind == "conditional":
@@ -386,7 +388,7 @@ def _bulk(s: Solver, params: dict[str, Any], rows: list[dict[str, Any]]) -> Prog
         if ok:
             done.append((yield from s.write(act, r["id"], resolved, changes)))
     yield from s.flush()
-    return Final(sorted(done), f"{len(done)} of {len(rows)} could be done under the rules.")
+    return Final(sorted(done), f"Done: {len(done)} of {len(rows)} could be changed under the rules.")
 
 
 def dry_run(params: dict[str, Any], tool_config: dict[str, Any], state: Any) -> tuple[Any, int]:

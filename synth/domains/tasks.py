@@ -36,6 +36,7 @@ from typing import Any
 import jinja2
 
 from toolgym.spec import TaskDraft
+from toolgym.synth.text import with_article
 from toolgym.synth.domains import kinds, query, requests
 from toolgym.synth.domains.ontology import Action, Count
 from toolgym.synth.domains.schema import action_params
@@ -93,7 +94,7 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 INTRO = [
-    "You are the assistant of {{ org }}, a {{ title }}. It is now {{ now }}.",
+    "You are the assistant of {{ org }}, {{ a_title }}. It is now {{ now }}.",
     "You work for {{ org }} ({{ title }}). The current time is {{ now }}.",
 ]
 KINDS_BY_DIFFICULTY = {
@@ -204,7 +205,9 @@ class Builder:
     ) -> TaskDraft:
         """The finished draft."""
         w, rng = self.world, self.rng
-        intro = _template(rng.choice(INTRO)).render(org=w.org, title=w.arch.title, now=w.now.replace("T", " "))
+        intro = _template(rng.choice(INTRO)).render(
+            org=w.org, title=w.arch.title, a_title=with_article(w.arch.title), now=w.now.replace("T", " ")
+        )
         rules = [p for p in w.arch.policies if p.id in w.policy_modes and p.action in self.actions]
         if self.actions and self.difficulty >= 4:  # every rule of every exposed action
             exposed = set(self._expose() or w.action_tools.values())
