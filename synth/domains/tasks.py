@@ -36,11 +36,11 @@ from typing import Any
 import jinja2
 
 from toolgym.spec import TaskDraft
-from toolgym.synth.text import with_article
 from toolgym.synth.domains import kinds, query, requests
 from toolgym.synth.domains.ontology import Action, Count
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState, DomainWorld
+from toolgym.synth.text import with_article
 from toolgym.verifiers.state import state_hash
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
