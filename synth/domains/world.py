@@ -226,8 +226,8 @@ class DomainWorld:
             self._index[(entity, attr)] = idx
         return idx
 
-    def range_keys(self, entity: str, attr: str, op: str, v: Any) -> list[str]:
-        """Keys of the world's rows with ``attr`` >= (``ge``) or <= (``le``) ``v``, in key order."""
+    def _range_span(self, entity: str, attr: str, op: str, v: Any) -> tuple[list[str], int, int]:
+        """The sorted index of ``attr`` (keys by value) and the slice ``[lo, hi)`` a bound keeps."""
         idx = self._sorted.get((entity, attr))
         if idx is None:
             pairs = sorted(
@@ -238,9 +238,20 @@ class DomainWorld:
             idx = self._sorted[(entity, attr)] = ([p[0] for p in pairs], [p[1] for p in pairs])
         values, keys = idx
         if values and isinstance(v, str) != isinstance(values[0], str):
-            return []  # a number against strings (or the reverse) orders nothing
-        cut = bisect.bisect_left(values, v) if op == "ge" else bisect.bisect_right(values, v)
-        return sorted(keys[cut:] if op == "ge" else keys[:cut])
+            return keys, 0, 0  # a number against strings (or the reverse) orders nothing
+        if op == "ge":
+            return keys, bisect.bisect_left(values, v), len(keys)
+        return keys, 0, bisect.bisect_right(values, v)
+
+    def range_size(self, entity: str, attr: str, op: str, v: Any) -> int:
+        """How many of the world's rows a bound keeps (two bisections, nothing materialized)."""
+        _, lo, hi = self._range_span(entity, attr, op, v)
+        return hi - lo
+
+    def range_keys(self, entity: str, attr: str, op: str, v: Any) -> list[str]:
+        """Keys of the world's rows with ``attr`` >= (``ge``) or <= (``le``) ``v``, in key order."""
+        keys, lo, hi = self._range_span(entity, attr, op, v)
+        return sorted(keys[lo:hi])
 
     @functools.cached_property
     def linked(self) -> dict[tuple[str, str], dict[str, list[str]]]:
@@ -296,11 +307,13 @@ class DomainState:
 
         Args:
             entity: The entity.
-            eqs: ``(attribute, value)`` equalities: answered from the world's hash indices (the
-                smallest bucket is scanned).
+            eqs: ``(attribute, value)`` equalities, answered from the world's hash indices.
             preds: Other conditions, as ``row -> bool``.
-            ranges: ``(attribute, "ge" | "le", value)`` bounds of plain numbers or ISO strings;
-                without equalities, the first is answered from a sorted index (bisect).
+            ranges: ``(attribute, "ge" | "le", value)`` bounds of plain numbers or ISO strings,
+                answered from sorted indices (bisect).
+
+        The most selective index (the smallest equality bucket or bound slice, sized without
+        materializing) gives the candidates; the other conditions are checked on them.
 
         A filtered read costs about the size of its answer, not of the table; the episode's
         changed rows are checked on their own.
@@ -308,15 +321,19 @@ class DomainState:
         world = self.world
         over = self.overlay.get(entity)
         base = world.rows[entity]
-        checks = [*preds, *(_range_check(a, op, v) for a, op, v in ranges)]
-        if eqs:
-            buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
-            keys: Any = buckets[0][0]
+        # the most selective index answers first: an equality's bucket, or a bound's slice
+        buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
+        spans = sorted((world.range_size(entity, a, op, v), i) for i, (a, op, v) in enumerate(ranges))
+        checks = list(preds)
+        if ranges and (not buckets or spans[0][0] < len(buckets[0][0])):
+            first = spans[0][1]
+            keys: Any = world.range_keys(entity, *ranges[first])
+            rest = [(a, v) for _, a, v in buckets]
+            checks += [_range_check(a, op, v) for i, (a, op, v) in enumerate(ranges) if i != first]
+        elif buckets:
+            keys = buckets[0][0]
             rest = [(a, v) for _, a, v in buckets[1:]]
-        elif ranges:
-            a, op, v = ranges[0]
-            keys = world.range_keys(entity, a, op, v)
-            rest, checks = [], checks[len(preds) + 1 :] + checks[: len(preds)]
+            checks += [_range_check(a, op, v) for a, op, v in ranges]
         elif not checks:
             return list(base.values()) if not over else list(self.rows(entity))
         else:
