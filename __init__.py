@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
 FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
+FAMILIES.register("domains", "toolgym.synth.domains.family:Domains", env_id="toolgym/Domains-v0")
 
 VERIFIERS: Registry[Any] = Registry("verifier kind")
 VERIFIERS.register("all", "toolgym.verifiers.verdict:verify_all")

@@ -103,7 +103,8 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
                 target = defs[node["$ref"].rsplit("/", 1)[-1]]
                 merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
                 return walk(merged)
-            return {k: walk(v) for k, v in node.items() if k != "title"}
+            # a "title" annotation is a string; a property *named* title is a schema (a dict): kept
+            return {k: walk(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
@@ -131,14 +132,32 @@ def make_tool(fn: Callable[..., Any], kind: ToolKind = "read", name: str | None 
     model = pydantic.create_model(  # type: ignore[call-overload]
         f"{tool_name}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
-    params_schema = _inline_refs(model.model_json_schema())
+    return tool_from_model(tool_name, fn, kind, description, model)
+
+
+def tool_from_model(
+    name: str,
+    fn: Callable[..., Any],
+    kind: ToolKind,
+    description: str,
+    model: type[BaseModel],
+    parameters: dict[str, Any] | None = None,
+) -> Tool:
+    """A :class:`Tool` from a function and an arguments model built elsewhere (schemas derived at run time).
+
+    ``fn(context, **arguments)`` is called with the model's fields as keyword arguments; the model
+    should forbid extra keys (``ConfigDict(extra="forbid")``), as :func:`make_tool`'s do.
+    ``parameters`` is the model's JSON schema when the caller derived it already (cheaper, per
+    field type); by default it is ``model.model_json_schema()``.
+    """
+    params_schema = parameters if parameters is not None else _inline_refs(model.model_json_schema())
     params_schema.setdefault("properties", {})
     params_schema["additionalProperties"] = False
     schema = {
         "type": "function",
-        "function": {"name": tool_name, "description": description, "parameters": params_schema},
+        "function": {"name": name, "description": description, "parameters": params_schema},
     }
-    return Tool(tool_name, fn, kind, description, model, schema)
+    return Tool(name, fn, kind, description, model, schema)
 
 
 def tool(kind: ToolKind = "read", name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolgym.envs.tools import ToolError, Toolset, as_tool, tool
+from toolgym.envs.tools import ToolError, Toolset, as_tool, make_tool, tool
 
 
 class Item(BaseModel):
@@ -56,6 +56,23 @@ def test_schema_is_derived_from_signature_and_docstring():
     assert "$ref" not in str(params) and item["properties"]["qty"]["minimum"] == 1
     assert params["properties"]["size"]["maximum"] == 9 and params["properties"]["mode"]["enum"] == ["a", "b"]
     assert "title" not in str(params)
+
+
+def test_an_argument_named_title_stays_in_the_schema():
+    """Schema titles are dropped, not properties that happen to be called title (a book's title)."""
+
+    def shelve(ctx: dict, title: str, shelf: int = 1) -> str:
+        """Shelve a book.
+
+        Args:
+            title: The book's title.
+            shelf: Shelf number.
+        """
+        return title
+
+    params = make_tool(shelve).schema["function"]["parameters"]
+    assert list(params["properties"]) == ["title", "shelf"] and params["required"] == ["title"]
+    assert params["properties"]["title"] == {"description": "The book's title.", "type": "string"}
 
 
 def test_dispatch_validates_and_turns_every_failure_into_a_sentence():

@@ -1,0 +1,178 @@
+"""Synthesized domains: relational tool worlds from archetypes, offline, without an LLM.
+
+A seed picks an archetype (``archetypes/*.yaml``) and samples a world from it: a schema
+(``schema.py``), rows (``world.py``, values from ``kinds.py``), a toolset derived from the schema
+(``tools.py``, ``actions.py``), rules (``rules.py``), tasks by difficulty (``tasks.py``,
+``writes.py``) and a tool-only reference (``reference.py``). See each module's docstring.
+
+Episodes: :meth:`Domains.episode_context` gives each episode its own
+:class:`~toolgym.synth.domains.world.DomainState` (the shared, immutable world plus an overlay of
+changes), so reset costs well under a microsecond whatever the world's size, and no episode
+sees another's writes; the state check hashes the overlay (the changes), which with the fixed
+world is the whole state.
+
+Gate answers (the answer kinds are ``text``, ``texts``, ``number``, ``integer``):
+
+* random: a *plausible* answer drawn from the world: the value of the asked field in a random
+  row, a random set of ids of the right entity and size, a random count or a sum over a random
+  subset of the right size;
+* bluff: well-formed, built without the world: ids in the right format with random numbers,
+  a random number, a random count;
+* perturbed: the reference answer broken: a neighbouring id, one id dropped or added, a number
+  off by one (or by 1%).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from toolgym.envs.limits import MAX_TURNS, REFERENCE_MARGIN
+from toolgym.envs.tools import Tool
+from toolgym.spec import TaskDraft, TaskSpec
+from toolgym.synth.domains import reference, tasks, tools, writes
+from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate
+from toolgym.synth.family import Family, Program
+
+REFERENCE_TURNS = math.floor(MAX_TURNS * (1 - REFERENCE_MARGIN))  # 36 of 48
+KIND_FUNCS = {
+    "lookup": tasks.lookup,
+    "select": tasks.select,
+    "argmax": tasks.argmax,
+    "aggregate": tasks.aggregate,
+    "act": tasks.act,
+    "conditional": writes.conditional,
+    "policy": writes.policy,
+    "bulk": writes.bulk,
+}
+
+
+def pick_archetype(seed: int) -> str:
+    """The archetype a world seed uses (uniform over the shipped archetypes, by file order)."""
+    ids = archetype_ids()
+    return ids[random.Random(seed * 2654435761 % 2**32).randrange(len(ids))]
+
+
+class Domains(Family):
+    """Relational tool worlds from domain archetypes: lookups, joins, aggregates, writes under rules."""
+
+    id = "domains"
+    env_name = "Domains"
+    version = 0
+    summary = "relational tool worlds sampled from domain archetypes: reads, writes, policies, state checks"
+
+    def make_world(self, seed: int, difficulty: int, arch_id: str | None = None) -> DomainWorld:
+        """A world of the seed's archetype (or ``arch_id``)."""
+        return DomainWorld(generate(archetype(arch_id or pick_archetype(seed)), seed, difficulty))
+
+    def load_world(self, data: dict[str, Any]) -> DomainWorld:
+        """Rebuild a world from its data."""
+        return DomainWorld(data)
+
+    def archetypes(self) -> Sequence[str]:
+        """The shipped archetypes worlds are drawn from (``--holdout-archetypes`` names them)."""
+        return list(archetype_ids())
+
+    def world_archetype(self, world: DomainWorld) -> str:
+        """The archetype a world was sampled from."""
+        return str(world.data["archetype"])
+
+    def world_schema(self, world: DomainWorld) -> dict[str, Any]:
+        """The sampled schema: entities (attributes with chosen names and kinds), links, actions, policies."""
+        out = []
+        for e in world.schema["entities"]:
+            attrs = [{"id": a.name, "name": e["attributes"][a.name], "kind": a.kind} for a in world.attrs(e["id"])]
+            out.append({**{k: v for k, v in e.items() if k != "attributes"}, "attributes": attrs})
+        return {
+            "archetype": world.arch.id,
+            "entities": out,
+            "links": world.schema["links"],
+            "actions": world.schema["actions"],
+            "policies": world.schema["policies"],
+        }
+
+    def make_task(self, world: DomainWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
+        """A task of the difficulty's kinds, falling back to easier kinds the world can host."""
+        own = list(tasks.KINDS_BY_DIFFICULTY.get(difficulty, ["lookup"]))
+        rng.shuffle(own)
+        order = own + [
+            k for k in tasks.FALLBACK if k not in own and tasks.FALLBACK.index(k) > tasks.FALLBACK.index(own[-1])
+        ]
+        for kind in order:
+            draft = KIND_FUNCS[kind](tasks.Builder(world, difficulty, rng))
+            if draft is not None and (kind != "bulk" or self._fits(draft, world)):
+                return draft
+        return None
+
+    @staticmethod
+    def _fits(draft: TaskDraft, world: DomainWorld) -> bool:
+        """Whether the reference of a long task stays within its turn budget.
+
+        The budget is the env's turn limit less the reference margin; the turns are measured by
+        running the reference on a scratch state.
+        """
+        _, turns = reference.dry_run(draft.params, draft.tool_config, DomainState(world))
+        return turns <= REFERENCE_TURNS
+
+    def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
+        """The task's toolset (derived from the schema in its config)."""
+        return tools.toolset(tool_config)
+
+    def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
+        """The tool-only reference program."""
+        return reference.program(params, tool_config)
+
+    def episode_context(self, world: DomainWorld, task: TaskSpec) -> DomainState:
+        """A fresh overlay state over the shared world (see the module docstring)."""
+        return DomainState(world)
+
+    def random_answer(self, world: DomainWorld, task: TaskSpec, rng: random.Random) -> Any:
+        """A plausible answer drawn from the world."""
+        gate, kind = task.meta["gate"], task.tool_config["answer"]
+        if "values_of" in gate:
+            e, a = gate["values_of"]
+            return rng.choice(list(world.rows[e].values()))[a]
+        if "count_of" in gate:
+            return rng.randint(0, len(world.rows[gate["count_of"]]))
+        if "sum_of" in gate:
+            e, a = gate["sum_of"]
+            rows = rng.sample(list(world.rows[e].values()), min(gate["n"], len(world.rows[e])))
+            return round(sum(r.get(a) or 0 for r in rows), 2)
+        keys = list(world.rows[gate["ids_of"]])
+        picked = rng.sample(keys, min(len(keys), max(1, gate.get("n", 1))))
+        return picked if kind == "texts" else picked[0]
+
+    def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
+        """A well-formed answer made without the world."""
+        kind = task.tool_config["answer"]
+        prefix = {e["id"]: e["key_prefix"] for e in task.tool_config["schema"]["entities"]}
+        gate = task.meta["gate"]
+        ent = gate.get("ids_of") or gate.get("count_of") or (gate.get("values_of") or gate.get("sum_of") or ["?"])[0]
+        fake = lambda: f"{prefix.get(ent, 'X')}-{rng.randint(1, 999):05d}"  # noqa: E731
+        if kind == "texts":
+            return [fake() for _ in range(rng.randint(1, 4))]
+        if kind == "integer":
+            return rng.randint(0, 30)
+        if kind == "number":
+            return round(rng.uniform(0, 1000), 2)
+        return fake()
+
+    def perturb(self, world: DomainWorld, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
+        """Broken copies of the reference answer."""
+        kind = task.tool_config["answer"]
+        if kind == "integer":
+            return [answer + 1, max(0, answer - 1) if answer else 2]
+        if kind == "number":
+            return [round(answer + 1, 2), round(answer * 1.01 + 0.5, 2)]
+        if kind == "texts":
+            keys = [k for k in world.rows[task.meta["gate"]["ids_of"]] if k not in answer]
+            out = [answer[:-1]] if answer else []
+            if keys:
+                out.append([*answer, rng.choice(keys)])
+            return out
+        if isinstance(answer, str) and answer[-5:].isdigit():
+            n = int(answer[-5:])
+            return [f"{answer[:-5]}{n + 1:05d}", f"{answer[:-5]}{max(n - 1, 0):05d}" if n > 1 else answer + "x"]
+        return [str(answer) + " x", str(answer)[:-1]]

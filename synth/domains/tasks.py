@@ -1,0 +1,401 @@
+"""Domain tasks by difficulty: what is asked, the expected answer and state, the toolset.
+
+Kinds (``params["kind"]``; every one is public, structured data the reference interprets
+through tools, and the prompt says in words from jinja2 templates with variants):
+
+==========  ==  ===========================================================================
+lookup      1   one field of a row named by its label or constraints (1–2 calls; via a ref)
+select      2   the ids of the rows meeting two or three constraints (a set; maybe paged)
+argmax      2   among the rows of a related row (a join through a ref), the one with the
+                highest or lowest value of a field
+aggregate   3   how many rows meet constraints, or the total of a numeric field over them
+act         3   one write on a target named by constraints (or one new row); answer: its id
+conditional 4   read a row; if a field meets a threshold do a write, else answer a field
+policy      4   two requests, one of which a rule forbids: do the allowed one, skip the other
+bulk        5   one write on every row of a paged group, in id order, skipping those a rule or
+                a precondition forbids (writes depend on what earlier ones changed)
+==========  ==  ===========================================================================
+
+A difficulty tries its kinds in random order, then falls back to easier ones, so a world
+whose archetype has no policies still hosts difficulty-4 tasks. The verifier is always
+``all(answer check, state check)``; the expected state is the generator's own simulation of the
+requests (:mod:`toolgym.synth.domains.requests`), hashed here, so the reference scoring 1
+cross-checks two implementations; read-only tasks expect no change at all.
+
+Toolset augmentation: difficulty 1 exposes only the tools the task needs; 2–4 add one to
+three distractor tools; 5 exposes every tool of the world.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+
+from toolgym.spec import TaskDraft
+from toolgym.synth.domains import kinds, query, requests
+from toolgym.synth.domains.ontology import Action, Count
+from toolgym.synth.domains.schema import action_params
+from toolgym.synth.domains.world import DomainState, DomainWorld
+from toolgym.synth.text import with_article
+from toolgym.verifiers.state import state_hash
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV.filters["capitalize"] = lambda s: s[:1].upper() + s[1:]  # jinja's lowercases the rest (names!)
+TEMPLATES: dict[str, list[str]] = {
+    "lookup": [
+        "What is the {{ field }} of the {{ what }}?",
+        "Look up the {{ what }} and tell me its {{ field }}.",
+        "I need the {{ field }} of the {{ what }}.",
+    ],
+    "select": [
+        "Which {{ plural }} are there {{ cond }}? Submit all their ids.",
+        "List the ids of every {{ thing }} {{ cond }}.",
+        "Find all {{ plural }} {{ cond }} and submit their ids.",
+    ],
+    "argmax": [
+        "Among the {{ plural }} {{ cond }}, which has the {{ best }} {{ field }}? Submit its id.",
+        "Of all {{ plural }} {{ cond }}, find the one with the {{ best }} {{ field }} and submit its id.",
+    ],
+    "count": [
+        "How many {{ plural }} are there {{ cond }}?",
+        "Count the {{ plural }} {{ cond }}.",
+    ],
+    "sum": [
+        "What is the total {{ field }} of the {{ plural }} {{ cond }}?",
+        "Add up the {{ field }} of every {{ thing }} {{ cond }}. What is the total?",
+    ],
+    "act": [
+        "Please {{ request }}. Then submit the id of the {{ thing }} you {{ done }}.",
+        "{{ request | capitalize }}, and submit the {{ thing }}'s id when done.",
+    ],
+    "conditional": [
+        "Look at the {{ what }}. If its {{ field }} {{ test }}, {{ request }} and submit its id; "
+        "otherwise change nothing and submit its {{ other }}.",
+        "Check the {{ field }} of the {{ what }}: when it {{ test }}, {{ request }} and submit its id. "
+        "If not, leave it as it is and submit its {{ other }} instead.",
+    ],
+    "policy": [
+        "Two requests came in. {% for r in reqs %}({{ loop.index }}) {{ r | capitalize }}. {% endfor %}"
+        "Carry out each one the rules allow and skip any they forbid. Submit the ids of the {{ plural }} "
+        "you changed or created (an empty list if none).",
+        "Handle these, following the rules: {% for r in reqs %}({{ loop.index }}) {{ r }}; {% endfor %}"
+        "then submit the list of ids of the {{ plural }} you actually changed or created.",
+    ],
+    "bulk": [
+        "{{ act_every | capitalize }}{{ extra }}, working through them in id order. "
+        "Skip any that the rules or the action's own conditions do not allow. "
+        "Submit the ids of the {{ plural }} you {{ done }}.",
+        "Go through all {{ plural }} {{ cond }} in id order and {{ act_each }}{{ extra }}, except where "
+        "a rule or a condition of the action forbids it. Then submit the ids of those you {{ done }}.",
+    ],
+}
+INTRO = [
+    "You are the assistant of {{ org }}, {{ a_title }}. It is now {{ now }}.",
+    "You work for {{ org }} ({{ title }}). The current time is {{ now }}.",
+]
+KINDS_BY_DIFFICULTY = {
+    1: ["lookup"],
+    2: ["select", "argmax"],
+    3: ["aggregate", "act"],
+    4: ["conditional", "policy"],
+    5: ["bulk"],
+}
+FALLBACK = ["bulk", "policy", "conditional", "act", "aggregate", "argmax", "select", "lookup"]
+ANSWER_FIELDS = frozenset(
+    {"person_name", "company_name", "email", "phone", "address", "code", "phrase", "date", "datetime"}
+)
+
+
+def render(kind: str, rng: random.Random, **values: Any) -> str:
+    """One variant of a kind's template, filled."""
+    return _template(rng.choice(TEMPLATES[kind])).render(**values).strip()
+
+
+@functools.cache
+def _template(source: str) -> jinja2.Template:
+    """A compiled template (compiling costs ~0.2 ms; every task renders two)."""
+    return _ENV.from_string(source)
+
+
+def _name(world: DomainWorld, entity: str, attr: str | None = None) -> str:
+    e = world.entities[entity]
+    return (e["attributes"].get(attr, attr) if attr else e["name"]).replace("_", " ")
+
+
+def _answer_kind(kind: str) -> str:
+    if kind in ("money", "rating"):
+        return "number"
+    if kind in ("int", "percent", "duration"):
+        return "integer"
+    return "text"
+
+
+def answer_check(answer_kind: str, expected: Any) -> dict[str, Any]:
+    """The answer verifier for an answer kind (``text``/``texts``/``number``/``integer``)."""
+    if answer_kind == "texts":
+        return {"kind": "set", "expected": sorted(expected)}
+    if answer_kind == "number":
+        return {"kind": "numeric", "expected": expected, "rel_tol": 0.0, "abs_tol": 0.005}
+    if answer_kind == "integer":
+        return {"kind": "numeric", "expected": expected, "rel_tol": 0.0, "abs_tol": 0.0, "integer": True}
+    return {"kind": "exact", "expected": expected}
+
+
+class Builder:
+    """Assembles one draft: prompt, params, verifier, toolset (the kind functions fill it)."""
+
+    def __init__(self, world: DomainWorld, difficulty: int, rng: random.Random):
+        self.world, self.difficulty, self.rng = world, difficulty, rng
+        self.state = DomainState(world)  # the generator's copy: simulated writes go here
+        self.tools: list[str] = []
+        self.actions: list[str] = []
+        self.extra_seed = rng.randrange(2**31)  # which distractor tools join
+
+    def need(self, *names: str) -> None:
+        """Tools the reference calls (kept in order, once)."""
+        self.tools += [n for n in names if n not in self.tools]
+
+    def reads(self, *entities: str) -> None:
+        """The get/find tools of entities."""
+        for e in entities:
+            ent = self.world.entities[e]
+            self.need(f"find_{ent['plural']}", f"get_{ent['name']}")
+
+    def selector_tools(self, sel: dict[str, Any]) -> None:
+        """The tools resolving a selector (its entity's, and those of labels it names)."""
+        if "key" in sel:
+            self.need(f"get_{self.world.entities[sel['entity']]['name']}")
+            return
+        if self.difficulty == 1:  # the shortest toolset that does: find (by label or filters)
+            self.need(f"find_{self.world.entities[sel['entity']]['plural']}")
+        else:
+            self.reads(sel["entity"])
+        for _, _, v in sel["where"]:
+            if isinstance(v, dict):
+                self.need(f"find_{self.world.entities[v['label_of']]['plural']}")
+
+    def write(self, act_id: str, *selectors: dict[str, Any] | None) -> None:
+        """An action's tool, the reads its rules need, and the tools resolving its targets' selectors."""
+        for sel in selectors:
+            if sel is not None and "key" not in sel:
+                self.selector_tools(sel)
+        self.actions.append(act_id)
+        w = self.world
+        act = next(a for a in w.arch.actions if a.id == act_id)
+        self.need(*(f"get_{e['name']}" for e in w.entities.values()))  # rules read related rows
+        self.need(f"find_{w.entities[act.entity]['plural']}")
+        conds = [
+            *act.requires,
+            *(c for p in w.arch.policies if p.action == act_id for c in p.forbid_if + p.when + p.require),
+        ]
+        for c in conds:
+            if isinstance(c, Count) and c.count in w.entities:  # counted through count (or find)
+                self.need(f"count_{w.entities[c.count]['plural']}", f"find_{w.entities[c.count]['plural']}")
+        for p in action_params(act, w.arch.entity(act.entity)).values():
+            if p.kind == "ref" and p.to in w.entities:  # named by label: found with find
+                self.need(f"find_{w.entities[p.to]['plural']}")
+        self.need(self.world.action_tools[act_id])
+
+    def draft(
+        self, kind: str, body: str, params: dict[str, Any], answer_kind: str, expected: Any, gate: dict[str, Any]
+    ) -> TaskDraft:
+        """The finished draft."""
+        w, rng = self.world, self.rng
+        intro = _template(rng.choice(INTRO)).render(
+            org=w.org, title=w.arch.title, a_title=with_article(w.arch.title), now=w.now.replace("T", " ")
+        )
+        rules = [p for p in w.arch.policies if p.id in w.policy_modes and p.action in self.actions]
+        if self.actions and self.difficulty >= 4:  # every rule of every exposed action
+            exposed = set(self._expose() or w.action_tools.values())
+            rules = [p for p in w.arch.policies if p.id in w.policy_modes and w.action_tools.get(p.action) in exposed]
+        text = intro + ("\nRules:\n" + "\n".join(f"- {p.text}" for p in rules) if rules else "") + "\n" + body
+        verifier = {
+            "kind": "all",
+            "checks": [answer_check(answer_kind, expected), {"kind": "state", "expected_hash": state_hash(self.state)}],
+        }
+        tool_config = {"archetype": w.arch.id, "schema": w.schema, "expose": self._expose(), "answer": answer_kind}
+        return TaskDraft(
+            prompt=text,
+            params={**params, "kind": kind, "now": w.now, "policies": [p.id for p in rules]},
+            verifier_spec=verifier,
+            tool_config=tool_config,
+            meta={"kind": kind, "gate": gate, "archetype": w.arch.id},
+        )
+
+    def _expose(self) -> list[str] | None:
+        if self.difficulty >= 5:
+            return None
+        from toolgym.synth.domains.tools import tool_names
+
+        every = tool_names(self.world.arch.id, self.world.schema)
+        others = [t for t in every if t not in self.tools]
+        n = {1: 0, 2: 1, 3: 2, 4: 3}.get(self.difficulty, 0)
+        extra = random.Random(self.extra_seed).sample(others, min(n, len(others)))
+        return [t for t in every if t in self.tools or t in extra]
+
+
+def _unique_value(world: DomainWorld, entity: str, attr: str, value: Any) -> bool:
+    """Whether a value is held by one row only and is not what an empty answer looks like (0, "")."""
+    return value not in (None, 0, "") and len(world.index(entity, attr).get(value, [])) == 1
+
+
+def lookup(b: Builder) -> TaskDraft | None:
+    """A field of a row named by its label or constraints; or a field of the row a ref points to."""
+    w, rng = b.world, b.rng
+    # the asked field's table is the largest one can: a random row's value (the random gate) is a
+    # plausible guess, so small tables make guessable tasks
+    ents = sorted((e for e in w.entities if w.rows[e]), key=lambda e: -len(w.rows[e]))[:3]
+    ents.sort(key=lambda e: -len(w.rows[e]) * rng.random())  # larger tables first, more likely
+    for e in [x for x in ents for _ in range(4)]:  # a few rows of each: some hold no unique value
+        row = rng.choice(list(w.rows[e].values()))
+        size = len(w.rows[e])
+        via = [a for a in w.attrs(e) if a.kind == "ref" and row.get(a.name) is not None and len(w.rows[a.to]) >= size]  # type: ignore[index]
+        path_ent, path_row, path = e, row, []
+        if via and rng.random() < 0.5:
+            ref = rng.choice(via)
+            path_ent, path_row, path = str(ref.to), w.rows[str(ref.to)][row[ref.name]], [ref.name]
+        label = w.entities[path_ent]["label"]
+        fields = [
+            a
+            for a in w.attrs(path_ent)
+            if (a.name != label or path)  # a label is the answer only when the row is reached by a ref
+            and (a.kind in ANSWER_FIELDS or a.kind in kinds.NUMERIC or a.name == label)
+            and _unique_value(w, path_ent, a.name, path_row.get(a.name))
+        ]
+        if not fields:
+            continue
+        field = rng.choice(fields)
+        if b.difficulty == 1 and w.entities[e]["label"] is None:  # by key: one get, a short toolset
+            sel: dict[str, Any] | None = {"entity": e, "key": row["id"]}
+        else:
+            sel = query.unique_selector(b.state, e, row, rng, avoid=set() if path else {field.name})
+        if sel is None:
+            continue
+        b.selector_tools(sel)
+        if path:
+            b.need(f"get_{w.entities[path_ent]['name']}")
+        what = f"{_name(w, e)} {query.phrase(w, sel)}"
+        if path:
+            what = f"{_name(w, path_ent)} that is the {_name(w, e, path[0])} of the {what}"
+        body = render("lookup", rng, field=_name(w, path_ent, field.name), what=what)
+        gate = {"values_of": [path_ent, field.name]}
+        return b.draft(
+            "lookup",
+            body,
+            {"target": sel, "path": [*path, field.name]},
+            _answer_kind(field.kind),
+            path_row[field.name],
+            gate,
+        )
+    return None
+
+
+def _numeric_field(w: DomainWorld, entity: str, rng: random.Random) -> str | None:
+    fields = [a.name for a in w.attrs(entity) if a.kind in kinds.NUMERIC]
+    return rng.choice(fields) if fields else None
+
+
+def select(b: Builder) -> TaskDraft | None:
+    """The ids of the rows meeting a few constraints."""
+    w, rng = b.world, b.rng
+    for e in rng.sample(list(w.entities), len(w.entities)):
+        sel = query.group_selector(b.state, e, 2, 9, rng)
+        if sel is None or len(sel["where"]) < 2:
+            continue
+        hits = [r["id"] for r in query.matching(b.state, sel)]
+        b.selector_tools(sel)
+        ent = w.entities[e]
+        body = render(
+            "select", rng, plural=ent["plural"].replace("_", " "), thing=_name(w, e), cond=query.phrase(w, sel)
+        )
+        return b.draft("select", body, {"target": sel}, "texts", hits, {"ids_of": e, "n": len(hits)})
+    return None
+
+
+def argmax(b: Builder) -> TaskDraft | None:
+    """Among the rows of a related row (a ref), the one with the highest or lowest value of a field."""
+    w, rng = b.world, b.rng
+    for e in rng.sample(list(w.entities), len(w.entities)):
+        field = _numeric_field(w, e, rng)
+        refs = [a for a in w.attrs(e) if a.kind == "ref"]
+        if field is None or not refs:
+            continue
+        ref = rng.choice(refs)
+        row = rng.choice(list(w.rows[e].values()))
+        if row.get(ref.name) is None:
+            continue
+        sel = {"entity": e, "where": [[ref.name, "eq", query.ref_value(b.state, ref.to, row[ref.name])]]}  # type: ignore[arg-type]
+        hits = [r for r in query.matching(b.state, sel) if r.get(field) is not None]
+        best = rng.choice(["max", "min"])
+        hits.sort(key=lambda r: r[field], reverse=best == "max")
+        if len(hits) < 3 or hits[0][field] == hits[1][field]:
+            continue
+        b.selector_tools(sel)
+        body = render(
+            "argmax",
+            rng,
+            plural=w.entities[e]["plural"].replace("_", " "),
+            cond=query.phrase(w, sel),
+            best="highest" if best == "max" else "lowest",
+            field=_name(w, e, field),
+        )
+        params = {"target": sel, "field": field, "best": best}
+        return b.draft("argmax", body, params, "text", hits[0]["id"], {"ids_of": e, "n": 1})
+    return None
+
+
+def aggregate(b: Builder) -> TaskDraft | None:
+    """How many rows meet constraints, or the total of a numeric field over them."""
+    w, rng = b.world, b.rng
+    for e in rng.sample(list(w.entities), len(w.entities)):
+        # a sum (decimals: not guessable) where the entity has a numeric field; else a count, of at
+        # least 12 rows (small counts are what a bluff guesses)
+        field = _numeric_field(w, e, rng)
+        sel = query.group_selector(b.state, e, 3 if field else 12, 60, rng)
+        if sel is None:
+            continue
+        hits = query.matching(b.state, sel)
+        total = round(sum(r.get(field) or 0 for r in hits), 2) if field else len(hits)
+        if total == 0:  # what the null agent submits
+            continue
+        b.selector_tools(sel)
+        names = {
+            "plural": w.entities[e]["plural"].replace("_", " "),
+            "thing": _name(w, e),
+            "cond": query.phrase(w, sel),
+        }
+        if field is None:
+            body = render("count", rng, **names)
+            return b.draft("count", body, {"target": sel}, "integer", len(hits), {"count_of": e})
+        body = render("sum", rng, field=_name(w, e, field), **names)
+        return b.draft(
+            "sum", body, {"target": sel, "field": field}, "number", total, {"sum_of": [e, field], "n": len(hits)}
+        )
+    return None
+
+
+def _actions(b: Builder, pred: Callable[[Action], bool] = lambda a: True) -> list[Action]:
+    acts = [a for a in b.world.arch.actions if a.id in b.world.action_tools and pred(a)]
+    b.rng.shuffle(acts)
+    return acts
+
+
+def act(b: Builder) -> TaskDraft | None:
+    """One allowed write on a target named by constraints, or one new row."""
+    w, rng = b.world, b.rng
+    for a in _actions(b):
+        req = requests.propose(b.state, a.id, rng)
+        if req is None or requests.blocking(b.state, req):
+            continue
+        done = requests.simulate(b.state, req)
+        if done is None:
+            continue
+        b.write(a.id, req["target"])
+        done_words = "acted on" if a.target else "created"
+        body = render("act", rng, request=requests.describe(b.state, req), thing=_name(w, a.entity), done=done_words)
+        return b.draft("act", body, {"requests": [req]}, "text", done, {"ids_of": a.entity, "n": 1})
+    return None

@@ -1,0 +1,442 @@
+"""Domain worlds: an archetype's sampled schema (``schema.py``) filled with seeded rows.
+
+:func:`generate` is a pure function of (archetype, seed, difficulty). A world's data (JSON, what
+a dataset stores)::
+
+    {"archetype": "clinic", "seed": 7, "difficulty": 2, "now": "2026-05-04T10:15", "org": "…",
+     "page_size": 15, "schema": {…}, "tables": {entity: [row, …]}, "links": {link: [[a, b], …]}}
+
+Rows are dicts keyed by the *canonical* attribute names, plus ``"id"``: a deterministic key
+``PT-00017`` (the entity's ``key_prefix``, then its 1-based number), so replays give the same
+ids; a ref holds the referenced row's key; an optional attribute may be null.
+
+**State and copy-on-reset.** The world's tables never change (they are shared by every episode,
+and synthesis checks they stay so). An episode's state is a :class:`DomainState`: the world plus
+an overlay of the rows it changed or created (writes copy a row, change the copy and put it in
+the overlay). Opening one costs a few hundred nanoseconds at any size, against a JSON reload of
+the whole world; reads look in the overlay first. ``DomainState.to_json()`` is the overlay with
+rows equal to the world's dropped: together with the world (fixed for a task) it is the whole
+state, so the state check compares whole states at the cost of the changes only.
+
+Sizes: an entity's row count interpolates geometrically between its ``count`` at difficulty 1
+and 5; the list tools' page size falls with difficulty (:data:`PAGE_SIZE`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import functools
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from toolgym.errors import ConfigError
+from toolgym.synth.domains import kinds
+from toolgym.synth.domains.ontology import ARCHETYPE_DIR, Archetype, Attribute, Entity, load_archetype
+from toolgym.synth.domains.schema import sample_schema
+
+PAGE_SIZE = {1: 20, 2: 15, 3: 10, 4: 10, 5: 8}
+_EXTRA: dict[str, Archetype] = {}  # archetypes registered at run time (test fixtures)
+
+
+def register_archetype(arch: Archetype) -> None:
+    """Make an archetype that is not a shipped file loadable by id (tests, plugins)."""
+    _EXTRA[arch.id] = arch
+
+
+def archetype(arch_id: str) -> Archetype:
+    """The archetype ``arch_id`` (shipped or registered).
+
+    Raises:
+        ConfigError: No such archetype.
+    """
+    arch = _EXTRA.get(arch_id)
+    return arch if arch is not None else _shipped(arch_id)
+
+
+@functools.cache
+def _shipped(arch_id: str) -> Archetype:
+    """One shipped archetype, loaded alone (a worker needs a few of the files, not all)."""
+    path = ARCHETYPE_DIR / f"{arch_id}.yaml"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", arch_id) or not path.is_file():
+        raise ConfigError(f"unknown domain archetype {arch_id!r}; known: {', '.join(archetype_ids())}")
+    return load_archetype(path)
+
+
+@functools.cache
+def archetype_ids() -> tuple[str, ...]:
+    """The ids of the shipped archetypes (file stems, sorted), without loading them."""
+    return tuple(sorted(p.stem for p in ARCHETYPE_DIR.glob("*.yaml")))
+
+
+def row_count(ent: Entity, difficulty: int) -> int:
+    """Rows of an entity at a difficulty: geometric between ``count[0]`` (d1) and ``count[1]`` (d5)."""
+    lo, hi = ent.count
+    return max(1, round(lo * (hi / lo) ** ((min(max(difficulty, 1), 5) - 1) / 4)))
+
+
+def _fill_rows(
+    ent: Entity, attrs: list[Attribute], n: int, keys: dict[str, list[str]], now: dt.datetime, rng: random.Random
+) -> list[dict[str, Any]]:
+    """``n`` rows of one entity (refs point into ``keys``); labels and unique attributes unique."""
+    gens = {a.name: kinds.generator(a, now, rng) for a in attrs}
+    unique = {a.name for a in attrs if a.unique or a.name == ent.label}
+    seen: dict[str, set[Any]] = {a: set() for a in unique}
+    perms: dict[str, list[Any]] = {
+        a.name: rng.sample(list(a.values or []), len(a.values or []))
+        for a in attrs
+        if a.name in unique and a.kind == "enum"
+    }
+    if perms:
+        n = min(n, *(len(p) for p in perms.values()))
+    for a in attrs:  # unique codes and phrases: drawn without replacement when their space allows
+        if a.name in unique and a.name not in perms:
+            drawn = kinds.unique_draw(a, n, rng)
+            if drawn is not None:
+                perms[a.name] = drawn
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {"id": f"{ent.key_prefix}-{i + 1:05d}"}
+        for a in attrs:
+            if a.kind == "ref":
+                row[a.name] = rng.choice(keys[a.to])  # type: ignore[index]
+                continue
+            if a.optional and a.name != ent.label and rng.random() < a.optional:
+                row[a.name] = None
+                continue
+            if a.name in perms:
+                row[a.name] = perms[a.name][i]
+                continue
+            value = gens[a.name](rng, row)
+            if a.name in unique:
+                for _ in range(200):
+                    if value not in seen[a.name]:
+                        break
+                    value = gens[a.name](rng, row)
+                else:
+                    value = f"{value} {i + 1}"  # a tiny value space: numbered, still unique
+                seen[a.name].add(value)
+            row[a.name] = value
+        rows.append(row)
+    return rows
+
+
+def _ordered(arch: Archetype, names: list[str]) -> list[str]:
+    """Entities in an order where every ref points to an earlier one (self-refs aside)."""
+    out: list[str] = []
+    todo = list(names)
+    while todo:
+        for e_id in todo:
+            deps = {a.to for a in arch.entity(e_id).attributes if a.kind == "ref" and a.to in names and a.to != e_id}
+            if deps <= set(out):
+                out.append(e_id)
+                todo.remove(e_id)
+                break
+        else:
+            raise ConfigError(f"archetype {arch.id}: entities {todo} refer to each other in a cycle")
+    return out
+
+
+def generate(arch: Archetype, seed: int, difficulty: int) -> dict[str, Any]:
+    """A world's data (see the module docstring) from an archetype, a seed and a difficulty 1–5."""
+    rng = random.Random(seed)
+    schema = sample_schema(arch, rng)
+    day = dt.date(2026, 1, 5) + dt.timedelta(days=rng.randrange(330))
+    now = dt.datetime.combine(day, dt.time(rng.randint(8, 16), rng.choice((0, 15, 30, 45))))
+    org = f"{rng.choice(arch.org.words)} {rng.choice(arch.org.suffixes)}"
+    chosen = {e["id"]: e for e in schema["entities"]}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    keys: dict[str, list[str]] = {}
+    for e_id in _ordered(arch, list(chosen)):
+        ent = arch.entity(e_id)
+        attrs = [a for a in ent.attributes if a.name in chosen[e_id]["attributes"]]
+        self_ref = [a for a in attrs if a.kind == "ref" and a.to == e_id]
+        n = row_count(ent, difficulty)
+        keys[e_id] = [f"{ent.key_prefix}-{i + 1:05d}" for i in range(n)]
+        tables[e_id] = _fill_rows(ent, attrs, n, keys, now, rng)
+        keys[e_id] = [r["id"] for r in tables[e_id]]
+        for a in self_ref:  # a self-ref points to an earlier row, or none: no cycles
+            for i, row in enumerate(tables[e_id]):
+                row[a.name] = keys[e_id][rng.randrange(i)] if i and rng.random() < 0.7 else None
+    links: dict[str, list[list[str]]] = {}
+    for link in schema["links"]:
+        spec = next(x for x in arch.links if x.id == link["id"])
+        end_a, end_b = spec.between
+        pairs = set()
+        for ka in keys[end_a]:
+            k = rng.randint(*spec.per)
+            for kb in rng.sample(keys[end_b], min(k, len(keys[end_b]))):
+                pairs.add((ka, kb))
+        links[link["id"]] = [list(p) for p in sorted(pairs)]
+    return {
+        "archetype": arch.id,
+        "seed": seed,
+        "difficulty": difficulty,
+        "now": now.strftime("%Y-%m-%dT%H:%M"),
+        "org": org,
+        "page_size": PAGE_SIZE.get(difficulty, 10),
+        "schema": schema,
+        "tables": tables,
+        "links": links,
+    }
+
+
+class DomainWorld:
+    """A world's data with its lookups (indices are built on first use)."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        self.arch = archetype(data["archetype"])
+        self.schema: dict[str, Any] = data["schema"]
+        self.now: str = data["now"]
+        self.today: str = self.now[:10]
+        self.now_dt = dt.datetime.fromisoformat(self.now)
+        self.page_size: int = data["page_size"]
+        self.org: str = data["org"]
+        self.entities: dict[str, dict[str, Any]] = {e["id"]: e for e in self.schema["entities"]}
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {
+            e: {r["id"]: r for r in rows} for e, rows in data["tables"].items()
+        }
+        self.links: dict[str, list[list[str]]] = data["links"]
+        self.action_tools: dict[str, str] = {a["id"]: a["tool"] for a in self.schema["actions"]}
+        self.policy_modes: dict[str, str] = {p["id"]: p["mode"] for p in self.schema["policies"]}
+        self._index: dict[tuple[str, str], dict[Any, list[str]]] = {}
+        self._sorted: dict[tuple[str, str], tuple[list[Any], list[str]]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The world's data (shared: never modify it)."""
+        return self.data
+
+    def attrs(self, entity: str) -> list[Attribute]:
+        """The sampled attributes of an entity, in archetype order (canonical specs)."""
+        ent = self.arch.entity(entity)
+        chosen = self.entities[entity]["attributes"]
+        return [a for a in ent.attributes if a.name in chosen]
+
+    def index(self, entity: str, attr: str) -> dict[Any, list[str]]:
+        """Keys of the world's rows of ``entity`` by their value of ``attr`` (built once)."""
+        idx = self._index.get((entity, attr))
+        if idx is None:
+            idx = {}
+            for key, row in self.rows[entity].items():
+                idx.setdefault(row.get(attr), []).append(key)
+            self._index[(entity, attr)] = idx
+        return idx
+
+    def _range_span(self, entity: str, attr: str, op: str, v: Any) -> tuple[list[str], int, int]:
+        """The sorted index of ``attr`` (keys by value) and the slice ``[lo, hi)`` a bound keeps."""
+        idx = self._sorted.get((entity, attr))
+        if idx is None:
+            pairs = sorted(
+                (r[attr], k)
+                for k, r in self.rows[entity].items()
+                if r.get(attr) is not None and not isinstance(r[attr], bool)
+            )
+            idx = self._sorted[(entity, attr)] = ([p[0] for p in pairs], [p[1] for p in pairs])
+        values, keys = idx
+        if values and isinstance(v, str) != isinstance(values[0], str):
+            return keys, 0, 0  # a number against strings (or the reverse) orders nothing
+        if op == "ge":
+            return keys, bisect.bisect_left(values, v), len(keys)
+        return keys, 0, bisect.bisect_right(values, v)
+
+    def range_size(self, entity: str, attr: str, op: str, v: Any) -> int:
+        """How many of the world's rows a bound keeps (two bisections, nothing materialized)."""
+        _, lo, hi = self._range_span(entity, attr, op, v)
+        return hi - lo
+
+    def range_keys(self, entity: str, attr: str, op: str, v: Any) -> list[str]:
+        """Keys of the world's rows with ``attr`` >= (``ge``) or <= (``le``) ``v``, in key order."""
+        keys, lo, hi = self._range_span(entity, attr, op, v)
+        return sorted(keys[lo:hi])
+
+    @functools.cached_property
+    def linked(self) -> dict[tuple[str, str], dict[str, list[str]]]:
+        """``{(link, end entity): {key: [keys of the other end]}}`` for both directions."""
+        out: dict[tuple[str, str], dict[str, list[str]]] = {}
+        for link in self.schema["links"]:
+            a, b = link["between"]
+            fwd, back = out.setdefault((link["id"], a), {}), out.setdefault((link["id"], b), {})
+            for ka, kb in self.links[link["id"]]:
+                fwd.setdefault(ka, []).append(kb)
+                back.setdefault(kb, []).append(ka)
+        return out
+
+
+class DomainState:
+    """One episode's state: the shared world plus an overlay of changed and created rows."""
+
+    __slots__ = ("created", "overlay", "world")
+
+    def __init__(self, world: DomainWorld):
+        self.world = world
+        self.overlay: dict[str, dict[str, dict[str, Any]]] = {}
+        self.created: dict[str, int] = {}
+
+    def get(self, entity: str, key: str) -> dict[str, Any] | None:
+        """The row of ``entity`` with key ``key`` as the episode sees it, or None."""
+        over = self.overlay.get(entity)
+        if over is not None and key in over:
+            return over[key]
+        return self.world.rows[entity].get(key)
+
+    def rows(self, entity: str) -> Iterator[dict[str, Any]]:
+        """Every row of ``entity`` as the episode sees it, in key order (created rows last)."""
+        over = self.overlay.get(entity)
+        if not over:
+            yield from self.world.rows[entity].values()
+            return
+        for key, row in self.world.rows[entity].items():
+            yield over.get(key, row)
+        base = self.world.rows[entity]
+        for key, row in over.items():
+            if key not in base:
+                yield row
+
+    def where(
+        self,
+        entity: str,
+        eqs: list[tuple[str, Any]],
+        preds: list[Callable[[dict[str, Any]], bool]],
+        ranges: Sequence[tuple[str, str, Any]] = (),
+    ) -> list[dict[str, Any]]:
+        """Rows of ``entity`` (as the episode sees them) meeting every condition, in key order.
+
+        Args:
+            entity: The entity.
+            eqs: ``(attribute, value)`` equalities, answered from the world's hash indices.
+            preds: Other conditions, as ``row -> bool``.
+            ranges: ``(attribute, "ge" | "le", value)`` bounds of plain numbers or ISO strings,
+                answered from sorted indices (bisect).
+
+        The most selective index (the smallest equality bucket or bound slice, sized without
+        materializing) gives the candidates; the other conditions are checked on them.
+
+        A filtered read costs about the size of its answer, not of the table; the episode's
+        changed rows are checked on their own.
+        """
+        world = self.world
+        over = self.overlay.get(entity)
+        base = world.rows[entity]
+        # the most selective index answers first: an equality's bucket, or a bound's slice
+        buckets = sorted(((world.index(entity, a).get(v, ()), a, v) for a, v in eqs), key=lambda b: len(b[0]))
+        spans = sorted((world.range_size(entity, a, op, v), i) for i, (a, op, v) in enumerate(ranges))
+        checks = list(preds)
+        if ranges and (not buckets or spans[0][0] < len(buckets[0][0])):
+            first = spans[0][1]
+            keys: Any = world.range_keys(entity, *ranges[first])
+            rest = [(a, v) for _, a, v in buckets]
+            checks += [_range_check(a, op, v) for i, (a, op, v) in enumerate(ranges) if i != first]
+        elif buckets:
+            keys = buckets[0][0]
+            rest = [(a, v) for _, a, v in buckets[1:]]
+            checks += [_range_check(a, op, v) for a, op, v in ranges]
+        elif not checks:
+            return list(base.values()) if not over else list(self.rows(entity))
+        else:
+            return [r for r in self.rows(entity) if all(p(r) for p in checks)]
+        if not rest and not checks and not over:  # the index answers it alone
+            return [base[k] for k in keys]
+        out = []
+        for k in keys:
+            if over and k in over:
+                continue
+            r = base[k]
+            if all(r.get(a) == v for a, v in rest) and all(p(r) for p in checks):
+                out.append(r)
+        if over:
+            every = [*preds, *(_range_check(a, op, v) for a, op, v in ranges)]
+            out += [r for r in over.values() if all(r.get(a) == v for a, v in eqs) and all(p(r) for p in every)]
+            out.sort(key=lambda r: r["id"])
+        return out
+
+    def put(self, entity: str, row: dict[str, Any]) -> None:
+        """Store a changed or new row (a new dict: rows of the world are never modified)."""
+        self.overlay.setdefault(entity, {})[row["id"]] = row
+
+    def peek_key(self, entity: str) -> str:
+        """The key the next row created in ``entity`` will get (nothing is reserved)."""
+        n = len(self.world.rows[entity]) + self.created.get(entity, 0) + 1
+        return f"{self.world.entities[entity]['key_prefix']}-{n:05d}"
+
+    def new_key(self, entity: str) -> str:
+        """The next key of ``entity`` (deterministic: the world's count plus rows created so far)."""
+        n = len(self.world.rows[entity]) + self.created.get(entity, 0) + 1
+        self.created[entity] = self.created.get(entity, 0) + 1
+        return f"{self.world.entities[entity]['key_prefix']}-{n:05d}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The changes from the world: ``{entity: {key: row}}``, rows equal to the world's dropped."""
+        out: dict[str, dict[str, Any]] = {}
+        for entity, over in self.overlay.items():
+            base = self.world.rows[entity]
+            changed = {k: r for k, r in over.items() if base.get(k) != r}
+            if changed:
+                out[entity] = changed
+        return {"changes": out}
+
+
+_SQL_TYPES = {
+    "flag": "BOOLEAN",
+    "int": "BIGINT",
+    "percent": "BIGINT",
+    "duration": "BIGINT",
+    "money": "DOUBLE",
+    "rating": "DOUBLE",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+    "time": "TIME",
+}
+
+
+def to_duckdb(world: DomainWorld, path: str | Path) -> None:
+    """Export the world's tables (and link tables) to a DuckDB file, with the world's schema.
+
+    Tables and columns take the world's chosen names (the names its tools speak): one table per
+    entity named by its plural (``id`` the primary key, refs as ``VARCHAR`` keys), one per link
+    named by its chosen name with columns ``<entity>_id``. Types follow the kinds (dates
+    ``DATE``, datetimes ``TIMESTAMP``, money ``DOUBLE``, flags ``BOOLEAN``, strings ``VARCHAR``).
+
+    Raises:
+        ConfigError: The file exists already.
+    """
+    import duckdb
+
+    path = Path(path)
+    if path.exists():
+        raise ConfigError(f"{path} exists; to_duckdb writes a new database")
+    con = duckdb.connect(str(path))
+    try:
+        for e_id, ent in world.entities.items():
+            attrs = world.attrs(e_id)
+            cols = ['"id" VARCHAR PRIMARY KEY'] + [
+                f'"{ent["attributes"][a.name]}" {_SQL_TYPES.get(a.kind, "VARCHAR")}' for a in attrs
+            ]
+            con.execute(f'CREATE TABLE "{ent["plural"]}" ({", ".join(cols)})')
+            rows = [[r["id"], *(r.get(a.name) for a in attrs)] for r in world.rows[e_id].values()]
+            if rows:
+                marks = ", ".join("?" * (len(attrs) + 1))
+                con.executemany(f'INSERT INTO "{ent["plural"]}" VALUES ({marks})', rows)
+        for link in world.schema["links"]:
+            a, b = (world.entities[x]["name"] for x in link["between"])
+            con.execute(f'CREATE TABLE "{link["name"]}" ("{a}_id" VARCHAR, "{b}_id" VARCHAR)')
+            if world.links[link["id"]]:
+                con.executemany(f'INSERT INTO "{link["name"]}" VALUES (?, ?)', world.links[link["id"]])
+    finally:
+        con.close()
+
+
+def _range_check(attr: str, op: str, v: Any) -> Callable[[dict[str, Any]], bool]:
+    """``row -> row[attr] >= v`` (``ge``) or ``<= v`` (``le``); null, booleans and mixed types fail."""
+    number = not isinstance(v, str)
+
+    def check(r: dict[str, Any]) -> bool:
+        x = r.get(attr)
+        if x is None or isinstance(x, bool) or isinstance(x, str) == number:
+            return False
+        return bool(x >= v) if op == "ge" else bool(x <= v)
+
+    return check

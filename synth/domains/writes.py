@@ -1,0 +1,192 @@
+"""The writing task kinds of difficulty 4 and 5: conditional, policy-bound and bulk requests.
+
+See ``tasks.py`` for the table of kinds. Each kind draws requests whose outcome the generator
+knows by running them on its own state (:func:`toolgym.synth.domains.requests.simulate`):
+a request a rule forbids is not done, whatever the rule's mode, so the expected state is the
+one a careful agent leaves; an enforced rule only makes ignoring it visible to the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolgym.spec import TaskDraft
+from toolgym.synth.domains import kinds, query, requests
+from toolgym.synth.domains.schema import action_params
+from toolgym.synth.domains.tasks import ANSWER_FIELDS, Builder, _actions, _name, render
+from toolgym.synth.domains.world import DomainState
+
+
+def conditional(b: Builder) -> TaskDraft | None:
+    """Read a row; if a numeric field passes a threshold, write on it, else answer another field."""
+    w, rng = b.world, b.rng
+    for a in _actions(b, lambda a: a.target is not None):
+        fields = [x.name for x in w.attrs(a.entity) if x.kind in kinds.NUMERIC]
+        label = w.entities[a.entity]["label"]
+        others = [x.name for x in w.attrs(a.entity) if x.kind in ANSWER_FIELDS or x.name == label]
+        rows = list(w.rows[a.entity].values())
+        if not fields or not others or len(rows) < 3:
+            continue
+        for _ in range(6):
+            row = rng.choice(rows)
+            field, other = rng.choice(fields), rng.choice(others)
+            pivot = rng.choice(rows).get(field)
+            value = row.get(field)
+            if value is None or pivot is None or pivot == value or not _unique(w, a.entity, other, row.get(other)):
+                continue
+            req = requests.propose(b.state, a.id, rng, row=row)
+            if req is None:
+                continue
+            op = rng.choice(["ge", "le"])
+            test = value >= pivot if op == "ge" else value <= pivot
+            if test and (requests.blocking(b.state, req) or requests.simulate(b.state, req) is None):
+                continue
+            b.write(a.id, req["target"])
+            body = render(
+                "conditional",
+                rng,
+                what=f"{_name(w, a.entity)} {query.phrase(w, req['target'])}",
+                field=_name(w, a.entity, field),
+                test=f"is {'at least' if op == 'ge' else 'at most'} {pivot}",
+                request=_strip_target(requests.describe(b.state, req), w, req),
+                other=_name(w, a.entity, other),
+            )
+            params = {"target": req["target"], "field": field, "op": op, "value": pivot, "then": req, "other": other}
+            expected = row["id"] if test else row[other]
+            gate = {"ids_of": a.entity} if test else {"values_of": [a.entity, other]}
+            return b.draft("conditional", body, params, "text", expected, gate)
+    return None
+
+
+def _unique(w: Any, entity: str, attr: str, v: Any) -> bool:
+    return v is not None and len(w.index(entity, attr).get(v, [])) == 1
+
+
+def _strip_target(text: str, w: Any, req: dict[str, Any]) -> str:
+    """``"cancel the booking whose …"`` → ``"cancel it"`` (the target is already named)."""
+    verb = next(a["verb"] for a in w.schema["actions"] if a["id"] == req["action"])
+    entity = w.entities[requests.action_entity(w, req["action"])]["name"]
+    rest = text.split(query.phrase(w, req["target"]), 1)[-1] if req["target"]["where"] else ""
+    if verb.split("_")[-1] in requests.PARTICLES:  # the particle came after the phrase: drop it
+        rest = rest.removeprefix(" " + verb.split("_")[-1])
+    return requests.verb_phrase(verb, "it", entity) + rest
+
+
+def policy(b: Builder) -> TaskDraft | None:
+    """Two requests, one of which a rule forbids: do the allowed one, skip the other."""
+    w, rng = b.world, b.rng
+    pols = [p for p in w.arch.policies if p.id in w.policy_modes]
+    rng.shuffle(pols)
+    for pol in pols:
+        bad = None
+        for _ in range(40):
+            req = requests.propose(b.state, pol.action, rng, tries=3)
+            if req is not None and pol.id in requests.blocking(b.state, req):
+                bad = req
+                break
+        if bad is None:
+            continue
+        good = None
+        for act_id in [pol.action, *(a.id for a in _actions(b) if a.id != pol.action)]:
+            for _ in range(10):
+                req = requests.propose(b.state, act_id, rng, tries=3)
+                if req is not None and not requests.blocking(b.state, req) and req["target"] != bad["target"]:
+                    good = req
+                    break
+            if good is not None:
+                break
+        if good is None:
+            continue
+        alt = _alternative(b, bad, pol.instead) if pol.instead in w.action_tools else None
+        if alt is not None:
+            bad = {**bad, "instead": alt}
+        reqs = [bad, good] if rng.random() < 0.5 else [good, bad]
+        done = []
+        for r in reqs:
+            if r is bad and pol.id not in requests.blocking(b.state, r):
+                return None  # the other request, done first, lifted the rule
+            done.append(requests.simulate(b.state, r))
+        if done[reqs.index(good)] is None or (alt is not None and done[reqs.index(bad)] is None):
+            return None
+        for r in [*reqs, *([alt] if alt else [])]:
+            b.write(r["action"], r["target"])
+        ents = {_entity(b, r) for r in [*reqs, *([alt] if alt else [])]}
+        plural = w.entities[ents.pop()]["plural"] if len(ents) == 1 else "records"
+        body = render(
+            "policy", rng, reqs=[requests.describe(b.state, r) for r in reqs], plural=plural.replace("_", " ")
+        )
+        gate = {"ids_of": _entity(b, good), "n": 1}
+        return b.draft("policy", body, {"requests": reqs}, "texts", sorted(d for d in done if d), gate)
+    return None
+
+
+def _alternative(b: Builder, bad: dict[str, Any], act_id: str) -> dict[str, Any] | None:
+    """The request a rule's ``instead`` suggests for a forbidden one, on the row it concerns.
+
+    The same row when the alternative acts on the forbidden request's entity (reschedule what
+    cannot be cancelled); else the row of a ref parameter of that entity (take a payment from the
+    patient who may not book); else any row. None when no such request is allowed.
+    """
+    state = b.state
+    inst, orig = requests.action(state, act_id), requests.action(state, bad["action"])
+    _, target, params = requests.raw_call(state, bad)
+    row = None
+    if inst.target and inst.target == orig.entity and target not in (None, "?"):
+        row = state.get(inst.target, target)  # type: ignore[arg-type]
+    elif inst.target:
+        spec = action_params(orig, state.world.arch.entity(orig.entity))
+        keys = [params[k] for k, p in spec.items() if p.kind == "ref" and p.to == inst.target and params.get(k)]
+        row = state.get(inst.target, keys[0]) if keys else None
+    for _ in range(5):
+        alt = requests.propose(state, act_id, b.rng, row=row, tries=4)
+        if alt is not None and not requests.blocking(state, alt):
+            return alt
+    return None
+
+
+def _entity(b: Builder, req: dict[str, Any]) -> str:
+    return requests.action(b.state, req["action"]).entity
+
+
+def bulk(b: Builder) -> TaskDraft | None:
+    """One write on every row of a paged group, in id order, skipping those the rules forbid."""
+    w, rng = b.world, b.rng
+    for a in _actions(b, lambda a: a.target is not None):
+        for _ in range(8):
+            sel = query.group_selector(b.state, a.entity, 12, 60, rng)
+            if sel is None:
+                break
+            rows = query.matching(b.state, sel)
+            seed_req = requests.propose(b.state, a.id, rng, row=rng.choice(rows), tries=5)
+            if seed_req is None:
+                continue
+            scratch = DomainState(w)
+            done = []
+            for r in rows:
+                req = {"action": a.id, "target": {"key": r["id"]}, "params": seed_req["params"]}
+                d = requests.simulate(scratch, req)
+                if d is not None:
+                    done.append(d)
+            labels = sum(isinstance(v, dict) for _, _, v in sel["where"])
+            calls = labels + -(-len(rows) // w.page_size) + len(done)  # the reference's least: gets add to it
+            if len(done) < 5 or len(rows) - len(done) < 2 or calls < 20:
+                continue
+            b.state = scratch
+            b.write(a.id, sel)
+            verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id)
+            ent_name = w.entities[a.entity]["name"]
+            described = requests.describe(b.state, {**seed_req, "target": {"entity": a.entity, "where": []}})
+            extra = described.split(" with ", 1)[1] if " with " in described else ""
+            body = render(
+                "bulk",
+                rng,
+                act_every=requests.verb_phrase(verb, f"every {_name(w, a.entity)} {query.phrase(w, sel)}", ent_name),
+                act_each=requests.verb_phrase(verb, "each one", ent_name),
+                plural=w.entities[a.entity]["plural"].replace("_", " "),
+                cond=query.phrase(w, sel),
+                extra=f" (with {extra})" if extra else "",
+                done="changed",
+            )
+            params = {"target": sel, "action": a.id, "params": seed_req["params"]}
+            return b.draft("bulk", body, params, "texts", sorted(done), {"ids_of": a.entity, "n": len(done)})
+    return None
