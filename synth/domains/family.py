@@ -33,7 +33,7 @@ from toolgym.envs.limits import MAX_TURNS, REFERENCE_MARGIN
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.domains import reference, tasks, tools, writes
-from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate
+from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate, load
 from toolgym.synth.family import Family, Program
 
 REFERENCE_TURNS = math.floor(MAX_TURNS * (1 - REFERENCE_MARGIN))  # 36 of 48
@@ -68,8 +68,8 @@ class Domains(Family):
         return DomainWorld(generate(archetype(arch_id or pick_archetype(seed)), seed, difficulty))
 
     def load_world(self, data: dict[str, Any]) -> DomainWorld:
-        """Rebuild a world from its data."""
-        return DomainWorld(data)
+        """Rebuild a world from its stored inputs (regenerated; see ``world.load``)."""
+        return load(data)
 
     def archetypes(self) -> Sequence[str]:
         """The shipped archetypes worlds are drawn from (``--holdout-archetypes`` names them)."""

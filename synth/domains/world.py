@@ -27,13 +27,16 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import hashlib
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolgym.errors import ConfigError
+import orjson
+
+from toolgym.errors import ConfigError, WorldDataError
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.ontology import ARCHETYPE_DIR, Archetype, Attribute, Entity, load_archetype
 from toolgym.synth.domains.schema import sample_schema
@@ -184,6 +187,26 @@ def generate(arch: Archetype, seed: int, difficulty: int) -> dict[str, Any]:
     }
 
 
+def load(data: dict[str, Any]) -> DomainWorld:
+    """The world a dataset row describes (:meth:`DomainWorld.to_json`), regenerated.
+
+    Raises:
+        WorldDataError: the row is not a domains world, or the regenerated world's digest is
+            not the stored one (the dataset was synthesized by another generator version).
+    """
+    try:
+        arch_id, seed, difficulty, digest = data["archetype"], data["seed"], data["difficulty"], data["digest"]
+        world = DomainWorld(generate(archetype(str(arch_id)), int(seed), int(difficulty)))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise WorldDataError(f"not a domains world row ({type(exc).__name__}: {exc})") from None
+    if world.digest != digest:
+        raise WorldDataError(
+            f"domains world {arch_id}/{seed}/d{difficulty} regenerates with digest {world.digest}, stored {digest}: "
+            "the dataset was synthesized by another version of the generator (synthesize it again)"
+        )
+    return world
+
+
 class DomainWorld:
     """A world's data with its lookups (indices are built on first use)."""
 
@@ -207,8 +230,27 @@ class DomainWorld:
         self._sorted: dict[tuple[str, str], tuple[list[Any], list[str]]] = {}
 
     def to_json(self) -> dict[str, Any]:
-        """The world's data (shared: never modify it)."""
-        return self.data
+        """What a dataset stores of the world: the generator's inputs and a digest, not the tables.
+
+        A world is a pure function of (archetype, seed, difficulty) at this family version, so
+        its tables (up to ~1.5 MB of JSON at difficulty 5; 3.4 GB for 100k tasks) are regenerated
+        on load (:func:`load`) rather than stored. The digest covers what a task's text depends
+        on (schema, clock, organisation, page size): a generator that drifted without a version
+        bump is named on load instead of serving other worlds under old tasks.
+        """
+        return {
+            "archetype": self.data["archetype"],
+            "seed": self.data["seed"],
+            "difficulty": self.data["difficulty"],
+            "digest": self.digest,
+        }
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """16 hex digits of the schema, clock, organisation and page size."""
+        d = self.data
+        head = [d["schema"], d["now"], d["org"], d["page_size"]]
+        return hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     def attrs(self, entity: str) -> list[Attribute]:
         """The sampled attributes of an entity, in archetype order (canonical specs)."""
