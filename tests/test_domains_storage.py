@@ -21,3 +21,18 @@ def test_a_stored_world_regenerates_to_the_same_tables_and_names_drift_and_damag
     for broken in ({**row, "seed": "x"}, {"archetype": row["archetype"]}, {**row, "archetype": "spaceport"}):
         with pytest.raises(WorldDataError, match="not a domains world row"):
             fam.load_world(broken)
+
+
+def test_tables_are_made_on_first_read_and_do_not_depend_on_the_order_they_are_made_in():
+    fam = get_family("domains")
+    a, b = fam.make_world(5, 5), fam.make_world(5, 5)
+    entities = list(a.entities)
+    assert dict.__len__(a.rows) == 0  # nothing generated before a read
+    first = {e: a.rows[e] for e in entities}
+    second = {e: b.rows[e] for e in reversed(entities)}
+    assert first == second and a.links == b.links
+    assert all(len(first[e]) == a.counts[e] for e in entities)
+    ref_keys = [(x.to, x.name) for e in entities for x in a.attrs(e) if x.kind == "ref"]
+    for e in entities:  # refs point at rows that exist once their table is made
+        for to, name in ((t, n) for t, n in ref_keys if any(x.name == n for x in a.attrs(e))):
+            assert all(r[name] is None or r[name] in a.rows[to] for r in first[e].values())

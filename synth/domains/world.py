@@ -1,17 +1,21 @@
 """Domain worlds: an archetype's sampled schema (``schema.py``) filled with seeded rows.
 
-:func:`generate` is a pure function of (archetype, seed, difficulty). A world's data (JSON, what
-a dataset stores)::
+:func:`generate` is a pure function of (archetype, seed, difficulty). A world's definition::
 
     {"archetype": "clinic", "seed": 7, "difficulty": 2, "now": "2026-05-04T10:15", "org": "…",
-     "page_size": 15, "schema": {…}, "tables": {entity: [row, …]}, "links": {link: [[a, b], …]}}
+     "page_size": 15, "schema": {…}, "counts": {entity: rows}}
+
+Its tables and links are generated on first use, each from its own seeded stream (so a world
+costs the tables its episodes read, and a table does not depend on which others were made). A
+dataset stores only the inputs and a digest (:meth:`DomainWorld.to_json`) and regenerates the
+world on load (:func:`load`).
 
 Rows are dicts keyed by the *canonical* attribute names, plus ``"id"``: a deterministic key
 ``PT-00017`` (the entity's ``key_prefix``, then its 1-based number), so replays give the same
 ids; a ref holds the referenced row's key; an optional attribute may be null.
 
-**State and copy-on-reset.** The world's tables never change (they are shared by every episode,
-and synthesis checks they stay so). An episode's state is a :class:`DomainState`: the world plus
+**State and copy-on-reset.** The world's tables never change once made (they are shared by
+every episode). An episode's state is a :class:`DomainState`: the world plus
 an overlay of the rows it changed or created (writes copy a row, change the copy and put it in
 the overlay). Opening one costs a few hundred nanoseconds at any size, against a JSON reload of
 the whole world; reads look in the overlay first. ``DomainState.to_json()`` is the overlay with
@@ -127,53 +131,33 @@ def _fill_rows(
     return rows
 
 
-def _ordered(arch: Archetype, names: list[str]) -> list[str]:
-    """Entities in an order where every ref points to an earlier one (self-refs aside)."""
-    out: list[str] = []
-    todo = list(names)
-    while todo:
-        for e_id in todo:
-            deps = {a.to for a in arch.entity(e_id).attributes if a.kind == "ref" and a.to in names and a.to != e_id}
-            if deps <= set(out):
-                out.append(e_id)
-                todo.remove(e_id)
-                break
-        else:
-            raise ConfigError(f"archetype {arch.id}: entities {todo} refer to each other in a cycle")
-    return out
+def _stream(seed: int, *parts: str) -> random.Random:
+    """An independent seeded stream for one part of a world (a table, a link)."""
+    digest = hashlib.sha256("\x1f".join((str(seed), *parts)).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def table_size(ent: Entity, difficulty: int) -> int:
+    """Rows of an entity in a world: :func:`row_count`, capped by the values of a unique enum."""
+    n = row_count(ent, difficulty)
+    for a in ent.attributes:
+        if a.kind == "enum" and (a.unique or a.name == ent.label):
+            n = min(n, len(a.values or []))
+    return n
 
 
 def generate(arch: Archetype, seed: int, difficulty: int) -> dict[str, Any]:
-    """A world's data (see the module docstring) from an archetype, a seed and a difficulty 1–5."""
+    """A world's definition (see the module docstring) from an archetype, a seed and a difficulty 1–5.
+
+    The tables are not in it: each is generated when first read (:class:`DomainWorld`), from
+    its own seeded stream, so a world costs only the tables its episodes touch.
+    """
     rng = random.Random(seed)
     schema = sample_schema(arch, rng)
     day = dt.date(2026, 1, 5) + dt.timedelta(days=rng.randrange(330))
     now = dt.datetime.combine(day, dt.time(rng.randint(8, 16), rng.choice((0, 15, 30, 45))))
     org = f"{rng.choice(arch.org.words)} {rng.choice(arch.org.suffixes)}"
-    chosen = {e["id"]: e for e in schema["entities"]}
-    tables: dict[str, list[dict[str, Any]]] = {}
-    keys: dict[str, list[str]] = {}
-    for e_id in _ordered(arch, list(chosen)):
-        ent = arch.entity(e_id)
-        attrs = [a for a in ent.attributes if a.name in chosen[e_id]["attributes"]]
-        self_ref = [a for a in attrs if a.kind == "ref" and a.to == e_id]
-        n = row_count(ent, difficulty)
-        keys[e_id] = [f"{ent.key_prefix}-{i + 1:05d}" for i in range(n)]
-        tables[e_id] = _fill_rows(ent, attrs, n, keys, now, rng)
-        keys[e_id] = [r["id"] for r in tables[e_id]]
-        for a in self_ref:  # a self-ref points to an earlier row, or none: no cycles
-            for i, row in enumerate(tables[e_id]):
-                row[a.name] = keys[e_id][rng.randrange(i)] if i and rng.random() < 0.7 else None
-    links: dict[str, list[list[str]]] = {}
-    for link in schema["links"]:
-        spec = next(x for x in arch.links if x.id == link["id"])
-        end_a, end_b = spec.between
-        pairs = set()
-        for ka in keys[end_a]:
-            k = rng.randint(*spec.per)
-            for kb in rng.sample(keys[end_b], min(k, len(keys[end_b]))):
-                pairs.add((ka, kb))
-        links[link["id"]] = [list(p) for p in sorted(pairs)]
+    counts = {e["id"]: table_size(arch.entity(e["id"]), difficulty) for e in schema["entities"]}
     return {
         "archetype": arch.id,
         "seed": seed,
@@ -182,9 +166,43 @@ def generate(arch: Archetype, seed: int, difficulty: int) -> dict[str, Any]:
         "org": org,
         "page_size": PAGE_SIZE.get(difficulty, 10),
         "schema": schema,
-        "tables": tables,
-        "links": links,
+        "counts": counts,
     }
+
+
+class _Tables(dict):  # type: ignore[type-arg]
+    """``{entity: {key: row}}``, each table generated on first access (see :func:`generate`)."""
+
+    def __init__(self, world: DomainWorld):
+        super().__init__()
+        self.world = world
+
+    def __missing__(self, e_id: str) -> dict[str, dict[str, Any]]:
+        w = self.world
+        if e_id not in w.entities:
+            raise KeyError(e_id)
+        ent, rng = w.arch.entity(e_id), _stream(w.data["seed"], "table", e_id)
+        rows = _fill_rows(ent, w.attrs(e_id), w.counts[e_id], w.keys, w.now_dt, rng)
+        keys = [r["id"] for r in rows]
+        for a in w.attrs(e_id):  # a self-ref points to an earlier row, or none: no cycles
+            if a.kind == "ref" and a.to == e_id:
+                for i, row in enumerate(rows):
+                    row[a.name] = keys[rng.randrange(i)] if i and rng.random() < 0.7 else None
+        table = self[e_id] = {r["id"]: r for r in rows}
+        return table
+
+
+class _Keys(dict):  # type: ignore[type-arg]
+    """``{entity: [keys in order]}`` from the counts alone (a ref can point into a table not yet made)."""
+
+    def __init__(self, world: DomainWorld):
+        super().__init__()
+        self.world = world
+
+    def __missing__(self, e_id: str) -> list[str]:
+        prefix = self.world.arch.entity(e_id).key_prefix
+        keys = self[e_id] = [f"{prefix}-{i + 1:05d}" for i in range(self.world.counts[e_id])]
+        return keys
 
 
 def load(data: dict[str, Any]) -> DomainWorld:
@@ -220,10 +238,9 @@ class DomainWorld:
         self.page_size: int = data["page_size"]
         self.org: str = data["org"]
         self.entities: dict[str, dict[str, Any]] = {e["id"]: e for e in self.schema["entities"]}
-        self.rows: dict[str, dict[str, dict[str, Any]]] = {
-            e: {r["id"]: r for r in rows} for e, rows in data["tables"].items()
-        }
-        self.links: dict[str, list[list[str]]] = data["links"]
+        self.counts: dict[str, int] = data["counts"]
+        self.keys: dict[str, list[str]] = _Keys(self)
+        self.rows: dict[str, dict[str, dict[str, Any]]] = _Tables(self)
         self.action_tools: dict[str, str] = {a["id"]: a["tool"] for a in self.schema["actions"]}
         self.policy_modes: dict[str, str] = {p["id"]: p["mode"] for p in self.schema["policies"]}
         self._index: dict[tuple[str, str], dict[Any, list[str]]] = {}
@@ -294,6 +311,21 @@ class DomainWorld:
         """Keys of the world's rows with ``attr`` >= (``ge``) or <= (``le``) ``v``, in key order."""
         keys, lo, hi = self._range_span(entity, attr, op, v)
         return sorted(keys[lo:hi])
+
+    @functools.cached_property
+    def links(self) -> dict[str, list[list[str]]]:
+        """``{link: [[key of one end, key of the other], …]}`` in sorted order (made on first use)."""
+        out = {}
+        for link in self.schema["links"]:
+            spec = next(x for x in self.arch.links if x.id == link["id"])
+            end_a, end_b = spec.between
+            rng, pairs = _stream(self.data["seed"], "link", link["id"]), set()
+            keys_b = self.keys[end_b]
+            for ka in self.keys[end_a]:
+                for kb in rng.sample(keys_b, min(rng.randint(*spec.per), len(keys_b))):
+                    pairs.add((ka, kb))
+            out[link["id"]] = [list(p) for p in sorted(pairs)]
+        return out
 
     @functools.cached_property
     def linked(self) -> dict[tuple[str, str], dict[str, list[str]]]:
