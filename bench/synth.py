@@ -76,7 +76,10 @@ class HardnessRow:
 def run_throughput(count: int, workers: int, seed: int = 0, family: str = "trip") -> tuple[ThroughputRow, Path]:
     """Synthesize ``count`` tasks into a temp dataset; returns the row and the dataset path."""
     out = Path(tempfile.mkdtemp(prefix="toolgym-bench-")) / "bench.duckdb"
-    stats: SynthStats = synthesize(SynthConfig(family=family, count=count, workers=workers, seed=seed), out)
+    config = SynthConfig(
+        family=family, count=count, workers=workers, seed=seed, tasks_per_world=get_family(family).tasks_per_world
+    )
+    stats: SynthStats = synthesize(config, out)
     return ThroughputRow(workers, stats.shipped, stats.seconds, stats.dropped), out
 
 

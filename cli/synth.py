@@ -52,7 +52,9 @@ def synth(
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
     executor: Annotated[str, typer.Option(help="how worlds run: serial or local (toolgym.EXECUTORS)")] = "local",
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
-    tasks_per_world: Annotated[int, typer.Option(help="candidate tasks per world")] = 4,
+    tasks_per_world: Annotated[
+        int | None, typer.Option(help="candidate tasks per world [default: the family's, 4 or 8]")
+    ] = None,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     holdout_archetypes: Annotated[
         str, typer.Option(help="archetypes whose worlds all go to the test split, comma-separated (domains)")
@@ -87,6 +89,7 @@ def synth(
     The policy options (``--checkpoint`` … ``--timeout``, as ``toolgym eval`` takes them) configure
     the ``--solvable-by`` policy, and ``--max-turns`` its episodes; given without it they are refused.
     """
+    from toolgym.synth import get_family
     from toolgym.synth.config import SynthConfig
     from toolgym.synth.run import synthesize
 
@@ -96,7 +99,7 @@ def synth(
         count=count,
         difficulty=parse_range(difficulty),
         seed=seed,
-        tasks_per_world=tasks_per_world,
+        tasks_per_world=tasks_per_world if tasks_per_world is not None else get_family(family).tasks_per_world,
         holdout=holdout,
         holdout_archetypes=[a.strip() for a in holdout_archetypes.split(",") if a.strip()],
         random_tries=random_tries,

@@ -50,6 +50,9 @@ class Family(ABC):
     env_name: ClassVar[str]
     version: ClassVar[int]
     summary: ClassVar[str]
+    #: Candidate tasks per world when a run does not say (``toolgym synth --tasks-per-world``):
+    #: families whose worlds cost more than their tasks amortize them over more tasks.
+    tasks_per_world: ClassVar[int] = 4
 
     @property
     def env_id(self) -> str:
