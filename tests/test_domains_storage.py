@@ -36,3 +36,19 @@ def test_tables_are_made_on_first_read_and_do_not_depend_on_the_order_they_are_m
     for e in entities:  # refs point at rows that exist once their table is made
         for to, name in ((t, n) for t, n in ref_keys if any(x.name == n for x in a.attrs(e))):
             assert all(r[name] is None or r[name] in a.rows[to] for r in first[e].values())
+
+
+def test_synth_takes_the_family_s_candidates_per_world_unless_told(tmp_path):
+    from typer.testing import CliRunner
+
+    from toolgym.cli import app
+    from toolgym.data.dataset import Dataset
+
+    for extra, want in (([], 8), (["--tasks-per-world", "3"], 3)):
+        out = tmp_path / f"d{want}.duckdb"
+        args = ["synth", "--family", "domains", "--count", "3", "--difficulty", "1", "--workers", "1"]
+        args += ["--out", str(out)]
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        with Dataset(out, read_only=True) as ds:
+            assert ds.manifest("domains")["config"]["tasks_per_world"] == want
