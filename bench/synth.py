@@ -114,9 +114,11 @@ def hardness(dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: i
                 vus.append((time.perf_counter() - t) / 20 * 1e6)
                 fam.close_context(context)
                 rng = random.Random(j)
+                fresh = replay_writes(fam, world, task, [])  # an episode's own context, nothing written
                 for _ in range(samples_per_task):  # a random answer, submitted without a write
-                    passed += verify(task.verifier_spec, fam.random_answer(world, task, rng), final_state(world)).passed
+                    passed += verify(task.verifier_spec, fam.random_answer(world, task, rng), final_state(fresh)).passed
                     total += 1
+                fam.close_context(fresh)
             rows.append(
                 HardnessRow(
                     d,

@@ -106,9 +106,18 @@ def evaluate_candidate(
 ) -> Outcome:
     """Run the reference and the gates on one task.
 
+    A family that knows the exact chance that a random plausible answer passes
+    (``Family.random_pass``) has the task dropped as ``random`` first when the chance is above
+    ``config.random_pass_max`` for its difficulty: the sampled random gate cannot tell 2% from
+    0.1% in 8 tries.
+
     ``env`` may be shared by the tasks of one world (its source must hold this task); by default
     a fresh one is made.
     """
+    chance = family.random_pass(world, task)
+    if chance is not None and chance > config.random_pass_max[task.difficulty - 1]:
+        limit = config.random_pass_max[task.difficulty - 1]
+        return Outcome(0, "random", f"a random plausible answer passes with probability {chance:.2%} (> {limit:.2%})")
     if env is None:
         env = task_env(family, task, world)
     opts = {"task_id": task.task_id}

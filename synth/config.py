@@ -63,6 +63,12 @@ class SynthConfig(BaseModel):
         description="archetypes held out whole: their worlds go to test (families with archetypes: domains)",
     )
     random_tries: int = Field(default=8, ge=0, lt=2**63)
+    random_pass_max: tuple[float, float, float, float, float] = Field(
+        default=(0.05, 0.001, 0.001, 0.001, 0.001),
+        description="per difficulty 1-5: the highest exact chance a random plausible answer may pass "
+        "(families that compute it, Family.random_pass); difficulty 1 (one or two calls, for a small "
+        "policy to learn) allows 5%, the others 0.1% (issue 11)",
+    )
     bluff_tries: int = Field(default=2, ge=0, lt=2**63)
     vandal_tries: int = Field(
         default=2, ge=0, lt=2**63, description="vandal agents per task with a state check and a write tool"

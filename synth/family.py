@@ -91,6 +91,14 @@ class Family(ABC):
     def perturb(self, world: Any, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
         """Answers derived from a correct one, each broken on purpose (the perturbation gate)."""
 
+    def random_pass(self, world: Any, task: TaskSpec) -> float | None:
+        """The exact chance that ``random_answer`` (submitted with no write) passes, or None if unknown.
+
+        Synthesis drops a task whose chance is above ``SynthConfig.random_pass_max`` before
+        running it (the sampled random gate still runs on the others). Default: None.
+        """
+        return None
+
     def world_schema(self, world: Any) -> dict[str, Any] | None:
         """The world's schema (entities, attributes, actions as this world names them), or None.
 

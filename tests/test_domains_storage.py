@@ -52,3 +52,31 @@ def test_synth_takes_the_family_s_candidates_per_world_unless_told(tmp_path):
         assert result.exit_code == 0, result.output
         with Dataset(out, read_only=True) as ds:
             assert ds.manifest("domains")["config"]["tasks_per_world"] == want
+
+
+def test_random_pass_is_the_rate_random_answers_really_pass_at():
+    """Monte Carlo over the gate's own random answers, judged by the verifier on a fresh state."""
+    import random
+
+    from toolgym.synth.candidate import build_task
+    from toolgym.synth.domains.world import DomainState
+    from toolgym.verifiers.verdict import verify
+
+    fam = get_family("domains")
+    checked = set()
+    for seed in range(40):
+        world = fam.make_world(seed, 1 + seed % 3)
+        draft = fam.make_task(world, 1 + seed % 3, random.Random(seed))
+        if draft is None:
+            continue
+        task = build_task(fam, "w", "t", 1 + seed % 3, "train", draft)
+        exact = fam.random_pass(world, task)
+        if exact is None or exact == 0.0:
+            continue
+        rng, n = random.Random(seed), 3000
+        hits = sum(
+            verify(task.verifier_spec, fam.random_answer(world, task, rng), DomainState(world)).passed for _ in range(n)
+        )
+        assert abs(hits / n - exact) <= 4 * (exact * (1 - exact) / n) ** 0.5 + 1e-3, (task.meta, exact, hits / n)
+        checked.add(next(iter(task.meta["gate"])))
+    assert {"values_of", "ids_of"} <= checked

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.ontology import KINDS, Attribute, archetypes
-from toolgym.synth.domains.world import DomainState, DomainWorld, generate, row_count, to_duckdb
+from toolgym.synth.domains.world import MIN_ROWS, DomainState, DomainWorld, generate, row_count, to_duckdb
 
 ARCHETYPES = sorted(archetypes())
 NOW = dt.datetime(2026, 5, 4, 10, 15)
@@ -99,8 +99,10 @@ def test_worlds_are_deterministic_json_with_unique_labels(arch_id: str, difficul
 def test_row_counts_grow_with_difficulty() -> None:
     ent = archetypes()["clinic"].entity("appointment")
     counts = [row_count(ent, d) for d in range(1, 6)]
-    assert counts[0] == ent.count[0] and counts[-1] == ent.count[1]
+    assert counts[0] == max(ent.count[0], MIN_ROWS) and counts[-1] == ent.count[1]
     assert counts == sorted(counts)
+    small = archetypes()["clinic"].entity("doctor")  # a table that never reaches MIN_ROWS keeps its count
+    assert [row_count(small, d) for d in (1, 5)] == list(small.count)
 
 
 def test_episode_states_are_isolated_and_track_only_changes() -> None:

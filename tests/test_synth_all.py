@@ -31,8 +31,12 @@ def test_reference_scores_one_and_every_gate_zero(family_id, difficulty, w):
         assert run_episode(env, ref).reward == 1.0
         rng = random.Random(w)
         assert run_episode(env, NullAgent()).reward == 0.0
+        chance = fam.random_pass(world, task)  # exact where the family knows it: then no sampling luck
+        if chance is not None:
+            assert chance <= config.random_pass_max[difficulty - 1]
         for _ in range(4):
-            assert run_episode(env, RandomAgent(rng, fam.random_answer(world, task, rng))).reward == 0.0
+            if chance is None:
+                assert run_episode(env, RandomAgent(rng, fam.random_answer(world, task, rng))).reward == 0.0
             assert run_episode(env, SubmitAgent(fam.bluff_answer(task, rng))).reward == 0.0
         for broken in fam.perturb(world, task, ref.answer, rng):
             assert run_episode(env, SubmitAgent(broken)).reward == 0.0

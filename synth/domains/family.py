@@ -35,6 +35,7 @@ from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.domains import reference, tasks, tools, writes
 from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate, load
 from toolgym.synth.family import Family, Program
+from toolgym.verifiers.state import state_hash
 
 REFERENCE_TURNS = math.floor(MAX_TURNS * (1 - REFERENCE_MARGIN))  # 36 of 48
 KIND_FUNCS = {
@@ -146,6 +147,41 @@ class Domains(Family):
         keys = list(world.rows[gate["ids_of"]])
         picked = rng.sample(keys, min(len(keys), max(1, gate.get("n", 1))))
         return picked if kind == "texts" else picked[0]
+
+    def random_pass(self, world: DomainWorld, task: TaskSpec) -> float | None:
+        """The exact chance that :meth:`random_answer`, submitted with no write, passes.
+
+        Zero when the task's expected state has a change (no write, no pass). Otherwise, by
+        the gate's draw: a random row's value passes with the share of rows holding the
+        expected value (under the answer check's tolerance); a count drawn from 0..N with
+        1 / (N + 1); one random id with 1 / N; a random set of ids of the expected size with
+        1 / C(N, n). Sums of random rows: None (left to the sampled gate).
+        """
+        answer_check, state_check = task.verifier_spec["checks"]
+        if state_check["expected_hash"] != state_hash(DomainState(world)):
+            return 0.0
+        gate, expected = task.meta["gate"], answer_check["expected"]
+        tol = answer_check.get("abs_tol")
+        if "values_of" in gate:
+            e, a = gate["values_of"]
+            rows = world.rows[e]
+            same = sum(
+                1
+                for r in rows.values()
+                if r.get(a) == expected
+                or (tol is not None and isinstance(r.get(a), int | float) and abs(r[a] - expected) <= tol)
+            )
+            return same / max(len(rows), 1)
+        if "count_of" in gate:
+            n = len(world.rows[gate["count_of"]])
+            return 1 / (n + 1) if 0 <= expected <= n else 0.0
+        if "ids_of" in gate:
+            n = len(world.rows[gate["ids_of"]])
+            if task.tool_config["answer"] != "texts":
+                return 1 / max(n, 1)
+            k = min(n, max(1, gate.get("n", 1)))
+            return 1 / math.comb(n, k) if len(set(expected)) == k else 0.0
+        return None
 
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
         """A well-formed answer made without the world."""

@@ -79,9 +79,20 @@ def archetype_ids() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in ARCHETYPE_DIR.glob("*.yaml")))
 
 
+#: The fewest rows a table that may grow past it has at difficulty 1: a lookup's answer drawn from a
+#: random row then matches with probability <= 1/100, not 1/20 (``Domains.random_pass``). Size
+#: does not reach the prompt: rows are read through the tools.
+MIN_ROWS = 100
+
+
 def row_count(ent: Entity, difficulty: int) -> int:
-    """Rows of an entity at a difficulty: geometric between ``count[0]`` (d1) and ``count[1]`` (d5)."""
+    """Rows of an entity at a difficulty: geometric between ``count[0]`` (d1) and ``count[1]`` (d5).
+
+    ``count[0]`` is raised to :data:`MIN_ROWS` in tables whose ``count[1]`` reaches it.
+    """
     lo, hi = ent.count
+    if hi >= MIN_ROWS:
+        lo = max(lo, MIN_ROWS)
     return max(1, round(lo * (hi / lo) ** ((min(max(difficulty, 1), 5) - 1) / 4)))
 
 
