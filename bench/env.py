@@ -57,13 +57,19 @@ def timed(fn: Callable[[], Any], n: int, warmup: int = 50) -> tuple[float, float
     return statistics.median(ts) * 1e6, ts[int(0.9 * (len(ts) - 1))] * 1e6
 
 
-def _episode_stepper(env: Any, action: str, turns: int) -> Callable[[], Any]:
-    """A step function that resets (untimed bookkeeping aside) every ``turns`` steps."""
+def _episode_stepper(
+    env: Any, action: str, turns: int, reset_options: dict[str, Any] | None = None
+) -> Callable[[], Any]:
+    """A step function that resets (untimed bookkeeping aside) every ``turns`` steps.
+
+    ``reset_options`` go to each reset (``{"task_id": …}`` keeps the same task, so the action
+    stays a valid call).
+    """
     state = {"t": 0}
 
     def step() -> Any:
         if state["t"] >= turns:
-            env.reset()
+            env.reset(options=reset_options)
             state["t"] = 0
         state["t"] += 1
         return env.step(action)
@@ -128,15 +134,8 @@ def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[Ben
     env.reset(options={"task_id": tid})
     action = mk.render_action([(call.name, call.arguments)])
     rows = []
-    state = {"t": 0}
-
-    def step() -> Any:  # the same read call, a fresh episode of the same task every 16 turns
-        state["t"] += 1
-        if state["t"] % 16 == 0:
-            env.reset(options={"task_id": tid})
-        return env.step(action)
-
-    med, p90 = timed(step, steps)
+    # the same read call, a fresh episode of the same task every 16 turns
+    med, p90 = timed(_episode_stepper(env, action, 16, {"task_id": tid}), steps)
     rows.append(BenchRow(f"{family} d{difficulty} read step", med, p90, f"{call.name}, from a reference turn"))
     med, p90 = timed(lambda: env.reset(options={"task_id": tid}), steps // 2)
     rows.append(BenchRow(f"{family} d{difficulty} reset", med, p90, "the same task again: copy-on-reset state"))

@@ -15,10 +15,10 @@ the first shippable candidate of world 0 of a one-world run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import orjson
@@ -118,9 +118,8 @@ def evaluate_candidate(
     ``env`` may be shared by the tasks of one world (its source must hold this task); by default
     a fresh one is made.
     """
-    chance = family.random_pass(world, task)
-    if chance is not None and chance > config.random_pass_max[task.difficulty - 1]:
-        limit = config.random_pass_max[task.difficulty - 1]
+    chance, limit = family.random_pass(world, task), config.random_pass_max[task.difficulty - 1]
+    if chance is not None and chance > limit:
         return Outcome(0, "random", f"a random plausible answer passes with probability {chance:.2%} (> {limit:.2%})")
     if env is None:
         env = task_env(family, task, world)
@@ -134,16 +133,13 @@ def evaluate_candidate(
     if ref.reward != 1.0:
         reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
         raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
-    replay = (
-        ref.actions[:-1]
-        if any(t.kind == "write" for t in family.tools(task.tool_config) if t.name != "submit")
-        else None
-    )
+    writes = [t.name for t in family.tools(task.tool_config) if t.kind == "write" and t.name != "submit"]
+    replay = ref.actions[:-1] if writes else None
     # With the exact chance known (and within the limit), the sampled random gate only cross-checks
     # the machinery: random calls and writes cannot raise a no-write chance that the state check
     # already bounds. Two tries instead of config.random_tries (8) save ~6 episodes per task.
     random_tries = config.random_tries if chance is None else min(config.random_tries, EXACT_RANDOM_TRIES)
-    vandals, damaged = vandal_gate(family, task, world, ref, reference.answer, rng, config.vandal_tries)
+    vandals, damaged = vandal_gate(family, task, world, ref, reference.answer, rng, config.vandal_tries, writes)
     report = run_gates(
         lambda a: run_episode(env, a, options=opts),
         ref,
@@ -174,7 +170,14 @@ def has_state_check(spec: dict[str, Any]) -> bool:
 
 
 def vandal_gate(
-    family: Family, task: TaskSpec, world: Any, ref: Trajectory, answer: Any, rng: random.Random, tries: int
+    family: Family,
+    task: TaskSpec,
+    world: Any,
+    ref: Trajectory,
+    answer: Any,
+    rng: random.Random,
+    tries: int,
+    writes: list[str],
 ) -> tuple[list[Any], Any]:
     """The vandal agents of a task and the test of whether a vandal did damage (``run_gates``).
 
@@ -182,26 +185,28 @@ def vandal_gate(
     judged, or cannot happen). A vandal did damage when its writes, replayed on a fresh world
     (failed writes skipped, as the env skipped them), leave a *whole* state that differs from
     the reference's. A check whose ``fields`` leave out a part the toolset can write lets such
-    damage score, and the gate drops the task: no collateral change may pass.
+    damage score, and the gate drops the task: no collateral change may pass. The reference's
+    state is replayed only when a vandal scores (rarely), not for every task. ``writes`` names
+    the task's write tools (``submit`` aside).
 
     Returns:
         (agent makers, ``damaged(episode) -> bool``).
     """
-    writes = [t.name for t in family.tools(task.tool_config) if t.kind == "write" and t.name != "submit"]
     if not has_state_check(task.verifier_spec) or not writes or tries == 0:
         return [], lambda ep: True
     before = ref.actions[:-1]
 
-    def whole_state_hash(actions: list[str]) -> str:
+    @functools.cache
+    def whole_state_hash(actions: tuple[str, ...]) -> str:
         context = replay_writes(family, world, task, actions, strict=False)
         try:
             return state_hash(final_state(context))
         finally:
             family.close_context(context)
 
-    expected = whole_state_hash(before)
-    makers = [partial(VandalAgent, random.Random(rng.getrandbits(64)), answer, before, writes) for _ in range(tries)]
-    return makers, lambda ep: whole_state_hash(list(ep.actions)) != expected
+    seeds = [rng.getrandbits(64) for _ in range(tries)]
+    makers = [functools.partial(VandalAgent, random.Random(seed), answer, before, writes) for seed in seeds]
+    return makers, lambda ep: whole_state_hash(tuple(ep.actions)) != whole_state_hash(tuple(before))
 
 
 def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: bool = False) -> WorldResult:
