@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from toolgym.envs.agents import VandalAgent
+from toolgym.envs.limits import REFERENCE_MARGIN
 from toolgym.envs.markup import check_task_text
 from toolgym.envs.replay import replay_writes, with_expected_state
 from toolgym.envs.rollout import ProgramPolicy, run_episode
@@ -115,6 +117,10 @@ def evaluate_candidate(
     ``config.random_pass_max`` for its difficulty: the sampled random gate cannot tell 2% from
     0.1% in 8 tries.
 
+    A reference that scores 1 but takes more turns than the env's limit less
+    :data:`~toolgym.envs.limits.REFERENCE_MARGIN` is dropped as ``long`` (a policy needs room to
+    explore; the registry-wide limits test holds every shipped reference to the margin).
+
     ``env`` may be shared by the tasks of one world (its source must hold this task); by default
     a fresh one is made.
     """
@@ -133,6 +139,9 @@ def evaluate_candidate(
     if ref.reward != 1.0:
         reason = ref.info.get("verdict", {}).get("reason", "the episode did not terminate")
         raise ReferenceSolutionError(f"task {task.task_id}: the reference solution scored {ref.reward}: {reason}")
+    budget = math.floor(env.config.max_turns * (1 - REFERENCE_MARGIN))
+    if ref.turns > budget:  # it fits, but leaves a policy too little room: not shipped (counted)
+        return Outcome(0, "long", f"the reference took {ref.turns} turns (> {budget}: the turn limit less the margin)")
     writes = [t.name for t in family.tools(task.tool_config) if t.kind == "write" and t.name != "submit"]
     replay = ref.actions[:-1] if writes else None
     # With the exact chance known (and within the limit), the sampled random gate only cross-checks
@@ -169,6 +178,17 @@ def has_state_check(spec: dict[str, Any]) -> bool:
     return spec.get("kind") == "state" or any(has_state_check(sub) for sub in spec.get("checks", ()))
 
 
+def checks_whole_state(spec: dict[str, Any]) -> bool:
+    """Whether passing a verifier spec implies the *whole* final state equals the expected one.
+
+    True for a state check without ``fields``, and for an ``"all"`` holding one (verdicts are
+    binary, so a passing ``all`` passed each of its checks).
+    """
+    if spec.get("kind") == "state":
+        return spec.get("fields") is None
+    return spec.get("kind") == "all" and any(checks_whole_state(sub) for sub in spec.get("checks", ()))
+
+
 def vandal_gate(
     family: Family,
     task: TaskSpec,
@@ -186,8 +206,10 @@ def vandal_gate(
     (failed writes skipped, as the env skipped them), leave a *whole* state that differs from
     the reference's. A check whose ``fields`` leave out a part the toolset can write lets such
     damage score, and the gate drops the task: no collateral change may pass. The reference's
-    state is replayed only when a vandal scores (rarely), not for every task. ``writes`` names
-    the task's write tools (``submit`` aside).
+    state is replayed only when a vandal scores, not for every task; and not at all when the
+    task's verifier checks the whole state (:func:`checks_whole_state`): a vandal that passes
+    such a check left the reference's whole state, so it did no damage (its writes failed or
+    were undone). ``writes`` names the task's write tools (``submit`` aside).
 
     Returns:
         (agent makers, ``damaged(episode) -> bool``).
@@ -195,6 +217,10 @@ def vandal_gate(
     if not has_state_check(task.verifier_spec) or not writes or tries == 0:
         return [], lambda ep: True
     before = ref.actions[:-1]
+    seeds = [rng.getrandbits(64) for _ in range(tries)]
+    makers = [functools.partial(VandalAgent, random.Random(seed), answer, before, writes) for seed in seeds]
+    if checks_whole_state(task.verifier_spec):
+        return makers, lambda ep: False
 
     @functools.cache
     def whole_state_hash(actions: tuple[str, ...]) -> str:
@@ -204,8 +230,6 @@ def vandal_gate(
         finally:
             family.close_context(context)
 
-    seeds = [rng.getrandbits(64) for _ in range(tries)]
-    makers = [functools.partial(VandalAgent, random.Random(seed), answer, before, writes) for seed in seeds]
     return makers, lambda ep: whole_state_hash(tuple(ep.actions)) != whole_state_hash(tuple(before))
 
 

@@ -29,7 +29,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from toolgym.envs.limits import MAX_TURNS, REFERENCE_MARGIN
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.domains import reference, tasks, tools, writes
@@ -37,7 +36,6 @@ from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, arc
 from toolgym.synth.family import Family, Program
 from toolgym.verifiers.state import state_hash
 
-REFERENCE_TURNS = math.floor(MAX_TURNS * (1 - REFERENCE_MARGIN))  # 36 of 48
 KIND_FUNCS = {
     "lookup": tasks.lookup,
     "select": tasks.select,
@@ -106,19 +104,9 @@ class Domains(Family):
         ]
         for kind in order:
             draft = KIND_FUNCS[kind](tasks.Builder(world, difficulty, rng))
-            if draft is not None and (kind != "bulk" or self._fits(draft, world)):
+            if draft is not None:
                 return draft
         return None
-
-    @staticmethod
-    def _fits(draft: TaskDraft, world: DomainWorld) -> bool:
-        """Whether the reference of a long task stays within its turn budget.
-
-        The budget is the env's turn limit less the reference margin; the turns are measured by
-        running the reference on a scratch state.
-        """
-        _, turns = reference.dry_run(draft.params, draft.tool_config, DomainState(world))
-        return turns <= REFERENCE_TURNS
 
     def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
         """The task's toolset (derived from the schema in its config)."""

@@ -47,8 +47,16 @@ def matching(state: DomainState, sel: dict[str, Any]) -> list[dict[str, Any]]:
         return [row] if row is not None else []
     conds = [(a, op, resolve(state, v)) for a, op, v in sel["where"]]
     eqs = [(a, v) for a, op, v in conds if op == "eq" and v is not None and not isinstance(v, list)]
-    preds = [predicate(a, op, v) for a, op, v in conds if op != "eq" or (a, v) not in eqs]
-    return state.where(sel["entity"], eqs, preds)
+    ranges = [(a, op, v) for a, op, v in conds if op in ("ge", "le") and _plain(v)]  # sorted indices answer these
+    preds = [
+        predicate(a, op, v) for a, op, v in conds if (op != "eq" or (a, v) not in eqs) and (a, op, v) not in ranges
+    ]
+    return state.where(sel["entity"], eqs, preds, ranges)
+
+
+def _plain(v: Any) -> bool:
+    """A value a sorted index can bound by: a number or a string, not a bool."""
+    return isinstance(v, int | float | str) and not isinstance(v, bool)
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -147,7 +155,25 @@ def unique_selector(
 def group_selector(
     state: DomainState, entity: str, lo: int, hi: int, rng: random.Random, tries: int = 12
 ) -> dict[str, Any] | None:
-    """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (refs, enums, ranges), or None.
+    """Constraints naming between ``lo`` and ``hi`` rows of ``entity`` (:func:`group`), or None."""
+    found = group(state, entity, lo, hi, rng, tries)
+    return None if found is None else found[0]
+
+
+def group(
+    state: DomainState,
+    entity: str,
+    lo: int,
+    hi: int,
+    rng: random.Random,
+    tries: int = 12,
+    anchor: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A selector naming between ``lo`` and ``hi`` rows of ``entity``, and those rows (key order), or None.
+
+    The rows are the ones :func:`matching` gives for the selector (they are found on the way).
+    ``anchor``: the row each try takes its constraints from (else a random row per try); a
+    range bound set at a quantile may leave it out of the group.
 
     Each try takes an anchor row and adds constraints it meets (equalities first: they go through
     the indices) until the group is small enough, narrowing the candidate list as it goes; a
@@ -161,14 +187,14 @@ def group_selector(
     if len(keys) < lo or not (eq_attrs or range_attrs):
         return None
     for _ in range(tries):
-        anchor = state.get(entity, rng.choice(keys))
+        row = anchor if anchor is not None else state.get(entity, rng.choice(keys))
         n_eq = rng.randint(1 if eq_attrs and (len(keys) > 200 or not range_attrs) else 0, min(2, len(eq_attrs)))
         order = rng.sample(eq_attrs, n_eq)  # large tables start from an index, not a scan
         order += rng.sample(range_attrs, rng.randint(0 if order else 1, min(2, len(range_attrs))))
         where: list[list[Any]] = []
         cands: list[dict[str, Any]] | None = None
         for a in order:
-            v = anchor.get(a.name)  # type: ignore[union-attr]
+            v = row.get(a.name)  # type: ignore[union-attr]
             if v is None:
                 continue
             op = "eq" if a in eq_attrs else rng.choice(["ge", "le"])
@@ -190,5 +216,5 @@ def group_selector(
             if len(cands) < lo:
                 break
             if len(cands) <= hi:
-                return {"entity": entity, "where": where}
+                return {"entity": entity, "where": where}, cands
     return None

@@ -197,12 +197,16 @@ class Mirror:
         )
         for (e, k), r in zip(gets, results, strict=True):
             self.known[(e, k)] = names.row(e, r)
-        for key, (entity, subs) in sorted(self.count_misses.items()):
-            if names.exact(entity, subs):
-                tool = f"count_{names.entities[entity]['plural']}"
-                (res,) = yield from batched([(tool, names.filter_args(entity, subs))], "Counting for a rule.")
-                self.counts[key] = res["count"]
-            else:
+        misses = sorted(self.count_misses.items())
+        exact = [(key, entity, subs) for key, (entity, subs) in misses if names.exact(entity, subs)]
+        results = yield from batched(  # the exact counts at once
+            [(f"count_{names.entities[e]['plural']}", names.filter_args(e, subs)) for _, e, subs in exact],
+            "Counting for the rules.",
+        )
+        for (key, _, _), res in zip(exact, results, strict=True):
+            self.counts[key] = res["count"]
+        for key, (entity, subs) in misses:
+            if not names.exact(entity, subs):  # the count tool cannot filter so: rows, counted here
                 rows = yield from find_all(names, entity, names.filter_args(entity, subs), "Counting for a rule.")
                 self.counts[key] = sum(1 for r in rows if all(rules.compare(r.get(a), op, v) for a, op, v in subs))
         self.misses.clear()
@@ -389,31 +393,3 @@ def _bulk(s: Solver, params: dict[str, Any], rows: list[dict[str, Any]]) -> Prog
             done.append((yield from s.write(act, r["id"], resolved, changes)))
     yield from s.flush()
     return Final(sorted(done), f"Done: {len(done)} of {len(rows)} could be changed under the rules.")
-
-
-def dry_run(params: dict[str, Any], tool_config: dict[str, Any], state: Any) -> tuple[Any, int]:
-    """Run the reference on a state directly (no env): (its answer, the turns it took, submit included).
-
-    For the generator's turn budget check. A tool error is a :class:`ReferenceSolutionError`,
-    as in a real episode.
-    """
-    from toolgym.envs.tools import Toolset
-    from toolgym.synth.domains.tools import toolset
-
-    tools = Toolset(toolset(tool_config))
-    prog = program(params, tool_config)
-    turns = 0
-    results: Any = None
-    try:
-        while True:
-            step = prog.send(results) if turns else next(prog)
-            turns += 1
-            results = []
-            for name, args in step.calls:
-                ok, content = tools.call(state, name, args)
-                if not ok:
-                    raise ReferenceSolutionError(f"dry run: {name} failed: {content}")
-                results.append({"name": name, "content": content})
-    except StopIteration as stop:
-        answer = stop.value.answer if isinstance(stop.value, Final) else stop.value
-        return answer, turns + 1

@@ -139,6 +139,27 @@ def propose(
     return None
 
 
+def draw_params(
+    state: DomainState, act_id: str, rng: random.Random, rows: list[dict[str, Any]], tries: int = 8
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Parameters of ``act_id`` and a row of ``rows`` on which its preconditions hold, or None.
+
+    For requests that apply one set of parameters to many rows (bulk): the target is the row's
+    key, so no naming selector is built for it (:func:`propose` builds one per try).
+    """
+    act = action(state, act_id)
+    params_spec = action_params(act, state.world.arch.entity(act.entity))
+    for _ in range(tries):
+        row = rng.choice(rows)
+        params = {}
+        for canon, p in params_spec.items():
+            v = _param_value(state, p, rng)
+            params[canon] = query.ref_value(state, p.to, v) if p.kind == "ref" else v  # type: ignore[arg-type]
+        if feasible(state, {"action": act_id, "target": {"entity": act.entity, "key": row["id"]}, "params": params}):
+            return params, row
+    return None
+
+
 def simulate(state: DomainState, req: dict[str, Any]) -> str | None:
     """Do a request the way the rules say: nothing when a precondition or any policy forbids it.
 

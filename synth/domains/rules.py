@@ -158,6 +158,8 @@ def predicate(attr: str, op: str, v: Any) -> Callable[[dict[str, Any]], bool]:
             return x >= v if op == "ge" else x <= v if op == "le" else x > v if op == "gt" else x < v
 
         return ordered
+    if op == "eq":  # compare's eq, without its dispatch (the commonest filter)
+        return lambda r: bool(r.get(attr) == v)
     return lambda r: compare(r.get(attr), op, v)
 
 

@@ -152,18 +152,20 @@ def bulk(b: Builder) -> TaskDraft | None:
     """One write on every row of a paged group, in id order, skipping those the rules forbid."""
     w, rng = b.world, b.rng
     for a in _actions(b, lambda a: a.target is not None):
+        every = list(b.state.rows(a.entity))
         for _ in range(8):
-            sel = query.group_selector(b.state, a.entity, 12, 60, rng)
-            if sel is None:
+            drawn = requests.draw_params(b.state, a.id, rng, every)
+            if drawn is None:
                 break
-            rows = query.matching(b.state, sel)
-            seed_req = requests.propose(b.state, a.id, rng, row=rng.choice(rows), tries=5)
-            if seed_req is None:
+            params, anchor = drawn  # the group holds a row the write is allowed on
+            found = query.group(b.state, a.entity, 20, 60, rng, anchor=anchor)
+            if found is None:
                 continue
+            sel, rows = found
             scratch = DomainState(w)
             done = []
             for r in rows:
-                req = {"action": a.id, "target": {"key": r["id"]}, "params": seed_req["params"]}
+                req = {"action": a.id, "target": {"key": r["id"]}, "params": params}
                 d = requests.simulate(scratch, req)
                 if d is not None:
                     done.append(d)
@@ -175,7 +177,8 @@ def bulk(b: Builder) -> TaskDraft | None:
             b.write(a.id, sel)
             verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id)
             ent_name = w.entities[a.entity]["name"]
-            described = requests.describe(b.state, {**seed_req, "target": {"entity": a.entity, "where": []}})
+            shown = {"action": a.id, "target": {"entity": a.entity, "where": []}, "params": params}
+            described = requests.describe(b.state, shown)
             extra = described.split(" with ", 1)[1] if " with " in described else ""
             body = render(
                 "bulk",
@@ -187,6 +190,6 @@ def bulk(b: Builder) -> TaskDraft | None:
                 extra=f" (with {extra})" if extra else "",
                 done="changed",
             )
-            params = {"target": sel, "action": a.id, "params": seed_req["params"]}
-            return b.draft("bulk", body, params, "texts", sorted(done), {"ids_of": a.entity, "n": len(done)})
+            spec = {"target": sel, "action": a.id, "params": params}
+            return b.draft("bulk", body, spec, "texts", sorted(done), {"ids_of": a.entity, "n": len(done)})
     return None

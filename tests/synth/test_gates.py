@@ -13,7 +13,7 @@ from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import ToolError, Toolset, as_tool, tool
 from toolgym.spec import TaskDraft
 from toolgym.synth import get_family, register_family, unregister_family
-from toolgym.synth.candidate import build_task, evaluate_candidate
+from toolgym.synth.candidate import build_task, checks_whole_state, evaluate_candidate
 from toolgym.synth.config import SynthConfig
 from toolgym.synth.family import Family
 from toolgym.synth.gates import run_gates
@@ -228,3 +228,13 @@ def test_random_integers_respect_float_bounds():
     rng = random.Random(0)
     values = {sample_value({"type": "integer", "minimum": 1.0, "maximum": 9.5}, rng, []) for _ in range(200)}
     assert values == set(range(1, 10)) and all(type(v) is int for v in values)
+
+
+def test_a_pass_implies_the_whole_state_only_for_state_checks_without_fields():
+    """The vandal gate skips its replay only where a passing verdict already proves no damage."""
+    answer = {"kind": "exact", "expected": 1}
+    assert checks_whole_state({"kind": "state"})
+    assert checks_whole_state({"kind": "all", "checks": [answer, {"kind": "state"}]})
+    assert not checks_whole_state({"kind": "state", "fields": ["a"]})
+    assert not checks_whole_state({"kind": "all", "checks": [answer, {"kind": "state", "fields": ["a"]}]})
+    assert not checks_whole_state(answer)
