@@ -105,13 +105,14 @@ def run_throughput(count: int, workers: int, seed: int = 0, family: str = "trip"
 
 
 def hardness(
-    dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: int = 8, heuristic_tasks: int = 40
+    dataset: Path, samples_per_task: int = 400, tasks_per_difficulty: int = 8, heuristic_tasks: int = 100
 ) -> list[HardnessRow]:
     """The hardness table of a dataset (see the module docstring).
 
-    ``heuristic_tasks``: the first this many shipped tasks of each difficulty (in task id order)
-    are played by the family's heuristic agent (:meth:`Family.heuristic`); 40 episodes give the
-    share within about ±0.08 (one standard error at 0.5) for well under a second at difficulty 5.
+    ``heuristic_tasks``: this many shipped tasks of each difficulty, evenly spaced in task id order
+    (so they span the run's worlds, not the first few), are played by the family's heuristic agent
+    (:meth:`Family.heuristic`); 100 episodes give the share within about ±0.05 (one standard
+    error at 0.5) in about a second at difficulty 5 (domains).
     """
     rows = []
     with Dataset(dataset, read_only=True) as ds:
@@ -159,10 +160,15 @@ def hardness(
                     statistics.median(vus),
                     statistics.median(writes),
                     statistics.median(used),
-                    *heuristic_share(ds, by_d[d][:heuristic_tasks]),
+                    *heuristic_share(ds, spread(by_d[d], heuristic_tasks)),
                 )
             )
     return rows
+
+
+def spread(items: list[str], n: int) -> list[str]:
+    """At most ``n`` of ``items``, evenly spaced (all of them when there are no more than ``n``)."""
+    return items[:: max(1, len(items) // max(n, 1))][:n]
 
 
 def heuristic_share(ds: Dataset, task_ids: list[str]) -> tuple[float | None, int]:
