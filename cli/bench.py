@@ -86,6 +86,7 @@ def bench_synth(
         "ref writes",
         "ref tools",
         "verify µs",
+        "heuristic",
         title="hard to solve, easy to verify",
     )
     for h in hardness(path):
@@ -100,6 +101,7 @@ def bench_synth(
             f"{h.ref_writes:.0f}",
             f"{h.ref_tools:.0f}",
             f"{h.verify_us:.0f}",
+            "–" if h.heuristic is None else f"{h.heuristic:.2f} (n={h.heuristic_tasks})",
         )
     console.print(table)
     console.print(kind_table(path, family))

@@ -91,13 +91,19 @@ class ProgramPolicy:
     The program receives the tool-result payloads parsed back from the observation text, so
     it sees exactly what a policy would see (one per call; turn-level notices are left out); a
     tool error it did not expect is a reference failure, raised as :class:`ReferenceSolutionError`.
+    With ``strict=False`` an error is passed on as its payload (``{"name", "error"}``) instead:
+    for programs that treat errors as observations (a family's heuristic agent).
     Programs batch at most :func:`toolgym.envs.limits.reference_batch` calls per step.
     """
 
     def __init__(
-        self, program: Program, submit_thought: str = "I have an answer that meets every requirement; submitting it."
+        self,
+        program: Program,
+        submit_thought: str = "I have an answer that meets every requirement; submitting it.",
+        strict: bool = True,
     ):
         self.program = program
+        self.strict = strict
         self.submit_thought = submit_thought
         self._started = False
         self.answer: Any = None
@@ -111,7 +117,7 @@ class ProgramPolicy:
             else:
                 results = []
                 for r in mk.parse_tool_results(observation):
-                    if "error" in r:
+                    if "error" in r and self.strict:
                         raise ReferenceSolutionError(f"reference got a tool error: {r['error']}")
                     if r.get("name") is not None:  # a turn-level notice (turns left) is not a result
                         results.append(r)

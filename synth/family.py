@@ -18,6 +18,9 @@ from the run seed), never a global generator.
   adds tools when the toolset cannot express the harder task (toolset augmentation).
 * ``reference``: a program that solves the task **only through tool calls** (it is given the
   task's public parameters, never the world) and returns the answer it submits.
+* ``heuristic`` (optional): a program for a *shallow* agent, run through the same env as the
+  reference (tool errors are observations it may act on); ``toolgym bench synth`` reports the
+  share of tasks it solves per difficulty, which should fall as the difficulty rises.
 * ``random_answer`` / ``bluff_answer`` / ``perturb``: the answers the quality gates submit. A
   random answer is a *plausible* plan drawn from the world (right kinds, right structure), so a
   random pass really means the task is too easy; a bluff answer is well-formed but built without
@@ -78,6 +81,14 @@ class Family(ABC):
     @abstractmethod
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The reference program; it sees the task's public parameters, never the world."""
+
+    def heuristic(self, task: TaskSpec) -> Program | None:
+        """A shallow agent's program for ``task`` (public parameters only, tools only), or None.
+
+        Documented per family; run with ``ProgramPolicy(..., strict=False)``. Default: None (no
+        heuristic: the hardness table shows "–").
+        """
+        return None
 
     @abstractmethod
     def random_answer(self, world: Any, task: TaskSpec, rng: random.Random) -> Any:

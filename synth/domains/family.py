@@ -31,7 +31,7 @@ from typing import Any
 
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
-from toolgym.synth.domains import reference, tasks, tools, writes
+from toolgym.synth.domains import heuristic, reference, tasks, tools, writes
 from toolgym.synth.domains.world import DomainState, DomainWorld, archetype, archetype_ids, generate, load
 from toolgym.synth.family import Family, Program
 from toolgym.verifiers.state import state_hash
@@ -115,6 +115,10 @@ class Domains(Family):
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The tool-only reference program."""
         return reference.program(params, tool_config)
+
+    def heuristic(self, task: TaskSpec) -> Program:
+        """The shallow agent of :mod:`toolgym.synth.domains.heuristic` (first condition, first page, no rules)."""
+        return heuristic.program(task.params, task.tool_config)
 
     def episode_context(self, world: DomainWorld, task: TaskSpec) -> DomainState:
         """A fresh overlay state over the shared world (see the module docstring)."""

@@ -14,6 +14,7 @@ def test_hardness_counts_reference_writes_and_tools_and_the_run_its_yield(tmp_pa
     rows = hardness(out, samples_per_task=5, tasks_per_difficulty=2)
     # the toy reference asks find_item per item, then moves each: difficulty + 1 items
     assert [(r.difficulty, r.ref_writes, r.ref_tools) for r in rows] == [(d, d + 1, 3) for d in (1, 2, 3)]
+    assert all(r.heuristic is None and r.heuristic_tasks == 0 for r in rows)  # no heuristic: the CLI shows "–"
     d = distinctness(out, "inventory")
     with Dataset(out, read_only=True) as ds:
         worlds = ds.con.execute("SELECT count(DISTINCT world_id) FROM tasks").fetchone()[0]
@@ -30,3 +31,13 @@ def test_bench_env_family_rows_time_a_read_call_from_a_reference_turn_and_a_rese
     assert step.name == "inventory d5 read step" and "find_item" in step.note  # the reference's first turn reads
     assert reset.name == "inventory d5 reset"
     assert 0 < step.median_us <= step.p90_us and 0 < reset.median_us <= reset.p90_us
+
+
+def test_hardness_rows_carry_the_domains_heuristic_share(tmp_path):
+    out = tmp_path / "dom.duckdb"
+    synthesize(SynthConfig(family="domains", count=20, workers=1, random_tries=2), out)
+    rows = hardness(out, samples_per_task=5, tasks_per_difficulty=1, heuristic_tasks=3)
+    assert [r.difficulty for r in rows] == [1, 2, 3, 4, 5]
+    for r in rows:
+        assert r.heuristic_tasks == min(r.tasks, 3) and r.heuristic is not None and 0 <= r.heuristic <= 1
+    assert rows[0].heuristic == 1.0  # a lookup: one find, one row (the falling share: tests/test_domains_heuristic.py)
