@@ -68,7 +68,7 @@ TEMPLATES: dict[str, list[str]] = {
     "breakdown": [
         "Of the {{ plural }} {{ cond }}, how many have each {{ attr }} ({{ values }})? "
         "Submit an object mapping each {{ attr }} to its count.",
-        "Break the {{ plural }} {{ cond }} down by {{ attr }}: count those of each {{ attr }} ({{ values }}) "
+        "Break down the {{ plural }} {{ cond }} by {{ attr }}: count those of each {{ attr }} ({{ values }}) "
         "and submit the counts as an object keyed by {{ attr }}.",
     ],
     "sum": [
