@@ -2,7 +2,8 @@
 
 They ship across archetypes (reference 1, gates 0), their exact random-pass chance is what a
 brute-force count of the random gate's whole support gives on a small world, and their
-verifiers accept every correct answer and nothing else.
+verifiers accept every correct answer and nothing else; a ranking's ties go to the lower id, and
+difficulty 2 tries the ranking first two times in three.
 """
 
 from __future__ import annotations
@@ -143,3 +144,32 @@ def test_the_breakdown_verifier_takes_any_key_order_and_exact_counts_only() -> N
         assert not verify(spec, broken, state).passed, broken
     assert not verify(spec, FAM.bluff_answer(task, random.Random(1)), state).passed
     assert FAM.random_pass(world, task) <= 0.001
+
+
+def test_a_tie_in_a_ranking_goes_to_the_lower_id_as_the_prompt_says() -> None:
+    tied = 0
+    for world, task in _candidates("ranking", range(60)):
+        field, best, ids = task.params["field"], task.params["best"], task.verifier_spec["checks"][0]["expected"]
+        assert "lower id" in task.prompt
+        values = [world.rows[task.meta["gate"]["ids_of"]][i][field] for i in ids]
+        assert values == sorted(values, reverse=best == "max")
+        for (a, va), (b, vb) in itertools.pairwise(zip(ids, values, strict=True)):
+            if va == vb:
+                tied += 1
+                assert a < b, (ids, values)
+        group = query.matching(DomainState(world), task.params["target"])
+        beyond = [r for r in group if r["id"] not in ids and r[field] == values[-1]]
+        assert all(r["id"] > ids[-1] for r in beyond)  # the cut: a tie with the third goes to the lower id
+    assert tied >= 3  # the rule is exercised, not only stated
+
+
+def test_difficulty_2_tries_the_ranking_first_two_times_in_three() -> None:
+    kinds: dict[str, int] = {"ranking": 0, "select": 0}
+    for seed in range(30):
+        world = FAM.make_world(seed, 2)
+        for k in range(6):
+            draft = FAM.make_task(world, 2, random.Random(seed * 10 + k))
+            if draft is not None and draft.meta["kind"] in kinds:
+                kinds[draft.meta["kind"]] += 1
+    share = kinds["ranking"] / sum(kinds.values())
+    assert 0.5 < share < 0.75, kinds  # 2/3 where a world hosts a ranking; select is the fallback

@@ -103,7 +103,11 @@ class Domains(Family):
     def make_task(self, world: DomainWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
         """A task of the difficulty's kinds, falling back to easier kinds the world can host."""
         own = list(tasks.KINDS_BY_DIFFICULTY.get(difficulty, ["lookup"]))
-        rng.shuffle(own)
+        weight = lambda k: tasks.FIRST_WEIGHT.get(k, 1.0)  # noqa: E731
+        if any(weight(k) != 1.0 for k in own):  # a weighted random order (Efraimidis-Spirakis keys)
+            own.sort(key=lambda k: -(rng.random() ** (1 / weight(k))))
+        else:
+            rng.shuffle(own)
         order = own + [
             k for k in tasks.FALLBACK if k not in own and tasks.FALLBACK.index(k) > tasks.FALLBACK.index(own[-1])
         ]

@@ -351,7 +351,8 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         )
     if kind == "ranking":
         f = params["field"]
-        rows = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r[f], reverse=params["best"] == "max")
+        rows = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r["id"])  # ties: lower id first
+        rows.sort(key=lambda r: r[f], reverse=params["best"] == "max")  # stable: id order kept within a tie
         return Final([r["id"] for r in rows[: params["k"]]], f"The top {params['k']} of {len(rows)}, best first.")
     if kind == "breakdown":
         f = params["field"]

@@ -8,7 +8,7 @@ lookup      1   one field of a row named by its label or constraints (1–2 call
 select      2   the ids of the rows meeting two or three constraints (a set; maybe paged)
 ranking     2   among the rows of a related row (a join through a ref, by its label where it has
                 one), the three with the highest or lowest value of a numeric field, best
-                first (an ordered list of ids; drawn with no tie among the first four)
+                first (an ordered list of ids; a tie goes to the lower id, as the prompt says)
 aggregate   3   a breakdown: how many rows meeting constraints hold each value of an enum (an
                 object value -> count, every value present, so none is 0 or omitted); or the
                 total of a money field over them
@@ -19,11 +19,11 @@ bulk        5   one write on every row of a paged group, in id order, skipping t
                 a precondition forbids (writes depend on what earlier ones changed)
 ==========  ==  ===========================================================================
 
-A difficulty tries its kinds in random order, then falls back to easier ones, so a world
-whose archetype has no policies still hosts difficulty-4 tasks. The verifier is always
-``all(answer check, state check)``; the expected state is the generator's own simulation of the
-requests (:mod:`toolgym.synth.domains.requests`), hashed here, so the reference scoring 1
-cross-checks two implementations; read-only tasks expect no change at all.
+A difficulty tries its kinds in random order (weighted by :data:`FIRST_WEIGHT`), then falls back
+to easier ones, so a world whose archetype has no policies still hosts difficulty-4 tasks. The
+verifier is always ``all(answer check, state check)``; the expected state is the generator's own
+simulation of the requests (:mod:`toolgym.synth.domains.requests`), hashed here, so the reference
+scoring 1 cross-checks two implementations; read-only tasks expect no change at all.
 
 Toolset augmentation: difficulty 1 exposes only the tools the task needs; 2–4 add one to
 three distractor tools; 5 exposes every tool of the world.
@@ -61,9 +61,9 @@ TEMPLATES: dict[str, list[str]] = {
     ],
     "ranking": [
         "Among the {{ plural }} {{ cond }}, which three have the {{ best }} {{ field }}? "
-        "Submit their ids as a list, {{ best }} first.",
+        "Submit their ids as a list, {{ best }} first (where two tie, the lower id first).",
         "Rank the {{ plural }} {{ cond }} by {{ field }} and submit the ids of the three with the "
-        "{{ best }} {{ field }}, in order ({{ best }} first).",
+        "{{ best }} {{ field }}, in order ({{ best }} first; a tie goes to the lower id).",
     ],
     "breakdown": [
         "Of the {{ plural }} {{ cond }}, how many have each {{ attr }} ({{ values }})? "
@@ -111,6 +111,12 @@ KINDS_BY_DIFFICULTY = {
     4: ["conditional", "policy"],
     5: ["bulk"],
 }
+#: How much more often a difficulty tries a kind first (default 1): a two-kind difficulty tries
+#: a kind of weight 2 first two times in three. The ranking (a join: a ``find`` by label, then the
+#: group; 3+ reference calls) goes first twice as often as select (mostly one ``find``), so that
+#: difficulty 2's median reference calls exceed difficulty 1's; select stays a share of difficulty
+#: 2 and the fallback of worlds that host no ranking.
+FIRST_WEIGHT = {"ranking": 2.0}
 FALLBACK = ["bulk", "policy", "conditional", "act", "aggregate", "ranking", "select", "lookup"]
 ANSWER_FIELDS = frozenset(
     {"person_name", "company_name", "email", "phone", "address", "code", "phrase", "date", "datetime"}
@@ -354,8 +360,10 @@ def _rank_refs(w: DomainWorld, e: str) -> list[Any]:
 def ranking(b: Builder) -> TaskDraft | None:
     """Among the rows of a related row (a ref), the :data:`RANK` with the highest or lowest value of a field.
 
-    The group has at least ``RANK + 2`` rows, all with a value (no null to place), and the first
-    ``RANK + 1`` values are distinct: the order and the cut are unambiguous.
+    The group has at least ``RANK + 2`` rows, all with a value (no null to place), and at least
+    ``RANK`` distinct values (the field, not the tie rule, does most of the ranking). Ties go to
+    the lower id (ids are zero-padded, so string order is number order), as the prompt says:
+    the order and the cut are unambiguous, and small-integer fields (durations, counts) rank too.
     """
     w, rng = b.world, b.rng
     for e in rng.sample(list(w.entities), len(w.entities)):
@@ -372,9 +380,10 @@ def ranking(b: Builder) -> TaskDraft | None:
             hits = query.matching(b.state, sel)
             if len(hits) < RANK + 2 or any(r.get(field) is None for r in hits):
                 continue
-            hits = sorted(hits, key=lambda r: r[field], reverse=best == "max")
-            if len({r[field] for r in hits[: RANK + 1]}) < RANK + 1:
+            if len({r[field] for r in hits}) < RANK:
                 continue
+            sign = -1 if best == "max" else 1
+            hits = sorted(hits, key=lambda r: (sign * r[field], r["id"]))
             b.selector_tools(sel)
             body = render(
                 "ranking",
