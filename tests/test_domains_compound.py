@@ -133,6 +133,7 @@ def test_the_breakdown_verifier_takes_any_key_order_and_exact_counts_only() -> N
     first = next(iter(counts))
     for wrong in (
         {**counts, first: counts[first] + 1},
+        {**counts, first: counts[first] + 0.4},  # counts are exact: no tolerance
         {k: v for k, v in counts.items() if k != first},  # a value left out
         {**counts, "other": 1},
         {**counts, first: True},
