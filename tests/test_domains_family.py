@@ -113,7 +113,7 @@ def test_state_check_catches_a_missing_an_extra_and_a_wrong_write(arch_id: str) 
 def test_read_only_tasks_fail_when_the_agent_wrote_anything() -> None:
     world, task, ref = _shipped("clinic", 4, {"conditional"})
     assert task.verifier_spec["checks"][1]["kind"] == "state"
-    world2, read_task, read_ref = _shipped("clinic", 2, {"select", "argmax", "lookup"})
+    world2, read_task, read_ref = _shipped("clinic", 2, {"select", "ranking", "lookup"})
     state = DomainState(world2)
     assert verify(read_task.verifier_spec, read_ref.answer, state).passed
     row = dict(next(iter(world2.rows["patient"].values())), balance=0.0)

@@ -11,15 +11,18 @@ changes), so reset costs well under a microsecond whatever the world's size, and
 sees another's writes; the state check hashes the overlay (the changes), which with the fixed
 world is the whole state.
 
-Gate answers (the answer kinds are ``text``, ``texts``, ``number``, ``integer``):
+Gate answers (the answer kinds are ``text``, ``texts``, ``ranking``, ``counts``, ``number``,
+``integer``):
 
 * random: a *plausible* answer drawn from the world: the value of the asked field in a random
-  row, a random set of ids of the right entity and size, a random count or a sum over a random
-  subset of the right size;
+  row, a random set (or, for a ranking, a random ordered list) of ids of the right entity and
+  size, for a breakdown a count per asked value drawn from 0 to the number of rows holding it,
+  or a sum over a random subset of the right size;
 * bluff: well-formed, built without the world: ids in the right format with random numbers,
-  a random number, a random count;
-* perturbed: the reference answer broken: a neighbouring id, one id dropped or added, a number
-  off by one (or by 1%).
+  a random number, random counts;
+* perturbed: the reference answer broken: a neighbouring id, one id dropped or added, the first
+  two of a ranking swapped or its last replaced, one count off by one (or two counts swapped),
+  a number off by one (or by 1%).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from toolgym.verifiers.state import state_hash
 KIND_FUNCS = {
     "lookup": tasks.lookup,
     "select": tasks.select,
-    "argmax": tasks.argmax,
+    "ranking": tasks.ranking,
     "aggregate": tasks.aggregate,
     "act": tasks.act,
     "conditional": writes.conditional,
@@ -98,7 +101,11 @@ class Domains(Family):
     def make_task(self, world: DomainWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
         """A task of the difficulty's kinds, falling back to easier kinds the world can host."""
         own = list(tasks.KINDS_BY_DIFFICULTY.get(difficulty, ["lookup"]))
-        rng.shuffle(own)
+        weight = lambda k: tasks.FIRST_WEIGHT.get(k, 1.0)  # noqa: E731
+        if any(weight(k) != 1.0 for k in own):  # a weighted random order (Efraimidis-Spirakis keys)
+            own.sort(key=lambda k: -(rng.random() ** (1 / weight(k))))
+        else:
+            rng.shuffle(own)
         order = own + [
             k for k in tasks.FALLBACK if k not in own and tasks.FALLBACK.index(k) > tasks.FALLBACK.index(own[-1])
         ]
@@ -130,24 +137,27 @@ class Domains(Family):
         if "values_of" in gate:
             e, a = gate["values_of"]
             return rng.choice(list(world.rows[e].values()))[a]
-        if "count_of" in gate:
-            return rng.randint(0, len(world.rows[gate["count_of"]]))
+        if "counts_of" in gate:
+            e, a = gate["counts_of"]
+            return {v: rng.randint(0, len(world.index(e, a).get(v, []))) for v in gate["values"]}
         if "sum_of" in gate:
             e, a = gate["sum_of"]
             rows = rng.sample(list(world.rows[e].values()), min(gate["n"], len(world.rows[e])))
             return round(sum(r.get(a) or 0 for r in rows), 2)
         keys = list(world.rows[gate["ids_of"]])
         picked = rng.sample(keys, min(len(keys), max(1, gate.get("n", 1))))
-        return picked if kind == "texts" else picked[0]
+        return picked if kind in ("texts", "ranking") else picked[0]  # a sample's order is random too
 
     def random_pass(self, world: DomainWorld, task: TaskSpec) -> float | None:
         """The exact chance that :meth:`random_answer`, submitted with no write, passes.
 
         Zero when the task's expected state has a change (no write, no pass). Otherwise, by
         the gate's draw: a random row's value passes with the share of rows holding the
-        expected value (under the answer check's tolerance); a count drawn from 0..N with
-        1 / (N + 1); one random id with 1 / N; a random set of ids of the expected size with
-        1 / C(N, n). Sums of random rows: None (left to the sampled gate).
+        expected value (under the answer check's tolerance); a breakdown, whose count for each
+        asked value v is drawn from 0..N_v (N_v: the rows holding v), with prod_v 1 / (N_v + 1);
+        one random id with 1 / N; a random set of ids of the expected size with 1 / C(N, n); a
+        random ordered list of n distinct ids (a ranking) with 1 / P(N, n) = (N - n)! / N!. Sums
+        of random rows: None (left to the sampled gate).
         """
         answer_check, state_check = task.verifier_spec["checks"]
         if state_check["expected_hash"] != state_hash(DomainState(world)):
@@ -164,15 +174,21 @@ class Domains(Family):
                 or (tol is not None and isinstance(r.get(a), int | float) and abs(r[a] - expected) <= tol)
             )
             return same / max(len(rows), 1)
-        if "count_of" in gate:
-            n = len(world.rows[gate["count_of"]])
-            return 1 / (n + 1) if 0 <= expected <= n else 0.0
+        if "counts_of" in gate:
+            e, a = gate["counts_of"]
+            chance = 1.0
+            for v in gate["values"]:
+                n = len(world.index(e, a).get(v, []))
+                chance *= 1 / (n + 1) if 0 <= expected.get(v, -1) <= n else 0.0
+            return chance if set(expected) == set(gate["values"]) else 0.0
         if "ids_of" in gate:
             n = len(world.rows[gate["ids_of"]])
-            if task.tool_config["answer"] != "texts":
+            answer = task.tool_config["answer"]
+            if answer not in ("texts", "ranking"):
                 return 1 / max(n, 1)
             k = min(n, max(1, gate.get("n", 1)))
-            return 1 / math.comb(n, k) if len(set(expected)) == k else 0.0
+            ways = math.perm(n, k) if answer == "ranking" else math.comb(n, k)
+            return 1 / ways if len(set(expected)) == k == len(expected) else 0.0
         return None
 
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
@@ -180,10 +196,14 @@ class Domains(Family):
         kind = task.tool_config["answer"]
         prefix = {e["id"]: e["key_prefix"] for e in task.tool_config["schema"]["entities"]}
         gate = task.meta["gate"]
-        ent = gate.get("ids_of") or gate.get("count_of") or (gate.get("values_of") or gate.get("sum_of") or ["?"])[0]
+        ent = gate.get("ids_of") or (gate.get("values_of") or gate.get("sum_of") or gate.get("counts_of") or ["?"])[0]
         fake = lambda: f"{prefix.get(ent, 'X')}-{rng.randint(1, 999):05d}"  # noqa: E731
         if kind == "texts":
             return [fake() for _ in range(rng.randint(1, 4))]
+        if kind == "ranking":
+            return [fake() for _ in range(gate.get("n", 3))]
+        if kind == "counts":
+            return {v: rng.randint(0, 30) for v in gate["values"]}
         if kind == "integer":
             return rng.randint(0, 30)
         if kind == "number":
@@ -197,6 +217,13 @@ class Domains(Family):
             return [answer + 1, max(0, answer - 1) if answer else 2]
         if kind == "number":
             return [round(answer + 1, 2), round(answer * 1.01 + 0.5, 2)]
+        if kind == "counts":  # one count off by one; two different counts swapped (or one less)
+            (a, x), (b, y) = list(answer.items())[:2]
+            return [{**answer, a: x + 1}, {**answer, a: y, b: x} if x != y else {**answer, b: y - 1}]
+        if kind == "ranking":  # the first two swapped; the last replaced by another row's id
+            others = [k for k in world.rows[task.meta["gate"]["ids_of"]] if k not in answer]
+            out = [[answer[1], answer[0], *answer[2:]]]
+            return out + ([[*answer[:-1], rng.choice(others)]] if others else [])
         if kind == "texts":
             keys = [k for k in world.rows[task.meta["gate"]["ids_of"]] if k not in answer]
             out = [answer[:-1]] if answer else []

@@ -353,12 +353,15 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         return Final(
             sorted(r["id"] for r in rows), f"Submitting the ids that meet every condition ({len(rows)} in all)."
         )
-    if kind == "argmax":
+    if kind == "ranking":
         f = params["field"]
-        rows = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r[f], reverse=params["best"] == "max")
-        return Final(rows[0]["id"], "That one has the extreme value.")
-    if kind == "count":
-        return Final(len(rows), f"The count is {len(rows)}.")
+        rows = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r["id"])  # ties: lower id first
+        rows.sort(key=lambda r: r[f], reverse=params["best"] == "max")  # stable: id order kept within a tie
+        return Final([r["id"] for r in rows[: params["k"]]], f"The top {params['k']} of {len(rows)}, best first.")
+    if kind == "breakdown":
+        f = params["field"]
+        counts = {v: sum(1 for r in rows if r.get(f) == v) for v in params["values"]}
+        return Final(counts, f"Counted the {len(rows)} matching rows by value.")
     if kind == "sum":
         return Final(round(sum(r.get(params["field"]) or 0 for r in rows), 2), "Adding them up.")
     if kind == "conditional":

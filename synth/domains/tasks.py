@@ -6,9 +6,12 @@ through tools, and the prompt says in words from jinja2 templates with variants)
 ==========  ==  ===========================================================================
 lookup      1   one field of a row named by its label or constraints (1–2 calls; via a ref)
 select      2   the ids of the rows meeting two or three constraints (a set; maybe paged)
-argmax      2   among the rows of a related row (a join through a ref), the one with the
-                highest or lowest value of a field
-aggregate   3   how many rows meet constraints, or the total of a numeric field over them
+ranking     2   among the rows of a related row (a join through a ref, by its label where it has
+                one), the three with the highest or lowest value of a numeric field, best
+                first (an ordered list of ids; a tie goes to the lower id, as the prompt says)
+aggregate   3   a breakdown: how many rows meeting constraints hold each value of an enum (an
+                object value -> count, every value present, so none is 0 or omitted); or the
+                total of a money field over them
 act         3   one write on a target named by constraints (or one new row); answer: its id
 conditional 4   read a row; if a field meets a threshold do a write, else answer a field
 policy      4   two requests, one of which a rule forbids: do the allowed one, skip the other
@@ -16,11 +19,11 @@ bulk        5   one write on every row of a paged group, in id order, skipping t
                 a precondition forbids (writes depend on what earlier ones changed)
 ==========  ==  ===========================================================================
 
-A difficulty tries its kinds in random order, then falls back to easier ones, so a world
-whose archetype has no policies still hosts difficulty-4 tasks. The verifier is always
-``all(answer check, state check)``; the expected state is the generator's own simulation of the
-requests (:mod:`toolgym.synth.domains.requests`), hashed here, so the reference scoring 1
-cross-checks two implementations; read-only tasks expect no change at all.
+A difficulty tries its kinds in random order (weighted by :data:`FIRST_WEIGHT`), then falls back
+to easier ones, so a world whose archetype has no policies still hosts difficulty-4 tasks. The
+verifier is always ``all(answer check, state check)``; the expected state is the generator's own
+simulation of the requests (:mod:`toolgym.synth.domains.requests`), hashed here, so the reference
+scoring 1 cross-checks two implementations; read-only tasks expect no change at all.
 
 Toolset augmentation: difficulty 1 exposes only the tools the task needs; 2–4 add one to
 three distractor tools; 5 exposes every tool of the world.
@@ -56,13 +59,17 @@ TEMPLATES: dict[str, list[str]] = {
         "List the ids of every {{ thing }} {{ cond }}.",
         "Find all {{ plural }} {{ cond }} and submit their ids.",
     ],
-    "argmax": [
-        "Among the {{ plural }} {{ cond }}, which has the {{ best }} {{ field }}? Submit its id.",
-        "Of all {{ plural }} {{ cond }}, find the one with the {{ best }} {{ field }} and submit its id.",
+    "ranking": [
+        "Among the {{ plural }} {{ cond }}, which three have the {{ best }} {{ field }}? "
+        "Submit their ids as a list, {{ best }} first (where two tie, the lower id first).",
+        "Rank the {{ plural }} {{ cond }} by {{ field }} and submit the ids of the three with the "
+        "{{ best }} {{ field }}, in order ({{ best }} first; a tie goes to the lower id).",
     ],
-    "count": [
-        "How many {{ plural }} are there {{ cond }}?",
-        "Count the {{ plural }} {{ cond }}.",
+    "breakdown": [
+        "Of the {{ plural }} {{ cond }}, how many have each {{ attr }} ({{ values }})? "
+        "Submit an object mapping each {{ attr }} to its count.",
+        "Break down the {{ plural }} {{ cond }} by {{ attr }}: count those of each {{ attr }} ({{ values }}) "
+        "and submit the counts as an object keyed by {{ attr }}.",
     ],
     "sum": [
         "What is the total {{ field }} of the {{ plural }} {{ cond }}?",
@@ -99,12 +106,18 @@ INTRO = [
 ]
 KINDS_BY_DIFFICULTY = {
     1: ["lookup"],
-    2: ["select", "argmax"],
+    2: ["select", "ranking"],
     3: ["aggregate", "act"],
     4: ["conditional", "policy"],
     5: ["bulk"],
 }
-FALLBACK = ["bulk", "policy", "conditional", "act", "aggregate", "argmax", "select", "lookup"]
+#: How much more often a difficulty tries a kind first (default 1): a two-kind difficulty tries
+#: a kind of weight 2 first two times in three. The ranking (a join: a ``find`` by label, then the
+#: group; 3+ reference calls) goes first twice as often as select (mostly one ``find``), so that
+#: difficulty 2's median reference calls exceed difficulty 1's; select stays a share of difficulty
+#: 2 and the fallback of worlds that host no ranking.
+FIRST_WEIGHT = {"ranking": 2.0}
+FALLBACK = ["bulk", "policy", "conditional", "act", "aggregate", "ranking", "select", "lookup"]
 ANSWER_FIELDS = frozenset(
     {"person_name", "company_name", "email", "phone", "address", "code", "phrase", "date", "datetime"}
 )
@@ -135,7 +148,15 @@ def _answer_kind(kind: str) -> str:
 
 
 def answer_check(answer_kind: str, expected: Any) -> dict[str, Any]:
-    """The answer verifier for an answer kind (``text``/``texts``/``number``/``integer``)."""
+    """The answer verifier for an answer kind (``text``/``texts``/``ranking``/``counts``/``number``/``integer``).
+
+    ``ranking`` (a list of ids, order significant) is an exact check of the list; ``counts`` (an
+    object value -> integer count) is a JSON check: the same keys, each count exact.
+    """
+    if answer_kind == "ranking":
+        return {"kind": "exact", "expected": list(expected)}
+    if answer_kind == "counts":
+        return {"kind": "json", "expected": dict(expected), "rel_tol": 0.0, "abs_tol": 0.0}
     if answer_kind == "texts":
         return {"kind": "set", "expected": sorted(expected)}
     if answer_kind == "number":
@@ -322,65 +343,127 @@ def select(b: Builder) -> TaskDraft | None:
     return None
 
 
-def argmax(b: Builder) -> TaskDraft | None:
-    """Among the rows of a related row (a ref), the one with the highest or lowest value of a field."""
+#: How many rows a ranking asks for (best first).
+RANK = 3
+
+
+def _rank_refs(w: DomainWorld, e: str) -> list[Any]:
+    """The refs of an entity a ranking can group by.
+
+    Those to a labelled entity (a join through a ``find`` by label) when there are any, else every ref.
+    """
+    refs = [a for a in w.attrs(e) if a.kind == "ref"]
+    labelled = [a for a in refs if w.entities[str(a.to)]["label"] is not None]
+    return labelled or refs
+
+
+def ranking(b: Builder) -> TaskDraft | None:
+    """Among the rows of a related row (a ref), the :data:`RANK` with the highest or lowest value of a field.
+
+    The group has at least ``RANK + 2`` rows, all with a value (no null to place), and at least
+    ``RANK`` distinct values (the field, not the tie rule, does most of the ranking). Ties go to
+    the lower id (ids are zero-padded, so string order is number order), as the prompt says:
+    the order and the cut are unambiguous, and small-integer fields (durations, counts) rank too.
+    """
     w, rng = b.world, b.rng
     for e in rng.sample(list(w.entities), len(w.entities)):
-        field = _numeric_field(w, e, rng)
-        refs = [a for a in w.attrs(e) if a.kind == "ref"]
-        if field is None or not refs:
+        fields = [a.name for a in w.attrs(e) if a.kind in kinds.NUMERIC]
+        refs = _rank_refs(w, e)
+        if not fields or not refs:
             continue
         ref = rng.choice(refs)
-        row = rng.choice(list(w.rows[e].values()))
-        if row.get(ref.name) is None:
-            continue
-        sel = {"entity": e, "where": [[ref.name, "eq", query.ref_value(b.state, ref.to, row[ref.name])]]}  # type: ignore[arg-type]
-        hits = [r for r in query.matching(b.state, sel) if r.get(field) is not None]
-        best = rng.choice(["max", "min"])
-        hits.sort(key=lambda r: r[field], reverse=best == "max")
-        if len(hits) < 3 or hits[0][field] == hits[1][field]:
-            continue
-        b.selector_tools(sel)
-        body = render(
-            "argmax",
-            rng,
-            plural=w.entities[e]["plural"].replace("_", " "),
-            cond=query.phrase(w, sel),
-            best="highest" if best == "max" else "lowest",
-            field=_name(w, e, field),
-        )
-        params = {"target": sel, "field": field, "best": best}
-        return b.draft("argmax", body, params, "text", hits[0]["id"], {"ids_of": e, "n": 1})
+        # parents with enough children, from the index (most parents of a small table have few)
+        parents = [k for k, kids in w.index(e, ref.name).items() if k is not None and len(kids) >= RANK + 2]
+        for parent in rng.sample(parents, min(4, len(parents))):
+            field, best = rng.choice(fields), rng.choice(["max", "min"])
+            sel = {"entity": e, "where": [[ref.name, "eq", query.ref_value(b.state, ref.to, parent)]]}  # type: ignore[arg-type]
+            hits = query.matching(b.state, sel)
+            if len(hits) < RANK + 2 or any(r.get(field) is None for r in hits):
+                continue
+            if len({r[field] for r in hits}) < RANK:
+                continue
+            sign = -1 if best == "max" else 1
+            hits = sorted(hits, key=lambda r: (sign * r[field], r["id"]))
+            b.selector_tools(sel)
+            body = render(
+                "ranking",
+                rng,
+                plural=w.entities[e]["plural"].replace("_", " "),
+                cond=query.phrase(w, sel),
+                best="highest" if best == "max" else "lowest",
+                field=_name(w, e, field),
+            )
+            params = {"target": sel, "field": field, "best": best, "k": RANK}
+            ids = [r["id"] for r in hits[:RANK]]
+            return b.draft("ranking", body, params, "ranking", ids, {"ids_of": e, "n": RANK, "ordered": True})
     return None
 
 
-def aggregate(b: Builder) -> TaskDraft | None:
-    """How many rows meet constraints, or the total of a numeric field over them."""
+def _breakdown(b: Builder, e: str) -> TaskDraft | None:
+    """How many rows of a group hold each value of an enum (2–5 values, every one present in the group).
+
+    Rows with no value would be counted under none, so a group with any is not asked about; a
+    value with count 0 is never asked (an answer omitting it would be as right as one saying 0).
+    """
     w, rng = b.world, b.rng
-    for e in rng.sample(list(w.entities), len(w.entities)):
-        # a sum (decimals: not guessable) where the entity has a numeric field; else a count, of at
-        # least 12 rows (small counts are what a bluff guesses)
-        field = _numeric_field(w, e, rng)
-        sel = query.group_selector(b.state, e, 3 if field else 12, 60, rng)
-        if sel is None:
-            continue
-        hits = query.matching(b.state, sel)
-        total = round(sum(r.get(field) or 0 for r in hits), 2) if field else len(hits)
-        if total == 0:  # what the null agent submits
-            continue
-        b.selector_tools(sel)
-        names = {
-            "plural": w.entities[e]["plural"].replace("_", " "),
-            "thing": _name(w, e),
-            "cond": query.phrase(w, sel),
-        }
-        if field is None:
-            body = render("count", rng, **names)
-            return b.draft("count", body, {"target": sel}, "integer", len(hits), {"count_of": e})
-        body = render("sum", rng, field=_name(w, e, field), **names)
-        return b.draft(
-            "sum", body, {"target": sel, "field": field}, "number", total, {"sum_of": [e, field], "n": len(hits)}
-        )
+    enums = [a for a in w.attrs(e) if a.kind == "enum" and 2 <= len(a.values or []) <= 5]
+    if not enums:
+        return None
+    attr = rng.choice(enums)
+    sel = query.group_selector(b.state, e, 12, 80, rng)
+    if sel is None or any(c[0] == attr.name for c in sel["where"]):
+        return None
+    values = [str(v) for v in attr.values or []]
+    hits = query.matching(b.state, sel)
+    counts = {v: sum(1 for r in hits if r.get(attr.name) == v) for v in values}
+    if sum(counts.values()) != len(hits) or min(counts.values()) == 0:
+        return None
+    b.selector_tools(sel)
+    name = _name(w, e, attr.name)
+    body = render(
+        "breakdown",
+        rng,
+        plural=w.entities[e]["plural"].replace("_", " "),
+        cond=query.phrase(w, sel),
+        attr=name,
+        values=", ".join(values),
+    )
+    params = {"target": sel, "field": attr.name, "values": values}
+    return b.draft("breakdown", body, params, "counts", counts, {"counts_of": [e, attr.name], "values": values})
+
+
+def _sum(b: Builder, e: str) -> TaskDraft | None:
+    """The total of a money field over a group of 3–60 rows (not 0: what the null agent submits)."""
+    w, rng = b.world, b.rng
+    field = _numeric_field(w, e, rng)
+    sel = query.group_selector(b.state, e, 3, 60, rng) if field else None
+    if field is None or sel is None:
+        return None
+    hits = query.matching(b.state, sel)
+    total = round(sum(r.get(field) or 0 for r in hits), 2)
+    if total == 0:
+        return None
+    b.selector_tools(sel)
+    body = render(
+        "sum",
+        rng,
+        field=_name(w, e, field),
+        plural=w.entities[e]["plural"].replace("_", " "),
+        thing=_name(w, e),
+        cond=query.phrase(w, sel),
+    )
+    return b.draft(
+        "sum", body, {"target": sel, "field": field}, "number", total, {"sum_of": [e, field], "n": len(hits)}
+    )
+
+
+def aggregate(b: Builder) -> TaskDraft | None:
+    """A breakdown of a group's counts by an enum, or the total of a money field over a group."""
+    for e in b.rng.sample(list(b.world.entities), len(b.world.entities)):
+        for make in b.rng.sample([_breakdown, _sum], 2):
+            draft = make(b, e)
+            if draft is not None:
+                return draft
     return None
 
 

@@ -1,7 +1,7 @@
 """The toolset of a domain world, derived from its sampled schema (never hand-written).
 
 A task's tool config is ``{"archetype": id, "schema": <the world's sampled schema>, "expose":
-[tool names] | null, "answer": "text" | "texts" | "number" | "integer"}``; :func:`toolset` builds
+[tool names] | null, "answer": "text" | "texts" | "ranking" | "counts" | "number" | "integer"}``; :func:`toolset` builds
 every tool the schema implies (cached per schema) and returns the exposed ones plus ``submit``.
 Tools speak the world's chosen names (entities, attributes, verbs); argument models are built
 with ``pydantic.create_model`` from the attribute kinds:
@@ -44,7 +44,14 @@ DATE = r"^\d{4}-\d\d-\d\d$"
 DATETIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d$"
 TIME = r"^\d\d:\d\d$"
 _FORMATS = {"date": (DATE, "2026-05-01"), "datetime": (DATETIME, "2026-05-01T14:30"), "time": (TIME, "14:30")}
-ANSWERS: dict[str, Any] = {"text": Text, "texts": list[Text], "number": Number, "integer": Integer}
+ANSWERS: dict[str, Any] = {
+    "text": Text,
+    "texts": list[Text],
+    "ranking": list[Text],
+    "counts": dict[Text, Integer],
+    "number": Number,
+    "integer": Integer,
+}
 Pred = Callable[[dict[str, Any]], bool]
 
 
@@ -254,6 +261,8 @@ def submit_tool(answer: str) -> Tool:
     doc = {
         "text": "the answer, exactly as the tools spell it",
         "texts": "the answers, a list of strings exactly as the tools spell them (order free)",
+        "ranking": "the ids, a list in the order the task asks for",
+        "counts": "an object mapping each value the task names (spelled as given) to its count",
         "number": "the answer, a number",
         "integer": "the answer, an integer",
     }[answer]
