@@ -14,15 +14,15 @@ acts only through the tools, but it is shallow by design, the same way for every
   a write the tool refuses is simply not done (the error is an observation, not a crash).
 
 So per kind: lookup answers the first row's field (following a ref if asked); select submits
-the first page's ids; argmax the first page's extreme; count and sum count and add up the first
-page; act and policy make every request and submit the ids the write tools returned;
+the first page's ids; ranking the first page's extremes (no tie rule); breakdown and sum count
+and add up the first page; act and policy make every request and submit the ids the write tools returned;
 conditional makes its write on the first match whatever the field's value, answering the other
 field only when the tool refuses; bulk writes on every row of the first page. Its share falls
 with difficulty because harder kinds ask for more of what it skips (pages, rules), never
 because it looks at the difficulty.
 
-Why every filter and not only the first condition (the issue's example): a select task (the
-whole of difficulty 2 as shipped) always has two or more conditions, so a first-condition agent
+Why every filter and not only the first condition (the issue's example): a select task (a
+kind of difficulty 2) always has two or more conditions, so a first-condition agent
 solves none of them while it solves most one-write acts of difficulty 3 — measured on a
 300-task run: 0.96, 0.00, 0.45, 0.39, 0.07 for difficulties 1–5, a share that does not fall.
 """
@@ -36,7 +36,7 @@ from toolgym.synth.domains.actions import arg_names
 from toolgym.synth.domains.reference import Names
 
 #: What the heuristic submits when it found nothing to answer with, per answer kind.
-EMPTY: dict[str, Any] = {"text": "", "texts": [], "number": 0.0, "integer": 0}
+EMPTY: dict[str, Any] = {"text": "", "texts": [], "ranking": [], "counts": {}, "number": 0.0, "integer": 0}
 
 
 def call(tool: str, args: dict[str, Any], thought: str) -> Program:
@@ -120,12 +120,13 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         return (yield from _lookup(names, params, rows[0], empty))
     if kind == "select":
         return Final(sorted(r["id"] for r in rows), "These match.")
-    if kind == "argmax":
+    if kind == "ranking":
         f = params["field"]
         valued = sorted((r for r in rows if r.get(f) is not None), key=lambda r: r[f], reverse=params["best"] == "max")
-        return Final(valued[0]["id"] if valued else empty, "That one is the extreme.")
-    if kind == "count":
-        return Final(len(rows), "Counted.")
+        return Final([r["id"] for r in valued[: params["k"]]], "Those are the extremes.")
+    if kind == "breakdown":
+        f = params["field"]
+        return Final({v: sum(1 for r in rows if r.get(f) == v) for v in params["values"]}, "Counted.")
     if kind == "sum":
         return Final(round(sum(r.get(params["field"]) or 0 for r in rows), 2), "Added up.")
     if kind == "conditional":
