@@ -165,9 +165,12 @@ class VandalAgent:
     Args:
         rng: Source of the random calls.
         answer: The reference's answer (submitted last).
-        replay: The reference's actions before its submit.
+        replay: The reference's actions before its submit (its write calls suffice: they leave
+            its state, see :func:`toolgym.envs.replay.write_actions`).
         write_tools: Names of the toolset's write tools (the schema shown to agents does not say).
         calls_per_turn: Most random calls in each of the two random turns.
+        seen: Observations whose values seed the pool of plausible arguments (the reference's
+            own, so a vandal replaying only its writes still writes on the rows it read).
     """
 
     def __init__(
@@ -177,12 +180,16 @@ class VandalAgent:
         replay: Iterable[str],
         write_tools: Iterable[str],
         calls_per_turn: int = 3,
+        seen: Iterable[str] = (),
     ):
         self.rng, self.answer, self.replay = rng, answer, list(replay)
         self.write_tools = frozenset(write_tools)
         self.calls_per_turn = calls_per_turn
         self.phase = 0  # 0: random reads, 1: random writes, 2: submit, 3: done
         self.pool: list[str] = []
+        for observation in seen:
+            for r in mk.parse_tool_results(observation):
+                harvest(r.get("content"), self.pool)
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         """Next replayed action, then the random turns, then the submit."""

@@ -22,7 +22,7 @@ from toolgym.errors import ReferenceSolutionError
 from toolgym.spec import TaskSpec, Trajectory
 from toolgym.verifiers.state import fill_expected_state, unfilled_state_checks
 
-__all__ = ["replay_writes", "with_expected_state"]
+__all__ = ["replay_writes", "with_expected_state", "write_actions"]
 
 
 def replay_writes(runtime: Runtime, world: Any, task: TaskSpec, actions: Sequence[str], strict: bool = True) -> Any:
@@ -63,6 +63,24 @@ def replay_writes(runtime: Runtime, world: Any, task: TaskSpec, actions: Sequenc
         runtime.close_context(context)
         raise
     return context
+
+
+def write_actions(actions: Sequence[str], writes: Sequence[str]) -> list[str]:
+    """The write calls of ``actions`` (those named in ``writes``), one action per turn that had any.
+
+    What an agent must replay to leave a reference's state, reads dropped (they change nothing)
+    and everything from ``submit`` on dropped: the perturbed-answer gate replays these.
+    """
+    names, out = frozenset(writes), []
+    for action in actions:
+        calls = mk.parse_action(action).tool_calls
+        stop = next((i for i, c in enumerate(calls) if c.name == "submit"), None)
+        kept = [(c.name, c.arguments) for c in calls[:stop] if c.name in names]
+        if kept:
+            out.append(mk.render_action(kept))
+        if stop is not None:
+            break
+    return out
 
 
 def with_expected_state(runtime: Runtime, task: TaskSpec, world: Any, reference: Trajectory) -> TaskSpec:

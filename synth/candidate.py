@@ -27,7 +27,7 @@ import orjson
 from toolgym.envs.agents import VandalAgent
 from toolgym.envs.limits import REFERENCE_MARGIN
 from toolgym.envs.markup import check_task_text
-from toolgym.envs.replay import replay_writes, with_expected_state
+from toolgym.envs.replay import replay_writes, with_expected_state, write_actions
 from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import final_state
 from toolgym.envs.sources import MemorySource
@@ -143,7 +143,7 @@ def evaluate_candidate(
     if ref.turns > budget:  # it fits, but leaves a policy too little room: not shipped (counted)
         return Outcome(0, "long", f"the reference took {ref.turns} turns (> {budget}: the turn limit less the margin)")
     writes = [t.name for t in family.tools(task.tool_config) if t.kind == "write" and t.name != "submit"]
-    replay = ref.actions[:-1] if writes else None
+    replay = write_actions(ref.actions[:-1], writes) if writes else None  # reads change nothing: not replayed
     # With the exact chance known (and within the limit), the sampled random gate only cross-checks
     # the machinery: random calls and writes cannot raise a no-write chance that the state check
     # already bounds. Two tries instead of config.random_tries (8) save ~6 episodes per task.
@@ -216,9 +216,12 @@ def vandal_gate(
     """
     if not has_state_check(task.verifier_spec) or not writes or tries == 0:
         return [], lambda ep: True
-    before = ref.actions[:-1]
+    before = write_actions(ref.actions[:-1], writes)  # its reads are not replayed: their results seed the pool
     seeds = [rng.getrandbits(64) for _ in range(tries)]
-    makers = [functools.partial(VandalAgent, random.Random(seed), answer, before, writes) for seed in seeds]
+    makers = [
+        functools.partial(VandalAgent, random.Random(seed), answer, before, writes, seen=ref.observations)
+        for seed in seeds
+    ]
     if checks_whole_state(task.verifier_spec):
         return makers, lambda ep: False
 

@@ -62,7 +62,7 @@ class Domains(Family):
 
     id = "domains"
     env_name = "Domains"
-    version = 0
+    version = 0  # the env id is Domains-v0; data changes are caught by the world digest (world.GENERATOR)
     summary = "relational tool worlds sampled from domain archetypes: reads, writes, policies, state checks"
     # A world's toolset, indices and tables serve 8 candidates: 113 vs 91 shipped tasks/s on 2 workers,
     # with about as many distinct toolsets per task (1,426 vs 1,532 in 2,000), which vary by task.

@@ -83,11 +83,11 @@ def _num(x: float | str | None, default: float) -> float:
 def person_name(rng: random.Random, pool: list[str], made: list[str]) -> str:
     """A person name; a share are one-letter twins of an earlier name or share its surname."""
     if made and rng.random() < 0.15:
-        given, _, surname = rng.choice(made).partition(" ")
-        i = rng.randrange(len(given))
-        letter = rng.choice("aeinorstlm" if i else "BDHKLMNRST")
+        given, _, surname = _pick(rng, made).partition(" ")
+        i = int(rng.random() * len(given))
+        letter = _pick(rng, "aeinorstlm" if i else "BDHKLMNRST")
         return given[:i] + letter + given[i + 1 :] + " " + surname
-    return f"{rng.choice(GIVEN)} {rng.choice(pool)}"
+    return f"{_pick(rng, GIVEN)} {_pick(rng, pool)}"
 
 
 def _pick(rng: random.Random, seq: Any) -> Any:
@@ -141,9 +141,11 @@ def _numeric(a: Attribute) -> Generator:
         return lambda rng, row: round(lo + step * int(rng.random() * (n + 1)), 2)
     if a.kind == "duration":
         lo, hi, step = int(_num(a.min, 15)), int(_num(a.max, 120)), int(a.step or 15)
-        return lambda rng, row: lo + step * rng.randint(0, max(0, (hi - lo) // step))
+        slots_n = max(0, (hi - lo) // step) + 1
+        return lambda rng, row: lo + step * int(rng.random() * slots_n)
     lo_i, hi_i = int(_num(a.min, 0)), int(_num(a.max, 100 if a.kind == "percent" else 50))
-    return lambda rng, row: rng.randint(lo_i, hi_i)
+    span = max(0, hi_i - lo_i) + 1
+    return lambda rng, row: lo_i + int(rng.random() * span)
 
 
 def _temporal(a: Attribute, now: dt.datetime) -> Generator:
@@ -190,7 +192,7 @@ def generator(a: Attribute, now: dt.datetime, world_rng: random.Random) -> Gener
 
         return person
     if k == "company_name":
-        return lambda rng, row: f"{nm.word(rng)} {rng.choice(_COMPANY)}"
+        return lambda rng, row: f"{nm.word(rng)} {_pick(rng, _COMPANY)}"
     if k == "email":
         src = a.source
 
@@ -199,7 +201,7 @@ def generator(a: Attribute, now: dt.datetime, world_rng: random.Random) -> Gener
             local = ".".join(re.findall(r"[a-z]+", str(base).lower())) if base else nm.word(rng).lower()
             if rng.random() < 0.3:
                 local += str(rng.randrange(10, 99))
-            return f"{local}@{rng.choice(_EMAIL_DOMAINS)}"
+            return f"{local}@{_pick(rng, _EMAIL_DOMAINS)}"
 
         return email
     if k == "phone":
@@ -208,7 +210,9 @@ def generator(a: Attribute, now: dt.datetime, world_rng: random.Random) -> Gener
         cities = [nm.city_name(world_rng) for _ in range(world_rng.randint(5, 9))]
         if k == "city":
             return lambda rng, row: _pick(rng, cities)
-        return lambda rng, row: f"{rng.randint(1, 199)} {nm.word(rng)} {rng.choice(_STREETS)}, {rng.choice(cities)}"
+        return lambda rng, row: (
+            f"{1 + int(rng.random() * 199)} {nm.word(rng)} {_pick(rng, _STREETS)}, {_pick(rng, cities)}"
+        )
     if k == "code":
         code_slots = _slots(a) or []
         return lambda rng, row: "".join([_pick(rng, c) for c in code_slots])

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from toolgym.data.dataset import Dataset
 from toolgym.envs import markup as mk
 from toolgym.envs.agents import NullAgent, RandomAgent, SubmitAgent
-from toolgym.envs.replay import replay_writes, with_expected_state
+from toolgym.envs.replay import replay_writes, with_expected_state, write_actions
 from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import final_state, open_context
 from toolgym.envs.sources import MemorySource
@@ -218,3 +218,16 @@ def test_replay_equals_the_writes_done_by_hand_and_leaves_the_world_alone(seed, 
     assert json.dumps(world.to_json(), sort_keys=True) == before
     expected = {**task.verifier_spec, "expected_hash": state_hash(by_hand, ["bins"])}
     assert verify(expected, "done", final_state(context)).passed
+
+
+def test_write_actions_keep_the_writes_in_order_and_stop_at_submit():
+    """The perturbed-answer gate replays these: reads go, turns without a write go, submit ends it."""
+    actions = [
+        mk.render_action([("get", {"id": "a"}), ("put", {"id": "a", "n": 1}), ("get", {"id": "b"})]),
+        mk.render_action([("get", {"id": "c"})]),
+        mk.render_action([("put", {"id": "b", "n": 2}), ("submit", {"answer": 1}), ("put", {"id": "c", "n": 3})]),
+        mk.render_action([("put", {"id": "d", "n": 4})]),
+    ]
+    got = [[(c.name, c.arguments) for c in mk.parse_action(a).tool_calls] for a in write_actions(actions, ["put"])]
+    assert got == [[("put", {"id": "a", "n": 1})], [("put", {"id": "b", "n": 2})]]
+    assert write_actions(actions, []) == []
