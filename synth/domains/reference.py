@@ -373,6 +373,12 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
             if done is None:
                 raise ReferenceSolutionError("the conditional's write was not allowed")
             return Final(done, "The condition held, so I made the change.")
+        if params.get("else") is not None:
+            done = yield from s.request(params["else"], target=row["id"])
+            yield from s.flush()
+            if done is None:
+                raise ReferenceSolutionError("the conditional's other write was not allowed")
+            return Final(done, "The condition does not hold, so I made the other change.")
         return Final(row[params["other"]], "The condition does not hold; nothing to change.")
     if kind == "bulk":
         return (yield from _bulk(s, params, rows))

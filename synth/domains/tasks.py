@@ -13,7 +13,8 @@ aggregate   3   a breakdown: how many rows meeting constraints hold each value o
                 object value -> count, every value present, so none is 0 or omitted); or the
                 total of a money field over them
 act         3   one write on a target named by constraints (or one new row); answer: its id
-conditional 4   read a row; if a field meets a threshold do a write, else answer a field
+conditional 4   read a row; if a field meets a threshold do a write, else another write on it
+                (or, where the row has no other allowed write, answer a field)
 policy      4   two requests, one of which a rule forbids: do the allowed one, skip the other
 bulk        5   one write on every row of a paged group, in id order, skipping those a rule or
                 a precondition forbids (writes depend on what earlier ones changed)
@@ -84,6 +85,12 @@ TEMPLATES: dict[str, list[str]] = {
         "otherwise change nothing and submit its {{ other }}.",
         "Check the {{ field }} of the {{ what }}: when it {{ test }}, {{ request }} and submit its id. "
         "If not, leave it as it is and submit its {{ other }} instead.",
+    ],
+    "conditional_else": [
+        "Look at the {{ what }}. If its {{ field }} {{ test }}, {{ request }}; otherwise {{ otherwise }}. "
+        "Either way, submit its id when done.",
+        "Check the {{ field }} of the {{ what }}: when it {{ test }}, {{ request }}. If not, {{ otherwise }} "
+        "instead. Then submit its id.",
     ],
     "policy": [
         "Two requests came in. {% for r in reqs %}({{ loop.index }}) {{ r | capitalize }}. {% endfor %}"

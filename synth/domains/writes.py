@@ -41,20 +41,43 @@ def conditional(b: Builder) -> TaskDraft | None:
             test = value >= pivot if op == "ge" else value <= pivot
             if test and (requests.blocking(b.state, req) or requests.simulate(b.state, req) is None):
                 continue
+            alt = None if test else _otherwise(b, a.id, row, req["target"])
             b.write(a.id, req["target"])
-            body = render(
-                "conditional",
-                rng,
-                what=f"{_name(w, a.entity)} {query.phrase(w, req['target'])}",
-                field=_name(w, a.entity, field),
-                test=f"is {'at least' if op == 'ge' else 'at most'} {pivot}",
-                request=_strip_target(requests.describe(b.state, req), w, req),
-                other=_name(w, a.entity, other),
-            )
+            if alt is not None:
+                b.write(alt["action"], req["target"])
+            values = {
+                "what": f"{_name(w, a.entity)} {query.phrase(w, req['target'])}",
+                "field": _name(w, a.entity, field),
+                "test": f"is {'at least' if op == 'ge' else 'at most'} {pivot}",
+                "request": _strip_target(requests.describe(b.state, req), w, req),
+                "other": _name(w, a.entity, other),
+            }
             params = {"target": req["target"], "field": field, "op": op, "value": pivot, "then": req, "other": other}
-            expected = row["id"] if test else row[other]
-            gate = {"ids_of": a.entity} if test else {"values_of": [a.entity, other]}
+            if alt is not None:
+                values["otherwise"] = _strip_target(requests.describe(b.state, alt), w, alt)
+                params["else"] = alt
+            body = render("conditional_else" if "else" in params else "conditional", rng, **values)
+            expected = row["id"] if test or alt is not None else row[other]
+            gate = {"values_of": [a.entity, other]} if expected != row["id"] else {"ids_of": a.entity}
             return b.draft("conditional", body, params, "text", expected, gate)
+    return None
+
+
+def _otherwise(b: Builder, act_id: str, row: dict[str, Any], target: dict[str, Any]) -> dict[str, Any] | None:
+    """Another write on ``row`` that its rules allow, done on the generator's state (the else branch), or None.
+
+    An else branch that writes makes a guessed answer worthless (the state must change), where
+    an answer read off the row is one of the table's N values (a random one passes with 1/N).
+    """
+    w = b.world
+    entity = requests.action_entity(w, act_id)
+    for other in _actions(b, lambda x: x.target is not None and x.entity == entity and x.id != act_id):
+        alt = requests.propose(b.state, other.id, b.rng, row=row, tries=3)
+        if alt is None or requests.blocking(b.state, alt):
+            continue
+        alt = {**alt, "target": target}  # the row as the task names it
+        if requests.simulate(b.state, alt) is not None:
+            return alt
     return None
 
 
