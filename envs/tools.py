@@ -23,11 +23,12 @@ bug but still becomes an error observation, never a crash of the episode.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic
@@ -48,14 +49,25 @@ class ToolError(Exception):
 
 @dataclass(frozen=True)
 class Tool:
-    """A tool: the function plus everything derived from its signature."""
+    """A tool: the function plus everything derived from its signature.
+
+    ``model_source`` is the arguments model, or a function building it: a factory defers the
+    model (``pydantic.create_model``, ~1 ms) to the tool's first call, since a synthesized
+    toolset's distractor tools are mostly never called (:attr:`args_model` builds it once).
+    """
 
     name: str
     fn: Callable[..., Any]
     kind: ToolKind
     description: str
-    args_model: type[BaseModel]
+    model_source: type[BaseModel] | Callable[[], type[BaseModel]] = field(repr=False, compare=False)
     schema: dict[str, Any]  # OpenAI function-tool schema: {"type": "function", "function": {…}}
+
+    @functools.cached_property
+    def args_model(self) -> type[BaseModel]:
+        """The arguments model (validates calls; ``extra="forbid"``)."""
+        src = self.model_source
+        return src if isinstance(src, type) else src()
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -140,7 +152,7 @@ def tool_from_model(
     fn: Callable[..., Any],
     kind: ToolKind,
     description: str,
-    model: type[BaseModel],
+    model: type[BaseModel] | Callable[[], type[BaseModel]],
     parameters: dict[str, Any] | None = None,
 ) -> Tool:
     """A :class:`Tool` from a function and an arguments model built elsewhere (schemas derived at run time).
@@ -148,9 +160,15 @@ def tool_from_model(
     ``fn(context, **arguments)`` is called with the model's fields as keyword arguments; the model
     should forbid extra keys (``ConfigDict(extra="forbid")``), as :func:`make_tool`'s do.
     ``parameters`` is the model's JSON schema when the caller derived it already (cheaper, per
-    field type); by default it is ``model.model_json_schema()``.
+    field type); by default it is ``model.model_json_schema()``. ``model`` may be a function
+    building the model on the tool's first call (``parameters`` is then required).
+
+    Raises:
+        TypeError: A model factory without ``parameters``.
     """
-    params_schema = parameters if parameters is not None else _inline_refs(model.model_json_schema())
+    if parameters is None and not isinstance(model, type):
+        raise TypeError(f"tool {name}: a deferred arguments model needs its parameters schema")
+    params_schema = parameters if parameters is not None else _inline_refs(model.model_json_schema())  # type: ignore[union-attr]
     params_schema.setdefault("properties", {})
     params_schema["additionalProperties"] = False
     schema = {

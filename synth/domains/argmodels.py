@@ -6,11 +6,13 @@ the parameters schema shown to policies is composed from each field type's own p
 schema (cached per type: worlds reuse a handful of types), its default and its description, in
 the key order pydantic uses. That is the schema ``model.model_json_schema()`` gives (a test holds
 the two equal over every tool of every archetype), at a fraction of the cost: schema generation
-was half of a world's toolset build.
+was half of a world's toolset build. The model itself is built on the tool's first call (most
+distractor tools of a toolset are never called; ``create_model`` costs ~1 ms a tool).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -68,5 +70,5 @@ def parameters(fields: dict[str, tuple[Any, FieldInfo]]) -> dict[str, Any]:
 def derived_tool(
     name: str, fn: Callable[..., Any], kind: ToolKind, description: str, fields: dict[str, tuple[Any, FieldInfo]]
 ) -> Tool:
-    """A :class:`Tool` whose model and schema both come from ``fields``."""
-    return tool_from_model(name, fn, kind, description, model(name, fields), parameters(fields))
+    """A :class:`Tool` whose model and schema both come from ``fields`` (the model on its first call)."""
+    return tool_from_model(name, fn, kind, description, functools.partial(model, name, fields), parameters(fields))

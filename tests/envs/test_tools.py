@@ -1,10 +1,13 @@
 """Tools: the schema is derived from the signature; arguments are validated; errors never raise."""
 
+import functools
 from typing import Annotated, Literal
 
+import pydantic
+import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolgym.envs.tools import ToolError, Toolset, as_tool, make_tool, tool
+from toolgym.envs.tools import ToolError, Toolset, as_tool, make_tool, tool, tool_from_model
 
 
 class Item(BaseModel):
@@ -159,3 +162,21 @@ def test_the_issues_nested_keys_in_real_submit_schemas():
 def test_a_long_unknown_tool_name_is_echoed_short():
     ok, msg = Toolset([order]).call({}, "x" * 10_000, {})
     assert not ok and len(msg) < 200 and "unknown tool 'xxx" in msg
+
+
+def test_a_deferred_arguments_model_is_built_on_the_first_call_only():
+    """A toolset's schemas come without the model; the first call builds it, once."""
+    built = []
+
+    def factory() -> type[pydantic.BaseModel]:
+        built.append(1)
+        return pydantic.create_model("twice_args", __config__=pydantic.ConfigDict(extra="forbid"), n=(int, ...))
+
+    params = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    t = tool_from_model("twice", lambda ctx, n: 2 * n, "read", "Twice n.", factory, params)
+    toolset = Toolset([t])
+    assert toolset.schemas[0]["function"]["parameters"]["required"] == ["n"] and built == []
+    assert toolset.call(None, "twice", {"n": 4}) == (True, 8)
+    assert toolset.call(None, "twice", {"n": "x"})[0] is False and built == [1]
+    with pytest.raises(TypeError, match="parameters"):
+        tool_from_model("twice", lambda ctx, n: n, "read", "Twice n.", functools.partial(factory))
