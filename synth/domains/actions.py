@@ -20,6 +20,7 @@ from toolgym.synth.domains.argmodels import derived_tool
 from toolgym.synth.domains.ontology import Action, Archetype, Param
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState
+from toolgym.synth.text import with_article
 
 
 def arg_names(act: Action, arch: Archetype, schema: dict[str, Any]) -> dict[str, str]:
@@ -92,6 +93,8 @@ def perform(state: DomainState, act: Action, target: str | None, params: dict[st
 
 def write_tools(arch: Archetype, schema: dict[str, Any], kind_type: Any, what: Any) -> list[Tool]:
     """One tool per sampled action (``kind_type``/``what`` type and describe parameters)."""
+    from toolgym.synth.domains.requests import verb_phrase  # requests imports this module
+
     ents = {e["id"]: e for e in schema["entities"]}
     out: list[Tool] = []
     for spec in schema["actions"]:
@@ -102,7 +105,7 @@ def write_tools(arch: Archetype, schema: dict[str, Any], kind_type: Any, what: A
         if act.target:
             fields[names[""]] = (
                 Text,
-                Field(description=f"id of the {ent['name']} to {spec['verb'].replace('_', ' ')}"),
+                Field(description=f"id of the {ent['name'].replace('_', ' ')} to {spec['verb'].replace('_', ' ')}"),
             )
         for canon, p in action_params(act, arch.entity(act.entity)).items():
             lo, hi = (p.min, p.max) if isinstance(p, Param) else (None, None)
@@ -123,11 +126,15 @@ def write_tools(arch: Archetype, schema: dict[str, Any], kind_type: Any, what: A
             return {"ok": True, "row": {chosen: row.get(canon) for canon, chosen in render}}
 
         verb = spec["verb"].replace("_", " ")
-        desc = act.description or (
-            f"{verb.capitalize()} a {ent['name']}."
-            if act.target
-            else f"{verb.capitalize()}: create a new {ent['name']}."
-        )
+        names, noun = {act.entity, *arch.entity(act.entity).aliases, ent["name"]}, ent["name"].replace("_", " ")
+        said = verb_phrase(spec["verb"], with_article(noun) if act.target else f"a new {noun}", names)
+        if not act.target and said.endswith(")"):  # "add screening (a new showing)": say it plainly
+            said = f"{verb}: create a new {noun}"
+        desc = act.description or f"{_capital(said)}."
         desc += " Fails, changing nothing, when a rule forbids it."
         out.append(derived_tool(spec["tool"], run, "write", desc, fields))
     return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

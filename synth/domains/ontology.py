@@ -227,8 +227,10 @@ class Entity(_Strict):
 
     @property
     def plural_name(self) -> str:
-        """The plural (``plural`` or ``id + "s"``)."""
-        return self.plural or self.id + "s"
+        """The plural (``plural``, else the English plural of the id: ``branch`` → ``branches``)."""
+        from toolgym.synth.domains.schema import plural  # schema imports this module
+
+        return self.plural or plural(self.id)
 
     def attribute(self, name: str) -> Attribute | None:
         """The attribute called ``name`` (its canonical name), or None."""

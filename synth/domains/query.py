@@ -15,6 +15,7 @@ evaluates them through tools; :func:`phrase` says them in the world's names.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from toolgym.synth.domains import kinds
@@ -59,14 +60,107 @@ def _plain(v: Any) -> bool:
     return isinstance(v, int | float | str) and not isinstance(v, bool)
 
 
-def _fmt(v: Any, kind: str) -> str:
+#: Last words that make an attribute's name a verb or a participle ("departs_from", "opened_on"):
+#: such a name reads as a noun only with a head noun after it ("the opened on date").
+PREPOSITIONS = frozenset(
+    {"at", "on", "in", "for", "from", "to", "since", "by", "of", "off", "out", "up", "with", "until", "before"}
+)
+_NUMBERED = re.compile(r"\S \d+$")
+_HEADS = {"date": "date", "datetime": "time", "time": "time", "money": "amount", "flag": "flag"}
+
+
+def value_text(v: Any, kind: str, unit: str | None = None, name: str = "") -> str:
+    """A value as a prompt says it (what a tool takes, in the reading a person would write).
+
+    Labels (``{"label_of", "label"}``) by their label, and names, quoted when they end in a number
+    (``"Screen 12"``: numbered labels read as one name, not a name and a count); money with thousands separators and two
+    decimals (``12,345.60``); datetimes with a space (``2026-05-01 14:30``: tools take the ``T``
+    form, which their descriptions show); enum values with spaces for underscores
+    (``oil change``: the tools list the exact values); flags ``true``/``false``; percents ``5%``; durations in
+    minutes and numbers with their unit when the archetype gives one (``12 docks``), unless
+    ``name`` (the attribute's or parameter's, snake_case) already says it (``extra_minutes 30``).
+    """
+    unit = "minutes" if kind == "duration" else unit
+    if unit and unit in name.split("_"):
+        unit = None
+    if unit and v == 1:  # "1 night", "1 person"
+        unit = {"people": "person"}.get(unit, unit[:-1] if unit.endswith("s") else unit)
     if isinstance(v, dict):
-        return str(v["label"])
-    if kind == "money":
-        return f"{v:.2f}"
+        return _named(str(v["label"]))
     if isinstance(v, bool):
-        return "yes" if v else "no"
-    return str(v)
+        return "true" if v else "false"
+    if kind == "money" and isinstance(v, int | float):
+        return f"{v:,.2f}"
+    if kind == "percent" and isinstance(v, int | float):
+        return f"{v}%"
+    if kind == "datetime" and isinstance(v, str):
+        return v.replace("T", " ")
+    if kind == "enum" and isinstance(v, str):
+        return v.replace("_", " ")
+    if unit and isinstance(v, int | float):
+        return f"{v} {unit}"
+    return _named(v) if isinstance(v, str) and kind not in kinds.TEMPORAL else str(v)
+
+
+def _named(text: str) -> str:
+    """A name ending in a number, quoted: ``"Ziggy 7"``, ``"Sertraline 100 mg 3"`` (the number is part of it)."""
+    return f'"{text}"' if _NUMBERED.search(text) else text
+
+
+def attr_noun(world: DomainWorld, entity: str, attr: str) -> str:
+    """An attribute's chosen name as a noun phrase: ``"base fare"``, ``"opened on date"``.
+
+    A name ending in a preposition (a verb or participle: ``departs_from``, ``registered_at``), or
+    a date or time named by a participle (``last_serviced``), takes a head noun by its kind: the
+    entity a ref points to, ``date``, ``time``, ``amount``, else ``value``; a flag's name takes
+    ``flag`` (``"contactless flag"``; ``has_receipt``: ``"receipt flag"``).
+    """
+    name = world.entities[entity]["attributes"].get(attr, attr)
+    spec = world.arch.entity(entity).attribute(attr)
+    kind = spec.kind if spec is not None else "text"
+    words = name.split("_")
+    if kind == "flag" and words[0] in ("has", "is", "with") and len(words) > 1:  # "has_receipt": "receipt flag"
+        words = words[1:]
+    if kind == "flag" and words[-1] != "flag":
+        words.append("flag")
+    elif words[-1] in PREPOSITIONS or (kind in kinds.TEMPORAL and words[-1].endswith("ed")):  # "last serviced"
+        head = world.entities[spec.to]["name"] if kind == "ref" and spec is not None and spec.to else None
+        words += (head or _HEADS.get(kind, "value")).split("_")
+    return " ".join(words)
+
+
+def _condition(world: DomainWorld, entity: str, a: str, op: str, v: Any) -> tuple[str, str]:
+    """One condition in words: ``("owner", "doctor Lena Haddad")`` or ``("clause", "whose …")``."""
+    attr = world.arch.entity(entity).attribute(a)
+    kind = attr.kind if attr is not None else "text"
+    noun = attr_noun(world, entity, a)
+    if kind == "ref" and isinstance(v, dict):
+        other, label = world.entities[v["label_of"]]["name"].replace("_", " "), value_text(v, kind)
+        # not "screen Screen 5": a label starting with its entity's name says it alone
+        named = label if label.strip('"').lower().startswith(other.lower() + " ") else f"{other} {label}"
+        if noun == other:
+            return "owner", named
+        if noun.endswith(" " + other):  # "whose departs from airport is Stonehill City"
+            return "clause", f"whose {noun} is {label}"
+        return "clause", f"whose {noun} is the {named}"
+    if kind == "flag":
+        return "clause", f"whose {noun} is {'on' if v else 'off'}"
+    shown = value_text(v, kind, attr.unit if attr is not None else None, noun.replace(" ", "_"))
+    be = copula(noun, kind)
+    if op == "eq":
+        return "clause", f"whose {noun} {be} {shown}"
+    if kind in kinds.TEMPORAL:
+        return "clause", f"whose {noun} {be} {'on or after' if op == 'ge' else 'on or before'} {shown}"
+    return "clause", f"whose {noun} {be} {'at least' if op == 'ge' else 'at most'} {shown}"
+
+
+def copula(noun: str, kind: str) -> str:
+    """``are`` after a plural count (``"whose reward points are at least 40"``), else ``is``.
+
+    Only numeric attributes are judged (counts are plural nouns; an enum called ``species`` is not).
+    """
+    plural = kind in kinds.NUMERIC and noun.endswith("s") and not noun.endswith(("ss", "us", "is"))
+    return "are" if plural else "is"
 
 
 def phrase(world: DomainWorld, sel: dict[str, Any]) -> str:
@@ -74,30 +168,16 @@ def phrase(world: DomainWorld, sel: dict[str, Any]) -> str:
 
     ``"of doctor Lena Haddad whose client is the patient Maren Okafor and whose status is
     scheduled"``: refs named like the entity they point to read as owners (``of …``), the
-    rest as ``whose …`` clauses.
+    rest as ``whose …`` clauses (flags ``whose paid flag is on``/``off``; values as
+    :func:`value_text` says them). A selector by key says the key.
     """
     if "key" in sel:
         return str(sel["key"])
-    ent = world.arch.entity(sel["entity"])
-    names = world.entities[sel["entity"]]["attributes"]
     owners: list[str] = []  # "of doctor Lena Haddad": a ref named like the entity it points to
     parts: list[str] = []  # "whose status is scheduled"
     for a, op, v in sel["where"]:
-        attr = ent.attribute(a)
-        kind = attr.kind if attr is not None else "text"
-        name = names.get(a, a).replace("_", " ")
-        if kind == "ref" and isinstance(v, dict):
-            other = world.entities[v["label_of"]]["name"].replace("_", " ")
-            if name == other:
-                owners.append(f"{other} {v['label']}")
-            else:
-                parts.append(f"whose {name} is the {other} {v['label']}")
-        elif op == "eq":
-            parts.append(f"whose {name} is {_fmt(v, kind)}")
-        elif kind in kinds.TEMPORAL:
-            parts.append(f"whose {name} is {'on or after' if op == 'ge' else 'on or before'} {_fmt(v, kind)}")
-        else:
-            parts.append(f"whose {name} is {'at least' if op == 'ge' else 'at most'} {_fmt(v, kind)}")
+        role, text = _condition(world, sel["entity"], a, op, v)
+        (owners if role == "owner" else parts).append(text)
     text = f"of {_and(owners)}" if owners else ""
     if parts:
         text += (" " if text else "") + _and(parts)

@@ -11,6 +11,7 @@ and the ids a task's answer lists.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from typing import Any
 
 from toolgym.envs.tools import ToolError
@@ -21,26 +22,57 @@ from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState
 
 PARTICLES = frozenset({"off", "out", "up", "down", "in", "back", "over", "away", "on"})
+#: Words that, second in a verb, start a phrase said after the object: "send it to workshop".
+_AFTER_OBJECT = frozenset({"to", "from", "for", "into", "with", "in", "as", "at"})
+_PLACING = frozenset({"put", "take", "place", "send", "bring", "move", "return"})  # "take it out of service"
+_PARTICIPLES = frozenset({"lost", "sold", "stolen", "paid", "taught", "done", "seen", "no_show"})
 
 
-def verb_phrase(verb: str, obj: str, entity: str = "") -> str:
+def verb_phrase(verb: str, obj: str, entity: str | Collection[str] = "") -> str:
     """A verb (a snake_case name) applied to an object, as English puts it.
 
     ``cancel`` → "cancel the booking …"; ``call_off`` → "call off the booking …" but "call it
-    off"; ``mark_sold`` → "mark the listing … as sold"; ``record_payment`` → "record payment
-    for the client …"; ``cancel_showtime`` (the verb names its entity) → "cancel it".
+    off"; ``mark_sold``, ``report_lost`` → "mark the listing … as sold", "report it as lost";
+    ``send_to_workshop``, ``take_out_of_service`` → "send the car … to workshop", "take it out of
+    service"; ``withdraw_from`` → "withdraw from the
+    enrolment …"; ``record_payment`` → "record payment for the client …"; a verb naming its entity
+    by any of ``entity``'s names (``cancel_sailing`` on a sailing called voyage) → "cancel it".
+    An object starting with "a new" (a created row) follows a longer verb in parentheses:
+    "book room (a new booking)".
     """
+    names = {entity} if isinstance(entity, str) else set(entity)
     words = verb.split("_")
-    if entity and len(words) > 1 and "_".join(words[1:]) == entity:
-        words = words[:1]
-    if len(words) == 1:
-        return f"{words[0]} {obj}"
+    for n in sorted(names, key=len, reverse=True):  # the longest name the verb ends with
+        tail = n.split("_")
+        if n and len(words) > len(tail) and words[-len(tail) :] == tail:
+            words = words[: -len(tail)]
+            break
     head, rest = words[0], " ".join(words[1:])
-    if words[-1] in PARTICLES:
-        return f"{' '.join(words[:-1])} {obj} {words[-1]}" if obj == "it" else f"{' '.join(words)} {obj}"
-    if head in ("mark", "flag", "set", "make"):
+    if len(words) == 1:
+        return f"{head} {obj}"
+    if len(words) == 2 and words[1] in PARTICLES:  # a phrasal verb: "call off", "check in"
+        return f"{head} {obj} {words[1]}" if obj == "it" else f"{head} {words[1]} {obj}"
+    if obj.startswith("a new "):  # "book room (a new booking)"
+        return f"{head} {rest} ({obj})"
+    if words[-1] in _AFTER_OBJECT:  # "withdraw from the enrolment"
+        return f"{head} {rest} {obj}"
+    if words[1] in _AFTER_OBJECT or (head in _PLACING and words[1] in PARTICLES):  # "send the car to workshop"
+        return f"{head} {obj} {rest}"
+    if head in ("mark", "flag") or "_".join(words[1:]) in _PARTICIPLES or (len(words) == 2 and rest.endswith("ed")):
         return f"{head} {obj} as {rest}"
     return f"{head} {rest} for {obj}"
+
+
+def entity_names(world: Any, entity: str) -> set[str]:
+    """Every name an entity of a world goes by: canonical, aliases, the chosen one."""
+    spec = world.arch.entity(entity)
+    return {entity, *spec.aliases, world.entities[entity]["name"]}
+
+
+def act_phrase(world: Any, act_id: str, obj: str) -> str:
+    """An action of a world applied to an object in words (its chosen verb: :func:`verb_phrase`)."""
+    verb = next(a["verb"] for a in world.schema["actions"] if a["id"] == act_id)
+    return verb_phrase(verb, obj, entity_names(world, action_entity(world, act_id)))
 
 
 def action_entity(world: Any, act_id: str) -> str:
@@ -176,23 +208,34 @@ def simulate(state: DomainState, req: dict[str, Any]) -> str | None:
     return str(row["id"])
 
 
-def describe(state: DomainState, req: dict[str, Any]) -> str:
-    """A request in words, in the world's names (``"move the booking whose … to new_start 2026-…"``)."""
+def params_text(state: DomainState, req: dict[str, Any]) -> str:
+    """A request's parameters in words: ``"new start 2026-05-01 14:30 and reason travel"`` ("" if none)."""
     world = state.world
     act = action(state, req["action"])
-    verb = next(a["verb"] for a in world.schema["actions"] if a["id"] == act.id)
-    ent = world.entities[act.entity]
     names = actions.arg_names(act, world.arch, world.schema)
+    spec = action_params(act, world.arch.entity(act.entity))
     bits = []
     for canon, v in req["params"].items():
-        shown = v["label"] if isinstance(v, dict) else (f"{v:.2f}" if isinstance(v, float) else v)
-        bits.append(f"{names[canon].replace('_', ' ')} {shown}")
-    extra = (" with " + ", ".join(bits[:-1]) + (" and " if len(bits) > 1 else "") + bits[-1]) if bits else ""
-    if act.target:
-        obj = f"the {ent['name'].replace('_', ' ')} {query.phrase(world, req['target'])}"
-        text = verb_phrase(verb, obj, ent["name"]) + extra
-    else:
-        text = verb_phrase(verb, f"a new {ent['name'].replace('_', ' ')}", ent["name"]) + extra
+        p = spec.get(canon)
+        shown = query.value_text(v, p.kind if p is not None else "text", getattr(p, "unit", None), names[canon])
+        joint = " set to " if isinstance(v, bool) else " "  # "cash set to false", not "cash false"
+        bits.append(f"{names[canon].replace('_', ' ')}{joint}{shown}")
+    return ", ".join(bits[:-1]) + (" and " if len(bits) > 1 else "") + bits[-1] if bits else ""
+
+
+def describe(state: DomainState, req: dict[str, Any], obj: str | None = None) -> str:
+    """A request in words, in the world's names (``"reschedule the booking whose … with new start …"``).
+
+    ``obj``: how to name the target instead of by its selector (``"it"``, where a prompt named it).
+    """
+    world = state.world
+    act = action(state, req["action"])
+    ent = world.entities[act.entity]["name"].replace("_", " ")
+    if obj is None:
+        obj = f"the {ent} {query.phrase(world, req['target'])}" if act.target else f"a new {ent}"
+    text = act_phrase(world, act.id, obj)
+    extra = params_text(state, req)
+    text += f" with {extra}" if extra else ""
     if req.get("instead"):
         text += f" (if the rules do not allow that, {describe(state, req['instead'])} instead)"
     return text

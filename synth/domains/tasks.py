@@ -52,7 +52,7 @@ _ENV.filters["capitalize"] = lambda s: s[:1].upper() + s[1:]  # jinja's lowercas
 TEMPLATES: dict[str, list[str]] = {
     "lookup": [
         "What is the {{ field }} of the {{ what }}?",
-        "Look up the {{ what }} and tell me its {{ field }}.",
+        "Look up the {{ what }} and tell me the {{ field }}.",
         "I need the {{ field }} of the {{ what }}.",
     ],
     "select": [
@@ -73,7 +73,7 @@ TEMPLATES: dict[str, list[str]] = {
         "and submit the counts as an object keyed by {{ attr }}.",
     ],
     "sum": [
-        "What is the total {{ field }} of the {{ plural }} {{ cond }}?",
+        "What is the sum of the {{ field }} over the {{ plural }} {{ cond }}?",
         "Add up the {{ field }} of every {{ thing }} {{ cond }}. What is the total?",
     ],
     "act": [
@@ -81,15 +81,15 @@ TEMPLATES: dict[str, list[str]] = {
         "{{ request | capitalize }}, and submit the {{ thing }}'s id when done.",
     ],
     "conditional": [
-        "Look at the {{ what }}. If its {{ field }} {{ test }}, {{ request }} and submit its id; "
+        "Look at the {{ what }}. If its {{ field }} {{ be }} {{ test }}, {{ request }} and submit its id; "
         "otherwise change nothing and submit its {{ other }}.",
-        "Check the {{ field }} of the {{ what }}: when it {{ test }}, {{ request }} and submit its id. "
+        "Check the {{ field }} of the {{ what }}: when that is {{ test }}, {{ request }} and submit its id. "
         "If not, leave it as it is and submit its {{ other }} instead.",
     ],
     "conditional_else": [
-        "Look at the {{ what }}. If its {{ field }} {{ test }}, {{ request }}; otherwise {{ otherwise }}. "
+        "Look at the {{ what }}. If its {{ field }} {{ be }} {{ test }}, {{ request }}; otherwise {{ otherwise }}. "
         "Either way, submit its id when done.",
-        "Check the {{ field }} of the {{ what }}: when it {{ test }}, {{ request }}. If not, {{ otherwise }} "
+        "Check the {{ field }} of the {{ what }}: when that is {{ test }}, {{ request }}. If not, {{ otherwise }} "
         "instead. Then submit its id.",
     ],
     "policy": [
@@ -103,7 +103,7 @@ TEMPLATES: dict[str, list[str]] = {
         "{{ act_every | capitalize }}{{ extra }}, working through them in id order. "
         "Skip any that the rules or the action's own conditions do not allow. "
         "Submit the ids of the {{ plural }} you {{ done }}.",
-        "Go through all {{ plural }} {{ cond }} in id order and {{ act_each }}{{ extra }}, except where "
+        "Go through all {{ plural }} {{ cond }}, in id order, and {{ act_each }}{{ extra }}, except where "
         "a rule or a condition of the action forbids it. Then submit the ids of those you {{ done }}.",
     ],
 }
@@ -142,8 +142,8 @@ def _template(source: str) -> jinja2.Template:
 
 
 def _name(world: DomainWorld, entity: str, attr: str | None = None) -> str:
-    e = world.entities[entity]
-    return (e["attributes"].get(attr, attr) if attr else e["name"]).replace("_", " ")
+    """An entity's chosen name in words, or an attribute's as a noun (:func:`query.attr_noun`)."""
+    return query.attr_noun(world, entity, attr) if attr else world.entities[entity]["name"].replace("_", " ")
 
 
 def _answer_kind(kind: str) -> str:
@@ -307,7 +307,9 @@ def lookup(b: Builder) -> TaskDraft | None:
         if path:
             b.need(f"get_{w.entities[path_ent]['name']}")
         what = f"{_name(w, e)} {query.phrase(w, sel)}"
-        if path:
+        if path and _name(w, path_ent) == _name(w, e, path[0]):  # "the doctor of the appointment …"
+            what = f"{_name(w, path_ent)} of the {what}"
+        elif path:
             what = f"{_name(w, path_ent)} that is the {_name(w, e, path[0])} of the {what}"
         body = render("lookup", rng, field=_name(w, path_ent, field.name), what=what)
         gate = {"values_of": [path_ent, field.name]}

@@ -39,6 +39,7 @@ from toolgym.synth.domains.argmodels import derived_tool
 from toolgym.synth.domains.ontology import Archetype, Attribute, Param
 from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState, archetype
+from toolgym.synth.text import with_article
 
 DATE = r"^\d{4}-\d\d-\d\d$"
 DATETIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d$"
@@ -79,7 +80,7 @@ def _what(a: Attribute | Param, names: dict[str, dict[str, Any]]) -> str:
         return a.description
     if a.kind == "ref":
         ent = names[a.to]  # type: ignore[index]
-        return f"id of the {ent['name']} (e.g. {ent['key_prefix']}-00001)"
+        return f"id of the {ent['name'].replace('_', ' ')} (e.g. {ent['key_prefix']}-00001)"
     if a.kind in _FORMATS:
         return f"{a.kind}, e.g. {_FORMATS[a.kind][1]}"
     if a.kind == "money":
@@ -170,7 +171,9 @@ def _get_tool(es: dict[str, Any]) -> Tool:
         return render(row)
 
     desc = f"Look up one {name} by its id." + (f" To find one by {label}, use find_{plural_name}." if label else "")
-    return derived_tool(f"get_{name}", get, "read", desc, {"id": (Text, Field(description=f"the {name}'s id"))})
+    return derived_tool(
+        f"get_{name}", get, "read", desc, {"id": (Text, Field(description=f"the {name.replace('_', ' ')}'s id"))}
+    )
 
 
 def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
@@ -245,9 +248,10 @@ def _link_tool(link: dict[str, Any], a: str, b: str, names: dict[str, Any]) -> T
         return {nb["plural"]: [render(state.get(b, k)) for k in keys]}
 
     tname = f"list_{nb['plural']}_of_{na['name']}"
-    d = f"List the {nb['plural']} linked to a {na['name']} ({link['name'].replace('_', ' ')})."
+    words = {k: str(v).replace("_", " ") for k, v in (("b", nb["plural"]), ("a", na["name"]), ("l", link["name"]))}
+    d = f"List the {words['b']} linked to {with_article(words['a'])} ({words['l']})."
     return derived_tool(
-        tname, related, "read", d, {f"{na['name']}_id": (Text, Field(description=f"the {na['name']}'s id"))}
+        tname, related, "read", d, {f"{na['name']}_id": (Text, Field(description=f"the {words['a']}'s id"))}
     )
 
 

@@ -48,13 +48,14 @@ def conditional(b: Builder) -> TaskDraft | None:
             values = {
                 "what": f"{_name(w, a.entity)} {query.phrase(w, req['target'])}",
                 "field": _name(w, a.entity, field),
-                "test": f"is {'at least' if op == 'ge' else 'at most'} {pivot}",
-                "request": _strip_target(requests.describe(b.state, req), w, req),
+                "be": _be(w, a.entity, field),
+                "test": f"{'at least' if op == 'ge' else 'at most'} {_value(w, a.entity, field, pivot)}",
+                "request": requests.describe(b.state, req, obj="it"),
                 "other": _name(w, a.entity, other),
             }
             params = {"target": req["target"], "field": field, "op": op, "value": pivot, "then": req, "other": other}
             if alt is not None:
-                values["otherwise"] = _strip_target(requests.describe(b.state, alt), w, alt)
+                values["otherwise"] = requests.describe(b.state, alt, obj="it")
                 params["else"] = alt
             body = render("conditional_else" if "else" in params else "conditional", rng, **values)
             expected = row["id"] if test or alt is not None else row[other]
@@ -85,14 +86,13 @@ def _unique(w: Any, entity: str, attr: str, v: Any) -> bool:
     return v is not None and len(w.index(entity, attr).get(v, [])) == 1
 
 
-def _strip_target(text: str, w: Any, req: dict[str, Any]) -> str:
-    """``"cancel the booking whose …"`` → ``"cancel it"`` (the target is already named)."""
-    verb = next(a["verb"] for a in w.schema["actions"] if a["id"] == req["action"])
-    entity = w.entities[requests.action_entity(w, req["action"])]["name"]
-    rest = text.split(query.phrase(w, req["target"]), 1)[-1] if req["target"]["where"] else ""
-    if verb.split("_")[-1] in requests.PARTICLES:  # the particle came after the phrase: drop it
-        rest = rest.removeprefix(" " + verb.split("_")[-1])
-    return requests.verb_phrase(verb, "it", entity) + rest
+def _be(w: Any, entity: str, attr: str) -> str:
+    return query.copula(_name(w, entity, attr), w.arch.entity(entity).attribute(attr).kind)
+
+
+def _value(w: Any, entity: str, attr: str, v: Any) -> str:
+    spec = w.arch.entity(entity).attribute(attr)
+    return query.value_text(v, spec.kind, spec.unit, w.entities[entity]["attributes"][attr])
 
 
 def policy(b: Builder) -> TaskDraft | None:
@@ -198,16 +198,12 @@ def bulk(b: Builder) -> TaskDraft | None:
                 continue
             b.state = scratch
             b.write(a.id, sel)
-            verb = next(x["verb"] for x in w.schema["actions"] if x["id"] == a.id)
-            ent_name = w.entities[a.entity]["name"]
-            shown = {"action": a.id, "target": {"entity": a.entity, "where": []}, "params": params}
-            described = requests.describe(b.state, shown)
-            extra = described.split(" with ", 1)[1] if " with " in described else ""
+            extra = requests.params_text(b.state, {"action": a.id, "target": None, "params": params})
             body = render(
                 "bulk",
                 rng,
-                act_every=requests.verb_phrase(verb, f"every {_name(w, a.entity)} {query.phrase(w, sel)}", ent_name),
-                act_each=requests.verb_phrase(verb, "each one", ent_name),
+                act_every=requests.act_phrase(w, a.id, f"every {_name(w, a.entity)} {query.phrase(w, sel)}"),
+                act_each=requests.act_phrase(w, a.id, "each one"),
                 plural=w.entities[a.entity]["plural"].replace("_", " "),
                 cond=query.phrase(w, sel),
                 extra=f" (with {extra})" if extra else "",
