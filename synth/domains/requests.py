@@ -151,7 +151,7 @@ def propose(
     """A request of ``act_id`` whose preconditions hold (on ``row`` or a random target), or None."""
     act = action(state, act_id)
     params_spec = action_params(act, state.world.arch.entity(act.entity))
-    rows = list(state.rows(act.entity)) if act.target and row is None else []
+    rows = state.rows(act.entity) if act.target and row is None else []
     for _ in range(tries):
         target_row = row if row is not None else (rng.choice(rows) if rows else None)
         sel = None

@@ -34,7 +34,7 @@ import functools
 import hashlib
 import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -390,18 +390,17 @@ class DomainState:
             return over[key]
         return self.world.rows[entity].get(key)
 
-    def rows(self, entity: str) -> Iterator[dict[str, Any]]:
-        """Every row of ``entity`` as the episode sees it, in key order (created rows last)."""
+    def rows(self, entity: str) -> list[dict[str, Any]]:
+        """Every row of ``entity`` as the episode sees it, in key order (created rows last).
+
+        A new list (a list, not a generator: an unchanged table copies at C speed).
+        """
+        base = self.world.rows[entity]
         over = self.overlay.get(entity)
         if not over:
-            yield from self.world.rows[entity].values()
-            return
-        for key, row in self.world.rows[entity].items():
-            yield over.get(key, row)
-        base = self.world.rows[entity]
-        for key, row in over.items():
-            if key not in base:
-                yield row
+            return list(base.values())
+        out = [over.get(key, row) for key, row in base.items()]
+        return out + [row for key, row in over.items() if key not in base]
 
     def where(
         self,
@@ -442,7 +441,7 @@ class DomainState:
             rest = [(a, v) for _, a, v in buckets[1:]]
             checks += [_range_check(a, op, v) for a, op, v in ranges]
         elif not checks:
-            return list(base.values()) if not over else list(self.rows(entity))
+            return self.rows(entity)
         else:
             return [r for r in self.rows(entity) if all(p(r) for p in checks)]
         if not rest and not checks and not over:  # the index answers it alone

@@ -175,7 +175,7 @@ def bulk(b: Builder) -> TaskDraft | None:
     """One write on every row of a paged group, in id order, skipping those the rules forbid."""
     w, rng = b.world, b.rng
     for a in _actions(b, lambda a: a.target is not None):
-        every = list(b.state.rows(a.entity))
+        every = b.state.rows(a.entity)
         for _ in range(8):
             drawn = requests.draw_params(b.state, a.id, rng, every)
             if drawn is None:
