@@ -7,6 +7,7 @@ import pytest
 
 from toolgym.errors import WorldDataError
 from toolgym.synth import get_family
+from toolgym.synth.domains.family import Domains
 
 
 def test_a_stored_world_regenerates_to_the_same_tables_and_names_drift_and_damage():
@@ -44,7 +45,8 @@ def test_synth_takes_the_family_s_candidates_per_world_unless_told(tmp_path):
     from toolgym.cli import app
     from toolgym.data.dataset import Dataset
 
-    for extra, want in (([], 8), (["--tasks-per-world", "3"], 3)):
+    assert Domains.tasks_per_world != 3
+    for extra, want in (([], Domains.tasks_per_world), (["--tasks-per-world", "3"], 3)):
         out = tmp_path / f"d{want}.duckdb"
         args = ["synth", "--family", "domains", "--count", "3", "--difficulty", "1", "--workers", "1"]
         args += ["--out", str(out)]

@@ -274,7 +274,7 @@ def submit_tool(answer: str) -> Tool:
     return derived_tool("submit", _submit, "read", desc, {"answer": (ANSWERS[answer], Field(description=doc))})
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=2048)  # ~50 KB a tool (its pydantic model): ~100 MB at most
 def _unit(arch_id: str, kind: str, key: str) -> Tool:
     """One tool of a schema, cached by the part of the schema it depends on alone.
 
@@ -371,7 +371,7 @@ def toolset(tool_config: dict[str, Any]) -> list[Tool]:
     return [*chosen, submit_tool(tool_config.get("answer", "text"))]
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)  # a world's tasks share toolsets; worlds rarely do
 def _cached_toolset(key: str) -> dict[str, Tool]:
     arch_id, schema, expose = json.loads(key)
     return all_tools(arch_id, schema, None if expose is None else set(expose))
