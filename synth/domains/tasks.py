@@ -15,7 +15,8 @@ aggregate   3   a breakdown: how many rows meeting constraints hold each value o
 act         3   one write on a target named by constraints (or one new row); answer: its id
 conditional 4   read a row; if a field meets a threshold do a write, else another write on it
                 (or, where the row has no other allowed write, answer a field)
-policy      4   two requests, one of which a rule forbids: do the allowed one, skip the other
+policy      4   three requests (two where the world allows no third), one of which a rule
+                forbids: do the allowed ones, skip (or replace) the forbidden one
 bulk        5   one write on every row of a paged group, in id order, skipping those a rule or
                 a precondition forbids (writes depend on what earlier ones changed)
 ==========  ==  ===========================================================================
@@ -49,6 +50,7 @@ from toolgym.verifiers.state import state_hash
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 _ENV.filters["capitalize"] = lambda s: s[:1].upper() + s[1:]  # jinja's lowercases the rest (names!)
+_ENV.filters["count_word"] = lambda n: ["no", "one", "two", "three", "four", "five"][n] if n <= 5 else str(n)
 TEMPLATES: dict[str, list[str]] = {
     "lookup": [
         "What is the {{ field }} of the {{ what }}?",
@@ -93,7 +95,8 @@ TEMPLATES: dict[str, list[str]] = {
         "instead. Then submit its id.",
     ],
     "policy": [
-        "Two requests came in. {% for r in reqs %}({{ loop.index }}) {{ r | capitalize }}. {% endfor %}"
+        "{{ reqs | length | count_word | capitalize }} requests came in. "
+        "{% for r in reqs %}({{ loop.index }}) {{ r | capitalize }}. {% endfor %}"
         "Carry out each one the rules allow and skip any they forbid. Submit the ids of the {{ plural }} "
         "you changed or created (an empty list if none).",
         "Handle these, following the rules: {% for r in reqs %}({{ loop.index }}) {{ r }}; {% endfor %}"

@@ -96,7 +96,7 @@ def _value(w: Any, entity: str, attr: str, v: Any) -> str:
 
 
 def policy(b: Builder) -> TaskDraft | None:
-    """Two requests, one of which a rule forbids: do the allowed one, skip the other."""
+    """Three requests (else two), one of which a rule forbids: do the allowed ones, skip the other."""
     w, rng = b.world, b.rng
     pols = [p for p in w.arch.policies if p.id in w.policy_modes]
     rng.shuffle(pols)
@@ -109,28 +109,23 @@ def policy(b: Builder) -> TaskDraft | None:
                 break
         if bad is None:
             continue
-        good = None
-        for act_id in [pol.action, *(a.id for a in _actions(b) if a.id != pol.action)]:
-            for _ in range(10):
-                req = requests.propose(b.state, act_id, rng, tries=3)
-                if req is not None and not requests.blocking(b.state, req) and req["target"] != bad["target"]:
-                    good = req
-                    break
-            if good is not None:
-                break
-        if good is None:
+        goods = _allowed_requests(b, pol.action, [bad["target"]], 2)
+        if not goods:
             continue
         alt = _alternative(b, bad, pol.instead) if pol.instead in w.action_tools else None
         if alt is not None:
             bad = {**bad, "instead": alt}
-        reqs = [bad, good] if rng.random() < 0.5 else [good, bad]
+        reqs = [bad, *goods]
+        rng.shuffle(reqs)
         done = []
         for r in reqs:
             if r is bad and pol.id not in requests.blocking(b.state, r):
-                return None  # the other request, done first, lifted the rule
+                return None  # another request, done first, lifted the rule
             done.append(requests.simulate(b.state, r))
-        if done[reqs.index(good)] is None or (alt is not None and done[reqs.index(bad)] is None):
-            return None
+        if any(done[i] is None for i, r in enumerate(reqs) if r is not bad) or (
+            alt is not None and done[reqs.index(bad)] is None
+        ):
+            return None  # an earlier request made a later allowed one impossible
         for r in [*reqs, *([alt] if alt else [])]:
             b.write(r["action"], r["target"])
         ents = {_entity(b, r) for r in [*reqs, *([alt] if alt else [])]}
@@ -138,9 +133,29 @@ def policy(b: Builder) -> TaskDraft | None:
         body = render(
             "policy", rng, reqs=[requests.describe(b.state, r) for r in reqs], plural=plural.replace("_", " ")
         )
-        gate = {"ids_of": _entity(b, good), "n": 1}
-        return b.draft("policy", body, {"requests": reqs}, "texts", sorted(d for d in done if d), gate)
+        ids = sorted(d for d in done if d)
+        gate = {"ids_of": _entity(b, goods[0]), "n": len(ids)}
+        return b.draft("policy", body, {"requests": reqs}, "texts", ids, gate)
     return None
+
+
+def _allowed_requests(b: Builder, first: str, avoid: list[Any], n: int) -> list[dict[str, Any]]:
+    """Up to ``n`` requests no rule forbids, on distinct targets not in ``avoid`` (``first``'s action tried first)."""
+    out: list[dict[str, Any]] = []
+    taken = list(avoid)
+    for act_id in [first, *(a.id for a in _actions(b) if a.id != first)]:
+        for _ in range(10):
+            req = requests.propose(b.state, act_id, b.rng, tries=3)
+            if (
+                req is not None
+                and not requests.blocking(b.state, req)
+                and (req["target"] is None or req["target"] not in taken)
+            ):
+                out.append(req)
+                taken.append(req["target"])
+                if len(out) == n:
+                    return out
+    return out
 
 
 def _alternative(b: Builder, bad: dict[str, Any], act_id: str) -> dict[str, Any] | None:
