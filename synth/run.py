@@ -27,9 +27,11 @@ from toolgym.synth.executors import Executor
 from toolgym.synth.family import Family
 from toolgym.synth.solvable import ALWAYS_SOLVED, UNSOLVED, Solver, Verdicts, judge
 
-#: A batch is written once it holds this many candidates, or after :data:`BATCH_SECONDS`.
-BATCH_CANDIDATES = 64
-BATCH_SECONDS = 1.0
+#: A batch is written once it holds this many candidates, or after :data:`BATCH_SECONDS`. A commit
+#: costs ~30 ms in DuckDB whatever its size: 512 candidates (not 64) cut the writer's CPU by a
+#: fifth, and an interrupted run still loses at most 2 s of work (batches are atomic; resume redoes them).
+BATCH_CANDIDATES = 512
+BATCH_SECONDS = 2.0
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from toolgym.cli import app
 from toolgym.cli.errors import parse_range
 from toolgym.errors import ConfigError
+from toolgym.synth.run import BATCH_SECONDS
 
 runner = CliRunner()
 
@@ -80,7 +81,7 @@ def test_ctrl_c_during_synth_is_one_line_exit_130_and_the_rerun_resumes_to_the_s
     deadline = time.monotonic() + 60
     while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(1.5)  # past the first batch's commit (synth.run.BATCH_SECONDS is 1 s)
+    time.sleep(BATCH_SECONDS + 0.5)  # past the first batch's commit
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)
