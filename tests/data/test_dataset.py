@@ -287,3 +287,14 @@ def test_tools_hash_ignores_descriptions_and_order_but_not_parameters():
     b = [fn("submit", "Done.", {}), fn("get", "Fetch it.", dict(by_id))]
     c = [fn("get", "Get one.", by_key), fn("submit", "", {})]
     assert tools_hash(a) == tools_hash(b) != tools_hash(c)
+
+
+def test_a_writable_dataset_checkpoints_rarely_and_a_read_only_one_leaves_the_setting(tmp_path):
+    """Checkpoints rewrite the key indices whole (slow on big datasets): writers defer them (CHECKPOINT_THRESHOLD)."""
+    path = tmp_path / "d.duckdb"
+    with Dataset(path, create=True) as ds:
+        (got,) = ds.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+        assert got == "953.6 MiB", got  # 1GB as DuckDB prints it
+    with Dataset(path, read_only=True) as ds:
+        (got,) = ds.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+        assert got != "953.6 MiB", got
