@@ -189,6 +189,28 @@ def test_bad_calls_are_clear_errors_and_write_nothing() -> None:
     assert state.to_json() == {"changes": {}}
 
 
+def test_impossible_dates_and_times_are_errors_in_filters_and_writes() -> None:
+    """A value of the right shape but no real date or time (``2026-02-30``, ``T25:99``) is an error.
+
+    A filter would compare it as text and a write would store it.
+    """
+    world = FAM.make_world(0, 5, "clinic")
+    cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    appt = world.entities["appointment"]
+    find, starts = f"find_{appt['plural']}", appt["attributes"]["starts_at"]
+    for bad in ("2026-02-30T10:00", "2026-13-01T10:00", "2026-05-01T25:99"):
+        ok, msg = ts.call(state, find, {f"{starts}_from": bad})
+        assert not ok and "is not a real datetime" in msg, msg
+    ok, _ = ts.call(state, find, {f"{starts}_from": "2024-02-29T23:59"})
+    assert ok
+    move = world.action_tools["reschedule_appointment"]
+    row = next(r for r in world.rows["appointment"].values() if r["status"] == "scheduled")
+    ok, msg = ts.call(state, move, {f"{appt['name']}_id": row["id"], "new_start": "2099-99-99T99:99"})
+    assert not ok and "is not a real datetime" in msg
+    assert state.to_json() == {"changes": {}}
+
+
 def test_enforced_policies_refuse_with_their_text_and_duty_ones_allow() -> None:
     for seed in range(40):
         world = FAM.make_world(seed, 3, "clinic")
