@@ -211,6 +211,22 @@ def test_impossible_dates_and_times_are_errors_in_filters_and_writes() -> None:
     assert state.to_json() == {"changes": {}}
 
 
+def test_name_filters_follow_the_one_name_rule() -> None:
+    """A name filter matches after NFC and trimming, as the system text promises; case matters."""
+    world = FAM.make_world(4, 5, "school")
+    cfg = {"archetype": "school", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    ent = world.entities["student"]
+    find, count, arg = f"find_{ent['plural']}", f"count_{ent['plural']}", ent["attributes"]["name"]
+    name = world.rows["student"]["ST-00001"]["name"]
+    ok, exact = ts.call(state, find, {arg: name})
+    assert ok and exact["total"] >= 1
+    for padded in (f" {name}", f"{name}\n", f"\t{name} "):
+        assert ts.call(state, find, {arg: padded}) == (True, exact)
+        assert ts.call(state, count, {arg: padded})[1]["count"] == exact["total"]
+    assert ts.call(state, find, {arg: name.upper()})[1]["total"] == 0
+
+
 def test_enforced_policies_refuse_with_their_text_and_duty_ones_allow() -> None:
     for seed in range(40):
         world = FAM.make_world(seed, 3, "clinic")

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AllowInfNan, BeforeValidator, Field, Strict, StrictBool
 from pydantic_core import PydanticCustomError
 
-from toolgym.envs import strict
+from toolgym.envs import naming, strict
 from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError
 from toolgym.synth.domains import kinds
@@ -150,8 +150,8 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
             v = kw.get(arg)
             if v is None:
                 continue
-            if op == "eq":
-                eqs.append((canon, v))
+            if op == "eq":  # names follow the one name rule the system text states (NFC, trimmed)
+                eqs.append((canon, naming.canon(v) if kind in kinds.STRINGS else v))
             elif kind == "datetime" and op == "le" and len(v) == 10:
                 ranges.append((canon, "le", v + "T23:59"))
             else:
