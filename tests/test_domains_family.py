@@ -243,6 +243,24 @@ def test_enforced_policies_refuse_with_their_text_and_duty_ones_allow() -> None:
         assert ok and state.get("patient", debtor["id"])["plan"] == "basic"
 
 
+def test_write_tool_descriptions_hold_when_a_rule_is_left_to_the_agent() -> None:
+    """A duty rule's forbidden call goes through, so the tool must not promise to refuse it."""
+    for seed in range(80):
+        world = FAM.make_world(seed, 3, "clinic")
+        if world.policy_modes.get("downgrade_with_debt") == "duty" and "change_plan" in world.action_tools:
+            break
+    else:
+        pytest.fail("no clinic world leaves downgrade_with_debt to the agent")
+    cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    name = world.action_tools["change_plan"]
+    debtor = next(r for r in world.rows["patient"].values() if r["balance"] > 0 and r["plan"] != "basic")
+    ok, _ = ts.call(state, name, {f"{world.entities['patient']['name']}_id": debtor["id"], "new_plan": "basic"})
+    assert ok  # the rule forbids it, the tool allows it
+    desc = ts.tools[name].description
+    assert "does not check every rule" in desc and "when a rule forbids it" not in desc
+
+
 def test_reference_writes_replayed_give_the_reference_state() -> None:
     world, task, ref = _shipped("clinic", 5, {"bulk"})
     assert len(_write_calls(Toolset(FAM.tools(task.tool_config)), ref.actions)) >= 5
