@@ -108,7 +108,7 @@ class SynthConfig(BaseModel):
 
     def resume_key(self) -> dict[str, Any]:
         """The settings that must match for a dataset to be resumed or extended (all but :data:`EXECUTION_ONLY`)."""
-        key = self.model_dump(mode="json", exclude=set(EXECUTION_ONLY))
+        key = canonical_key(self.model_dump(mode="json", exclude=set(EXECUTION_ONLY)))
         if self.solvable_by is None:
             for name in FILTER_FIELDS:
                 del key[name]
@@ -144,3 +144,15 @@ __all__ = [
     "world_difficulty",
     "world_seed",
 ]
+
+
+def canonical_key(key: dict[str, Any]) -> dict[str, Any]:
+    """``key`` with its set-valued settings in one spelling (``holdout_archetypes`` sorted, unique).
+
+    ``--holdout-archetypes marina,ferry`` writes the rows ``ferry,marina`` writes, so the two
+    resume each other; a manifest stored before this spelling is read through it too.
+    """
+    names = key.get("holdout_archetypes")
+    if isinstance(names, list):
+        return {**key, "holdout_archetypes": sorted(set(names))}
+    return key

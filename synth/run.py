@@ -22,7 +22,7 @@ from toolgym.errors import ConfigError
 from toolgym.registry import unknown
 from toolgym.synth import get_family
 from toolgym.synth.candidate import WorldResult, synthesize_world
-from toolgym.synth.config import SynthConfig
+from toolgym.synth.config import SynthConfig, canonical_key
 from toolgym.synth.executors import Executor
 from toolgym.synth.family import Family
 from toolgym.synth.solvable import ALWAYS_SOLVED, UNSOLVED, Solver, Verdicts, judge
@@ -146,9 +146,10 @@ def open_run(ds: Dataset, config: SynthConfig, out: Path) -> tuple[tuple[int, in
     family = get_family(config.family)
     prior = ds.manifest(family.id)
     key = config.resume_key()
-    if prior is not None and prior["config"] != key:
+    stored = canonical_key(prior["config"]) if prior is not None else None
+    if stored is not None and stored != key:
         # a setting only one side has (the solvability filter on in one run, off in the other) differs too
-        diff = sorted(k for k in key.keys() | prior["config"].keys() if prior["config"].get(k) != key.get(k))
+        diff = sorted(k for k in key.keys() | stored.keys() if stored.get(k) != key.get(k))
         raise ConfigError(
             f"{out} already holds family {family.id!r} synthesized with different settings "
             f"({', '.join(diff)}); use another --out, or the same settings to resume"

@@ -189,6 +189,44 @@ def test_bad_calls_are_clear_errors_and_write_nothing() -> None:
     assert state.to_json() == {"changes": {}}
 
 
+def test_impossible_dates_and_times_are_errors_in_filters_and_writes() -> None:
+    """A value of the right shape but no real date or time (``2026-02-30``, ``T25:99``) is an error.
+
+    A filter would compare it as text and a write would store it.
+    """
+    world = FAM.make_world(0, 5, "clinic")
+    cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    appt = world.entities["appointment"]
+    find, starts = f"find_{appt['plural']}", appt["attributes"]["starts_at"]
+    for bad in ("2026-02-30T10:00", "2026-13-01T10:00", "2026-05-01T25:99"):
+        ok, msg = ts.call(state, find, {f"{starts}_from": bad})
+        assert not ok and "is not a real datetime" in msg, msg
+    ok, _ = ts.call(state, find, {f"{starts}_from": "2024-02-29T23:59"})
+    assert ok
+    move = world.action_tools["reschedule_appointment"]
+    row = next(r for r in world.rows["appointment"].values() if r["status"] == "scheduled")
+    ok, msg = ts.call(state, move, {f"{appt['name']}_id": row["id"], "new_start": "2099-99-99T99:99"})
+    assert not ok and "is not a real datetime" in msg
+    assert state.to_json() == {"changes": {}}
+
+
+def test_name_filters_follow_the_one_name_rule() -> None:
+    """A name filter matches after NFC and trimming, as the system text promises; case matters."""
+    world = FAM.make_world(4, 5, "school")
+    cfg = {"archetype": "school", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    ent = world.entities["student"]
+    find, count, arg = f"find_{ent['plural']}", f"count_{ent['plural']}", ent["attributes"]["name"]
+    name = world.rows["student"]["ST-00001"]["name"]
+    ok, exact = ts.call(state, find, {arg: name})
+    assert ok and exact["total"] >= 1
+    for padded in (f" {name}", f"{name}\n", f"\t{name} "):
+        assert ts.call(state, find, {arg: padded}) == (True, exact)
+        assert ts.call(state, count, {arg: padded})[1]["count"] == exact["total"]
+    assert ts.call(state, find, {arg: name.upper()})[1]["total"] == 0
+
+
 def test_enforced_policies_refuse_with_their_text_and_duty_ones_allow() -> None:
     for seed in range(40):
         world = FAM.make_world(seed, 3, "clinic")
@@ -203,6 +241,24 @@ def test_enforced_policies_refuse_with_their_text_and_duty_ones_allow() -> None:
         assert not ok and "balance is 0" in msg and state.to_json() == {"changes": {}}
     else:
         assert ok and state.get("patient", debtor["id"])["plan"] == "basic"
+
+
+def test_write_tool_descriptions_hold_when_a_rule_is_left_to_the_agent() -> None:
+    """A duty rule's forbidden call goes through, so the tool must not promise to refuse it."""
+    for seed in range(80):
+        world = FAM.make_world(seed, 3, "clinic")
+        if world.policy_modes.get("downgrade_with_debt") == "duty" and "change_plan" in world.action_tools:
+            break
+    else:
+        pytest.fail("no clinic world leaves downgrade_with_debt to the agent")
+    cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    name = world.action_tools["change_plan"]
+    debtor = next(r for r in world.rows["patient"].values() if r["balance"] > 0 and r["plan"] != "basic")
+    ok, _ = ts.call(state, name, {f"{world.entities['patient']['name']}_id": debtor["id"], "new_plan": "basic"})
+    assert ok  # the rule forbids it, the tool allows it
+    desc = ts.tools[name].description
+    assert "does not check every rule" in desc and "when a rule forbids it" not in desc
 
 
 def test_reference_writes_replayed_give_the_reference_state() -> None:

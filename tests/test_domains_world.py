@@ -134,6 +134,21 @@ def test_duckdb_export_has_the_world_schema(tmp_path) -> None:
         to_duckdb(world, path)
 
 
+def test_duckdb_export_inserts_in_chunks_keeping_every_row_and_null() -> None:
+    """Rows go in as multi-row VALUES chunks (executemany took ~25 ms a row): none lost at a boundary."""
+    import duckdb
+
+    from toolgym.synth.domains.world import _insert
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (id VARCHAR, d DATE, n DOUBLE, f BOOLEAN)")
+    rows = [[f"X-{i}", None if i % 3 else f"2026-01-{i + 1:02d}", i / 2, i % 2 == 0] for i in range(7)]
+    _insert(con, "t", rows, chunk=3)
+    _insert(con, "t", [], chunk=3)
+    got = con.execute("SELECT id, strftime(d, '%Y-%m-%d'), n, f FROM t ORDER BY n").fetchall()
+    assert [list(r) for r in got] == rows
+
+
 _WORLD = DomainWorld(generate(archetypes()["clinic"], 8, 3))
 
 

@@ -22,6 +22,14 @@ from toolgym.synth.domains.schema import action_params
 from toolgym.synth.domains.world import DomainState
 from toolgym.synth.text import with_article
 
+#: What every write tool's description says about failing. It must hold in both policy modes: an
+#: enforced rule makes the call fail, a rule left to the agent does not (the write goes through and
+#: the expected state follows the rule), so "fails when a rule forbids it" would be false there.
+CHECKS = (
+    "Fails, changing nothing, when its conditions are unmet or a rule it checks forbids it; "
+    "it does not check every rule, so follow the rules yourself."
+)
+
 
 def arg_names(act: Action, arch: Archetype, schema: dict[str, Any]) -> dict[str, str]:
     """``{canonical parameter: argument name}`` of an action's tool (the target key is ``<entity>_id``)."""
@@ -131,7 +139,8 @@ def write_tools(arch: Archetype, schema: dict[str, Any], kind_type: Any, what: A
         if not act.target and said.endswith(")"):  # "add screening (a new showing)": say it plainly
             said = f"{verb}: create a new {noun}"
         desc = act.description or f"{_capital(said)}."
-        desc += " Fails, changing nothing, when a rule forbids it."
+        # true whatever the world's policy modes: a rule left to the agent is not checked by the tool
+        desc += f" {CHECKS}"
         out.append(derived_tool(spec["tool"], run, "write", desc, fields))
     return out
 

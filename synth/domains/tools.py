@@ -23,14 +23,16 @@ Every tool takes the episode's :class:`~toolgym.synth.domains.world.DomainState`
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AllowInfNan, BeforeValidator, Field, Strict, StrictBool
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, Field, Strict, StrictBool
+from pydantic_core import PydanticCustomError
 
-from toolgym.envs import strict
+from toolgym.envs import naming, strict
 from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError
 from toolgym.synth.domains import kinds
@@ -45,6 +47,7 @@ DATE = r"^\d{4}-\d\d-\d\d$"
 DATETIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d$"
 TIME = r"^\d\d:\d\d$"
 _FORMATS = {"date": (DATE, "2026-05-01"), "datetime": (DATETIME, "2026-05-01T14:30"), "time": (TIME, "14:30")}
+_STRPTIME = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%dT%H:%M", "time": "%H:%M"}
 ANSWERS: dict[str, Any] = {
     "text": Text,
     "texts": list[Text],
@@ -54,6 +57,28 @@ ANSWERS: dict[str, Any] = {
     "integer": Integer,
 }
 Pred = Callable[[dict[str, Any]], bool]
+
+
+@functools.cache
+def _real_temporal(kind: str) -> Callable[[str], str]:
+    """A validator that takes only a real date, datetime or time of ``kind``.
+
+    The pattern alone lets ``2026-02-30`` and ``25:99`` through: a filter would compare them as
+    text and a write would store them.
+    """
+
+    def check(value: str) -> str:
+        try:
+            dt.datetime.strptime(value, _STRPTIME[kind])
+        except ValueError:
+            raise PydanticCustomError(
+                "not_a_real_temporal",
+                "{value} is not a real {kind}; write one like {example}",
+                {"value": value, "kind": kind, "example": _FORMATS[kind][1]},
+            ) from None
+        return value
+
+    return check
 
 
 def _kind_type(kind: str, values: list[Any] | None, lo: Any = None, hi: Any = None) -> Any:
@@ -70,7 +95,7 @@ def _kind_type(kind: str, values: list[Any] | None, lo: Any = None, hi: Any = No
     if kind in ("money", "rating"):
         return Annotated[float, Field(**bounds), Strict(), AllowInfNan(False), BeforeValidator(strict._number_check)]
     if kind in _FORMATS:
-        return Annotated[Text, Field(pattern=_FORMATS[kind][0])]
+        return Annotated[Text, Field(pattern=_FORMATS[kind][0]), AfterValidator(_real_temporal(kind))]
     return Text
 
 
@@ -125,8 +150,8 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
             v = kw.get(arg)
             if v is None:
                 continue
-            if op == "eq":
-                eqs.append((canon, v))
+            if op == "eq":  # names follow the one name rule the system text states (NFC, trimmed)
+                eqs.append((canon, naming.canon(v) if kind in kinds.STRINGS else v))
             elif kind == "datetime" and op == "le" and len(v) == 10:
                 ranges.append((canon, "le", v + "T23:59"))
             else:

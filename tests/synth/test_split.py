@@ -131,3 +131,25 @@ def test_synthesis_holds_out_whole_archetypes_and_refuses_unknown_ones(tmp_path)
             synthesize(SynthConfig(family="trip", holdout_archetypes=["coast"]), tmp_path / "f.duckdb")
     finally:
         unregister_family("archtrip")
+
+
+def test_held_out_archetypes_are_a_set_in_the_resume_key(tmp_path):
+    """``marina,ferry`` and ``ferry,marina,ferry`` write the same rows, so each resumes the other."""
+    from toolgym.data.dataset import Dataset
+    from toolgym.synth.config import canonical_key
+    from toolgym.synth.run import synthesize
+
+    base = SynthConfig(family="domains", count=4, difficulty=(1, 1), workers=1, executor="serial")
+    first = base.model_copy(update={"holdout_archetypes": ["marina", "ferry"]})
+    assert first.resume_key()["holdout_archetypes"] == ["ferry", "marina"]
+    synthesize(first, tmp_path / "d.duckdb")
+    again = base.model_copy(update={"count": 8, "holdout_archetypes": ["ferry", "marina", "ferry"]})
+    assert synthesize(again, tmp_path / "d.duckdb").shipped == 4
+    with pytest.raises(ConfigError, match="holdout_archetypes"):
+        synthesize(base.model_copy(update={"holdout_archetypes": ["ferry"]}), tmp_path / "d.duckdb")
+    with Dataset(tmp_path / "d.duckdb", read_only=True) as ds:
+        assert ds.manifest("domains")["config"]["holdout_archetypes"] == ["ferry", "marina"]
+    assert canonical_key({"holdout_archetypes": ["b", "a", "b"], "seed": 1}) == {
+        "holdout_archetypes": ["a", "b"],
+        "seed": 1,
+    }
