@@ -19,7 +19,9 @@ import pytest
 from toolgym.synth.domains import query, requests
 from toolgym.synth.domains.family import Domains
 from toolgym.synth.domains.schema import action_params
+from toolgym.synth.domains.terms import glossary
 from toolgym.synth.domains.world import DomainWorld, archetype_ids
+from toolgym.synth.text import with_article
 
 FAM = Domains()
 DEFECTS = {
@@ -171,3 +173,30 @@ def test_selectors_say_flags_and_participle_names_naturally() -> None:
         for e, a in [(x, a) for x in w.entities for a in w.attrs(x) if a.kind in ("date", "datetime", "ref")]:
             last = query.attr_noun(w, e, a.name).split()[-1]  # "opened on date", not "opened on"
             assert last not in query.PREPOSITIONS and not (a.kind != "ref" and last.endswith("ed")), (e, a.name)
+
+
+def test_rules_say_which_of_their_words_the_world_names_otherwise() -> None:
+    """A rule written with the archetype's words ("cancel", "booking") is read with the world's ("refund")."""
+    checked = 0
+    ids = archetype_ids()
+    for seed in range(60):
+        world = FAM.make_world(seed, 4, ids[seed % len(ids)])
+        rules = [p for p in world.arch.policies if p.id in world.policy_modes]
+        if not rules:
+            continue
+        said = glossary(world, rules)
+        verbs = {a["id"]: a["verb"] for a in world.schema["actions"]}
+        for pol in rules:
+            act = next(a for a in world.arch.actions if a.id == pol.action)
+            ent = world.entities[act.entity]["name"]
+            for canon, chosen, word in (
+                (act.verb, verbs[act.id], f"to {act.verb}"),
+                (act.entity, ent, with_article(act.entity)),
+            ):
+                word = word.replace("_", " ")
+                if canon != chosen:
+                    assert f'"{word}" means' in said, (world.arch.id, canon, said)
+                    checked += 1
+                else:
+                    assert f'"{word}" means' not in said, (world.arch.id, canon, said)
+    assert checked > 20

@@ -44,6 +44,7 @@ from toolgym.spec import TaskDraft
 from toolgym.synth.domains import kinds, query, requests
 from toolgym.synth.domains.ontology import Action, Count
 from toolgym.synth.domains.schema import action_params
+from toolgym.synth.domains.terms import glossary
 from toolgym.synth.domains.world import DomainState, DomainWorld
 from toolgym.synth.text import with_article
 from toolgym.verifiers.state import state_hash
@@ -243,7 +244,9 @@ class Builder:
         if self.actions and self.difficulty >= 4:  # every rule of every exposed action
             exposed = set(self._expose() or w.action_tools.values())
             rules = [p for p in w.arch.policies if p.id in w.policy_modes and w.action_tools.get(p.action) in exposed]
-        text = intro + ("\nRules:\n" + "\n".join(f"- {p.text}" for p in rules) if rules else "") + "\n" + body
+        terms = glossary(w, rules)
+        shown = "\nRules:" + (f" ({terms})" if terms else "") + "\n" + "\n".join(f"- {p.text}" for p in rules)
+        text = intro + (shown if rules else "") + "\n" + body
         verifier = {
             "kind": "all",
             "checks": [answer_check(answer_kind, expected), {"kind": "state", "expected_hash": state_hash(self.state)}],
