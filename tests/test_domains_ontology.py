@@ -47,6 +47,8 @@ def _broken(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
         (lambda d: d["entities"][0]["attributes"][4].update(pattern="99"), "takes no pattern"),
         (lambda d: d.update(id="hospital"), "the file's stem"),
         (lambda d: d["actions"][1]["requires"].append(["starts_at", "gt", "now+8w"]), "time offset 'now+8w'"),
+        (lambda d: d["entities"][0]["attributes"][4].update(after="email"), "takes no after"),
+        (lambda d: d["entities"][0]["attributes"][3].update(after="birth_date"), "not an earlier date or datetime"),
     ],
 )
 def test_a_broken_archetype_is_a_clear_error(tmp_path: Path, edit, needle: str) -> None:  # type: ignore[no-untyped-def]

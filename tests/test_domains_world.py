@@ -180,3 +180,22 @@ def test_indexed_where_equals_a_literal_filter(data: st.DataObject) -> None:
         )
 
     assert [r["id"] for r in got] == [r["id"] for r in state.rows(entity) if keep(r)]
+
+
+@pytest.mark.parametrize("difficulty", [1, 5])
+def test_a_date_after_another_never_precedes_it(difficulty: int) -> None:
+    """An end (``after: start``) is never before its start in any row of any archetype (nulls aside)."""
+    checked = 0
+    for arch_id in ARCHETYPES:
+        world = DomainWorld(generate(archetypes()[arch_id], 7, difficulty))
+        for e_id in world.entities:
+            for a in world.attrs(e_id):
+                if a.after is None or a.after not in world.entities[e_id]["attributes"]:
+                    continue
+                for row in world.rows[e_id].values():
+                    end, start = row.get(a.name), row.get(a.after)
+                    if end is not None and start is not None:
+                        n = min(len(end), len(start))
+                        assert end[:n] >= start[:n], (arch_id, e_id, row["id"], a.name, end, start)
+                        checked += 1
+    assert checked > 1000

@@ -234,8 +234,32 @@ def generator(a: Attribute, now: dt.datetime, world_rng: random.Random) -> Gener
     if k in ("int", "money", "rating", "percent", "duration"):
         return _numeric(a)
     if k in ("date", "datetime", "time"):
-        return _temporal(a, now)
+        gen = _temporal(a, now)
+        return gen if a.after is None else _not_before(gen, a.after)
     return lambda rng, row: None  # ref: filled by the world
+
+
+def _not_before(gen: Generator, after: str) -> Generator:
+    """``gen`` redrawn (up to 30 times) until it is not before the row's ``after`` value, else that day.
+
+    Dates and datetimes compare on their common prefix (a date is not before a datetime of the
+    same day), so an end never precedes its start; a start left null constrains nothing.
+    """
+
+    def draw(rng: random.Random, row: dict[str, Any]) -> Any:
+        value = gen(rng, row)
+        base = row.get(after)
+        if base is None:
+            return value
+        for _ in range(30):
+            n = min(len(value), len(base))
+            if value[:n] >= base[:n]:
+                return value
+            value = gen(rng, row)
+        # the start itself (as a date, for a date after a datetime), or a time on the start's day
+        return base[: len(value)] if len(value) <= len(base) else base + value[len(base) :]
+
+    return draw
 
 
 NUMERIC = frozenset({"int", "money", "rating", "percent", "duration"})

@@ -80,8 +80,8 @@ KINDS = (
     "money",  # min, max; two decimals
     "rating",  # min, max, step (default 1–5 by 0.5)
     "percent",  # min, max (0–100)
-    "date",  # min, max: ISO or today±N(d|y)
-    "datetime",  # min, max; hours: [first, last) of the day; step: minutes
+    "date",  # min, max: ISO or today±N(d|y); after: an earlier date/datetime it never precedes
+    "datetime",  # min, max; hours: [first, last) of the day; step: minutes; after: as for date
     "time",  # "HH:MM"; hours and step as for datetime
     "duration",  # minutes: min, max, step
     "ref",  # to: an entity id (many-to-one)
@@ -157,6 +157,7 @@ class Attribute(_Strict):
     hours: tuple[int, int] | None = None
     p: float | None = Field(None, ge=0, le=1)
     unit: str | None = None
+    after: Name | None = None  # date, datetime: never before this earlier date/datetime of the row
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -174,8 +175,8 @@ class Attribute(_Strict):
             "money": {"min", "max"},
             "rating": {"min", "max", "step"},
             "percent": {"min", "max"},
-            "date": {"min", "max"},
-            "datetime": {"min", "max", "hours", "step"},
+            "date": {"min", "max", "after"},
+            "datetime": {"min", "max", "hours", "step", "after"},
             "time": {"hours", "step"},
             "duration": {"min", "max", "step"},
         }.get(self.kind, set())
@@ -194,6 +195,7 @@ class Attribute(_Strict):
                 "hours",
                 "p",
                 "unit",
+                "after",
             )
             if getattr(self, f) is not None
         }
@@ -401,6 +403,9 @@ def _check_references(a: Archetype) -> list[str]:
                 out.append(f"entity {e.id}: attribute {x.name} refers to unknown entity {x.to!r}")
             if x.kind == "email" and x.source is not None and x.source not in names:
                 out.append(f"entity {e.id}: email {x.name} derives from unknown attribute {x.source!r}")
+            earlier = {y.name for y in e.attributes[: e.attributes.index(x)] if y.kind in ("date", "datetime")}
+            if x.after is not None and x.after not in earlier:
+                out.append(f"entity {e.id}: {x.name} is after {x.after!r}, which is not an earlier date or datetime")
     for link in a.links:
         for end in link.between:
             if end not in ents:
