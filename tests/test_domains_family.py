@@ -450,3 +450,23 @@ def test_verb_phrases_read_as_english() -> None:
     assert verb_phrase("mark_sold", "it") == "mark it as sold"
     assert verb_phrase("record_payment", "the client X") == "record payment for the client X"
     assert verb_phrase("cancel_showtime", "it", "showtime") == "cancel it"
+
+
+def test_a_name_filter_that_matches_nothing_gets_the_closest_name_suggested() -> None:
+    """The system text's naming rule: a miss suggests the closest name (case slips and typos alike)."""
+    world = FAM.make_world(2, 3, "clinic")
+    cfg = {"archetype": "clinic", "schema": world.schema, "expose": None, "answer": "text"}
+    ts, state = Toolset(FAM.tools(cfg)), DomainState(world)
+    ent = world.entities["patient"]
+    label = ent["attributes"][ent["label"]]
+    rows = list(world.rows["patient"].values())
+    name = rows[0]["name"]
+    for miss in (name.lower(), name[:-1] + ("x" if name[-1] != "x" else "y"), f"  {name.upper()} "):
+        ok, out = ts.call(state, f"find_{ent['plural']}", {label: miss})
+        assert ok and out["total"] == 0 and out["hint"].endswith(f"did you mean '{name}'?"), (miss, out)
+    ok, out = ts.call(state, f"find_{ent['plural']}", {label: name})
+    assert ok and out["total"] >= 1 and "hint" not in out
+    assert "plan" in ent["attributes"]  # this world samples it (seed 2)
+    other = next(r["plan"] for r in rows if r.get("plan") and r["plan"] != rows[0]["plan"])
+    ok, out = ts.call(state, f"find_{ent['plural']}", {label: name, ent["attributes"]["plan"]: other})
+    assert ok and out["total"] == 0 and "hint" not in out, out  # both values exist; only the pair matches nothing

@@ -201,6 +201,25 @@ def _get_tool(es: dict[str, Any]) -> Tool:
     )
 
 
+def miss_hint(state: DomainState, entity: str, eqs: list[tuple[str, Any]]) -> str:
+    """For a find that matched nothing: the first name filter no row holds, and the closest name it has.
+
+    The system text promises that a name matching nothing gets the closest one suggested
+    (:data:`toolgym.envs.naming.RULE`); ``""`` when every name filter's value exists (the
+    combination is what matched nothing) or there is none.
+    """
+    world = state.world
+    ent, chosen = world.arch.entity(entity), world.entities[entity]["attributes"]
+    for canon, v in eqs:
+        attr = ent.attribute(canon)
+        if attr is None or attr.kind not in kinds.STRINGS or not isinstance(v, str):
+            continue
+        if v not in world.index(entity, canon):
+            said = naming.hint(world.name_pool(entity, canon).closest(v))
+            return f"no {world.entities[entity]['name']} has {chosen[canon]} '{v}'{said}"
+    return ""
+
+
 def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> Tool:
     """``find_<plural>(filters…, page)``."""
     e_id, plural_name = es["id"], es["plural"]
@@ -216,13 +235,19 @@ def _find_tool(arch: Archetype, es: dict[str, Any], names: dict[str, Any]) -> To
         **kw: Any,
     ) -> Any:
         page = kw.pop("page")
-        rows = select(state, e_id, *compile_args(kw))
+        eqs, preds, ranges = compile_args(kw)
+        rows = select(state, e_id, eqs, preds, ranges)
         size = state.world.page_size
         pages = max(1, -(-len(rows) // size))
         if page > pages:
             raise page_error(page, pages)
         shown = rows[(page - 1) * size : page * size]
-        return {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
+        out = {plural_name: [render(r) for r in shown], "total": len(rows), "page": page, "pages": pages}
+        if not rows:
+            hint = miss_hint(state, e_id, eqs)
+            if hint:
+                out["hint"] = hint
+        return out
 
     desc = (
         f"Find {plural_name} matching every filter given (filters left out match anything); "

@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from toolgym.envs import naming
 from toolgym.errors import ConfigError, WorldDataError
 from toolgym.synth.domains import kinds
 from toolgym.synth.domains.ontology import ARCHETYPE_DIR, Archetype, Attribute, Entity, load_archetype
@@ -277,6 +278,7 @@ class DomainWorld:
         self.action_tools: dict[str, str] = {a["id"]: a["tool"] for a in self.schema["actions"]}
         self.policy_modes: dict[str, str] = {p["id"]: p["mode"] for p in self.schema["policies"]}
         self._index: dict[tuple[str, str], dict[Any, list[str]]] = {}
+        self._pools: dict[tuple[str, str], naming.NamePool] = {}
         self._sorted: dict[tuple[str, str], tuple[list[Any], list[str]]] = {}
 
     def to_json(self) -> dict[str, Any]:
@@ -317,6 +319,15 @@ class DomainWorld:
                 idx.setdefault(row.get(attr), []).append(key)
             self._index[(entity, attr)] = idx
         return idx
+
+    def name_pool(self, entity: str, attr: str) -> naming.NamePool:
+        """The distinct string values of ``attr`` in ``entity``, ready for closest-name hints (built once)."""
+        pool = self._pools.get((entity, attr))
+        if pool is None:
+            pool = self._pools[(entity, attr)] = naming.NamePool(
+                v for v in self.index(entity, attr) if isinstance(v, str)
+            )
+        return pool
 
     def _range_span(self, entity: str, attr: str, op: str, v: Any) -> tuple[list[str], int, int]:
         """The sorted index of ``attr`` (keys by value) and the slice ``[lo, hi)`` a bound keeps."""
