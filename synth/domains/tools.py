@@ -152,9 +152,7 @@ def _filters(arch: Archetype, ent_schema: dict[str, Any], names: dict[str, Any])
                 continue
             if op == "eq":  # names follow the one name rule the system text states (NFC, trimmed)
                 eqs.append((canon, naming.canon(v) if kind in kinds.STRINGS else v))
-            elif kind == "datetime" and op == "le" and len(v) == 10:
-                ranges.append((canon, "le", v + "T23:59"))
-            else:
+            else:  # a datetime bound is a full datetime (the schema's pattern): compared as ISO text
                 ranges.append((canon, op, v))
         return eqs, [], ranges
 
