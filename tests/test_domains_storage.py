@@ -82,3 +82,16 @@ def test_random_pass_is_the_rate_random_answers_really_pass_at():
         assert abs(hits / n - exact) <= 4 * (exact * (1 - exact) / n) ** 0.5 + 1e-3, (task.meta, exact, hits / n)
         checked.add(next(iter(task.meta["gate"])))
     assert {"values_of", "ids_of"} <= checked
+
+
+def test_the_readme_s_domains_gymnasium_snippet_runs_and_scores_one():
+    """The README's snippet, run verbatim: on-the-fly synthesis is deterministic, so its ids and answer hold."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```python\nimport gymnasium as gym\n", 1)[1].split("```", 1)[0]
+    tail = block.split("# a synthesized relational world", 1)[1].split("\n", 1)[1]  # the lines after that comment
+    snippet = "import gymnasium as gym\nimport toolgym\n" + tail
+    scope: dict = {}
+    exec(compile(snippet, "<README snippet>", "exec"), scope)  # noqa: S102 - the README's own code
+    assert scope["reward"] == 1.0
