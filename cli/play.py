@@ -172,18 +172,31 @@ def help_text(tools: list[dict[str, Any]]) -> str:
         for key, schema in params.get("properties", {}).items():
             arg = f"{key}: {_type_name(schema)}"
             args.append(arg if key in required else f"[{arg}]")
-        lines.append(f"  {fn['name']}({', '.join(args)})  {fn.get('description', '').splitlines()[0]}")
+        first = (fn.get("description") or "").splitlines()[:1]  # a tool may have no description
+        lines.append(f"  {fn['name']}({', '.join(args)})  {''.join(first)}".rstrip())
+    bare, named, key = _examples(tools)
     lines += [
         "input forms (one per turn):",
-        "  tool                   a call without arguments, e.g. get_all_cities",
-        "  tool key=value …       quote a value with spaces: get_hotel_info name=\"Stawil Lodge\" (or 'Stawil Lodge');",
+        f"  tool                   a call without arguments, e.g. {bare}",
+        f"  tool key=value …       quote a value with spaces: {named} {key}=\"Two Words\" (or 'Two Words');",
         "                         string arguments are taken as typed, others as JSON: page=2, answer='[1, 2]'",
-        '  tool {json}            the arguments as one JSON object: get_hotel_info {"name": "Stawil Lodge"}',
+        f'  tool {{json}}            the arguments as one JSON object: {named} {{"{key}": "Two Words"}}',
         "  <tool_call>…<|end|>    raw markup, sent to the env as is (several calls in one turn)",
         "submit: call the submit tool with your answer (see its arguments above); that ends the episode",
         "help or ?: this text; quit or exit: stop. Empty lines, help and typing mistakes use no turn.",
     ]
     return "\n".join(lines)
+
+
+def _examples(tools: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """(a tool callable without arguments, a tool with a string argument, that argument) of this task's tools."""
+    fns = [t["function"] for t in tools if t["function"]["name"] != "submit"] or [t["function"] for t in tools]
+    bare = next((f["name"] for f in fns if not f.get("parameters", {}).get("required")), fns[0]["name"])
+    for f in fns:
+        for key, schema in f.get("parameters", {}).get("properties", {}).items():
+            if schema.get("type") == "string":
+                return bare, f["name"], key
+    return bare, fns[0]["name"], "name"
 
 
 def play_episode(task: Any, world: Any, console: Any) -> None:

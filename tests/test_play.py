@@ -161,3 +161,15 @@ def test_play_help_and_end_of_input():
     assert proc.returncode == 0, proc.stderr
     assert "get_hotel_info(name: string)" in proc.stdout and "submit(answer: array)" in proc.stdout
     assert proc.stdout.rstrip().endswith("stopped (end of input)")
+
+
+def test_help_examples_use_the_task_s_own_tools():
+    """A domains task's help shows its own tools in the input forms, not trip's."""
+    by_id = {"properties": {"id": {"type": "string"}}, "required": ["id"]}
+    tools = [
+        {"function": {"name": "get_rental", "parameters": by_id}},  # no description: the help still works
+        {"function": {"name": "find_rentals", "parameters": {"properties": {"page": {"type": "integer"}}}}},
+        {"function": {"name": "submit", "parameters": {"properties": {"answer": {"type": "number"}}}}},
+    ]
+    text = help_text(tools)
+    assert "e.g. find_rentals" in text and 'get_rental id="Two Words"' in text and "get_all_cities" not in text
