@@ -69,7 +69,8 @@ def _rows(path):
 
 def test_ctrl_c_during_synth_is_one_line_exit_130_and_the_rerun_resumes_to_the_same_rows(tmp_path):
     """A terminal's Ctrl-C signals the whole foreground process group: the CLI and its pool workers."""
-    count, opts = 600, ("--workers", "2", "--executor", "local", "--difficulty", "1-2")
+    # enough tasks to outlast the first batch (up to BATCH_SECONDS) on a fast machine: ~8 s at 268 tasks/s
+    count, opts = 2000, ("--workers", "2", "--executor", "local", "--difficulty", "1-2")
     out = tmp_path / "interrupted.duckdb"
     proc = subprocess.Popen(
         _synth(out, count, *opts),
