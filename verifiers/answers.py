@@ -10,7 +10,8 @@ Each accepts every correct answer and rejects everything else:
 * ``set`` / ``multiset``: the same elements (order free), duplicates ignored resp. counted.
   An answer listing extra elements fails, so "list everything" never passes.
 * ``json``: the same structure (keys, lengths, types) with numbers compared by tolerance and
-  lists compared in order unless the spec lists a path in ``unordered``.
+  lists compared in order unless the spec lists a path in ``unordered``; object keys are names
+  (NFC, trimmed, as everywhere).
 
 Types are strict everywhere (defence in depth behind the strict ``submit`` schemas of
 :mod:`toolgym.envs.strict`): a boolean is never a number (``True`` does not equal ``1`` in any
@@ -155,10 +156,13 @@ def _match(want: Any, got: Any, path: str, spec: dict[str, Any]) -> str | None:
     if isinstance(want, dict):
         if not isinstance(got, dict):
             return f"{path or 'answer'}: expected an object"
-        if set(want) != set(got):
+        keyed = {naming.canon(k): v for k, v in got.items()}  # keys are names: the one name rule
+        if len(keyed) != len(got):
+            return f"{path or 'answer'}: two keys are the same name once trimmed and normalized"
+        if {naming.canon(k) for k in want} != set(keyed):
             return f"{path or 'answer'}: keys {sorted(got)} != {sorted(want)}"
         for k in want:
-            err = _match(want[k], got[k], f"{path}.{k}" if path else k, spec)
+            err = _match(want[k], keyed[naming.canon(k)], f"{path}.{k}" if path else k, spec)
             if err:
                 return err
         return None

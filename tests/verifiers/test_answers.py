@@ -86,3 +86,12 @@ def test_registry_names_unknown_kinds_and_refuses_duplicates():
         verify({"kind": "numerc", "expected": 1}, 1)
     with pytest.raises(DuplicateRegistrationError):
         register_verifier("exact")(lambda s, a, st: None)
+
+
+def test_json_object_keys_follow_the_name_rule():
+    """Keys are names (a breakdown's categories): NFC and surrounding whitespace free, case matters."""
+    spec = {"kind": "json", "expected": {"on leave": 2, "Caf\u00e9": 1}}
+    assert verify(spec, {" on leave ": 2, "Cafe\u0301": 1}, None).passed
+    assert not verify(spec, {"On leave": 2, "Caf\u00e9": 1}, None).passed
+    both = verify(spec, {"on leave": 2, " on leave": 2, "Caf\u00e9": 1}, None)
+    assert not both.passed and "same name" in both.reason
