@@ -11,6 +11,7 @@ from rich.table import Table
 
 from toolgym.cli.common import add_row, console, err_console
 from toolgym.cli.errors import check_writable, cli_errors
+from toolgym.errors import ConfigError
 
 
 @cli_errors
@@ -341,3 +342,40 @@ def bench_train(
         )
     console.print(table)
     console.print("target: SFT ≥ 0.8× train lm tokens/s on the same model (× first: vs the model's lm row)")
+
+
+@cli_errors
+def bench_learn(
+    out: Annotated[Path, typer.Option(help="run directory (a rerun resumes it)")] = Path("runs/learn"),
+    profile: Annotated[str, typer.Option(help="default (≤ 90 CPU-minutes) | micro (seconds, for tests)")] = "default",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="a JSON LearnConfig (replaces the profile; see --show-config)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo")
+    ] = None,
+    show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
+) -> None:
+    """Synth → LM → SFT → GRPO on domains d1-2, pass@1 on held-out worlds and archetypes; report and curve."""
+    from toolgym.bench.learn import STAGES, run_learn
+    from toolgym.bench.learn_config import load_learn_config
+    from toolgym.bench.learn_report import pass1_cell
+
+    learn_config = load_learn_config(profile, config)
+    if show_config:
+        console.print_json(learn_config.model_dump_json())
+        return
+    if until is not None and until not in STAGES:
+        raise ConfigError(f"--until must be one of {', '.join(STAGES)}, not {until!r}")
+    check_writable(out, "--out")
+    report = run_learn(
+        out, learn_config, until, progress=console.is_terminal,
+        log=lambda line: err_console.print(line, markup=False, highlight=False),
+    )  # fmt: skip
+    table = Table("checkpoint", "held-out worlds pass@1", "held-out archetypes pass@1", title="toolgym bench learn")
+    for ck in ("sft", "grpo"):
+        cells = [report["pass@1"][f"{ck}/{g}"] for g in ("heldout_worlds", "heldout_archetypes")]
+        add_row(table, ck, *map(pass1_cell, cells))
+    console.print(table)
+    seconds = ", ".join(f"{name} {d['seconds']:.0f}s" for name, d in report["stages"].items())
+    console.print(f"stages: {seconds}; report in {out}/report.md, curve in {out}/learning_curve.png", markup=False)
