@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from toolgym.cli.common import add_row, console, err_console
-from toolgym.cli.errors import check_writable, cli_errors
-from toolgym.errors import ConfigError
+from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint
 
 
 @cli_errors
@@ -357,7 +356,7 @@ def bench_learn(
     show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
 ) -> None:
     """Synth → LM → SFT → GRPO on domains d1-2, pass@1 on held-out worlds and archetypes; report and curve."""
-    from toolgym.bench.learn import STAGES, run_learn
+    from toolgym.bench.learn import run_learn
     from toolgym.bench.learn_config import load_learn_config
     from toolgym.bench.learn_report import pass1_cell
 
@@ -365,9 +364,8 @@ def bench_learn(
     if show_config:
         console.print_json(learn_config.model_dump_json())
         return
-    if until is not None and until not in STAGES:
-        raise ConfigError(f"--until must be one of {', '.join(STAGES)}, not {until!r}")
     check_writable(out, "--out")
+    interrupt_hint(f"finished stages are kept in {out}/learn.json; rerun the same command to resume")
     report = run_learn(
         out, learn_config, until, progress=console.is_terminal,
         log=lambda line: err_console.print(line, markup=False, highlight=False),
