@@ -5,8 +5,9 @@ world (``toolgym.spec.world_split``): every world of a held-out archetype, and t
 the worlds of the other archetypes. They measure different things (a new world of a known domain
 vs a domain never seen in training), so each is a group of its own: a task goes to
 ``heldout_archetypes`` when its world's archetype (``Family.world_archetype``) is held out, else
-to ``heldout_worlds``. Each group takes its first ``tasks`` tasks in dataset order (world order,
-so difficulties alternate), the same for every checkpoint.
+to ``heldout_worlds``. Each group takes up to ``tasks`` tasks, the difficulties in turn (each in
+dataset order), so both groups weigh the difficulties alike whatever the split drew; the same
+tasks for every checkpoint.
 
 The numbers come from the eval code of ``toolgym eval`` (:mod:`toolgym.policy.evaluate`): the
 registered ``model`` policy, ``evaluate`` for the episodes and ``summarize`` for pass@1 with its
@@ -37,20 +38,25 @@ def eval_items(
 
     fam = get_family(family)
     held = set(holdout_archetypes)
-    groups: dict[str, list[tuple[Any, Any]]] = {g: [] for g in GROUPS}
+    found: dict[str, dict[int, list[tuple[Any, Any]]]] = {g: {d: [] for d in difficulties} for g in GROUPS}
     with Dataset(dataset, read_only=True) as ds:
         for tid in ds.task_ids(family, split="test", difficulties=difficulties):
             task = ds.task(tid)
             world = fam.load_world(ds.world_data(task.world_id))
-            group = groups[GROUPS[1] if fam.world_archetype(world) in held else GROUPS[0]]
-            if len(group) < tasks:
-                group.append((task, world))
-            if all(len(g) >= tasks for g in groups.values()):
-                break
+            found[GROUPS[1] if fam.world_archetype(world) in held else GROUPS[0]][task.difficulty].append((task, world))
+    groups = {g: _round_robin(list(by_difficulty.values()), tasks) for g, by_difficulty in found.items()}
     empty = [g for g, items in groups.items() if not items]
     if empty:
         raise ConfigError(f"{dataset} has no test task in {', '.join(empty)}; synthesize more tasks (synth.count)")
     return groups
+
+
+def _round_robin(lists: list[list[tuple[Any, Any]]], n: int) -> list[tuple[Any, Any]]:
+    """Up to ``n`` items taken from the lists in turn (one difficulty after the other), each in its order."""
+    out: list[tuple[Any, Any]] = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out[:n]
 
 
 def eval_checkpoint(checkpoint: Path, groups: dict[str, list[tuple[Any, Any]]], config: EvalStage) -> dict[str, Any]:

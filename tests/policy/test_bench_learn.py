@@ -129,3 +129,28 @@ def test_bad_arguments_are_one_error_line(tmp_path):
     assert not (tmp_path / "o").exists()  # refused before any work
     shown = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--show-config"])
     assert shown.exit_code == 0 and json.loads(shown.output)["profile"] == "micro"
+
+
+def test_eval_groups_split_the_test_split_by_archetype_and_weigh_difficulties_alike(tmp_path):
+    from toolgym.bench.learn_eval import eval_items
+    from toolgym.synth import get_family
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    held = ["ferry", "library", "payroll", "pharmacy"]
+    path = tmp_path / "d.duckdb"
+    synthesize(
+        SynthConfig(family="domains", count=200, difficulty=(1, 2), holdout_archetypes=held, executor="serial"), path
+    )
+    groups = eval_items(path, "domains", [1, 2], held, 6)
+    fam = get_family("domains")
+    for name, items in groups.items():
+        assert len(items) == 6 and all(t.split == "test" for t, _ in items)
+        assert all((fam.world_archetype(w) in held) == (name == "heldout_archetypes") for _, w in items)
+        assert sorted(t.difficulty for t, _ in items) == [1, 1, 1, 2, 2, 2], name
+    again = eval_items(path, "domains", [1, 2], held, 6)
+    assert {g: [t.task_id for t, _ in v] for g, v in again.items()} == {
+        g: [t.task_id for t, _ in v] for g, v in groups.items()
+    }
+    with pytest.raises(ConfigError, match="no test task in heldout_archetypes"):  # no archetype held out
+        eval_items(path, "domains", [1, 2], [], 6)
