@@ -10,7 +10,8 @@ synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run
 lm          LM pre-training on the standard-library corpus         ``policy.train_lm.pretrain``
 sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
 eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
-            held-out archetypes apart (``learn_eval``)
+            held-out archetypes apart, and other families
+            (``learn_eval``)
 grpo        GRPO from the SFT checkpoint on the train tasks        ``policy.grpo_train.train_grpo``
 eval_grpo   the same eval of the GRPO checkpoint                   ``policy.evaluate``
 =========== ====================================================== =============================
@@ -200,13 +201,11 @@ def _grpo(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
 
 def _eval(out: Path, config: LearnConfig, checkpoint: Path) -> dict[str, Any]:
     """pass@1 of ``checkpoint`` on held-out worlds and held-out archetypes (``learn_eval``)."""
-    from toolgym.bench.learn_eval import eval_checkpoint, eval_items
+    from toolgym.bench.learn_eval import eval_checkpoint, eval_items, family_items
 
-    lo, hi = config.synth.difficulty
-    groups = eval_items(
-        out / DATASET, FAMILY, list(range(lo, hi + 1)), config.synth.holdout_archetypes, config.eval.tasks
-    )
-    return eval_checkpoint(checkpoint, groups, config.eval)
+    lo, hi, c = *config.synth.difficulty, config.eval
+    groups = eval_items(out / DATASET, FAMILY, list(range(lo, hi + 1)), config.synth.holdout_archetypes, c.tasks)
+    return eval_checkpoint(checkpoint, groups | family_items(c.families, c.family_tasks, c.seed), c)
 
 
 def pipeline(out: Path, config: LearnConfig, progress: bool = False) -> list[Stage]:

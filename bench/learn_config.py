@@ -111,6 +111,10 @@ class EvalStage(_Strict):
         max_turns: turns per episode.
         seed: seeds the samples.
         device: cpu, cuda or auto.
+        families: other families, each a group of its own: ``family_tasks`` tasks of the lowest
+            difficulty synthesized on the fly from test-split world seeds (transfer beyond
+            ``domains``; the issue asks for trip and code).
+        family_tasks: tasks per other family.
     """
 
     tasks: int = Field(24, ge=1)
@@ -121,6 +125,8 @@ class EvalStage(_Strict):
     max_turns: int = Field(8, ge=1)
     seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    families: list[str] = Field(default_factory=lambda: ["code", "trip"])
+    family_tasks: int = Field(6, ge=1)
 
 
 class LearnConfig(_Strict):
@@ -177,7 +183,7 @@ def micro_profile() -> LearnConfig:
                 device="cpu",
             )  # fmt: skip
         ),
-        eval=EvalStage(tasks=2, samples=1, max_new_tokens=12, max_turns=2),
+        eval=EvalStage(tasks=2, samples=1, max_new_tokens=12, max_turns=2, families=["code"], family_tasks=1),
     )
 
 

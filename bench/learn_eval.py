@@ -51,6 +51,20 @@ def eval_items(
     return groups
 
 
+def family_items(families: list[str], tasks: int, seed: int) -> dict[str, list[tuple[Any, Any]]]:
+    """``tasks`` test-split tasks of each other family at difficulty 1, synthesized on the fly.
+
+    The tasks ``toolgym eval --family F --split test --difficulty 1 --limit N --seed S`` runs
+    (world seeds S, S+1, … of the test split), one group per family, named by its id.
+
+    Raises:
+        UnknownNameError: an unknown family (the message names the closest).
+    """
+    from toolgym.cli.eval import _eval_items
+
+    return {f: _eval_items(None, f, "test", [1], tasks, seed) for f in families}
+
+
 def _round_robin(lists: list[list[tuple[Any, Any]]], n: int) -> list[tuple[Any, Any]]:
     """Up to ``n`` items taken from the lists in turn (one difficulty after the other), each in its order."""
     out: list[tuple[Any, Any]] = []

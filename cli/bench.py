@@ -370,10 +370,10 @@ def bench_learn(
         out, learn_config, until, progress=console.is_terminal,
         log=lambda line: err_console.print(line, markup=False, highlight=False),
     )  # fmt: skip
-    table = Table("checkpoint", "held-out worlds pass@1", "held-out archetypes pass@1", title="toolgym bench learn")
+    groups = report["groups"]
+    table = Table("checkpoint", *(f"pass@1 {g}" for g in groups), title="toolgym bench learn")
     for ck in ("sft", "grpo"):
-        cells = [report["pass@1"][f"{ck}/{g}"] for g in ("heldout_worlds", "heldout_archetypes")]
-        add_row(table, ck, *map(pass1_cell, cells))
+        add_row(table, ck, *(pass1_cell(report["pass@1"][f"{ck}/{g}"]) for g in groups))
     console.print(table)
     seconds = ", ".join(f"{name} {d['seconds']:.0f}s" for name, d in report["stages"].items())
     console.print(f"stages: {seconds}; report in {out}/report.md, curve in {out}/learning_curve.png", markup=False)

@@ -81,6 +81,7 @@ def test_report_checks_the_targets_on_held_out_worlds():
     state = {"config": {"profile": "x"}, "stages": {"eval_sft": ev(0.35), "eval_grpo": ev(0.4)}}
     report = build_report(state)
     assert report["targets"] == {"sft_pass1_ge_30pct": True, "grpo_ge_sft_plus_10pts": False}  # +5 points only
+    assert report["groups"] == ["heldout_worlds", "heldout_archetypes"]
     assert "rewards" not in report["stages"]["eval_sft"]["result"]["heldout_worlds"]
     state["stages"]["eval_grpo"] = ev(0.46)
     assert build_report(state)["targets"]["grpo_ge_sft_plus_10pts"] is True
@@ -100,6 +101,7 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     for name in ("report.json", "report.md", "learning_curve.png", "sft/checkpoint/model.safetensors"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
+    assert report["groups"] == ["heldout_worlds", "heldout_archetypes", "code"]  # micro: one other family
     for key, value in report["pass@1"].items():  # every checkpoint x group measured, a rate with an interval
         assert value is not None and 0.0 <= value[0] <= 1.0, key
     eval_sft = state["stages"]["eval_sft"]["result"]
