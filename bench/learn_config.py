@@ -162,11 +162,11 @@ def micro_profile() -> LearnConfig:
         lm=LMStage(
             train=LMTrainConfig(steps=2, batch_size=2, seq_len=64, warmup_steps=1, eval_every=2, eval_batches=1),
             model="micro",
-            corpus_bytes=60_000,
-            vocab_size=400,
+            corpus_bytes=100_000,
+            vocab_size=1024,
         ),
         sft=SFTStage(
-            train=LMTrainConfig(steps=2, batch_size=2, seq_len=2048, warmup_steps=1, eval_every=2, eval_batches=1),
+            train=LMTrainConfig(steps=2, batch_size=1, seq_len=2048, warmup_steps=1, eval_every=2, eval_batches=1),
             action_prompts=1,
         ),
         grpo=GRPOStage(
