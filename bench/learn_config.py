@@ -19,7 +19,7 @@ Profiles (:data:`PROFILES`):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -36,6 +36,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _lm_loop(**settings: Any) -> LMTrainConfig:
+    """An LM or SFT loop: ``LMTrainConfig`` with batch 4, 4 held-out batches, eval every 100 steps, and ``settings``."""
+    return LMTrainConfig.model_validate({"batch_size": 4, "eval_every": 100, "eval_batches": 4, **settings})
+
+
 class SynthStage(_Strict):
     """The dataset: ``domains`` tasks split by world, with whole archetypes held out to test.
 
@@ -47,11 +52,11 @@ class SynthStage(_Strict):
         workers: synthesis processes.
     """
 
-    count: int = Field(900, ge=10)
+    count: int = Field(default=900, ge=10)
     difficulty: tuple[int, int] = (1, 2)
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: int = Field(default=0, ge=0, lt=2**63)
     holdout_archetypes: list[str] = Field(default_factory=lambda: list(HOLDOUT_ARCHETYPES), min_length=1)
-    workers: int = Field(2, ge=1)
+    workers: int = Field(default=2, ge=1)
 
 
 class LMStage(_Strict):
@@ -64,12 +69,12 @@ class LMStage(_Strict):
         vocab_size: size of the tokenizer trained on it (SFT and GRPO keep it).
     """
 
-    train: LMTrainConfig = LMTrainConfig(
-        steps=100, batch_size=4, seq_len=512, lr=3e-3, warmup_steps=10, eval_every=50, eval_batches=4
+    train: LMTrainConfig = Field(
+        default_factory=lambda: _lm_loop(steps=100, seq_len=512, warmup_steps=10, eval_every=50)
     )
     model: Literal["default", "micro"] = "default"
-    corpus_bytes: int = Field(2_000_000, ge=10_000)
-    vocab_size: int = Field(4096, ge=300)
+    corpus_bytes: int = Field(default=2_000_000, ge=10_000)
+    vocab_size: int = Field(default=4096, ge=300)
 
 
 class SFTStage(_Strict):
@@ -80,11 +85,10 @@ class SFTStage(_Strict):
         action_prompts: val prompts for the action-validity probe at each held-out eval (0: none).
     """
 
-    train: LMTrainConfig = LMTrainConfig(
-        steps=300, batch_size=4, seq_len=2048, lr=2e-3, warmup_steps=20, eval_every=100, eval_batches=4,
-        checkpoint_every=50,
-    )  # fmt: skip
-    action_prompts: int = Field(16, ge=0)
+    train: LMTrainConfig = Field(
+        default_factory=lambda: _lm_loop(steps=300, seq_len=2048, lr=2e-3, warmup_steps=20, checkpoint_every=50)
+    )
+    action_prompts: int = Field(default=16, ge=0)
 
 
 class GRPOStage(_Strict):
@@ -94,10 +98,12 @@ class GRPOStage(_Strict):
         train: the run's settings, every stabilizer and filter on (GRPOConfig's defaults).
     """
 
-    train: GRPOConfig = GRPOConfig(
-        steps=12, tasks_per_step=4, group_size=8, updates_per_step=2, micro_batch=4, lr=2e-5,
-        max_new_tokens=128, max_context=4096, max_turns=8, checkpoint_every=2, device="cpu",
-    )  # fmt: skip
+    train: GRPOConfig = Field(
+        default_factory=lambda: GRPOConfig.model_validate(
+            {"steps": 12, "tasks_per_step": 4, "lr": 2e-5, "max_new_tokens": 128, "max_turns": 8}
+            | {"checkpoint_every": 2, "device": "cpu"}
+        )
+    )
 
 
 class EvalStage(_Strict):
@@ -117,16 +123,16 @@ class EvalStage(_Strict):
         family_tasks: tasks per other family.
     """
 
-    tasks: int = Field(24, ge=1)
-    samples: int = Field(4, ge=1)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(128, ge=1)
-    max_turns: int = Field(8, ge=1)
-    seed: int = Field(0, ge=0, lt=2**63)
+    tasks: int = Field(default=24, ge=1)
+    samples: int = Field(default=4, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+    max_turns: int = Field(default=8, ge=1)
+    seed: int = Field(default=0, ge=0, lt=2**63)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     families: list[str] = Field(default_factory=lambda: ["code", "trip"])
-    family_tasks: int = Field(6, ge=1)
+    family_tasks: int = Field(default=6, ge=1)
 
 
 class LearnConfig(_Strict):
@@ -160,28 +166,20 @@ def micro_profile() -> LearnConfig:
         profile="micro",
         synth=SynthStage(count=200, workers=1),
         lm=LMStage(
-            train=LMTrainConfig(steps=2, batch_size=2, seq_len=64, warmup_steps=1, eval_every=2, eval_batches=1),
+            train=_lm_loop(steps=2, batch_size=2, seq_len=64, warmup_steps=1, eval_every=2, eval_batches=1),
             model="micro",
             corpus_bytes=100_000,
             vocab_size=1024,
         ),
         sft=SFTStage(
-            train=LMTrainConfig(steps=2, batch_size=1, seq_len=2048, warmup_steps=1, eval_every=2, eval_batches=1),
+            train=_lm_loop(steps=2, batch_size=1, seq_len=2048, warmup_steps=1, eval_every=2, eval_batches=1),
             action_prompts=1,
         ),
         grpo=GRPOStage(
-            train=GRPOConfig(
-                steps=1,
-                tasks_per_step=2,
-                group_size=2,
-                updates_per_step=1,
-                micro_batch=2,
-                max_new_tokens=12,
-                max_context=4096,
-                max_turns=2,
-                checkpoint_every=1,
-                device="cpu",
-            )  # fmt: skip
+            train=GRPOConfig.model_validate(
+                {"steps": 1, "tasks_per_step": 2, "group_size": 2, "updates_per_step": 1, "micro_batch": 2}
+                | {"max_new_tokens": 12, "max_turns": 2, "checkpoint_every": 1, "device": "cpu"}
+            )
         ),
         eval=EvalStage(tasks=2, samples=1, max_new_tokens=12, max_turns=2, families=["code"], family_tasks=1),
     )
