@@ -15,7 +15,7 @@ One module per command group, and this module's table below registers each comma
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
     serve    serve                           the in-repo policy as an OpenAI-compatible server
-    bench    bench env|synth|sandbox|model|eval|train   the benchmarks of toolgym.bench, printed as tables
+    bench    bench env|synth|sandbox|model|eval|train|learn   the benchmarks of toolgym.bench, printed as tables
     train    train lm, train sft, train grpo  training the in-repo policy (LM, SFT cold start, GRPO)
     common   consoles, progress bar, table rows, the seed bound
     errors   one ``error:`` line for every usage error; range parsing; output-path checks
@@ -71,6 +71,7 @@ bench_app.command("model")(bench.bench_model)
 bench_app.command("eval")(bench.bench_eval)
 bench_app.command("serve")(bench.bench_serve)
 bench_app.command("train")(bench.bench_train)
+bench_app.command("learn")(bench.bench_learn)
 train_app.command("lm")(train.train_lm)
 train_app.command("sft")(train.train_sft)
 train_app.command("grpo")(train.train_grpo)

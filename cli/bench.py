@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from toolgym.cli.common import add_row, console, err_console
-from toolgym.cli.errors import check_writable, cli_errors
+from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint
 
 
 @cli_errors
@@ -341,3 +341,39 @@ def bench_train(
         )
     console.print(table)
     console.print("target: SFT ≥ 0.8× train lm tokens/s on the same model (× first: vs the model's lm row)")
+
+
+@cli_errors
+def bench_learn(
+    out: Annotated[Path, typer.Option(help="run directory (a rerun resumes it)")] = Path("runs/learn"),
+    profile: Annotated[str, typer.Option(help="default (≤ 90 CPU-minutes) | micro (seconds, for tests)")] = "default",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="a JSON LearnConfig (replaces the profile; see --show-config)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo")
+    ] = None,
+    show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
+) -> None:
+    """Synth → LM → SFT → GRPO on domains d1-2, pass@1 on held-out worlds and archetypes; report and curve."""
+    from toolgym.bench.learn import run_learn
+    from toolgym.bench.learn_config import load_learn_config
+    from toolgym.bench.learn_report import pass1_cell
+
+    learn_config = load_learn_config(profile, config)
+    if show_config:
+        console.print_json(learn_config.model_dump_json())
+        return
+    check_writable(out, "--out")
+    interrupt_hint(f"finished stages are kept in {out}/learn.json; rerun the same command to resume")
+    report = run_learn(
+        out, learn_config, until, progress=console.is_terminal,
+        log=lambda line: err_console.print(line, markup=False, highlight=False),
+    )  # fmt: skip
+    groups = report["groups"]
+    table = Table("checkpoint", *(f"pass@1 {g}" for g in groups), title="toolgym bench learn")
+    for ck in ("sft", "grpo"):
+        add_row(table, ck, *(pass1_cell(report["pass@1"][f"{ck}/{g}"]) for g in groups))
+    console.print(table)
+    seconds = ", ".join(f"{name} {d['seconds']:.0f}s" for name, d in report["stages"].items())
+    console.print(f"stages: {seconds}; report in {out}/report.md, curve in {out}/learning_curve.png", markup=False)

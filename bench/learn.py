@@ -1,0 +1,252 @@
+"""``toolgym bench learn``: the documented learning pipeline of issue 12, one resumable command.
+
+Stages, in order (:data:`STAGES`), each calling the code of the command that does it alone:
+
+=========== ====================================================== =============================
+stage       what                                                   the code it calls
+=========== ====================================================== =============================
+synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run.synthesize``
+            whole archetypes held out to the test split
+lm          LM pre-training on the standard-library corpus         ``policy.train_lm.pretrain``
+sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
+eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
+            held-out archetypes apart, and other families
+            (``learn_eval``)
+grpo        GRPO from the SFT checkpoint on the train tasks        ``policy.grpo_train.train_grpo``
+eval_grpo   the same eval of the GRPO checkpoint                   ``policy.evaluate``
+=========== ====================================================== =============================
+
+Layout of ``--out DIR``::
+
+    DIR/learn.json          the config and each finished stage: seconds and results (atomic)
+    DIR/domains.duckdb      the dataset
+    DIR/lm/                 checkpoint/, metrics.jsonl
+    DIR/sft/, DIR/grpo/     as ``toolgym train sft|grpo`` lay out their --out
+    DIR/learning_curve.png  LM and SFT loss, GRPO reward, held-out pass@1 (``learn_report``)
+    DIR/report.json, DIR/report.md
+
+**Resuming.** A stage recorded in ``learn.json`` is finished and never run again; a rerun runs
+the first unfinished stage and goes on. An interrupted stage resumes with its own machinery:
+synthesis resumes its dataset, SFT and GRPO resume from their checkpoints (``train sft|grpo``
+resume rules), while the LM stage and an eval start over (``pretrain`` and ``evaluate`` do not
+resume; both are the short stages). A stage's seconds are those of the run that finished it.
+A rerun must use the recorded config: another one is refused, naming the sections that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolgym.bench.learn_config import LearnConfig
+from toolgym.errors import ConfigError
+
+STAGES = ("synth", "lm", "sft", "eval_sft", "grpo", "eval_grpo")
+STATE, DATASET, FAMILY = "learn.json", "domains.duckdb", "domains"
+
+
+@dataclass
+class Stage:
+    """One stage: its name and the function that runs it and returns its results (JSON-able)."""
+
+    name: str
+    run: Callable[[], dict[str, Any]]
+
+
+def load_state(out: Path, config: LearnConfig) -> dict[str, Any]:
+    """The run's state in ``out`` (a fresh one when there is none): ``{"config": …, "stages": {…}}``.
+
+    Raises:
+        ConfigError: ``out`` is a file, or holds a run of another config (naming the sections that differ).
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run directory")
+    want = config.model_dump(mode="json")
+    path = out / STATE
+    if not path.exists():
+        return {"config": want, "stages": {}}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        prior = state["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a bench learn state file ({exc}); use another --out") from None
+    if prior != want:
+        diff = sorted(k for k in prior.keys() | want.keys() if prior.get(k) != want.get(k))
+        raise ConfigError(
+            f"{out} holds a bench learn run with other settings ({', '.join(diff)}); "
+            "use another --out, or the same profile and config to resume"
+        )
+    return dict(state)
+
+
+def run_stages(
+    out: Path,
+    state: dict[str, Any],
+    stages: list[Stage],
+    until: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the stages not yet finished in ``state``, in order, recording each in ``out/learn.json``.
+
+    Args:
+        out: the run directory (created).
+        state: ``load_state``'s state; updated in place.
+        stages: the stages, in order.
+        until: stop after this stage (None: run them all).
+        log: called with one line per stage (skipped, started, finished).
+
+    Returns:
+        The state. A stage that raises is not recorded (its error propagates), so a rerun runs it again.
+    """
+    from toolgym.policy.results import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda line: None)
+    for stage in stages:
+        done = state["stages"].get(stage.name)
+        if done is not None:
+            say(f"{stage.name}: finished earlier in {done['seconds']:.0f}s; not run again")
+        else:
+            say(f"{stage.name}: running")
+            t0 = time.perf_counter()
+            result = stage.run()
+            state["stages"][stage.name] = {"seconds": time.perf_counter() - t0, "result": result}
+            write_json(out / STATE, state)
+            say(f"{stage.name}: done in {state['stages'][stage.name]['seconds']:.0f}s")
+        if stage.name == until:
+            break
+    return state
+
+
+# ------------------------------------------------------------------------------ the stages
+
+
+def _synth(out: Path, config: LearnConfig) -> dict[str, Any]:
+    """Synthesize (or resume) the dataset; its task counts by split."""
+    from toolgym.data.dataset import Dataset
+    from toolgym.synth import get_family
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    s = config.synth
+    synth_config = SynthConfig(
+        family=FAMILY, count=s.count, difficulty=s.difficulty, seed=s.seed,
+        tasks_per_world=get_family(FAMILY).tasks_per_world, holdout_archetypes=s.holdout_archetypes,
+        workers=s.workers, executor="local" if s.workers > 1 else "serial",
+    )  # fmt: skip
+    stats = synthesize(synth_config, out / DATASET)
+    with Dataset(out / DATASET, read_only=True) as ds:
+        splits = {split: len(ds.task_ids(FAMILY, split=split)) for split in ("train", "val", "test")}
+    return {"shipped": stats.shipped, "candidates": stats.candidates, "tasks": splits}
+
+
+def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
+    """Pre-train a fresh model; its metrics to ``lm/metrics.jsonl``, its checkpoint to ``lm/checkpoint``."""
+    from toolgym.policy.model import ModelConfig
+    from toolgym.policy.sft import _metrics_log
+    from toolgym.policy.train_lm import pretrain
+
+    (out / "lm").mkdir(parents=True, exist_ok=True)
+    record = _metrics_log(out / "lm" / "metrics.jsonl", 0, None)  # the stage starts over: no record kept
+    c = config.lm
+    result = pretrain(
+        out / "lm" / "checkpoint", c.train, model_config=ModelConfig.micro() if c.model == "micro" else None,
+        corpus_bytes=c.corpus_bytes, vocab_size=c.vocab_size, progress=progress, log=record,
+    )  # fmt: skip
+    return {"steps": result.steps, "val_loss": result.val_loss, "train_seconds": result.seconds}
+
+
+def _sft(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
+    """SFT (or resume it) from the LM checkpoint on the dataset's train split (val split held out)."""
+    from toolgym.policy.sft import train_sft
+
+    c = config.sft
+    result, data = train_sft(
+        out / DATASET, out / "sft", c.train, init=out / "lm" / "checkpoint", val_split="val",
+        action_prompts=c.action_prompts, max_new_tokens=config.eval.max_new_tokens, progress=progress,
+    )  # fmt: skip
+    last = result.history[-1] if result.history else {}
+    return {
+        "steps": result.steps,
+        "val_loss": result.val_loss,
+        "val_action_valid": last.get("val_action_valid"),
+        "val_next_call_acc": last.get("val_next_call_acc"),
+        "episodes": len(data.episodes),
+        "truncated": data.truncated,
+        "dropped": data.dropped,
+    }
+
+
+def _grpo(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
+    """GRPO (or resume it) from the SFT checkpoint on the dataset's train tasks."""
+    from toolgym.policy.grpo_tasks import TaskPool
+    from toolgym.policy.grpo_train import train_grpo
+
+    lo, hi = config.synth.difficulty
+    c = config.grpo.train
+    pool = TaskPool(family=FAMILY, difficulties=list(range(lo, hi + 1)), dataset=out / DATASET, seed=c.seed)
+    result = train_grpo(out / "grpo", c, init=out / "sft" / "checkpoint", pool=pool, progress=progress)
+    hist = result.history
+    return {
+        "steps": result.steps,
+        "first_reward": hist[0]["reward"] if hist else None,
+        "last_reward": hist[-1]["reward"] if hist else None,
+        "last_pass_rate": hist[-1]["pass_rate"] if hist else None,
+    }
+
+
+def _eval(out: Path, config: LearnConfig, checkpoint: Path) -> dict[str, Any]:
+    """pass@1 of ``checkpoint`` on held-out worlds and held-out archetypes (``learn_eval``)."""
+    from toolgym.bench.learn_eval import eval_checkpoint, eval_items, family_items
+
+    lo, hi, c = *config.synth.difficulty, config.eval
+    groups = eval_items(out / DATASET, FAMILY, list(range(lo, hi + 1)), config.synth.holdout_archetypes, c.tasks)
+    return eval_checkpoint(checkpoint, groups | family_items(c.families, c.family_tasks, c.seed), c)
+
+
+def pipeline(out: Path, config: LearnConfig, progress: bool = False) -> list[Stage]:
+    """The stages of :data:`STAGES` for ``config``, writing under ``out``."""
+    return [
+        Stage("synth", lambda: _synth(out, config)),
+        Stage("lm", lambda: _lm(out, config, progress)),
+        Stage("sft", lambda: _sft(out, config, progress)),
+        Stage("eval_sft", lambda: _eval(out, config, out / "sft" / "checkpoint")),
+        Stage("grpo", lambda: _grpo(out, config, progress)),
+        Stage("eval_grpo", lambda: _eval(out, config, out / "grpo" / "checkpoint")),
+    ]
+
+
+def run_learn(
+    out: Path,
+    config: LearnConfig,
+    until: str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the pipeline, then write the report and the learning curve.
+
+    Args:
+        out: the run directory (see the module docstring).
+        config: the settings (a rerun must give the recorded ones).
+        until: stop after this stage of :data:`STAGES` (None: all).
+        progress: show the training loops' progress bars.
+        log: called with one line per stage.
+
+    Returns:
+        The report (``learn_report.build_report``).
+
+    Raises:
+        ConfigError: ``until`` is not a stage, ``out`` holds another run, or a stage refuses its
+            settings; any error of a stage (the stage stays unfinished, a rerun resumes it).
+    """
+    from toolgym.bench.learn_report import write_report
+
+    if until is not None and until not in STAGES:
+        raise ConfigError(f"--until must be one of {', '.join(STAGES)}, not {until!r}")
+    state = load_state(out, config)
+    run_stages(out, state, pipeline(out, config, progress), until, log)
+    return write_report(out, state)

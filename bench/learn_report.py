@@ -1,0 +1,153 @@
+"""The report of ``toolgym bench learn``: report.json, report.md and learning_curve.png.
+
+Written from ``learn.json`` and the stages' metrics files after every run, finished or not, so a
+run stopped with ``--until`` (or by an error) still says what it has. The targets of issue 12 are
+checked on the held-out worlds: SFT pass@1 ≥ 30%, and GRPO ≥ SFT + 10 points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from toolgym.bench.learn_eval import GROUPS
+
+SFT_TARGET, GRPO_GAIN = 0.30, 0.10
+CHECKPOINTS = ("sft", "grpo")
+REPORT_JSON, REPORT_MD, CURVE = "report.json", "report.md", "learning_curve.png"
+
+
+def _pass1(state: dict[str, Any], stage: str, group: str) -> tuple[float, float] | None:
+    """(pass@1, 95% half-width) of an eval stage's group, None when the stage has not run."""
+    done = state["stages"].get(stage)
+    if done is None or group not in done["result"]:
+        return None
+    mean, half = done["result"][group]["pass@1"]
+    return float(mean), float("nan") if half is None else float(half)
+
+
+def build_report(state: dict[str, Any]) -> dict[str, Any]:
+    """The report's JSON: profile, stage seconds and results (without per-task rewards), pass@1, targets."""
+    stages = {}
+    for name, done in state["stages"].items():
+        result = done["result"]
+        if name.startswith("eval_"):
+            result = {g: {k: v for k, v in r.items() if k != "rewards"} for g, r in result.items()}
+        stages[name] = {"seconds": done["seconds"], "result": result}
+    groups = list(GROUPS)
+    for ck in CHECKPOINTS:
+        groups += [g for g in state["stages"].get(f"eval_{ck}", {}).get("result", {}) if g not in groups]
+    pass1 = {f"{ck}/{g}": _pass1(state, f"eval_{ck}", g) for ck in CHECKPOINTS for g in groups}  # None: not run
+    sft, grpo = pass1["sft/heldout_worlds"], pass1["grpo/heldout_worlds"]
+    targets = {
+        "sft_pass1_ge_30pct": None if sft is None else sft[0] >= SFT_TARGET,
+        "grpo_ge_sft_plus_10pts": None if sft is None or grpo is None else grpo[0] >= sft[0] + GRPO_GAIN,
+    }
+    return {
+        "profile": state["config"].get("profile"),
+        "groups": groups,
+        "stages": stages,
+        "total_seconds": sum(d["seconds"] for d in state["stages"].values()),
+        "pass@1": pass1,
+        "targets": targets,
+        "config": state["config"],
+    }
+
+
+def pass1_cell(value: tuple[float, float] | None) -> str:
+    """``mean ± half-width`` (``–``: not run; no interval over one task)."""
+    if value is None:
+        return "–"
+    mean, half = value
+    return f"{mean:.3f}" + ("" if math.isnan(half) else f" ± {half:.3f}")
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """report.md: stage times, pass@1 with 95% intervals, and the targets."""
+    lines = [
+        f"# toolgym bench learn (profile {report['profile']})",
+        "",
+        "| stage | seconds | result |",
+        "|---|---|---|",
+    ]
+    for name, done in report["stages"].items():
+        result = done["result"]
+        text = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items() if not isinstance(v, dict)
+        )
+        lines.append(f"| {name} | {done['seconds']:.0f} | {text or 'see below'} |")
+    lines += [f"| total | {report['total_seconds']:.0f} | |", ""]
+    lines += ["pass@1 (95% interval over tasks) on the test split (other families: on the fly, difficulty 1):", ""]
+    groups = report["groups"]
+    lines += ["| checkpoint | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for ck in CHECKPOINTS:
+        lines.append(f"| {ck} | " + " | ".join(pass1_cell(report["pass@1"][f"{ck}/{g}"]) for g in groups) + " |")
+    t = report["targets"]
+    lines += ["", f"- SFT pass@1 ≥ {SFT_TARGET:.0%} on held-out worlds: {_verdict(t['sft_pass1_ge_30pct'])}"]
+    lines += [
+        f"- GRPO ≥ SFT + {GRPO_GAIN * 100:.0f} points on held-out worlds: {_verdict(t['grpo_ge_sft_plus_10pts'])}"
+    ]
+    lines += ["", f"![learning curve]({CURVE})", ""]
+    return "\n".join(lines)
+
+
+def _verdict(value: bool | None) -> str:
+    return "not measured (stage not run)" if value is None else ("met" if value else "not met")
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_curve(out: Path, report: dict[str, Any], png: Path) -> None:
+    """Three panels: LM then SFT loss by optimizer step, GRPO reward and pass rate by step, pass@1 ± 95%."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_rl, ax_eval) = plt.subplots(1, 3, figsize=(14, 4))
+    lm, sft = _records(out / "lm" / "metrics.jsonl"), _records(out / "sft" / "metrics.jsonl")
+    offset = lm[-1]["step"] if lm else 0
+    ax_loss.plot([r["step"] for r in lm], [r["loss"] for r in lm], label="LM train loss")
+    ax_loss.plot([offset + r["step"] for r in sft], [r["loss"] for r in sft], label="SFT train loss (actions)")
+    val = [(offset + r["step"], r["val_loss"]) for r in sft if "val_loss" in r]
+    if val:
+        ax_loss.plot(*zip(*val, strict=True), marker="o", label="SFT held-out loss")
+    ax_loss.set(title="pre-training, then SFT", xlabel="optimizer step", ylabel="loss (nats/token)")
+    grpo = _records(out / "grpo" / "metrics.jsonl")
+    for key in ("reward", "pass_rate"):
+        ax_rl.plot([r["step"] for r in grpo], [r[key] for r in grpo], marker=".", label=key)
+    ax_rl.set(title="GRPO rollouts (train tasks)", xlabel="step", ylim=(-0.05, 1.05))
+    groups = report["groups"]
+    for i, g in enumerate(groups):
+        for j, ck in enumerate(CHECKPOINTS):
+            value = report["pass@1"][f"{ck}/{g}"]
+            if value is not None:
+                half = 0.0 if math.isnan(value[1]) else value[1]
+                ax_eval.errorbar(i + 0.15 * (2 * j - 1), value[0], yerr=half, fmt="o", capsize=4, color=f"C{j}")
+    ax_eval.plot([], [], "o", color="C0", label="SFT")
+    ax_eval.plot([], [], "o", color="C1", label="GRPO")
+    ax_eval.axhline(SFT_TARGET, ls=":", color="gray", label="SFT target")
+    ax_eval.set(title="pass@1 on the test split (95% interval)", xticks=range(len(groups)), ylim=(-0.05, 1.05))
+    ax_eval.set_xticklabels([g.replace("heldout_", "held-out ") for g in groups], fontsize=8)
+    for ax in (ax_loss, ax_rl, ax_eval):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Write report.json, report.md and learning_curve.png into ``out``; return the report."""
+    from toolgym.policy.results import write_json
+
+    report = build_report(state)
+    write_json(out / REPORT_JSON, report)
+    (out / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
+    plot_curve(out, report, out / CURVE)
+    return report

@@ -1,0 +1,158 @@
+"""`toolgym bench learn`: the stage/resume logic on fake stages, the micro profile end to end, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from toolgym.bench.learn import STAGES, Stage, load_state, run_stages
+from toolgym.bench.learn_config import LearnConfig, load_learn_config, micro_profile
+from toolgym.bench.learn_report import build_report, report_markdown
+from toolgym.cli import app
+from toolgym.errors import ConfigError
+
+
+def _fake_stages(calls: list[str], fail: str | None = None) -> list[Stage]:
+    def run(name: str) -> dict[str, object]:
+        calls.append(name)
+        if name == fail:
+            raise RuntimeError(f"{name} broke")
+        return {"ran": name}
+
+    return [Stage(name, lambda name=name: run(name)) for name in ("a", "b", "c")]
+
+
+def test_finished_stages_are_recorded_and_never_run_again(tmp_path):
+    config = micro_profile()
+    calls: list[str] = []
+    state = run_stages(tmp_path, load_state(tmp_path, config), _fake_stages(calls), until="b")
+    assert calls == ["a", "b"] and list(state["stages"]) == ["a", "b"]  # --until stops after b
+    saved = json.loads((tmp_path / "learn.json").read_text())
+    assert saved["config"] == config.model_dump(mode="json") and saved["stages"]["b"]["result"] == {"ran": "b"}
+    lines: list[str] = []
+    state = run_stages(tmp_path, load_state(tmp_path, config), _fake_stages(calls), log=lines.append)
+    assert calls == ["a", "b", "c"]  # the rerun ran only c
+    assert lines[0].startswith("a: finished earlier") and lines[-1].startswith("c: done")
+    assert list(state["stages"]) == ["a", "b", "c"]
+
+
+def test_a_failed_stage_stays_unfinished_and_a_rerun_runs_it_again(tmp_path):
+    config = micro_profile()
+    calls: list[str] = []
+    with pytest.raises(RuntimeError, match="b broke"):
+        run_stages(tmp_path, load_state(tmp_path, config), _fake_stages(calls, fail="b"))
+    assert list(json.loads((tmp_path / "learn.json").read_text())["stages"]) == ["a"]
+    run_stages(tmp_path, load_state(tmp_path, config), _fake_stages(calls))
+    assert calls == ["a", "b", "b", "c"]
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_the_section(tmp_path):
+    run_stages(tmp_path, load_state(tmp_path, micro_profile()), _fake_stages([]), until="a")
+    other = micro_profile().model_copy(update={"eval": micro_profile().eval.model_copy(update={"samples": 3})})
+    with pytest.raises(ConfigError, match=r"other settings \(eval\)"):
+        load_state(tmp_path, other)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        load_state(tmp_path / "file", micro_profile())
+
+
+def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
+    assert LearnConfig().profile == "default" and load_learn_config("micro").lm.model == "micro"
+    assert LearnConfig().synth.difficulty == (1, 2) and LearnConfig().synth.holdout_archetypes
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"sft": {"train": {"stepz": 3}}}))
+    with pytest.raises(ConfigError, match=r"sft\.train\.stepz: Extra inputs are not permitted"):
+        load_learn_config("default", bad)
+    good = tmp_path / "g.json"
+    good.write_text(micro_profile().model_dump_json())
+    assert load_learn_config("default", good) == micro_profile()  # the file replaces the profile
+    with pytest.raises(ConfigError, match="--profile must be one of default, micro"):
+        load_learn_config("huge")
+
+
+def test_report_checks_the_targets_on_held_out_worlds():
+    def ev(p: float) -> dict[str, object]:
+        group = {"tasks": 4, "episodes": 8, "pass@1": [p, 0.1], "mean_reward": p, "rewards": {"t": [1.0]}}
+        return {"seconds": 1.0, "result": {"heldout_worlds": group, "heldout_archetypes": group}}
+
+    state = {"config": {"profile": "x"}, "stages": {"eval_sft": ev(0.35), "eval_grpo": ev(0.4)}}
+    report = build_report(state)
+    assert report["targets"] == {"sft_pass1_ge_30pct": True, "grpo_ge_sft_plus_10pts": False}  # +5 points only
+    assert report["groups"] == ["heldout_worlds", "heldout_archetypes"]
+    assert "rewards" not in report["stages"]["eval_sft"]["result"]["heldout_worlds"]
+    state["stages"]["eval_grpo"] = ev(0.46)
+    assert build_report(state)["targets"]["grpo_ge_sft_plus_10pts"] is True
+    del state["stages"]["eval_grpo"]
+    report = build_report(state)
+    assert report["targets"]["grpo_ge_sft_plus_10pts"] is None and report["pass@1"]["grpo/heldout_worlds"] is None
+    assert "not measured" in report_markdown(report) and "0.350 ± 0.100" in report_markdown(report)
+
+
+@pytest.mark.slow
+def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    state = json.loads((out / "learn.json").read_text())
+    assert list(state["stages"]) == list(STAGES)
+    for name in ("report.json", "report.md", "learning_curve.png", "sft/checkpoint/model.safetensors"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["groups"] == ["heldout_worlds", "heldout_archetypes", "code"]  # micro: one other family
+    for key, value in report["pass@1"].items():  # every checkpoint x group measured, a rate with an interval
+        assert value is not None and 0.0 <= value[0] <= 1.0, key
+    eval_sft = state["stages"]["eval_sft"]["result"]
+    assert eval_sft["heldout_worlds"]["tasks"] == eval_sft["heldout_archetypes"]["tasks"] == 2
+    assert state["stages"]["sft"]["result"]["steps"] == 2 and state["stages"]["grpo"]["result"]["steps"] == 1
+    assert math.isfinite(state["stages"]["lm"]["result"]["val_loss"])
+    weights = out / "grpo" / "checkpoint" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("finished earlier") == len(STAGES) and "running" not in again.output
+    assert weights.stat().st_mtime_ns == stamp  # nothing retrained
+    assert json.loads((out / "learn.json").read_text())["stages"] == state["stages"]
+
+
+def test_bad_arguments_are_one_error_line(tmp_path):
+    cases = [
+        (["--profile", "huge"], "--profile must be one of"),
+        (["--until", "sftt"], "--until must be one of synth, lm, sft"),
+        (["--config", str(tmp_path / "missing.json")], "cannot read it"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["bench", "learn", "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+    assert not (tmp_path / "o").exists()  # refused before any work
+    shown = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--show-config"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["profile"] == "micro"
+
+
+def test_eval_groups_split_the_test_split_by_archetype_and_weigh_difficulties_alike(tmp_path):
+    from toolgym.bench.learn_eval import eval_items
+    from toolgym.synth import get_family
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    held = ["ferry", "library", "payroll", "pharmacy"]
+    path = tmp_path / "d.duckdb"
+    synthesize(
+        SynthConfig(family="domains", count=200, difficulty=(1, 2), holdout_archetypes=held, executor="serial"), path
+    )
+    groups = eval_items(path, "domains", [1, 2], held, 6)
+    fam = get_family("domains")
+    for name, items in groups.items():
+        assert len(items) == 6 and all(t.split == "test" for t, _ in items)
+        assert all((fam.world_archetype(w) in held) == (name == "heldout_archetypes") for _, w in items)
+        assert sorted(t.difficulty for t, _ in items) == [1, 1, 1, 2, 2, 2], name
+    again = eval_items(path, "domains", [1, 2], held, 6)
+    assert {g: [t.task_id for t, _ in v] for g, v in again.items()} == {
+        g: [t.task_id for t, _ in v] for g, v in groups.items()
+    }
+    with pytest.raises(ConfigError, match="no test task in heldout_archetypes"):  # no archetype held out
+        eval_items(path, "domains", [1, 2], [], 6)
