@@ -153,3 +153,15 @@ def test_a_killed_worker_is_an_error_not_a_hang():
                 got.append(w)
     assert got == [0]  # the worlds before the dead one were delivered, in order
     assert mp.active_children() == []
+
+
+def test_synthesis_collects_garbage_less_often_and_restores_the_thresholds():
+    """Worlds hold ~10^5 long-lived rows that full collections walk again: synthesis raises the thresholds."""
+    import gc
+
+    from toolgym.synth.executors import SYNTH_GC_THRESHOLDS, SerialExecutor
+
+    before = gc.get_threshold()
+    with SerialExecutor():
+        assert gc.get_threshold() == SYNTH_GC_THRESHOLDS
+    assert gc.get_threshold() == before
