@@ -455,8 +455,13 @@ class DomainState:
             return self.rows(entity)
         else:
             return [r for r in self.rows(entity) if all(p(r) for p in checks)]
-        if not rest and not checks and not over:  # the index answers it alone
-            return [base[k] for k in keys]
+        if not over:  # one pass per condition, each a comprehension (no per-row generators)
+            out = [base[k] for k in keys]
+            for a, v in rest:
+                out = [r for r in out if r.get(a) == v]
+            for p in checks:
+                out = [r for r in out if p(r)]
+            return out
         out = []
         for k in keys:
             if over and k in over:
