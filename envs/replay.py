@@ -12,7 +12,7 @@ change the state), as is everything after ``submit`` (the env runs none of it ei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from toolgym.envs import markup as mk
@@ -47,14 +47,10 @@ def replay_writes(runtime: Runtime, world: Any, task: TaskSpec, actions: Sequenc
     """
     toolset = Toolset(runtime.tools(task.tool_config))
     context = open_context(runtime, world, task, toolset.has_write_tools)  # fresh when there is a write
+    writes = {name for name, t in toolset.tools.items() if t.kind == "write"}
     try:
-        for turn, action in enumerate(actions, 1):
-            for call in mk.parse_action(action).tool_calls:
-                if call.name == "submit":
-                    return context
-                t = toolset.tools.get(call.name)
-                if t is None or t.kind != "write":
-                    continue
+        for turn, calls in _turns_before_submit(actions):
+            for call in (c for c in calls if c.name in writes):
                 ok, result = toolset.call(context, call.name, call.arguments)
                 if not ok and strict:
                     where = f"task {task.task_id}: replaying the reference's write {call.name} of turn {turn}"
@@ -72,15 +68,21 @@ def write_actions(actions: Sequence[str], writes: Sequence[str]) -> list[str]:
     and everything from ``submit`` on dropped: the perturbed-answer gate replays these.
     """
     names, out = frozenset(writes), []
-    for action in actions:
-        calls = mk.parse_action(action).tool_calls
-        stop = next((i for i, c in enumerate(calls) if c.name == "submit"), None)
-        kept = [(c.name, c.arguments) for c in calls[:stop] if c.name in names]
+    for _, calls in _turns_before_submit(actions):
+        kept = [(c.name, c.arguments) for c in calls if c.name in names]
         if kept:
             out.append(mk.render_action(kept))
-        if stop is not None:
-            break
     return out
+
+
+def _turns_before_submit(actions: Sequence[str]) -> Iterator[tuple[int, list[Any]]]:
+    """``(turn, calls)`` of each action (turns from 1), cut at the first ``submit`` (the env runs nothing after it)."""
+    for turn, action in enumerate(actions, 1):
+        calls = mk.parse_action(action).tool_calls
+        stop = next((i for i, c in enumerate(calls) if c.name == "submit"), None)
+        yield turn, calls[:stop]
+        if stop is not None:
+            return
 
 
 def with_expected_state(runtime: Runtime, task: TaskSpec, world: Any, reference: Trajectory) -> TaskSpec:

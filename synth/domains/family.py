@@ -125,7 +125,7 @@ class Domains(Family):
         return reference.program(params, tool_config)
 
     def heuristic(self, task: TaskSpec) -> Program:
-        """The shallow agent of :mod:`toolgym.synth.domains.heuristic` (first condition, first page, no rules)."""
+        """The shallow agent of :mod:`toolgym.synth.domains.heuristic` (one find, first page, no rules)."""
         return heuristic.program(task.params, task.tool_config)
 
     def episode_context(self, world: DomainWorld, task: TaskSpec) -> DomainState:

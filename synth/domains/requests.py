@@ -108,6 +108,15 @@ def _param_value(state: DomainState, p: Attribute | Param, rng: random.Random) -
     return kinds.generator(attr, state.world.now_dt, rng)(rng, {})
 
 
+def _draw_params(state: DomainState, params_spec: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """One value per parameter (a ref by its label where its entity has one, as selectors say it)."""
+    params = {}
+    for canon, p in params_spec.items():
+        v = _param_value(state, p, rng)
+        params[canon] = query.ref_value(state, p.to, v) if p.kind == "ref" else v  # type: ignore[arg-type]
+    return params
+
+
 def raw_call(state: DomainState, req: dict[str, Any]) -> tuple[Action, str | None, dict[str, Any]]:
     """(action, target key, params with refs resolved to keys) of a request."""
     act = action(state, req["action"])
@@ -161,10 +170,7 @@ def propose(
             sel = query.unique_selector(state, act.entity, target_row, rng)
             if sel is None:
                 continue
-        params = {}
-        for canon, p in params_spec.items():
-            v = _param_value(state, p, rng)
-            params[canon] = query.ref_value(state, p.to, v) if p.kind == "ref" else v  # type: ignore[arg-type]
+        params = _draw_params(state, params_spec, rng)
         req = {"action": act_id, "target": sel, "params": params}
         if feasible(state, req):
             return req
@@ -183,10 +189,7 @@ def draw_params(
     params_spec = action_params(act, state.world.arch.entity(act.entity))
     for _ in range(tries):
         row = rng.choice(rows)
-        params = {}
-        for canon, p in params_spec.items():
-            v = _param_value(state, p, rng)
-            params[canon] = query.ref_value(state, p.to, v) if p.kind == "ref" else v  # type: ignore[arg-type]
+        params = _draw_params(state, params_spec, rng)
         if feasible(state, {"action": act_id, "target": {"entity": act.entity, "key": row["id"]}, "params": params}):
             return params, row
     return None
