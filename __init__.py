@@ -28,6 +28,7 @@ FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
 FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
 FAMILIES.register("domains", "toolgym.synth.domains.family:Domains", env_id="toolgym/Domains-v0")
+FAMILIES.register("sql", "toolgym.synth.sql.family:SQLAnalyst", env_id="toolgym/SQLAnalyst-v0")
 
 VERIFIERS: Registry[Any] = Registry("verifier kind")
 VERIFIERS.register("all", "toolgym.verifiers.verdict:verify_all")
@@ -38,6 +39,7 @@ VERIFIERS.register("multiset", "toolgym.verifiers.answers:verify_multiset")
 VERIFIERS.register("json", "toolgym.verifiers.answers:verify_json")
 VERIFIERS.register("itinerary", "toolgym.verifiers.itinerary:verify_itinerary")
 VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
+VERIFIERS.register("table", "toolgym.verifiers.table:verify_table")
 
 #: Where a ToolEnv's tasks come from (``toolgym.envs.sources.make_source`` picks by config):
 #: each entry is a :class:`~toolgym.envs.sources.TaskSource` class next to what it wraps.

@@ -1,0 +1,1 @@
+"""The ``sql`` family: an SQL analyst over generated DuckDB databases (see :mod:`toolgym.synth.sql.family`)."""

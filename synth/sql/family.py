@@ -1,0 +1,173 @@
+"""The ``sql`` family (``toolgym/SQLAnalyst-v0``): analysis questions over a generated DuckDB database.
+
+Worlds are ``domains`` worlds with a NULL layer, as a read-only sandboxed DuckDB file
+(:mod:`~toolgym.synth.sql.world`, :mod:`~toolgym.synth.sql.engine`); tasks by difficulty are in
+:mod:`~toolgym.synth.sql.tasks` and :mod:`~toolgym.synth.sql.kinds`; the reference writes SQL and
+answers through ``run_sql`` (:mod:`~toolgym.synth.sql.reference`); answers are checked by
+:mod:`toolgym.verifiers.table`.
+
+Episodes: each gets a :class:`~toolgym.synth.sql.tools.SqlSession` (its own DuckDB connection to
+the world's database, opened on the first query and closed with the episode), so what a session
+may create (temporary tables, variables) never reaches another episode. Nothing can change the
+data, so the verifier checks the answer only.
+
+Gate answers (per answer column, as the task's ``meta`` describes it):
+
+* random: a plausible table of the expected size, each column drawn from the world: values of
+  the column it shows (distinct for key columns), sums of random values of the measure, counts
+  in a plausible range, months of the date column;
+* bluff: well-formed without the world: ids in the table's key format with random numbers,
+  random words, counts and amounts;
+* perturbed: the reference answer with a number off by one, off by 1 %, a row dropped (or
+  duplicated), and for an ordered answer its first two rows swapped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from toolgym.envs.tools import Tool
+from toolgym.spec import TaskDraft, TaskSpec
+from toolgym.synth.family import Family, Program
+from toolgym.synth.sql import engine, kinds, reference, tasks, tools
+from toolgym.synth.sql.queries import ident
+from toolgym.synth.sql.world import SqlWorld, load, make_world
+
+_WORDS = ("north", "gold", "pending", "standard", "closed", "express", "alpha", "other")
+
+
+class SQLAnalyst(Family):
+    """Analysis questions over a generated relational database, answered with read-only SQL."""
+
+    id = "sql"
+    env_name = "SQLAnalyst"
+    version = 0
+    summary = "analysis questions over a generated DuckDB database: filters, joins, group-bys, windows, NULLs"
+    # A world's database costs ~50-150 ms to build and open; its tasks cost a few ms each.
+    tasks_per_world = 24
+
+    def make_world(self, seed: int, difficulty: int) -> SqlWorld:
+        """The world of a seed (its archetype is the one ``domains`` picks for the seed)."""
+        return make_world(seed, difficulty)
+
+    def load_world(self, data: dict[str, Any]) -> SqlWorld:
+        """Rebuild a world from its stored inputs (see :func:`toolgym.synth.sql.world.load`)."""
+        return load(data)
+
+    def archetypes(self) -> Sequence[str]:
+        """The domain archetypes worlds are drawn from."""
+        from toolgym.synth.domains.world import archetype_ids
+
+        return list(archetype_ids())
+
+    def world_archetype(self, world: SqlWorld) -> str:
+        """The archetype a world was sampled from."""
+        return str(world.domain.data["archetype"])
+
+    def world_schema(self, world: SqlWorld) -> dict[str, Any]:
+        """The database's tables and columns (names and types)."""
+        return {name: [[c.name, c.type] for c in t.columns] for name, t in world.tables.items()}
+
+    def make_task(self, world: SqlWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
+        """A task of the difficulty's kinds, falling back to easier kinds the world can host."""
+        return kinds.draft(tasks.Builder(world, difficulty, rng))
+
+    def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
+        """``list_tables``, ``describe_table``, ``run_sql`` and ``submit`` typed by the answer shape."""
+        return tools.toolset(tool_config["answer"])
+
+    def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
+        """The reference program (describes, probes, queries through ``run_sql``)."""
+        return reference.program(params, tool_config)
+
+    def episode_context(self, world: SqlWorld, task: TaskSpec) -> tools.SqlSession:
+        """A session of the episode's own (a connection opened on its first query)."""
+        return tools.SqlSession(world)
+
+    def close_context(self, context: Any) -> None:
+        """Close the episode's connection."""
+        if isinstance(context, tools.SqlSession):
+            context.close()
+
+    def random_answer(self, world: SqlWorld, task: TaskSpec, rng: random.Random) -> Any:
+        """A plausible answer drawn from the world, of the expected shape and size."""
+        n = len(task.verifier_spec["expected"])
+        columns = [_draw(world, spec, n, rng) for spec in task.meta["gate"]]
+        return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
+
+    def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
+        """A well-formed answer made without the world."""
+        n = len(task.verifier_spec["expected"])
+        columns = [[_bluff(how, rng) for _ in range(n)] for how in task.meta["bluff"]]
+        return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
+
+    def perturb(self, world: SqlWorld, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
+        """Broken copies of the reference answer (see the module docstring)."""
+        shape = task.verifier_spec["shape"]
+        rows = [[answer]] if shape == "scalar" else [list(answer)] if shape == "row" else [list(r) for r in answer]
+        out = []
+        for bump in (lambda x: x + 1, lambda x: round(x * 1.01 + 0.5, 2)):
+            i = rng.randrange(len(rows))
+            nums = [j for j, v in enumerate(rows[i]) if isinstance(v, int | float) and not isinstance(v, bool)]
+            if nums:
+                broken = [list(r) for r in rows]
+                j = rng.choice(nums)
+                broken[i][j] = bump(broken[i][j])
+                out.append(broken)
+        if shape == "table":
+            out.append(rows[:-1] if len(rows) > 1 else rows + rows)
+            if task.verifier_spec.get("ordered") and len(rows) > 1 and rows[0] != rows[1]:
+                out.append([rows[1], rows[0], *rows[2:]])
+        return [_shaped(r, shape) for r in out]
+
+
+def _shaped(rows: list[list[Any]], shape: str) -> Any:
+    """Rows as the answer shape wants them (one value, one row, or the table)."""
+    if shape == "scalar":
+        return rows[0][0]
+    if shape == "row":
+        return rows[0]
+    return rows
+
+
+def _pool(world: SqlWorld, table: str, column: str) -> list[Any]:
+    """A column's distinct non-null values as ``run_sql`` shows them (sorted; cached per world)."""
+    key = ("pool", table, column)
+    if key not in world.cache:
+        sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
+        world.cache[key] = [engine._cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
+    return list(world.cache[key])
+
+
+def _draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> list[Any]:
+    """``n`` values of one answer column for the random gate (see ``meta["gate"]`` in tasks)."""
+    if "from" in spec:
+        pool = _pool(world, *spec["from"])
+        if spec.get("distinct") and len(pool) >= n:
+            return rng.sample(pool, n)
+        return [rng.choice(pool) for _ in range(n)]
+    if "sum" in spec:
+        table, column, k = spec["sum"]
+        pool = _pool(world, table, column)
+        return [round(sum(rng.choice(pool) for _ in range(max(1, k))), 2) for _ in range(n)]
+    if "int" in spec:
+        return [rng.randint(*spec["int"]) for _ in range(n)]
+    if "num" in spec:
+        return [round(rng.uniform(*spec["num"]), 2) for _ in range(n)]
+    months = sorted({str(v)[:7] for v in _pool(world, *spec["month"])})
+    return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
+
+
+def _bluff(how: str, rng: random.Random) -> Any:
+    """One value written without the world (see ``meta["bluff"]`` in tasks)."""
+    if how.startswith("id:"):
+        return f"{how[3:]}-{rng.randint(1, 999):05d}"
+    if how == "int":
+        return rng.randint(0, 30)
+    if how == "num":
+        return round(rng.uniform(0, 1000), 2)
+    if how == "month":
+        return f"2026-{rng.randint(1, 12):02d}"
+    return rng.choice(_WORDS)

@@ -1,0 +1,166 @@
+"""The SQL analyst's tools: ``list_tables``, ``describe_table``, ``run_sql`` and a typed ``submit``.
+
+Every tool takes the episode's :class:`SqlSession`: the shared world and, once SQL has run, the
+episode's own DuckDB connection (:mod:`toolgym.synth.sql.engine`). Tools are plain typed
+functions; their schemas come from their signatures (:func:`toolgym.envs.tools.make_tool`).
+
+``submit``'s answer is typed by the task's answer shape (``tool_config["answer"]``):
+
+* ``scalar``: one value (a number, a string or null);
+* ``row``: a list of values;
+* ``table``: a list of rows, each a list of values.
+
+The verifier (:mod:`toolgym.verifiers.table`) compares rows as multisets with a float tolerance,
+columns in any order, rows in order only when the question asks for an order.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from toolgym.envs import naming
+from toolgym.envs.strict import Number, Text
+from toolgym.envs.tools import Tool, ToolError, make_tool
+from toolgym.synth.sql import engine
+from toolgym.synth.sql.world import SqlWorld
+
+#: What a result's note says once after a copy (pickle) of an episode lost its live connection.
+COPY_NOTE = (
+    "this episode was copied (pickled) after SQL had run: the copy has a new connection, so temporary "
+    "tables and variables made before are gone; the data is the same"
+)
+
+
+class SqlSession:
+    """One episode's context: the world and, after the first query, a connection of its own."""
+
+    def __init__(self, world: SqlWorld, time_cap_s: float = engine.TIME_CAP_S):
+        self.world = world
+        self.time_cap_s = time_cap_s
+        self._cursor: Any = None
+        self._pid = -1
+        self.copied_live = False  # copied while its connection was open (see __getstate__)
+
+    def cursor(self) -> Any:
+        """The episode's DuckDB connection, opened on first use (and again in a forked copy)."""
+        if self._cursor is None or self._pid != os.getpid():
+            self._cursor = self.world.database().session()
+            self._pid = os.getpid()
+        return self._cursor
+
+    def note(self) -> dict[str, str]:
+        """``{"note": COPY_NOTE}`` once after a copy lost the live connection, else ``{}``."""
+        if not self.copied_live:
+            return {}
+        self.copied_live = False
+        return {"note": COPY_NOTE}
+
+    def close(self) -> None:
+        """Close the episode's connection (what it created goes with it)."""
+        if self._cursor is not None and self._pid == os.getpid():
+            self._cursor.close()
+        self._cursor = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Nothing an episode does changes the data: the state is empty (the verifier reads no state)."""
+        return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        live = self._cursor is not None or self.copied_live
+        return {"world": self.world, "time_cap_s": self.time_cap_s, "_cursor": None, "_pid": -1, "copied_live": live}
+
+
+def list_tables(session: SqlSession) -> dict[str, Any]:
+    """List the database's tables with their row counts."""
+    return {"tables": [{"name": t.name, "rows": t.rows} for t in session.world.tables.values()]}
+
+
+def describe_table(session: SqlSession, table: str) -> dict[str, Any]:
+    """Describe a table: its columns, their SQL types, which may be null, and which reference another table.
+
+    Args:
+        table: The table's name, as list_tables gives it.
+    """
+    tables = session.world.tables
+    t = tables.get(naming.canon(table))
+    if t is None:
+        hint = naming.did_you_mean(table, list(tables))
+        raise ToolError(f"no table named {table!r}{hint}; list_tables names them all")
+    cols = []
+    for c in t.columns:
+        col: dict[str, Any] = {"name": c.name, "type": c.type}
+        if c.name == "id":
+            col["key"] = True
+        if c.nullable:
+            col["nullable"] = True
+        if c.ref is not None:
+            col["references"] = f"{c.ref}.id"
+        cols.append(col)
+    return {"table": t.name, "rows": t.rows, "columns": cols}
+
+
+def run_sql(session: SqlSession, query: str) -> dict[str, Any]:
+    """Run a read-only SQL query (DuckDB dialect) and get its rows.
+
+    At most 50 rows are shown; a longer result is marked truncated. Queries run under a time and a
+    memory cap; the database cannot be changed and no file or network is reachable.
+
+    Args:
+        query: One SQL statement, e.g. SELECT status, COUNT(*) FROM bookings GROUP BY status.
+    """
+    out = engine.run_query(session.cursor(), query, time_cap_s=session.time_cap_s)
+    return {**out, **session.note()}
+
+
+def _submit(session: SqlSession, answer: Any) -> str:
+    return "submitted"
+
+
+Cell = Number | Text | None
+ANSWERS: dict[str, Any] = {"scalar": Cell, "row": list[Cell], "table": list[list[Cell]]}
+_ANSWER_DOCS = {
+    "scalar": "the answer: one number or string",
+    "row": "the answer: one row, a list of values (the columns the question asks for)",
+    "table": "the answer: a list of rows, each a list of values (the columns the question asks for)",
+}
+
+
+def _submit_fn(shape: str) -> Any:
+    """``submit(answer)`` with the answer typed by ``shape`` (a function for :func:`make_tool`)."""
+
+    def submit(session: SqlSession, answer: Annotated[Any, Field()]) -> str:
+        """Submit the final answer; this ends the episode.
+
+        Args:
+            answer: The answer.
+        """
+        return _submit(session, answer)
+
+    submit.__annotations__ = {"session": SqlSession, "answer": ANSWERS[shape], "return": str}
+    submit.__doc__ = f"""Submit the final answer; this ends the episode.
+
+        Args:
+            answer: {_ANSWER_DOCS[shape]}.
+        """
+    return submit
+
+
+@functools.cache
+def toolset(shape: str) -> tuple[Tool, ...]:
+    """The tools of a task whose answer has ``shape`` (``scalar``, ``row`` or ``table``).
+
+    Raises:
+        KeyError: An unknown shape.
+    """
+    if shape not in ANSWERS:
+        raise KeyError(f"unknown answer shape {shape!r}; one of {sorted(ANSWERS)}")
+    return (
+        make_tool(list_tables),
+        make_tool(describe_table),
+        make_tool(run_sql),
+        make_tool(_submit_fn(shape), name="submit"),
+    )
