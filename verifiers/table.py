@@ -30,12 +30,12 @@ from toolgym.verifiers.verdict import Verdict
 def _rows(answer: Any, shape: str) -> list[list[Any]] | None:
     """The answer as a list of rows, or None when it does not have the shape."""
     if shape == "scalar":
-        return None if isinstance(answer, list | dict) else [[answer]]
+        return None if isinstance(answer, list | tuple | dict) else [[answer]]
     if shape == "row":
-        return [list(answer)] if isinstance(answer, list) else None
-    if not isinstance(answer, list) or not all(isinstance(r, list) for r in answer):
+        return [list(answer)] if isinstance(answer, list | tuple) else None
+    if not isinstance(answer, list | tuple) or not all(isinstance(r, list | tuple) for r in answer):
         return None
-    return answer
+    return [list(r) for r in answer]
 
 
 def _key(value: Any) -> tuple[int, Any]:

@@ -76,7 +76,7 @@ class SQLAnalyst(Family):
 
     def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
         """``list_tables``, ``describe_table``, ``run_sql`` and ``submit`` typed by the answer shape."""
-        return tools.toolset(tool_config["answer"])
+        return tools.toolset(tool_config["answer"], tuple(tool_config["columns"]))
 
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The reference program (describes, probes, queries through ``run_sql``)."""
@@ -100,7 +100,8 @@ class SQLAnalyst(Family):
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
         """A well-formed answer made without the world."""
         n = len(task.verifier_spec["expected"])
-        columns = [[_bluff(how, rng) for _ in range(n)] for how in task.meta["bluff"]]
+        types = task.tool_config["columns"]
+        columns = [[_bluff(how, t, rng) for _ in range(n)] for how, t in zip(task.meta["bluff"], types, strict=True)]
         return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
 
     def perturb(self, world: SqlWorld, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
@@ -160,8 +161,10 @@ def _draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> 
     return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
 
 
-def _bluff(how: str, rng: random.Random) -> Any:
-    """One value written without the world (see ``meta["bluff"]`` in tasks)."""
+def _bluff(how: str, column: str, rng: random.Random) -> Any:
+    """One value written without the world (see ``meta["bluff"]`` in tasks), of the column's type."""
+    if column == "integer" and how in ("num", "int"):
+        return rng.randint(0, 1000 if how == "num" else 30)
     if how.startswith("id:"):
         return f"{how[3:]}-{rng.randint(1, 999):05d}"
     if how == "int":

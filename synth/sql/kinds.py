@@ -8,9 +8,10 @@ its result fits; a builder returns None when the world has nothing it needs.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from toolgym.spec import TaskDraft
 from toolgym.synth.sql.queries import ident, lit
-from toolgym.synth.sql.tasks import FALLBACK, KINDS, Builder, avg_rows, date_text, finish, parent_of, tq
+from toolgym.synth.sql.tasks import FALLBACK, KINDS, Builder, avg_rows, date_text, finish, parent_of, show, tq
 
 MISSING = "rows with no {m} recorded are left out"
 
@@ -29,7 +30,7 @@ def filter_rows(b: Builder) -> TaskDraft | None:
             continue
         q = {"table": t.name, "eq": [e.name, v], "measure": m.name, "min": vals[k - 1]}
         text = (
-            f"List every row of {tq(t.name)} whose {tq(e.name)} is '{v}' and whose {tq(m.name)} is at least "
+            f"List every row of {tq(t.name)} whose {tq(e.name)} is {show(v)} and whose {tq(m.name)} is at least "
             f"{vals[k - 1]}: give each one's {tq('id')} and {tq(m.name)}."
         )
         plan = {
@@ -58,7 +59,7 @@ def total(b: Builder) -> TaskDraft | None:
             continue
         q = {"table": t.name, "eq": [e.name, v], "measure": m.name, "date": date}
         text = (
-            f"What is the total {tq(m.name)} of the rows of {tq(t.name)} whose {tq(e.name)} is '{v}' and "
+            f"What is the total {tq(m.name)} of the rows of {tq(t.name)} whose {tq(e.name)} is {show(v)} and "
             f"{date_text(date)}? Rows with no {tq(m.name)} recorded add nothing."
         )
         n = max(1, t.rows // 4)
@@ -154,7 +155,7 @@ def join_group(b: Builder) -> TaskDraft | None:
                 "measure": m.name,
             }
             text = (
-                f"Take the rows of {tq(t.name)} whose {tq(e.name)} is '{v}' and group them by the {tq(pe.name)} of "
+                f"Take the rows of {tq(t.name)} whose {tq(e.name)} is {show(v)} and group them by the {tq(pe.name)} of "
                 f"the {tq(p.name)} row their {tq(fk.name)} refers to. For each group give the {tq(pe.name)}, the "
                 f"number of rows, and the average {tq(m.name)} over the rows that have one."
             )
@@ -265,9 +266,10 @@ def share(b: Builder) -> TaskDraft | None:
         q |= {"other_fk": ofk.name, "other": {"table": o.name, "eq": [oe.name, ov]}, "date": date}
         text = (
             f"Consider the rows of {tq(t.name)} {date_text(date)} whose {tq(ofk.name)} refers to a {tq(o.name)} row "
-            f"with {tq(oe.name)} '{ov}'. Group them by the {tq(pe.name)} of the {tq(p.name)} row their {tq(fk.name)} "
-            f"refers to. For each group give the {tq(pe.name)}, the number of rows, how many of them have no "
-            f"{tq(m.name)} recorded, the total {tq(m.name)}, and that total as a percentage of the total over all groups."
+            f"with {tq(oe.name)} {show(ov)}. Group them by the {tq(pe.name)} of the {tq(p.name)} row their "
+            f"{tq(fk.name)} refers to. For each group give the {tq(pe.name)}, the number of rows, how many of them "
+            f"have no {tq(m.name)} recorded, the total {tq(m.name)}, and that total as a percentage of the total over "
+            "all groups."
         )
         n = max(1, t.rows // 8)
         plan = {
@@ -308,7 +310,7 @@ def monthly(b: Builder) -> TaskDraft | None:
         q["date"] = date
         text = (
             f"Take the rows of {tq(t.name)} {date_text(date)} whose {tq(fk.name)} refers to a {tq(p.name)} row with "
-            f"{tq(pe.name)} '{v}'. For each month (by {tq(d.name)}, written YYYY-MM) that has such rows, give the "
+            f"{tq(pe.name)} {show(v)}. For each month (by {tq(d.name)}, written YYYY-MM) that has such rows, give the "
             f"month, the total {tq(m.name)} of that month's rows, and the running total from the first month up to "
             f"it; months in calendar order. Rows with no {tq(m.name)} recorded add nothing."
         )

@@ -122,7 +122,8 @@ def _share(q: dict[str, Any]) -> str:
     conds = [*_eq("o", other["eq"]), *date_cond("f", q["date"])]
     return (
         f"SELECT {by}, COUNT(*) AS n, COUNT(*) - COUNT({m}) AS missing, SUM({m}) AS total, "
-        f"100.0 * SUM({m}) / SUM(SUM({m})) OVER () AS share FROM {ident(q['table'])} f{joins}{where(conds)} GROUP BY {by}"
+        f"100.0 * SUM({m}) / SUM(SUM({m})) OVER () AS share "
+        f"FROM {ident(q['table'])} f{joins}{where(conds)} GROUP BY {by}"
     )
 
 

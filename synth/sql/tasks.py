@@ -56,6 +56,11 @@ def tq(name: str) -> str:
     return f"`{name}`"
 
 
+def show(value: Any) -> str:
+    """A value as the prose shows it: a string quoted as SQL writes it, a number plain."""
+    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else str(value)
+
+
 class Builder:
     """What a kind's builder needs: the world, its database, the difficulty and the draw."""
 
@@ -152,14 +157,15 @@ def finish(b: Builder, plan: dict[str, Any]) -> TaskDraft | None:
     else:
         what = "one row: a list" if shape == "row" else "a table: a list of rows, each a list"
         order = "rows in the order asked" if plan["ordered"] else "rows in any order"
-        fmt = f"Submit {what} of {len(cols)} values ({'; '.join(cols)}); columns in any order" + (
-            f", {order}." if shape == "table" else "."
+        fmt = f"Submit {what} of {len(cols)} values, in this order: {'; '.join(cols)}" + (
+            f"; {order}." if shape == "table" else "."
         )
     intro = (
         f"You are a data analyst at {b.w.org}, {with_article(b.w.title)}. Today is {b.w.today}. "
         "Its data is in a DuckDB database you can query with SQL through the tools."
     )
     text = f"{intro}\n{plan['text']}\n{fmt} Numbers may be rounded to 2 decimals."
+    types = [column_type([r[j] for r in rows]) for j in range(len(rows[0]))]
     verifier = {"kind": "table", "shape": shape, "expected": rows, "ordered": plan["ordered"], **TOLERANCE}
     params = {
         "kind": plan["kind"],
@@ -170,7 +176,16 @@ def finish(b: Builder, plan: dict[str, Any]) -> TaskDraft | None:
         "probe": plan.get("probe"),
     }
     meta = {"kind": plan["kind"], "gate": plan["gate"], "bluff": plan["bluff"], "archetype": b.w.domain.arch.id}
-    return TaskDraft(prompt=text, params=params, verifier_spec=verifier, tool_config={"answer": shape}, meta=meta)
+    return TaskDraft(
+        prompt=text, params=params, verifier_spec=verifier, tool_config={"answer": shape, "columns": types}, meta=meta
+    )
+
+
+def column_type(values: list[Any]) -> str:
+    """``text``, ``integer`` (every value an int) or ``number``: the type ``submit`` asks for in a column."""
+    if all(isinstance(v, str) for v in values):
+        return "text"
+    return "integer" if all(isinstance(v, int) and not isinstance(v, bool) for v in values) else "number"
 
 
 def avg_rows(b: Builder, t: Table, fk: Column) -> int:

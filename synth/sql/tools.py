@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from toolgym.envs import naming
-from toolgym.envs.strict import Number, Text
+from toolgym.envs.strict import Integer, Number, Text
 from toolgym.envs.tools import Tool, ToolError, make_tool
 from toolgym.synth.sql import engine
 from toolgym.synth.sql.world import SqlWorld
@@ -120,27 +118,37 @@ def _submit(session: SqlSession, answer: Any) -> str:
     return "submitted"
 
 
-Cell = Number | Text | None
-ANSWERS: dict[str, Any] = {"scalar": Cell, "row": list[Cell], "table": list[list[Cell]]}
+#: The type of an answer cell by the column type a task states (``tool_config["columns"]``).
+CELLS: dict[str, Any] = {"text": Text, "integer": Integer, "number": Number}
+SHAPES = ("scalar", "row", "table")
 _ANSWER_DOCS = {
-    "scalar": "the answer: one number or string",
-    "row": "the answer: one row, a list of values (the columns the question asks for)",
-    "table": "the answer: a list of rows, each a list of values (the columns the question asks for)",
+    "scalar": "the answer: one value",
+    "row": "the answer: one row, a list of the values the question asks for, in the order it lists them",
+    "table": "the answer: a list of rows, each a list of the values the question asks for, in the order it lists them",
 }
 
 
-def _submit_fn(shape: str) -> Any:
-    """``submit(answer)`` with the answer typed by ``shape`` (a function for :func:`make_tool`)."""
+def answer_type(shape: str, columns: tuple[str, ...]) -> Any:
+    """The ``submit`` answer's type: one typed value, a typed row (a fixed-length tuple) or a list of rows.
 
-    def submit(session: SqlSession, answer: Annotated[Any, Field()]) -> str:
-        """Submit the final answer; this ends the episode.
+    Each column is typed (a string is never a number, a count never a fraction), so a row is a
+    tuple in the order the question lists the columns; the verifier itself takes the columns in any
+    order (columns of one type may come swapped).
+    """
+    cells = tuple(CELLS[c] for c in columns)
+    if shape == "scalar":
+        return cells[0]
+    row = tuple[cells]  # type: ignore[valid-type]
+    return row if shape == "row" else list[row]  # type: ignore[valid-type]
 
-        Args:
-            answer: The answer.
-        """
+
+def _submit_fn(shape: str, columns: tuple[str, ...]) -> Any:
+    """``submit(answer)`` with the answer typed by ``shape`` and ``columns`` (a function for :func:`make_tool`)."""
+
+    def submit(session: SqlSession, answer: Any) -> str:
         return _submit(session, answer)
 
-    submit.__annotations__ = {"session": SqlSession, "answer": ANSWERS[shape], "return": str}
+    submit.__annotations__ = {"session": SqlSession, "answer": answer_type(shape, columns), "return": str}
     submit.__doc__ = f"""Submit the final answer; this ends the episode.
 
         Args:
@@ -150,17 +158,17 @@ def _submit_fn(shape: str) -> Any:
 
 
 @functools.cache
-def toolset(shape: str) -> tuple[Tool, ...]:
-    """The tools of a task whose answer has ``shape`` (``scalar``, ``row`` or ``table``).
+def toolset(shape: str, columns: tuple[str, ...]) -> tuple[Tool, ...]:
+    """The tools of a task whose answer has ``shape`` (``scalar``, ``row`` or ``table``) and column types.
 
     Raises:
-        KeyError: An unknown shape.
+        KeyError: An unknown shape or column type.
     """
-    if shape not in ANSWERS:
-        raise KeyError(f"unknown answer shape {shape!r}; one of {sorted(ANSWERS)}")
+    if shape not in SHAPES or not columns or not set(columns) <= set(CELLS):
+        raise KeyError(f"unknown answer shape {shape!r} or column types {columns!r}")
     return (
         make_tool(list_tables),
         make_tool(describe_table),
         make_tool(run_sql),
-        make_tool(_submit_fn(shape), name="submit"),
+        make_tool(_submit_fn(shape, columns), name="submit"),
     )

@@ -137,7 +137,7 @@ class SqlWorld:
                 name = ent["attributes"][a.name]
                 ref = plural[a.to] if a.kind == "ref" and a.to is not None else None
                 nullable = bool(a.optional) or (a.kind == "ref" and a.to == e_id)
-                cols.append(Column(name, SQL_TYPES.get(a.kind, "VARCHAR"), a.kind, a.name, ref, nullable))
+                cols.append(Column(name, _sql_type(a.kind, a.values), a.kind, a.name, ref, nullable))
             fact = any(c.ref for c in cols)
             cols = [
                 Column(c.name, c.type, c.kind, c.attr, c.ref, True) if fact and c.kind in MEASURES else c for c in cols
@@ -204,6 +204,13 @@ class SqlWorld:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(DomainWorld(state["data"]))  # type: ignore[misc]
+
+
+def _sql_type(kind: str, values: list[Any] | None) -> str:
+    """The SQL type of an attribute kind (an enum of numbers is a number column, e.g. a course level)."""
+    if kind == "enum" and values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "BIGINT" if all(isinstance(v, int) for v in values) else "DOUBLE"
+    return SQL_TYPES.get(kind, "VARCHAR")
 
 
 def _typed(value: Any, kind: str) -> Any:

@@ -1,0 +1,256 @@
+"""SQL analyst: the sandbox's attack table, caps, sessions, the NULL layer, the table verifier, tasks."""
+
+import os
+import pickle
+import random
+import statistics
+
+import pytest
+
+from toolgym.envs import markup as mk
+from toolgym.envs.sources import MemorySource
+from toolgym.envs.toolenv import make_env
+from toolgym.envs.tools import Toolset
+from toolgym.errors import WorldDataError
+from toolgym.synth import get_family
+from toolgym.synth.candidate import synthesize_world
+from toolgym.synth.config import SynthConfig
+from toolgym.synth.domains.world import DomainWorld
+from toolgym.synth.sql import engine
+from toolgym.synth.sql.tools import SqlSession, toolset
+from toolgym.synth.sql.world import LAYER, NULL_SHARE, load, make_world
+from toolgym.verifiers.verdict import verify
+
+FAM = get_family("sql")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(7, 3)
+
+
+@pytest.fixture
+def session(world):
+    s = SqlSession(world, time_cap_s=0.5)
+    yield s
+    s.close()
+
+
+def call(session, name, **args):
+    ts = Toolset(list(toolset("table", ("text", "integer"))))
+    return ts.call(session, name, args)
+
+
+def fact(world):
+    return next(t for t in world.tables.values() if t.refs and t.noun)
+
+
+# ------------------------------------------------------------------ the attack table
+ATTACKS = [
+    ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+    ("SELECT * FROM read_text('/etc/hostname')", "disabled by configuration"),
+    ("SELECT * FROM glob('/etc/*')", "disabled by configuration"),
+    ("COPY (SELECT 42) TO '/tmp/toolgym_sql_attack.csv'", "disabled by configuration"),
+    ("ATTACH '/tmp/toolgym_sql_attack.duckdb' AS x", "disabled by configuration"),
+    ("INSTALL httpfs", "disabled by configuration"),
+    ("LOAD httpfs", "disabled through configuration"),
+    ("SELECT * FROM read_csv('https://example.com/x.csv')", "disabled by configuration"),
+    ("EXPORT DATABASE '/tmp/toolgym_sql_attack_dir'", "disabled by configuration"),
+    ("SET memory_limit = '100GB'", "configuration has been locked"),
+    ("PRAGMA memory_limit = '100GB'", "configuration has been locked"),
+    ("SET enable_external_access = true", "configuration has been locked"),
+    ("SET lock_configuration = false", "configuration has been locked"),
+    ("RESET threads", "configuration has been locked"),
+    ("SET threads = 16", "configuration has been locked"),
+    ("CREATE TABLE x AS SELECT 1", "read-only"),
+    ("DROP TABLE {t}", "read-only"),
+    ("DELETE FROM {t}", "read-only"),
+    ("UPDATE {t} SET id = 'x'", "read-only"),
+    ("INSERT INTO {t} (id) VALUES ('x')", "read-only"),
+    ("CREATE MACRO m(a) AS a", "read-only"),
+    ("SELECT count(*) FROM {t} a, {t} b, {t} c, {t} d", "time cap"),  # a cross-join bomb on the data
+    ("SELECT list(repeat('x', 1000)) FROM range(10000000)", "memory cap"),
+    ("SELECT string_agg(repeat('x', 1000), ',') FROM range(3000000)", "memory cap"),
+]
+
+
+@pytest.mark.parametrize(("sql", "error"), ATTACKS, ids=[a[0][:40] for a in ATTACKS])
+def test_each_attack_is_an_error_observation_and_the_next_query_runs(world, session, sql, error):
+    t = fact(world)
+    before = call(session, "run_sql", query=f'SELECT count(*) FROM "{t.name}"')
+    ok, msg = call(session, "run_sql", query=sql.format(t=f'"{t.name}"'))
+    assert not ok and error in msg, msg
+    ok, after = call(session, "run_sql", query=f'SELECT count(*) FROM "{t.name}"')
+    assert ok and after == before[1] and after["rows"] == [[t.rows]]
+    for path in ("/tmp/toolgym_sql_attack.csv", "/tmp/toolgym_sql_attack.duckdb", "/tmp/toolgym_sql_attack_dir"):
+        assert not os.path.exists(path)
+
+
+def test_an_attack_through_the_env_is_an_error_observation():
+    task, world = tasks_of(1)[0]
+    env = make_env("sql", source=MemorySource([(task, world)]), messages=False)
+    env.reset(options={"task_id": task.task_id})
+    obs, reward, term, trunc, info = env.step(mk.render_action([("run_sql", {"query": "COPY (SELECT 1) TO '/tmp/z'"})]))
+    assert "disabled by configuration" in obs and not term and reward == 0.0
+    obs, *_ = env.step(mk.render_action([("run_sql", {"query": "SELECT 41 + 1 AS answer"})]))
+    assert '"rows":[[42]]' in obs.replace(" ", "")
+    env.close()
+
+
+def test_the_time_cap_interrupts_and_the_watchdog_spares_quick_queries(session):
+    for _ in range(50):  # deadlines of finished queries never hit a later one
+        assert call(session, "run_sql", query="SELECT 1")[0]
+    ok, msg = call(session, "run_sql", query="SELECT count(*) FROM range(1000000) a, range(1000000) b")
+    assert not ok and "0.5 s time cap" in msg
+
+
+def test_results_are_compact_and_marked_when_truncated(session):
+    ok, out = call(session, "run_sql", query="SELECT range AS n, DATE '2026-01-01' + range::INT AS day FROM range(120)")
+    assert ok and out["columns"] == ["n", "day"] and len(out["rows"]) == engine.ROW_CAP
+    assert out["truncated"] is True and out["row_count"] == f"> {engine.ROW_CAP}" and "LIMIT" in out["note"]
+    assert out["rows"][1] == [1, "2026-01-02"]
+    ok, out = call(session, "run_sql", query="SELECT 1.5::DECIMAL(4,2) AS d, NULL AS z, 'nan'::DOUBLE AS f")
+    assert ok and out == {"columns": ["d", "z", "f"], "rows": [[1.5, None, None]], "row_count": 1}
+
+
+def test_sessions_do_not_share_what_they_create_and_a_copy_says_so(world):
+    a, b = SqlSession(world), SqlSession(world)
+    assert call(a, "run_sql", query="CREATE TEMP TABLE mine AS SELECT 1 AS x")[0]
+    assert call(a, "run_sql", query="SELECT x FROM mine")[1]["rows"] == [[1]]
+    ok, msg = call(b, "run_sql", query="SELECT x FROM mine")
+    assert not ok and "does not exist" in msg
+    clone = pickle.loads(pickle.dumps(a))
+    ok, out = call(clone, "run_sql", query="SELECT 2 AS y")
+    assert ok and "copied" in out["note"]
+    assert "note" not in call(clone, "run_sql", query="SELECT 2 AS y")[1]
+    a.close(), b.close(), clone.close()
+
+
+def test_tables_describe_and_unknown_names(world, session):
+    ok, listing = call(session, "list_tables")
+    assert ok and {t["name"] for t in listing["tables"]} == set(world.tables)
+    t = fact(world)
+    ok, desc = call(session, "describe_table", table=t.name)
+    refs = {c["name"]: c["references"] for c in desc["columns"] if "references" in c}
+    assert ok and refs == {c.name: f"{c.ref}.id" for c in t.refs}
+    ok, msg = call(session, "describe_table", table=t.name[:-1] + "x")
+    assert not ok and "list_tables" in msg
+
+
+# ------------------------------------------------------------------ the world
+def test_the_null_layer_blanks_measures_of_fact_tables_and_leaves_the_domain_rows(world):
+    fresh = DomainWorld(world.domain.data)
+    blanked = 0
+    for name, t in world.tables.items():
+        if t.entity not in world.domain.entities:
+            continue
+        assert list(world.domain.rows[t.entity].values()) == list(fresh.rows[t.entity].values())
+        cols = world.columns(name)
+        for c in t.columns:
+            if (
+                c.kind in ("money", "int", "rating", "duration", "percent")
+                and t.refs
+                and not world._optional(t.entity, c.attr)
+            ):
+                share = sum(v is None for v in cols[c.name]) / len(cols[c.name])
+                assert share <= 3 * NULL_SHARE
+                blanked += share > 0
+    assert blanked
+
+
+def test_worlds_round_trip_and_other_layers_are_refused(world):
+    again = load(world.to_json())
+    assert again.tables == world.tables and again.columns(fact(world).name) == world.columns(fact(world).name)
+    copy = pickle.loads(pickle.dumps(world))
+    assert copy.to_json() == world.to_json() and copy._db is None
+    with pytest.raises(WorldDataError, match="layer"):
+        load({**world.to_json(), "layer": LAYER + 1})
+    for seed in range(6):  # every world has a table to analyse (redrawn from a derived seed if not)
+        w = make_world(seed, 1)
+        assert any(t.refs and {"date", "datetime"} & {c.kind for c in t.columns} for t in w.tables.values())
+
+
+# ------------------------------------------------------------------ the verifier
+def spec(expected, ordered=False, shape="table"):
+    return {"kind": "table", "expected": expected, "ordered": ordered, "shape": shape, "rel_tol": 1e-6, "abs_tol": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        ([["a", 2, 10.5], ["b", 1, 3.25]], True),
+        ([["b", 1, 3.25], ["a", 2, 10.5]], True),  # rows in any order
+        ([[2, "a", 10.5], [1, "b", 3.25]], True),  # columns in any order
+        ([["a", 2, 10.504], ["b", 1, 3.245]], True),  # rounded to 2 decimals
+        ([["a", 2, 10.52], ["b", 1, 3.25]], False),
+        ([["a", 2, 10.5]], False),
+        ([["a", 2, 10.5], ["b", 1, 3.25], ["b", 1, 3.25]], False),
+        ([["a", 2, 10.5, 0], ["b", 1, 3.25, 0]], False),
+        ([["a", 1, 10.5], ["b", 2, 3.25]], False),  # the same column values, other rows
+        ([["A", 2, 10.5], ["b", 1, 3.25]], False),
+        ([["a", True, 10.5], ["b", 1, 3.25]], False),
+        ([["a", "2", 10.5], ["b", 1, 3.25]], False),
+        ("a 2 10.5", False),
+    ],
+)
+def test_the_table_verifier(answer, passed):
+    assert verify(spec([["a", 2, 10.5], ["b", 1, 3.25]]), answer, None).passed is passed
+
+
+def test_order_counts_only_when_asked_and_shapes():
+    ordered = spec([["x", 3], ["y", 2]], ordered=True)
+    assert verify(ordered, [[3, "x"], [2, "y"]], None).passed
+    assert not verify(ordered, [["y", 2], ["x", 3]], None).passed
+    assert verify(spec([[7.5]], shape="scalar"), 7.5, None).passed
+    assert not verify(spec([[7.5]], shape="scalar"), [7.5], None).passed
+    assert verify(spec([["k", 4]], shape="row"), [4, "k"], None).passed
+    assert not verify(spec([["k", 4]], shape="row"), [["k", 4]], None).passed
+    dup = spec([["a", 1], ["a", 1], ["b", 1]])
+    assert not verify(dup, [["a", 1], ["b", 1], ["b", 1]], None).passed
+
+
+# ------------------------------------------------------------------ tasks
+def tasks_of(difficulty, worlds=1, per_world=4):
+    out = []
+    for w in range(worlds):
+        config = SynthConfig(
+            family="sql", difficulty=(difficulty, difficulty), seed=2, tasks_per_world=per_world, workers=1
+        )
+        res = synthesize_world(config, w)
+        world = FAM.load_world(res.world.data)
+        out += [(o.task, world) for o in res.outcomes if o.status == "shipped"]
+    return out
+
+
+def test_reference_calls_grow_with_difficulty_and_plausible_bluffs_score_zero():
+    calls = {}
+    for d in (1, 3, 5):
+        shipped = []
+        for w in range(2):
+            config = SynthConfig(family="sql", difficulty=(d, d), seed=4, tasks_per_world=3, workers=1)
+            res = synthesize_world(config, w)
+            shipped += [o for o in res.outcomes if o.status == "shipped"]
+        assert shipped
+        calls[d] = statistics.median(o.trajectory.tool_calls for o in shipped)
+        rng = random.Random(d)
+        for o in shipped:  # the right shape, every number within 5% of the truth: still 0
+            spec_ = o.task.verifier_spec
+            near = [
+                [v if isinstance(v, str) else type(v)(v * rng.uniform(1.02, 1.05) + 1) for v in r]
+                for r in spec_["expected"]
+            ]
+            answer = near[0][0] if spec_["shape"] == "scalar" else near[0] if spec_["shape"] == "row" else near
+            assert not verify(spec_, answer, None).passed
+    assert calls[1] < calls[3] < calls[5], calls
+
+
+def test_every_kind_ships_and_its_query_has_what_it_claims():
+    kinds = {}
+    for d in (2, 3, 4, 5):
+        config = SynthConfig(family="sql", difficulty=(d, d), seed=8, tasks_per_world=6, workers=1)
+        for o in (o for w in range(2) for o in synthesize_world(config, w).outcomes):
+            if o.status == "shipped":
+                kinds[o.task.meta["kind"]] = o.trajectory.actions[-2]
+    assert {"group", "top1", "join_group", "top", "top_per_group", "monthly"} <= set(kinds), sorted(kinds)
+    assert "JOIN" in kinds["join_group"] and "GROUP BY" in kinds["join_group"]
+    assert "ROW_NUMBER() OVER" in kinds["top_per_group"] and "OVER (ORDER BY" in kinds["monthly"]
