@@ -15,6 +15,8 @@ Rows (medians over many calls, this machine, the same process):
   family with write tools whose step cost the issue bounds, ``domains``): one read call taken
   from a stored reference trajectory at that difficulty (its first turn whose calls are all
   reads, the first call of it), and a reset with its episode's copy-on-reset state.
+  For ``sql`` the step is a ``run_sql`` with a join and a group-by on a difficulty-5 database
+  (thousands of rows: SkyRL's baseline below has 40), the like-for-like row beside SkyRL's.
 * ``skyrl-gym sql step`` — SkyRL-Gym's text-to-SQL env step (``pip install skyrl-gym``) on a
   tiny SQLite file, when that package is importable (``pip install 'toolgym[bench]'``).
 
@@ -98,8 +100,21 @@ def _skyrl_step(n: int, tmp: Path) -> BenchRow | None:
     return BenchRow("skyrl-gym sql step", med, p90, "SkyRL-Gym 0.4 SQLEnv.step, one query on a 40-row SQLite table")
 
 
+def sql_join_group(call: Any) -> bool:
+    """A ``run_sql`` call whose query joins and groups (the row compared with SkyRL-Gym's SQL step)."""
+    query = str(call.arguments.get("query", "")) if call.name == "run_sql" else ""
+    return " JOIN " in query and "GROUP BY" in query
+
+
+#: Which read call of a reference a family's step row times (default: the first of its first read turn).
+STEP_CALLS: dict[str, Callable[[Any], bool]] = {"sql": sql_join_group}
+
+
 def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[BenchRow]:
     """A read step and a reset of ``family`` at ``difficulty`` (see the module docstring).
+
+    For a family in :data:`STEP_CALLS` the step is the first reference call that predicate picks
+    (``sql``: a ``run_sql`` with a join and a group-by), and the note gives the database's size.
 
     Raises:
         ValueError: no reference turn of the synthesized tasks is made of read calls only.
@@ -122,8 +137,10 @@ def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[Ben
             kinds = {t.name: t.kind for t in fam.tools(task.tool_config)}
             for act in data.trajectory(tid).actions:
                 calls = mk.parse_action(act).tool_calls
+                pick = STEP_CALLS.get(family, lambda c: True)
                 if calls and all(kinds.get(c.name) == "read" and c.name != "submit" for c in calls):
-                    found = (tid, calls[0])
+                    found = next(((tid, c) for c in calls if pick(c)), None)
+                if found:
                     break
             if found:
                 break
@@ -136,7 +153,9 @@ def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[Ben
     rows = []
     # the same read call, a fresh episode of the same task every 16 turns
     med, p90 = timed(_episode_stepper(env, action, 16, {"task_id": tid}), steps)
-    rows.append(BenchRow(f"{family} d{difficulty} read step", med, p90, f"{call.name}, from a reference turn"))
+    tables = getattr(env.unwrapped.world, "tables", None)  # sql: the database's size, beside SkyRL's 40 rows
+    size = f"; {sum(t.rows for t in tables.values())} rows in {len(tables)} tables" if isinstance(tables, dict) else ""
+    rows.append(BenchRow(f"{family} d{difficulty} read step", med, p90, f"{call.name}, from a reference turn{size}"))
     med, p90 = timed(lambda: env.reset(options={"task_id": tid}), steps // 2)
     rows.append(BenchRow(f"{family} d{difficulty} reset", med, p90, "the same task again: copy-on-reset state"))
     env.close()
