@@ -1,7 +1,7 @@
 """The result-table check: rows as a multiset, numbers within a tolerance, columns in any order.
 
 ``{"kind": "table", "expected": [[…], …], "shape": "table" | "row" | "scalar", "ordered": false,
-"rel_tol": 1e-6, "abs_tol": 0.01}``.
+"rel_tol": 1e-9, "abs_tol": 0.01}``.
 
 * **Shape.** A ``table`` answer is a list of rows (lists), a ``row`` answer one list, a
   ``scalar`` answer one value; a row or scalar is checked as a one-row table. Every row must
@@ -55,7 +55,7 @@ class _Cells:
     """Cell equality under one spec's tolerance."""
 
     def __init__(self, spec: dict[str, Any]):
-        self.rel, self.abs = float(spec.get("rel_tol", 1e-6)), float(spec.get("abs_tol", 0.01))
+        self.rel, self.abs = float(spec.get("rel_tol", 1e-9)), float(spec.get("abs_tol", 0.01))
 
     def same(self, want: Any, got: Any) -> bool:
         if want is None:

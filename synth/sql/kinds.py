@@ -211,6 +211,7 @@ def _top(b: Builder, having: bool) -> TaskDraft | None:
             + [{"sum": [t.name, m.name, avg_rows(b, t, fk)]}],
             "bluff": [f"id:{b.prefix(p.name)}", *(["text"] * len(label)), "num"],
             "tables": [t.name, p.name],
+            "probe": [t.name, fk.name] if having else None,  # rows per key, before a HAVING on their count
         }
         return finish(b, plan)
     return None

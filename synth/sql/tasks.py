@@ -48,7 +48,8 @@ KINDS = {
 FALLBACK = ["filter", "total", "group", "top1", "join_group", "top", "top_per_group", "top_having", "share", "monthly"]
 #: Rows an expected table may have (a policy types them into ``submit``).
 MAX_ROWS = 25
-TOLERANCE = {"rel_tol": 1e-6, "abs_tol": 0.01}
+#: Rounding to 2 decimals passes (abs); float summation error passes (rel); an amount off by 1 does not.
+TOLERANCE = {"rel_tol": 1e-9, "abs_tol": 0.01}
 
 
 def tq(name: str) -> str:
