@@ -8,7 +8,8 @@
   have as many values as the expected rows: an extra or a missing column fails.
 * **Columns in any order.** The answer passes if *some* order of its columns makes it equal to
   the expected table. Candidates are found per expected column, among the answer's columns
-  holding the same values (as a multiset), so the usual case costs one comparison.
+  holding the same values (as a multiset); the expected order is tried first, so the usual case
+  costs one comparison.
 * **Rows.** A multiset (duplicates counted, order free) unless ``ordered`` is true (the
   question asked for an order), then row by row.
 * **Cells.** Numbers by tolerance (``math.isclose`` with ``rel_tol``/``abs_tol``: by default a
@@ -38,46 +39,41 @@ def _rows(answer: Any, shape: str) -> list[list[Any]] | None:
     return [list(r) for r in answer]
 
 
-def _key(value: Any) -> tuple[int, Any]:
-    """A sort key putting equal cells (numbers rounded to the tolerance's grid) next to each other."""
+def _norm(value: Any) -> tuple[int, Any]:
+    """A cell's comparable form, computed once: ``(type tag, value)``; numbers as floats, strings canonical."""
     x = as_number(value)
     if x is not None:
-        return (1, round(x, 2))
+        return (1, x)
     if value is None:
-        return (0, 0)
+        return (0, None)
+    if isinstance(value, bool):
+        return (3, value)
     try:
-        return (2, repr(canonical(value)))
+        return (2, canonical(value))
     except TypeError:
-        return (3, repr(value))
+        return (4, repr(value))  # not JSON data: equals nothing expected
+
+
+def _key(row: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """A sort key putting equal rows (numbers rounded to the tolerance's grid) next to each other."""
+    return [(t, round(v, 2)) if t == 1 else (t, repr(v)) for t, v in row]
 
 
 class _Cells:
-    """Cell equality under one spec's tolerance."""
+    """Cell equality under one spec's tolerance, on normalized cells (:func:`_norm`)."""
 
     def __init__(self, spec: dict[str, Any]):
         self.rel, self.abs = float(spec.get("rel_tol", 1e-9)), float(spec.get("abs_tol", 0.01))
 
-    def same(self, want: Any, got: Any) -> bool:
-        if want is None:
-            return got is None
-        w = as_number(want)
-        if w is not None:
-            g = as_number(got)
-            return g is not None and close(w, g, self.rel, self.abs)
-        if isinstance(want, bool) or isinstance(got, bool):
-            return want is got
-        try:
-            return canonical(want) == canonical(got)
-        except TypeError:
-            return False
+    def rows(self, want: list[tuple[int, Any]], got: list[tuple[int, Any]]) -> bool:
+        for (tw, w), (tg, g) in zip(want, got, strict=True):
+            if tw != tg or (w != g if tw != 1 else not close(w, g, self.rel, self.abs)):
+                return False
+        return True
 
-    def rows(self, want: list[Any], got: list[Any]) -> bool:
-        return all(self.same(w, g) for w, g in zip(want, got, strict=True))
-
-    def multiset(self, want: list[list[Any]], got: list[list[Any]]) -> bool:
+    def multiset(self, want: list[Any], got: list[Any]) -> bool:
         """Same rows with multiplicity: sorted pairing first, then a greedy match (tolerance straddles)."""
-        key = lambda r: [_key(v) for v in r]  # noqa: E731
-        a, b = sorted(want, key=key), sorted(got, key=key)
+        a, b = sorted(want, key=_key), sorted(got, key=_key)
         if all(self.rows(x, y) for x, y in zip(a, b, strict=True)):
             return True
         left = list(got)
@@ -104,6 +100,12 @@ def verify_table(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     if any(len(r) != width for r in got):
         return Verdict.fail(f"every row must have {width} values")
     cells = _Cells(spec)
+    want, got = [[_norm(v) for v in r] for r in want], [[_norm(v) for v in r] for r in got]
+    ordered = bool(spec.get("ordered"))
+    if (ordered and all(cells.rows(w, g) for w, g in zip(want, got, strict=True))) or (
+        not ordered and cells.multiset(want, got)
+    ):
+        return Verdict.ok()  # the columns in the expected order: the usual case, one comparison
     candidates = []
     for j in range(width):  # the answer's columns that hold expected column j's values
         col = [r[j] for r in want]
@@ -112,10 +114,10 @@ def verify_table(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
             return Verdict.fail(f"no answer column holds the values of expected column {j + 1}")
         candidates.append(fits)
     for perm in itertools.product(*candidates):
-        if len(set(perm)) < width:
+        if len(set(perm)) < width or perm == tuple(range(width)):
             continue
         moved = [[r[i] for i in perm] for r in got]
-        if spec.get("ordered"):
+        if ordered:
             if all(cells.rows(w, g) for w, g in zip(want, moved, strict=True)):
                 return Verdict.ok()
         elif cells.multiset(want, moved):

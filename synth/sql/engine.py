@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import heapq
 import itertools
 import math
 import os
@@ -59,32 +58,41 @@ SETTINGS: dict[str, Any] = {
 class Watchdog:
     """One daemon thread per process that interrupts statements past their deadline.
 
-    ``arm`` costs a heap push and a notify (microseconds), against a thread per query for
-    ``threading.Timer``. A fork starts its own thread on first use (threads do not survive a fork).
+    Arming must cost the query nothing: waking a thread per query (a ``threading.Timer``, or a
+    notify on every arm) hands the GIL over and cost ~1 ms a query in synthesis. So the thread polls
+    every :attr:`POLL_S` while queries come (a statement stops at most that late), and sleeps
+    until the next arm after :attr:`IDLE_S` without one; only that arm notifies. A fork starts its
+    own thread on first use (threads do not survive a fork).
     """
+
+    POLL_S = 0.05
+    IDLE_S = 1.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, Any] = {}
+        self._armed: dict[int, tuple[float, Any]] = {}
         self._ids = itertools.count()
         self._pid = -1
+        self._idle = True
+        self._last_arm = 0.0
 
     def arm(self, target: Any, seconds: float) -> int:
         """Interrupt ``target`` (anything with ``interrupt()``) in ``seconds`` unless disarmed first."""
         with self._cond:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._heap, self._armed = [], {}
+                self._armed, self._idle = {}, True
                 threading.Thread(target=self._loop, name="toolgym-sql-watchdog", daemon=True).start()
             token = next(self._ids)
-            self._armed[token] = target
-            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
-            self._cond.notify()
+            self._last_arm = now = time.monotonic()
+            self._armed[token] = (now + seconds, target)
+            if self._idle:
+                self._idle = False
+                self._cond.notify()
             return token
 
     def disarm(self, token: int) -> None:
-        """Cancel an arming (its deadline entry is dropped when it comes up)."""
+        """Cancel an arming."""
         with self._cond:
             self._armed.pop(token, None)
 
@@ -92,18 +100,16 @@ class Watchdog:
         pid = os.getpid()
         with self._cond:
             while pid == os.getpid():
-                while self._heap and self._heap[0][1] not in self._armed:
-                    heapq.heappop(self._heap)
-                if not self._heap:
+                now = time.monotonic()
+                for token, (deadline, target) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[token]
+                        target.interrupt()
+                if not self._armed and now - self._last_arm > self.IDLE_S:
+                    self._idle = True
                     self._cond.wait()
-                    continue
-                deadline, token = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                self._armed.pop(token).interrupt()
+                else:
+                    self._cond.wait(self.POLL_S)
 
 
 WATCHDOG = Watchdog()

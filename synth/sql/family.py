@@ -14,7 +14,8 @@ data, so the verifier checks the answer only.
 Gate answers (per answer column, as the task's ``meta`` describes it):
 
 * random: a plausible table of the expected size, each column drawn from the world: values of
-  the column it shows (distinct for key columns), sums of random values of the measure, counts
+  the column it shows (distinct for key columns), sums of k random values of the measure (k
+  times the mean of at most 16 of them), counts
   in a plausible range, months of the date column;
 * bluff: well-formed without the world: ids in the table's key format with random numbers,
   random words, counts and amounts;
@@ -45,8 +46,9 @@ class SQLAnalyst(Family):
     env_name = "SQLAnalyst"
     version = 0
     summary = "analysis questions over a generated DuckDB database: filters, joins, group-bys, windows, NULLs"
-    # A world's database costs ~50-150 ms to build and open; its tasks cost a few ms each.
-    tasks_per_world = 24
+    # A world's tables and database cost ~100-150 ms to generate, build and open (d5); its tasks a
+    # few ms each (queries cached per world): 32 candidates amortize a world to ~4 ms a task.
+    tasks_per_world = 32
 
     def make_world(self, seed: int, difficulty: int) -> SqlWorld:
         """The world of a seed (its archetype is the one ``domains`` picks for the seed)."""
@@ -94,7 +96,10 @@ class SQLAnalyst(Family):
     def random_answer(self, world: SqlWorld, task: TaskSpec, rng: random.Random) -> Any:
         """A plausible answer drawn from the world, of the expected shape and size."""
         n = len(task.verifier_spec["expected"])
-        columns = [_draw(world, spec, n, rng) for spec in task.meta["gate"]]
+        types = task.tool_config["columns"]
+        columns = [
+            [_typed(v, t) for v in _draw(world, spec, n, rng)] for spec, t in zip(task.meta["gate"], types, strict=True)
+        ]
         return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
 
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
@@ -152,7 +157,8 @@ def _draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> 
     if "sum" in spec:
         table, column, k = spec["sum"]
         pool = _pool(world, table, column)
-        return [round(sum(rng.choice(pool) for _ in range(max(1, k))), 2) for _ in range(n)]
+        m = min(max(1, k), 16)  # k random values' sum, estimated from m of them (k may be hundreds)
+        return [round(sum(rng.choices(pool, k=m)) * max(1, k) / m, 2) for _ in range(n)]
     if "int" in spec:
         return [rng.randint(*spec["int"]) for _ in range(n)]
     if "num" in spec:
@@ -161,10 +167,24 @@ def _draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> 
     return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
 
 
+def _typed(value: Any, column: str) -> Any:
+    """A gate value as the column's ``submit`` type wants it (so a gate answer is never a schema error).
+
+    A schema error would not end the gate's episode: it would run to the turn limit, scoring 0
+    the slow way, and test the schema instead of the verifier.
+    """
+    if column == "text":
+        return value if isinstance(value, str) else str(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0
+    return int(round(value)) if column == "integer" else float(value)
+
+
 def _bluff(how: str, column: str, rng: random.Random) -> Any:
     """One value written without the world (see ``meta["bluff"]`` in tasks), of the column's type."""
-    if column == "integer" and how in ("num", "int"):
-        return rng.randint(0, 1000 if how == "num" else 30)
+    if column != "text":
+        x = rng.randint(0, 30) if how == "int" else round(rng.uniform(0, 1000), 2)
+        return _typed(x, column)
     if how.startswith("id:"):
         return f"{how[3:]}-{rng.randint(1, 999):05d}"
     if how == "int":

@@ -110,7 +110,11 @@ class Builder:
 
     def date_range(self, t: Table, c: Column, share: tuple[float, float] = (0.3, 0.8)) -> dict[str, Any] | None:
         """A range of ``c`` holding about ``share`` of its rows (bounds are dates that occur)."""
-        days = sorted(str(v)[:10] for v, n in self.values(t.name, c.name) for _ in range(n))
+        key = ("days", t.name, c.name)
+        if key not in self.cache:
+            sql = f'SELECT CAST("{c.name}" AS DATE) AS d FROM "{t.name}" WHERE "{c.name}" IS NOT NULL ORDER BY d'
+            self.cache[key] = [str(d) for (d,) in self.con.execute(sql).fetchall()]
+        days = self.cache[key]
         if len(days) < 10:
             return None
         n = len(days)
