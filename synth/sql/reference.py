@@ -7,7 +7,8 @@ difficulty):
 2. ``describe_table`` of every table the question uses (one turn), checking each column it will
    name exists;
 3. where the task has a ``probe`` (difficulty 4–5), the values of the column the question filters
-   or groups on, with their counts (``run_sql``), checking the value it filters on occurs;
+   or groups on, with their counts, and (``null_check``, difficulty 4–5) how many rows miss the
+   measure, in one turn of ``run_sql`` calls;
 4. the query of :func:`toolgym.synth.sql.queries.sql_of` through ``run_sql``, whose rows it submits
    as the task's shape asks (one value, one row or the table).
 
@@ -49,13 +50,17 @@ def program(params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
     missing = _named_columns(params) - columns
     if missing:
         raise ReferenceSolutionError(f"columns {sorted(missing)} are in none of {tables}")
-    probe = params.get("probe")
-    if probe:
-        table, column = probe
-        sql = f"SELECT {ident(column)}, COUNT(*) AS n FROM {ident(table)} GROUP BY 1 ORDER BY 1"
-        (seen,) = yield Step([("run_sql", {"query": sql})], f"Which values does {table}.{column} take?")
-        if not seen["content"]["rows"]:
-            raise ReferenceSolutionError(f"{table}.{column} has no values")
+    checks = []
+    if params.get("probe"):
+        table, column = params["probe"]
+        checks.append(f"SELECT {ident(column)}, COUNT(*) AS n FROM {ident(table)} GROUP BY 1 ORDER BY 1")
+    if params.get("null_check"):
+        table, column = params["null_check"]
+        checks.append(f"SELECT COUNT(*) AS n, COUNT(*) - COUNT({ident(column)}) AS missing FROM {ident(table)}")
+    if checks:
+        seen = yield Step([("run_sql", {"query": q}) for q in checks], "First the values and the missing entries.")
+        if any(not r["content"]["rows"] for r in seen):
+            raise ReferenceSolutionError(f"a check query returned no rows: {checks}")
     (result,) = yield Step([("run_sql", {"query": sql_of(params)})], "This query answers the question.")
     rows = result["content"]["rows"]
     if result["content"].get("truncated"):

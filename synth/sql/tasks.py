@@ -179,6 +179,8 @@ def finish(b: Builder, plan: dict[str, Any]) -> TaskDraft | None:
         "tables": plan["tables"],
         "explore": b.d >= 2,
         "probe": plan.get("probe"),
+        # from d4 the reference counts the rows missing the measure before it aggregates
+        "null_check": [plan["query"]["table"], plan["query"]["measure"]] if b.d >= 4 else None,
     }
     meta = {"kind": plan["kind"], "gate": plan["gate"], "bluff": plan["bluff"], "archetype": b.w.domain.arch.id}
     return TaskDraft(
