@@ -31,6 +31,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from toolgym.envs.tools import ToolError
@@ -91,6 +92,11 @@ class Watchdog:
                 self._cond.notify()
             return token
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: new lock, nothing armed, no thread (the parent's may have held the lock at the fork)."""
+        self._cond = threading.Condition()
+        self._armed, self._idle, self._pid = {}, True, -1
+
     def disarm(self, token: int) -> None:
         """Cancel an arming."""
         with self._cond:
@@ -115,6 +121,27 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
+def _after_fork_in_child() -> None:
+    _orphan_inherited()
+    WATCHDOG.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: DuckDB connections and cursors this process opened (weakly held).
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Those a forked process inherited: kept alive and never closed there (destroying a database
+#: object whose threads and locks stayed with the parent can hang the child, and its finalizer
+#: would delete the parent's file), so a fork only ever opens and closes its own.
+_FORK_ORPHANS: list[Any] = []
+
+
+def _orphan_inherited() -> None:
+    _FORK_ORPHANS.extend(_LIVE)
+    _LIVE.clear()
+
+
 class Database:
     """A world's DuckDB file opened read-only with :data:`SETTINGS` (one per world and process)."""
 
@@ -124,10 +151,14 @@ class Database:
         self.path = path
         self.pid = os.getpid()
         self.con = duckdb.connect(path, read_only=True, config=dict(SETTINGS))
+        _LIVE.add(self)
+        _LIVE.add(self.con)
 
     def session(self) -> Any:
         """A new connection to the database for one episode (a DuckDB cursor)."""
-        return self.con.cursor()
+        cursor = self.con.cursor()
+        _LIVE.add(cursor)
+        return cursor
 
 
 def _cell(value: Any) -> Any:

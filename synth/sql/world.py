@@ -186,7 +186,7 @@ class SqlWorld:
         from toolgym.synth.sql.engine import Database
 
         db = self._db
-        if db is None or db.pid != os.getpid():  # a fork's copy builds its own: connections never cross
+        if db is None or db.pid != os.getpid():  # a fork builds its own (the parent's is kept: engine._LIVE)
             folder = tempfile.mkdtemp(prefix="toolgym-sql-", dir=_scratch())
             path = os.path.join(folder, "world.duckdb")
             try:
@@ -195,7 +195,7 @@ class SqlWorld:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-            weakref.finalize(db, shutil.rmtree, folder, True)
+            weakref.finalize(db, _remove, folder, os.getpid())
             self._db = db
         return db
 
@@ -224,6 +224,12 @@ def _typed(value: Any, kind: str) -> Any:
     if kind == "time":
         return dt.time.fromisoformat(value)
     return value
+
+
+def _remove(folder: str, owner: int) -> None:
+    """Delete a world's database folder, from the process that made it only (not from a fork's exit)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @functools.cache

@@ -4,6 +4,7 @@ import os
 import pickle
 import random
 import statistics
+import threading
 
 import pytest
 
@@ -254,3 +255,71 @@ def test_every_kind_ships_and_its_query_has_what_it_claims():
     assert {"group", "top1", "join_group", "top", "top_per_group", "monthly"} <= set(kinds), sorted(kinds)
     assert "JOIN" in kinds["join_group"] and "GROUP BY" in kinds["join_group"]
     assert "ROW_NUMBER() OVER" in kinds["top_per_group"] and "OVER (ORDER BY" in kinds["monthly"]
+
+
+# ------------------------------------------------------------------ datasets, copies, forks
+def test_a_dataset_round_trip_replays_every_reference_and_a_copy_mid_episode_goes_on(tmp_path):
+    import gymnasium as gym
+
+    from toolgym.data.dataset import Dataset
+    from toolgym.envs.rollout import ProgramPolicy, run_episode
+    from toolgym.synth.run import synthesize
+
+    path = tmp_path / "sql.duckdb"
+    synthesize(SynthConfig(family="sql", count=6, difficulty=(2, 4), seed=1, tasks_per_world=3, workers=1), path)
+    env = gym.make("toolgym/SQLAnalyst-v0", dataset=path)
+    with Dataset(path, read_only=True) as ds:
+        ids = ds.task_ids()
+        tasks = [ds.task(t) for t in ids]
+    assert len(ids) == 6
+    for task in tasks:  # worlds regenerated from their stored inputs
+        ref = ProgramPolicy(FAM.reference(task.params, task.tool_config))
+        assert run_episode(env, ref, options={"task_id": task.task_id}).reward == 1.0
+    env.reset(options={"task_id": ids[0]})
+    query = mk.render_action([("run_sql", {"query": "SELECT 6 * 7 AS n"})])
+    first = env.step(query)[0]
+    clone = pickle.loads(pickle.dumps(env))
+    obs = clone.step(query)[0]
+    assert '"rows":[[42]]' in obs.replace(" ", "") and "copied" in obs and "copied" not in first
+    assert "copied" not in env.step(query)[0]
+    clone.close(), env.close()
+
+
+def test_a_forked_process_builds_its_own_database(world):
+    import multiprocessing
+
+    parent = SqlSession(world)  # open, with a live connection: the child inherits both (a fork copies memory)
+    assert call(parent, "run_sql", query="SELECT 1 AS x")[0]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_count_in_child, args=(parent, fact(world).name, queue))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the race, made sure: another thread (as the watchdog's) holds its lock at the fork
+        with engine.WATCHDOG._cond:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    proc.start()
+    release.set()
+    holder.join()
+    try:
+        child = queue.get(timeout=60)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+    assert proc.exitcode == 0 and child[0] != os.getpid() and child[1] == [[fact(world).rows]]
+    assert child[2] != world.database().path and os.path.exists(world.database().path)  # the parent's file stays
+    assert call(parent, "run_sql", query="SELECT 2 AS x")[1]["rows"] == [[2]]
+    parent.close()
+
+
+def _count_in_child(session, table, queue):
+    rows = engine.run_query(session.cursor(), f'SELECT count(*) FROM "{table}"')["rows"]
+    path = session.world.database().path
+    session.close()  # closes the child's own connection; the inherited one is left alone
+    queue.put((os.getpid(), rows, path))
