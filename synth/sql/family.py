@@ -32,11 +32,9 @@ from typing import Any
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.family import Family, Program
-from toolgym.synth.sql import engine, kinds, reference, tasks, tools
-from toolgym.synth.sql.queries import ident
+from toolgym.synth.sql import kinds, reference, tasks, tools
+from toolgym.synth.sql.gates import bluff_value, draw, random_pass_bound, typed
 from toolgym.synth.sql.world import SqlWorld, load, make_world
-
-_WORDS = ("north", "gold", "pending", "standard", "closed", "express", "alpha", "other")
 
 
 class SQLAnalyst(Family):
@@ -98,15 +96,21 @@ class SQLAnalyst(Family):
         n = len(task.verifier_spec["expected"])
         types = task.tool_config["columns"]
         columns = [
-            [_typed(v, t) for v in _draw(world, spec, n, rng)] for spec, t in zip(task.meta["gate"], types, strict=True)
+            [typed(v, t) for v in draw(world, spec, n, rng)] for spec, t in zip(task.meta["gate"], types, strict=True)
         ]
         return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
+
+    def random_pass(self, world: SqlWorld, task: TaskSpec) -> float | None:
+        """An upper bound on the chance that :meth:`random_answer` passes (see :mod:`toolgym.synth.sql.gates`)."""
+        return random_pass_bound(world, task)
 
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
         """A well-formed answer made without the world."""
         n = len(task.verifier_spec["expected"])
         types = task.tool_config["columns"]
-        columns = [[_bluff(how, t, rng) for _ in range(n)] for how, t in zip(task.meta["bluff"], types, strict=True)]
+        columns = [
+            [bluff_value(how, t, rng) for _ in range(n)] for how, t in zip(task.meta["bluff"], types, strict=True)
+        ]
         return _shaped([list(r) for r in zip(*columns, strict=True)], task.verifier_spec["shape"])
 
     def perturb(self, world: SqlWorld, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
@@ -136,61 +140,3 @@ def _shaped(rows: list[list[Any]], shape: str) -> Any:
     if shape == "row":
         return rows[0]
     return rows
-
-
-def _pool(world: SqlWorld, table: str, column: str) -> list[Any]:
-    """A column's distinct non-null values as ``run_sql`` shows them (sorted; cached per world)."""
-    key = ("pool", table, column)
-    if key not in world.cache:
-        sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
-        world.cache[key] = [engine._cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
-    return list(world.cache[key])
-
-
-def _draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> list[Any]:
-    """``n`` values of one answer column for the random gate (see ``meta["gate"]`` in tasks)."""
-    if "from" in spec:
-        pool = _pool(world, *spec["from"])
-        if spec.get("distinct") and len(pool) >= n:
-            return rng.sample(pool, n)
-        return [rng.choice(pool) for _ in range(n)]
-    if "sum" in spec:
-        table, column, k = spec["sum"]
-        pool = _pool(world, table, column)
-        m = min(max(1, k), 16)  # k random values' sum, estimated from m of them (k may be hundreds)
-        return [round(sum(rng.choices(pool, k=m)) * max(1, k) / m, 2) for _ in range(n)]
-    if "int" in spec:
-        return [rng.randint(*spec["int"]) for _ in range(n)]
-    if "num" in spec:
-        return [round(rng.uniform(*spec["num"]), 2) for _ in range(n)]
-    months = sorted({str(v)[:7] for v in _pool(world, *spec["month"])})
-    return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
-
-
-def _typed(value: Any, column: str) -> Any:
-    """A gate value as the column's ``submit`` type wants it (so a gate answer is never a schema error).
-
-    A schema error would not end the gate's episode: it would run to the turn limit, scoring 0
-    the slow way, and test the schema instead of the verifier.
-    """
-    if column == "text":
-        return value if isinstance(value, str) else str(value)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return 0
-    return int(round(value)) if column == "integer" else float(value)
-
-
-def _bluff(how: str, column: str, rng: random.Random) -> Any:
-    """One value written without the world (see ``meta["bluff"]`` in tasks), of the column's type."""
-    if column != "text":
-        x = rng.randint(0, 30) if how == "int" else round(rng.uniform(0, 1000), 2)
-        return _typed(x, column)
-    if how.startswith("id:"):
-        return f"{how[3:]}-{rng.randint(1, 999):05d}"
-    if how == "int":
-        return rng.randint(0, 30)
-    if how == "num":
-        return round(rng.uniform(0, 1000), 2)
-    if how == "month":
-        return f"2026-{rng.randint(1, 12):02d}"
-    return rng.choice(_WORDS)

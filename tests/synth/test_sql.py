@@ -323,3 +323,30 @@ def _count_in_child(session, table, queue):
     path = session.world.database().path
     session.close()  # closes the child's own connection; the inherited one is left alone
     queue.put((os.getpid(), rows, path))
+
+
+def test_the_random_pass_bound_holds_against_sampling(world):
+    from collections import Counter
+
+    from toolgym.synth.sql import gates
+
+    world.cache[("pool", "t", "c")] = ["a", "b", "c", "d", "e"]
+    world.cache[("pool", "t", "x")] = [1.0, 2.0, 2.004, 7.5]
+    rng = random.Random(0)
+    cases = [  # (spec, expected column, exact chance)
+        ({"from": ["t", "c"], "distinct": True}, ["b", "d"], 1 / 10),
+        ({"from": ["t", "c"]}, ["b", "b"], 1 / 25),
+        ({"from": ["t", "x"]}, [2.0, 7.5], 2 * 2 / 16),  # 2.004 is 2.0 within the tolerance
+        ({"int": [0, 3]}, [1, 3, 3], 3 / 64),
+    ]
+    for spec, want, exact in cases:
+        bound = gates._column_chance(world, spec, want, 0.01)
+        assert bound == pytest.approx(exact)
+        hits = sum(
+            Counter(round(v, 1) if not isinstance(v, str) else v for v in gates.draw(world, spec, len(want), rng))
+            == Counter(round(v, 1) if not isinstance(v, str) else v for v in want)
+            for _ in range(6000)
+        )
+        assert hits / 6000 <= exact + 4 * (exact / 6000) ** 0.5 + 1e-3
+        assert hits / 6000 >= exact - 4 * (exact / 6000) ** 0.5 - 1e-3
+    assert gates._column_chance(world, {"sum": ["t", "x", 3]}, [5.0], 0.01) is None

@@ -1,0 +1,149 @@
+"""The sql family's gate answers, and a bound on the chance that a random one passes.
+
+Random answers (``meta["gate"]``, one spec per answer column, see :mod:`toolgym.synth.sql.tasks`)
+are drawn column by column, independently: ``from`` (a value of a world column: a sample without
+replacement when ``distinct``, else uniform draws), ``sum`` (k random values' sum, estimated from at
+most 16 of them), ``int`` / ``num`` (uniform), ``month`` (a sorted sample of the column's months).
+
+:func:`random_pass_bound` is an upper bound on the chance such an answer passes the table check,
+which :meth:`SQLAnalyst.random_pass` reports (synthesis drops a task whose chance is above the
+difficulty's limit, and runs one sampled random try instead of eight). An answer passes only if every
+expected column j is matched by some answer column of its kind (text, or a number) holding the same
+multiset, so
+
+    P(pass) <= min_j  sum_i P(answer column i's multiset == expected column j)
+
+over the columns whose terms are all known: a ``from`` column (``int`` alike, its range as the pool)
+matches with at most ``n! / prod(m_v!) * prod(c_v ** m_v) / D``, where ``m_v`` counts value v in
+the expected column, ``c_v`` the pool values within the tolerance of v, and ``D`` the number of
+draws (``N ** n``, or ``N! / (N - n)!`` without replacement); a ``month`` column with
+``1 / C(M, n)``. Columns drawn as sums or uniform numbers have no term: a column whose candidates
+include one is left out of the minimum. The bound is reported only when it is at most
+:data:`BOUND_MAX`; otherwise (or with no column left) it is None and the sampled gate runs its
+eight tries.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any
+
+from toolgym.spec import TaskSpec
+from toolgym.synth.sql import engine
+from toolgym.synth.sql.queries import ident
+from toolgym.synth.sql.world import SqlWorld
+from toolgym.verifiers.answers import as_number, canonical
+
+#: The bound is reported only when it is at most this (below every difficulty's limit, so it decides
+#: the task ships); a looser bound says little (a sum column has no term), and the sampled gate decides.
+BOUND_MAX = 1e-4
+_WORDS = ("north", "gold", "pending", "standard", "closed", "express", "alpha", "other")
+
+
+def pool(world: SqlWorld, table: str, column: str) -> list[Any]:
+    """A column's distinct non-null values as ``run_sql`` shows them (sorted; cached per world)."""
+    key = ("pool", table, column)
+    if key not in world.cache:
+        sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
+        world.cache[key] = [engine._cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
+    return list(world.cache[key])
+
+
+def draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> list[Any]:
+    """``n`` values of one answer column for the random gate (see ``meta["gate"]`` in tasks)."""
+    if "from" in spec:
+        values = pool(world, *spec["from"])
+        if spec.get("distinct") and len(values) >= n:
+            return rng.sample(values, n)
+        return [rng.choice(values) for _ in range(n)]
+    if "sum" in spec:
+        table, column, k = spec["sum"]
+        values = pool(world, table, column)
+        m = min(max(1, k), 16)  # k random values' sum, estimated from m of them (k may be hundreds)
+        return [round(sum(rng.choices(values, k=m)) * max(1, k) / m, 2) for _ in range(n)]
+    if "int" in spec:
+        return [rng.randint(*spec["int"]) for _ in range(n)]
+    if "num" in spec:
+        return [round(rng.uniform(*spec["num"]), 2) for _ in range(n)]
+    months = sorted({str(v)[:7] for v in pool(world, *spec["month"])})
+    return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
+
+
+def typed(value: Any, column: str) -> Any:
+    """A gate value as the column's ``submit`` type wants it (so a gate answer is never a schema error).
+
+    A schema error would not end the gate's episode: it would run to the turn limit, scoring 0
+    the slow way, and test the schema instead of the verifier.
+    """
+    if column == "text":
+        return value if isinstance(value, str) else str(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0
+    return int(round(value)) if column == "integer" else float(value)
+
+
+def bluff_value(how: str, column: str, rng: random.Random) -> Any:
+    """One value written without the world (see ``meta["bluff"]`` in tasks), of the column's type."""
+    if column != "text":
+        x = rng.randint(0, 30) if how == "int" else round(rng.uniform(0, 1000), 2)
+        return typed(x, column)
+    if how.startswith("id:"):
+        return f"{how[3:]}-{rng.randint(1, 999):05d}"
+    if how == "int":
+        return rng.randint(0, 30)
+    if how == "num":
+        return round(rng.uniform(0, 1000), 2)
+    if how == "month":
+        return f"2026-{rng.randint(1, 12):02d}"
+    return rng.choice(_WORDS)
+
+
+def _hits(value: Any, values: list[Any], abs_tol: float) -> int:
+    """How many pool values the verifier would take for ``value`` (numbers within the tolerance)."""
+    x = as_number(value)
+    if x is not None:
+        return sum(1 for p in values if (y := as_number(p)) is not None and abs(x - y) <= abs_tol + 1e-9 * abs(x))
+    return sum(1 for p in values if not isinstance(p, int | float) and canonical(p) == canonical(value))
+
+
+def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_tol: float) -> float | None:
+    """Upper bound on P(a column drawn by ``spec`` holds ``want`` as a multiset); None if unknown."""
+    n = len(want)
+    if "month" in spec:
+        months = {str(v)[:7] for v in pool(world, *spec["month"])}
+        return 1 / math.comb(len(months), n) if n <= len(months) else None
+    if "from" in spec:
+        values = pool(world, *spec["from"])
+        distinct = spec.get("distinct") and len(values) >= n
+    elif "int" in spec:
+        lo, hi = spec["int"]
+        values, distinct = list(range(lo, hi + 1)), False
+    else:
+        return None
+    size = len(values)
+    counts = Counter(canonical(v) for v in want)
+    ways = math.factorial(n)
+    for m in counts.values():
+        ways //= math.factorial(m)
+    first = {canonical(v): v for v in want}
+    for key, m in counts.items():
+        ways *= _hits(first[key], values, abs_tol) ** m
+    draws = math.perm(size, n) if distinct else size**n
+    return min(1.0, ways / draws) if draws else None
+
+
+def random_pass_bound(world: SqlWorld, task: TaskSpec) -> float | None:
+    """An upper bound on the chance that a random answer passes (see the module docstring), or None."""
+    spec, specs, types = task.verifier_spec, task.meta["gate"], task.tool_config["columns"]
+    rows, tol = spec["expected"], float(spec.get("abs_tol", 0.01))
+    bounds = []
+    numeric = [t != "text" for t in types]  # integers and numbers compare as one kind: numbers
+    for j in range(len(types)):
+        want = [r[j] for r in rows]
+        terms = [_column_chance(world, specs[i], want, tol) for i in range(len(types)) if numeric[i] == numeric[j]]
+        if terms and all(x is not None for x in terms):
+            bounds.append(min(1.0, sum(x for x in terms if x is not None)))
+    bound = min(bounds) if bounds else None
+    return bound if bound is not None and bound <= BOUND_MAX else None
