@@ -20,7 +20,8 @@ lacks:
 The database is built on first use (:meth:`SqlWorld.database`): columns go in as Arrow tables
 (a difficulty-5 world in ~20 ms, against ~0.5 s for row inserts), into a file under a private
 temp directory (``/dev/shm`` where there is one), which is then opened read-only with the
-sandbox settings of :mod:`toolgym.synth.sql.engine`. Pickling keeps the world's inputs only; a
+sandbox settings of :mod:`toolgym.synth.sql.engine` and unlinked at once (the open database
+keeps its data; nothing is left behind by a process that is killed). Pickling keeps the world's inputs only; a
 copy (another process, a fork) builds its own database on first use, so no connection crosses
 a process boundary.
 """
@@ -195,7 +196,12 @@ class SqlWorld:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-            weakref.finalize(db, _remove, folder, os.getpid())
+            # The open database holds the file: its name can go now (Linux keeps the data until the
+            # process closes it), so no folder outlives a process, however it ends (a pool worker's
+            # SIGTERM runs no finalizer). Where the unlink is refused, the finalizer removes it.
+            shutil.rmtree(folder, ignore_errors=True)
+            if os.path.exists(folder):
+                weakref.finalize(db, _remove, folder, os.getpid())
             self._db = db
         return db
 
