@@ -161,7 +161,7 @@ class Database:
         return cursor
 
 
-def _cell(value: Any) -> Any:
+def cell(value: Any) -> Any:
     """A result value as JSON: dates ISO, decimals and floats as numbers (NaN as null), long text cut."""
     if value is None or isinstance(value, bool | int):
         return value
@@ -214,7 +214,7 @@ def run_query(cursor: Any, sql: str, row_cap: int = ROW_CAP, time_cap_s: float =
         WATCHDOG.disarm(token)
     out: dict[str, Any] = {
         "columns": columns,
-        "rows": [[_cell(v) for v in r] for r in rows[:row_cap]],
+        "rows": [[cell(v) for v in r] for r in rows[:row_cap]],
         "row_count": len(rows),
     }
     if len(rows) > row_cap:

@@ -19,7 +19,8 @@ Gate answers (per answer column, as the task's ``meta`` describes it):
   in a plausible range, months of the date column;
 * bluff: well-formed without the world: ids in the table's key format with random numbers,
   random words, counts and amounts;
-* perturbed: the reference answer with a number off by one, off by 1 %, a row dropped (or
+* perturbed: the reference answer with a number off by one, off by 1 % (an integer: off by one
+  either way, so every perturbed answer fits the ``submit`` schema), a row dropped (or
   duplicated), and for an ordered answer its first two rows swapped.
 """
 
@@ -117,14 +118,18 @@ class SQLAnalyst(Family):
         """Broken copies of the reference answer (see the module docstring)."""
         shape = task.verifier_spec["shape"]
         rows = [[answer]] if shape == "scalar" else [list(answer)] if shape == "row" else [list(r) for r in answer]
-        out = []
-        for bump in (lambda x: x + 1, lambda x: round(x * 1.01 + 0.5, 2)):
+        types, out = task.tool_config["columns"], []
+        for k in range(2):  # a number off by one, then off by 1 % (an integer: off by one the other way)
             i = rng.randrange(len(rows))
-            nums = [j for j, v in enumerate(rows[i]) if isinstance(v, int | float) and not isinstance(v, bool)]
+            nums = [j for j, t in enumerate(types) if t != "text"]
             if nums:
                 broken = [list(r) for r in rows]
                 j = rng.choice(nums)
-                broken[i][j] = bump(broken[i][j])
+                x = broken[i][j]
+                if types[j] == "integer":
+                    broken[i][j] = x + 1 if k == 0 else (x - 1 if x > 0 else x + 2)
+                else:
+                    broken[i][j] = float(x + 1 if k == 0 else round(x * 1.01 + 0.5, 2))
                 out.append(broken)
         if shape == "table":
             out.append(rows[:-1] if len(rows) > 1 else rows + rows)

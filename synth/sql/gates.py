@@ -47,7 +47,7 @@ def pool(world: SqlWorld, table: str, column: str) -> list[Any]:
     key = ("pool", table, column)
     if key not in world.cache:
         sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
-        world.cache[key] = [engine._cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
+        world.cache[key] = [engine.cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
     return list(world.cache[key])
 
 

@@ -4,11 +4,12 @@ Every tool takes the episode's :class:`SqlSession`: the shared world and, once S
 episode's own DuckDB connection (:mod:`toolgym.synth.sql.engine`). Tools are plain typed
 functions; their schemas come from their signatures (:func:`toolgym.envs.tools.make_tool`).
 
-``submit``'s answer is typed by the task's answer shape (``tool_config["answer"]``):
+``submit``'s answer is typed by the task's answer shape (``tool_config["answer"]``) and column types
+(``tool_config["columns"]``: ``text``, ``integer`` or ``number`` each):
 
-* ``scalar``: one value (a number, a string or null);
-* ``row``: a list of values;
-* ``table``: a list of rows, each a list of values.
+* ``scalar``: one value;
+* ``row``: a list of values, one per column, in the order the question lists them;
+* ``table``: a list of such rows.
 
 The verifier (:mod:`toolgym.verifiers.table`) compares rows as multisets with a float tolerance,
 columns in any order, rows in order only when the question asks for an order.

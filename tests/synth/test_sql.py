@@ -350,3 +350,23 @@ def test_the_random_pass_bound_holds_against_sampling(world):
         assert hits / 6000 <= exact + 4 * (exact / 6000) ** 0.5 + 1e-3
         assert hits / 6000 >= exact - 4 * (exact / 6000) ** 0.5 - 1e-3
     assert gates._column_chance(world, {"sum": ["t", "x", 3]}, [5.0], 0.01) is None
+
+
+def test_every_gate_answer_fits_the_submit_schema():
+    """A schema error would not end a gate's episode: it would run to the turn limit and test the schema."""
+    rng = random.Random(0)
+    seen = 0
+    for d in (1, 2, 3, 4, 5):
+        for task, world in tasks_of(d, worlds=1, per_world=3):
+            ts = Toolset(list(FAM.tools(task.tool_config)))
+            expected = task.verifier_spec["expected"]
+            shape = task.verifier_spec["shape"]
+            ref = expected[0][0] if shape == "scalar" else expected[0] if shape == "row" else expected
+            answers = [FAM.random_answer(world, task, rng) for _ in range(3)]
+            answers += [FAM.bluff_answer(task, rng) for _ in range(3)] + FAM.perturb(world, task, ref, rng)
+            for a in answers:
+                checked = ts.validate("submit", {"answer": a})
+                assert not isinstance(checked, str), (task.meta["kind"], a, checked)
+                assert not verify(task.verifier_spec, a, None).passed
+                seen += 1
+    assert seen > 50
