@@ -153,7 +153,7 @@ def family_rows(family: str, difficulty: int, steps: int, tmp: Path) -> list[Ben
     rows = []
     # the same read call, a fresh episode of the same task every 16 turns
     med, p90 = timed(_episode_stepper(env, action, 16, {"task_id": tid}), steps)
-    tables = getattr(env.unwrapped.world, "tables", None)  # sql: the database's size, beside SkyRL's 40 rows
+    tables = getattr(getattr(env.unwrapped, "world", None), "tables", None)  # sql: the database size (SkyRL: 40 rows)
     size = f"; {sum(t.rows for t in tables.values())} rows in {len(tables)} tables" if isinstance(tables, dict) else ""
     rows.append(BenchRow(f"{family} d{difficulty} read step", med, p90, f"{call.name}, from a reference turn{size}"))
     med, p90 = timed(lambda: env.reset(options={"task_id": tid}), steps // 2)

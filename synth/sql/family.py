@@ -33,8 +33,9 @@ from typing import Any
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.family import Family, Program
-from toolgym.synth.sql import kinds, reference, tasks, tools
+from toolgym.synth.sql import kinds, reference, tasks
 from toolgym.synth.sql.gates import bluff_value, draw, random_pass_bound, typed
+from toolgym.synth.sql.tools import SqlSession, toolset
 from toolgym.synth.sql.world import SqlWorld, load, make_world
 
 
@@ -77,19 +78,19 @@ class SQLAnalyst(Family):
 
     def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
         """``list_tables``, ``describe_table``, ``run_sql`` and ``submit`` typed by the answer shape."""
-        return tools.toolset(tool_config["answer"], tuple(tool_config["columns"]))
+        return toolset(tool_config["answer"], tuple(tool_config["columns"]))
 
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The reference program (describes, probes, queries through ``run_sql``)."""
         return reference.program(params, tool_config)
 
-    def episode_context(self, world: SqlWorld, task: TaskSpec) -> tools.SqlSession:
+    def episode_context(self, world: SqlWorld, task: TaskSpec) -> SqlSession:
         """A session of the episode's own (a connection opened on its first query)."""
-        return tools.SqlSession(world)
+        return SqlSession(world)
 
     def close_context(self, context: Any) -> None:
         """Close the episode's connection."""
-        if isinstance(context, tools.SqlSession):
+        if isinstance(context, SqlSession):
             context.close()
 
     def random_answer(self, world: SqlWorld, task: TaskSpec, rng: random.Random) -> Any:

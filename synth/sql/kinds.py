@@ -305,7 +305,9 @@ def monthly(b: Builder) -> TaskDraft | None:
         pe = b.pick(b.enums(p)) if p else None
         v = b.value(p, pe) if p and pe else None
         date = b.date_range(t, d, (0.6, 0.95)) if d else None
-        if v is None or m is None or date is None or date["from"][:7] == date["to"][:7]:
+        if fk is None or p is None or pe is None or v is None or m is None or d is None or date is None:
+            continue
+        if date["from"][:7] == date["to"][:7]:  # one month: no running total to speak of
             continue
         q = {"table": t.name, "fk": fk.name, "parent": {"table": p.name, "eq": [pe.name, v]}, "measure": m.name}
         q["date"] = date

@@ -154,8 +154,8 @@ class SqlWorld:
             )
         for link in w.schema["links"]:
             a, b = link["between"]
-            cols = tuple(Column(f"{w.entities[x]['name']}_id", "VARCHAR", "ref", f"{x}_id", plural[x]) for x in (a, b))
-            out[link["name"]] = Table(link["name"], link["id"], cols, len(w.links[link["id"]]))
+            ends = tuple(Column(f"{w.entities[x]['name']}_id", "VARCHAR", "ref", f"{x}_id", plural[x]) for x in (a, b))
+            out[link["name"]] = Table(link["name"], link["id"], ends, len(w.links[link["id"]]))
         return out
 
     def columns(self, table: str) -> dict[str, list[Any]]:
@@ -247,7 +247,7 @@ def _scratch() -> str | None:
 def build_file(world: SqlWorld, path: str) -> None:
     """Write the world's tables to a new DuckDB file at ``path`` (Arrow columns, one statement a table)."""
     import duckdb
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     con = duckdb.connect(path)
     try:
@@ -265,7 +265,7 @@ def build_file(world: SqlWorld, path: str) -> None:
 
 
 def _arrow_types() -> dict[str, Any]:
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     return {
         "VARCHAR": pa.string,
