@@ -12,8 +12,14 @@ from collections.abc import Callable
 from toolgym.spec import TaskDraft
 from toolgym.synth.sql.queries import ident, lit
 from toolgym.synth.sql.tasks import FALLBACK, KINDS, Builder, avg_rows, date_text, finish, parent_of, show, tq
+from toolgym.synth.sql.world import Column
 
 MISSING = "rows with no {m} recorded are left out"
+
+
+def no_ref(fk: Column) -> str:
+    """`` (rows whose `fk` is empty are left out)`` for a reference that may be null, else nothing."""
+    return f" (rows whose {tq(fk.name)} is empty are left out)" if fk.nullable else ""
 
 
 def filter_rows(b: Builder) -> TaskDraft | None:
@@ -156,8 +162,8 @@ def join_group(b: Builder) -> TaskDraft | None:
             }
             text = (
                 f"Take the rows of {tq(t.name)} whose {tq(e.name)} is {show(v)} and group them by the {tq(pe.name)} of "
-                f"the {tq(p.name)} row their {tq(fk.name)} refers to. For each group give the {tq(pe.name)}, the "
-                f"number of rows, and the average {tq(m.name)} over the rows that have one."
+                f"the {tq(p.name)} row their {tq(fk.name)} refers to{no_ref(fk)}. For each group give the "
+                f"{tq(pe.name)}, the number of rows, and the average {tq(m.name)} over the rows that have one."
             )
             plan = {
                 "kind": "join_group",
@@ -268,9 +274,9 @@ def share(b: Builder) -> TaskDraft | None:
         text = (
             f"Consider the rows of {tq(t.name)} {date_text(date)} whose {tq(ofk.name)} refers to a {tq(o.name)} row "
             f"with {tq(oe.name)} {show(ov)}. Group them by the {tq(pe.name)} of the {tq(p.name)} row their "
-            f"{tq(fk.name)} refers to. For each group give the {tq(pe.name)}, the number of rows, how many of them "
-            f"have no {tq(m.name)} recorded, the total {tq(m.name)}, and that total as a percentage of the total over "
-            "all groups."
+            f"{tq(fk.name)} refers to{no_ref(fk)}. For each group give the {tq(pe.name)}, the number of rows, how "
+            f"many of them have no {tq(m.name)} recorded, the total {tq(m.name)}, and that total as a percentage of "
+            "the total over all groups."
         )
         n = max(1, t.rows // 8)
         plan = {
