@@ -351,7 +351,7 @@ def bench_learn(
         Path | None, typer.Option("--config", help="a JSON LearnConfig (replaces the profile; see --show-config)")
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo")
+        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo|no_<stabilizer>")
     ] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
 ) -> None:
