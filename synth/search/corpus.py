@@ -1,0 +1,259 @@
+"""The documents of a search world: facts rendered by varied templates, scattered, among distractors.
+
+Every fact of the world (a relation or an attribute of one subject) is written as **one**
+sentence, by one of its relation's templates (:data:`TEMPLATES`), in one *home* document:
+
+* the subject's profile (the document titled with its name), for about 60% of facts;
+* the object's profile, for about 15% of relation facts (a sentence such as "Varn Press employs
+  Ada Korvel." on the page of Varn Press);
+* an article (a "review issue" holding several facts of unrelated entities), for the rest.
+
+So a fact is found by searching for the subject's name, but not always on its own page. Every
+profile also carries its aliases, filler sentences and sometimes a mention of another entity;
+*distractor* documents (most of the corpus at high difficulty) mention entities without stating
+facts: unfounded reports ("Reports that Ada Korvel was born in the city of Brenmere have never
+been confirmed."), confusions with near-namesakes, talks and letters. A distractor sentence is
+never a template sentence: a template matched against the whole sentence (the reference's
+parser, :func:`fact_patterns`) finds only true facts (tested over every sentence of a world).
+
+Documents are stored as a title and a list of sentences; a page is :data:`PAGE` sentences.
+Document order is shuffled, so a document id says nothing of its kind.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from toolgym.synth.search.world import ATTRIBUTES, RELATIONS, TYPE_WORDS, SearchWorld
+
+#: Sentences per page of ``open_document``.
+PAGE = 5
+
+#: Each fact kind's templates: ``{s}`` the subject's name, ``{o}`` the object's, ``{v}`` a value.
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "born_in": ("{s} was born in the city of {o}.", "{s} is a native of {o}.", "The birthplace of {s} is {o}."),
+    "works_for": ("{s} works for {o}.", "{s} is on the staff of {o}.", "{o} employs {s}."),
+    "based_in": (
+        "{s} is headquartered in {o}.",
+        "The head office of {s} is in {o}.",
+        "{o} hosts the head office of {s}.",
+    ),
+    "founded_by": ("{s} was founded by {o}.", "{o} founded {s}.", "The founder of {s} is {o}."),
+    "created_by": ("{s} was created by {o}.", "{o} is the creator of {s}.", "{s} is a work by {o}."),
+    "published_by": ("{s} was published by {o}.", "{o} released {s}.", "The publisher of {s} is {o}."),
+    "held_in": ("{s} was held in {o}.", "{s} took place in {o}.", "{o} hosted {s}."),
+    "organised_by": ("{s} was organised by {o}.", "{o} organised {s}.", "The organiser of {s} is {o}."),
+    "won_by": ("{s} was won by {o}.", "{o} won {s}.", "The winner of {s} is {o}."),
+    "in_region": ("{s} lies in {o}.", "{s} is a city in {o}."),
+    "birth_year": ("{s} was born in the year {v}.", "The year of birth of {s} is {v}."),
+    "field": ("{s} has a career in {v}.", "{s} is known for work in {v}."),
+    "founded_year": ("{s} was established in {v}.", "The founding year of {s} is {v}."),
+    "year": ("{s} first appeared in {v}.", "{s} dates from {v}."),
+    "event_year": ("{s} was staged in {v}.", "The edition of {s} took place in {v}."),
+}
+#: Sentences that mention entities and state no fact (``{s}``, ``{o}``: names; ``{x}``: a namesake).
+DISTRACTORS = (
+    "Reports that {s} was born in the city of {o} have never been confirmed.",
+    "Some catalogues wrongly list {s} under {o}, an error later corrected.",
+    "{s} once gave a talk about {o}.",
+    "A letter to {s} mentions {o} twice.",
+    "{s} should not be confused with {x}.",
+    "Visitors often compare {s} with {o}.",
+    "It is sometimes claimed that {o} employs {s}, but no record shows it.",
+)
+_OPENERS = (
+    "The archive",
+    "An old register",
+    "A later survey",
+    "One biographer",
+    "The regional press",
+    "A museum guide",
+    "A census clerk",
+    "A travelling critic",
+)
+_RESTS = (
+    "describes this period only briefly.",
+    "notes that several records were lost in a flood.",
+    "was revised after new sources surfaced.",
+    "gives conflicting dates for minor details.",
+    "mentions a dispute that was settled quietly.",
+    "lists the entry under a misspelt heading.",
+    "praises the careful bookkeeping of the time.",
+    "has no further details.",
+)
+FILLERS = tuple(f"{a} {b}" for a in _OPENERS for b in _RESTS)
+_MASTHEADS = ("Gazette", "Bulletin", "Chronicle", "Courier", "Digest", "Review", "Herald", "Ledger")
+_TOPICS = ("Letters", "Notices", "Society", "Culture", "Trade", "Archives", "Miscellany", "Travel")
+_KINDS = tuple(RELATIONS) + tuple(ATTRIBUTES)
+
+
+@dataclass
+class Corpus:
+    """The documents of a world.
+
+    Attributes:
+        titles: Title per document index (``doc_id`` is ``"doc-<index>"``).
+        sentences: Sentences per document index.
+    """
+
+    titles: list[str]
+    sentences: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+
+def doc_id(i: int) -> str:
+    """The public id of document ``i``."""
+    return f"doc-{i}"
+
+
+def _subject_kind(kind: str) -> str:
+    return RELATIONS[kind][0] if kind in RELATIONS else ATTRIBUTES[kind][0]
+
+
+def _profiles(world: SearchWorld, rng: random.Random) -> dict[tuple[str, int], list[str]]:
+    """Each entity's profile sentences so far (intro and aliases)."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for kind, names in world.names.items():
+        word = TYPE_WORDS[kind]
+        art = "an" if word[0] in "aeiou" else "a"
+        for i, name in enumerate(names):
+            lines = [f"{name} is {art} {word} described in this collection."]
+            lines += [f"{name} is also known as {a}." for a in world.aliases[kind][i]]
+            out[(kind, i)] = lines
+    return out
+
+
+def _place_facts(
+    world: SearchWorld, rng: random.Random, profiles: dict[tuple[str, int], list[str]], articles: list[list[str]]
+) -> None:
+    """Write every fact once, into its home document."""
+    n_art = len(articles)
+    for kind in _KINDS:
+        templates = TEMPLATES[kind]
+        subj = _subject_kind(kind)
+        names = world.names[subj]
+        if kind in RELATIONS:
+            onames = world.names[RELATIONS[kind][1]]
+            okind = RELATIONS[kind][1]
+            for s, o in enumerate(world.rel[kind]):
+                line = templates[int(rng.random() * len(templates))].format(s=names[s], o=onames[o])
+                roll = rng.random()
+                if roll < 0.6:
+                    profiles[(subj, s)].append(line)
+                elif roll < 0.75:
+                    profiles[(okind, o)].append(line)
+                else:
+                    articles[int(rng.random() * n_art)].append(line)
+        else:
+            for s, v in enumerate(world.attrs[kind]):
+                line = templates[int(rng.random() * len(templates))].format(s=names[s], v=v)
+                if rng.random() < 0.7:
+                    profiles[(subj, s)].append(line)
+                else:
+                    articles[int(rng.random() * n_art)].append(line)
+
+
+def _random_entity(world: SearchWorld, rng: random.Random, kinds: tuple[str, ...]) -> str:
+    kind = kinds[int(rng.random() * len(kinds))]
+    names = world.names[kind]
+    return names[int(rng.random() * len(names))]
+
+
+def distractor_line(world: SearchWorld, rng: random.Random) -> str:
+    """One sentence that mentions entities and states no fact."""
+    pattern = DISTRACTORS[int(rng.random() * len(DISTRACTORS))]
+    people = world.names["person"]
+    i = int(rng.random() * len(people))
+    s = people[i]
+    if rng.random() < 0.5 and world.aliases["person"][i]:
+        s = world.aliases["person"][i][0]
+    if "{x}" in pattern:  # a near-namesake when there is one (same first name)
+        first = s.split(" ", 1)[0]
+        j = int(rng.random() * len(people))
+        x = next((p for p in people[j : j + 50] if p.startswith(first + " ") and p != s), people[j])
+        return pattern.format(s=s, x=x if x != s else people[j - 1])
+    return pattern.format(s=s, o=_random_entity(world, rng, ("org", "city", "work", "event")))
+
+
+def render(world: SearchWorld) -> Corpus:
+    """The world's documents: profiles, articles and distractors, in shuffled order."""
+    from toolgym.synth.search.world import LEVELS
+
+    level = LEVELS[world.difficulty]
+    rng = random.Random(f"search-corpus-{world.seed}-{world.difficulty}")
+    profiles = _profiles(world, rng)
+    articles: list[list[str]] = [[] for _ in range(level.articles)]
+    _place_facts(world, rng, profiles, articles)
+    titles: list[str] = []
+    bodies: list[list[str]] = []
+    nf = len(FILLERS)
+    for (kind, i), lines in profiles.items():
+        lines.append(FILLERS[int(rng.random() * nf)])
+        if rng.random() < 0.3:
+            lines.append(distractor_line(world, rng))
+        titles.append(world.names[kind][i])
+        bodies.append(lines)
+    for n, lines in enumerate(articles):
+        lines.insert(int(rng.random() * (len(lines) + 1)), FILLERS[int(rng.random() * nf)])
+        titles.append(f"{_TOPICS[n % len(_TOPICS)]} Review, issue {n + 1}")
+        bodies.append(lines)
+    for n in range(level.distractors):
+        lines = [FILLERS[int(rng.random() * nf)], distractor_line(world, rng)]
+        if rng.random() < 0.5:
+            lines.append(distractor_line(world, rng))
+        titles.append(f"{_MASTHEADS[n % len(_MASTHEADS)]} of {_TOPICS[(n // 8) % len(_TOPICS)]}, no. {n + 1}")
+        bodies.append(lines)
+    order = list(range(len(titles)))
+    rng.shuffle(order)
+    return Corpus([titles[k] for k in order], [bodies[k] for k in order])
+
+
+def fact_patterns(kind: str, subject: str | None = None, obj: str | None = None) -> list[re.Pattern[str]]:
+    """Regexes that match a whole sentence of one of ``kind``'s templates.
+
+    Args:
+        kind: A relation or attribute name.
+        subject: The subject's name, fixed in the pattern (None: captured as group ``s``).
+        obj: The object's name or the value, fixed (None: captured as group ``o``).
+
+    Returns:
+        One compiled pattern per template, to ``fullmatch`` a sentence.
+    """
+    out = []
+    for t in TEMPLATES[kind]:
+        parts = re.split(r"(\{s\}|\{o\}|\{v\})", t)
+        rx = ""
+        for p in parts:
+            if p == "{s}":
+                rx += re.escape(subject) if subject is not None else "(?P<s>.+?)"
+            elif p in ("{o}", "{v}"):
+                rx += re.escape(obj) if obj is not None else "(?P<o>.+?)"
+            else:
+                rx += re.escape(p)
+        out.append(re.compile(rx))
+    return out
+
+
+def parse_fact(kind: str, sentences: list[str], subject: str | None = None, obj: str | None = None) -> list[Any]:
+    """The captured names of every sentence that is a ``kind`` fact with the fixed parts given.
+
+    With ``subject`` fixed, returns the objects (or values) found; with ``obj`` fixed, the subjects.
+    """
+    pats = fact_patterns(kind, subject, obj)
+    group = "o" if subject is not None else "s"
+    out = []
+    for line in sentences:
+        for p in pats:
+            m = p.fullmatch(line)
+            if m is not None:
+                out.append(m.group(group))
+                break
+    return out
+
+
+__all__ = ["DISTRACTORS", "FILLERS", "PAGE", "TEMPLATES", "Corpus", "doc_id", "fact_patterns", "parse_fact", "render"]
