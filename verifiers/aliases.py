@@ -24,6 +24,10 @@ from toolgym.verifiers.verdict import Verdict
 ARTICLES = frozenset({"a", "an", "the"})
 
 
+#: ASCII punctuation and symbols to spaces (the fast path of :func:`normalize`).
+_ASCII_SPACED = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum() and not c.isspace()})
+
+
 def _spaced(ch: str) -> str:
     """A punctuation or symbol character as a space; any other character as itself."""
     return " " if unicodedata.category(ch)[0] in "PS" else ch
@@ -39,9 +43,10 @@ def normalize(text: str) -> str:
         The words of the normal form joined by single spaces (``""`` for a string of
         punctuation and articles only).
     """
-    low = unicodedata.normalize("NFC", text).casefold()
-    if not low.isascii() or not low.replace(" ", "").isalnum():
-        low = "".join(map(_spaced, low))
+    if text.isascii():
+        low = text.lower().translate(_ASCII_SPACED)
+    else:
+        low = "".join(map(_spaced, unicodedata.normalize("NFC", text).casefold()))
     return " ".join(w for w in low.split() if w not in ARTICLES)
 
 

@@ -164,19 +164,25 @@ def _random_entity(world: SearchWorld, rng: random.Random, kinds: tuple[str, ...
     return names[int(rng.random() * len(names))]
 
 
-def distractor_line(world: SearchWorld, rng: random.Random) -> str:
-    """One sentence that mentions entities and states no fact."""
+def _by_first_name(world: SearchWorld) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in world.names["person"]:
+        out.setdefault(p.split(" ", 1)[0], []).append(p)
+    return out
+
+
+def distractor_line(world: SearchWorld, rng: random.Random, firsts: dict[str, list[str]]) -> str:
+    """One sentence that mentions entities and states no fact (``firsts``: people by first name)."""
     pattern = DISTRACTORS[int(rng.random() * len(DISTRACTORS))]
     people = world.names["person"]
     i = int(rng.random() * len(people))
     s = people[i]
+    if "{x}" in pattern:  # someone of the same first name: the near-namesakes are among them
+        same = firsts[s.split(" ", 1)[0]]
+        x = same[int(rng.random() * len(same))]
+        return pattern.format(s=s, x=x if x != s else people[i - 1])
     if rng.random() < 0.5 and world.aliases["person"][i]:
         s = world.aliases["person"][i][0]
-    if "{x}" in pattern:  # a near-namesake when there is one (same first name)
-        first = s.split(" ", 1)[0]
-        j = int(rng.random() * len(people))
-        x = next((p for p in people[j : j + 50] if p.startswith(first + " ") and p != s), people[j])
-        return pattern.format(s=s, x=x if x != s else people[j - 1])
     return pattern.format(s=s, o=_random_entity(world, rng, ("org", "city", "work", "event")))
 
 
@@ -187,6 +193,7 @@ def render(world: SearchWorld) -> Corpus:
     level = LEVELS[world.difficulty]
     rng = random.Random(f"search-corpus-{world.seed}-{world.difficulty}")
     profiles = _profiles(world, rng)
+    firsts = _by_first_name(world)
     articles: list[list[str]] = [[] for _ in range(level.articles)]
     _place_facts(world, rng, profiles, articles)
     titles: list[str] = []
@@ -195,7 +202,7 @@ def render(world: SearchWorld) -> Corpus:
     for (kind, i), lines in profiles.items():
         lines.append(FILLERS[int(rng.random() * nf)])
         if rng.random() < 0.3:
-            lines.append(distractor_line(world, rng))
+            lines.append(distractor_line(world, rng, firsts))
         titles.append(world.names[kind][i])
         bodies.append(lines)
     for n, lines in enumerate(articles):
@@ -203,9 +210,9 @@ def render(world: SearchWorld) -> Corpus:
         titles.append(f"{_TOPICS[n % len(_TOPICS)]} Review, issue {n + 1}")
         bodies.append(lines)
     for n in range(level.distractors):
-        lines = [FILLERS[int(rng.random() * nf)], distractor_line(world, rng)]
+        lines = [FILLERS[int(rng.random() * nf)], distractor_line(world, rng, firsts)]
         if rng.random() < 0.5:
-            lines.append(distractor_line(world, rng))
+            lines.append(distractor_line(world, rng, firsts))
         titles.append(f"{_MASTHEADS[n % len(_MASTHEADS)]} of {_TOPICS[(n // 8) % len(_TOPICS)]}, no. {n + 1}")
         bodies.append(lines)
     order = list(range(len(titles)))

@@ -119,7 +119,7 @@ LEVELS = {
 }
 
 _FIRST_POOL = 40  # first names per world: they repeat, as they do
-_ORG_PATTERNS = ("{W} Press", "{W} Institute", "{W} Works", "{W} & {V}", "{W} Foundation", "{W} Studios", "{W} Guild")
+_ORG_PATTERNS = ("{W} Press", "{W} Institute", "{W} Works", "{W} & {N}", "{W} Foundation", "{W} Studios", "{W} Guild")
 _WORK_PATTERNS = ("The {A} {N}", "{N} of {W}", "Songs of {W}", "The {W} Letters", "{A} {T}", "One {N} for {W}")
 _EVENT_KINDS = ("Prize", "Festival", "Open", "Cup", "Summit", "Fair", "Marathon", "Biennale")
 _REGION_KINDS = ("Province", "Region", "Valley", "Coast", "Highlands")
@@ -147,16 +147,6 @@ class _Names:
             if self.take(name):
                 return str(name)
         raise RuntimeError("name space exhausted")  # practically unreachable
-
-
-def _fill(rng: random.Random, pattern: str) -> str:
-    return pattern.format(
-        W=nm.word(rng),
-        V=nm.word(rng),
-        A=nm._pick(rng, nm._ADJECTIVES),
-        N=nm._pick(rng, nm._NOUNS),
-        T=nm._pick(rng, nm._TOPICS),
-    )
 
 
 def _namesake(rng: random.Random, surname: str) -> str:
@@ -200,9 +190,9 @@ def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], d
     names: dict[str, list[str]] = {}
     aliases: dict[str, list[list[str]]] = {}
     names["person"], aliases["person"] = _people(rng, book, level.person)
-    names["org"] = [book.draw(lambda: _fill(rng, rng.choice(_ORG_PATTERNS))) for _ in range(level.org)]
+    names["org"] = [book.draw(lambda: nm._fill(rng, nm._pick(rng, _ORG_PATTERNS))) for _ in range(level.org)]
     aliases["org"] = [[a] if len(a := _acronym(o)) >= 3 and book.take(a) else [] for o in names["org"]]
-    names["work"] = [book.draw(lambda: _fill(rng, rng.choice(_WORK_PATTERNS))) for _ in range(level.work)]
+    names["work"] = [book.draw(lambda: nm._fill(rng, nm._pick(rng, _WORK_PATTERNS))) for _ in range(level.work)]
     names["event"] = [book.draw(lambda: f"{nm.word(rng)} {rng.choice(_EVENT_KINDS)}") for _ in range(level.event)]
     names["city"] = [book.draw(lambda: nm.city_name(rng)) for _ in range(level.city)]
     names["region"] = [book.draw(lambda: f"{nm.word(rng)} {rng.choice(_REGION_KINDS)}") for _ in range(level.region)]
