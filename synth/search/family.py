@@ -52,6 +52,13 @@ class Search(Family):
         """The world a stored row names, regenerated (or from the process cache)."""
         return cached_world(data)
 
+    def world_stats(self, world: SearchWorld) -> dict[str, float]:
+        """Corpus size and index build time of a world (a column of ``toolgym bench synth``).
+
+        Builds the index if this process has not yet; the time is that of the build that ran.
+        """
+        return {"documents": len(world.corpus), "index build s": round(world.index.build_seconds, 3)}
+
     def make_task(self, world: SearchWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
         """A chain or an inverted task."""
         return tasks.make_task(world, difficulty, rng)
