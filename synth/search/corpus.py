@@ -246,19 +246,42 @@ def fact_patterns(kind: str, subject: str | None = None, obj: str | None = None)
     return out
 
 
-def parse_fact(kind: str, sentences: list[str], subject: str | None = None, obj: str | None = None) -> list[Any]:
-    """The captured names of every sentence that is a ``kind`` fact with the fixed parts given.
+def _split(template: str) -> tuple[str, str, str, str, str]:
+    """A template as (literal, first slot, literal, second slot, literal)."""
+    head, a, mid, b, tail = re.split(r"\{([sov])\}", template)
+    return head, a, mid, b, tail
 
-    With ``subject`` fixed, returns the objects (or values) found; with ``obj`` fixed, the subjects.
+
+_SPLIT = {kind: [_split(t) for t in templates] for kind, templates in TEMPLATES.items()}
+
+
+def parse_fact(kind: str, sentences: list[str], subject: str | None = None, obj: str | None = None) -> list[Any]:
+    """The captured names of every sentence that is a ``kind`` fact with the fixed part given.
+
+    Exactly what ``fact_patterns(kind, subject, obj)`` fullmatches, without compiling a regex
+    per name: with one slot fixed, a template is a prefix, the other slot and a suffix.
+
+    Args:
+        kind: A relation or attribute name.
+        sentences: The sentences to parse.
+        subject: The subject's name (forward: returns the objects or values found).
+        obj: The object's name or the value (reverse: returns the subjects found); give one of the two.
+
+    Returns:
+        The captured names, in sentence order (one per matching sentence).
     """
-    pats = fact_patterns(kind, subject, obj)
-    group = "o" if subject is not None else "s"
+    fixed, slot = (subject, "s") if subject is not None else (obj, "o")
+    shapes = []
+    for head, a, mid, b, tail in _SPLIT[kind]:
+        if (a == "s") == (slot == "s"):  # the fixed slot comes first
+            shapes.append((head + str(fixed) + mid, tail))
+        else:
+            shapes.append((head, mid + str(fixed) + tail))
     out = []
     for line in sentences:
-        for p in pats:
-            m = p.fullmatch(line)
-            if m is not None:
-                out.append(m.group(group))
+        for prefix, suffix in shapes:
+            if len(line) > len(prefix) + len(suffix) and line.startswith(prefix) and line.endswith(suffix):
+                out.append(line[len(prefix) : len(line) - len(suffix)])
                 break
     return out
 

@@ -41,8 +41,9 @@ class Search(Family):
     env_name = "SearchAgent"
     version = 0
     summary = "multi-hop and clue-intersection questions over a generated, indexed document collection"
-    # A difficulty-5 world (100k documents) takes ~2.5 s to generate, render and index; 32 tasks share it.
-    tasks_per_world = 32
+    # A difficulty-5 world (100k documents) takes ~2.5 s to generate, render and index, a candidate
+    # ~15-30 ms: 64 candidates (the most SynthConfig allows) share one world.
+    tasks_per_world = 64
 
     def make_world(self, seed: int, difficulty: int) -> SearchWorld:
         """The world of ``(seed, difficulty)`` (cached per process: its index is built once)."""

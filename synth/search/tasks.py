@@ -138,7 +138,12 @@ def chain_task(world: SearchWorld, difficulty: int, rng: random.Random) -> TaskD
         params={"kind": "chain", "start": start, "path": path, "answer_type": kind},
         verifier_spec=answer_check(world, kind, i),
         tool_config={},
-        meta={"answer_type": kind, "hops": len(path), "via": [world.names[k][j] for k, j in nodes[1:-1]]},
+        meta={
+            "kind": "chain",
+            "answer_type": kind,
+            "hops": len(path),
+            "via": [world.names[k][j] for k, j in nodes[1:-1]],
+        },
     )
 
 
@@ -210,7 +215,11 @@ def inverted_task(world: SearchWorld, difficulty: int, rng: random.Random) -> Ta
         params={"kind": "inverted", "type": "person", "clues": clues},
         verifier_spec=answer_check(world, "person", target),
         tool_config={},
-        meta={"answer_type": "person", "hops": sum(len(c.get("object", {}).get("path", [])) for c in clues) + 1},
+        meta={
+            "kind": "inverted",
+            "answer_type": "person",
+            "hops": sum(len(c.get("object", {}).get("path", [])) for c in clues) + 1,
+        },
     )
 
 

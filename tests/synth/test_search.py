@@ -13,7 +13,7 @@ from toolgym.errors import WorldDataError
 from toolgym.synth import get_family
 from toolgym.synth.candidate import build_task
 from toolgym.synth.search import tasks
-from toolgym.synth.search.corpus import TEMPLATES, fact_patterns
+from toolgym.synth.search.corpus import TEMPLATES, fact_patterns, parse_fact
 from toolgym.synth.search.world import ATTRIBUTES, LEVELS, RELATIONS, cached_world, make
 from toolgym.verifiers.aliases import normalize, verify_alias
 
@@ -74,6 +74,24 @@ def test_only_true_facts_parse_and_every_fact_is_written_once(world):
                     else:
                         assert kind in ATTRIBUTES or o not in objects, (kind, line)
         assert seen == len(truth), kind
+
+
+def test_the_fast_parser_matches_the_template_regexes(world):
+    """``parse_fact`` finds exactly what the templates' regexes fullmatch, on sentences naming the entity."""
+    lines = [line for doc in world.corpus.sentences for line in doc]
+    for kind in TEMPLATES:
+        for subject, obj in list(_truth(world, kind).items())[:6]:
+            for fixed in ({"subject": subject}, {"obj": obj}):
+                near = [line for line in lines if next(iter(fixed.values())) in line]
+                group = "o" if "subject" in fixed else "s"
+                slow = []
+                for line in near:
+                    m = next((m for p in fact_patterns(kind, **fixed) if (m := p.fullmatch(line))), None)
+                    if m is not None:
+                        slow.append(m.group(group))
+                assert parse_fact(kind, near, **fixed) == slow, (kind, fixed)
+                if "subject" in fixed:
+                    assert slow == [obj]  # the fact is written, once
 
 
 def test_tools_search_read_and_find(world):
