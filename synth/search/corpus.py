@@ -272,7 +272,7 @@ def parse_fact(kind: str, sentences: list[str], subject: str | None = None, obj:
     """
     fixed, slot = (subject, "s") if subject is not None else (obj, "o")
     shapes = []
-    for head, a, mid, b, tail in _SPLIT[kind]:
+    for head, a, mid, _b, tail in _SPLIT[kind]:
         if (a == "s") == (slot == "s"):  # the fixed slot comes first
             shapes.append((head + str(fixed) + mid, tail))
         else:
