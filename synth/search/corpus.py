@@ -3,8 +3,9 @@
 Every fact of the world (a relation or an attribute of one subject) is written as **one**
 sentence, by one of its relation's templates (:data:`TEMPLATES`), in one *home* document:
 
-* the subject's profile (the document titled with its name), for about 60% of facts;
-* the object's profile, for about 15% of relation facts (a sentence such as "Varn Press employs
+* the subject's profile (the document titled with its name), for 75% of facts at difficulty 1
+  down to 35% at difficulty 5 (:data:`OWN_PAGE`);
+* the object's profile, for 15% of relation facts (a sentence such as "Varn Press employs
   Ada Korvel." on the page of Varn Press);
 * an article (a "review issue" holding several facts of unrelated entities), for the rest.
 
@@ -32,10 +33,16 @@ from toolgym.synth.search.world import ATTRIBUTES, RELATIONS, TYPE_WORDS, Search
 #: Sentences per page of ``open_document``.
 PAGE = 5
 
+#: Per difficulty: the share of relation facts written on the subject's own page (attributes: 10
+#: points more); 15% go to the object's page, the rest to articles. Scattering grows with difficulty,
+#: so a lookup reads more documents before it finds its fact.
+OWN_PAGE = {1: 0.75, 2: 0.65, 3: 0.55, 4: 0.45, 5: 0.35}
 #: Each fact kind's templates: ``{s}`` the subject's name, ``{o}`` the object's, ``{v}`` a value.
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "born_in": ("{s} was born in the city of {o}.", "{s} is a native of {o}.", "The birthplace of {s} is {o}."),
     "works_for": ("{s} works for {o}.", "{s} is on the staff of {o}.", "{o} employs {s}."),
+    "mentored_by": ("{s} trained under {o}.", "{o} was the mentor of {s}.", "The mentor of {s} was {o}."),
+    "parent_org": ("{s} is a subsidiary of {o}.", "{o} owns {s}.", "The parent company of {s} is {o}."),
     "based_in": (
         "{s} is headquartered in {o}.",
         "The head office of {s} is in {o}.",
@@ -77,12 +84,12 @@ _OPENERS = (
 _RESTS = (
     "describes this period only briefly.",
     "notes that several records were lost in a flood.",
-    "was revised after new sources surfaced.",
+    "quotes a letter that has since been lost.",
     "gives conflicting dates for minor details.",
     "mentions a dispute that was settled quietly.",
-    "lists the entry under a misspelt heading.",
+    "lists this entry under a misspelt heading.",
     "praises the careful bookkeeping of the time.",
-    "has no further details.",
+    "adds nothing further.",
 )
 FILLERS = tuple(f"{a} {b}" for a in _OPENERS for b in _RESTS)
 _MASTHEADS = ("Gazette", "Bulletin", "Chronicle", "Courier", "Digest", "Review", "Herald", "Ledger")
@@ -133,6 +140,7 @@ def _place_facts(
 ) -> None:
     """Write every fact once, into its home document."""
     n_art = len(articles)
+    own = OWN_PAGE[world.difficulty]
     for kind in _KINDS:
         templates = TEMPLATES[kind]
         subj = _subject_kind(kind)
@@ -143,16 +151,16 @@ def _place_facts(
             for s, o in enumerate(world.rel[kind]):
                 line = templates[int(rng.random() * len(templates))].format(s=names[s], o=onames[o])
                 roll = rng.random()
-                if roll < 0.6:
+                if roll < own:
                     profiles[(subj, s)].append(line)
-                elif roll < 0.75:
+                elif roll < own + 0.15:
                     profiles[(okind, o)].append(line)
                 else:
                     articles[int(rng.random() * n_art)].append(line)
         else:
             for s, v in enumerate(world.attrs[kind]):
                 line = templates[int(rng.random() * len(templates))].format(s=names[s], v=v)
-                if rng.random() < 0.7:
+                if rng.random() < own + 0.1:
                     profiles[(subj, s)].append(line)
                 else:
                     articles[int(rng.random() * n_art)].append(line)

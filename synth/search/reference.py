@@ -35,7 +35,7 @@ from toolgym.synth.search.corpus import parse_fact
 
 BATCH = reference_batch()
 #: Hits a forward lookup reads per round (the fact is usually on the subject's own page, the first hit).
-FORWARD_DOCS = 4
+FORWARD_DOCS = 5
 #: Hits the shallow heuristic reads of a search (first page only).
 SHALLOW_DOCS = 2
 
@@ -66,18 +66,28 @@ class Lookup:
     done: bool = False
 
     def next_calls(self) -> list[Call]:
-        """The calls of this lookup's next round (none when it is done)."""
+        """The calls of this lookup's next round (none when it is done).
+
+        Forward: the next :data:`FORWARD_DOCS` hits, or the next search page when none are left.
+        Reverse: every pending hit and, once the first page told how many there are, every
+        further page at once.
+        """
         if self.done:
             return []
+        calls: list[Call] = []
         limit = SHALLOW_DOCS - self.read if self.shallow else (len(self.pending) if self.reverse else FORWARD_DOCS)
         if self.pending and limit > 0:
             take, self.pending = self.pending[:limit], self.pending[limit:]
             self.read += len(take)
-            return [("find_in_document", {"doc_id": d, "text": self.name}) for d in take]
-        if self.page < self.pages and not (self.shallow and self.page >= 1):
-            return [("search", {"query": f'"{self.name}"', "page": self.page + 1})]
-        self.done = True
-        return []
+            calls += [("find_in_document", {"doc_id": d, "text": self.name}) for d in take]
+        if self.shallow and self.page >= 1:
+            self.pending = []
+        elif self.page < self.pages and (self.reverse or not calls):
+            last = self.pages if self.reverse and self.page >= 1 else self.page + 1
+            calls += [("search", {"query": f'"{self.name}"', "page": p}) for p in range(self.page + 1, last + 1)]
+            self.page = last
+        self.done = not calls
+        return calls
 
     def absorb(self, call: Call, result: dict[str, Any]) -> None:
         """Take one call's result in."""
@@ -85,7 +95,7 @@ class Lookup:
         if not isinstance(content, dict):
             return
         if call[0] == "search":
-            self.page, self.pages = content["page"], content["pages"]
+            self.pages = content["pages"]
             self.pending += [h["doc_id"] for h in content["results"]]
             return
         lines = [m["sentence"] for m in content["matches"]]

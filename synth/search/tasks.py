@@ -1,16 +1,17 @@
 """Search tasks: multi-hop chains and inverted (BrowseComp-style) identifications, by difficulty.
 
-* **chain** (half the tasks): start from a named entity and follow ``difficulty + 1`` functional
-  relations (2 hops at difficulty 1, 6 at difficulty 5): "Which person is the founder of the
-  publisher of the work “Songs of Varn”?". Every relation has one object per subject, so the
-  chain names exactly one entity: the answer is unique by the world's facts.
-* **inverted** (the other half): several clues about a person that together identify them,
-  none alone: "Identify the person who works for Varn Press, was born in the year 1971 and has a
-  career in law." The first clue (an employer, named) is the pivot; the others are attributes or
-  relations whose object is named, or, from difficulty 4, described by a chain of its own ("was
-  born in the city where Tol Studios is headquartered"). Uniqueness is checked at generation
-  against the world's reverse index: exactly one person meets every clue, and more than one
-  meets the pivot.
+* **chain** (80% of the tasks at difficulty 1, 40% at 5: :data:`INVERTED_SHARE`): start from a
+  named entity and follow ``difficulty + 1`` functional relations (2 hops at difficulty 1, 6 at
+  difficulty 5): "Which person is the founder of the publisher of the work “Songs of Varn”?". Every
+  relation has one object per subject, so the chain names exactly one entity: the answer is unique
+  by the world's facts.
+* **inverted** (the others): several clues about a person that together identify them (the first,
+  the pivot, never alone): "Identify the person who works for Varn Press, was born in the year 1971
+  and has a career in law." The first clue (an employer, named) is the pivot; the others are
+  attributes or relations whose object is named, or, from difficulty 4, described by a chain of its
+  own ("was born in the city where the organisation Tol Studios is headquartered"). Uniqueness is
+  checked at generation against the world's reverse index: exactly one person meets every clue, and
+  more than one meets the pivot.
 
 Answers are names of entities whose type has enough members that a random name of the right
 type passes with chance at most ``random_pass_max`` of the difficulty (:func:`answer_types`):
@@ -25,10 +26,12 @@ from typing import Any
 
 from toolgym.spec import TaskDraft
 from toolgym.synth.search.world import LEVELS, RELATIONS, TYPE_WORDS, SearchWorld
-from toolgym.synth.text import join_words
+from toolgym.synth.text import join_words, with_article
 
 #: Per difficulty: the most a random name of the answer's type may pass with (SynthConfig's default).
 RANDOM_PASS_MAX = (0.05, 0.001, 0.001, 0.001, 0.001)
+#: Per difficulty: the share of inverted tasks (they read every document naming the pivot: more calls).
+INVERTED_SHARE = {1: 0.2, 2: 0.35, 3: 0.5, 4: 0.5, 5: 0.6}
 #: Per difficulty: (clues of an inverted task, clues whose object is described by a chain).
 CLUES = {1: (2, 0), 2: (2, 0), 3: (3, 0), 4: (3, 1), 5: (4, 2)}
 #: The person facts an inverted task's clues use, besides the pivot (``works_for``).
@@ -37,6 +40,8 @@ PERSON_CLUES = ("born_in", "birth_year", "field")
 HOP_PHRASES: dict[str, tuple[str, ...]] = {
     "born_in": ("the birthplace of {x}", "the city where {x} was born"),
     "works_for": ("the employer of {x}", "the organisation {x} works for"),
+    "mentored_by": ("the mentor of {x}", "the person who trained {x}"),
+    "parent_org": ("the parent company of {x}", "the organisation that owns {x}"),
     "based_in": ("the city where {x} is headquartered", "the home city of {x}"),
     "founded_by": ("the founder of {x}", "the person who founded {x}"),
     "created_by": ("the creator of {x}", "the person who created {x}"),
@@ -45,6 +50,21 @@ HOP_PHRASES: dict[str, tuple[str, ...]] = {
     "organised_by": ("the organiser of {x}", "the organisation that organised {x}"),
     "won_by": ("the winner of {x}", "the person who won {x}"),
     "in_region": ("the region containing {x}", "the region where {x} lies"),
+}
+#: A hop as a step from the entity reached so far.
+HOP_STEPS = {
+    "born_in": "the city where that person was born",
+    "works_for": "the organisation that person works for",
+    "mentored_by": "the person that person trained under",
+    "parent_org": "the organisation that owns that organisation",
+    "based_in": "the city where that organisation is headquartered",
+    "founded_by": "the person who founded that organisation",
+    "created_by": "the person who created that work",
+    "published_by": "the organisation that published that work",
+    "held_in": "the city that hosted that event",
+    "organised_by": "the organisation that organised that event",
+    "won_by": "the person who won that event",
+    "in_region": "the region containing that city",
 }
 #: Clue phrases of an inverted task: ``{o}`` the object's phrase or the value.
 CLUE_PHRASES: dict[str, tuple[str, ...]] = {
@@ -56,7 +76,7 @@ CLUE_PHRASES: dict[str, tuple[str, ...]] = {
 QUESTIONS = (
     "Which {type} is {phrase}? Use the tools to find out, then submit the name.",
     "Find {phrase}. Submit the {type}'s name as the documents write it.",
-    "Using the document search, identify {phrase} (a {type}) and submit their name.",
+    "Using the document search, identify {phrase} ({type_a}) and submit the name.",
 )
 IDENTIFY = (
     "Identify the {type} who {clues}. Exactly one {type} matches every clue; submit their name.",
@@ -78,12 +98,28 @@ def entity_phrase(kind: str, name: str) -> str:
 
 
 def chain_phrase(start: dict[str, str], path: list[str], rng: random.Random) -> str:
-    """The nested noun phrase of a chain (innermost hop first in ``path``)."""
+    """The nested noun phrase of a chain (innermost hop first in ``path``).
+
+    At most one wording whose hop follows the inner phrase ("the organisation {x} works for")
+    per chain: two of them nest into an unreadable centre-embedding.
+    """
     phrase = entity_phrase(start["type"], start["name"])
+    trailing = False
     for r in path:
-        options = HOP_PHRASES[r]
-        phrase = options[int(rng.random() * len(options))].format(x=phrase)
+        options = [p for p in HOP_PHRASES[r] if not (trailing and not p.endswith("{x}"))]
+        pick = options[int(rng.random() * len(options))]
+        trailing = trailing or not pick.endswith("{x}")
+        phrase = pick.format(x=phrase)
     return phrase
+
+
+def steps_question(start: dict[str, str], path: list[str], answer_type: str) -> str:
+    """A chain as numbered steps: "Start from …. 1) take its founder; 2) …"."""
+    steps = "; ".join(f"{n}) take {HOP_STEPS[r]}" for n, r in enumerate(path, start=1))
+    return (
+        f"Start from {entity_phrase(start['type'], start['name'])} and follow these steps: {steps}. "
+        f"Which {TYPE_WORDS[answer_type]} do you reach? Submit the name."
+    )
 
 
 def walk(world: SearchWorld, hops: int, finals: list[str], rng: random.Random) -> tuple[list[Any], list[str]] | None:
@@ -130,9 +166,13 @@ def chain_task(world: SearchWorld, difficulty: int, rng: random.Random) -> TaskD
     nodes, path = found
     (kind0, i0), (kind, i) = nodes[0], nodes[-1]
     start = {"type": kind0, "name": world.names[kind0][i0]}
-    phrase = chain_phrase(start, path, rng)
-    question = QUESTIONS[int(rng.random() * len(QUESTIONS))]
-    prompt = question.format(type=TYPE_WORDS[kind], phrase=phrase) + INSTRUCTION
+    if rng.random() < 0.3:
+        prompt = steps_question(start, path, kind) + INSTRUCTION
+    else:
+        question = QUESTIONS[int(rng.random() * len(QUESTIONS))]
+        word = TYPE_WORDS[kind]
+        prompt = question.format(type=word, type_a=with_article(word), phrase=chain_phrase(start, path, rng))
+        prompt += INSTRUCTION
     return TaskDraft(
         prompt=prompt,
         params={"kind": "chain", "start": start, "path": path, "answer_type": kind},
@@ -240,8 +280,9 @@ def identify_prompt(clues: list[dict[str, Any]], rng: random.Random) -> str:
 
 
 def make_task(world: SearchWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
-    """A chain or an inverted task (even odds), falling back to the other kind."""
-    first, second = (chain_task, inverted_task) if rng.random() < 0.5 else (inverted_task, chain_task)
+    """An inverted task with the difficulty's odds (:data:`INVERTED_SHARE`), else a chain (each falls back)."""
+    inverted = rng.random() < INVERTED_SHARE[difficulty]
+    first, second = (inverted_task, chain_task) if inverted else (chain_task, inverted_task)
     return first(world, difficulty, rng) or second(world, difficulty, rng)
 
 

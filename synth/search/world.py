@@ -52,8 +52,10 @@ TYPE_WORDS = {
 RELATIONS: dict[str, tuple[str, str]] = {
     "born_in": ("person", "city"),
     "works_for": ("person", "org"),
+    "mentored_by": ("person", "person"),
     "based_in": ("org", "city"),
     "founded_by": ("org", "person"),
+    "parent_org": ("org", "org"),
     "created_by": ("work", "person"),
     "published_by": ("work", "org"),
     "held_in": ("event", "city"),
@@ -296,7 +298,7 @@ class SearchWorld:
 
 
 _CACHE: OrderedDict[tuple[int, int], SearchWorld] = OrderedDict()
-_CACHE_SIZE = 4
+_CACHE_SIZE = 2  # a difficulty-5 world with its index holds ~130 MB
 
 
 def make(seed: int, difficulty: int) -> SearchWorld:

@@ -170,7 +170,7 @@ def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
     for d in (1, 3):
         world, rng = make(5, d), random.Random(0)
         counts = []
-        for k in range(6):
+        for k in range(8):
             task = build_task(FAM, "w", f"t{k}", d, "train", tasks.make_task(world, d, rng))
             env = make_env("search", source=MemorySource([(task, world)]))
             ep = run_episode(env, ProgramPolicy(FAM.reference(task.params, task.tool_config)))
