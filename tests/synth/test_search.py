@@ -219,3 +219,16 @@ def test_normal_form_is_nfc_casefolded_without_punctuation_or_articles():
     assert normalize("Cafe\u0301  Lumen!") == normalize("café lumen") == "café lumen"
     assert normalize("The Oak & the Fox") == "oak fox"
     assert normalize("An Étude") == "étude"
+
+
+def test_bench_hardness_reports_corpus_size_and_index_build_time(tmp_path):
+    from toolgym.bench.synth import hardness
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    out = tmp_path / "search.duckdb"
+    synthesize(SynthConfig(family="search", count=4, difficulty=(1, 1), tasks_per_world=4, workers=1), out)
+    (row,) = hardness(out, samples_per_task=5, tasks_per_difficulty=1, heuristic_tasks=2)
+    level = LEVELS[1]
+    assert row.world["documents"] == sum(getattr(level, f) for f in level.__dataclass_fields__)
+    assert row.world["index build s"] > 0 and row.heuristic is not None
