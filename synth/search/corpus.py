@@ -60,7 +60,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "founded_year": ("{s} was established in {v}.", "The founding year of {s} is {v}."),
     "year": ("{s} first appeared in {v}.", "{s} dates from {v}."),
     "event_year": ("{s} was staged in {v}.", "The edition of {s} took place in {v}."),
+    "alias": ("{s} is also known as {o}.",),
 }
+#: The sentence of a profile that gives an alias (``{s}`` the name, ``{o}`` the alias).
+ALIAS_TEMPLATE = TEMPLATES["alias"][0]
 #: Sentences that mention entities and state no fact (``{s}``, ``{o}``: names; ``{x}``: a namesake).
 DISTRACTORS = (
     "Reports that {s} was born in the city of {o} have never been confirmed.",
@@ -130,7 +133,7 @@ def _profiles(world: SearchWorld, rng: random.Random) -> dict[tuple[str, int], l
         art = "an" if word[0] in "aeiou" else "a"
         for i, name in enumerate(names):
             lines = [f"{name} is {art} {word} described in this collection."]
-            lines += [f"{name} is also known as {a}." for a in world.aliases[kind][i]]
+            lines += [ALIAS_TEMPLATE.format(s=name, o=a) for a in world.aliases[kind][i]]
             out[(kind, i)] = lines
     return out
 

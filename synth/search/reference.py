@@ -12,7 +12,7 @@ first fact found (a fact is written once); a reverse lookup reads every hit of e
 Lookups that do not depend on each other run side by side, their calls batched into the same
 turns (at most ``reference_batch()`` calls a turn).
 
-* chain: one forward lookup per hop.
+* chain: one forward lookup per hop (after an alias lookup when the start is named by an alias).
 * inverted: the chained clue objects are resolved first (hop by hop, side by side), then the
   pivot's reverse lookup gives the candidates, and each further clue keeps the candidates whose
   fact matches (one forward lookup per candidate and clue, side by side).
@@ -51,6 +51,7 @@ class Lookup:
         name: The fixed name: the subject (forward) or the object (reverse).
         reverse: Collect every subject of the fact about ``name`` (else: ``name``'s object).
         shallow: Read one search page and :data:`SHALLOW_DOCS` hits only.
+        first: A reverse lookup that stops at the first subject found (an alias has one owner).
         found: What was parsed: objects or values (forward), subjects (reverse), in order.
     """
 
@@ -58,6 +59,7 @@ class Lookup:
     name: str
     reverse: bool = False
     shallow: bool = False
+    first: bool = False
     found: list[str] = field(default_factory=list)
     page: int = 0
     pages: int = 1
@@ -101,6 +103,7 @@ class Lookup:
         lines = [m["sentence"] for m in content["matches"]]
         if self.reverse:
             self.found += [s for s in parse_fact(self.kind, lines, obj=self.name) if s not in self.found]
+            self.done = self.done or (self.first and bool(self.found))
         else:
             self.found += parse_fact(self.kind, lines, subject=self.name)
             self.done = self.done or bool(self.found)
@@ -127,14 +130,18 @@ def run_lookups(lookups: list[Lookup], thought: str) -> Program:
 
 
 def resolve(chains: list[dict[str, Any]], shallow: bool = False) -> Program:
-    """The entity each chain names (``{"start": {"name"}, "path": [...]}``), side by side; None where lost."""
+    """The entity each chain names, its lookups side by side; None where a chain is lost.
+
+    A chain is ``{"start": {"name", "alias"?}, "path": [...]}``; a start named by an alias is
+    first resolved to its name (the profile says "<name> is also known as <alias>.").
+    """
     names: list[str | None] = [c["start"]["name"] for c in chains]
-    depth = max((len(c["path"]) for c in chains), default=0)
-    for h in range(depth):
+    steps = [(["alias"] if c["start"].get("alias") else []) + list(c["path"]) for c in chains]
+    for h in range(max(map(len, steps), default=0)):
         active = [
-            (k, Lookup(c["path"][h], str(names[k]), shallow=shallow))
-            for k, c in enumerate(chains)
-            if h < len(c["path"]) and names[k] is not None
+            (k, Lookup(s[h], str(names[k]), reverse=s[h] == "alias", shallow=shallow, first=True))
+            for k, s in enumerate(steps)
+            if h < len(s) and names[k] is not None
         ]
         if not active:
             break

@@ -30,6 +30,8 @@ from toolgym.synth.text import join_words, with_article
 
 #: Per difficulty: the most a random name of the answer's type may pass with (SynthConfig's default).
 RANDOM_PASS_MAX = (0.05, 0.001, 0.001, 0.001, 0.001)
+#: From this difficulty, 70% of the chains whose start has an alias name it by the alias.
+ALIAS_START = 3
 #: Per difficulty: the share of inverted tasks (they read every document naming the pivot: more calls).
 INVERTED_SHARE = {1: 0.2, 2: 0.35, 3: 0.5, 4: 0.5, 5: 0.6}
 #: Per difficulty: (clues of an inverted task, clues whose object is described by a chain).
@@ -165,7 +167,10 @@ def chain_task(world: SearchWorld, difficulty: int, rng: random.Random) -> TaskD
         return None
     nodes, path = found
     (kind0, i0), (kind, i) = nodes[0], nodes[-1]
-    start = {"type": kind0, "name": world.names[kind0][i0]}
+    start: dict[str, Any] = {"type": kind0, "name": world.names[kind0][i0]}
+    aliases = world.aliases[kind0][i0]
+    if difficulty >= ALIAS_START and aliases and rng.random() < 0.7:  # named as some documents name it
+        start = {"type": kind0, "name": aliases[0], "alias": True}
     if rng.random() < 0.3:
         prompt = steps_question(start, path, kind) + INSTRUCTION
     else:

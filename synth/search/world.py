@@ -12,7 +12,7 @@ repeat; about one person in eight is a *near-namesake* of another (same first na
 letter off: "Ada Korvel" / "Ada Korvell"). Every name and alias is distinct from every other
 under the answer check's normal form (:func:`toolgym.verifiers.aliases.normalize`), so an
 accepted answer names one entity. Aliases: a person's name with a middle initial, an
-organisation's acronym (when it is three letters or more and unique).
+organisation's other name ("Varn Press" / "Varn Publishing"), each for about 60% of them.
 
 The documents (``corpus.py``) and the index (``index.py``) are built from the world on first use
 and never stored: a world's JSON (:meth:`SearchWorld.to_json`) is its inputs and a digest, and
@@ -182,8 +182,23 @@ def _people(rng: random.Random, book: _Names, n: int) -> tuple[list[str], list[l
     return out, aliases
 
 
-def _acronym(name: str) -> str:
-    return "".join(w[0] for w in name.split() if w[0].isupper())
+#: An organisation's other name, by the last word of its name.
+_ORG_ALIASES = {
+    "Press": "{W} Publishing",
+    "Institute": "Institute of {W}",
+    "Works": "{W} Workshop",
+    "Foundation": "{W} Trust",
+    "Studios": "Studio {W}",
+    "Guild": "Guild of {W}",
+}
+
+
+def _org_alias(name: str) -> str:
+    """Another name of an organisation: "Varn Press" -> "Varn Publishing", "Varn & Oak" -> "Varn and Oak"."""
+    head, _, last = name.rpartition(" ")
+    if head.endswith(" &"):
+        return f"{head[:-2]} and {last}"
+    return _ORG_ALIASES[last].format(W=head)
 
 
 def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], dict[str, list[list[str]]]]:
@@ -193,7 +208,7 @@ def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], d
     aliases: dict[str, list[list[str]]] = {}
     names["person"], aliases["person"] = _people(rng, book, level.person)
     names["org"] = [book.draw(lambda: nm._fill(rng, nm._pick(rng, _ORG_PATTERNS))) for _ in range(level.org)]
-    aliases["org"] = [[a] if len(a := _acronym(o)) >= 3 and book.take(a) else [] for o in names["org"]]
+    aliases["org"] = [[a] if rng.random() < 0.6 and book.take(a := _org_alias(o)) else [] for o in names["org"]]
     names["work"] = [book.draw(lambda: nm._fill(rng, nm._pick(rng, _WORK_PATTERNS))) for _ in range(level.work)]
     names["event"] = [book.draw(lambda: f"{nm.word(rng)} {rng.choice(_EVENT_KINDS)}") for _ in range(level.event)]
     names["city"] = [book.draw(lambda: nm.city_name(rng)) for _ in range(level.city)]

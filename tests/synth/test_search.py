@@ -41,7 +41,9 @@ def test_corpus_size_grows_with_difficulty(world):
 
 
 def _truth(world, kind):
-    """(subject name -> object name or value) of one fact kind."""
+    """(subject name -> object name or value) of one fact kind (``alias``: name -> alias)."""
+    if kind == "alias":
+        return {n: a[0] for t in world.names for n, a in zip(world.names[t], world.aliases[t], strict=True) if a}
     if kind in RELATIONS:
         s, o = RELATIONS[kind]
         return {world.names[s][i]: world.names[o][j] for i, j in enumerate(world.rel[kind])}
@@ -123,8 +125,11 @@ def test_tools_search_read_and_find(world):
 
 
 def _chain_answer(world, params):
-    kind = params["start"]["type"]
-    i = world.names[kind].index(params["start"]["name"])
+    kind, name = params["start"]["type"], params["start"]["name"]
+    if params["start"].get("alias"):
+        i = next(i for i, a in enumerate(world.aliases[kind]) if a == [name])
+    else:
+        i = world.names[kind].index(name)
     for r in params["path"]:
         kind, i = RELATIONS[r][1], world.rel[r][i]
     return kind, i
@@ -145,8 +150,8 @@ def _matching_people(world, clues):
 def test_tasks_have_a_unique_answer_proved_by_the_facts(difficulty):
     world = make(11, difficulty)
     rng = random.Random(difficulty)
-    kinds = set()
-    for _ in range(12):
+    kinds, aliased = set(), 0
+    for _ in range(24):
         draft = tasks.make_task(world, difficulty, rng)
         params, expected = draft.params, draft.verifier_spec["expected"]
         kinds.add(params["kind"])
@@ -154,6 +159,7 @@ def test_tasks_have_a_unique_answer_proved_by_the_facts(difficulty):
             assert len(params["path"]) == difficulty + 1
             kind, i = _chain_answer(world, params)
             assert world.names[kind][i] == expected
+            aliased += bool(params["start"].get("alias"))
         else:
             (p,) = _matching_people(world, params["clues"])  # exactly one person meets every clue
             assert world.names["person"][p] == expected
@@ -163,6 +169,8 @@ def test_tasks_have_a_unique_answer_proved_by_the_facts(difficulty):
             <= (tasks.RANDOM_PASS_MAX[difficulty - 1])
         )
     assert kinds == {"chain", "inverted"}
+    if difficulty >= tasks.ALIAS_START:
+        assert aliased, "no chain starts from an alias"
 
 
 def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
