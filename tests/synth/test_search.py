@@ -240,3 +240,24 @@ def test_bench_hardness_reports_corpus_size_and_index_build_time(tmp_path):
     level = LEVELS[1]
     assert row.world["documents"] == sum(getattr(level, f) for f in level.__dataclass_fields__)
     assert row.world["index build s"] > 0 and row.heuristic is not None
+
+
+SEARCHES = """
+import hashlib, sys
+from toolgym.synth.search.world import make
+w = make(12, 2)
+names = w.names["person"][:40] + w.names["org"][:20]
+queries = [f'"{n}"' for n in names] + [n.split()[0] for n in names] + ["born city", "press OR guild"]
+h = hashlib.sha256(repr([w.index.search(q, 30) for q in queries]).encode()).hexdigest()
+"""
+
+
+def test_rankings_are_the_same_in_another_process():
+    """Ties are broken by document order (one segment, one writer thread), so a replay anywhere agrees."""
+    import subprocess
+    import sys
+
+    here: dict = {}
+    exec(SEARCHES, here)  # the same code, in this process
+    other = subprocess.run([sys.executable, "-c", SEARCHES + "print(h)"], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == here["h"]
