@@ -9,7 +9,8 @@
   the pivot, never alone): "Identify the person who works for Varn Press, was born in the year 1971
   and has a career in law." The first clue (an employer, named) is the pivot; the others are
   attributes or relations whose object is named, or, from difficulty 4, described by a chain of its
-  own ("was born in the city where the organisation Tol Studios is headquartered"). Uniqueness is
+  own ("was born in the city where the organisation Tol Studios is headquartered"), or, from
+  difficulty 3, named by an alias. Uniqueness is
   checked at generation against the world's reverse index: exactly one person meets every clue, and
   more than one meets the pivot.
 
@@ -30,14 +31,15 @@ from toolgym.synth.text import join_words, with_article
 
 #: Per difficulty: the most a random name of the answer's type may pass with (SynthConfig's default).
 RANDOM_PASS_MAX = (0.05, 0.001, 0.001, 0.001, 0.001)
-#: From this difficulty, 70% of the chains whose start has an alias name it by the alias.
+#: From this difficulty, 70% of the chains whose start has an alias name it by the alias (and half
+#: the inverted tasks' clue objects named directly).
 ALIAS_START = 3
 #: Per difficulty: the share of inverted tasks (they read every document naming the pivot: more calls).
 INVERTED_SHARE = {1: 0.2, 2: 0.35, 3: 0.5, 4: 0.5, 5: 0.6}
 #: Per difficulty: (clues of an inverted task, clues whose object is described by a chain).
 CLUES = {1: (2, 0), 2: (2, 0), 3: (3, 0), 4: (3, 1), 5: (4, 2)}
 #: The person facts an inverted task's clues use, besides the pivot (``works_for``).
-PERSON_CLUES = ("born_in", "birth_year", "field")
+PERSON_CLUES = ("born_in", "birth_year", "field", "mentored_by")
 #: Noun phrases of a hop: ``{x}`` is the phrase of the entity the hop starts from.
 HOP_PHRASES: dict[str, tuple[str, ...]] = {
     "born_in": ("the birthplace of {x}", "the city where {x} was born"),
@@ -74,6 +76,7 @@ CLUE_PHRASES: dict[str, tuple[str, ...]] = {
     "born_in": ("was born in {o}", "is a native of {o}"),
     "birth_year": ("was born in the year {o}", "has {o} as year of birth"),
     "field": ("has a career in {o}", "works in the field of {o}"),
+    "mentored_by": ("trained under {o}", "was a student of {o}"),
 }
 QUESTIONS = (
     "Which {type} is {phrase}? Use the tools to find out, then submit the name.",
@@ -192,19 +195,25 @@ def chain_task(world: SearchWorld, difficulty: int, rng: random.Random) -> TaskD
     )
 
 
-def describe(world: SearchWorld, kind: str, i: int, hops: int, rng: random.Random) -> dict[str, Any]:
+def describe(
+    world: SearchWorld, kind: str, i: int, hops: int, rng: random.Random, avoid: tuple[str, int] | None = None
+) -> dict[str, Any]:
     """Entity ``(kind, i)`` as a chain of up to ``hops`` relations from another named entity.
 
-    Walks backwards through the reverse index (a subject whose relation points at the entity);
+    Walks backwards through the reverse index (a subject whose relation points at the entity),
+    never through ``avoid`` (an inverted task's answer must not be named in its own clues);
     stops early where nothing points at it. Returns ``{"start": {"type", "name"}, "path": [...]}``.
     """
     path: list[str] = []
     for _ in range(hops):
-        options = [(r, s) for r, (s, o) in RELATIONS.items() if o == kind and world.reverse(r).get(i)]
+        options = [
+            (r, s, subjects)
+            for r, (s, o) in RELATIONS.items()
+            if o == kind and (subjects := [j for j in world.reverse(r).get(i, ()) if (s, j) != avoid])
+        ]
         if not options:
             break
-        r, skind = options[int(rng.random() * len(options))]
-        subjects = world.reverse(r)[i]
+        r, skind, subjects = options[int(rng.random() * len(options))]
         i, kind = subjects[int(rng.random() * len(subjects))], skind
         path.insert(0, r)
     return {"start": {"type": kind, "name": world.names[kind][i]}, "path": path}
@@ -252,7 +261,11 @@ def inverted_task(world: SearchWorld, difficulty: int, rng: random.Random) -> Ta
         if kind in RELATIONS:
             okind, o = RELATIONS[kind][1], world.rel[kind][target]
             hops = (1 + int(rng.random() * 2)) if n in chained else 0
-            clues.append({"kind": kind, "object": describe(world, okind, o, hops, rng)})
+            obj = describe(world, okind, o, hops, rng, avoid=("person", target))
+            aliases = world.aliases[okind][o]
+            if not hops and aliases and difficulty >= ALIAS_START and rng.random() < 0.5:
+                obj = {"start": {"type": okind, "name": aliases[0], "alias": True}, "path": []}
+            clues.append({"kind": kind, "object": obj})
         else:
             clues.append({"kind": kind, "value": world.attrs[kind][target]})
     return TaskDraft(

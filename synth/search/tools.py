@@ -26,7 +26,7 @@ from toolgym.synth.search.index import MAX_HITS
 from toolgym.synth.search.world import SearchWorld
 
 RESULTS_PER_PAGE = 10
-MAX_MATCHES = 20
+MAX_MATCHES = 30
 MAX_QUERY_CHARS = 500
 _PREVIEW = 120
 

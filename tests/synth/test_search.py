@@ -162,6 +162,8 @@ def test_tasks_have_a_unique_answer_proved_by_the_facts(difficulty):
             aliased += bool(params["start"].get("alias"))
         else:
             (p,) = _matching_people(world, params["clues"])  # exactly one person meets every clue
+            aliased += any(c.get("object", {}).get("start", {}).get("alias", False) for c in params["clues"])
+            assert expected not in draft.prompt  # no clue names the answer
             assert world.names["person"][p] == expected
             assert len(_matching_people(world, params["clues"][:1])) > 1  # the pivot alone does not
         assert (
@@ -170,7 +172,7 @@ def test_tasks_have_a_unique_answer_proved_by_the_facts(difficulty):
         )
     assert kinds == {"chain", "inverted"}
     if difficulty >= tasks.ALIAS_START:
-        assert aliased, "no chain starts from an alias"
+        assert aliased, "no task names an entity by its alias"
 
 
 def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
