@@ -10,9 +10,8 @@
   and has a career in law." The first clue (an employer, named) is the pivot; the others are
   attributes or relations whose object is named, or, from difficulty 4, described by a chain of its
   own ("was born in the city where the organisation Tol Studios is headquartered"), or, from
-  difficulty 3, named by an alias. Uniqueness is
-  checked at generation against the world's reverse index: exactly one person meets every clue, and
-  more than one meets the pivot.
+  difficulty 3, named by an alias. Uniqueness is checked at generation against the world's reverse
+  index: exactly one person meets every clue, and more than one meets the pivot.
 
 Answers are names of entities whose type has enough members that a random name of the right
 type passes with chance at most ``random_pass_max`` of the difficulty (:func:`answer_types`):
