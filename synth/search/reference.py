@@ -41,6 +41,37 @@ SHALLOW_DOCS = 2
 
 Call = tuple[str, dict[str, Any]]
 
+#: What a forward lookup finds out, as a clause of a thought (``{n}``: the name).
+QUESTIONS = {
+    "born_in": "where {n} was born",
+    "works_for": "which organisation {n} works for",
+    "mentored_by": "whom {n} trained under",
+    "based_in": "where {n} is headquartered",
+    "founded_by": "who founded {n}",
+    "parent_org": "which organisation owns {n}",
+    "created_by": "who created {n}",
+    "published_by": "who published {n}",
+    "held_in": "where {n} was held",
+    "organised_by": "who organised {n}",
+    "won_by": "who won {n}",
+    "in_region": "which region {n} lies in",
+    "birth_year": "when {n} was born",
+    "field": "which field {n} works in",
+    "founded_year": "when {n} was established",
+    "year": "when {n} first appeared",
+    "event_year": "when {n} was staged",
+    "alias": "whose other name {n} is",
+}
+#: What a reverse lookup collects (``{n}``: the object's name).
+COLLECTS = {"works_for": "everyone who works for {n}", "alias": "whose other name {n} is"}
+
+
+def _asking(lookups: list[Lookup]) -> str:
+    """A thought naming what the first lookups find out: "Looking up who founded X and …"."""
+    parts = [QUESTIONS[lk.kind].format(n=lk.name) for lk in lookups[:3]]
+    more = f" and {len(lookups) - 3} more" if len(lookups) > 3 else ""
+    return "Looking up " + ", ".join(parts) + more + "."
+
 
 @dataclass
 class Lookup:
@@ -123,7 +154,9 @@ def run_lookups(lookups: list[Lookup], thought: str) -> Program:
             return None
         for i in range(0, len(owned), BATCH):
             part = owned[i : i + BATCH]
-            results = yield Step([c for _, c in part], thought if first else None)
+            searching = any(c[0] == "search" for _, c in part)
+            later = "Searching further." if searching else "Reading what the hits say about the names."
+            results = yield Step([c for _, c in part], thought if first else later)
             first = False
             for (lk, call), res in zip(part, results, strict=True):
                 lk.absorb(call, res)
@@ -145,11 +178,14 @@ def resolve(chains: list[dict[str, Any]], shallow: bool = False) -> Program:
         ]
         if not active:
             break
-        what = ", ".join(f"the {lk.kind.replace('_', ' ')} fact of {lk.name}" for _, lk in active[:3])
-        yield from run_lookups([lk for _, lk in active], f"Looking up {what}.")
+        yield from run_lookups([lk for _, lk in active], _asking([lk for _, lk in active]))
         for k, lk in active:
             names[k] = lk.found[0] if lk.found else (names[k] if shallow else None)
     return names
+
+
+def _who(k: int) -> str:
+    return "the only candidate" if k == 1 else f"each of the {k} candidates"
 
 
 def _clue_target(clue: dict[str, Any], objects: dict[int, str | None], n: int) -> str | None:
@@ -163,16 +199,14 @@ def inverted(params: dict[str, Any], shallow: bool = False) -> Program:
     names = yield from resolve([clues[n]["object"] for n in chained], shallow)
     objects = dict(zip(chained, names, strict=True))
     pivot = Lookup(clues[0]["kind"], str(objects[0]), reverse=True, shallow=shallow)
-    yield from run_lookups([pivot], f"Collecting everyone who {clues[0]['kind'].replace('_', ' ')} {pivot.name}.")
+    yield from run_lookups([pivot], f"Collecting {COLLECTS.get(pivot.kind, 'everyone it names').format(n=pivot.name)}.")
     left = list(pivot.found)
     for n, clue in enumerate(clues[1:], start=1):
         want = _clue_target(clue, objects, n)
         if len(left) <= (1 if shallow else 0):
             break
         checks = [Lookup(clue["kind"], p, shallow=shallow) for p in left]
-        yield from run_lookups(
-            checks, f"Checking the {clue['kind'].replace('_', ' ')} clue for {len(left)} candidates."
-        )
+        yield from run_lookups(checks, f"Checking {QUESTIONS[clue['kind']].format(n=_who(len(left)))}.")
         kept = [lk.name for lk in checks if lk.found and lk.found[0] == want]
         left = kept if kept or not shallow else left
     return left[0] if left else None

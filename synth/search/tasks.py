@@ -104,16 +104,13 @@ def entity_phrase(kind: str, name: str) -> str:
 def chain_phrase(start: dict[str, str], path: list[str], rng: random.Random) -> str:
     """The nested noun phrase of a chain (innermost hop first in ``path``).
 
-    At most one wording whose hop follows the inner phrase ("the organisation {x} works for")
-    per chain: two of them nest into an unreadable centre-embedding.
+    A wording whose verb follows the inner phrase ("the organisation {x} works for") only for
+    the innermost hop, where ``{x}`` is a name: around a longer phrase it reads as a garden path.
     """
     phrase = entity_phrase(start["type"], start["name"])
-    trailing = False
-    for r in path:
-        options = [p for p in HOP_PHRASES[r] if not (trailing and not p.endswith("{x}"))]
-        pick = options[int(rng.random() * len(options))]
-        trailing = trailing or not pick.endswith("{x}")
-        phrase = pick.format(x=phrase)
+    for h, r in enumerate(path):
+        options = [p for p in HOP_PHRASES[r] if h == 0 or p.endswith("{x}")]
+        phrase = options[int(rng.random() * len(options))].format(x=phrase)
     return phrase
 
 
