@@ -28,6 +28,7 @@ FAMILIES: Registry[Any] = Registry("family")
 FAMILIES.register("trip", "toolgym.synth.trip.family:TripPlanning", env_id="toolgym/TripPlanning-v1")
 FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="toolgym/CodeInterpreter-v1")
 FAMILIES.register("domains", "toolgym.synth.domains.family:Domains", env_id="toolgym/Domains-v0")
+FAMILIES.register("search", "toolgym.synth.search.family:Search", env_id="toolgym/SearchAgent-v0")
 
 VERIFIERS: Registry[Any] = Registry("verifier kind")
 VERIFIERS.register("all", "toolgym.verifiers.verdict:verify_all")
@@ -36,6 +37,7 @@ VERIFIERS.register("numeric", "toolgym.verifiers.answers:verify_numeric")
 VERIFIERS.register("set", "toolgym.verifiers.answers:verify_set")
 VERIFIERS.register("multiset", "toolgym.verifiers.answers:verify_multiset")
 VERIFIERS.register("json", "toolgym.verifiers.answers:verify_json")
+VERIFIERS.register("alias", "toolgym.verifiers.aliases:verify_alias")  # a name or one of its aliases, normalised
 VERIFIERS.register("itinerary", "toolgym.verifiers.itinerary:verify_itinerary")
 VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
 

@@ -76,6 +76,8 @@ def bench_synth(
         ", ".join(f"{k} {v}" for k, v in sorted(d.dropped.items())) or "-",
     )
     console.print(table)
+    rows = hardness(path)
+    worlds = any(h.world for h in rows)  # a column only for families that report world stats (search)
     table = Table(
         "difficulty",
         "tasks",
@@ -87,9 +89,10 @@ def bench_synth(
         "ref tools",
         "verify µs",
         "heuristic",
+        *(["world"] if worlds else []),
         title="hard to solve, easy to verify",
     )
-    for h in hardness(path):
+    for h in rows:
         add_row(
             table,
             str(h.difficulty),
@@ -102,6 +105,7 @@ def bench_synth(
             f"{h.ref_tools:.0f}",
             f"{h.verify_us:.0f}",
             "–" if h.heuristic is None else f"{h.heuristic:.2f} (n={h.heuristic_tasks})",
+            *([", ".join(f"{k} {v:,.6g}" for k, v in h.world.items())] if worlds else []),
         )
     console.print(table)
     console.print(kind_table(path, family))
