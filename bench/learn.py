@@ -7,14 +7,21 @@ stage       what                                                   the code it c
 =========== ====================================================== =============================
 synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run.synthesize``
             whole archetypes held out to the test split
-lm          LM pre-training on the standard-library corpus         ``policy.train_lm.pretrain``
+lm          LM pre-training on the train split's reference         ``policy.train_lm.pretrain``
+            episodes (tokenizer trained on them too)
 sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
 eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
             held-out archetypes apart, and other families
             (``learn_eval``)
 grpo        GRPO from the SFT checkpoint on the train tasks        ``policy.grpo_train.train_grpo``
 eval_grpo   the same eval of the GRPO checkpoint                   ``policy.evaluate``
+no_<switch> one per ablated stabilizer (``ablations.switches``):   ``train_grpo``, ``evaluate``
+            the grpo stage's run with that switch off, then the
+            eval of its checkpoint (held-out groups only)
 =========== ====================================================== =============================
+
+The main pipeline (synth to eval_grpo) is the issue's ≤ 90-minute demonstration; the ablations
+come after it, each about as long as the grpo stage and its eval (``--until eval_grpo`` skips them).
 
 Layout of ``--out DIR``::
 
@@ -22,6 +29,7 @@ Layout of ``--out DIR``::
     DIR/domains.duckdb      the dataset
     DIR/lm/                 checkpoint/, metrics.jsonl
     DIR/sft/, DIR/grpo/     as ``toolgym train sft|grpo`` lay out their --out
+    DIR/ablations/SWITCH/   the GRPO run with SWITCH off, laid out as DIR/grpo/
     DIR/learning_curve.png  LM and SFT loss, GRPO reward, held-out pass@1 (``learn_report``)
     DIR/report.json, DIR/report.md
 
@@ -128,14 +136,13 @@ def run_stages(
 def _synth(out: Path, config: LearnConfig) -> dict[str, Any]:
     """Synthesize (or resume) the dataset; its task counts by split."""
     from toolgym.data.dataset import Dataset
-    from toolgym.synth import get_family
     from toolgym.synth.config import SynthConfig
     from toolgym.synth.run import synthesize
 
     s = config.synth
     synth_config = SynthConfig(
         family=FAMILY, count=s.count, difficulty=s.difficulty, seed=s.seed,
-        tasks_per_world=get_family(FAMILY).tasks_per_world, holdout_archetypes=s.holdout_archetypes,
+        tasks_per_world=s.tasks_per_world, holdout_archetypes=s.holdout_archetypes,
         workers=s.workers, executor="local" if s.workers > 1 else "serial",
     )  # fmt: skip
     stats = synthesize(synth_config, out / DATASET)
@@ -146,16 +153,17 @@ def _synth(out: Path, config: LearnConfig) -> dict[str, Any]:
 
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     """Pre-train a fresh model; its metrics to ``lm/metrics.jsonl``, its checkpoint to ``lm/checkpoint``."""
-    from toolgym.policy.model import ModelConfig
+    from toolgym.policy.corpus import dataset_corpus
     from toolgym.policy.sft import _metrics_log
     from toolgym.policy.train_lm import pretrain
 
     (out / "lm").mkdir(parents=True, exist_ok=True)
     record = _metrics_log(out / "lm" / "metrics.jsonl", 0, None)  # the stage starts over: no record kept
     c = config.lm
+    corpus = dataset_corpus(out / DATASET, family=FAMILY) if c.corpus == "episodes" else None
     result = pretrain(
-        out / "lm" / "checkpoint", c.train, model_config=ModelConfig.micro() if c.model == "micro" else None,
-        corpus_bytes=c.corpus_bytes, vocab_size=c.vocab_size, progress=progress, log=record,
+        out / "lm" / "checkpoint", c.train, model_config=c.fresh_model_config(), corpus_bytes=c.corpus_bytes,
+        vocab_size=c.vocab_size, progress=progress, log=record, corpus=corpus,
     )  # fmt: skip
     return {"steps": result.steps, "val_loss": result.val_loss, "train_seconds": result.seconds}
 
@@ -199,17 +207,41 @@ def _grpo(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     }
 
 
-def _eval(out: Path, config: LearnConfig, checkpoint: Path) -> dict[str, Any]:
-    """pass@1 of ``checkpoint`` on held-out worlds and held-out archetypes (``learn_eval``)."""
+def _eval(out: Path, config: LearnConfig, checkpoint: Path, families: bool = True) -> dict[str, Any]:
+    """pass@1 of ``checkpoint`` on held-out worlds and held-out archetypes (``learn_eval``), and other families."""
     from toolgym.bench.learn_eval import eval_checkpoint, eval_items, family_items
 
     lo, hi, c = *config.synth.difficulty, config.eval
     groups = eval_items(out / DATASET, FAMILY, list(range(lo, hi + 1)), config.synth.holdout_archetypes, c.tasks)
-    return eval_checkpoint(checkpoint, groups | family_items(c.families, c.family_tasks, c.seed), c)
+    if families:
+        groups |= family_items(c.families, c.family_tasks, c.seed)
+    return eval_checkpoint(checkpoint, groups, c)
+
+
+def _ablate(out: Path, config: LearnConfig, switch: str, progress: bool) -> dict[str, Any]:
+    """The grpo stage's run with ``switch`` off, from the same SFT checkpoint, then its held-out eval."""
+    from toolgym.policy.grpo_tasks import TaskPool
+    from toolgym.policy.grpo_train import train_grpo
+
+    lo, hi = config.synth.difficulty
+    c = config.grpo.train.model_copy(update={switch: False})
+    pool = TaskPool(family=FAMILY, difficulties=list(range(lo, hi + 1)), dataset=out / DATASET, seed=c.seed)
+    run = out / "ablations" / switch
+    result = train_grpo(run, c, init=out / "sft" / "checkpoint", pool=pool, progress=progress)
+    return {"steps": result.steps, "eval": _eval(out, config, run / "checkpoint", families=False)}
+
+
+def stage_names(config: LearnConfig) -> list[str]:
+    """The stages of a run, in order: :data:`STAGES`, then ``no_<switch>`` per ablated stabilizer."""
+    return [*STAGES, *(f"no_{switch}" for switch in config.ablations.switches)]
 
 
 def pipeline(out: Path, config: LearnConfig, progress: bool = False) -> list[Stage]:
-    """The stages of :data:`STAGES` for ``config``, writing under ``out``."""
+    """The stages of ``stage_names(config)``, writing under ``out``."""
+    ablations = [
+        Stage(f"no_{switch}", lambda switch=switch: _ablate(out, config, switch, progress))
+        for switch in config.ablations.switches
+    ]
     return [
         Stage("synth", lambda: _synth(out, config)),
         Stage("lm", lambda: _lm(out, config, progress)),
@@ -217,6 +249,7 @@ def pipeline(out: Path, config: LearnConfig, progress: bool = False) -> list[Sta
         Stage("eval_sft", lambda: _eval(out, config, out / "sft" / "checkpoint")),
         Stage("grpo", lambda: _grpo(out, config, progress)),
         Stage("eval_grpo", lambda: _eval(out, config, out / "grpo" / "checkpoint")),
+        *ablations,
     ]
 
 
@@ -232,7 +265,7 @@ def run_learn(
     Args:
         out: the run directory (see the module docstring).
         config: the settings (a rerun must give the recorded ones).
-        until: stop after this stage of :data:`STAGES` (None: all).
+        until: stop after this stage of ``stage_names(config)`` (None: all).
         progress: show the training loops' progress bars.
         log: called with one line per stage.
 
@@ -245,8 +278,9 @@ def run_learn(
     """
     from toolgym.bench.learn_report import write_report
 
-    if until is not None and until not in STAGES:
-        raise ConfigError(f"--until must be one of {', '.join(STAGES)}, not {until!r}")
+    names = stage_names(config)
+    if until is not None and until not in names:
+        raise ConfigError(f"--until must be one of {', '.join(names)}, not {until!r}")
     state = load_state(out, config)
     run_stages(out, state, pipeline(out, config, progress), until, log)
     return write_report(out, state)

@@ -16,7 +16,9 @@ from toolgym.bench.learn_eval import GROUPS
 
 SFT_TARGET, GRPO_GAIN = 0.30, 0.10
 CHECKPOINTS = ("sft", "grpo")
-REPORT_JSON, REPORT_MD, CURVE = "report.json", "report.md", "learning_curve.png"
+REPORT_JSON, REPORT_MD, CURVE, ABLATION_CURVES = "report.json", "report.md", "learning_curve.png", "ablations.png"
+#: GRPO metrics compared across the ablations: the last step's and the run's mean.
+ABLATION_METRICS = ("reward", "kl", "entropy", "routing_agreement", "masked_frac", "clip_frac")
 
 
 def _pass1(state: dict[str, Any], stage: str, group: str) -> tuple[float, float] | None:
@@ -34,7 +36,9 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
     for name, done in state["stages"].items():
         result = done["result"]
         if name.startswith("eval_"):
-            result = {g: {k: v for k, v in r.items() if k != "rewards"} for g, r in result.items()}
+            result = _without_rewards(result)
+        elif name.startswith("no_"):
+            result = {**result, "eval": _without_rewards(result["eval"])}
         stages[name] = {"seconds": done["seconds"], "result": result}
     groups = list(GROUPS)
     for ck in CHECKPOINTS:
@@ -54,6 +58,34 @@ def build_report(state: dict[str, Any]) -> dict[str, Any]:
         "targets": targets,
         "config": state["config"],
     }
+
+
+def _without_rewards(groups: dict[str, Any]) -> dict[str, Any]:
+    return {g: {k: v for k, v in r.items() if k != "rewards"} for g, r in groups.items()}
+
+
+def ablation_rows(out: Path, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per GRPO run, the full one first (when run), then each finished ablation.
+
+    A row: ``run`` ("all on" or "no <switch>"), held-out pass@1 per group, and per metric of
+    :data:`ABLATION_METRICS` the mean over the run's steps (None where no step logged it).
+    """
+    runs = [("all on", "eval_grpo", out / "grpo")]
+    runs += [(f"no {n[3:]}", n, out / "ablations" / n[3:]) for n in state["stages"] if n.startswith("no_")]
+    rows = []
+    for label, stage, folder in runs:
+        done = state["stages"].get(stage)
+        if done is None:
+            continue
+        groups = done["result"] if stage == "eval_grpo" else done["result"]["eval"]
+        records = _records(folder / "metrics.jsonl")
+        row: dict[str, Any] = {"run": label, "steps": len(records)}
+        row |= {f"pass@1 {g}": groups[g]["pass@1"] for g in GROUPS if g in groups}
+        for key in ABLATION_METRICS:
+            values = [r[key] for r in records if isinstance(r.get(key), int | float)]
+            row[f"mean {key}"] = sum(values) / len(values) if values else None
+        rows.append(row)
+    return rows
 
 
 def pass1_cell(value: tuple[float, float] | None) -> str:
@@ -90,7 +122,27 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- GRPO ≥ SFT + {GRPO_GAIN * 100:.0f} points on held-out worlds: {_verdict(t['grpo_ge_sft_plus_10pts'])}"
     ]
     lines += ["", f"![learning curve]({CURVE})", ""]
+    rows = report.get("ablations") or []
+    if len(rows) > 1:
+        keys = [k for k in rows[0] if k != "run"]
+        lines += ["Ablations (GRPO from the same SFT checkpoint, same seed and budget, one stabilizer off):", ""]
+        lines += ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for row in rows:
+            cells = [_pass1_of(row.get(k)) if k.startswith("pass@1") else _num(row.get(k)) for k in keys]
+            lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
+        lines += ["", f"![ablations]({ABLATION_CURVES})", ""]
     return "\n".join(lines)
+
+
+def _pass1_of(value: list[float | None] | None) -> str:
+    """A JSON [mean, half-width] pair (half-width null: one task) as a cell; ``–`` when absent."""
+    if value is None:
+        return "–"
+    return pass1_cell((float(value[0]), float("nan") if value[1] is None else float(value[1])))
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _verdict(value: bool | None) -> str:
@@ -147,7 +199,36 @@ def write_report(out: Path, state: dict[str, Any]) -> dict[str, Any]:
     from toolgym.policy.results import write_json
 
     report = build_report(state)
+    report["ablations"] = ablation_rows(out, state)
     write_json(out / REPORT_JSON, report)
     (out / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
     plot_curve(out, report, out / CURVE)
+    if len(report["ablations"]) > 1:
+        plot_ablations(out, state, out / ABLATION_CURVES)
     return report
+
+
+def plot_ablations(out: Path, state: dict[str, Any], png: Path) -> None:
+    """Reward, KL, entropy and routing agreement by GRPO step, one line per run (all on, each ablation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [("all on", out / "grpo")]
+    runs += [(f"no {n[3:]}", out / "ablations" / n[3:]) for n in state["stages"] if n.startswith("no_")]
+    keys = ("reward", "kl", "entropy", "routing_agreement")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
+    for label, folder in runs:
+        records = _records(folder / "metrics.jsonl")
+        for ax, key in zip(axes, keys, strict=True):
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", label=label)
+    for ax, key in zip(axes, keys, strict=True):
+        ax.set(title=key, xlabel="GRPO step")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

@@ -13,6 +13,8 @@ Hardness, per difficulty, over the shipped tasks:
   how likely a guess is to be right;
 * ``ref calls`` / ``ref turns`` — what the tool-only reference solution needed;
 * ``verify µs`` — the verifier's time on the reference answer: checking is cheap;
+* ``world`` — what a family reports of one world of the difficulty (``world_stats``, optional;
+  search: its documents and the seconds its index took to build);
 * ``heuristic`` — the share of sampled tasks a family's shallow heuristic agent solves through a
   real env (:meth:`toolgym.synth.family.Family.heuristic`; "–" for a family without one):
   it should fall as the difficulty rises.
@@ -76,6 +78,7 @@ class HardnessRow:
     ref_tools: float = 0.0  # median distinct tools the reference called (submit included)
     heuristic: float | None = None  # share of sampled tasks the family's heuristic solves (None: no heuristic)
     heuristic_tasks: int = 0  # tasks the heuristic share is measured on
+    world: dict[str, float] = field(default_factory=dict)  # Family.world_stats of one world (search: docs, index s)
 
 
 def heuristic_reward(family: Any, task: Any, world: Any) -> float | None:
@@ -122,6 +125,7 @@ def hardness(
             by_d.setdefault(ds.task(tid).difficulty, []).append(tid)
         for d in sorted(by_d):
             cands, calls, turns, vus, writes, used = [], [], [], [], [], []
+            world_stats: dict[str, float] = {}
             passed = total = 0
             for j, tid in enumerate(by_d[d]):
                 task = ds.task(tid)
@@ -136,6 +140,8 @@ def hardness(
                 if j >= tasks_per_difficulty:
                     continue
                 world = fam.load_world(ds.world_data(task.world_id))
+                if not world_stats and hasattr(fam, "world_stats"):  # optional (search: corpus size, index build)
+                    world_stats = fam.world_stats(world)
                 context = replay_writes(fam, world, task, traj.actions)  # the state the reference left
                 t = time.perf_counter()
                 for _ in range(20):
@@ -161,6 +167,7 @@ def hardness(
                     statistics.median(writes),
                     statistics.median(used),
                     *heuristic_share(ds, spread(by_d[d], heuristic_tasks)),
+                    world=world_stats,
                 )
             )
     return rows

@@ -76,6 +76,8 @@ def bench_synth(
         ", ".join(f"{k} {v}" for k, v in sorted(d.dropped.items())) or "-",
     )
     console.print(table)
+    rows = hardness(path)
+    worlds = any(h.world for h in rows)  # a column only for families that report world stats (search)
     table = Table(
         "difficulty",
         "tasks",
@@ -87,9 +89,10 @@ def bench_synth(
         "ref tools",
         "verify µs",
         "heuristic",
+        *(["world"] if worlds else []),
         title="hard to solve, easy to verify",
     )
-    for h in hardness(path):
+    for h in rows:
         add_row(
             table,
             str(h.difficulty),
@@ -102,6 +105,7 @@ def bench_synth(
             f"{h.ref_tools:.0f}",
             f"{h.verify_us:.0f}",
             "–" if h.heuristic is None else f"{h.heuristic:.2f} (n={h.heuristic_tasks})",
+            *([", ".join(f"{k} {v:,.6g}" for k, v in h.world.items())] if worlds else []),
         )
     console.print(table)
     console.print(kind_table(path, family))
@@ -351,7 +355,7 @@ def bench_learn(
         Path | None, typer.Option("--config", help="a JSON LearnConfig (replaces the profile; see --show-config)")
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo")
+        str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo|no_<stabilizer>")
     ] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
 ) -> None:
@@ -377,3 +381,45 @@ def bench_learn(
     console.print(table)
     seconds = ", ".join(f"{name} {d['seconds']:.0f}s" for name, d in report["stages"].items())
     console.print(f"stages: {seconds}; report in {out}/report.md, curve in {out}/learning_curve.png", markup=False)
+
+
+@cli_errors
+def bench_grpo(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="policy checkpoint (default: a fresh default-config one)")
+    ] = None,
+    family: Annotated[str, typer.Option(help="family of the tasks (on the fly)")] = "domains",
+    difficulty: Annotated[int, typer.Option(min=1, max=5, help="their difficulty")] = 1,
+    tasks: Annotated[int, typer.Option(min=1, help="tasks (GRPO groups)")] = 2,
+    group_size: Annotated[int, typer.Option(min=2, help="G; the batched rollout has tasks x G rows")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="token budget of an action")] = 48,
+    max_turns: Annotated[int, typer.Option(min=1, help="turns per episode")] = 3,
+    rounds: Annotated[int, typer.Option(min=1, help="batch-1 / batched alternations (sums compared)")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads")] = 2,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+) -> None:
+    """GRPO rollout tokens/s at batch 1 vs batched (same episodes), and a GRPO step's time by part."""
+    from toolgym.bench.grpo import GRPOBenchConfig, run_grpo_bench
+    from toolgym.synth import get_family
+
+    get_family(family)  # an unknown id fails here, before any work
+    config = GRPOBenchConfig.model_validate(
+        {
+            "checkpoint": checkpoint, "family": family, "difficulty": difficulty, "tasks": tasks,
+            "group_size": group_size, "max_new_tokens": max_new_tokens, "max_turns": max_turns,
+            "rounds": rounds, "threads": threads, "device": device,
+        }
+    )  # fmt: skip
+    rows, parts = run_grpo_bench(config, log=lambda line: err_console.print(line, markup=False, highlight=False))
+    table = Table("batch", "episodes", "generated tokens", "seconds", "tokens/s", "× batch 1", title="rollout")
+    for r in rows:
+        add_row(
+            table, str(r.batch), str(r.episodes * config.rounds), str(r.generated), f"{r.seconds:.1f}",
+            f"{r.tokens_per_s:.0f}", f"{r.tokens_per_s / rows[0].tokens_per_s:.2f}" if rows[0].tokens_per_s else "–",
+        )  # fmt: skip
+    console.print(table)
+    step = Table("part", "seconds", "share", title=f"one GRPO step ({rows[1].batch} episodes)")
+    for name in ("generate", "prefill", "env", "train", "other"):
+        add_row(step, name, f"{parts[name]:.2f}", f"{parts[name] / parts['total']:.1%}")
+    add_row(step, "total", f"{parts['total']:.2f}", "100%")
+    console.print(step)

@@ -100,3 +100,32 @@ def stdlib_corpus(max_bytes: int = 8_000_000, val_fraction: float = 0.05) -> Cor
         )
     version = ".".join(map(str, sys.version_info[:3]))
     return Corpus(train, val, f"python {version} stdlib sources at {root} ({total} bytes)")
+
+
+def dataset_corpus(
+    dataset: Path, train_split: str = "train", val_split: str = "val", family: str | None = None
+) -> Corpus:
+    """The reference episodes of a synthesized dataset as documents: the gym's own text.
+
+    One document per reference trajectory, its pieces joined (``obs0 act1 obs1 …``, chat markup
+    included), train documents from ``train_split`` and held-out ones from ``val_split``: the
+    split is the dataset's (by world), never a hash, so no held-out world's text is trained on.
+    A tokenizer trained on these compresses the gym's JSON schemas, ids and markup far better
+    than one trained on Python source (``toolgym bench learn``: median domains d1–2 episode
+    838 vs 1,354 tokens at vocabulary 4,096), and an LM trained on them learns the format the
+    policy acts in.
+
+    Raises:
+        DatasetError: the dataset cannot be opened.
+        ConfigError: a split has no reference trajectory.
+    """
+    from toolgym.data.dataset import Dataset
+
+    docs: dict[str, list[str]] = {}
+    with Dataset(dataset, read_only=True) as ds:
+        for split in (train_split, val_split):
+            docs[split] = ["".join(ds.trajectory(t).pieces()) for t in ds.task_ids(family, split=split)]
+    empty = [s for s, d in docs.items() if not d]
+    if empty:
+        raise ConfigError(f"{dataset} has no reference trajectory in split {', '.join(empty)}")
+    return Corpus(docs[train_split], docs[val_split], f"reference episodes of {dataset} ({train_split}/{val_split})")

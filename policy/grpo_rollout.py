@@ -160,6 +160,7 @@ def rollout(
     seed: int,
     max_context: int = 4096,
     env_kwargs: dict[str, Any] | None = None,
+    first_sample: int = 0,
 ) -> RolloutBatch:
     """Run ``group_size`` episodes of each (task, world) and record them (see the module docstring).
 
@@ -172,13 +173,17 @@ def rollout(
         seed: with the task id and sample index, seeds each episode's sampling.
         max_context: tokens per episode (see *Truncated episode*).
         env_kwargs: ToolEnv options (``max_turns``, …).
+        first_sample: the samples run are ``first_sample .. first_sample + group_size - 1`` (their
+            reset seeds and sampling seeds), so a group can be run piecewise with the same tokens.
 
     Returns:
         A ``RolloutBatch``.
     """
     clock = {"env": 0.0}
     errors: list[str] = []
-    firsts = _reset_all(items, group_size, tokenizer, env_kwargs or {}, errors, clock)
+    firsts = _reset_all(
+        items, range(first_sample, first_sample + group_size), tokenizer, env_kwargs or {}, errors, clock
+    )
     rows = [row for row, _ in firsts]
     batch = RolloutBatch([], errors)
     if not rows:
@@ -217,7 +222,7 @@ def rollout(
 
 def _reset_all(
     items: list[tuple[TaskSpec, Any]],
-    group_size: int,
+    samples: range,
     tokenizer: Tokenizer,
     env_kwargs: dict[str, Any],
     errors: list[str],
@@ -230,7 +235,7 @@ def _reset_all(
     """
     firsts: list[tuple[_Row, list[int]]] = []
     for g, (task, world) in enumerate(items):
-        for i in range(group_size):
+        for i in samples:
             t0 = time.perf_counter()
             env = None
             try:

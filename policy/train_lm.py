@@ -48,6 +48,8 @@ from toolgym.policy.tokenizer import Tokenizer
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from toolgym.policy.corpus import Corpus
+
 Stage = Literal["dense", "indexer_warmup", "sparse"]
 
 
@@ -418,8 +420,9 @@ def pretrain(
     vocab_size: int = 4096,
     progress: bool = True,
     log: Callable[[dict[str, float]], None] | None = None,
+    corpus: Corpus | None = None,
 ) -> TrainResult:
-    """``toolgym train lm``: train on the offline standard-library corpus and checkpoint to out_dir.
+    """``toolgym train lm``: train on an offline corpus (the standard library's by default) and checkpoint to out_dir.
 
     Args:
         out_dir: checkpoint directory (the final and periodic checkpoints replace each other).
@@ -432,6 +435,8 @@ def pretrain(
         vocab_size: tokenizer size when training one.
         progress: show a progress bar.
         log: called with each logged record.
+        corpus: the documents to train on (and to train a fresh tokenizer on), e.g.
+            ``corpus.dataset_corpus``'s episodes; None: ``stdlib_corpus(corpus_bytes)``.
 
     Raises:
         CheckpointError: ``out_dir`` holds something other than a checkpoint (checked before
@@ -444,7 +449,7 @@ def pretrain(
     from toolgym.policy.corpus import stdlib_corpus
 
     check_replaceable(out_dir)
-    corpus = stdlib_corpus(corpus_bytes)
+    corpus = corpus or stdlib_corpus(corpus_bytes)
     if init is not None:
         ck = load_checkpoint(init)
         model, tokenizer = ck.model, ck.tokenizer

@@ -97,8 +97,8 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     result = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--out", str(out)])
     assert result.exit_code == 0, result.output
     state = json.loads((out / "learn.json").read_text())
-    assert list(state["stages"]) == list(STAGES)
-    for name in ("report.json", "report.md", "learning_curve.png", "sft/checkpoint/model.safetensors"):
+    assert list(state["stages"]) == [*STAGES, "no_keep_routing"]
+    for name in ("report.json", "report.md", "learning_curve.png", "sft/checkpoint/model.safetensors", "ablations.png"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["groups"] == ["heldout_worlds", "heldout_archetypes", "code"]  # micro: one other family
@@ -108,11 +108,14 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     assert eval_sft["heldout_worlds"]["tasks"] == eval_sft["heldout_archetypes"]["tasks"] == 2
     assert state["stages"]["sft"]["result"]["steps"] == 2 and state["stages"]["grpo"]["result"]["steps"] == 1
     assert math.isfinite(state["stages"]["lm"]["result"]["val_loss"])
+    assert [r["run"] for r in report["ablations"]] == ["all on", "no keep_routing"]
+    assert (out / "ablations" / "keep_routing" / "checkpoint" / "model.safetensors").is_file()
+    assert set(state["stages"]["no_keep_routing"]["result"]["eval"]) == {"heldout_worlds", "heldout_archetypes"}
     weights = out / "grpo" / "checkpoint" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     again = CliRunner().invoke(app, ["bench", "learn", "--profile", "micro", "--out", str(out)])
     assert again.exit_code == 0, again.output
-    assert again.output.count("finished earlier") == len(STAGES) and "running" not in again.output
+    assert again.output.count("finished earlier") == len(STAGES) + 1 and "running" not in again.output
     assert weights.stat().st_mtime_ns == stamp  # nothing retrained
     assert json.loads((out / "learn.json").read_text())["stages"] == state["stages"]
 
@@ -156,3 +159,62 @@ def test_eval_groups_split_the_test_split_by_archetype_and_weigh_difficulties_al
     }
     with pytest.raises(ConfigError, match="no test task in heldout_archetypes"):  # no archetype held out
         eval_items(path, "domains", [1, 2], [], 6)
+
+
+def test_model_overrides_build_the_model_config_and_refuse_unknown_fields():
+    c = LearnConfig()
+    mc = c.lm.fresh_model_config()
+    assert (mc.n_routed_experts, mc.n_activated_experts, mc.n_shared_experts, mc.moe_inter_dim) == (16, 2, 1, 128)
+    assert mc.dim == 256 and c.lm.corpus == "episodes" and c.synth.tasks_per_world == 2
+    assert micro_profile().lm.fresh_model_config().dim == 64  # micro, no overrides
+    bad = c.model_copy(update={"lm": c.lm.model_copy(update={"model_overrides": {"n_expertz": 4}})})
+    with pytest.raises(ConfigError, match="n_expertz"):
+        bad.lm.fresh_model_config()
+
+
+def test_dataset_corpus_takes_the_splits_by_world_and_names_an_empty_one(tmp_path):
+    from toolgym.data.dataset import Dataset
+    from toolgym.policy.corpus import dataset_corpus
+    from toolgym.synth.config import SynthConfig
+    from toolgym.synth.run import synthesize
+
+    path = tmp_path / "d.duckdb"
+    synthesize(SynthConfig(family="domains", count=40, difficulty=(1, 1), tasks_per_world=2, executor="serial"), path)
+    corpus = dataset_corpus(path, family="domains")
+    with Dataset(path, read_only=True) as ds:
+        want = {s: ["".join(ds.trajectory(t).pieces()) for t in ds.task_ids(split=s)] for s in ("train", "val")}
+    assert corpus.train == want["train"] and corpus.val == want["val"] and corpus.train
+    assert all(d.startswith("<|system|>") and "<tool_call>" in d for d in corpus.train)
+    with pytest.raises(ConfigError, match="no reference trajectory in split train, test"):
+        dataset_corpus(path, val_split="test", family="trip")  # no trip task at all
+
+
+def test_ablation_rows_compare_each_run_with_all_stabilizers_on(tmp_path):
+    from toolgym.bench.learn import stage_names
+    from toolgym.bench.learn_report import ablation_rows, report_markdown
+
+    def group(p: float) -> dict[str, object]:
+        return {"pass@1": [p, 0.1], "tasks": 4, "rewards": {"t": [p]}}
+
+    for folder, rewards in (("grpo", [0.2, 0.4]), ("ablations/keep_routing", [0.2, 0.1])):
+        (tmp_path / folder).mkdir(parents=True)
+        lines = [json.dumps({"step": i + 1, "reward": r, "kl": 0.01 * (i + 1)}) for i, r in enumerate(rewards)]
+        (tmp_path / folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    state = {
+        "config": LearnConfig().model_dump(mode="json"),
+        "stages": {
+            "eval_grpo": {"seconds": 1.0, "result": {"heldout_worlds": group(0.5), "heldout_archetypes": group(0.25)}},
+            "no_keep_routing": {"seconds": 2.0, "result": {"steps": 2, "eval": {"heldout_worlds": group(0.125)}}},
+        },
+    }
+    rows = ablation_rows(tmp_path, state)
+    assert [r["run"] for r in rows] == ["all on", "no keep_routing"]
+    assert rows[0]["mean reward"] == pytest.approx(0.3) and rows[1]["mean reward"] == pytest.approx(0.15)
+    assert rows[1]["pass@1 heldout_worlds"] == [0.125, 0.1] and "pass@1 heldout_archetypes" not in rows[1]
+    assert rows[0]["mean kl"] == pytest.approx(0.015) and rows[0]["mean entropy"] is None
+    report = build_report(state) | {"ablations": rows}
+    assert "rewards" not in report["stages"]["no_keep_routing"]["result"]["eval"]["heldout_worlds"]
+    md = report_markdown(report)
+    assert "| no keep_routing | 2 | 0.125 ± 0.100 |" in md and "ablations.png" in md
+    assert stage_names(LearnConfig())[-4:] == [f"no_{s}" for s in LearnConfig().ablations.switches]
+    assert stage_names(micro_profile()) == [*STAGES, "no_keep_routing"]
