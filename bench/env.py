@@ -83,6 +83,12 @@ def _episode_stepper(
     return step
 
 
+#: The SkyRL row when ``skyrl_gym`` is not importable.
+SKYRL_MISSING = BenchRow(
+    "skyrl-gym sql step", float("nan"), float("nan"), "not installed: pip install 'toolgym[bench]' to measure it here"
+)
+
+
 def _skyrl_step(n: int, tmp: Path) -> BenchRow | None:
     try:
         from omegaconf import OmegaConf
@@ -235,16 +241,5 @@ def run_env_bench(steps: int = 3000, turns: int = 16, families: tuple[str, ...] 
         rows += family_rows("search", 3, steps, tmp)  # issue 13: a search step on a 10k+ document corpus
         if "sql" not in families:  # issue 13: a run_sql step (join + group-by) beside SkyRL-Gym's SQL step
             rows += family_rows("sql", 5, steps, tmp)[:1]
-        sky = _skyrl_step(max(200, steps // 10), tmp)
-        if sky is not None:
-            rows.append(sky)
-        else:
-            rows.append(
-                BenchRow(
-                    "skyrl-gym sql step",
-                    float("nan"),
-                    float("nan"),
-                    "not installed: pip install 'toolgym[bench]' to measure it here",
-                )
-            )
+        rows.append(_skyrl_step(max(200, steps // 10), tmp) or SKYRL_MISSING)
     return rows
