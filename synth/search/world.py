@@ -2,8 +2,9 @@
 
 A world is a pure function of ``(seed, difficulty)``. It holds entities of six types (people,
 organisations, works, events, cities, regions), each with a unique name and maybe aliases,
-the functional relations of :data:`RELATIONS` (every subject has exactly one object: a person
-is born in one city and works for one organisation) and the attributes of :data:`ATTRIBUTES`.
+the functional relations of :data:`RELATIONS` (every subject has exactly one object, never
+itself: a person is born in one city, works for one organisation and trained under someone
+else) and the attributes of :data:`ATTRIBUTES`.
 Functional relations make every chain of hops name exactly one entity, which is what proves a
 multi-hop answer unique; the inverted tasks check uniqueness against the reverse index.
 
@@ -36,7 +37,7 @@ from toolgym.synth import names as nm
 from toolgym.verifiers.aliases import normalize
 
 #: Bump when generation changes: stored worlds regenerate only under the same generator.
-GENERATOR = 1
+GENERATOR = 2
 
 TYPES = ("person", "org", "work", "event", "city", "region")
 #: How prompts and documents name each type.
@@ -218,9 +219,25 @@ def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], d
     return names, aliases
 
 
+def _objects(rng: random.Random, n_subjects: int, n_objects: int, same_type: bool) -> list[int]:
+    """One object index per subject; never the subject itself where both have one type.
+
+    Nobody is their own mentor and no organisation its own parent: such a fact reads as
+    nonsense ("Ada Korvel trained under Ada Korvel.") and would make an inverted task's clue
+    name its own answer ("who trained under Ada Korvel").
+    """
+    if not same_type:
+        return [int(rng.random() * n_objects) for _ in range(n_subjects)]
+    out = []
+    for s in range(n_subjects):
+        o = int(rng.random() * (n_objects - 1))
+        out.append(o + 1 if o >= s else o)
+    return out
+
+
 def _facts(rng: random.Random, level: Level) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
     """Each relation's object index per subject, each attribute's value per subject."""
-    rel = {r: [int(rng.random() * level.count(o)) for _ in range(level.count(s))] for r, (s, o) in RELATIONS.items()}
+    rel = {r: _objects(rng, level.count(s), level.count(o), s == o) for r, (s, o) in RELATIONS.items()}
     attrs = {a: [nm._pick(rng, values) for _ in range(level.count(s))] for a, (s, values) in ATTRIBUTES.items()}
     return rel, attrs
 

@@ -33,6 +33,26 @@ def test_every_name_and_alias_is_distinct_under_the_answer_check(world):
     assert len(set(firsts)) < len(firsts) / 10  # first names repeat: near-namesakes exist
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_no_entity_is_related_to_itself(seed):
+    """Nobody is their own mentor, no organisation its own parent (a fact that reads as nonsense)."""
+    for w in (make(seed, 1), make(3, 2)):
+        for r, (s, o) in RELATIONS.items():
+            if s == o:
+                assert all(i != j for i, j in enumerate(w.rel[r])), (w.seed, w.difficulty, r)
+
+
+def test_no_inverted_task_names_its_answer():
+    """No clue names the answer or one of its aliases (a self-mentor clue once did: "trained under <answer>")."""
+    for seed in range(4):
+        world, rng = make(seed, 1), random.Random(seed)
+        for _ in range(300):
+            draft = tasks.inverted_task(world, 1, rng)
+            prompt = f" {normalize(draft.prompt)} "
+            spec = draft.verifier_spec
+            assert not any(f" {normalize(n)} " in prompt for n in [spec["expected"], *spec["aliases"]]), draft.prompt
+
+
 def test_corpus_size_grows_with_difficulty(world):
     sizes = [sum(getattr(LEVELS[d], f) for f in ("person", "org", "work", "event", "city", "region")) for d in LEVELS]
     sizes = [s + LEVELS[d].articles + LEVELS[d].distractors for s, d in zip(sizes, LEVELS, strict=True)]
