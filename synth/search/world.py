@@ -195,11 +195,14 @@ _ORG_ALIASES = {
 
 
 def _org_alias(name: str) -> str:
-    """Another name of an organisation: "Varn Press" -> "Varn Publishing", "Varn & Oak" -> "Varn and Oak"."""
+    """Another name of an organisation ("Varn Press" -> "Varn Publishing"), or "" for none.
+
+    "Varn & Oak" has none: the answer check reads "&" as "and", so "Varn and Oak" is already
+    the same name (an alias would be refused as a duplicate).
+    """
     head, _, last = name.rpartition(" ")
-    if head.endswith(" &"):
-        return f"{head[:-2]} and {last}"
-    return _ORG_ALIASES[last].format(W=head)
+    template = _ORG_ALIASES.get(last)
+    return template.format(W=head) if template else ""
 
 
 def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], dict[str, list[list[str]]]]:

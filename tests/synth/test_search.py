@@ -245,9 +245,20 @@ def test_alias_check_accepts_the_name_and_aliases_normalised_and_nothing_else(an
     assert verify_alias(spec, answer, None).passed is ok
 
 
+def test_an_ampersand_name_is_accepted_written_with_and(world):
+    """ "Varn & Oak" answered "Varn and Oak" passes for every such organisation, alias or not."""
+    amp = [(o, a) for o, a in zip(world.names["org"], world.aliases["org"], strict=True) if " & " in o]
+    assert amp
+    for name, aliases in amp:
+        spec = {"kind": "alias", "expected": name, "aliases": aliases}
+        assert verify_alias(spec, name.replace(" & ", " and "), None).passed
+        assert verify_alias(spec, name.replace(" & ", "&"), None).passed
+        assert not verify_alias(spec, name.replace(" & ", " or "), None).passed
+
+
 def test_normal_form_is_nfc_casefolded_without_punctuation_or_articles():
     assert normalize("Cafe\u0301  Lumen!") == normalize("café lumen") == "café lumen"
-    assert normalize("The Oak & the Fox") == "oak fox"
+    assert normalize("The Oak & the Fox") == normalize("Oak and Fox") == normalize("oak＆fox") == "oak and fox"
     assert normalize("An Étude") == "étude"
 
 
