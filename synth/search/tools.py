@@ -2,7 +2,8 @@
 
 * ``search(query, page)``: BM25 over titles and bodies (tantivy's query language: words,
   ``"exact phrases"``, ``AND``/``OR``, ``-word``; a syntax error never fails, what parses is
-  searched), :data:`RESULTS_PER_PAGE` hits a page with each hit's title and first sentence.
+  searched; one that parses but cannot run, ``title:*``, is an error that says so),
+  :data:`RESULTS_PER_PAGE` hits a page with each hit's title and first sentence.
 * ``open_document(doc_id, page)``: one page (:data:`~toolgym.synth.search.corpus.PAGE`
   sentences) of a document.
 * ``find_in_document(doc_id, text)``: the sentences of a document that contain ``text``
@@ -22,7 +23,7 @@ from typing import Any
 from toolgym.envs.strict import Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, tool
 from toolgym.synth.search.corpus import PAGE, doc_id
-from toolgym.synth.search.index import MAX_HITS
+from toolgym.synth.search.index import MAX_HITS, QueryError
 from toolgym.synth.search.world import SearchWorld
 
 RESULTS_PER_PAGE = 10
@@ -60,7 +61,13 @@ def search(world: SearchWorld, query: Text, page: Page = 1) -> dict[str, Any]:
         raise ToolError("the query is empty; give some words to search for")
     if len(query) > MAX_QUERY_CHARS:
         raise ToolError(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are allowed")
-    ids, total = world.index.search(query, page * RESULTS_PER_PAGE)
+    try:
+        ids, total = world.index.search(query, page * RESULTS_PER_PAGE)
+    except QueryError:
+        raise ToolError(
+            'this query cannot be run (a "field:*" term matches any value, which is not supported); '
+            'search for words or "exact phrases"'
+        ) from None
     pages = max(1, -(-min(total, MAX_HITS) // RESULTS_PER_PAGE))
     if page > pages:
         raise _page_error(page, pages)

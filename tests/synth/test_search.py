@@ -142,6 +142,8 @@ def test_tools_search_read_and_find(world):
     assert "empty" in error("search", {"query": "  "})
     assert ok("search", {"query": 'AND OR (("'})["total"] == 0  # parsed leniently: no crash, no hits
     assert "there is 1 page" in error("search", {"query": 'AND OR (("', "page": 2})
+    for query in ("title:*", "press OR body:*", "id:*"):  # parse, but tantivy cannot run them
+        assert "cannot be run" in error("search", {"query": query})
 
 
 def _chain_answer(world, params):
