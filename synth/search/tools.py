@@ -17,6 +17,7 @@ ids.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -36,13 +37,21 @@ def _page_error(page: int, pages: int) -> ToolError:
     return ToolError(f"page {page} does not exist; there {'is 1 page' if pages == 1 else f'are {pages} pages'}")
 
 
+#: A document id as the tools write it: ASCII digits, no leading zero, at most 18 of them (so
+#: ``int`` never sees a superscript digit or a number too long to convert).
+_DOC_ID = re.compile(r"doc-(0|[1-9][0-9]{0,17})")
+#: The most characters of a bad id an error repeats.
+_SHOWN = 40
+
+
 def _doc(world: SearchWorld, ref: str) -> int:
     """The index of document ``ref`` (``"doc-<n>"``), or a ToolError naming the range."""
     n = len(world.corpus)
-    head, _, num = ref.strip().partition("-")
-    if head == "doc" and num.isdigit() and int(num) < n and str(int(num)) == num:
-        return int(num)
-    raise ToolError(f"no document {ref!r}; ids run from doc-0 to doc-{n - 1} (use the ids search returns)")
+    m = _DOC_ID.fullmatch(ref.strip())
+    if m is not None and int(m[1]) < n:
+        return int(m[1])
+    shown = ref if len(ref) <= _SHOWN else ref[: _SHOWN - 3] + "..."
+    raise ToolError(f"no document {shown!r}; ids run from doc-0 to doc-{n - 1} (use the ids search returns)")
 
 
 def _preview(line: str) -> str:

@@ -139,6 +139,10 @@ def test_tools_search_read_and_find(world):
     assert found["total"] >= 1 and all(name in m["sentence"] for m in found["matches"])
     assert f"there are {page['pages']} pages" in error("open_document", {"doc_id": top, "page": 9})
     assert "ids run from doc-0" in error("open_document", {"doc_id": "doc-99999999"})
+    for bad in ("doc-²", "doc-¹²", "doc-٣", "doc-" + "9" * 5000, "doc-0" + "0" * 5000, "doc-01", "doc- 1", "doc-+1"):
+        for tool_name in ("open_document", "find_in_document"):  # never a tool crash, a short echo
+            got = error(tool_name, {"doc_id": bad, "text": "a"} if tool_name == "find_in_document" else {"doc_id": bad})
+            assert "ids run from doc-0" in got and len(got) < 200, got
     assert "empty" in error("search", {"query": "  "})
     assert ok("search", {"query": 'AND OR (("'})["total"] == 0  # parsed leniently: no crash, no hits
     assert "there is 1 page" in error("search", {"query": 'AND OR (("', "page": 2})
