@@ -19,7 +19,8 @@ The documents (``corpus.py``) and the index (``index.py``) are built from the wo
 and never stored: a world's JSON (:meth:`SearchWorld.to_json`) is its inputs and a digest, and
 :func:`load` regenerates it (the domains family does the same), so datasets stay small and a
 world pickles as its inputs (the tantivy index does not pickle; it is rebuilt lazily, once per
-process, through :func:`cached_world`).
+process, through :func:`cached_world`). A process keeps at most :data:`BUILT_DOCUMENTS` documents
+rendered and indexed, over all its worlds: a least recently used world rebuilds them on its next use.
 """
 
 from __future__ import annotations
@@ -284,8 +285,6 @@ class SearchWorld:
         self.attrs: dict[str, list[str]] = data["attrs"]
         self.digest = digest(data)
         self._reverse: dict[str, dict[int, list[int]]] = {}
-        self._corpus: Any = None
-        self._index: Any = None
 
     def to_json(self) -> dict[str, Any]:
         """The world's inputs and digest (what a dataset stores; :func:`load` regenerates it)."""
@@ -313,27 +312,48 @@ class SearchWorld:
             self._reverse[relation] = got
         return got
 
+    def _built(self) -> list[Any]:
+        """``[corpus, index or None]`` of this world, from the process's bounded store (:data:`BUILT_DOCUMENTS`)."""
+        key = (self.seed, self.difficulty, self.digest)
+        got = _BUILT.get(key)
+        if got is not None:
+            _BUILT.move_to_end(key)
+            return got
+        from toolgym.synth.search.corpus import render
+
+        got = _BUILT[key] = [render(self), None]
+        total = sum(len(corpus) for corpus, _ in _BUILT.values())
+        while len(_BUILT) > 1 and total > BUILT_DOCUMENTS:
+            corpus, _ = _BUILT.popitem(last=False)[1]
+            total -= len(corpus)
+        return got
+
     @property
     def corpus(self) -> Any:
         """The documents (:class:`toolgym.synth.search.corpus.Corpus`), rendered on first use."""
-        if self._corpus is None:
-            from toolgym.synth.search.corpus import render
-
-            self._corpus = render(self)
-        return self._corpus
+        return self._built()[0]
 
     @property
     def index(self) -> Any:
         """The search index (:class:`toolgym.synth.search.index.SearchIndex`), built on first use."""
-        if self._index is None:
+        built = self._built()
+        if built[1] is None:
             from toolgym.synth.search.index import SearchIndex
 
-            self._index = SearchIndex(self.corpus)
-        return self._index
+            built[1] = SearchIndex(built[0])
+        return built[1]
+
+
+#: Documents kept rendered and indexed per process, over all worlds (~1.3 kB each with the index:
+#: two difficulty-5 worlds, ~330 MB). Task sources hold many world objects (a dataset source 32,
+#: on-the-fly synthesis 64), which cost little; only the most recently used worlds keep their
+#: corpus and index, the others drop them and rebuild them, identical, on their next use.
+BUILT_DOCUMENTS = 250_000
+_BUILT: OrderedDict[tuple[int, int, str], list[Any]] = OrderedDict()
 
 
 _CACHE: OrderedDict[tuple[int, int], SearchWorld] = OrderedDict()
-_CACHE_SIZE = 2  # a difficulty-5 world with its index holds ~130 MB
+_CACHE_SIZE = 2  # the worlds make() returns from its cache (their documents are bounded apart)
 
 
 def make(seed: int, difficulty: int) -> SearchWorld:

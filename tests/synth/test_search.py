@@ -216,6 +216,26 @@ def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
     assert calls[3] > calls[1]
 
 
+def test_a_process_keeps_a_bounded_number_of_documents_built(monkeypatch):
+    """Sources hold many worlds (64 on the fly, ~130 MB each at d5): only the recent ones keep documents."""
+    import gc
+    import weakref
+
+    from toolgym.synth.search import world as world_mod
+
+    monkeypatch.setattr(world_mod, "BUILT_DOCUMENTS", 2 * len(make(40, 1).corpus))
+    worlds = [world_mod.SearchWorld(world_mod.generate(seed, 1)) for seed in (41, 42, 43)]  # as a source holds them
+    first = worlds[0].corpus
+    titles, hits = list(first.titles), worlds[0].index.search("press", 20)
+    gone = weakref.ref(first)
+    del first
+    for w in worlds[1:]:
+        w.index.search("press", 5)
+    gc.collect()
+    assert gone() is None  # the least recently used world dropped its documents and index
+    assert worlds[0].corpus.titles == titles and worlds[0].index.search("press", 20) == hits  # rebuilt, identical
+
+
 def test_world_pickles_as_its_inputs_and_loads_from_its_row():
     world = make(8, 1)
     blob = pickle.dumps(world)
