@@ -20,13 +20,15 @@ and never stored: a world's JSON (:meth:`SearchWorld.to_json`) is its inputs and
 :func:`load` regenerates it (the domains family does the same), so datasets stay small and a
 world pickles as its inputs (the tantivy index does not pickle; it is rebuilt lazily, once per
 process, through :func:`cached_world`). A process keeps at most :data:`BUILT_DOCUMENTS` documents
-rendered and indexed, over all its worlds: a least recently used world rebuilds them on its next use.
+rendered and indexed, over all its worlds and besides those an episode reads: a least recently
+used world rebuilds them on its next use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -285,6 +287,8 @@ class SearchWorld:
         self.attrs: dict[str, list[str]] = data["attrs"]
         self.digest = digest(data)
         self._reverse: dict[str, dict[int, list[int]]] = {}
+        self._pins = False  # a view of :meth:`pinned`: holds its documents once built
+        self._pin: _Built | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The world's inputs and digest (what a dataset stores; :func:`load` regenerates it)."""
@@ -312,44 +316,75 @@ class SearchWorld:
             self._reverse[relation] = got
         return got
 
-    def _built(self) -> list[Any]:
-        """``[corpus, index or None]`` of this world, from the process's bounded store (:data:`BUILT_DOCUMENTS`)."""
+    def pinned(self) -> SearchWorld:
+        """A view of this world that holds its documents and index for as long as it lives.
+
+        The context of one episode (:meth:`toolgym.synth.search.family.Search.episode_context`):
+        the process's store may drop a world's documents when others are used, never those of a
+        world an episode is reading. The view shares every field; it pins on first use.
+        """
+        view = object.__new__(SearchWorld)  # not copy.copy: __reduce__ would return the cached world
+        view.__dict__.update(self.__dict__)
+        view._pins, view._pin = True, None
+        return view
+
+    def _built(self) -> _Built:
+        """This world's documents and index, from the process's bounded store (:data:`BUILT_DOCUMENTS`)."""
+        if self._pin is not None:
+            return self._pin
         key = (self.seed, self.difficulty, self.digest)
         got = _BUILT.get(key)
         if got is not None:
             _BUILT.move_to_end(key)
-            return got
-        from toolgym.synth.search.corpus import render
+        else:
+            got = _LIVE.get(key)  # still held by an episode: shared, not rebuilt
+            if got is None:
+                from toolgym.synth.search.corpus import render
 
-        got = _BUILT[key] = [render(self), None]
-        total = sum(len(corpus) for corpus, _ in _BUILT.values())
-        while len(_BUILT) > 1 and total > BUILT_DOCUMENTS:
-            corpus, _ = _BUILT.popitem(last=False)[1]
-            total -= len(corpus)
+                got = _LIVE[key] = _Built(render(self))
+            _BUILT[key] = got
+            total = sum(len(b.corpus) for b in _BUILT.values())
+            while len(_BUILT) > 1 and total > BUILT_DOCUMENTS:
+                total -= len(_BUILT.popitem(last=False)[1].corpus)
+        if self._pins:
+            self._pin = got
         return got
 
     @property
     def corpus(self) -> Any:
         """The documents (:class:`toolgym.synth.search.corpus.Corpus`), rendered on first use."""
-        return self._built()[0]
+        return self._built().corpus
 
     @property
     def index(self) -> Any:
         """The search index (:class:`toolgym.synth.search.index.SearchIndex`), built on first use."""
         built = self._built()
-        if built[1] is None:
+        if built.index is None:
             from toolgym.synth.search.index import SearchIndex
 
-            built[1] = SearchIndex(built[0])
-        return built[1]
+            built.index = SearchIndex(built.corpus)
+        return built.index
+
+
+class _Built:
+    """A world's documents and, once built, its index."""
+
+    __slots__ = ("__weakref__", "corpus", "index")
+
+    def __init__(self, corpus: Any):
+        self.corpus = corpus
+        self.index: Any = None
 
 
 #: Documents kept rendered and indexed per process, over all worlds (~1.3 kB each with the index:
 #: two difficulty-5 worlds, ~330 MB). Task sources hold many world objects (a dataset source 32,
-#: on-the-fly synthesis 64), which cost little; only the most recently used worlds keep their
-#: corpus and index, the others drop them and rebuild them, identical, on their next use.
+#: on-the-fly synthesis 64), which cost little; only the most recently used worlds, and those an
+#: episode is reading (:meth:`SearchWorld.pinned`), keep their documents and index, the others
+#: drop them and rebuild them, identical, on their next use.
 BUILT_DOCUMENTS = 250_000
-_BUILT: OrderedDict[tuple[int, int, str], list[Any]] = OrderedDict()
+_BUILT: OrderedDict[tuple[int, int, str], _Built] = OrderedDict()
+#: Every world's documents still held anywhere (the store or an episode's view).
+_LIVE: weakref.WeakValueDictionary[tuple[int, int, str], _Built] = weakref.WeakValueDictionary()
 
 
 _CACHE: OrderedDict[tuple[int, int], SearchWorld] = OrderedDict()

@@ -1,7 +1,9 @@
 """The search family: world, corpus soundness, tools, tasks' uniqueness, reference, pickling, verifier."""
 
+import gc
 import pickle
 import random
+import weakref
 
 import pytest
 
@@ -218,9 +220,6 @@ def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
 
 def test_a_process_keeps_a_bounded_number_of_documents_built(monkeypatch):
     """Sources hold many worlds (64 on the fly, ~130 MB each at d5): only the recent ones keep documents."""
-    import gc
-    import weakref
-
     from toolgym.synth.search import world as world_mod
 
     monkeypatch.setattr(world_mod, "BUILT_DOCUMENTS", 2 * len(make(40, 1).corpus))
@@ -234,6 +233,24 @@ def test_a_process_keeps_a_bounded_number_of_documents_built(monkeypatch):
     gc.collect()
     assert gone() is None  # the least recently used world dropped its documents and index
     assert worlds[0].corpus.titles == titles and worlds[0].index.search("press", 20) == hits  # rebuilt, identical
+
+
+def test_an_episode_keeps_its_world_built_whatever_other_episodes_read(monkeypatch):
+    """Episodes side by side (a SyncVectorEnv, batched eval) over more worlds than the budget never rebuild."""
+    from toolgym.synth.search import world as world_mod
+
+    monkeypatch.setattr(world_mod, "BUILT_DOCUMENTS", 1)  # the store keeps one world
+    worlds = [world_mod.SearchWorld(world_mod.generate(seed, 1)) for seed in (51, 52, 53)]
+    episodes = [FAM.episode_context(w, None) for w in worlds]
+    first = [ep.index for ep in episodes]
+    for _ in range(2):
+        assert [ep.index for ep in episodes] == first  # the same objects: nothing was rebuilt
+    assert worlds[0].index is first[0]  # a new episode of a world another holds shares its index
+    assert all(w._pin is None for w in worlds)  # the views pin, never the shared worlds
+    held = [weakref.ref(ep._pin) for ep in episodes]
+    del episodes, first
+    gc.collect()
+    assert [r() is None for r in held] == [False, True, True]  # the store keeps worlds[0]'s, the last used
 
 
 def test_world_pickles_as_its_inputs_and_loads_from_its_row():
