@@ -3,6 +3,7 @@
 import gc
 import pickle
 import random
+import re
 import weakref
 
 import pytest
@@ -15,7 +16,7 @@ from toolgym.errors import WorldDataError
 from toolgym.synth import get_family
 from toolgym.synth.candidate import build_task
 from toolgym.synth.search import tasks
-from toolgym.synth.search.corpus import TEMPLATES, fact_patterns, parse_fact
+from toolgym.synth.search.corpus import DISTRACTORS, TEMPLATES, fact_patterns, parse_fact
 from toolgym.synth.search.world import ATTRIBUTES, LEVELS, RELATIONS, cached_world, make
 from toolgym.verifiers.aliases import normalize, verify_alias
 
@@ -98,6 +99,24 @@ def test_only_true_facts_parse_and_every_fact_is_written_once(world):
                     else:
                         assert kind in ATTRIBUTES or o not in objects, (kind, line)
         assert seen == len(truth), kind
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_no_distractor_doubts_a_true_fact(seed):
+    """ "Reports that X was born in the city of C have never been confirmed" is never said of X's birthplace."""
+    w = make(seed, 1) if seed < 3 else make(3, 2)
+    person = {n: i for i, n in enumerate(w.names["person"])}
+    person |= {a: i for i, al in enumerate(w.aliases["person"]) for a in al}
+    denials = [DISTRACTORS[k] for k in (0, 1, 6)]  # a report never confirmed, a wrong listing, a claim
+    pats = [re.compile(re.escape(p).replace(r"\{s\}", "(?P<s>.+)").replace(r"\{o\}", "(?P<o>.+)")) for p in denials]
+    seen = 0
+    for line in (line for doc in w.corpus.sentences for line in doc):
+        m = next((m for p in pats if (m := p.fullmatch(line))), None)
+        if m is not None:
+            seen += 1
+            i = person[m["s"]]
+            assert all(m["o"] != w.names[RELATIONS[r][1]][w.rel[r][i]] for r in ("born_in", "works_for")), line
+    assert seen > 20
 
 
 def test_the_fast_parser_matches_the_template_regexes(world):
