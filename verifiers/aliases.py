@@ -5,8 +5,9 @@ answer whose normal form (:func:`normalize`) equals the normal form of the expec
 one of its aliases, and nothing else: no substring, no edit distance, no list of guesses (a
 list, a number or a boolean fails). The normal form is the usual one of open-domain QA
 evaluation (SQuAD's): Unicode NFC, case folded, punctuation turned into spaces, the articles
-"a", "an" and "the" dropped as whole words, whitespace collapsed. So ``"the Varn  Press."`` and
-``"varn press"`` are one name, and ``"Varn Pres"`` is another.
+"a", "an" and "the" dropped as whole words, whitespace collapsed; an ampersand reads as the
+word "and". So ``"the Varn  Press."`` and ``"varn press"`` are one name, ``"Varn & Oak"`` and
+``"Varn and Oak"`` another, and ``"Varn Pres"`` a third.
 
 Families that emit this check keep every name and alias of a world distinct under the same
 normal form (the search family checks it at generation), so an accepted answer names exactly
@@ -24,17 +25,23 @@ from toolgym.verifiers.verdict import Verdict
 ARTICLES = frozenset({"a", "an", "the"})
 
 
-#: ASCII punctuation and symbols to spaces (the fast path of :func:`normalize`).
-_ASCII_SPACED = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum() and not c.isspace()})
+#: Ampersands, read as the word "and" ("Varn & Oak" is "Varn and Oak").
+_AMPERSANDS = frozenset("&\uff06\ufe60")
+#: ASCII punctuation and symbols to spaces, "&" to " and " (the fast path of :func:`normalize`).
+_ASCII_SPACED = str.maketrans(
+    {c: " and " if c in _AMPERSANDS else " " for c in map(chr, range(128)) if not c.isalnum() and not c.isspace()}
+)
 
 
 def _spaced(ch: str) -> str:
-    """A punctuation or symbol character as a space; any other character as itself."""
+    """An ampersand as " and ", a punctuation or symbol character as a space, any other as itself."""
+    if ch in _AMPERSANDS:
+        return " and "
     return " " if unicodedata.category(ch)[0] in "PS" else ch
 
 
 def normalize(text: str) -> str:
-    """The normal form of a name: NFC, case folded, punctuation as spaces, articles dropped.
+    """The normal form of a name: NFC, case folded, punctuation as spaces, "&" as "and", articles dropped.
 
     Args:
         text: Any string.

@@ -13,9 +13,10 @@ So a fact is found by searching for the subject's name, but not always on its ow
 profile also carries its aliases, filler sentences and sometimes a mention of another entity;
 *distractor* documents (most of the corpus at high difficulty) mention entities without stating
 facts: unfounded reports ("Reports that Ada Korvel was born in the city of Brenmere have never
-been confirmed."), confusions with near-namesakes, talks and letters. A distractor sentence is
-never a template sentence: a template matched against the whole sentence (the reference's
-parser, :func:`fact_patterns`) finds only true facts (tested over every sentence of a world).
+been confirmed.", never doubting a true fact: :data:`DENIALS`), confusions with near-namesakes,
+talks and letters. A distractor sentence is never a template sentence: a template matched
+against the whole sentence (the reference's parser, :func:`fact_patterns`) finds only true facts
+(tested over every sentence of a world).
 
 Documents are stored as a title and a list of sentences; a page is :data:`PAGE` sentences.
 Document order is shuffled, so a document id says nothing of its kind.
@@ -74,6 +75,11 @@ DISTRACTORS = (
     "Visitors often compare {s} with {o}.",
     "It is sometimes claimed that {o} employs {s}, but no record shows it.",
 )
+#: The distractors that doubt or deny a claim about a person: their ``{o}`` is never one of
+#: the person's true objects (a true birthplace "never confirmed" would contradict the facts).
+DENIALS = frozenset(DISTRACTORS[k] for k in (0, 1, 6))
+#: The person relations a denial could be read as (its ``{o}`` is never their object).
+DENIED = ("born_in", "works_for")
 _OPENERS = (
     "The archive",
     "An old register",
@@ -194,7 +200,13 @@ def distractor_line(world: SearchWorld, rng: random.Random, firsts: dict[str, li
         return pattern.format(s=s, x=x if x != s else people[i - 1])
     if rng.random() < 0.5 and world.aliases["person"][i]:
         s = world.aliases["person"][i][0]
-    return pattern.format(s=s, o=_random_entity(world, rng, ("org", "city", "work", "event")))
+    kinds = ("org", "city", "work", "event")
+    o = _random_entity(world, rng, kinds)
+    if pattern in DENIALS:
+        true = {world.names[RELATIONS[r][1]][world.rel[r][i]] for r in DENIED}
+        while o in true:
+            o = _random_entity(world, rng, kinds)
+    return pattern.format(s=s, o=o)
 
 
 def render(world: SearchWorld) -> Corpus:
@@ -297,4 +309,15 @@ def parse_fact(kind: str, sentences: list[str], subject: str | None = None, obj:
     return out
 
 
-__all__ = ["DISTRACTORS", "FILLERS", "PAGE", "TEMPLATES", "Corpus", "doc_id", "fact_patterns", "parse_fact", "render"]
+__all__ = [
+    "DENIALS",
+    "DISTRACTORS",
+    "FILLERS",
+    "PAGE",
+    "TEMPLATES",
+    "Corpus",
+    "doc_id",
+    "fact_patterns",
+    "parse_fact",
+    "render",
+]

@@ -9,7 +9,9 @@ several clues (``tasks.py``); the reference answers through the tools only (``re
 Corpus size grows with difficulty, from about 500 documents to about 100,000.
 
 One world serves many tasks (:attr:`Search.tasks_per_world`): its documents and index are
-built once per process, on first use, and shared by every episode (all tools read).
+built once per process, on first use, and shared by every episode (all tools read); an
+episode's context pins them (:meth:`SearchWorld.pinned`), the process's store keeps a bounded
+number of the others (:data:`toolgym.synth.search.world.BUILT_DOCUMENTS`).
 
 Gate answers (every answer is a name, checked by the ``alias`` verifier):
 
@@ -59,6 +61,10 @@ class Search(Family):
         Builds the index if this process has not yet; the time is that of the build that ran.
         """
         return {"documents": len(world.corpus), "index build s": round(world.index.build_seconds, 3)}
+
+    def episode_context(self, world: SearchWorld, task: TaskSpec) -> SearchWorld:
+        """The world, pinned: its documents and index stay built while the episode reads them."""
+        return world.pinned()
 
     def make_task(self, world: SearchWorld, difficulty: int, rng: random.Random) -> TaskDraft | None:
         """A chain or an inverted task."""

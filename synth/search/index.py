@@ -36,6 +36,13 @@ from toolgym.synth.search.corpus import Corpus
 MAX_HITS = 1000
 
 
+class QueryError(ValueError):
+    """A query that parses but cannot run.
+
+    ``title:*`` asks tantivy for an exists query, which needs a fast field (no field is one).
+    """
+
+
 class SearchIndex:
     """A tantivy index over a corpus (documents added in corpus order).
 
@@ -68,11 +75,17 @@ class SearchIndex:
 
         Returns:
             (document indices by descending score, number of matching documents).
+
+        Raises:
+            QueryError: The query parsed into something tantivy cannot run (``title:*``).
         """
         parsed, _errors = self._index.parse_query_lenient(query, ["title", "body"])
-        found: Any = self._searcher.search(parsed, min(limit, MAX_HITS), count=True)
+        try:
+            found: Any = self._searcher.search(parsed, min(limit, MAX_HITS), count=True)
+        except ValueError as exc:  # tantivy reports a query it cannot execute as a ValueError
+            raise QueryError(str(exc)) from None
         doc = self._searcher.doc
         return [doc(addr)["id"][0] for _score, addr in found.hits], int(found.count or 0)
 
 
-__all__ = ["MAX_HITS", "SearchIndex"]
+__all__ = ["MAX_HITS", "QueryError", "SearchIndex"]

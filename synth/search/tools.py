@@ -2,7 +2,8 @@
 
 * ``search(query, page)``: BM25 over titles and bodies (tantivy's query language: words,
   ``"exact phrases"``, ``AND``/``OR``, ``-word``; a syntax error never fails, what parses is
-  searched), :data:`RESULTS_PER_PAGE` hits a page with each hit's title and first sentence.
+  searched; one that parses but cannot run, ``title:*``, is an error that says so),
+  :data:`RESULTS_PER_PAGE` hits a page with each hit's title and first sentence.
 * ``open_document(doc_id, page)``: one page (:data:`~toolgym.synth.search.corpus.PAGE`
   sentences) of a document.
 * ``find_in_document(doc_id, text)``: the sentences of a document that contain ``text``
@@ -16,13 +17,14 @@ ids.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
 from toolgym.envs.strict import Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, tool
 from toolgym.synth.search.corpus import PAGE, doc_id
-from toolgym.synth.search.index import MAX_HITS
+from toolgym.synth.search.index import MAX_HITS, QueryError
 from toolgym.synth.search.world import SearchWorld
 
 RESULTS_PER_PAGE = 10
@@ -35,13 +37,21 @@ def _page_error(page: int, pages: int) -> ToolError:
     return ToolError(f"page {page} does not exist; there {'is 1 page' if pages == 1 else f'are {pages} pages'}")
 
 
+#: A document id as the tools write it: ASCII digits, no leading zero, at most 18 of them (so
+#: ``int`` never sees a superscript digit or a number too long to convert).
+_DOC_ID = re.compile(r"doc-(0|[1-9][0-9]{0,17})")
+#: The most characters of a bad id an error repeats.
+_SHOWN = 40
+
+
 def _doc(world: SearchWorld, ref: str) -> int:
     """The index of document ``ref`` (``"doc-<n>"``), or a ToolError naming the range."""
     n = len(world.corpus)
-    head, _, num = ref.strip().partition("-")
-    if head == "doc" and num.isdigit() and int(num) < n and str(int(num)) == num:
-        return int(num)
-    raise ToolError(f"no document {ref!r}; ids run from doc-0 to doc-{n - 1} (use the ids search returns)")
+    m = _DOC_ID.fullmatch(ref.strip())
+    if m is not None and int(m[1]) < n:
+        return int(m[1])
+    shown = ref if len(ref) <= _SHOWN else ref[: _SHOWN - 3] + "..."
+    raise ToolError(f"no document {shown!r}; ids run from doc-0 to doc-{n - 1} (use the ids search returns)")
 
 
 def _preview(line: str) -> str:
@@ -60,7 +70,13 @@ def search(world: SearchWorld, query: Text, page: Page = 1) -> dict[str, Any]:
         raise ToolError("the query is empty; give some words to search for")
     if len(query) > MAX_QUERY_CHARS:
         raise ToolError(f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are allowed")
-    ids, total = world.index.search(query, page * RESULTS_PER_PAGE)
+    try:
+        ids, total = world.index.search(query, page * RESULTS_PER_PAGE)
+    except QueryError:
+        raise ToolError(
+            'this query cannot be run (a "field:*" term matches any value, which is not supported); '
+            'search for words or "exact phrases"'
+        ) from None
     pages = max(1, -(-min(total, MAX_HITS) // RESULTS_PER_PAGE))
     if page > pages:
         raise _page_error(page, pages)

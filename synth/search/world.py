@@ -2,8 +2,9 @@
 
 A world is a pure function of ``(seed, difficulty)``. It holds entities of six types (people,
 organisations, works, events, cities, regions), each with a unique name and maybe aliases,
-the functional relations of :data:`RELATIONS` (every subject has exactly one object: a person
-is born in one city and works for one organisation) and the attributes of :data:`ATTRIBUTES`.
+the functional relations of :data:`RELATIONS` (every subject has exactly one object, never
+itself: a person is born in one city, works for one organisation and trained under someone
+else) and the attributes of :data:`ATTRIBUTES`.
 Functional relations make every chain of hops name exactly one entity, which is what proves a
 multi-hop answer unique; the inverted tasks check uniqueness against the reverse index.
 
@@ -18,13 +19,16 @@ The documents (``corpus.py``) and the index (``index.py``) are built from the wo
 and never stored: a world's JSON (:meth:`SearchWorld.to_json`) is its inputs and a digest, and
 :func:`load` regenerates it (the domains family does the same), so datasets stay small and a
 world pickles as its inputs (the tantivy index does not pickle; it is rebuilt lazily, once per
-process, through :func:`cached_world`).
+process, through :func:`cached_world`). A process keeps at most :data:`BUILT_DOCUMENTS` documents
+rendered and indexed, over all its worlds and besides those an episode reads: a least recently
+used world rebuilds them on its next use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +40,7 @@ from toolgym.synth import names as nm
 from toolgym.verifiers.aliases import normalize
 
 #: Bump when generation changes: stored worlds regenerate only under the same generator.
-GENERATOR = 1
+GENERATOR = 2
 
 TYPES = ("person", "org", "work", "event", "city", "region")
 #: How prompts and documents name each type.
@@ -194,11 +198,14 @@ _ORG_ALIASES = {
 
 
 def _org_alias(name: str) -> str:
-    """Another name of an organisation: "Varn Press" -> "Varn Publishing", "Varn & Oak" -> "Varn and Oak"."""
+    """Another name of an organisation ("Varn Press" -> "Varn Publishing"), or "" for none.
+
+    "Varn & Oak" has none: the answer check reads "&" as "and", so "Varn and Oak" is already
+    the same name (an alias would be refused as a duplicate).
+    """
     head, _, last = name.rpartition(" ")
-    if head.endswith(" &"):
-        return f"{head[:-2]} and {last}"
-    return _ORG_ALIASES[last].format(W=head)
+    template = _ORG_ALIASES.get(last)
+    return template.format(W=head) if template else ""
 
 
 def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], dict[str, list[list[str]]]]:
@@ -218,9 +225,25 @@ def _entities(rng: random.Random, level: Level) -> tuple[dict[str, list[str]], d
     return names, aliases
 
 
+def _objects(rng: random.Random, n_subjects: int, n_objects: int, same_type: bool) -> list[int]:
+    """One object index per subject; never the subject itself where both have one type.
+
+    Nobody is their own mentor and no organisation its own parent: such a fact reads as
+    nonsense ("Ada Korvel trained under Ada Korvel.") and would make an inverted task's clue
+    name its own answer ("who trained under Ada Korvel").
+    """
+    if not same_type:
+        return [int(rng.random() * n_objects) for _ in range(n_subjects)]
+    out = []
+    for s in range(n_subjects):
+        o = int(rng.random() * (n_objects - 1))
+        out.append(o + 1 if o >= s else o)
+    return out
+
+
 def _facts(rng: random.Random, level: Level) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
     """Each relation's object index per subject, each attribute's value per subject."""
-    rel = {r: [int(rng.random() * level.count(o)) for _ in range(level.count(s))] for r, (s, o) in RELATIONS.items()}
+    rel = {r: _objects(rng, level.count(s), level.count(o), s == o) for r, (s, o) in RELATIONS.items()}
     attrs = {a: [nm._pick(rng, values) for _ in range(level.count(s))] for a, (s, values) in ATTRIBUTES.items()}
     return rel, attrs
 
@@ -264,8 +287,8 @@ class SearchWorld:
         self.attrs: dict[str, list[str]] = data["attrs"]
         self.digest = digest(data)
         self._reverse: dict[str, dict[int, list[int]]] = {}
-        self._corpus: Any = None
-        self._index: Any = None
+        self._pins = False  # a view of :meth:`pinned`: holds its documents once built
+        self._pin: _Built | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The world's inputs and digest (what a dataset stores; :func:`load` regenerates it)."""
@@ -293,27 +316,79 @@ class SearchWorld:
             self._reverse[relation] = got
         return got
 
+    def pinned(self) -> SearchWorld:
+        """A view of this world that holds its documents and index for as long as it lives.
+
+        The context of one episode (:meth:`toolgym.synth.search.family.Search.episode_context`):
+        the process's store may drop a world's documents when others are used, never those of a
+        world an episode is reading. The view shares every field; it pins on first use.
+        """
+        view = object.__new__(SearchWorld)  # not copy.copy: __reduce__ would return the cached world
+        view.__dict__.update(self.__dict__)
+        view._pins, view._pin = True, None
+        return view
+
+    def _built(self) -> _Built:
+        """This world's documents and index, from the process's bounded store (:data:`BUILT_DOCUMENTS`)."""
+        if self._pin is not None:
+            return self._pin
+        key = (self.seed, self.difficulty, self.digest)
+        got = _BUILT.get(key)
+        if got is not None:
+            _BUILT.move_to_end(key)
+        else:
+            got = _LIVE.get(key)  # still held by an episode: shared, not rebuilt
+            if got is None:
+                from toolgym.synth.search.corpus import render
+
+                got = _LIVE[key] = _Built(render(self))
+            _BUILT[key] = got
+            total = sum(len(b.corpus) for b in _BUILT.values())
+            while len(_BUILT) > 1 and total > BUILT_DOCUMENTS:
+                total -= len(_BUILT.popitem(last=False)[1].corpus)
+        if self._pins:
+            self._pin = got
+        return got
+
     @property
     def corpus(self) -> Any:
         """The documents (:class:`toolgym.synth.search.corpus.Corpus`), rendered on first use."""
-        if self._corpus is None:
-            from toolgym.synth.search.corpus import render
-
-            self._corpus = render(self)
-        return self._corpus
+        return self._built().corpus
 
     @property
     def index(self) -> Any:
         """The search index (:class:`toolgym.synth.search.index.SearchIndex`), built on first use."""
-        if self._index is None:
+        built = self._built()
+        if built.index is None:
             from toolgym.synth.search.index import SearchIndex
 
-            self._index = SearchIndex(self.corpus)
-        return self._index
+            built.index = SearchIndex(built.corpus)
+        return built.index
+
+
+class _Built:
+    """A world's documents and, once built, its index."""
+
+    __slots__ = ("__weakref__", "corpus", "index")
+
+    def __init__(self, corpus: Any):
+        self.corpus = corpus
+        self.index: Any = None
+
+
+#: Documents kept rendered and indexed per process, over all worlds (~1.3 kB each with the index:
+#: two difficulty-5 worlds, ~330 MB). Task sources hold many world objects (a dataset source 32,
+#: on-the-fly synthesis 64), which cost little; only the most recently used worlds, and those an
+#: episode is reading (:meth:`SearchWorld.pinned`), keep their documents and index, the others
+#: drop them and rebuild them, identical, on their next use.
+BUILT_DOCUMENTS = 250_000
+_BUILT: OrderedDict[tuple[int, int, str], _Built] = OrderedDict()
+#: Every world's documents still held anywhere (the store or an episode's view).
+_LIVE: weakref.WeakValueDictionary[tuple[int, int, str], _Built] = weakref.WeakValueDictionary()
 
 
 _CACHE: OrderedDict[tuple[int, int], SearchWorld] = OrderedDict()
-_CACHE_SIZE = 2  # a difficulty-5 world with its index holds ~130 MB
+_CACHE_SIZE = 2  # the worlds make() returns from its cache (their documents are bounded apart)
 
 
 def make(seed: int, difficulty: int) -> SearchWorld:

@@ -1,7 +1,10 @@
 """The search family: world, corpus soundness, tools, tasks' uniqueness, reference, pickling, verifier."""
 
+import gc
 import pickle
 import random
+import re
+import weakref
 
 import pytest
 
@@ -13,7 +16,7 @@ from toolgym.errors import WorldDataError
 from toolgym.synth import get_family
 from toolgym.synth.candidate import build_task
 from toolgym.synth.search import tasks
-from toolgym.synth.search.corpus import TEMPLATES, fact_patterns, parse_fact
+from toolgym.synth.search.corpus import DISTRACTORS, TEMPLATES, fact_patterns, parse_fact
 from toolgym.synth.search.world import ATTRIBUTES, LEVELS, RELATIONS, cached_world, make
 from toolgym.verifiers.aliases import normalize, verify_alias
 
@@ -31,6 +34,26 @@ def test_every_name_and_alias_is_distinct_under_the_answer_check(world):
     assert len(keys) == len(set(keys)) and all(keys)
     firsts = [p.split(" ", 1)[0] for p in world.names["person"]]
     assert len(set(firsts)) < len(firsts) / 10  # first names repeat: near-namesakes exist
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_entity_is_related_to_itself(seed):
+    """Nobody is their own mentor, no organisation its own parent (a fact that reads as nonsense)."""
+    for w in (make(seed, 1), make(3, 2)):
+        for r, (s, o) in RELATIONS.items():
+            if s == o:
+                assert all(i != j for i, j in enumerate(w.rel[r])), (w.seed, w.difficulty, r)
+
+
+def test_no_inverted_task_names_its_answer():
+    """No clue names the answer or one of its aliases (a self-mentor clue once did: "trained under <answer>")."""
+    for seed in range(4):
+        world, rng = make(seed, 1), random.Random(seed)
+        for _ in range(300):
+            draft = tasks.inverted_task(world, 1, rng)
+            prompt = f" {normalize(draft.prompt)} "
+            spec = draft.verifier_spec
+            assert not any(f" {normalize(n)} " in prompt for n in [spec["expected"], *spec["aliases"]]), draft.prompt
 
 
 def test_corpus_size_grows_with_difficulty(world):
@@ -78,6 +101,24 @@ def test_only_true_facts_parse_and_every_fact_is_written_once(world):
         assert seen == len(truth), kind
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_no_distractor_doubts_a_true_fact(seed):
+    """ "Reports that X was born in the city of C have never been confirmed" is never said of X's birthplace."""
+    w = make(seed, 1) if seed < 3 else make(3, 2)
+    person = {n: i for i, n in enumerate(w.names["person"])}
+    person |= {a: i for i, al in enumerate(w.aliases["person"]) for a in al}
+    denials = [DISTRACTORS[k] for k in (0, 1, 6)]  # a report never confirmed, a wrong listing, a claim
+    pats = [re.compile(re.escape(p).replace(r"\{s\}", "(?P<s>.+)").replace(r"\{o\}", "(?P<o>.+)")) for p in denials]
+    seen = 0
+    for line in (line for doc in w.corpus.sentences for line in doc):
+        m = next((m for p in pats if (m := p.fullmatch(line))), None)
+        if m is not None:
+            seen += 1
+            i = person[m["s"]]
+            assert all(m["o"] != w.names[RELATIONS[r][1]][w.rel[r][i]] for r in ("born_in", "works_for")), line
+    assert seen > 20
+
+
 def test_the_fast_parser_matches_the_template_regexes(world):
     """``parse_fact`` finds exactly what the templates' regexes fullmatch, on sentences naming the entity."""
     lines = [line for doc in world.corpus.sentences for line in doc]
@@ -119,9 +160,15 @@ def test_tools_search_read_and_find(world):
     assert found["total"] >= 1 and all(name in m["sentence"] for m in found["matches"])
     assert f"there are {page['pages']} pages" in error("open_document", {"doc_id": top, "page": 9})
     assert "ids run from doc-0" in error("open_document", {"doc_id": "doc-99999999"})
+    for bad in ("doc-²", "doc-¹²", "doc-٣", "doc-" + "9" * 5000, "doc-0" + "0" * 5000, "doc-01", "doc- 1", "doc-+1"):
+        for tool_name in ("open_document", "find_in_document"):  # never a tool crash, a short echo
+            got = error(tool_name, {"doc_id": bad, "text": "a"} if tool_name == "find_in_document" else {"doc_id": bad})
+            assert "ids run from doc-0" in got and len(got) < 200, got
     assert "empty" in error("search", {"query": "  "})
     assert ok("search", {"query": 'AND OR (("'})["total"] == 0  # parsed leniently: no crash, no hits
     assert "there is 1 page" in error("search", {"query": 'AND OR (("', "page": 2})
+    for query in ("title:*", "press OR body:*", "id:*"):  # parse, but tantivy cannot run them
+        assert "cannot be run" in error("search", {"query": query})
 
 
 def _chain_answer(world, params):
@@ -190,6 +237,41 @@ def test_reference_answers_through_the_tools_and_calls_grow_with_difficulty():
     assert calls[3] > calls[1]
 
 
+def test_a_process_keeps_a_bounded_number_of_documents_built(monkeypatch):
+    """Sources hold many worlds (64 on the fly, ~130 MB each at d5): only the recent ones keep documents."""
+    from toolgym.synth.search import world as world_mod
+
+    monkeypatch.setattr(world_mod, "BUILT_DOCUMENTS", 2 * len(make(40, 1).corpus))
+    worlds = [world_mod.SearchWorld(world_mod.generate(seed, 1)) for seed in (41, 42, 43)]  # as a source holds them
+    first = worlds[0].corpus
+    titles, hits = list(first.titles), worlds[0].index.search("press", 20)
+    gone = weakref.ref(first)
+    del first
+    for w in worlds[1:]:
+        w.index.search("press", 5)
+    gc.collect()
+    assert gone() is None  # the least recently used world dropped its documents and index
+    assert worlds[0].corpus.titles == titles and worlds[0].index.search("press", 20) == hits  # rebuilt, identical
+
+
+def test_an_episode_keeps_its_world_built_whatever_other_episodes_read(monkeypatch):
+    """Episodes side by side (a SyncVectorEnv, batched eval) over more worlds than the budget never rebuild."""
+    from toolgym.synth.search import world as world_mod
+
+    monkeypatch.setattr(world_mod, "BUILT_DOCUMENTS", 1)  # the store keeps one world
+    worlds = [world_mod.SearchWorld(world_mod.generate(seed, 1)) for seed in (51, 52, 53)]
+    episodes = [FAM.episode_context(w, None) for w in worlds]
+    first = [ep.index for ep in episodes]
+    for _ in range(2):
+        assert [ep.index for ep in episodes] == first  # the same objects: nothing was rebuilt
+    assert worlds[0].index is first[0]  # a new episode of a world another holds shares its index
+    assert all(w._pin is None for w in worlds)  # the views pin, never the shared worlds
+    held = [weakref.ref(ep._pin) for ep in episodes]
+    del episodes, first
+    gc.collect()
+    assert [r() is None for r in held] == [False, True, True]  # the store keeps worlds[0]'s, the last used
+
+
 def test_world_pickles_as_its_inputs_and_loads_from_its_row():
     world = make(8, 1)
     blob = pickle.dumps(world)
@@ -225,9 +307,20 @@ def test_alias_check_accepts_the_name_and_aliases_normalised_and_nothing_else(an
     assert verify_alias(spec, answer, None).passed is ok
 
 
+def test_an_ampersand_name_is_accepted_written_with_and(world):
+    """ "Varn & Oak" answered "Varn and Oak" passes for every such organisation, alias or not."""
+    amp = [(o, a) for o, a in zip(world.names["org"], world.aliases["org"], strict=True) if " & " in o]
+    assert amp
+    for name, aliases in amp:
+        spec = {"kind": "alias", "expected": name, "aliases": aliases}
+        assert verify_alias(spec, name.replace(" & ", " and "), None).passed
+        assert verify_alias(spec, name.replace(" & ", "&"), None).passed
+        assert not verify_alias(spec, name.replace(" & ", " or "), None).passed
+
+
 def test_normal_form_is_nfc_casefolded_without_punctuation_or_articles():
     assert normalize("Cafe\u0301  Lumen!") == normalize("café lumen") == "café lumen"
-    assert normalize("The Oak & the Fox") == "oak fox"
+    assert normalize("The Oak & the Fox") == normalize("Oak and Fox") == normalize("oak＆fox") == "oak and fox"
     assert normalize("An Étude") == "étude"
 
 
