@@ -67,15 +67,19 @@ from toolgym.errors import ConfigError, one_line
 from toolgym.spec import TaskSpec
 from toolgym.verifiers.verdict import Verdict, verify
 
+#: How names in arguments and answers are matched, unless a family states its own
+#: (``Family.names_rule``: e.g. ``search`` answers ignore case, punctuation and articles).
+NAMES_RULE = (
+    "Names (of cities, venues, files, groups…) in arguments and answers are matched exactly after Unicode "
+    "NFC normalization and trimming of surrounding whitespace; case matters, and a name that matches "
+    "nothing gets the closest one suggested.\n"
+)
 SYSTEM_INSTRUCTIONS = (
     "You solve the user's task by calling tools. In each turn you may think inside "
     "<think>…</think>, then call one or more tools, each as "
     '<tool_call>{"name": "<tool>", "arguments": {…}}</tool_call>, and end the turn. '
     "Tool results come back as tool messages, one per call. Use only facts you obtained from tools. "
     "When you have the answer, call submit: it ends the episode and your answer is checked.\n"
-    "Names (of cities, venues, files, groups…) in arguments and answers are matched exactly after Unicode "
-    "NFC normalization and trimming of surrounding whitespace; case matters, and a name that matches "
-    "nothing gets the closest one suggested.\n"
 )
 _FORMAT_HINT = (
     'write each call as <tool_call>{"name": "<tool>", "arguments": {…}}</tool_call> and end the turn with <|end|>'
@@ -149,13 +153,17 @@ class EnvConfig(BaseModel):
         return [self.difficulty] if isinstance(self.difficulty, int) else list(self.difficulty)
 
 
-def system_text(tools: list[dict[str, Any]], limits: str = lim.DEFAULT_LIMITS_TEXT) -> str:
-    """The system message: instructions, the limits paragraph, then one JSON schema per tool.
+def system_text(
+    tools: list[dict[str, Any]], limits: str = lim.DEFAULT_LIMITS_TEXT, names_rule: str = NAMES_RULE
+) -> str:
+    """The system message: instructions, how names match, the limits paragraph, then one JSON schema per tool.
 
     Tasks store it with the default limits; an env with other limits states its own
-    (:func:`toolgym.envs.limits.with_limits`).
+    (:func:`toolgym.envs.limits.with_limits`). ``names_rule`` is the family's
+    (``Family.names_rule``), one line ending in a newline.
     """
-    return SYSTEM_INSTRUCTIONS + limits + lim.TOOLS_HEADER + "\n".join(mk.dumps(t["function"]) for t in tools)
+    body = "\n".join(mk.dumps(t["function"]) for t in tools)
+    return SYSTEM_INSTRUCTIONS + names_rule + limits + lim.TOOLS_HEADER + body
 
 
 def _as_call(body: str) -> tuple[str, Any] | None:
@@ -442,4 +450,4 @@ def make_env(family: str, source: TaskSource | None = None, **kwargs: Any) -> To
     return ToolEnv(source=source, family=family, **kwargs)
 
 
-__all__ = ["EnvConfig", "ToolEnv", "UnicodeText", "make_env", "system_text"]
+__all__ = ["NAMES_RULE", "EnvConfig", "ToolEnv", "UnicodeText", "make_env", "system_text"]

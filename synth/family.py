@@ -56,6 +56,9 @@ class Family(ABC):
     #: Candidate tasks per world when a run does not say (``toolgym synth --tasks-per-world``):
     #: families whose worlds cost more than their tasks amortize them over more tasks.
     tasks_per_world: ClassVar[int] = 4
+    #: The system text's line on how names in arguments and answers match (None: the shared
+    #: ``toolenv.NAMES_RULE``, exact after NFC and trimming, case-sensitive, closest suggested).
+    names_rule: ClassVar[str | None] = None
 
     @property
     def env_id(self) -> str:

@@ -6,7 +6,7 @@ import pytest
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.sources import MemorySource
-from toolgym.envs.toolenv import EnvConfig, make_env
+from toolgym.envs.toolenv import NAMES_RULE, EnvConfig, make_env
 from toolgym.synth import FAMILIES, get_family
 from toolgym.synth.candidate import synthesize_world
 from toolgym.synth.config import SynthConfig
@@ -43,7 +43,8 @@ def test_every_prompt_states_every_limit_and_the_name_rule(family_id):
         assert f"at most {c.max_action_chars:,} characters per assistant message" in system
         assert f"at most {c.max_observation_chars:,} characters in all" in system
         assert f"when {lim.WARN_TURNS} or fewer remain the results say so" in system
-        assert "Unicode NFC normalization and trimming of surrounding whitespace; case matters" in system
+        rule = get_family(family_id).names_rule or NAMES_RULE  # the family's, else the shared one
+        assert rule in system and ("Unicode NFC normalization" in rule)
         env.close()
 
 

@@ -46,6 +46,13 @@ class Search(Family):
     # A difficulty-5 world (100k documents) takes ~2.5 s to generate, render and index, a candidate
     # ~15-30 ms: 64 candidates (the most SynthConfig allows) share one world.
     tasks_per_world = 64
+    # The alias check's normal form (verifiers/aliases.py), not the shared exact-name rule: answers
+    # are free text, and no tool suggests a closest name.
+    names_rule = (
+        "Answers are names matched after Unicode NFC normalization, ignoring case, punctuation, extra "
+        "whitespace and the words a, an and the (& reads as and); an entity's other names (aliases) are "
+        "accepted too, anything else is wrong.\n"
+    )
 
     def make_world(self, seed: int, difficulty: int) -> SearchWorld:
         """The world of ``(seed, difficulty)`` (cached per process: its index is built once)."""
