@@ -278,9 +278,10 @@ class ToolEnv(gym.Env[str, str]):
         unknown_opts = set(options) - {"task_id"}
         if unknown_opts:
             raise ConfigError(f"unknown reset options {sorted(unknown_opts)}; only 'task_id' is accepted")
-        task_id = options.get("task_id") or self.config.task_id
-        if task_id is not None and not isinstance(task_id, str):
-            raise ConfigError(f"task_id must be a str, got {type(task_id).__name__} {task_id!r}")
+        task_id = options["task_id"] if options.get("task_id") is not None else self.config.task_id
+        if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
+            what = f"{type(task_id).__name__} {task_id!r}"
+            raise ConfigError(f"task_id must be a non-empty str (omit it to draw a task), got {what}")
         task, world = self.source.get(task_id) if task_id else self.source.pick(self.np_random)
         self.task, self.world = task, world
         self.toolset = self._toolset(task)

@@ -160,6 +160,9 @@ def test_config_errors_are_one_clear_line(trip_dataset, tmp_path):
     env = trip_env(trip_dataset)
     with pytest.raises(ConfigError, match="unknown reset options"):
         env.reset(options={"taskid": "x"})
+    for bad in ("", "  ", 7):  # an empty id is a mistake, not a request for a random task
+        with pytest.raises(ConfigError, match="task_id must be a non-empty str"):
+            env.reset(options={"task_id": bad})
 
 
 def test_task_id_option_and_unknown_ids(trip_dataset):
