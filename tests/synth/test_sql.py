@@ -127,6 +127,51 @@ def test_sessions_do_not_share_what_they_create_and_a_copy_says_so(world):
     a.close(), b.close(), clone.close()
 
 
+# ------------------------------------------------------------------ the result cache
+@pytest.mark.parametrize(
+    ("sql", "cached"),
+    [
+        ('SELECT p.x, COUNT(*) FROM "a" f JOIN "b" p ON f.k = p.id GROUP BY 1;', True),
+        ("WITH m AS (SELECT date_trunc('month', d) AS m FROM t) SELECT m, count(*) FROM m GROUP BY 1", True),
+        ("SELECT random()", False),
+        ('SELECT "RANDOM"() AS r', False),
+        ("SELECT * FROM t USING SAMPLE 5", False),
+        ("SELECT current_date", False),
+        ("SELECT age(d) FROM t", False),  # age of one argument counts from now
+        ("SELECT getvariable('x')", False),
+        ("SELECT * FROM query('SELECT 1')", False),
+        ("SELECT * FROM duckdb_memory()", False),
+        ("SELECT * FROM range(10)", False),
+        ("SELECT 1; SELECT 2", False),
+        ("CREATE TEMP TABLE x AS SELECT 1", False),
+        ("SET VARIABLE x = 1", False),
+        ("-- a comment first\nSELECT 1", False),
+    ],
+)
+def test_which_queries_are_cacheable(sql, cached):
+    assert engine.cacheable(sql) is cached
+
+
+def test_the_cache_serves_pristine_sessions_only_and_never_what_a_session_made(world):
+    t = fact(world).name
+    count = f'SELECT count(*) AS n FROM "{t}"'
+    a, b, c = SqlSession(world), SqlSession(world), SqlSession(world)
+    results = world.database().results
+    assert call(a, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    assert results.get((count, engine.ROW_CAP, a.time_cap_s)) is not None and a.pristine
+    # b shadows the world's table with a temporary one of its own: it must see its table, and the
+    # cache must neither serve b the world's count nor keep b's for the others
+    assert call(b, "run_sql", query=f'CREATE TEMP TABLE "{t}" AS SELECT 1 AS x')[0] and not b.pristine
+    assert call(b, "run_sql", query=count)[1]["rows"] == [[1]]
+    assert call(c, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    hit = call(c, "run_sql", query=count)[1]
+    hit["rows"][0][0] = -1  # a hit is a copy: changing it changes nothing stored
+    assert call(a, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    r1, r2 = (call(a, "run_sql", query="SELECT random() AS r")[1]["rows"] for _ in range(2))
+    assert r1 != r2 and not a.pristine  # a volatile query runs each time, and ends a's use of the cache
+    a.close(), b.close(), c.close()
+
+
 def test_tables_describe_and_unknown_names(world, session):
     ok, listing = call(session, "list_tables")
     assert ok and {t["name"] for t in listing["tables"]} == set(world.tables)
