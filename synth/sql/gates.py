@@ -25,6 +25,7 @@ eight tries.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import Counter
@@ -100,12 +101,35 @@ def bluff_value(how: str, column: str, rng: random.Random) -> Any:
     return rng.choice(_WORDS)
 
 
-def _hits(value: Any, values: list[Any], abs_tol: float) -> int:
-    """How many pool values the verifier would take for ``value`` (numbers within the tolerance)."""
+def _index(values: list[Any]) -> tuple[list[float], Counter[Any]]:
+    """A pool as ``_hits`` searches it: its numbers sorted, and its other values' canonical forms counted."""
+    numbers = sorted(y for p in values if (y := as_number(p)) is not None)
+    return numbers, Counter(canonical(p) for p in values if not isinstance(p, int | float))
+
+
+def _pool_index(world: SqlWorld, table: str, column: str) -> tuple[list[float], Counter[Any]]:
+    """:func:`_index` of a column's pool (cached per world)."""
+    key = ("pool-index", table, column)
+    if key not in world.cache:
+        world.cache[key] = _index(pool(world, table, column))
+    index: tuple[list[float], Counter[Any]] = world.cache[key]
+    return index
+
+
+def _hits(value: Any, index: tuple[list[float], Counter[Any]], abs_tol: float) -> int:
+    """How many pool values the verifier would take for ``value`` (numbers within the tolerance).
+
+    ``index`` is the pool's :func:`_index`: a number is compared with the pool numbers in a window
+    around it (found by bisection, a little wider than the tolerance, then checked exactly), a text
+    looked up by its canonical form.
+    """
+    numbers, texts = index
     x = as_number(value)
-    if x is not None:
-        return sum(1 for p in values if (y := as_number(p)) is not None and abs(x - y) <= abs_tol + 1e-9 * abs(x))
-    return sum(1 for p in values if not isinstance(p, int | float) and canonical(p) == canonical(value))
+    if x is None:
+        return texts.get(canonical(value), 0)
+    tol = abs_tol + 1e-9 * abs(x)
+    lo, hi = bisect.bisect_left(numbers, x - 2 * tol - 1e-9), bisect.bisect_right(numbers, x + 2 * tol + 1e-9)
+    return sum(1 for y in numbers[lo:hi] if abs(x - y) <= tol)
 
 
 def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_tol: float) -> float | None:
@@ -115,21 +139,21 @@ def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_t
         months = {str(v)[:7] for v in pool(world, *spec["month"])}
         return 1 / math.comb(len(months), n) if n <= len(months) else None
     if "from" in spec:
-        values = pool(world, *spec["from"])
-        distinct = spec.get("distinct") and len(values) >= n
+        size = len(pool(world, *spec["from"]))
+        index, distinct = _pool_index(world, *spec["from"]), spec.get("distinct") and size >= n
     elif "int" in spec:
         lo, hi = spec["int"]
-        values, distinct = list(range(lo, hi + 1)), False
+        size, distinct = max(0, hi - lo + 1), False
+        index = _index(list(range(lo, hi + 1)))
     else:
         return None
-    size = len(values)
     counts = Counter(canonical(v) for v in want)
     ways = math.factorial(n)
     for m in counts.values():
         ways //= math.factorial(m)
     first = {canonical(v): v for v in want}
     for key, m in counts.items():
-        ways *= _hits(first[key], values, abs_tol) ** m
+        ways *= _hits(first[key], index, abs_tol) ** m
     draws = math.perm(size, n) if distinct else size**n
     return min(1.0, ways / draws) if draws else None
 

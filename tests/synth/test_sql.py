@@ -415,3 +415,24 @@ def test_every_gate_answer_fits_the_submit_schema():
                 assert not verify(task.verifier_spec, a, None).passed
                 seen += 1
     assert seen > 50
+
+
+def test_the_indexed_pool_counts_what_the_verifier_would_take():
+    """``_hits`` on a pool's index equals the plain count (numbers within the tolerance, texts canonical)."""
+    from toolgym.synth.sql import gates
+    from toolgym.verifiers.answers import as_number, canonical
+
+    def plain(value, values, tol):
+        x = as_number(value)
+        if x is not None:
+            return sum(1 for p in values if (y := as_number(p)) is not None and abs(x - y) <= tol + 1e-9 * abs(x))
+        return sum(1 for p in values if not isinstance(p, int | float) and canonical(p) == canonical(value))
+
+    rng = random.Random(3)
+    for _ in range(300):
+        values = [round(rng.uniform(-9, 9), rng.choice([0, 1, 2, 3])) for _ in range(rng.randint(0, 30))]
+        values += [rng.choice(["North", "north ", "N-orth", "x"]) for _ in range(3)] + [rng.randint(-3, 3), True]
+        index = gates._index(values)
+        for v in [*values[:8], 2.0, 2.01, "north", True, 1e20]:
+            for tol in (0.0, 0.005, 0.01):
+                assert gates._hits(v, index, tol) == plain(v, values, tol), (v, tol)
