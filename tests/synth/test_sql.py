@@ -436,3 +436,29 @@ def test_the_indexed_pool_counts_what_the_verifier_would_take():
         for v in [*values[:8], 2.0, 2.01, "north", True, 1e20]:
             for tol in (0.0, 0.005, 0.01):
                 assert gates._hits(v, index, tol) == plain(v, values, tol), (v, tol)
+
+
+def test_worlds_built_at_once_by_threads_each_get_their_own_tables():
+    """One builder instance per process writes every world file: threads take turns, a failed build leaves it usable."""
+    worlds = [make_world(s, 1) for s in (21, 22, 23, 24)]
+    broken = make_world(25, 1)
+    broken.columns = lambda name: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="boom"):
+        broken.database()
+    errors: list[BaseException] = []
+
+    def build(w):
+        try:
+            w.database()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(w,)) for w in worlds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(w._db is not None for w in worlds), errors
+    for w in worlds:
+        for name, t in w.tables.items():
+            assert w.database().con.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (t.rows,)
