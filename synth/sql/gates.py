@@ -45,30 +45,48 @@ _WORDS = ("north", "gold", "pending", "standard", "closed", "express", "alpha", 
 
 def pool(world: SqlWorld, table: str, column: str) -> list[Any]:
     """A column's distinct non-null values as ``run_sql`` shows them (sorted; cached per world)."""
+    return list(_pool(world, table, column))
+
+
+def _pool(world: SqlWorld, table: str, column: str) -> tuple[Any, ...]:
+    """:func:`pool`, the cached tuple itself (not copied: the gates draw from it thousands of times)."""
     key = ("pool", table, column)
     if key not in world.cache:
         sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
         world.cache[key] = [engine.cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
-    return list(world.cache[key])
+    frozen = ("pool-tuple", table, column)
+    if frozen not in world.cache:
+        world.cache[frozen] = tuple(world.cache[key])
+    values: tuple[Any, ...] = world.cache[frozen]
+    return values
+
+
+def _months(world: SqlWorld, table: str, column: str) -> list[str]:
+    """The months (``YYYY-MM``) of a date column's pool, sorted (cached per world)."""
+    key = ("months", table, column)
+    if key not in world.cache:
+        world.cache[key] = sorted({str(v)[:7] for v in _pool(world, table, column)})
+    months: list[str] = world.cache[key]
+    return months
 
 
 def draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> list[Any]:
     """``n`` values of one answer column for the random gate (see ``meta["gate"]`` in tasks)."""
     if "from" in spec:
-        values = pool(world, *spec["from"])
+        values = _pool(world, *spec["from"])
         if spec.get("distinct") and len(values) >= n:
             return rng.sample(values, n)
         return [rng.choice(values) for _ in range(n)]
     if "sum" in spec:
         table, column, k = spec["sum"]
-        values = pool(world, table, column)
+        values = _pool(world, table, column)
         m = min(max(1, k), 16)  # k random values' sum, estimated from m of them (k may be hundreds)
         return [round(sum(rng.choices(values, k=m)) * max(1, k) / m, 2) for _ in range(n)]
     if "int" in spec:
         return [rng.randint(*spec["int"]) for _ in range(n)]
     if "num" in spec:
         return [round(rng.uniform(*spec["num"]), 2) for _ in range(n)]
-    months = sorted({str(v)[:7] for v in pool(world, *spec["month"])})
+    months = _months(world, *spec["month"])
     return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
 
 
@@ -111,7 +129,7 @@ def _pool_index(world: SqlWorld, table: str, column: str) -> tuple[list[float], 
     """:func:`_index` of a column's pool (cached per world)."""
     key = ("pool-index", table, column)
     if key not in world.cache:
-        world.cache[key] = _index(pool(world, table, column))
+        world.cache[key] = _index(list(_pool(world, table, column)))
     index: tuple[list[float], Counter[Any]] = world.cache[key]
     return index
 
@@ -136,10 +154,10 @@ def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_t
     """Upper bound on P(a column drawn by ``spec`` holds ``want`` as a multiset); None if unknown."""
     n = len(want)
     if "month" in spec:
-        months = {str(v)[:7] for v in pool(world, *spec["month"])}
+        months = _months(world, *spec["month"])
         return 1 / math.comb(len(months), n) if n <= len(months) else None
     if "from" in spec:
-        size = len(pool(world, *spec["from"]))
+        size = len(_pool(world, *spec["from"]))
         index, distinct = _pool_index(world, *spec["from"]), spec.get("distinct") and size >= n
     elif "int" in spec:
         lo, hi = spec["int"]
