@@ -150,8 +150,11 @@ def _orphan_inherited() -> None:
     _LIVE.clear()
 
 
-#: Results a database's :class:`ResultCache` keeps (least recently used first out).
-CACHE_SIZE = 512
+#: Results a database's :class:`ResultCache` keeps at most (least recently used first out) …
+CACHE_SIZE = 256
+#: … and cells (a result's rows × columns, plus its query text per :data:`CELL_CHARS`): a cell
+#: shows at most 80 characters, so one world's cache stays within a few MB however large its results.
+CACHE_CELLS = 25_000
 #: Calendar functions DuckDB marks consistent only within a query because of ``TIMESTAMPTZ`` and the
 #: ``TimeZone`` setting, which :data:`SETTINGS` locks: their results are fixed by their arguments here.
 CALENDAR = frozenset(
@@ -167,29 +170,37 @@ _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 class ResultCache:
-    """``run_query`` results by (query text, row cap, time cap), least recently used out at :data:`CACHE_SIZE`.
+    """``run_query`` results by (query text, row cap, time cap), least recently used out first.
 
-    Only successful results are stored (an error, an interrupt, out of memory are run again). A hit
-    returns a fresh copy (the caller may change its lists).
+    Bounded by :data:`CACHE_SIZE` results and :data:`CACHE_CELLS` cells. Only successful results
+    are stored (an error, an interrupt, out of memory are run again). A hit returns a fresh copy
+    (the caller may change its lists).
     """
 
-    def __init__(self, size: int = CACHE_SIZE):
-        self.size = size
-        self._results: OrderedDict[tuple[str, int, float], dict[str, Any]] = OrderedDict()
+    def __init__(self, size: int = CACHE_SIZE, cells: int = CACHE_CELLS):
+        self.size, self.cells = size, cells
+        self._results: OrderedDict[tuple[str, int, float], tuple[dict[str, Any], int]] = OrderedDict()
+        self._held = 0
 
     def get(self, key: tuple[str, int, float]) -> dict[str, Any] | None:
         """A copy of the result stored under ``key``, or None."""
-        out = self._results.get(key)
-        if out is None:
+        hit = self._results.get(key)
+        if hit is None:
             return None
         self._results.move_to_end(key)
+        out = hit[0]
         return {**out, "columns": list(out["columns"]), "rows": [list(r) for r in out["rows"]]}
 
     def put(self, key: tuple[str, int, float], out: dict[str, Any]) -> None:
-        """Store a copy of ``out`` under ``key``."""
-        self._results[key] = {**out, "columns": list(out["columns"]), "rows": [list(r) for r in out["rows"]]}
-        if len(self._results) > self.size:
-            self._results.popitem(last=False)
+        """Store a copy of ``out`` under ``key`` (older results go while over a bound)."""
+        weight = len(out["rows"]) * max(1, len(out["columns"])) + len(key[0]) // CELL_CHARS + 1
+        if key in self._results:
+            self._held -= self._results.pop(key)[1]
+        copy = {**out, "columns": list(out["columns"]), "rows": [list(r) for r in out["rows"]]}
+        self._results[key] = (copy, weight)
+        self._held += weight
+        while self._results and (len(self._results) > self.size or self._held > self.cells):
+            self._held -= self._results.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._results)

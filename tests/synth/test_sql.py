@@ -462,3 +462,16 @@ def test_worlds_built_at_once_by_threads_each_get_their_own_tables():
     for w in worlds:
         for name, t in w.tables.items():
             assert w.database().con.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (t.rows,)
+
+
+def test_the_result_cache_is_bounded_by_results_and_cells():
+    cache = engine.ResultCache(size=3, cells=92)  # a one-row result weighs 2 (1 cell, 1 for its key)
+    small = {"columns": ["a"], "rows": [[1]], "row_count": 1}
+    for i in range(5):
+        cache.put((f"q{i}", 50, 2.0), small)
+    assert len(cache) == 3 and cache.get(("q0", 50, 2.0)) is None and cache.get(("q4", 50, 2.0)) == small
+    wide = {"columns": ["a", "b"], "rows": [[i, i] for i in range(45)], "row_count": 45}
+    cache.put(("wide", 50, 2.0), wide)  # weighs 91: the others go
+    assert len(cache) == 1 and cache.get(("wide", 50, 2.0)) == wide
+    cache.put(("huge", 50, 2.0), {"columns": ["a"], "rows": [[i] for i in range(200)], "row_count": 200})
+    assert len(cache) == 0  # a result over the whole bound is not kept
