@@ -25,6 +25,7 @@ eight tries.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import Counter
@@ -44,30 +45,48 @@ _WORDS = ("north", "gold", "pending", "standard", "closed", "express", "alpha", 
 
 def pool(world: SqlWorld, table: str, column: str) -> list[Any]:
     """A column's distinct non-null values as ``run_sql`` shows them (sorted; cached per world)."""
+    return list(_pool(world, table, column))
+
+
+def _pool(world: SqlWorld, table: str, column: str) -> tuple[Any, ...]:
+    """:func:`pool`, the cached tuple itself (not copied: the gates draw from it thousands of times)."""
     key = ("pool", table, column)
     if key not in world.cache:
         sql = f"SELECT DISTINCT {ident(column)} FROM {ident(table)} WHERE {ident(column)} IS NOT NULL ORDER BY 1"
         world.cache[key] = [engine.cell(v) for (v,) in world.database().con.execute(sql).fetchall()]
-    return list(world.cache[key])
+    frozen = ("pool-tuple", table, column)
+    if frozen not in world.cache:
+        world.cache[frozen] = tuple(world.cache[key])
+    values: tuple[Any, ...] = world.cache[frozen]
+    return values
+
+
+def _months(world: SqlWorld, table: str, column: str) -> list[str]:
+    """The months (``YYYY-MM``) of a date column's pool, sorted (cached per world)."""
+    key = ("months", table, column)
+    if key not in world.cache:
+        world.cache[key] = sorted({str(v)[:7] for v in _pool(world, table, column)})
+    months: list[str] = world.cache[key]
+    return months
 
 
 def draw(world: SqlWorld, spec: dict[str, Any], n: int, rng: random.Random) -> list[Any]:
     """``n`` values of one answer column for the random gate (see ``meta["gate"]`` in tasks)."""
     if "from" in spec:
-        values = pool(world, *spec["from"])
+        values = _pool(world, *spec["from"])
         if spec.get("distinct") and len(values) >= n:
             return rng.sample(values, n)
         return [rng.choice(values) for _ in range(n)]
     if "sum" in spec:
         table, column, k = spec["sum"]
-        values = pool(world, table, column)
+        values = _pool(world, table, column)
         m = min(max(1, k), 16)  # k random values' sum, estimated from m of them (k may be hundreds)
         return [round(sum(rng.choices(values, k=m)) * max(1, k) / m, 2) for _ in range(n)]
     if "int" in spec:
         return [rng.randint(*spec["int"]) for _ in range(n)]
     if "num" in spec:
         return [round(rng.uniform(*spec["num"]), 2) for _ in range(n)]
-    months = sorted({str(v)[:7] for v in pool(world, *spec["month"])})
+    months = _months(world, *spec["month"])
     return sorted(rng.sample(months, min(n, len(months)))) + [months[-1]] * max(0, n - len(months))
 
 
@@ -100,36 +119,59 @@ def bluff_value(how: str, column: str, rng: random.Random) -> Any:
     return rng.choice(_WORDS)
 
 
-def _hits(value: Any, values: list[Any], abs_tol: float) -> int:
-    """How many pool values the verifier would take for ``value`` (numbers within the tolerance)."""
+def _index(values: list[Any]) -> tuple[list[float], Counter[Any]]:
+    """A pool as ``_hits`` searches it: its numbers sorted, and its other values' canonical forms counted."""
+    numbers = sorted(y for p in values if (y := as_number(p)) is not None)
+    return numbers, Counter(canonical(p) for p in values if not isinstance(p, int | float))
+
+
+def _pool_index(world: SqlWorld, table: str, column: str) -> tuple[list[float], Counter[Any]]:
+    """:func:`_index` of a column's pool (cached per world)."""
+    key = ("pool-index", table, column)
+    if key not in world.cache:
+        world.cache[key] = _index(list(_pool(world, table, column)))
+    index: tuple[list[float], Counter[Any]] = world.cache[key]
+    return index
+
+
+def _hits(value: Any, index: tuple[list[float], Counter[Any]], abs_tol: float) -> int:
+    """How many pool values the verifier would take for ``value`` (numbers within the tolerance).
+
+    ``index`` is the pool's :func:`_index`: a number is compared with the pool numbers in a window
+    around it (found by bisection, a little wider than the tolerance, then checked exactly), a text
+    looked up by its canonical form.
+    """
+    numbers, texts = index
     x = as_number(value)
-    if x is not None:
-        return sum(1 for p in values if (y := as_number(p)) is not None and abs(x - y) <= abs_tol + 1e-9 * abs(x))
-    return sum(1 for p in values if not isinstance(p, int | float) and canonical(p) == canonical(value))
+    if x is None:
+        return texts.get(canonical(value), 0)
+    tol = abs_tol + 1e-9 * abs(x)
+    lo, hi = bisect.bisect_left(numbers, x - 2 * tol - 1e-9), bisect.bisect_right(numbers, x + 2 * tol + 1e-9)
+    return sum(1 for y in numbers[lo:hi] if abs(x - y) <= tol)
 
 
 def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_tol: float) -> float | None:
     """Upper bound on P(a column drawn by ``spec`` holds ``want`` as a multiset); None if unknown."""
     n = len(want)
     if "month" in spec:
-        months = {str(v)[:7] for v in pool(world, *spec["month"])}
+        months = _months(world, *spec["month"])
         return 1 / math.comb(len(months), n) if n <= len(months) else None
     if "from" in spec:
-        values = pool(world, *spec["from"])
-        distinct = spec.get("distinct") and len(values) >= n
+        size = len(_pool(world, *spec["from"]))
+        index, distinct = _pool_index(world, *spec["from"]), spec.get("distinct") and size >= n
     elif "int" in spec:
         lo, hi = spec["int"]
-        values, distinct = list(range(lo, hi + 1)), False
+        size, distinct = max(0, hi - lo + 1), False
+        index = _index(list(range(lo, hi + 1)))
     else:
         return None
-    size = len(values)
     counts = Counter(canonical(v) for v in want)
     ways = math.factorial(n)
     for m in counts.values():
         ways //= math.factorial(m)
     first = {canonical(v): v for v in want}
     for key, m in counts.items():
-        ways *= _hits(first[key], values, abs_tol) ** m
+        ways *= _hits(first[key], index, abs_tol) ** m
     draws = math.perm(size, n) if distinct else size**n
     return min(1.0, ways / draws) if draws else None
 

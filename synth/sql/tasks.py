@@ -147,7 +147,9 @@ def finish(b: Builder, plan: dict[str, Any]) -> TaskDraft | None:
     (answer column descriptions), ``gate``, ``bluff``, ``tables`` (described by the reference),
     optionally ``probe`` (``[table, column]`` the reference lists the values of first).
     """
-    res = engine.run_query(b.con, sql_of({"kind": plan["kind"], "query": plan["query"]}))
+    sql = sql_of({"kind": plan["kind"], "query": plan["query"]})
+    # through the cache: the reference's run_sql of the same query then costs nothing
+    res = engine.run_query(b.con, sql, cache=b.w.database().results if engine.cacheable(sql) else None)
     rows = res["rows"]
     if res.get("truncated") or not rows or any(v is None for r in rows for v in r):
         return None

@@ -35,7 +35,13 @@ COPY_NOTE = (
 
 
 class SqlSession:
-    """One episode's context: the world and, after the first query, a connection of its own."""
+    """One episode's context: the world and, after the first query, a connection of its own.
+
+    ``pristine`` holds while the connection has run only cacheable queries
+    (:func:`toolgym.synth.sql.engine.cacheable`): it has created nothing (no temporary table,
+    variable or macro), so its queries see exactly the world's data and share the database's
+    result cache. The first other statement ends that for the connection's life.
+    """
 
     def __init__(self, world: SqlWorld, time_cap_s: float = engine.TIME_CAP_S):
         self.world = world
@@ -43,13 +49,22 @@ class SqlSession:
         self._cursor: Any = None
         self._pid = -1
         self.copied_live = False  # copied while its connection was open (see __getstate__)
+        self.pristine = True
 
     def cursor(self) -> Any:
         """The episode's DuckDB connection, opened on first use (and again in a forked copy)."""
         if self._cursor is None or self._pid != os.getpid():
             self._cursor = self.world.database().session()
             self._pid = os.getpid()
+            self.pristine = True  # a new connection has created nothing
         return self._cursor
+
+    def run(self, sql: str) -> dict[str, Any]:
+        """Run ``sql`` on the episode's connection (through the result cache while pristine)."""
+        cursor = self.cursor()
+        self.pristine = self.pristine and engine.cacheable(sql)
+        cache = self.world.database().results if self.pristine else None
+        return engine.run_query(cursor, sql, time_cap_s=self.time_cap_s, cache=cache)
 
     def note(self) -> dict[str, str]:
         """``{"note": COPY_NOTE}`` once after a copy lost the live connection, else ``{}``."""
@@ -70,7 +85,14 @@ class SqlSession:
 
     def __getstate__(self) -> dict[str, Any]:
         live = self._cursor is not None or self.copied_live
-        return {"world": self.world, "time_cap_s": self.time_cap_s, "_cursor": None, "_pid": -1, "copied_live": live}
+        return {
+            "world": self.world,
+            "time_cap_s": self.time_cap_s,
+            "_cursor": None,
+            "_pid": -1,
+            "copied_live": live,
+            "pristine": True,  # the copy's connection will be new
+        }
 
 
 def list_tables(session: SqlSession) -> dict[str, Any]:
@@ -111,7 +133,7 @@ def run_sql(session: SqlSession, query: str) -> dict[str, Any]:
     Args:
         query: One SQL statement, e.g. SELECT status, COUNT(*) FROM bookings GROUP BY status.
     """
-    out = engine.run_query(session.cursor(), query, time_cap_s=session.time_cap_s)
+    out = session.run(query)
     return {**out, **session.note()}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from toolgym.bench.synth import distinctness, hardness
 from toolgym.data.dataset import Dataset
 from toolgym.synth.config import SynthConfig
@@ -31,6 +33,16 @@ def test_bench_env_family_rows_time_a_read_call_from_a_reference_turn_and_a_rese
     assert step.name == "inventory d5 read step" and "find_item" in step.note  # the reference's first turn reads
     assert reset.name == "inventory d5 reset"
     assert 0 < step.median_us <= step.p90_us and 0 < reset.median_us <= reset.p90_us
+
+
+@pytest.mark.slow  # ~6 s: synthesizes 24 sql tasks and times 280 steps
+def test_bench_env_sql_rows_time_a_join_group_by_cached_and_uncached(tmp_path):
+    from toolgym.bench.env import family_rows
+
+    step, uncached, reset = family_rows("sql", 3, 40, tmp_path)
+    assert step.name == "sql d3 read step" and "run_sql" in step.note and "rows in" in step.note
+    assert uncached.name == "sql d3 read step, uncached" and reset.name == "sql d3 reset"
+    assert step.median_us < uncached.median_us  # a cache hit against a DuckDB plan and run (~10x apart at least)
 
 
 def test_hardness_rows_carry_the_domains_heuristic_share(tmp_path):

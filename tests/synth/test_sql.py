@@ -127,6 +127,51 @@ def test_sessions_do_not_share_what_they_create_and_a_copy_says_so(world):
     a.close(), b.close(), clone.close()
 
 
+# ------------------------------------------------------------------ the result cache
+@pytest.mark.parametrize(
+    ("sql", "cached"),
+    [
+        ('SELECT p.x, COUNT(*) FROM "a" f JOIN "b" p ON f.k = p.id GROUP BY 1;', True),
+        ("WITH m AS (SELECT date_trunc('month', d) AS m FROM t) SELECT m, count(*) FROM m GROUP BY 1", True),
+        ("SELECT random()", False),
+        ('SELECT "RANDOM"() AS r', False),
+        ("SELECT * FROM t USING SAMPLE 5", False),
+        ("SELECT current_date", False),
+        ("SELECT age(d) FROM t", False),  # age of one argument counts from now
+        ("SELECT getvariable('x')", False),
+        ("SELECT * FROM query('SELECT 1')", False),
+        ("SELECT * FROM duckdb_memory()", False),
+        ("SELECT * FROM range(10)", False),
+        ("SELECT 1; SELECT 2", False),
+        ("CREATE TEMP TABLE x AS SELECT 1", False),
+        ("SET VARIABLE x = 1", False),
+        ("-- a comment first\nSELECT 1", False),
+    ],
+)
+def test_which_queries_are_cacheable(sql, cached):
+    assert engine.cacheable(sql) is cached
+
+
+def test_the_cache_serves_pristine_sessions_only_and_never_what_a_session_made(world):
+    t = fact(world).name
+    count = f'SELECT count(*) AS n FROM "{t}"'
+    a, b, c = SqlSession(world), SqlSession(world), SqlSession(world)
+    results = world.database().results
+    assert call(a, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    assert results.get((count, engine.ROW_CAP, a.time_cap_s)) is not None and a.pristine
+    # b shadows the world's table with a temporary one of its own: it must see its table, and the
+    # cache must neither serve b the world's count nor keep b's for the others
+    assert call(b, "run_sql", query=f'CREATE TEMP TABLE "{t}" AS SELECT 1 AS x')[0] and not b.pristine
+    assert call(b, "run_sql", query=count)[1]["rows"] == [[1]]
+    assert call(c, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    hit = call(c, "run_sql", query=count)[1]
+    hit["rows"][0][0] = -1  # a hit is a copy: changing it changes nothing stored
+    assert call(a, "run_sql", query=count)[1]["rows"] == [[fact(world).rows]]
+    r1, r2 = (call(a, "run_sql", query="SELECT random() AS r")[1]["rows"] for _ in range(2))
+    assert r1 != r2 and not a.pristine  # a volatile query runs each time, and ends a's use of the cache
+    a.close(), b.close(), c.close()
+
+
 def test_tables_describe_and_unknown_names(world, session):
     ok, listing = call(session, "list_tables")
     assert ok and {t["name"] for t in listing["tables"]} == set(world.tables)
@@ -370,3 +415,63 @@ def test_every_gate_answer_fits_the_submit_schema():
                 assert not verify(task.verifier_spec, a, None).passed
                 seen += 1
     assert seen > 50
+
+
+def test_the_indexed_pool_counts_what_the_verifier_would_take():
+    """``_hits`` on a pool's index equals the plain count (numbers within the tolerance, texts canonical)."""
+    from toolgym.synth.sql import gates
+    from toolgym.verifiers.answers import as_number, canonical
+
+    def plain(value, values, tol):
+        x = as_number(value)
+        if x is not None:
+            return sum(1 for p in values if (y := as_number(p)) is not None and abs(x - y) <= tol + 1e-9 * abs(x))
+        return sum(1 for p in values if not isinstance(p, int | float) and canonical(p) == canonical(value))
+
+    rng = random.Random(3)
+    for _ in range(300):
+        values = [round(rng.uniform(-9, 9), rng.choice([0, 1, 2, 3])) for _ in range(rng.randint(0, 30))]
+        values += [rng.choice(["North", "north ", "N-orth", "x"]) for _ in range(3)] + [rng.randint(-3, 3), True]
+        index = gates._index(values)
+        for v in [*values[:8], 2.0, 2.01, "north", True, 1e20]:
+            for tol in (0.0, 0.005, 0.01):
+                assert gates._hits(v, index, tol) == plain(v, values, tol), (v, tol)
+
+
+def test_worlds_built_at_once_by_threads_each_get_their_own_tables():
+    """One builder instance per process writes every world file: threads take turns, a failed build leaves it usable."""
+    worlds = [make_world(s, 1) for s in (21, 22, 23, 24)]
+    broken = make_world(25, 1)
+    broken.columns = lambda name: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="boom"):
+        broken.database()
+    errors: list[BaseException] = []
+
+    def build(w):
+        try:
+            w.database()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(w,)) for w in worlds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(w._db is not None for w in worlds), errors
+    for w in worlds:
+        for name, t in w.tables.items():
+            assert w.database().con.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (t.rows,)
+
+
+def test_the_result_cache_is_bounded_by_results_and_cells():
+    cache = engine.ResultCache(size=3, cells=92)  # a one-row result weighs 2 (1 cell, 1 for its key)
+    small = {"columns": ["a"], "rows": [[1]], "row_count": 1}
+    for i in range(5):
+        cache.put((f"q{i}", 50, 2.0), small)
+    assert len(cache) == 3 and cache.get(("q0", 50, 2.0)) is None and cache.get(("q4", 50, 2.0)) == small
+    wide = {"columns": ["a", "b"], "rows": [[i, i] for i in range(45)], "row_count": 45}
+    cache.put(("wide", 50, 2.0), wide)  # weighs 91: the others go
+    assert len(cache) == 1 and cache.get(("wide", 50, 2.0)) == wide
+    cache.put(("huge", 50, 2.0), {"columns": ["a"], "rows": [[i] for i in range(200)], "row_count": 200})
+    assert len(cache) == 0  # a result over the whole bound is not kept
