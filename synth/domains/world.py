@@ -501,7 +501,8 @@ class DomainState:
         return {"changes": out}
 
 
-_SQL_TYPES = {
+#: DuckDB column type per attribute kind (``to_duckdb``; the sql family's databases use the same).
+SQL_TYPES = {
     "flag": "BOOLEAN",
     "int": "BIGINT",
     "percent": "BIGINT",
@@ -535,7 +536,7 @@ def to_duckdb(world: DomainWorld, path: str | Path) -> None:
         for e_id, ent in world.entities.items():
             attrs = world.attrs(e_id)
             cols = ['"id" VARCHAR PRIMARY KEY'] + [
-                f'"{ent["attributes"][a.name]}" {_SQL_TYPES.get(a.kind, "VARCHAR")}' for a in attrs
+                f'"{ent["attributes"][a.name]}" {SQL_TYPES.get(a.kind, "VARCHAR")}' for a in attrs
             ]
             con.execute(f'CREATE TABLE "{ent["plural"]}" ({", ".join(cols)})')
             rows = [[r["id"], *(r.get(a.name) for a in attrs)] for r in world.rows[e_id].values()]

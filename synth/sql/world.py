@@ -42,7 +42,7 @@ from typing import Any
 
 from toolgym.errors import WorldDataError
 from toolgym.synth.domains.family import pick_archetype
-from toolgym.synth.domains.world import DomainWorld, archetype, generate
+from toolgym.synth.domains.world import SQL_TYPES, DomainWorld, archetype, generate
 from toolgym.synth.domains.world import load as load_domain
 
 #: The layer's version, stored with every world: a change to the data this module adds (the
@@ -52,17 +52,6 @@ LAYER = 1
 NULL_SHARE = 0.06
 #: Attribute kinds that are measures (aggregated in questions) and get missing values.
 MEASURES = frozenset({"money", "int", "rating", "duration", "percent"})
-SQL_TYPES = {
-    "flag": "BOOLEAN",
-    "int": "BIGINT",
-    "percent": "BIGINT",
-    "duration": "BIGINT",
-    "money": "DOUBLE",
-    "rating": "DOUBLE",
-    "date": "DATE",
-    "datetime": "TIMESTAMP",
-    "time": "TIME",
-}
 
 
 @dataclass(frozen=True)
