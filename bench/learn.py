@@ -152,20 +152,53 @@ def _synth(out: Path, config: LearnConfig) -> dict[str, Any]:
 
 
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
-    """Pre-train a fresh model; its metrics to ``lm/metrics.jsonl``, its checkpoint to ``lm/checkpoint``."""
-    from toolgym.policy.corpus import dataset_corpus
+    """The induction warm-up (when set), then LM pre-training; the repeat probe after each.
+
+    Metrics go to ``lm/induction.jsonl`` and ``lm/metrics.jsonl``, checkpoints to
+    ``lm/induction`` and ``lm/checkpoint``. The probe (``policy.induction.copy_gain``) runs on the
+    corpus's held-out documents.
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from toolgym.policy.checkpoint import load_checkpoint
+    from toolgym.policy.corpus import dataset_corpus, stdlib_corpus
+    from toolgym.policy.induction import copy_gain, repeat_batches
+    from toolgym.policy.model import Transformer
     from toolgym.policy.sft import _metrics_log
-    from toolgym.policy.train_lm import pretrain
+    from toolgym.policy.tokenizer import Tokenizer
+    from toolgym.policy.train_lm import encode_documents, pretrain, train_lm
 
     (out / "lm").mkdir(parents=True, exist_ok=True)
-    record = _metrics_log(out / "lm" / "metrics.jsonl", 0, None)  # the stage starts over: no record kept
-    c = config.lm
-    corpus = dataset_corpus(out / DATASET, family=FAMILY) if c.corpus == "episodes" else None
+    c, init, probes = config.lm, None, {}
+    corpus = dataset_corpus(out / DATASET, family=FAMILY) if c.corpus == "episodes" else stdlib_corpus(c.corpus_bytes)
+    if c.induction is not None:
+        w = c.induction
+        tokenizer = Tokenizer.train(corpus.train, c.vocab_size)
+        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=w.seed)
+        train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
+        longest = min(128, (w.seq_len + 1) // 2)
+        sizes = {"min_len": min(16, longest), "max_len": longest}
+        held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
+        init = out / "lm" / "induction"
+        train_lm(
+            model, repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed), **sizes),
+            [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init, progress=progress,
+            meta={"stage": "induction warm-up"}, log=_metrics_log(out / "lm" / "induction.jsonl", 0, None),
+        )  # fmt: skip
+        probes["after_induction"] = copy_gain(model, val, length=longest)
     result = pretrain(
-        out / "lm" / "checkpoint", c.train, model_config=c.fresh_model_config(), corpus_bytes=c.corpus_bytes,
-        vocab_size=c.vocab_size, progress=progress, log=record, corpus=corpus,
+        out / "lm" / "checkpoint", c.train, init=init, model_config=c.fresh_model_config(), vocab_size=c.vocab_size,
+        progress=progress, log=_metrics_log(out / "lm" / "metrics.jsonl", 0, None), corpus=corpus,
     )  # fmt: skip
-    return {"steps": result.steps, "val_loss": result.val_loss, "train_seconds": result.seconds}
+    ck = load_checkpoint(out / "lm" / "checkpoint")
+    val = encode_documents(ck.tokenizer, corpus.val)
+    probes["after_lm"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
+    return {
+        "steps": result.steps, "val_loss": result.val_loss, "train_seconds": result.seconds,
+        "copy_probe": {k: {"first_nll": a, "second_nll": b} for k, (a, b) in probes.items()},
+    }  # fmt: skip
 
 
 def _sft(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:

@@ -75,6 +75,10 @@ class LMStage(_Strict):
             experts (top-2, one shared, 128 wide) instead of 72 (top-4, two shared, 64 wide):
             1.33x the training tokens/s on this CPU (2,260 vs 1,700 at batch 4 x 1,024), and
             it is still a fine-grained MoE whose routing GRPO must keep.
+        induction: the induction warm-up before LM pre-training (None: none): the loop over
+            ``policy.induction.repeat_batches`` of the corpus (windows of 16 to 128 tokens, or half
+            a row when rows are shorter, repeated after a gap, the loss on the second copy), so the
+            model learns to copy from its context before it must (see that module for why).
         corpus: ``episodes``: the train split's reference episodes (``corpus.dataset_corpus``,
             val split held out), the text the policy acts in; ``stdlib``: the standard library's
             source (``corpus_bytes`` of it). The tokenizer is trained on the same corpus.
@@ -84,6 +88,11 @@ class LMStage(_Strict):
 
     train: LMTrainConfig = Field(
         default_factory=lambda: _lm_loop(steps=350, seq_len=1024, lr=2e-3, warmup_steps=20, eval_every=50)
+    )
+    induction: LMTrainConfig | None = Field(
+        default_factory=lambda: _lm_loop(
+            steps=400, batch_size=8, seq_len=319, lr=1e-3, warmup_steps=20, eval_every=100, eval_batches=1
+        )
     )
     model: Literal["default", "micro"] = "default"
     model_overrides: dict[str, int | float | bool] = Field(
@@ -218,6 +227,7 @@ def micro_profile() -> LearnConfig:
         synth=SynthStage(count=200, workers=1),
         lm=LMStage(
             train=_lm_loop(steps=2, batch_size=2, seq_len=64, warmup_steps=1, eval_every=2, eval_batches=1),
+            induction=_lm_loop(steps=2, batch_size=2, seq_len=63, warmup_steps=1, eval_every=2, eval_batches=1),
             model="micro",
             model_overrides={},
             corpus_bytes=100_000,

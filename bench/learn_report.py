@@ -111,6 +111,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
         lines.append(f"| {name} | {done['seconds']:.0f} | {text or 'see below'} |")
     lines += [f"| total | {report['total_seconds']:.0f} | |", ""]
+    probe = report["stages"].get("lm", {}).get("result", {}).get("copy_probe")
+    if probe:  # policy.induction.copy_gain: a model that copies predicts the second copy far better
+        cells = [f"{k.replace('_', ' ')}: {v['first_nll']:.2f} → {v['second_nll']:.2f}" for k, v in probe.items()]
+        lines += ["Repeat probe (nats/token, first → second copy of a repeated window): " + "; ".join(cells), ""]
     lines += ["pass@1 (95% interval over tasks) on the test split (other families: on the fly, difficulty 1):", ""]
     groups = report["groups"]
     lines += ["| checkpoint | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]

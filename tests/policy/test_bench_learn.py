@@ -108,6 +108,10 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     assert eval_sft["heldout_worlds"]["tasks"] == eval_sft["heldout_archetypes"]["tasks"] == 2
     assert state["stages"]["sft"]["result"]["steps"] == 2 and state["stages"]["grpo"]["result"]["steps"] == 1
     assert math.isfinite(state["stages"]["lm"]["result"]["val_loss"])
+    probe = state["stages"]["lm"]["result"]["copy_probe"]  # the repeat probe after the warm-up and the LM
+    assert set(probe) == {"after_induction", "after_lm"} and all(math.isfinite(v["second_nll"]) for v in probe.values())
+    assert "Repeat probe (nats/token" in (out / "report.md").read_text()
+    assert (out / "lm" / "induction" / "model.safetensors").is_file() and (out / "lm" / "induction.jsonl").is_file()
     assert [r["run"] for r in report["ablations"]] == ["all on", "no keep_routing"]
     assert (out / "ablations" / "keep_routing" / "checkpoint" / "model.safetensors").is_file()
     assert set(state["stages"]["no_keep_routing"]["result"]["eval"]) == {"heldout_worlds", "heldout_archetypes"}
