@@ -67,6 +67,7 @@ def _rows(path):
         con.close()
 
 
+@pytest.mark.slow  # synthesizes 2,000 tasks so the interrupt lands mid-run; the other Ctrl-C tests stay default
 def test_ctrl_c_during_synth_is_one_line_exit_130_and_the_rerun_resumes_to_the_same_rows(tmp_path):
     """A terminal's Ctrl-C signals the whole foreground process group: the CLI and its pool workers."""
     # enough tasks to outlast the first batch (up to BATCH_SECONDS) on a fast machine: ~8 s at 268 tasks/s

@@ -85,6 +85,7 @@ def _tiny(make_config, vocab):
     return make_config(vocab_size=vocab)
 
 
+@pytest.mark.slow  # ~25 s of real training; resume and refusal keep default-tier tests below
 def test_sft_learns_and_resumes(sft_dataset, tok, make_config, tmp_path):
     cfg = LMTrainConfig(steps=6, batch_size=2, seq_len=3072, lr=3e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
     out = tmp_path / "run"
