@@ -53,3 +53,10 @@ def test_hardness_rows_carry_the_domains_heuristic_share(tmp_path):
     for r in rows:
         assert r.heuristic_tasks == min(r.tasks, 3) and r.heuristic is not None and 0 <= r.heuristic <= 1
     assert rows[0].heuristic == 1.0  # a lookup: one find, one row (the falling share: tests/test_domains_heuristic.py)
+
+
+def test_every_synthesis_target_names_a_registered_family():
+    from toolgym.bench.synth import SYNTH_TARGETS
+    from toolgym.synth import FAMILIES
+
+    assert set(SYNTH_TARGETS) <= set(FAMILIES) and all(v > 0 for v in SYNTH_TARGETS.values())
