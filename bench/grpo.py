@@ -107,13 +107,6 @@ def _policy(config: GRPOBenchConfig, items: list[tuple[Any, Any]], log: Log) -> 
     return Transformer(model_config, seed=config.seed).to(device).eval(), tokenizer
 
 
-def _items(config: GRPOBenchConfig) -> list[tuple[Any, Any]]:
-    from toolgym.policy.grpo_tasks import Curriculum, TaskPool
-
-    pool = TaskPool(family=config.family, difficulties=[config.difficulty], seed=config.seed)
-    return pool.draw(config.tasks, Curriculum())
-
-
 def run_grpo_bench(config: GRPOBenchConfig, log: Log = lambda line: None) -> tuple[list[RolloutRow], dict[str, float]]:
     """Measure both (see the module docstring).
 
@@ -127,11 +120,13 @@ def run_grpo_bench(config: GRPOBenchConfig, log: Log = lambda line: None) -> tup
     """
     from toolgym.policy.generate import SamplingParams
     from toolgym.policy.grpo_rollout import rollout
+    from toolgym.policy.grpo_tasks import Curriculum, TaskPool
 
     before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        items = _items(config)
+        pool = TaskPool(family=config.family, difficulties=[config.difficulty], seed=config.seed)
+        items = pool.draw(config.tasks, Curriculum())
         model, tokenizer = _policy(config, items, log)
         params = SamplingParams(1.0, 0.95, config.max_new_tokens)
         env = {"max_turns": config.max_turns}
@@ -154,17 +149,17 @@ def run_grpo_bench(config: GRPOBenchConfig, log: Log = lambda line: None) -> tup
                 rows[batch].seconds += time.perf_counter() - t0
                 rows[batch].generated += sum(b.generated for b in runs)
         log("one GRPO step")
-        shares = _step_seconds(model, tokenizer, config)
+        shares = _step_seconds(model, tokenizer, config, pool)
     finally:
         torch.set_num_threads(before)
     return [rows[1], rows[n]], shares
 
 
-def _step_seconds(model: Any, tokenizer: Any, config: GRPOBenchConfig) -> dict[str, float]:
-    """One ``_grpo_step`` on fresh tasks; its seconds by part and in total."""
+def _step_seconds(model: Any, tokenizer: Any, config: GRPOBenchConfig, pool: Any) -> dict[str, float]:
+    """One ``_grpo_step`` on the pool's first tasks (those rolled out above); its seconds by part and in total."""
     import copy
 
-    from toolgym.policy.grpo_tasks import Curriculum, TaskPool
+    from toolgym.policy.grpo_tasks import Curriculum
     from toolgym.policy.grpo_train import GRPOConfig, _grpo_step
 
     grpo = GRPOConfig(
@@ -175,7 +170,6 @@ def _step_seconds(model: Any, tokenizer: Any, config: GRPOBenchConfig) -> dict[s
     )  # fmt: skip
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=grpo.lr)
-    pool = TaskPool(family=config.family, difficulties=[config.difficulty], seed=config.seed)
     t0 = time.perf_counter()
     rec = _grpo_step(model, ref, opt, tokenizer, pool, Curriculum(), grpo, 0)
     total = time.perf_counter() - t0

@@ -48,10 +48,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolgym.bench.learn_config import LearnConfig
 from toolgym.errors import ConfigError
+
+if TYPE_CHECKING:
+    from toolgym.policy.grpo_train import GRPOConfig, GRPOResult
 
 STAGES = ("synth", "lm", "sft", "eval_sft", "grpo", "eval_grpo")
 STATE, DATASET, FAMILY = "learn.json", "domains.duckdb", "domains"
@@ -222,15 +225,24 @@ def _sft(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     }
 
 
-def _grpo(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
-    """GRPO (or resume it) from the SFT checkpoint on the dataset's train tasks."""
+def _difficulties(config: LearnConfig) -> list[int]:
+    """The synthesized difficulty range as a list (what GRPO draws and the evals weigh)."""
+    lo, hi = config.synth.difficulty
+    return list(range(lo, hi + 1))
+
+
+def _train_grpo(out: Path, run: Path, config: LearnConfig, grpo: GRPOConfig, progress: bool) -> GRPOResult:
+    """``train_grpo`` into ``run`` from the SFT checkpoint on the dataset's train tasks."""
     from toolgym.policy.grpo_tasks import TaskPool
     from toolgym.policy.grpo_train import train_grpo
 
-    lo, hi = config.synth.difficulty
-    c = config.grpo.train
-    pool = TaskPool(family=FAMILY, difficulties=list(range(lo, hi + 1)), dataset=out / DATASET, seed=c.seed)
-    result = train_grpo(out / "grpo", c, init=out / "sft" / "checkpoint", pool=pool, progress=progress)
+    pool = TaskPool(family=FAMILY, difficulties=_difficulties(config), dataset=out / DATASET, seed=grpo.seed)
+    return train_grpo(run, grpo, init=out / "sft" / "checkpoint", pool=pool, progress=progress)
+
+
+def _grpo(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
+    """GRPO (or resume it) from the SFT checkpoint on the dataset's train tasks."""
+    result = _train_grpo(out, out / "grpo", config, config.grpo.train, progress)
     hist = result.history
     return {
         "steps": result.steps,
@@ -244,8 +256,8 @@ def _eval(out: Path, config: LearnConfig, checkpoint: Path, families: bool = Tru
     """pass@1 of ``checkpoint`` on held-out worlds and held-out archetypes (``learn_eval``), and other families."""
     from toolgym.bench.learn_eval import eval_checkpoint, eval_items, family_items
 
-    lo, hi, c = *config.synth.difficulty, config.eval
-    groups = eval_items(out / DATASET, FAMILY, list(range(lo, hi + 1)), config.synth.holdout_archetypes, c.tasks)
+    c = config.eval
+    groups = eval_items(out / DATASET, FAMILY, _difficulties(config), config.synth.holdout_archetypes, c.tasks)
     if families:
         groups |= family_items(c.families, c.family_tasks, c.seed)
     return eval_checkpoint(checkpoint, groups, c)
@@ -253,14 +265,8 @@ def _eval(out: Path, config: LearnConfig, checkpoint: Path, families: bool = Tru
 
 def _ablate(out: Path, config: LearnConfig, switch: str, progress: bool) -> dict[str, Any]:
     """The grpo stage's run with ``switch`` off, from the same SFT checkpoint, then its held-out eval."""
-    from toolgym.policy.grpo_tasks import TaskPool
-    from toolgym.policy.grpo_train import train_grpo
-
-    lo, hi = config.synth.difficulty
-    c = config.grpo.train.model_copy(update={switch: False})
-    pool = TaskPool(family=FAMILY, difficulties=list(range(lo, hi + 1)), dataset=out / DATASET, seed=c.seed)
     run = out / "ablations" / switch
-    result = train_grpo(run, c, init=out / "sft" / "checkpoint", pool=pool, progress=progress)
+    result = _train_grpo(out, run, config, config.grpo.train.model_copy(update={switch: False}), progress)
     return {"steps": result.steps, "eval": _eval(out, config, run / "checkpoint", families=False)}
 
 

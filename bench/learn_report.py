@@ -26,8 +26,19 @@ def _pass1(state: dict[str, Any], stage: str, group: str) -> tuple[float, float]
     done = state["stages"].get(stage)
     if done is None or group not in done["result"]:
         return None
-    mean, half = done["result"][group]["pass@1"]
+    return _pair(done["result"][group]["pass@1"])
+
+
+def _pair(value: list[Any]) -> tuple[float, float]:
+    """A JSON [mean, half-width] pair as floats (a null half-width, one task: NaN)."""
+    mean, half = value
     return float(mean), float("nan") if half is None else float(half)
+
+
+def _grpo_runs(out: Path, state: dict[str, Any]) -> list[tuple[str, str, Path]]:
+    """(label, eval stage, run folder) of the full GRPO run, then of each ablation in the state."""
+    runs = [("all on", "eval_grpo", out / "grpo")]
+    return runs + [(f"no {n[3:]}", n, out / "ablations" / n[3:]) for n in state["stages"] if n.startswith("no_")]
 
 
 def build_report(state: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +81,8 @@ def ablation_rows(out: Path, state: dict[str, Any]) -> list[dict[str, Any]]:
     A row: ``run`` ("all on" or "no <switch>"), held-out pass@1 per group, and per metric of
     :data:`ABLATION_METRICS` the mean over the run's steps (None where no step logged it).
     """
-    runs = [("all on", "eval_grpo", out / "grpo")]
-    runs += [(f"no {n[3:]}", n, out / "ablations" / n[3:]) for n in state["stages"] if n.startswith("no_")]
     rows = []
-    for label, stage, folder in runs:
+    for label, stage, folder in _grpo_runs(out, state):
         done = state["stages"].get(stage)
         if done is None:
             continue
@@ -140,9 +149,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def _pass1_of(value: list[float | None] | None) -> str:
     """A JSON [mean, half-width] pair (half-width null: one task) as a cell; ``–`` when absent."""
-    if value is None:
-        return "–"
-    return pass1_cell((float(value[0]), float("nan") if value[1] is None else float(value[1])))
+    return "–" if value is None else pass1_cell(_pair(value))
 
 
 def _num(value: Any) -> str:
@@ -219,11 +226,9 @@ def plot_ablations(out: Path, state: dict[str, Any], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [("all on", out / "grpo")]
-    runs += [(f"no {n[3:]}", out / "ablations" / n[3:]) for n in state["stages"] if n.startswith("no_")]
     keys = ("reward", "kl", "entropy", "routing_agreement")
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
-    for label, folder in runs:
+    for label, _, folder in _grpo_runs(out, state):
         records = _records(folder / "metrics.jsonl")
         for ax, key in zip(axes, keys, strict=True):
             points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]

@@ -31,7 +31,7 @@ from toolgym.envs.replay import replay_writes, with_expected_state, write_action
 from toolgym.envs.rollout import ProgramPolicy, run_episode
 from toolgym.envs.runtime import final_state
 from toolgym.envs.sources import MemorySource
-from toolgym.envs.toolenv import NAMES_RULE, ToolEnv, make_env, system_text
+from toolgym.envs.toolenv import ToolEnv, make_env, system_text
 from toolgym.errors import ReferenceSolutionError
 from toolgym.spec import (
     TaskSpec,
@@ -86,7 +86,7 @@ def build_task(family: Family, world_id: str, task_id: str, difficulty: int, spl
         env_id=family.env_id,
         difficulty=difficulty,
         split=split,
-        system=system_text(schemas, names_rule=family.names_rule or NAMES_RULE),
+        system=system_text(schemas, names_rule=family.names_rule),
         prompt=draft.prompt,
         tools=schemas,
         tool_config=draft.tool_config,

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 import toolgym
 from toolgym.envs.rollout import Program, Step
+from toolgym.envs.toolenv import NAMES_RULE
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 
@@ -56,9 +57,9 @@ class Family(ABC):
     #: Candidate tasks per world when a run does not say (``toolgym synth --tasks-per-world``):
     #: families whose worlds cost more than their tasks amortize them over more tasks.
     tasks_per_world: ClassVar[int] = 4
-    #: The system text's line on how names in arguments and answers match (None: the shared
-    #: ``toolenv.NAMES_RULE``, exact after NFC and trimming, case-sensitive, closest suggested).
-    names_rule: ClassVar[str | None] = None
+    #: The system text's line on how names in arguments and answers match: by default the shared
+    #: ``toolenv.NAMES_RULE`` (exact after NFC and trimming, case-sensitive, closest suggested).
+    names_rule: ClassVar[str] = NAMES_RULE
 
     @property
     def env_id(self) -> str:

@@ -43,8 +43,9 @@ def test_every_prompt_states_every_limit_and_the_name_rule(family_id):
         assert f"at most {c.max_action_chars:,} characters per assistant message" in system
         assert f"at most {c.max_observation_chars:,} characters in all" in system
         assert f"when {lim.WARN_TURNS} or fewer remain the results say so" in system
-        rule = get_family(family_id).names_rule or NAMES_RULE  # the family's, else the shared one
+        rule = get_family(family_id).names_rule  # the family's (the shared NAMES_RULE by default)
         assert rule in system and ("Unicode NFC normalization" in rule)
+        assert (rule == NAMES_RULE) == (family_id != "search")  # search states its alias check
         env.close()
 
 
