@@ -58,6 +58,7 @@ BACKENDS.register("docker", "toolgym.sandbox.container:docker_backend")
 EXECUTORS: Registry[Any] = Registry("executor")
 EXECUTORS.register("serial", "toolgym.synth.executors:SerialExecutor")  # this process, one world at a time
 EXECUTORS.register("local", "toolgym.synth.executors:LocalExecutor")  # a fork process pool (one worker: serial)
+EXECUTORS.register("ray", "toolgym.synth.rayexec:RayExecutor")  # Ray actors, one machine or many (toolgym[ray])
 
 #: Each entry: ``(**options) -> PolicyFactory | BatchPolicy`` (``toolgym.policy.evaluate.make_policy``; options
 #: validated by the entry's pydantic model, ``seed`` always given).

@@ -64,6 +64,13 @@ class ExecutorError(ToolgymError):
     """A worker of an executor died (killed, out of memory): the run stops, its committed batches stay."""
 
 
+class EpisodeLost(ToolgymError):
+    """An episode's env was lost (its Ray actor died, and again on the retry): the episode is dropped.
+
+    Runners leave such an episode out of their results and count it; it is never scored 0.
+    """
+
+
 class SandboxError(ToolgymError):
     """The sandbox itself failed (not the code inside it)."""
 

@@ -50,7 +50,10 @@ def synth(
     difficulty: Annotated[str, typer.Option(help="difficulty or range, e.g. 3 or 1-5")] = "1-5",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="run seed: same seed and settings, same rows")] = 0,
     workers: Annotated[int | None, typer.Option(help="processes (default: every core)")] = None,
-    executor: Annotated[str, typer.Option(help="how worlds run: serial or local (toolgym.EXECUTORS)")] = "local",
+    executor: Annotated[str, typer.Option(help="how worlds run: serial, local or ray (toolgym.EXECUTORS)")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray head to join, HOST:PORT or auto (--executor ray; default: a local runtime)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[
         int | None, typer.Option(help="candidate tasks per world [default: the family's, 4 or 8]")
@@ -108,11 +111,14 @@ def synth(
         **extra,
     )
     toolgym.EXECUTORS.get(executor)  # an unknown name is an error before any file is created
+    if address is not None and executor != "ray":
+        raise ConfigError(f"--address {address} is the Ray head to join: it needs --executor ray")
     if solvable_by is not None:
         toolgym.POLICIES.get(solvable_by)
     check_writable(out, "--out")  # after the settings are valid, before any file is created
     solver = _solver(config)  # the policy checks its options (and loads a checkpoint) before any file is created
     interrupt_hint("the dataset keeps every committed batch; rerun the same command to resume")
+    joined = _join_ray(address, config.workers) if executor == "ray" else False
     try:
         with progress() as bar:
             job = bar.add_task(f"synth {family}", total=count)
@@ -120,7 +126,26 @@ def synth(
     finally:
         if solver is not None:
             solver.close()
+        if joined:
+            from toolgym.envs.raypool import disconnect
+
+            disconnect()
     _report(stats, out, family, count)
+
+
+def _join_ray(address: str | None, workers: int) -> bool:
+    """Join the Ray runtime at ``address`` (None: ``RAY_ADDRESS``, else a local one of ``workers`` CPUs).
+
+    Returns:
+        Whether it was joined here (then left after the run).
+
+    Raises:
+        ConfigError: Ray is not installed.
+        ExecutorError: ``address`` cannot be reached (one line).
+    """
+    from toolgym.envs.raypool import connect
+
+    return connect(address, num_cpus=workers)
 
 
 def _filter_settings(solvable_by: str | None, k: int | None, given: dict[str, Any]) -> dict[str, Any]:
