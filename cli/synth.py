@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,41 +113,44 @@ def synth(
         **extra,
     )
     toolgym.EXECUTORS.get(executor)  # an unknown name is an error before any file is created
-    if address is not None and executor != "ray":
-        raise ConfigError(f"--address {address} is the Ray head to join: it needs --executor ray")
     if solvable_by is not None:
         toolgym.POLICIES.get(solvable_by)
     check_writable(out, "--out")  # after the settings are valid, before any file is created
     solver = _solver(config)  # the policy checks its options (and loads a checkpoint) before any file is created
     interrupt_hint("the dataset keeps every committed batch; rerun the same command to resume")
-    joined = _join_ray(address, config.workers) if executor == "ray" else False
     try:
-        with progress() as bar:
+        with _ray_runtime(executor, address, config.workers), progress() as bar:
             job = bar.add_task(f"synth {family}", total=count)
             stats = synthesize(config, out, lambda done, total: bar.update(job, completed=done), solver)
     finally:
         if solver is not None:
             solver.close()
-        if joined:
-            from toolgym.envs.raypool import disconnect
-
-            disconnect()
     _report(stats, out, family, count)
 
 
-def _join_ray(address: str | None, workers: int) -> bool:
-    """Join the Ray runtime at ``address`` (None: ``RAY_ADDRESS``, else a local one of ``workers`` CPUs).
+@contextmanager
+def _ray_runtime(executor: str, address: str | None, workers: int) -> Iterator[None]:
+    """With ``--executor ray``, the Ray runtime joined for the block (left after it); otherwise nothing.
 
-    Returns:
-        Whether it was joined here (then left after the run).
+    The runtime is the one at ``address`` (None: ``RAY_ADDRESS``, else a local one of ``workers`` CPUs).
 
     Raises:
-        ConfigError: Ray is not installed.
-        ExecutorError: ``address`` cannot be reached (one line).
+        ConfigError: ``--address`` without ``--executor ray``; Ray is not installed.
+        ExecutorError: ``address`` cannot be reached (one line, before the dataset is created).
     """
-    from toolgym.envs.raypool import connect
+    if executor != "ray":
+        if address is not None:
+            raise ConfigError(f"--address {address} is the Ray head to join: it needs --executor ray")
+        yield
+        return
+    from toolgym.envs.raypool import connect, disconnect
 
-    return connect(address, num_cpus=workers)
+    joined = connect(address, num_cpus=workers)
+    try:
+        yield
+    finally:
+        if joined:
+            disconnect()
 
 
 def _filter_settings(solvable_by: str | None, k: int | None, given: dict[str, Any]) -> dict[str, Any]:

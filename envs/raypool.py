@@ -130,7 +130,7 @@ class EnvActor:
     def __init__(self, slots: int, env_kwargs: dict[str, Any]) -> None:
         self.env_kwargs = env_kwargs
         self.envs: list[dict[str, Any]] = [{} for _ in range(slots)]
-        self.source = MemorySource([])
+        self.source: MemorySource | None = None  # made with the first task (a MemorySource is never empty)
 
     def pid(self) -> int:
         """This actor's process id (tests kill it)."""
@@ -142,7 +142,11 @@ class EnvActor:
         """Learn a task and its world (as JSON data, rebuilt with the family's ``load_world``)."""
         import toolgym
 
-        self.source.add(task, toolgym.family(task.family).load_world(data))
+        world = toolgym.family(task.family).load_world(data)
+        if self.source is None:
+            self.source = MemorySource([(task, world)])
+        else:
+            self.source.add(task, world)
 
     def reset(self, slot: int, task_id: str, family: str, seed: int) -> tuple[str, dict[str, Any]]:
         """Start task ``task_id``'s episode with reset seed ``seed`` in ``slot``: ``(obs, info)``."""
@@ -379,6 +383,9 @@ class RemoteEnv:
                     self.lease = self.pool.acquire()
                     self._start()
                 return self._remote(action)
+            except EpisodeLost:  # no live actor to retry on, or a replay that saw other observations
+                self.pool.count("dropped")
+                raise
             except Exception as exc:
                 if not actor_died(exc):
                     raise
@@ -406,7 +413,6 @@ class RemoteEnv:
         for action in self.actions:
             seen.append(ray.get(actor.handle.step.remote(self.lease.slot, self.family, action))[0])
         if seen != self.observations:
-            self.pool.count("dropped")
             raise EpisodeLost(f"episode {self.episode} lost: its replay on a fresh actor saw other observations")
 
     def _remote(self, action: str | None) -> tuple[Any, ...]:

@@ -31,6 +31,7 @@ from typing import Any
 from toolgym.envs.rollout import Policy, run_episode
 from toolgym.envs.sources import MemorySource
 from toolgym.envs.toolenv import ToolEnv, make_env
+from toolgym.errors import EpisodeLost
 from toolgym.policy.batch import BatchPolicy, is_batch_policy
 from toolgym.spec import TaskSpec, Trajectory
 
@@ -87,13 +88,14 @@ class _Envs:
 
     env_kwargs: dict[str, Any]
     envs: dict[str, tuple[ToolEnv, MemorySource]] = field(default_factory=dict)
+    maker: Callable[..., Any] = make_env  # (family, source=, **env_kwargs) -> env; a Ray pool's make_env
 
     def reset(self, task: TaskSpec, world: Any, sample: int) -> tuple[ToolEnv, str, dict[str, Any]]:
         """Start the episode of ``task`` (seed ``sample``) on this holder's env of its family."""
         hit = self.envs.get(task.family)
         if hit is None:
             source = MemorySource([(task, world)])
-            hit = self.envs[task.family] = (make_env(task.family, source=source, **self.env_kwargs), source)
+            hit = self.envs[task.family] = (self.maker(task.family, source=source, **self.env_kwargs), source)
         env, source = hit
         if task.task_id not in source.by_id:
             source.add(task, world)
@@ -120,11 +122,15 @@ class _ResetFirst:
         return self.env.step(action)
 
 
-def _one_episode(envs: _Envs, factory: Callable[[TaskSpec, Any, int], Policy], job: Job) -> EpisodeRecord:
+def _one_episode(envs: _Envs, factory: Callable[[TaskSpec, Any, int], Policy], job: Job) -> EpisodeRecord | None:
+    """The episode's record, or None when its env was lost (:class:`~toolgym.errors.EpisodeLost`: dropped)."""
     task, world, sample = job
     policy = factory(task, world, sample)
-    env, obs, info = envs.reset(task, world, sample)
-    traj = run_episode(_ResetFirst(env, obs, info), policy)  # type: ignore[arg-type]
+    try:
+        env, obs, info = envs.reset(task, world, sample)
+        traj = run_episode(_ResetFirst(env, obs, info), policy)  # type: ignore[arg-type]
+    except EpisodeLost:
+        return None
     tokens = getattr(policy, "tokens", None)
     return record_of(task, sample, traj, tokens if isinstance(tokens, int) else None)
 
@@ -134,6 +140,7 @@ def run_episodes(
     policy: Any,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     concurrency: int | None = None,
+    env_maker: Callable[..., Any] | None = None,
     **env_kwargs: Any,
 ) -> list[EpisodeRecord]:
     """Run every job's episode with ``policy`` and return the records in completion order.
@@ -145,10 +152,13 @@ def run_episodes(
         on_episode: Called with each record as its episode ends, in the calling thread.
         concurrency: Episodes at once for a factory (default: its ``concurrency`` attribute, else
             1); ignored for a BatchPolicy, whose ``slots`` say it.
+        env_maker: Makes the envs, as :func:`~toolgym.envs.toolenv.make_env` (the default) does:
+            ``RayRolloutPool.make_env`` runs the episodes on Ray actors. An episode whose env
+            raises :class:`~toolgym.errors.EpisodeLost` is left out (the pool counts it).
         **env_kwargs: ToolEnv limits (``max_turns``, …).
 
     Returns:
-        One :class:`EpisodeRecord` per job.
+        One :class:`EpisodeRecord` per job (but lost episodes).
 
     Raises:
         ValueError: ``concurrency`` or ``slots`` below 1, or a BatchPolicy returning a wrong number
@@ -157,26 +167,29 @@ def run_episodes(
     """
     records: list[EpisodeRecord] = []
 
-    def emit(record: EpisodeRecord) -> None:
+    def emit(record: EpisodeRecord | None) -> None:
+        if record is None:  # a lost episode: dropped, never scored 0
+            return
         records.append(record)
         if on_episode is not None:
             on_episode(record)
 
+    maker = env_maker or make_env
     if is_batch_policy(policy):
-        _run_batched(iter(jobs), policy, emit, env_kwargs)
+        _run_batched(iter(jobs), policy, emit, env_kwargs, maker)
         return records
     n = concurrency if concurrency is not None else int(getattr(policy, "concurrency", 1) or 1)
     if n < 1:
         raise ValueError(f"concurrency must be at least 1, got {n}")
     if n == 1:
-        envs = _Envs(env_kwargs)
+        envs = _Envs(env_kwargs, maker=maker)
         try:
             for job in jobs:
                 emit(_one_episode(envs, policy, job))
         finally:
             envs.close()
     else:
-        _run_threads(iter(jobs), policy, emit, n, env_kwargs)
+        _run_threads(iter(jobs), policy, emit, n, env_kwargs, maker)
     return records
 
 
@@ -186,22 +199,23 @@ def _run_threads(
     emit: Callable[[EpisodeRecord], None],
     n: int,
     env_kwargs: dict[str, Any],
+    maker: Callable[..., Any] = make_env,
 ) -> None:
     """At most ``n`` episodes in flight on ``n`` threads, each thread with its own envs."""
     local = threading.local()
     made: list[_Envs] = []
     lock = threading.Lock()
 
-    def work(job: Job) -> EpisodeRecord:
+    def work(job: Job) -> EpisodeRecord | None:
         envs = getattr(local, "envs", None)
         if envs is None:
-            envs = local.envs = _Envs(env_kwargs)
+            envs = local.envs = _Envs(env_kwargs, maker=maker)
             with lock:
                 made.append(envs)
         return _one_episode(envs, factory, job)
 
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="toolgym-eval")
-    running: set[Future[EpisodeRecord]] = set()
+    running: set[Future[EpisodeRecord | None]] = set()
     try:
         while True:
             while len(running) < n and (job := next(jobs, None)) is not None:
@@ -230,21 +244,28 @@ class _Live:
 
 
 def _run_batched(
-    jobs: Iterator[Job], policy: BatchPolicy, emit: Callable[[EpisodeRecord], None], env_kwargs: dict[str, Any]
+    jobs: Iterator[Job],
+    policy: BatchPolicy,
+    emit: Callable[[EpisodeRecord], None],
+    env_kwargs: dict[str, Any],
+    maker: Callable[..., Any] = make_env,
 ) -> None:
     """Emit the record of each episode :func:`batched_trajectories` finishes."""
-    for task, sample, traj, tokens in batched_trajectories(jobs, policy, env_kwargs):
+    for task, sample, traj, tokens in batched_trajectories(jobs, policy, env_kwargs, maker):
         emit(record_of(task, sample, traj, tokens))
 
 
 def batched_trajectories(
-    jobs: Iterable[Job], policy: BatchPolicy, env_kwargs: dict[str, Any]
+    jobs: Iterable[Job], policy: BatchPolicy, env_kwargs: dict[str, Any], maker: Callable[..., Any] = make_env
 ) -> Iterator[tuple[TaskSpec, int, Trajectory, int]]:
     """Step ``policy.slots`` envs, refilling each slot from ``jobs`` as its episode ends.
 
     A policy with ``step`` (continuous batching) is handed each observation as soon as its env
     answered and returns whichever actions are done; otherwise the envs move in lockstep rounds,
     one ``act`` for every live slot. The one loop behind ``toolgym eval`` and ``toolgym bench eval``.
+
+    ``maker`` makes the envs (:func:`~toolgym.envs.toolenv.make_env`, or a Ray pool's); an episode
+    whose env raises :class:`~toolgym.errors.EpisodeLost` is left out and its slot takes the next job.
 
     Yields:
         ``(task, sample, trajectory, tokens generated)`` per episode, in completion order.
@@ -255,18 +276,19 @@ def batched_trajectories(
     jobs = iter(jobs)
     if policy.slots < 1:
         raise ValueError(f"a BatchPolicy needs at least 1 slot, got slots={policy.slots}")
-    holders = [_Envs(env_kwargs) for _ in range(policy.slots)]
+    holders = [_Envs(env_kwargs, maker=maker) for _ in range(policy.slots)]
     live: list[_Live | None] = [None] * policy.slots
 
     def start(slot: int) -> None:
-        job = next(jobs, None)
-        if job is None:
-            live[slot] = None
-            return
-        task, world, sample = job
-        policy.begin(slot, task, sample)
-        env, obs, _ = holders[slot].reset(task, world, sample)
-        live[slot] = _Live(task, sample, env, [obs])
+        live[slot] = None
+        while live[slot] is None and (job := next(jobs, None)) is not None:
+            task, world, sample = job
+            policy.begin(slot, task, sample)
+            try:
+                env, obs, _ = holders[slot].reset(task, world, sample)
+            except EpisodeLost:  # dropped (the pool counted it): the slot takes the next job
+                continue
+            live[slot] = _Live(task, sample, env, [obs])
 
     step = getattr(policy, "step", None)  # continuous batching, where the policy offers it
     try:
@@ -287,7 +309,11 @@ def batched_trajectories(
             for slot, action in zip(active, actions, strict=True):
                 ep = live[slot]
                 assert ep is not None
-                obs, reward, terminated, truncated, info = ep.env.step(action)
+                try:
+                    obs, reward, terminated, truncated, info = ep.env.step(action)
+                except EpisodeLost:  # dropped (the pool counted it), never scored 0
+                    start(slot)
+                    continue
                 ep.actions.append(action)
                 ep.observations.append(obs)
                 ep.tool_calls += info.get("tool_calls", 0)

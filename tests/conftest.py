@@ -264,3 +264,12 @@ def trip_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ds") / "trip.duckdb"
     synthesize(SynthConfig(family="trip", count=30, workers=1, seed=7), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Any:
+    """One local Ray runtime of 2 CPUs for the whole session (its start-up costs seconds); skips without Ray."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[dev,ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -46,7 +46,9 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("name", list(toolgym.EXECUTORS))
-def test_every_executor_yields_the_serial_results_in_order(name, workers):
+def test_every_executor_yields_the_serial_results_in_order(name, workers, request):
+    if name == "ray":
+        request.getfixturevalue("ray_runtime")  # one shared runtime (skips without the ray extra)
     start_w, skip, n = 3, 1, 5
     expected = [synthesize_world(SMALL, w, skip if w == start_w else 0) for w in range(start_w, start_w + n)]
     assert any(o.task is not None for r in expected for o in r.outcomes), "a test that ships nothing proves little"
@@ -59,9 +61,9 @@ def test_every_executor_yields_the_serial_results_in_order(name, workers):
 
 def test_an_unknown_executor_is_named_with_the_known_ones(tmp_path):
     known = ", ".join(toolgym.EXECUTORS)
-    assert list(toolgym.EXECUTORS) == ["serial", "local"]
-    with pytest.raises(UnknownNameError, match=f"unknown executor 'ray'.*known: {known}"):
-        toolgym.EXECUTORS.get("ray")
+    assert list(toolgym.EXECUTORS) == ["serial", "local", "ray"]
+    with pytest.raises(UnknownNameError, match=f"unknown executor 'dask'.*known: {known}"):
+        toolgym.EXECUTORS.get("dask")
     out = tmp_path / "x.duckdb"
     with pytest.raises(UnknownNameError, match="did you mean local"):
         synthesize(SMALL.model_copy(update={"count": 1, "executor": "locale"}), out)
