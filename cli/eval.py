@@ -11,6 +11,7 @@ from rich.table import Table
 
 from toolgym.cli.common import COUNT_MAX, SEED_MAX, SPEED_OPTIONS, add_row, console, policy_options, progress
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
+from toolgym.cli.eval_ray import complete_tasks, env_runner, ray_options
 from toolgym.errors import ConfigError
 
 
@@ -48,6 +49,8 @@ def eval_(
     api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the API key")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="episodes at once (endpoint policies)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per request (endpoint policies)")] = None,
+    executor: Annotated[str, typer.Option(help="where envs run: local (this process) or ray (Ray actors)")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray head to join, HOST:PORT (--executor ray)")] = None,
 ) -> None:
     """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty; results.jsonl, summary.json, report."""
     from toolgym.spec import check_split
@@ -78,7 +81,7 @@ def eval_(
     agent = make_policy(policy, **options)
     try:
         items = _eval_items(dataset, family, split, list(range(lo, hi + 1)), limit, seed)
-        _run(agent, items, settings, out, ks)
+        _run(agent, items, settings, out, ks, ray_options(executor, address))
     finally:
         close = getattr(agent, "close", None)
         if callable(close):
@@ -101,8 +104,19 @@ def _header(agent: Any, settings: dict[str, Any], items: list[tuple[Any, Any]]) 
     }
 
 
-def _run(agent: Any, items: list[tuple[Any, Any]], settings: dict[str, Any], out: Path | None, ks: list[int]) -> None:
-    """Run the episodes not yet in ``out`` (resuming), then write the summary and the report and print the table."""
+def _run(
+    agent: Any,
+    items: list[tuple[Any, Any]],
+    settings: dict[str, Any],
+    out: Path | None,
+    ks: list[int],
+    ray: dict[str, Any] | None = None,
+) -> None:
+    """Run the episodes not yet in ``out`` (resuming), then write the summary and the report and print the table.
+
+    ``ray`` (``{"address": …}``, from :func:`ray_options`) runs the envs on a Ray rollout pool; its
+    lost episodes are left out of the table and counted in summary.json's ``dropped``.
+    """
     from toolgym.policy.evaluate import summarize, task_results
     from toolgym.policy.report import write_report
     from toolgym.policy.results import SUMMARY, ResultsLog, default_out, open_run, write_json
@@ -132,9 +146,12 @@ def _run(agent: Any, items: list[tuple[Any, Any]], settings: dict[str, Any], out
             interrupt_hint(f"{len(records)} episodes so far in {out}; rerun the same command to resume")
 
         env_kwargs = {"max_turns": settings["max_turns"]} if "max_turns" in settings else {}
-        run_episodes(jobs, agent, on_episode, **env_kwargs)
+        with env_runner(agent, ray, env_kwargs) as (env_maker, lost):
+            run_episodes(jobs, agent, on_episode, env_maker=env_maker, **env_kwargs)
+    records = complete_tasks(records, settings["samples"], lost["dropped"])
     rows = summarize(task_results(records), ks)
-    summary = {**header, "settings": settings, "complete": True, "episodes": len(records), "ks": ks}
+    summary = {**header, "settings": settings, "complete": not lost["dropped"], "episodes": len(records), "ks": ks}
+    summary["dropped"] = lost["dropped"]
     summary["table"] = [_row_json(r) for r in rows]
     write_json(out / SUMMARY, summary)
     write_report(out, summary, records, rows, ks)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -425,4 +427,28 @@ class RemoteEnv:
         return tuple(ray.get(handle.step.remote(slot, self.family, action)))
 
 
-__all__ = ["EnvActor", "RayRolloutPool", "RemoteEnv", "connect", "disconnect", "import_ray"]
+@contextmanager
+def rollout_pool(
+    address: str | None, episodes: int, env_kwargs: dict[str, Any] | None = None
+) -> Iterator[RayRolloutPool]:
+    """A pool for ``episodes`` at once on the Ray runtime at ``address``, joined for the block (the CLI's).
+
+    Args:
+        address: ``host:port`` of a Ray head, ``"auto"``, or None (``RAY_ADDRESS``, else a local runtime).
+        episodes: Episodes run at once (the runner's concurrency or slots): the pool's capacity.
+        env_kwargs: ToolEnv options.
+
+    Raises:
+        ConfigError: Ray is not installed.
+        ExecutorError: ``address`` cannot be reached (one line).
+    """
+    joined = connect(address)
+    try:
+        with RayRolloutPool.sized(episodes, env_kwargs=env_kwargs) as pool:
+            yield pool
+    finally:
+        if joined:
+            disconnect()
+
+
+__all__ = ["EnvActor", "RayRolloutPool", "RemoteEnv", "connect", "disconnect", "import_ray", "rollout_pool"]

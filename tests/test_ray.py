@@ -8,6 +8,7 @@ episode: the episode is replayed once on a fresh actor and scores as it would ha
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,19 @@ def test_an_unreachable_address_is_one_error_line_and_exit_code_2(tmp_path):
     assert not out.exists()
     r = subprocess.run([*cmd, "--address", "127.0.0.1:1"], capture_output=True, text=True)
     assert r.returncode == 2 and "needs --executor ray" in r.stderr
+
+
+def test_toolgym_eval_runs_its_envs_on_ray_actors(ray_runtime, tmp_path):
+    from typer.testing import CliRunner
+
+    from toolgym.cli import app
+
+    args = ["eval", "--policy", "reference", "--limit", "2", "-n", "2", "--difficulty", "1"]
+    r = CliRunner().invoke(app, [*args, "--executor", "ray", "--out", str(tmp_path / "ray")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert (summary["episodes"], summary["dropped"], summary["complete"]) == (4, 0, True)
+    assert summary["table"][-1]["pass@1"][0] == 1.0
+    assert ray_runtime.is_initialized(), "eval left a runtime it did not start"
+    r = CliRunner().invoke(app, [*args, "--executor", "dask"])
+    assert r.exit_code == 2 and "local or ray" in r.output
