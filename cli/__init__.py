@@ -15,7 +15,7 @@ One module per command group, and this module's table below registers each comma
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
     serve    serve                           the in-repo policy as an OpenAI-compatible server
-    bench    bench env|synth|sandbox|model|eval|train|learn   the benchmarks of toolgym.bench, printed as tables
+    bench    bench env|synth|ray|sandbox|model|eval|train|learn   the benchmarks of toolgym.bench, printed as tables
     train    train lm, train sft, train grpo  training the in-repo policy (LM, SFT cold start, GRPO)
     common   consoles, progress bar, table rows, the seed bound
     errors   one ``error:`` line for every usage error; range parsing; output-path checks
@@ -66,6 +66,7 @@ app.command()(data.export)
 app.command()(serve.serve)
 bench_app.command("env")(bench.bench_env)
 bench_app.command("synth")(bench.bench_synth)
+bench_app.command("ray")(bench.bench_ray)
 bench_app.command("sandbox")(bench.bench_sandbox)
 bench_app.command("model")(bench.bench_model)
 bench_app.command("eval")(bench.bench_eval)

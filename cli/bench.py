@@ -114,6 +114,28 @@ def bench_synth(
 
 
 @cli_errors
+def bench_ray(
+    count: Annotated[int, typer.Option(min=1, help="tasks per run")] = 200,
+    family: Annotated[str, typer.Option(help="family id")] = "trip",
+) -> None:
+    """Synthesis tasks/s with the local pool vs Ray, at 1 and 2 workers, side by side (needs toolgym[ray])."""
+    from toolgym.bench.ray import OVERHEAD_TARGET, compare, overhead
+    from toolgym.synth import get_family
+
+    get_family(family)  # an unknown id fails here, before any work
+    rows = compare(count, family)
+    table = Table("executor", "workers", "shipped", "seconds", "tasks/s", title=f"toolgym bench ray ({family}, d1-5)")
+    for r in rows:
+        add_row(table, r.executor, str(r.workers), str(r.shipped), f"{r.seconds:.1f}", f"{r.rate:.1f}")
+    console.print(table)
+    console.print(
+        f"Ray overhead: {overhead(rows, 1):+.0%} at 1 worker, {overhead(rows, 2):+.0%} at 2 "
+        f"(target ≤ {OVERHEAD_TARGET:.0%} at 2); the runs shipped the same tasks",
+        highlight=False,
+    )
+
+
+@cli_errors
 def bench_sandbox(
     repeats: Annotated[int, typer.Option(help="timed calls per fast row")] = 40,
     docker: Annotated[

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from toolgym.cli.common import COUNT_MAX, SEED_MAX, SPEED_OPTIONS, add_row, console, policy_options, progress
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
-from toolgym.cli.eval_ray import complete_tasks, env_runner, ray_options
+from toolgym.cli.eval_ray import complete_tasks, env_runner, episodes_at_once, ray_options
 from toolgym.errors import ConfigError
 
 
@@ -146,7 +146,7 @@ def _run(
             interrupt_hint(f"{len(records)} episodes so far in {out}; rerun the same command to resume")
 
         env_kwargs = {"max_turns": settings["max_turns"]} if "max_turns" in settings else {}
-        with env_runner(agent, ray, env_kwargs) as (env_maker, lost):
+        with env_runner(episodes_at_once(agent), ray, env_kwargs) as (env_maker, lost):
             run_episodes(jobs, agent, on_episode, env_maker=env_maker, **env_kwargs)
     records = complete_tasks(records, settings["samples"], lost["dropped"])
     rows = summarize(task_results(records), ks)

@@ -34,12 +34,12 @@ def ray_options(executor: str, address: str | None) -> dict[str, Any] | None:
 
 @contextmanager
 def env_runner(
-    agent: Any, ray: dict[str, Any] | None, env_kwargs: dict[str, Any]
+    episodes: int, ray: dict[str, Any] | None, env_kwargs: dict[str, Any]
 ) -> Iterator[tuple[Any, dict[str, int]]]:
-    """``(env_maker, counts)`` for ``run_episodes``: None and no drops locally, else a Ray pool's.
+    """``(env_maker, counts)`` for a runner: None and no drops locally, else a Ray pool's.
 
-    The pool holds as many slots as the runner runs episodes at once (a BatchPolicy's ``slots``,
-    else the factory's ``concurrency``, else 1); ``counts`` is its live stats dict (``dropped`` …).
+    The pool holds ``episodes`` slots (the episodes the runner runs at once: :func:`episodes_at_once`
+    for eval, a GRPO rollout's tasks x G); ``counts`` is its live stats dict (``dropped`` …).
 
     Raises:
         ConfigError: Ray is not installed.
@@ -50,15 +50,19 @@ def env_runner(
         return
     from toolgym.envs.raypool import rollout_pool
 
-    episodes = int(getattr(agent, "slots", None) or getattr(agent, "concurrency", None) or 1)
     with rollout_pool(ray["address"], episodes, env_kwargs) as pool:
         yield pool.make_env, pool.stats
     if pool.stats["dropped"]:
         console.print(
-            f"{pool.stats['dropped']} episodes lost (their Ray actor died, and again on the retry): left out of "
-            f"the table and counted in summary.json; rerun the same command to run them",
+            f"{pool.stats['dropped']} episodes lost (their Ray actor died, and again on the retry): left out "
+            "of the results and counted (eval: summary.json's dropped; GRPO: env_errors)",
             highlight=False,
         )
+
+
+def episodes_at_once(agent: Any) -> int:
+    """The episodes the eval runner runs at once: a BatchPolicy's ``slots``, else ``concurrency``, else 1."""
+    return int(getattr(agent, "slots", None) or getattr(agent, "concurrency", None) or 1)
 
 
 def complete_tasks(records: list[Any], samples: int, dropped: int) -> list[Any]:

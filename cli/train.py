@@ -161,11 +161,14 @@ def train_grpo(
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints (0: at the end)")] = 10,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of tasks and sampling")] = 0,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    executor: Annotated[str, typer.Option(help="where rollout envs run: local or ray (Ray actors)")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray head to join, HOST:PORT (--executor ray)")] = None,
 ) -> None:
     """GRPO with the DeepSeek-V3.2 stabilizers on env rollouts (resumes from --out)."""
     from pydantic import ValidationError
 
     from toolgym.cli.errors import parse_range
+    from toolgym.cli.eval_ray import env_runner, ray_options
     from toolgym.errors import ConfigError, one_line
     from toolgym.policy.grpo_tasks import TaskPool
     from toolgym.policy.grpo_train import GRPOConfig
@@ -185,7 +188,9 @@ def train_grpo(
     except ValidationError as exc:
         raise ConfigError(f"train grpo: {one_line(exc)}") from None
     pool = TaskPool(family=family, difficulties=list(range(lo, hi + 1)), dataset=dataset, seed=seed)
-    result = run(out, config, init=init, pool=pool, log=None)
+    env_kwargs = {"max_turns": max_turns} if max_turns is not None else {}
+    with env_runner(tasks_per_step * group_size, ray_options(executor, address), env_kwargs) as (env_maker, _):
+        result = run(out, config, init=init, pool=pool, log=None, env_maker=env_maker)
     last = result.history[-1] if result.history else {}
     console.print(
         f"grpo: {result.steps} steps in {result.seconds:.0f}s"

@@ -33,6 +33,7 @@ Decisions:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,7 @@ def rollout(
     max_context: int = 4096,
     env_kwargs: dict[str, Any] | None = None,
     first_sample: int = 0,
+    env_maker: Callable[..., Any] = make_env,
 ) -> RolloutBatch:
     """Run ``group_size`` episodes of each (task, world) and record them (see the module docstring).
 
@@ -175,6 +177,8 @@ def rollout(
         env_kwargs: ToolEnv options (``max_turns``, …).
         first_sample: the samples run are ``first_sample .. first_sample + group_size - 1`` (their
             reset seeds and sampling seeds), so a group can be run piecewise with the same tokens.
+        env_maker: makes each episode's env, as ``make_env`` (the default) does; a Ray pool's
+            ``make_env`` runs them on actors (a lost episode is one of ``env_errors``).
 
     Returns:
         A ``RolloutBatch``.
@@ -182,7 +186,7 @@ def rollout(
     clock = {"env": 0.0}
     errors: list[str] = []
     firsts = _reset_all(
-        items, range(first_sample, first_sample + group_size), tokenizer, env_kwargs or {}, errors, clock
+        items, range(first_sample, first_sample + group_size), tokenizer, env_kwargs or {}, errors, clock, env_maker
     )
     rows = [row for row, _ in firsts]
     batch = RolloutBatch([], errors)
@@ -227,6 +231,7 @@ def _reset_all(
     env_kwargs: dict[str, Any],
     errors: list[str],
     clock: dict[str, float],
+    env_maker: Callable[..., Any] = make_env,
 ) -> list[tuple[_Row, list[int]]]:
     """One env per episode, reset: (row, prompt ids) per episode whose env did not raise.
 
@@ -239,7 +244,7 @@ def _reset_all(
             t0 = time.perf_counter()
             env = None
             try:
-                env = make_env(task.family, source=MemorySource([(task, world)]), **env_kwargs)
+                env = env_maker(task.family, source=MemorySource([(task, world)]), **env_kwargs)
                 obs, _ = env.reset(seed=i, options={"task_id": task.task_id})
                 firsts.append((_Row(task, g, i, env), tokenizer.encode_prompt(obs)))
             except Exception as exc:  # an env that raises is dropped and counted, never fatal

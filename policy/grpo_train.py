@@ -342,6 +342,7 @@ def _grpo_step(
     curriculum: Curriculum,
     config: GRPOConfig,
     step: int,
+    env_maker: Callable[..., Any] | None = None,
 ) -> dict[str, float]:
     """One step (0-based ``step``): roll out, filter, update ``updates_per_step`` times; its record.
 
@@ -354,6 +355,7 @@ def _grpo_step(
     batch = rollout(
         model, tokenizer, pool.draw(config.tasks_per_step, curriculum), config.group_size, params,
         seed=_step_seed(config.seed, step), max_context=config.max_context, env_kwargs=env_kwargs,
+        **({"env_maker": env_maker} if env_maker is not None else {}),
     )  # fmt: skip
     t_roll = time.perf_counter() - t0
     sel = select(batch, config)
@@ -388,6 +390,7 @@ def train_grpo(
     pool: TaskPool,
     progress: bool = True,
     log: Callable[[dict[str, float]], None] | None = None,
+    env_maker: Callable[..., Any] | None = None,
 ) -> GRPOResult:
     """Run (or resume) GRPO from ``init``; see the module docstring for the layout of ``out``.
 
@@ -398,6 +401,8 @@ def train_grpo(
         pool: where each step's tasks come from.
         progress: show a progress line.
         log: called with each step's record (after it is appended to metrics.jsonl).
+        env_maker: makes the rollouts' envs (None: ``make_env``; a Ray pool's ``make_env`` runs them
+            on actors, a lost episode counted in the record's ``env_errors``).
 
     Raises:
         ConfigError: ``out`` is a file, or holds another run (kind or settings).
@@ -428,7 +433,7 @@ def train_grpo(
     bar = _bar(config.steps, start) if progress else None
     try:
         for step in range(start, config.steps):
-            rec = _grpo_step(model, ref, opt, tokenizer, pool, curriculum, config, step)
+            rec = _grpo_step(model, ref, opt, tokenizer, pool, curriculum, config, step, env_maker)
             history.append(rec)
             record(rec)
             if bar is not None:
