@@ -154,3 +154,27 @@ def test_toolgym_eval_runs_its_envs_on_ray_actors(ray_runtime, tmp_path):
     assert ray_runtime.is_initialized(), "eval left a runtime it did not start"
     r = CliRunner().invoke(app, [*args, "--executor", "dask"])
     assert r.exit_code == 2 and "local or ray" in r.output
+
+
+@pytest.mark.slow
+def test_a_grpo_rollout_on_ray_actors_is_the_local_rollout(ray_runtime):
+    import torch
+
+    from toolgym.policy.corpus import stdlib_corpus
+    from toolgym.policy.generate import SamplingParams
+    from toolgym.policy.grpo_rollout import rollout
+    from toolgym.policy.model import ModelConfig, Transformer
+    from toolgym.policy.tokenizer import Tokenizer
+
+    items = [fly(1, seed=s) for s in range(2)]
+    prompts = [make_env("trip", source=MemorySource([it])).reset(seed=0)[0] for it in items]
+    tok = Tokenizer.train(stdlib_corpus(max_bytes=50_000, val_fraction=0.5).train + prompts * 3, vocab_size=1000)
+    model = Transformer(ModelConfig.micro(vocab_size=tok.vocab_size), seed=0).eval()
+    params = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=6)
+    local = rollout(model, tok, items, 2, params, seed=0, env_kwargs={"max_turns": 2})
+    with RayRolloutPool(actors=2, slots=2, env_kwargs={"max_turns": 2}) as pool:
+        remote = rollout(model, tok, items, 2, params, seed=0, env_kwargs={"max_turns": 2}, env_maker=pool.make_env)
+        assert pool.stats["episodes"] == 4 and all(len(a.free) == 2 for a in pool.actors)
+    assert len(local.episodes) == len(remote.episodes) == 4 and not remote.env_errors
+    for a, b in zip(local.episodes, remote.episodes, strict=True):
+        assert torch.equal(a.ids, b.ids) and (a.reward, a.turns) == (b.reward, b.turns)
