@@ -162,7 +162,7 @@ def rollout(
     max_context: int = 4096,
     env_kwargs: dict[str, Any] | None = None,
     first_sample: int = 0,
-    env_maker: Callable[..., Any] = make_env,
+    env_maker: Callable[..., Any] | None = None,
 ) -> RolloutBatch:
     """Run ``group_size`` episodes of each (task, world) and record them (see the module docstring).
 
@@ -177,7 +177,7 @@ def rollout(
         env_kwargs: ToolEnv options (``max_turns``, …).
         first_sample: the samples run are ``first_sample .. first_sample + group_size - 1`` (their
             reset seeds and sampling seeds), so a group can be run piecewise with the same tokens.
-        env_maker: makes each episode's env, as ``make_env`` (the default) does; a Ray pool's
+        env_maker: makes each episode's env, as ``make_env`` (None, the default) does; a Ray pool's
             ``make_env`` runs them on actors (a lost episode is one of ``env_errors``).
 
     Returns:
@@ -231,7 +231,7 @@ def _reset_all(
     env_kwargs: dict[str, Any],
     errors: list[str],
     clock: dict[str, float],
-    env_maker: Callable[..., Any] = make_env,
+    env_maker: Callable[..., Any] | None = None,
 ) -> list[tuple[_Row, list[int]]]:
     """One env per episode, reset: (row, prompt ids) per episode whose env did not raise.
 
@@ -244,7 +244,7 @@ def _reset_all(
             t0 = time.perf_counter()
             env = None
             try:
-                env = env_maker(task.family, source=MemorySource([(task, world)]), **env_kwargs)
+                env = (env_maker or make_env)(task.family, source=MemorySource([(task, world)]), **env_kwargs)
                 obs, _ = env.reset(seed=i, options={"task_id": task.task_id})
                 firsts.append((_Row(task, g, i, env), tokenizer.encode_prompt(obs)))
             except Exception as exc:  # an env that raises is dropped and counted, never fatal

@@ -355,7 +355,7 @@ def _grpo_step(
     batch = rollout(
         model, tokenizer, pool.draw(config.tasks_per_step, curriculum), config.group_size, params,
         seed=_step_seed(config.seed, step), max_context=config.max_context, env_kwargs=env_kwargs,
-        **({"env_maker": env_maker} if env_maker is not None else {}),
+        env_maker=env_maker,
     )  # fmt: skip
     t_roll = time.perf_counter() - t0
     sel = select(batch, config)
