@@ -173,7 +173,7 @@ def test_a_factory_s_concurrency_attribute_is_its_default(items, monkeypatch):
     import toolgym.policy.runner as runner
 
     calls = []
-    monkeypatch.setattr(runner, "_run_threads", lambda jobs, f, emit, n, kw: calls.append(n))
+    monkeypatch.setattr(runner, "_run_threads", lambda jobs, f, emit, n, kw, *_: calls.append(n))
 
     def endpoint(task, world, sample):
         return factory(task, world, sample)
