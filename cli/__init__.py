@@ -15,6 +15,7 @@ One module per command group, and this module's table below registers each comma
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
     serve    serve                           the in-repo policy as an OpenAI-compatible server
+    serve_mcp  mcp                           a task's tools over MCP (stdio), submit returning the reward
     bench    bench env|synth|sandbox|model|eval|train|learn   the benchmarks of toolgym.bench, printed as tables
     train    train lm, train sft, train grpo  training the in-repo policy (LM, SFT cold start, GRPO)
     common   consoles, progress bar, table rows, the seed bound
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import typer
 
-from toolgym.cli import bench, data, eval, play, serve, synth, train
+from toolgym.cli import bench, data, eval, play, serve, serve_mcp, synth, train
 from toolgym.cli.common import SEED_MAX
 from toolgym.cli.errors import OneLineErrors
 
@@ -64,6 +65,7 @@ app.command()(play.play)
 app.command(name="eval")(eval.eval_)
 app.command()(data.export)
 app.command()(serve.serve)
+app.command()(serve_mcp.mcp)
 bench_app.command("env")(bench.bench_env)
 bench_app.command("synth")(bench.bench_synth)
 bench_app.command("sandbox")(bench.bench_sandbox)
