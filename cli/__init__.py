@@ -10,7 +10,8 @@ Seeds are range-checked by Click (``0 <= seed < 2**63``), before any file is cre
 One module per command group, and this module's table below registers each command with one line
 (in the order ``toolgym --help`` lists them)::
 
-    synth    families, synth                 what can be synthesized; synthesizing a dataset
+    families families                        the catalog: every family and archetype, with an example prompt
+    synth    synth                           synthesizing a dataset
     data     show, tasks, export             reading a dataset (and load_task, for show and play)
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from toolgym.cli import bench, data, eval, play, serve, serve_mcp, synth, train
+from toolgym.cli import bench, data, eval, families, play, serve, serve_mcp, synth, train
 from toolgym.cli.common import SEED_MAX
 from toolgym.cli.errors import OneLineErrors
 
@@ -57,7 +58,7 @@ def _load_plugins() -> None:
         typer.echo(f"warning: plugin family {name!r} not loaded ({why})", err=True)
 
 
-app.command()(synth.families)
+app.command()(families.families)
 app.command()(synth.synth)
 app.command()(data.show)
 app.command()(data.tasks)
