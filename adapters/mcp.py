@@ -149,6 +149,8 @@ def build_server(episode: TaskEpisode) -> Any:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: Any, params: Any) -> Any:
+        # Run in the event loop, not a worker thread: calls the client sends at once then run one
+        # after another, as env turns must (a ToolEnv is not thread-safe).
         out = episode.call(params.name, params.arguments)
         content = [types.TextContent(text=t) for t in out.texts]
         return types.CallToolResult(content=content, is_error=out.is_error, structured_content=out.verdict)
