@@ -16,7 +16,7 @@ Layers, lowest first (DESIGN.md)::
         toolkit: synth/family.py, synth/names.py, synth/text.py
     L5  the rest of synth/ (package __init__ included), data/
     L6  policy/
-    L7  cli/, bench/
+    L7  cli/, bench/, adapters/
 
 Decision on the package face: ``toolgym/__init__.py`` is L0. Everything below it imports it
 (``from toolgym import FAMILIES``), and what it defines is the central table of string entry points,
@@ -150,7 +150,7 @@ def layer_of(module: str, families: set[str]) -> int:
         return 5
     if top == "policy":
         return 6
-    if top in {"cli", "bench"}:
+    if top in {"cli", "bench", "adapters"}:
         return 7
     raise ValueError(f"{module} has no layer in DESIGN.md's table")
 

@@ -118,3 +118,8 @@ def test_the_domain_archetypes_ship_as_package_data(wheel):
     shipped = {p.name for p in (ROOT / "synth" / "domains" / "archetypes").glob("*.yaml")}
     assert len(shipped) >= 40
     assert {f"toolgym/synth/domains/archetypes/{n}" for n in shipped} <= names
+
+
+def test_the_catalog_snapshot_ships_as_package_data(wheel):
+    """``toolgym families`` reads synth/catalog.json; without it every listing would regenerate (minutes)."""
+    assert "toolgym/synth/catalog.json" in set(zipfile.ZipFile(wheel).namelist())

@@ -1,0 +1,1 @@
+"""Adapters to other protocols and libraries (MCP, …): each module imports its library itself; nothing here."""
