@@ -155,7 +155,7 @@ def _method(tool: Any) -> Any:
     doc = (tool.description or f"The {name} tool.").strip()
     doc += "\n\nArgs:\n" + "\n".join(lines) if lines else ""
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = doc + "\n\nReturns:\n    The result as JSON: {\"name\", \"content\"} or {\"name\", \"error\"}.\n"
+    method.__doc__ = doc + '\n\nReturns:\n    The result as JSON: {"name", "content"} or {"name", "error"}.\n'
     method.__signature__ = inspect.Signature(sig_params, return_annotation=str)  # type: ignore[attr-defined]
     method.__annotations__ = {**annotations, "return": str}
     return method
