@@ -32,3 +32,16 @@ def reference_calls(task: TaskSpec, call: Callable[[str, dict[str, Any]], str]) 
             step = program.send(results)
     except StopIteration as stop:
         return stop.value.answer if isinstance(stop.value, Final) else stop.value
+
+
+def readme_snippet(index: int, replacements: dict[str, str]) -> str:
+    """Python block ``index`` of the README's trainers section, with each replacement made exactly once."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## In the trainers you already use", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n")[1 + index].split("```", 1)[0]
+    for old, new in replacements.items():
+        assert code.count(old) == 1, f"the README snippet no longer holds {old!r}"
+        code = code.replace(old, new)
+    return code

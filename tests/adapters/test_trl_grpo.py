@@ -11,7 +11,7 @@ trl = pytest.importorskip("trl", reason="the TRL adapter needs the `trl` extra: 
 transformers = pytest.importorskip("transformers", reason="the TRL adapter needs transformers")
 datasets = pytest.importorskip("datasets", reason="the GRPO smoke run needs `datasets`")
 
-from toolgym.adapters.trl import trl_environments  # noqa: E402
+from .conftest import readme_snippet  # noqa: E402
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<tool_response>",
             "</tool_response>"]  # fmt: skip
@@ -36,7 +36,7 @@ def tiny_tokenizer() -> Any:
 
 
 @pytest.mark.slow
-def test_grpo_trains_two_steps_on_toolgym_tasks(tmp_path, monkeypatch):
+def test_the_readme_grpo_snippet_trains_two_steps_on_toolgym_tasks(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -48,22 +48,25 @@ def test_grpo_trains_two_steps_on_toolgym_tasks(tmp_path, monkeypatch):
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     model = transformers.Qwen2ForCausalLM(config)
-    envs, rows = trl_environments("search", n=2, split="train", difficulty=1, seed=0)
     args = trl.GRPOConfig(
         output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, num_generations=2,
         max_completion_length=24, learning_rate=1e-3, logging_steps=1, report_to=[], save_strategy="no",
         use_cpu=True, bf16=False, dataloader_num_workers=0, seed=0,
     )  # fmt: skip
-    trainer = trl.GRPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
-        processing_class=tokenizer,
-        environment_factory=envs,
+    # the README's snippet, as written but for the model (built here, not downloaded), its settings and n
+    code = readme_snippet(
+        0,
+        {
+            'model="Qwen/Qwen3-0.6B",': "model=MODEL, processing_class=TOKENIZER,",
+            'GRPOConfig(output_dir="runs/grpo-search", max_steps=100, max_completion_length=1024)': "ARGS",
+            "n=64": "n=2",
+        },
     )
+    ns: dict[str, Any] = {"MODEL": model, "TOKENIZER": tokenizer, "ARGS": args}
+    exec(compile(code, "README.md", "exec"), ns)
+    trainer, envs = ns["trainer"], ns["envs"]
     # the environments own the reward: one reward source per task class, named after it (TRL's get_reward rule)
-    assert set(trainer.reward_func_names) == {cls.__name__ for cls in envs.values()}
-    trainer.train()
+    assert set(trainer.reward_func_names) == {cls.__name__ for cls in envs.values()} and len(envs) == 2
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert trainer.state.global_step == 2 and len(logs) == 2
     # each step logs the verifier's reward of the task it drew (None for the task not in that batch)

@@ -16,6 +16,8 @@ import toolgym
 from toolgym.envs import markup as mk
 from toolgym.envs.rollout import Final
 
+from .conftest import readme_snippet
+
 adapter = pytest.importorskip(
     "toolgym.adapters.verifiers",
     reason="the verifiers adapter needs the `verifiers` extra: pip install 'toolgym[verifiers]'",
@@ -157,3 +159,12 @@ def test_a_reply_without_a_call_ends_the_episode_unscored(env, model_server):
     assert episode.ok, episode.errors
     [trace] = episode.traces
     assert len(seen) == 1 and trace.reward == 0.0 and trace.metrics["submitted"] == 0.0
+
+
+def test_the_readme_snippet_runs(model_server, capsys):
+    base_url, seen, state = model_server
+    code = readme_snippet(1, {'"https://api.openai.com/v1"': repr(base_url), "num_tasks=8": "num_tasks=1"})
+    [task] = list(adapter.load_environment(family="search", split="train", difficulty=1, num_tasks=1).taskset)
+    state["script"] = reference_script(task.data.id, "search", None, "train")
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.split() == [task.data.id, "1.0"]
