@@ -104,7 +104,7 @@ def annotation_of(schema: dict[str, Any]) -> Any:
     branches = schema.get("anyOf") or schema.get("oneOf")
     kind = schema.get("type")
     if branches or isinstance(kind, list):
-        options = [annotation_of(b) for b in branches] if branches else [annotation_of({"type": k}) for k in kind]
+        options = [annotation_of(b) for b in branches] if branches else [annotation_of({"type": k}) for k in kind or []]
         if Any in options:
             return Any
         out = options[0]
@@ -113,7 +113,7 @@ def annotation_of(schema: dict[str, Any]) -> Any:
         return out
     if kind == "array":
         items = schema.get("items")
-        return list[annotation_of(items)] if isinstance(items, dict) else list
+        return list[annotation_of(items)] if isinstance(items, dict) else list  # type: ignore[misc]
     if kind == "object":
         return dict
     return _SIMPLE.get(kind, Any) if isinstance(kind, str) else Any

@@ -197,7 +197,7 @@ class ToolgymHarness(vf.Harness[ToolgymHarnessConfig]):  # type: ignore[misc]
         episode = ToolEpisode(*_task(data.family, data.dataset, data.split, data.id))
         episode.reset()
         system, prompt = self.resolve_prompt(data)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        messages: list[Any] = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         client = openai.AsyncOpenAI(base_url=endpoint, api_key=secret, max_retries=0)
         turns = 0

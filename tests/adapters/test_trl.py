@@ -12,6 +12,7 @@ from toolgym.envs import markup as mk
 pytest.importorskip("trl", reason="the TRL adapter needs the `trl` extra: pip install 'toolgym[trl]'")
 transformers_utils = pytest.importorskip("transformers.utils", reason="the TRL adapter needs transformers")
 
+from toolgym.adapters.episode import load_tasks  # noqa: E402
 from toolgym.adapters.trl import annotation_of, environment_class, trl_environments  # noqa: E402
 
 from .conftest import reference_calls  # noqa: E402
@@ -88,3 +89,21 @@ def test_trl_environments_pairs_rows_with_classes(search_task):
     envs, rows = trl_environments("search", n=1, split="train", difficulty=1, seed=0)
     assert [r["environment"] for r in rows] == list(envs) == [search_task[0].task_id]
     assert rows[0]["prompt"] == [{"role": "user", "content": ""}]
+
+
+def test_pooled_instances_of_a_writing_task_never_share_state():
+    # TRL pools several instances per class and resets them between rollouts: each episode needs its own world
+    [(task, world)] = load_tasks("ledger", 1, split=None, difficulty=1, seed=0)
+    cls = environment_class(task, world)
+    a, b = cls(), cls()
+    a.reset(), b.reset()
+    start = mk.loads(b.get_balance())["content"]
+    for amount in task.params["amounts"]:
+        a.deposit(amount=amount)
+    assert mk.loads(b.get_balance())["content"] == start == world.data["balance"]
+    a.submit(answer=start + sum(task.params["amounts"]))
+    assert a.get_reward() == 1.0
+    b.submit(answer=start + sum(task.params["amounts"]))  # the right number, but nothing deposited: state check fails
+    assert b.get_reward() < 1.0
+    a.reset()
+    assert mk.loads(a.get_balance())["content"] == start and a.get_reward() == 0.0
