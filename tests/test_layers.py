@@ -15,8 +15,8 @@ Layers, lowest first (DESIGN.md)::
     L4  synth/<family>/ (a folder, or a file named by a family entry point) and the family
         toolkit: synth/family.py, synth/names.py, synth/text.py
     L5  the rest of synth/ (package __init__ included), data/
-    L6  policy/
-    L7  cli/, bench/, adapters/
+    L6  policy/, adapters/ (the trainer and protocol adapters: they use envs, data and synth)
+    L7  cli/, bench/
 
 Decision on the package face: ``toolgym/__init__.py`` is L0. Everything below it imports it
 (``from toolgym import FAMILIES``), and what it defines is the central table of string entry points,
@@ -148,9 +148,9 @@ def layer_of(module: str, families: set[str]) -> int:
         return 5
     if top == "data":
         return 5
-    if top == "policy":
+    if top in {"policy", "adapters"}:
         return 6
-    if top in {"cli", "bench", "adapters"}:
+    if top in {"cli", "bench"}:
         return 7
     raise ValueError(f"{module} has no layer in DESIGN.md's table")
 

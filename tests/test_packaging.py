@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_installed_layout_has_no_top_level_parts(tmp_path):
     # Run from elsewhere: `python -m pytest` puts the checkout itself on sys.path.
     code = (
-        "import importlib.util, toolgym, toolgym.envs.toolenv, toolgym.policy.evaluate;"
+        "import importlib.util, os, toolgym, toolgym.envs.toolenv, toolgym.policy.evaluate;"
         "print(toolgym.__file__);"
         "parts = ('envs', 'synth', 'verifiers', 'policy', 'cli', 'bench', 'sandbox', 'errors');"
-        "print([n for n in parts if importlib.util.find_spec(n)])"
-    )
+        "print([n for n in parts if (s := importlib.util.find_spec(n)) and "
+        f"os.path.realpath(s.origin or '').startswith({str(ROOT)!r})])"
+    )  # a same-named distribution (the PyPI `verifiers`, the `trl`/`verifiers` extras' dependency) is no clash
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     path, tops = out.stdout.splitlines()
     assert Path(path).resolve().parent == ROOT and tops == "[]"
