@@ -59,8 +59,9 @@ def wheel(tmp_path_factory):
     """The wheel built from a clean copy of the checkout, plus one package no packaging file names.
 
     A copy (sources, package data (.yaml, .json), pyproject.toml, README.md; no build/ left over
-    from an earlier build) keeps the checkout clean and the build honest. The probe package ``synth/zz_probe`` is added to the
-    copy only: it must ship without a line in pyproject.toml or setup.py.
+    from an earlier build) keeps the checkout clean and the build honest. The probe package
+    ``synth/zz_probe`` is added to the copy only: it must ship without a line in pyproject.toml
+    or setup.py.
     """
     src = tmp_path_factory.mktemp("src")
 
