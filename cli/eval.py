@@ -49,6 +49,9 @@ def eval_(
     api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the API key")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="episodes at once (endpoint policies)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per request (endpoint policies)")] = None,
+    api: Annotated[
+        str | None, typer.Option(help="chat | responses: the endpoint's API (openai policy; default chat)")
+    ] = None,
     executor: Annotated[str, typer.Option(help="where envs run: local (this process) or ray (Ray actors)")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray head to join, HOST:PORT (--executor ray)")] = None,
 ) -> None:
@@ -62,6 +65,10 @@ def eval_(
     lo, hi = parse_range(difficulty)
     given = locals()
     options: dict[str, Any] = {"seed": seed} | policy_options(given)
+    if api is not None:  # only when given: the options (and the run directory) of chat runs stay as they were
+        if api not in ("chat", "responses"):
+            raise ConfigError(f"--api must be chat or responses, got {api!r}")
+        options["api"] = api
     settings = {
         "policy": policy,
         "options": {o: (str(v) if isinstance(v, Path) else v) for o, v in options.items() if o not in SPEED_OPTIONS},
