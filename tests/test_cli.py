@@ -205,7 +205,7 @@ def test_synth_refuses_a_dataset_built_with_other_settings(tmp_path):
 def test_synth_runs_on_any_executor_of_the_table_and_resumes_on_another(tmp_path):
     ds = tmp_path / "d.duckdb"
     line = error_line(run("synth", "--count", 2, "--executor", "serail", "--out", ds))
-    assert "unknown executor 'serail'; did you mean serial?" in line and "known: serial, local" in line
+    assert "unknown executor 'serail'; did you mean serial" in line and "known: serial, local" in line
     assert not ds.exists()
     line = error_line(run("synth", "--count", 2, "--workers", 2, "--executor", "serial", "--out", ds))
     assert "the serial executor runs one worker, got workers=2" in line
