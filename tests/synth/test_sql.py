@@ -475,3 +475,32 @@ def test_the_result_cache_is_bounded_by_results_and_cells():
     assert len(cache) == 1 and cache.get(("wide", 50, 2.0)) == wide
     cache.put(("huge", 50, 2.0), {"columns": ["a"], "rows": [[i] for i in range(200)], "row_count": 200})
     assert len(cache) == 0  # a result over the whole bound is not kept
+
+
+def test_the_heuristic_solves_easy_tasks_and_its_share_falls_with_difficulty():
+    """One query, dates as written, one table, no window (synth/sql/heuristic.py): d1 mostly, d5 never."""
+    from toolgym.bench.synth import heuristic_reward
+    from toolgym.synth.candidate import build_task
+    from toolgym.synth.sql import heuristic
+
+    shares = {}
+    for d in (1, 3, 5):
+        world, rewards = make_world(100, d), []
+        for k in range(6):
+            draft = FAM.make_task(world, d, random.Random(k))
+            if draft is not None:
+                task = build_task(FAM, "w", f"t{k}", d, "train", draft)
+                rewards.append(heuristic_reward(FAM, task, world))
+        shares[d] = statistics.mean(rewards)
+    assert shares[1] >= 0.5 and shares[1] > shares[3] >= shares[5] == 0.0
+    share_task = {"kind": "share", "shape": "table", "query": {"table": "t", "fk": "a", "measure": "m", "date": None}}
+    assert "OVER" not in heuristic.query(share_task) and "JOIN" not in heuristic.query(share_task)
+
+
+def test_a_world_never_ships_one_question_twice():
+    """sql d2 worlds host few group-bys (39% of drafts repeated one before): repeats drop as ``duplicate``."""
+    config = SynthConfig(family="sql", count=10, difficulty=(2, 2), tasks_per_world=12)
+    res = synthesize_world(config, 0)
+    shipped = [str(sorted(o.task.params.items())) for o in res.outcomes if o.task is not None]
+    assert len(set(shipped)) == len(shipped) > 0
+    assert any(o.status == "duplicate" for o in res.outcomes)
