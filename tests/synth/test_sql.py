@@ -504,3 +504,24 @@ def test_a_world_never_ships_one_question_twice():
     shipped = [str(sorted(o.task.params.items())) for o in res.outcomes if o.task is not None]
     assert len(set(shipped)) == len(shipped) > 0
     assert any(o.status == "duplicate" for o in res.outcomes)
+
+
+def test_sum_columns_have_a_random_pass_bound_above_the_sampled_chance():
+    """The group/top1/monthly kinds' sum columns get a term (gates._spread_chance), so one try replaces eight."""
+    from collections import Counter
+
+    from toolgym.synth.candidate import build_task
+    from toolgym.synth.sql import gates
+
+    assert gates._widest_window([1.0, 1.01, 1.02, 5.0], 0.03) == 3 and gates._widest_window([2.0], 0.0) == 1
+    world = make_world(100, 2)
+    drafts = [FAM.make_task(world, 2, random.Random(k)) for k in range(12)]
+    tasks = [build_task(FAM, "w", f"t{k}", 2, "train", d) for k, d in enumerate(drafts) if d is not None]
+    bounded = [t for t in tasks if FAM.random_pass(world, t) is not None]
+    assert any(t.meta["kind"] == "group" for t in bounded)  # had no bound before: a sum column had no term
+    spec = next(s for t in tasks for s in t.meta["gate"] if "sum" in s)
+    rng = random.Random(0)
+    draws = Counter(gates.draw(world, {"sum": [*spec["sum"][:2], 3]}, 1, rng)[0] for _ in range(20_000))
+    value, hits = draws.most_common(1)[0]
+    bound = gates._spread_chance(world, {"sum": [*spec["sum"][:2], 3]}, [value], 0.01)
+    assert bound is not None and hits / 20_000 <= 1.5 * bound + 0.002
