@@ -394,7 +394,10 @@ def test_the_random_pass_bound_holds_against_sampling(world):
         )
         assert hits / 6000 <= exact + 4 * (exact / 6000) ** 0.5 + 1e-3
         assert hits / 6000 >= exact - 4 * (exact / 6000) ** 0.5 - 1e-3
-    assert gates._column_chance(world, {"sum": ["t", "x", 3]}, [5.0], 0.01) is None
+    # a sum of 3 draws: the first must fall in a 0.03-wide window given the others (2.0 and 2.004: 2 of 4)
+    assert gates._column_chance(world, {"sum": ["t", "x", 3]}, [5.0], 0.01) == pytest.approx(0.5)
+    sums = [gates.draw(world, {"sum": ["t", "x", 3]}, 1, rng)[0] for _ in range(6000)]
+    assert 0.1 < sum(abs(v - 5.0) <= 0.01 for v in sums) / 6000 <= 0.5  # exact: 12 of 64 draws
 
 
 def test_every_gate_answer_fits_the_submit_schema():
