@@ -211,7 +211,8 @@ def _spread_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_t
         if not numbers:
             return None
         m = min(max(1, k), 16)
-        width = 2 * tol * m / max(1, k)
+        # rounded up to 1e-4 (a wider window only loosens the bound): about one key per (k, tolerance)
+        width = math.ceil(2 * tol * m / max(1, k) * 1e4) / 1e4
         key = ("pool-window", table, column, width)
         if key not in world.cache:
             world.cache[key] = _widest_window(numbers, width)
