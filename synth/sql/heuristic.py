@@ -112,7 +112,7 @@ def query(params: dict[str, Any]) -> str:
 def program(params: dict[str, Any]) -> Program:
     """The heuristic's program: one ``run_sql``, then its rows as the answer (see the module docstring)."""
     results = yield Step([("run_sql", {"query": query(params)})], "One query should do it.")
-    result = results[0] if results else {"error": "no result"}
+    result: dict[str, Any] = results[0] if results else {"error": "no result"}
     rows = [] if "error" in result else result["content"]["rows"]
     shape = params["shape"]
     if shape == "scalar":
