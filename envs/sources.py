@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +31,18 @@ if TYPE_CHECKING:
 
 
 class LRU(OrderedDict[Any, Any]):
-    """A tiny bounded mapping: the least recently used entry goes first."""
+    """A tiny bounded mapping: the least recently used entry goes first.
 
-    def __init__(self, size: int = 64):  # a default, because unpickling calls cls()
+    Bounded by ``size`` entries and, when ``weigh`` is given, by ``budget`` (the sum of
+    ``weigh(value)``, e.g. bytes; the newest entry always stays, whatever it weighs).
+    """
+
+    def __init__(
+        self, size: int = 64, budget: int = 0, weigh: Callable[[Any], int] | None = None
+    ):  # defaults, because unpickling calls cls()
         super().__init__()
-        self.size = size
+        self.size, self.budget, self.weigh = size, budget, weigh
+        self.weights: dict[Any, int] = {}
 
     def lookup(self, key: Any) -> Any:
         """The value for ``key`` (marking it recently used), or None."""
@@ -46,8 +54,13 @@ class LRU(OrderedDict[Any, Any]):
     def store(self, key: Any, value: Any) -> Any:
         """Insert, evicting the oldest entry past the bound."""
         self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
+        self.move_to_end(key)
+        if self.weigh is not None:
+            self.weights[key] = self.weigh(value)
+        while len(self) > self.size or (
+            self.weigh is not None and len(self) > 1 and sum(self.weights.values()) > self.budget
+        ):
+            self.weights.pop(self.popitem(last=False)[0], None)
         return value
 
 

@@ -333,12 +333,19 @@ def _evaluate_world(
     world_id, difficulty, split = spec.world_id, spec.difficulty, spec.split
     env: ToolEnv | None = None
     source: MemorySource | None = None
+    seen = _seen_keys(family, config, w, world, difficulty, skip)
     for k in range(skip, config.tasks_per_world):
         rng = random.Random(derive_seed(config.seed, family_hash(family.id), w, k))
         draft = family.make_task(world, difficulty, rng)
         if draft is None:
             result.outcomes.append(Outcome(k, "infeasible", "no valid plan for this start"))
             continue
+        key = family.task_key(draft)
+        if key is not None:
+            if key in seen:
+                result.outcomes.append(Outcome(k, "duplicate", "an earlier candidate of this world is the same task"))
+                continue
+            seen.add(key)
         tool_configs.append(draft.tool_config)
         task = build_task(family, world_id, f"{world_id}-t{k}", difficulty, split, draft)
         if source is None:  # one env per world: its tasks share the env and its toolset cache
@@ -353,6 +360,25 @@ def _evaluate_world(
             break
     if env is not None:
         env.close()
+
+
+def _seen_keys(family: Family, config: SynthConfig, w: int, world: Any, difficulty: int, skip: int) -> set[str]:
+    """The :meth:`Family.task_key` of world ``w``'s candidates before ``skip`` (drafted again on a resume).
+
+    Candidate ``k`` is dropped as a duplicate when a draft of ``0…k-1`` had its key, whatever that
+    draft's own fate: so the set is a function of ``(family, seed, w, k)`` and a resume drops
+    exactly what an uninterrupted run drops.
+    """
+    seen: set[str] = set()
+    if skip == 0 or type(family).task_key is Family.task_key:  # no key: nothing to draft again
+        return seen
+    for k in range(skip):
+        rng = random.Random(derive_seed(config.seed, family_hash(family.id), w, k))
+        draft = family.make_task(world, difficulty, rng)
+        key = family.task_key(draft) if draft is not None else None
+        if key is not None:
+            seen.add(key)
+    return seen
 
 
 def synthesize_on_the_fly(family: Family, seed: int, difficulty: int) -> tuple[TaskSpec, Any]:

@@ -38,13 +38,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import orjson
+
 import toolgym
 from toolgym.envs.rollout import Program, Step
 from toolgym.envs.toolenv import NAMES_RULE
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 
-__all__ = ["Family", "Program", "Step"]
+__all__ = ["Family", "Program", "Step", "params_key"]
 
 
 class Family(ABC):
@@ -88,6 +90,25 @@ class Family(ABC):
     @abstractmethod
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The reference program; it sees the task's public parameters, never the world."""
+
+    def task_key(self, draft: TaskDraft) -> str | None:
+        """What makes two drafts of one world the same task, or None (no check; the default).
+
+        Synthesis drops a candidate whose key an earlier candidate of its world already had, as
+        ``duplicate`` (:func:`toolgym.synth.candidate.synthesize_world`): a family whose worlds
+        host few distinct tasks (search d1 chains, sql d2 group-bys) would otherwise ship the same
+        question twice. Typically the canonical JSON of the draft's public parameters
+        (:func:`params_key`).
+        """
+        return None
+
+    def world_bytes(self, world: Any) -> int:
+        """About how many bytes ``world`` holds in memory (0, the default: small, not counted).
+
+        On-the-fly sources keep worlds within a byte budget (:data:`toolgym.synth.fly.FLY_BYTES`)
+        as well as a count; a family whose worlds grow large with the difficulty says so here.
+        """
+        return 0
 
     def heuristic(self, task: TaskSpec) -> Program | None:
         """A shallow agent's program for ``task`` (public parameters only, tools only), or None.
@@ -139,3 +160,8 @@ class Family(ABC):
 
     def close_context(self, context: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``episode_context`` opened (sandboxes, files); default: nothing."""
+
+
+def params_key(draft: TaskDraft) -> str:
+    """The canonical JSON of a draft's public parameters (a :meth:`Family.task_key`)."""
+    return orjson.dumps(draft.params, option=orjson.OPT_SORT_KEYS).decode()

@@ -27,6 +27,11 @@ __all__ = ["SynthSource"]
 _FLY_ID = re.compile(r"([a-z][a-z0-9_]*)-fly-s(0|[1-9][0-9]{0,18})-d([1-5])", re.ASCII)
 
 
+#: What the worlds an on-the-fly source keeps may weigh in all (:meth:`Family.world_bytes`; 64
+#: worlds at most): 64 difficulty-5 search worlds held ~660 MB, this keeps about six.
+FLY_BYTES = 64 * 2**20
+
+
 class SynthSource(TaskSource):
     """Tasks synthesized on the fly: the reset seed picks a candidate, gates included.
 
@@ -48,7 +53,11 @@ class SynthSource(TaskSource):
         self.family = family
         self.difficulties = difficulties or [1, 2, 3, 4, 5]
         self.split = check_split(split)
-        self._cache: LRU = LRU(64)
+        self._cache: LRU = LRU(64, FLY_BYTES, self._weight)
+
+    def _weight(self, hit: tuple[TaskSpec, Any]) -> int:
+        """The bytes a cached ``(task, world)`` holds (its world's, :meth:`Family.world_bytes`)."""
+        return self.family.world_bytes(hit[1])
 
     def pick(self, rng: np.random.Generator) -> tuple[TaskSpec, Any]:
         """Synthesize the task the generator's next draw (within the split) names."""

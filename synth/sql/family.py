@@ -32,8 +32,8 @@ from typing import Any
 
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
-from toolgym.synth.family import Family, Program
-from toolgym.synth.sql import kinds, reference, tasks
+from toolgym.synth.family import Family, Program, params_key
+from toolgym.synth.sql import heuristic, kinds, reference, tasks
 from toolgym.synth.sql.gates import bluff_value, draw, random_pass_bound, typed
 from toolgym.synth.sql.tools import SqlSession, toolset
 from toolgym.synth.sql.world import SqlWorld, load, make_world
@@ -77,6 +77,10 @@ class SQLAnalyst(Family):
         """A task of the difficulty's kinds, falling back to easier kinds the world can host."""
         return kinds.draft(tasks.Builder(world, difficulty, rng))
 
+    def task_key(self, draft: TaskDraft) -> str:
+        """Its public parameters: two drafts of a world asking the same thing are one task (the second is dropped)."""
+        return params_key(draft)
+
     def tools(self, tool_config: dict[str, Any]) -> Sequence[Tool]:
         """``list_tables``, ``describe_table``, ``run_sql`` and ``submit`` typed by the answer shape."""
         return toolset(tool_config["answer"], tuple(tool_config["columns"]))
@@ -84,6 +88,10 @@ class SQLAnalyst(Family):
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """The reference program (describes, probes, queries through ``run_sql``)."""
         return reference.program(params, tool_config)
+
+    def heuristic(self, task: TaskSpec) -> Program:
+        """The shallow analyst of :mod:`toolgym.synth.sql.heuristic` (one query, dates as written, no fine print)."""
+        return heuristic.program(task.params)
 
     def episode_context(self, world: SqlWorld, task: TaskSpec) -> SqlSession:
         """A session of the episode's own (a connection opened on its first query)."""

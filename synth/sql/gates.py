@@ -17,8 +17,8 @@ over the columns whose terms are all known: a ``from`` column (``int`` alike, it
 matches with at most ``n! / prod(m_v!) * prod(c_v ** m_v) / D``, where ``m_v`` counts value v in
 the expected column, ``c_v`` the pool values within the tolerance of v, and ``D`` the number of
 draws (``N ** n``, or ``N! / (N - n)!`` without replacement); a ``month`` column with
-``1 / C(M, n)``. Columns drawn as sums or uniform numbers have no term: a column whose candidates
-include one is left out of the minimum. The bound is reported only when it is at most
+``1 / C(M, n)``; a ``sum`` or ``num`` column with each value's largest chance to the ``n``
+times the orders (:func:`_spread_chance`). The bound is reported only when it is at most
 :data:`BOUND_MAX`; otherwise (or with no column left) it is None and the sampled gate runs its
 eight tries.
 """
@@ -156,6 +156,8 @@ def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_t
     if "month" in spec:
         months = _months(world, *spec["month"])
         return 1 / math.comb(len(months), n) if n <= len(months) else None
+    if "sum" in spec or "num" in spec:
+        return _spread_chance(world, spec, want, abs_tol)
     if "from" in spec:
         size = len(_pool(world, *spec["from"]))
         index, distinct = _pool_index(world, *spec["from"]), spec.get("distinct") and size >= n
@@ -174,6 +176,51 @@ def _column_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_t
         ways *= _hits(first[key], index, abs_tol) ** m
     draws = math.perm(size, n) if distinct else size**n
     return min(1.0, ways / draws) if draws else None
+
+
+def _widest_window(numbers: list[float], width: float) -> int:
+    """The most values of sorted ``numbers`` that one closed interval of ``width`` holds (two pointers)."""
+    best, lo = 0, 0
+    for hi, y in enumerate(numbers):
+        while y - numbers[lo] > width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def _spread_chance(world: SqlWorld, spec: dict[str, Any], want: list[Any], abs_tol: float) -> float | None:
+    """Upper bound on P(a ``sum`` or ``num`` column holds ``want``): each value's chance to the ``n``, times the orders.
+
+    A value hits ``x`` when it lies within the tolerance ``t`` (plus 0.005 of its rounding to cents)
+    of it. ``num``: uniform on ``[lo, hi]``, so at most ``(2t + 0.01) / (hi - lo)``. ``sum``:
+    ``round(S * k / m, 2)`` with ``S`` the sum of ``m`` uniform draws from the pool; given the
+    other ``m - 1`` draws, the first must fall in an interval of width ``(2t + 0.01) * m / k``, so
+    the chance is at most the pool's most crowded such interval over the pool's size. Draws are
+    independent, so a multiset of ``n`` values matches with at most ``n! / prod(m_v!) * p ** n``.
+    None when a value is not a number.
+    """
+    if any(as_number(v) is None for v in want):
+        return None
+    tol = abs_tol + 1e-9 * max(abs(as_number(v) or 0.0) for v in want) + 0.005
+    if "num" in spec:
+        lo, hi = spec["num"]
+        p = min(1.0, 2 * tol / (hi - lo)) if hi > lo else 1.0
+    else:
+        table, column, k = spec["sum"]
+        numbers = _pool_index(world, table, column)[0]
+        if not numbers:
+            return None
+        m = min(max(1, k), 16)
+        # rounded up to 1e-4 (a wider window only loosens the bound): about one key per (k, tolerance)
+        width = math.ceil(2 * tol * m / max(1, k) * 1e4) / 1e4
+        key = ("pool-window", table, column, width)
+        if key not in world.cache:
+            world.cache[key] = _widest_window(numbers, width)
+        p = world.cache[key] / len(numbers)
+    ways = math.factorial(len(want))
+    for c in Counter(canonical(v) for v in want).values():
+        ways //= math.factorial(c)
+    return min(1.0, ways * p ** len(want))
 
 
 def random_pass_bound(world: SqlWorld, task: TaskSpec) -> float | None:

@@ -356,3 +356,46 @@ def test_rankings_are_the_same_in_another_process():
     exec(SEARCHES, here)  # the same code, in this process
     other = subprocess.run([sys.executable, "-c", SEARCHES + "print(h)"], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == here["h"]
+
+
+def test_a_world_ships_each_task_once_and_a_resume_drops_the_same_duplicates():
+    """Search d1 worlds host few chains: a draft asking what an earlier one asked is dropped as ``duplicate``."""
+    from toolgym.synth.candidate import synthesize_world
+    from toolgym.synth.config import SynthConfig
+
+    config = SynthConfig(family="search", count=10, difficulty=(1, 1), tasks_per_world=13)
+    full = synthesize_world(config, 1)  # world 1: drafts 9 and 12 repeat earlier ones (seed 0)
+    assert [o.task_index for o in full.outcomes if o.status == "duplicate"] == [9, 12]
+    shipped = [o.task.params for o in full.outcomes if o.task is not None]
+    assert len({str(sorted(p.items())) for p in shipped}) == len(shipped)
+    resumed = synthesize_world(config, 1, skip=10)  # the seen set is drafted again, not remembered
+    tail = [(o.task_index, o.status) for o in full.outcomes if o.task_index >= 10]
+    assert [(o.task_index, o.status) for o in resumed.outcomes] == tail
+
+
+def test_an_on_the_fly_source_keeps_its_worlds_within_a_byte_budget(monkeypatch):
+    """64 d5 search worlds held ~660 MB: the source evicts by the family's world_bytes as well as by count."""
+    from toolgym.synth import fly
+
+    world = make(7, 2)
+    assert FAM.world_bytes(world) > 0
+    monkeypatch.setattr(fly, "FLY_BYTES", int(2.5 * FAM.world_bytes(world)))
+    source = fly.SynthSource(FAM, [2])
+    for seed in (1, 2, 3, 4):
+        source._make(seed, 2)
+    held = source._cache
+    assert 1 <= len(held) <= 3 and sum(held.weights.values()) <= fly.FLY_BYTES
+    assert list(held)[-1] == (4, 2)  # the newest stays
+    assert pickle.loads(pickle.dumps(source))._cache.budget == fly.FLY_BYTES
+
+
+def test_world_bytes_is_near_what_a_world_holds():
+    import tracemalloc
+
+    from toolgym.synth.search import world as world_mod
+
+    tracemalloc.start()
+    w = world_mod.SearchWorld(world_mod.generate(7, 2))
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 0.5 * held <= FAM.world_bytes(w) <= 2 * held
