@@ -91,6 +91,11 @@ def package_digest(files: Mapping[str, str], package: str) -> str:
     return h.hexdigest()
 
 
+def hidden_calls(spec: Mapping[str, Any]) -> list[list[Any]]:
+    """What the judge's runner receives: ``[id, "package.module", function, args]`` per case, no outcome."""
+    return [[cid, f"{spec['package']}.{module}", fn, args] for cid, module, fn, args, _ in spec["cases"]]
+
+
 def run_hidden(
     files: Mapping[str, str], spec: Mapping[str, Any], backend_: Backend | None = None
 ) -> tuple[dict[str, Any] | None, str]:
@@ -100,7 +105,7 @@ def run_hidden(
         (case id → outcome, "") or (None, why there are none).
     """
     pkg = spec["package"]
-    calls = [[cid, f"{pkg}.{module}", fn, args] for cid, module, fn, args, _ in spec["cases"]]
+    calls = hidden_calls(spec)
     timeout = float(spec.get("timeout_s", JUDGE_TIMEOUT_S))
     with (backend_ or backend()).open(judged_files(files, pkg), Limits(wall_s=timeout)) as judge:
         argv = [judge.python_path, "-I", "-S", "-c", RUNNER]
@@ -144,4 +149,4 @@ def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdic
     )
 
 
-__all__ = ["MARKER", "RUNNER", "judged_files", "package_digest", "run_hidden", "verify_hidden_tests"]
+__all__ = ["MARKER", "RUNNER", "hidden_calls", "judged_files", "package_digest", "run_hidden", "verify_hidden_tests"]
