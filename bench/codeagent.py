@@ -31,7 +31,7 @@ from typing import Any
 
 from toolgym.bench.sandbox import BenchRow, _row, _timed
 
-HIDDEN_AS_PYTEST = '''import importlib, json
+HIDDEN_AS_PYTEST = """import importlib, json
 import pytest
 
 CASES = json.loads({cases!r})
@@ -44,7 +44,7 @@ def test_hidden(cid, module, function, args, expected):
     except Exception as exc:
         got = ["raise", type(exc).__name__]
     assert got == expected
-'''
+"""
 
 
 def bench_task(difficulty: int, seed: int = 0) -> tuple[Any, Any]:
