@@ -20,6 +20,7 @@ Targets (issue 14): run_tests and the judge within 1.5x of the plain pytest of t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -93,8 +94,8 @@ def run_codeagent_bench(repeats: int = 10, difficulty: int = 3) -> list[BenchRow
         try:
             for i in range(repeats + 1):
                 first = AgentContext(files, world.package)
-                t_first = _timed(lambda c=first: run_tests(c))
-                t_judge = _timed(lambda c=first: verify_hidden_tests(spec, "fixed", c))
+                t_first = _timed(functools.partial(run_tests, first))
+                t_judge = _timed(functools.partial(verify_hidden_tests, spec, "fixed", first))
                 t_warm = _timed(lambda: run_tests(warm))
                 t_vis = _timed(lambda: plain("tests"))
                 t_hid = _timed(lambda: plain("hidden/test_hidden.py"))
