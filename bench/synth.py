@@ -268,8 +268,8 @@ def task_labels(task: Any) -> list[str]:
         from toolgym.synth.trip.tasks import constraint_labels
 
         return constraint_labels(task.params["constraints"])
-    if "kinds" in task.meta:  # codeagent: one label per injected bug's mutation kind
-        return [str(k) for k in task.meta["kinds"]]
+    if "kinds" in task.meta:  # codeagent: the mutation kinds of its bugs, each counted once per task
+        return sorted({str(k) for k in task.meta["kinds"]})
     kind = task.meta.get("kind")
     return [str(kind)] if kind is not None else []
 
