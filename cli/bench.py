@@ -143,8 +143,8 @@ def bench_sandbox(
 
 @cli_errors
 def bench_codeagent(
-    repeats: Annotated[int, typer.Option(help="timed calls per row")] = 10,
-    difficulty: Annotated[int, typer.Option(help="difficulty of the task's package (1-5)")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="timed calls per row")] = 10,
+    difficulty: Annotated[int, typer.Option(min=1, max=5, help="difficulty of the task's package")] = 3,
 ) -> None:
     """The codeagent family's run_tests and judge beside a plain pytest of the same tests, side by side."""
     from toolgym.bench.codeagent import run_codeagent_bench, targets_line

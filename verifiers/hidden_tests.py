@@ -14,9 +14,9 @@ How an episode is judged (DESIGN.md "Sandboxes"; :mod:`toolgym.sandbox.judge` fo
    not copied, so edits to the visible tests or to a test runner's configuration change nothing.
 3. A package byte-identical to the shipped buggy one scores 0 without a run: synthesis proved
    that its fail-to-pass cases fail (null, bluff and test-editing agents cost nothing to judge).
-4. Otherwise a **fresh sandbox** holding that copy runs :data:`RUNNER` (``python -I -S``: no
-   site, no user paths, no environment) with the cases' calls on its standard input — **without
-   the expected outcomes**. It prints each call's outcome; the host compares them with the
+4. Otherwise a **fresh sandbox** holding that copy runs :data:`RUNNER` once in its fresh
+   interpreter (``python -I -S``: no site, no user paths, no environment), with the cases' calls
+   — **without the expected outcomes**. It prints each call's outcome; the host compares them with the
    expected ones. The expected values never enter any sandbox, so agent code that monkeypatches
    the runner, forges its output or reads ``/proc`` learns nothing it could pass with: to print
    the right outcomes it has to compute them. No file is read back: the verdict comes from the
@@ -42,11 +42,11 @@ MARKER = "@@toolgym-hidden-outcomes "
 JUDGE_TIMEOUT_S = 20.0
 _BACKENDS: dict[int, Backend] = {}
 
-#: Runs in the judge sandbox: calls each case, prints one marker line of outcomes (no expectations here).
+#: Runs in the judge sandbox's fresh interpreter: calls each case, prints one marker line of outcomes.
+#: ``CALLS`` is the JSON of :func:`hidden_calls` (no expected outcome is in it).
 RUNNER = r"""
 import importlib, json, os, sys
-cases = json.loads(sys.stdin.read())
-sys.stdin.close()
+cases = json.loads(CALLS)
 sys.path.insert(0, os.getcwd())
 out = {}
 for cid, module, function, args in cases:
@@ -65,12 +65,20 @@ sys.stdout.flush()
 """.replace("MARKER", repr(MARKER))
 
 
+def runner_code(calls: list[list[Any]]) -> str:
+    """The judge's program for ``calls`` (``[id, "package.module", function, args]`` rows)."""
+    return RUNNER.replace("CALLS", repr(json.dumps(calls)), 1)
+
+
 def backend() -> Backend:
     """This process's local sandbox backend for judging (a forked child builds its own)."""
     pid = os.getpid()
     if pid not in _BACKENDS:
         _BACKENDS.clear()
-        _BACKENDS[pid] = get_backend("local")
+        # One spare sandbox launched ahead, its interpreter starting: a judge run finds a fresh,
+        # never-used sandbox (nothing shared with any other run) already up, so the ~40 ms of
+        # namespace set-up overlaps the episode before instead of adding to this one.
+        _BACKENDS[pid] = get_backend("local", spare_kernels=1)
     return _BACKENDS[pid]
 
 
@@ -108,8 +116,7 @@ def run_hidden(
     calls = hidden_calls(spec)
     timeout = float(spec.get("timeout_s", JUDGE_TIMEOUT_S))
     with (backend_ or backend()).open(judged_files(files, pkg), Limits(wall_s=timeout)) as judge:
-        argv = [judge.python_path, "-I", "-S", "-c", RUNNER]
-        result = judge.exec(argv, stdin=json.dumps(calls).encode(), timeout=timeout)
+        result = judge.python().run(runner_code(calls), timeout=timeout)  # the spare's interpreter, used once
     if result.status is not ExecStatus.OK:
         return None, f"the hidden tests did not finish ({result.status.value}: {result.detail})"
     lines = [ln for ln in result.stdout.decode("utf-8", "replace").split("\n") if ln.startswith(MARKER)]
@@ -149,4 +156,13 @@ def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdic
     )
 
 
-__all__ = ["MARKER", "RUNNER", "hidden_calls", "judged_files", "package_digest", "run_hidden", "verify_hidden_tests"]
+__all__ = [
+    "MARKER",
+    "RUNNER",
+    "hidden_calls",
+    "runner_code",
+    "judged_files",
+    "package_digest",
+    "run_hidden",
+    "verify_hidden_tests",
+]

@@ -29,7 +29,7 @@ def test_bench_codeagent_times_every_row_and_states_the_ratios():
 @pytest.mark.slow
 def test_hardness_of_codeagent_reference_calls_grow_with_the_bugs(tmp_path):
     out = tmp_path / "ca.duckdb"
-    synthesize(SynthConfig(family="codeagent", count=10, difficulty=(1, 5), workers=1), out)
+    synthesize(SynthConfig(family="codeagent", count=20, difficulty=(1, 5), workers=1), out)
     rows = hardness(out, samples_per_task=3, tasks_per_difficulty=1, heuristic_tasks=0)
     calls = {r.difficulty: r.ref_calls for r in rows}
     assert calls[1] < calls[3] <= calls[5] and calls[1] < calls[5], calls  # read + edit per bug, then submit

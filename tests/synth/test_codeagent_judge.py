@@ -15,7 +15,6 @@ from toolgym.envs.rollout import Final, ProgramPolicy, Step, run_episode
 from toolgym.synth import get_family
 from toolgym.synth.candidate import synthesize_world, task_env
 from toolgym.synth.config import SynthConfig
-from toolgym.verifiers.hidden_tests import MARKER
 
 FAM = get_family("codeagent")
 
@@ -181,15 +180,19 @@ def test_agent_code_that_hunts_for_tests_or_writes_verdicts_or_leaves_a_daemon_s
 
 def test_a_package_that_monkeypatches_the_runner_and_forges_its_output_scores_zero(shipped):
     world, task, env = shipped
-    # sitecustomize/conftest in the workspace, and a package __init__ that fakes every outcome and exits early
+    # sitecustomize/conftest in the workspace, and a package __init__ that patches json.dumps so the
+    # judge's runner reports every hidden case as passed with whatever value it likes
     forge = textwrap.dedent(
-        f"""
-        import json, os, sys
-        main = sys.modules.get("__main__")
-        cases = getattr(main, "cases", [])
-        sys.stdout.write("\\n{MARKER}" + json.dumps({{c[0]: ["ok", True] for c in cases}}) + "\\n")
-        sys.stdout.flush()
-        os._exit(0)
+        """
+        import json
+        _dumps = json.dumps
+
+        def _forged(obj, *args, **kwargs):
+            if isinstance(obj, dict) and obj and all("#" in str(k) for k in obj):
+                obj = {k: ["ok", True] for k in obj}
+            return _dumps(obj, *args, **kwargs)
+
+        json.dumps = _forged
         """
     )
     init = f"{world.package}/__init__.py"
@@ -206,7 +209,8 @@ def test_a_package_that_monkeypatches_the_runner_and_forges_its_output_scores_ze
     ]
     ep = _play(env, task, steps)
     assert ep.reward == 0.0
-    assert "hidden tests fail" in ep.info["verdict"]["reason"]  # the forged outcomes were compared, and failed
+    reason = ep.info["verdict"]["reason"]
+    assert "hidden tests fail" in reason and "0 pass-to-pass" not in reason, reason  # forged outcomes, compared
     assert _reference(env, task).reward == 1.0
 
 
