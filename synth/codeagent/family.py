@@ -38,7 +38,7 @@ from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.codeagent import tasks
 from toolgym.synth.codeagent import tools as ca_tools
-from toolgym.synth.codeagent.mutate import _line_edit, apply, mutations
+from toolgym.synth.codeagent.mutate import apply, line_edit, mutations
 from toolgym.synth.codeagent.package import CodeAgentWorld, generate
 from toolgym.synth.family import Family, Program
 
@@ -159,7 +159,7 @@ def _random_edits(world: CodeAgentWorld, files: dict[str, str], rng: random.Rand
         muts = mutations(mid, current[path])
         m = rng.choice(muts)
         try:
-            old, new = _line_edit(current[path], apply(current[path], [m]))
+            old, new = line_edit(current[path], apply(current[path], [m]))
         except ValueError:
             continue
         current[path] = current[path].replace(old, new, 1)

@@ -174,7 +174,7 @@ def apply(source: str, muts: list[Mutation]) -> str:
     return source
 
 
-def _line_edit(buggy: str, fixed: str) -> tuple[str, str]:
+def line_edit(buggy: str, fixed: str) -> tuple[str, str]:
     """The smallest block of whole lines turning ``buggy`` into ``fixed``, unique in ``buggy``."""
     a, b = buggy.split("\n"), fixed.split("\n")
     lo = 0
@@ -209,11 +209,11 @@ def fix_edits(sources: dict[str, str], bugs: list[Mutation], path: dict[str, str
         later = [b for b in bugs[i + 1 :] if b.module == bug.module]
         current = apply(sources[bug.module], [b for b in same if b in bugs[i:]])
         try:
-            old, new = _line_edit(current, apply(sources[bug.module], later))
+            old, new = line_edit(current, apply(sources[bug.module], later))
         except ValueError:
             return None
         edits.append({"path": path[bug.module], "old": old, "new": new})
     return edits
 
 
-__all__ = ["Mutation", "apply", "fix_edits", "mutations"]
+__all__ = ["Mutation", "apply", "fix_edits", "line_edit", "mutations"]
