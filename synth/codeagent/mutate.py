@@ -25,6 +25,7 @@ exactly once; the edits are checked by applying them in order, as the reference 
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -145,8 +146,9 @@ def _dropped_branches(src: str, off: _Offsets, fn: ast.FunctionDef) -> list[tupl
     return out
 
 
-def mutations(module: str, source: str) -> list[Mutation]:
-    """Every mutation of a module's top-level functions (docstrings untouched), in source order."""
+@functools.lru_cache(maxsize=256)
+def mutations(module: str, source: str) -> tuple[Mutation, ...]:
+    """Every mutation of a module's top-level functions (docstrings untouched), in source order (cached)."""
     tree = ast.parse(source)
     off = _Offsets(source)
     found: list[Mutation] = []
@@ -163,7 +165,7 @@ def mutations(module: str, source: str) -> list[Mutation]:
             edits += _expr_edits(source, off, node)
         for kind, s, t, new in edits:
             found.append(Mutation(module, fn.name, kind, s, t, source[s:t], new))
-    return sorted(set(found), key=lambda m: (m.start, m.end, m.kind, m.new))
+    return tuple(sorted(set(found), key=lambda m: (m.start, m.end, m.kind, m.new)))
 
 
 def apply(source: str, muts: list[Mutation]) -> str:

@@ -19,6 +19,7 @@ An outcome is ``["ok", value]`` (the value as JSON: tuples become lists) or ``["
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import json
 import random
@@ -47,10 +48,17 @@ def plain(value: Any) -> Any:
         return repr(value)
 
 
-def public_functions(source: str) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def public_functions(source: str) -> tuple[str, ...]:
     """The top-level functions of a module whose names do not start with ``_``, in order."""
     tree = ast.parse(source)
-    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return tuple(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str, filename: str) -> types.CodeType:
+    """A module's code object; cached, since a candidate bug changes one module and the others repeat."""
+    return compile(source, filename, "exec")
 
 
 def module_order(ids: list[str]) -> list[str]:
@@ -108,7 +116,7 @@ def load_modules(sources: Mapping[str, str], order: list[str]) -> dict[str, type
             mod.__package__ = name
             sys.modules[mod.__name__] = mod
             try:
-                exec(compile(sources[mid], f"{mid}.py", "exec"), mod.__dict__)  # noqa: S102 - trusted templates
+                exec(_compiled(sources[mid], f"{mid}.py"), mod.__dict__)  # noqa: S102 - trusted templates
             except Exception:  # noqa: BLE001 - a mutant that breaks at import: its cases raise
                 sys.modules.pop(mod.__name__)
                 continue

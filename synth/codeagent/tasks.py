@@ -45,8 +45,13 @@ def _failing(world: CodeAgentWorld, bugs: list[Mutation]) -> dict[str, list[Any]
     sources = dict(d["sources"])
     for mid in {b.module for b in bugs}:
         sources[mid] = apply(sources[mid], [b for b in bugs if b.module == mid])
-    got = run_cases(sources, d["order"], d["hidden"])
-    return {c[0]: got[c[0]] for c in d["hidden"] if got[c[0]] != c[4]}
+    # Only the mutated modules and the modules importing them run changed code: the others' cases pass.
+    touched = {b.module for b in bugs}
+    for _ in d["order"]:  # importers of importers too (a fixpoint; the order bounds the depth)
+        touched |= {m for m in d["order"] if touched & set(ALL[m].deps)}
+    cases = [c for c in d["hidden"] if c[1] in touched]
+    got = run_cases(sources, d["order"], cases)
+    return {c[0]: got[c[0]] for c in cases if got[c[0]] != c[4]}
 
 
 def _callers(world: CodeAgentWorld, mid: str) -> set[str]:
