@@ -30,6 +30,7 @@ FAMILIES.register("code", "toolgym.synth.code.family:CodeInterpreter", env_id="t
 FAMILIES.register("domains", "toolgym.synth.domains.family:Domains", env_id="toolgym/Domains-v0")
 FAMILIES.register("search", "toolgym.synth.search.family:Search", env_id="toolgym/SearchAgent-v0")
 FAMILIES.register("sql", "toolgym.synth.sql.family:SQLAnalyst", env_id="toolgym/SQLAnalyst-v0")
+FAMILIES.register("codeagent", "toolgym.synth.codeagent.family:CodeAgent", env_id="toolgym/CodeAgent-v0")
 
 VERIFIERS: Registry[Any] = Registry("verifier kind")
 VERIFIERS.register("all", "toolgym.verifiers.verdict:verify_all")
@@ -42,6 +43,7 @@ VERIFIERS.register("alias", "toolgym.verifiers.aliases:verify_alias")  # a name 
 VERIFIERS.register("itinerary", "toolgym.verifiers.itinerary:verify_itinerary")
 VERIFIERS.register("state", "toolgym.verifiers.state:verify_state")
 VERIFIERS.register("table", "toolgym.verifiers.table:verify_table")
+VERIFIERS.register("hidden_tests", "toolgym.verifiers.hidden_tests:verify_hidden_tests")  # in a judge sandbox
 
 #: Where a ToolEnv's tasks come from (``toolgym.envs.sources.make_source`` picks by config):
 #: each entry is a :class:`~toolgym.envs.sources.TaskSource` class next to what it wraps.

@@ -164,6 +164,22 @@ def bench_sandbox(
 
 
 @cli_errors
+def bench_codeagent(
+    repeats: Annotated[int, typer.Option(min=1, help="timed calls per row")] = 10,
+    difficulty: Annotated[int, typer.Option(min=1, max=5, help="difficulty of the task's package")] = 3,
+) -> None:
+    """The codeagent family's run_tests and judge beside a plain pytest of the same tests, side by side."""
+    from toolgym.bench.codeagent import run_codeagent_bench, targets_line
+
+    rows = run_codeagent_bench(repeats, difficulty)
+    table = Table("path", "median ms", "p90 ms", "n", "what", title="toolgym bench codeagent")
+    for r in rows:
+        add_row(table, r.name, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}", str(r.n), r.note)
+    console.print(table)
+    console.print(targets_line(rows))
+
+
+@cli_errors
 def bench_model(
     contexts: Annotated[
         str | None, typer.Option(help="context lengths, comma-separated [default: 1024,4096,16384,32768]")

@@ -160,6 +160,7 @@ def evaluate_candidate(
         replay=replay,
         vandals=vandals,
         damaged=damaged,
+        extra=[(g, functools.partial(ProgramPolicy, p, strict=False)) for g, p in family.gate_agents(world, task, rng)],
     )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)

@@ -130,6 +130,15 @@ class Family(ABC):
     def perturb(self, world: Any, task: TaskSpec, answer: Any, rng: random.Random) -> list[Any]:
         """Answers derived from a correct one, each broken on purpose (the perturbation gate)."""
 
+    def gate_agents(self, world: Any, task: TaskSpec, rng: random.Random) -> list[tuple[str, Program]]:
+        """The family's own gate agents: ``(gate name, program)`` pairs, each of which must score 0.
+
+        Each program runs like a heuristic (tool errors are observations) and its task is dropped,
+        counted under the gate's name, when it scores. For broken *repairs* a family knows how to
+        make (codeagent: deleting the failing function, editing the tests). Default: none.
+        """
+        return []
+
     def random_pass(self, world: Any, task: TaskSpec) -> float | None:
         """The exact chance that ``random_answer`` (submitted with no write) passes, or None if unknown.
 

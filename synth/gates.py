@@ -42,6 +42,7 @@ def run_gates(
     replay: list[str] | None = None,
     vandals: Iterable[Callable[[], Any]] = (),
     damaged: Callable[[Trajectory], bool] = lambda ep: True,
+    extra: Iterable[tuple[str, Callable[[], Any]]] = (),
 ) -> GateReport:
     """Run every gate on one task; stop at the first failure.
 
@@ -60,6 +61,7 @@ def run_gates(
         damaged: Whether a vandal episode left a state other than the reference's. A vandal
             that scores > 0 fails the gate only then: when every random write failed or
             changed nothing, the try did no damage and is void.
+        extra: The family's own gate agents, ``(gate name, agent maker)`` (``Family.gate_agents``).
 
     Returns:
         The :class:`GateReport`.
@@ -74,6 +76,7 @@ def run_gates(
     plan += [("perturbed", partial(SubmitAgent, a, replay or ())) for a in perturbed_answers]
     plan += [("random", partial(RandomAgent, rng, a)) for a in random_answers]
     plan += [("vandal", make) for make in vandals]
+    plan += list(extra)
     for gate, make_agent in plan:
         ep = run(make_agent())
         report.scores.setdefault(gate, []).append(ep.reward)
