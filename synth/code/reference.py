@@ -19,6 +19,7 @@ from typing import Any
 
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
+from toolgym.synth.code.cleaning import clean_cells
 from toolgym.synth.code.programs import load_cell, solve_cells
 from toolgym.synth.text import clip, join_words
 
@@ -36,6 +37,17 @@ THOUGHTS = {
 def _all_conditions(n: int) -> str:
     """``"the condition"``, ``"both conditions"``, ``"all 3 conditions"``."""
     return "the condition" if n == 1 else "both conditions" if n == 2 else f"all {n} conditions"
+
+
+def _clean_thought(cell: str) -> str:
+    """Why a cleaning cell runs (told by what it fixes)."""
+    if "missing values per column" in cell:
+        return "The file is a raw export: first make the empty cells missing values and see which columns have gaps."
+    if "exact repeats" in cell:
+        return "Exact repeats are the same row exported twice; drop them before counting anything."
+    if "date shapes" in cell:
+        return "The dates come in several formats; parse each into YYYY-MM-DD so the month conditions work."
+    return "One column carries a unit, and not always the same one; convert every value to the main unit."
 
 
 def _checked(result: dict[str, Any], what: str) -> str:
@@ -58,10 +70,14 @@ def program(params: dict[str, Any]) -> Program:
         )
         _checked(loaded, "load")
     cells = solve_cells(params)
-    if len(cells) > 1:
+    cleaning = clean_cells(schema) if q["kind"] in ("stat", "count", "argmax", "compare") else []
+    for cell in cleaning:
+        (cleaned,) = yield Step([("run_python", {"code": cell})], _clean_thought(cell))
+        _checked(cleaned, "cleaning")
+    if len(cells) - len(cleaning) > 1:
         (selected,) = yield Step(
-            [("run_python", {"code": cells[0]})],
-            f"First select the rows that meet {_all_conditions(len(q['where']))} and check how many there are.",
+            [("run_python", {"code": cells[-2]})],
+            f"Now select the rows that meet {_all_conditions(len(q['where']))} and check how many there are.",
         )
         _checked(selected, "filter")
     (solved,) = yield Step([("run_python", {"code": cells[-1]})], THOUGHTS[q["kind"]])

@@ -85,6 +85,14 @@ def schema(world: CodeWorld, roles: list[str]) -> dict[str, dict[str, Any]]:
             info["level"] = t.by_kind("level")[0].name
         if r == "F":
             info["fk"] = {ref: qy.fk_col(world, ref) for ref in ("E", "A") if ref in world.roles}
+            info["numeric"] = [c.name for c in t.by_kind("int", "float") if c.name in world.columns("F")]
+            unit = next((c for c in t.cols if c.unit is not None), None) if world.messy("units") else None
+            info["mess"] = {
+                "missing": world.messy("missing"),
+                "dups": world.messy("dups"),
+                "dates": world.messy("dates"),
+                "unit": None if unit is None else [unit.name, *unit.unit[:3]],  # type: ignore[misc]
+            }
         if r == "L":
             info["fk"] = {"E": qy.fk_col(world, "E", "L")}
             info["add"], info["remove"] = t.by_kind("event")[0].values
@@ -117,7 +125,8 @@ def make_task(
         if b is None:
             continue
         head = pr.intro(world, b["roles"], difficulty, rng) if b["roles"] else "Use the Python tool to compute this."
-        prompt = f"{head}\n{b['text']}\n{pr.answer_format(b['answer'], b.get('fields', ''))}"
+        notes = pr.notes(difficulty)
+        prompt = f"{head}{notes}\n{b['text']}\n{pr.answer_format(b['answer'], b.get('fields', ''))}"
         files = {world.file_of[r]: len(world.files[world.file_of[r]].splitlines()) for r in b["roles"]}
         return TaskDraft(
             prompt=prompt,

@@ -50,7 +50,7 @@ from toolgym.envs import naming
 from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
 from toolgym.errors import ConfigError, SandboxError
-from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend
+from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend, pylibs
 from toolgym.sandbox.base import clean_relpath
 
 PAGE_LINES = 50
@@ -67,7 +67,9 @@ def backend() -> Backend:
         _BACKENDS.clear()
         # One spare sandbox launched ahead: an episode's first run_python finds its kernel
         # (nearly) started, because it was launched during the episode before (LocalConfig).
-        _BACKENDS[pid] = get_backend("local", spare_kernels=1)
+        # numpy and pandas come from the project's dedicated, read-only library directory
+        # (sandbox/pylibs.py; installed by `python -m toolgym.sandbox.pylibs`, which .ci/run runs).
+        _BACKENDS[pid] = get_backend("local", spare_kernels=1, libs=pylibs.find())
     return _BACKENDS[pid]
 
 
@@ -199,8 +201,8 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
     """Run Python 3 code in a stateful sandboxed interpreter, like a Jupyter cell.
 
     The working directory holds the data files. Variables, imports and functions persist
-    between calls, and the value of a last bare expression is printed. Only the standard library
-    is installed (no pandas or numpy) and there is no network. A call has a time limit (10 s
+    between calls, and the value of a last bare expression is printed. numpy and pandas are
+    installed besides the standard library; there is no network. A call has a time limit (10 s
     unless the task says otherwise); passing it or printing a flood of output restarts the
     interpreter and loses its variables (files stay). Output past 4000 characters is cut in the
     middle. Exceptions come back with status "error" and the traceback in stderr.
