@@ -9,6 +9,11 @@ rules, verifier specs) with the kinds in ``aggregate.py`` and ``compute.py``, ``
 (wording), ``programs.py`` + ``reference.py`` (the tool-only reference) and ``tools.py`` (the
 toolset and the lazily opened sandbox).
 
+The hardness baseline is a naive one-shot analysis (``heuristic.py``: one cell, no cleaning, no
+tie rule); ``random_pass`` gives the random answer's exact chance, so synthesis samples one
+random episode instead of eight where that chance is at most 0.1% (each random episode that
+calls ``run_python`` opens a sandbox: they were most of a task's sandboxes).
+
 Verification is by **answer only**: no code runs to judge an episode, so nothing the policy's
 code writes in its workspace can reach the verdict (sandbox.md §5, verifier hygiene). Numbers
 are checked with the tolerance the prompt states, sets in any order, records field by field.

@@ -2,8 +2,9 @@
 
 It sees the task's public parameters (the structured query and the file schema) and nothing of
 the data. Its trajectory is what a careful analyst does in a notebook: list the files, load the
-ones the task needs and look at their sizes and columns (one ``run_python`` call), then compute
-in the same kernel, reusing the first call's variables: with two or more conditions, one cell
+ones the task needs and look at their sizes and columns (one ``run_python`` call), clean a
+messy fact table one kind of mess per cell (:mod:`.cleaning`: gaps, repeats, dates, units), then
+compute in the same kernel, reusing the earlier calls' variables: with two or more conditions, one cell
 selects the rows and reports how many matched and a second aggregates them; otherwise one cell
 does both. It submits the JSON value the last cell printed. Number-theory tasks need no files:
 one cell.

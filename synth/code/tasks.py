@@ -16,11 +16,17 @@ Kinds (the answer type in brackets):
 Difficulty raises the task step by step: more files (the actor table from 2, the event log
 from 3), more conditions (1 → 4), joins (from 2), derived measures and period comparisons
 (from 4), a log cut-off and triples (5), larger data (120 → 1,600 fact rows), and less help in the
-prompt (no file list from 3, no join keys from 4).
+prompt (no file list from 3, no join keys from 4). The fact table's files get messier
+(``world.MESS``): missing values and exact repeats from 2, mixed date formats from 3, a column
+written with mixed units from 4; every prompt from 2 warns of such mess in general terms and
+states the rules that keep the answer unique (a row lacking a used value is left out, a repeat
+counts once, a unit converts to its column's majority unit), and from 3 the tie rule (the tied
+name that sorts first), which lets a count's best group be an exact tie.
 
 Soundness, checked on every draw (a failed check redraws): each condition changes the answer
-(no decorative constraints); a best group beats the runner-up by a clear margin (a best
-average over at least 5 rows) and no group
+(no decorative constraints); a best group beats the runner-up by a clear margin or, for
+counts from difficulty 3, ties it exactly (the stated rule decides; a best average needs at
+least 5 rows), a threshold on a unit column lies half a step between data values, and no group
 sits within 0.005 of a comparison threshold, so float summation order cannot flip an answer;
 sets have at least two members and leave at least two out; counts, sums and levels are never 0
 (the null agent's answer). Expected answers are computed by :mod:`.queries` on typed rows.

@@ -11,6 +11,13 @@ strings); :class:`CodeWorld` renders the workspace files from them deterministic
 fixed decimals, JSON arrays with one object per line so paging by lines works), and keeps the
 typed rows for the generator's own computations. A float rendered as ``"12.50"`` parses back to
 exactly ``round(x, 2)``, so the files and the typed rows agree bit for bit.
+
+**Mess** (:data:`MESS`, from difficulty 2): the fact table's files are a raw export. The typed
+rows stay the truth (a missing cell is None there; a repeat is not a row), and the stored
+``mess`` says how the file departs from them: empty cells, exact repeats at later positions,
+dates in other unambiguous formats (:data:`DATE_FORMATS`), and the theme's unit column written
+with a unit on every value, some converted (``"4.50 USD"`` / ``"450 cents"``). A world stored
+before the mess existed has no ``mess`` entry and renders clean.
 """
 
 from __future__ import annotations
