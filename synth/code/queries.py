@@ -25,6 +25,7 @@ Number-theory tasks (``numbers``) have predicates ``[name, arg…]``: ``mod`` (n
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import statistics
 from collections import Counter
@@ -45,8 +46,12 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def fk_col(world: CodeWorld, role: str, table: str = "F") -> str:
-    """The column of ``table`` that points at the ``role`` table."""
-    return next(c.name for c in world.roles[table].by_kind("fk") if c.ref == role)
+    """The column of ``table`` that points at the ``role`` table (memoized on the world)."""
+    key = (role, table)
+    col = world.memo.get(key)
+    if col is None:
+        col = world.memo[key] = next(c.name for c in world.roles[table].by_kind("fk") if c.ref == role)
+    return col
 
 
 def value(world: CodeWorld, row: Row, ref: dict[str, str]) -> Any:
@@ -71,12 +76,33 @@ def selected(world: CodeWorld, where: list[dict[str, Any]], need: dict[str, Any]
 
     Rows lacking a value the question uses are left out (the rule every messy prompt states).
     """
-    refs = (need or {}).get("refs", [])
-    return [
-        r
-        for r in world.rows["F"]
-        if all(holds(world, r, c) for c in where) and all(value(world, r, ref) is not None for ref in refs)
-    ]
+    masks = [_mask(world, c) for c in where]
+    masks += [_present(world, ref) for ref in (need or {}).get("refs", [])]
+    rows = world.rows["F"]
+    if not masks:
+        return list(rows)
+    return [r for r, *ok in zip(rows, *masks, strict=True) if all(ok)]
+
+
+def _mask(world: CodeWorld, cond: dict[str, Any]) -> list[bool]:
+    """Whether each fact row meets ``cond``, memoized on the world.
+
+    A task's soundness checks evaluate the same conditions many times over (each dropped in turn).
+    """
+    key = ("cond", json.dumps(cond, sort_keys=True))
+    mask = world.memo.get(key)
+    if mask is None:
+        mask = world.memo[key] = [holds(world, r, cond) for r in world.rows["F"]]
+    return mask
+
+
+def _present(world: CodeWorld, ref: dict[str, str]) -> list[bool]:
+    """Whether each fact row has a value for ``ref`` (memoized)."""
+    key = ("present", ref["t"], ref["col"])
+    mask = world.memo.get(key)
+    if mask is None:
+        mask = world.memo[key] = [value(world, r, ref) is not None for r in world.rows["F"]]
+    return mask
 
 
 def measure(world: CodeWorld, row: Row, m: dict[str, Any]) -> float:

@@ -261,6 +261,9 @@ class CodeWorld:
             self.rows[t.role] = [dict(zip(cols, r, strict=True)) for r in stored["rows"]]
             self.files[stored["file"]] = render(t, cols, stored["rows"], t.fmt, stored.get("mess"))
             self.file_of[t.role] = stored["file"]
+        # Memos of the generator's own computations (queries.py: condition masks, fk columns);
+        # derived from the rows only, never part of the data.
+        self.memo: dict[Any, Any] = {}
         # Lookups by id, for joins in the generator's own computations.
         self.by_id = {r: {row[self.roles[r].key]: row for row in self.rows[r]} for r in ("E", "A") if r in self.rows}
 
