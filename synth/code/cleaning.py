@@ -39,7 +39,7 @@ def _missing(table: str) -> str:
 
 def _dups(table: str) -> str:
     return (
-        "# An exact repeat (every field equal, the id included) is the same row exported twice.\n"
+        "# An exact repeat (every field equal) is the same row exported twice.\n"
         "seen, unique = set(), []\n"
         f"for row in {table}:\n"
         "    key = tuple(row.items())\n"
@@ -91,10 +91,16 @@ def _units(table: str, unit: list[Any]) -> str:
     )
 
 
-def clean_cells(schema: Schema) -> list[str]:
-    """The cleaning cells the fact table needs (none for a clean file), in the order they must run."""
+def clean_cells(schema: Schema, kind: str) -> list[str]:
+    """The cleaning cells a task of ``kind`` needs (none for clean files), in the order they must run.
+
+    Fact-table kinds clean the fact table; ``simulate`` drops the event log's exact repeats.
+    """
+    if kind == "simulate":
+        log = schema["L"]
+        return [_dups(log["table"])] if (log.get("mess") or {}).get("dups") else []
     facts = schema.get("F")
-    if not facts:
+    if kind not in ("stat", "count", "argmax", "compare") or not facts:
         return []
     mess, table = facts.get("mess") or {}, facts["table"]
     cells = []

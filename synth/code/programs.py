@@ -315,11 +315,12 @@ def solve_cells(params: dict[str, Any]) -> list[str]:
     careful analyst would: select the rows and check how many matched, then aggregate.
     """
     q, schema = params["query"], params["schema"]
+    cleaning = clean_cells(schema, q["kind"])
     if q["kind"] in ("stat", "count", "argmax", "compare"):
-        return clean_cells(schema) + _fact_cells(q, schema)
+        return cleaning + _fact_cells(q, schema)
     if q["kind"] == "numbers":
         return ["\n".join(_numbers(q)) + "\n"]
-    return ["\n".join(_simulate(q, schema) if q["kind"] == "simulate" else _pairs(q, schema)) + "\n"]
+    return cleaning + ["\n".join(_simulate(q, schema) if q["kind"] == "simulate" else _pairs(q, schema)) + "\n"]
 
 
 def _fact_cells(q: dict[str, Any], schema: Schema) -> list[str]:

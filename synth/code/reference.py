@@ -71,7 +71,7 @@ def program(params: dict[str, Any]) -> Program:
         )
         _checked(loaded, "load")
     cells = solve_cells(params)
-    cleaning = clean_cells(schema) if q["kind"] in ("stat", "count", "argmax", "compare") else []
+    cleaning = clean_cells(schema, q["kind"])
     for cell in cleaning:
         (cleaned,) = yield Step([("run_python", {"code": cell})], _clean_thought(cell))
         _checked(cleaned, "cleaning")

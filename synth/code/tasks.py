@@ -21,7 +21,8 @@ prompt (no file list from 3, no join keys from 4). The fact table's files get me
 written with mixed units from 4; every prompt from 2 warns of such mess in general terms and
 states the rules that keep the answer unique (a row lacking a used value is left out, a repeat
 counts once, a unit converts to its column's majority unit), and from 3 the tie rule (the tied
-name that sorts first), which lets a count's best group be an exact tie.
+name that sorts first), which lets a count's best group be an exact tie. From 4 the event log
+repeats some events too; at 5 ``numbers`` (no files, one brute-force cell) leaves the ladder.
 
 Soundness, checked on every draw (a failed check redraws): each condition changes the answer
 (no decorative constraints); a best group beats the runner-up by a clear margin or, for
@@ -51,7 +52,7 @@ LEVELS: dict[int, tuple[dict[str, int], tuple[int, int]]] = {
     2: ({"stat": 3, "count": 2, "argmax": 2, "pairs": 1, "numbers": 1}, (1, 2)),
     3: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2}, (2, 2)),
     4: ({"stat": 2, "count": 1, "argmax": 1, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (2, 3)),
-    5: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (3, 4)),
+    5: ({"stat": 2, "count": 2, "argmax": 2, "compare": 2, "simulate": 2, "pairs": 1}, (3, 4)),
 }
 TRIES = 6
 
@@ -101,6 +102,7 @@ def schema(world: CodeWorld, roles: list[str]) -> dict[str, dict[str, Any]]:
             }
         if r == "L":
             info["fk"] = {"E": qy.fk_col(world, "E", "L")}
+            info["mess"] = {"dups": world.messy("dups", "L")}
             info["add"], info["remove"] = t.by_kind("event")[0].values
             info["qty"], info["key"] = t.by_kind("int")[0].name, "ts"
         out[r] = info

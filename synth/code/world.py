@@ -53,6 +53,8 @@ MESS: dict[int, dict[str, float]] = {
     4: {"missing": 0.05, "dups": 0.04, "dates": 0.35, "units": 1.0},
     5: {"missing": 0.06, "dups": 0.05, "dates": 0.4, "units": 1.0},
 }
+#: From this difficulty the event log also repeats some events exactly (its only mess).
+LOG_REPEATS_FROM = 4
 #: Date formats of messy files besides ISO (each unambiguous on its own): ``2024/03/05``,
 #: ``5 Mar 2024``, ``Mar 5, 2024``.
 DATE_FORMATS = ("iso", "slash", "dmy", "mdy")
@@ -151,6 +153,10 @@ def generate(seed: int, difficulty: int) -> dict[str, Any]:
         tables[t.name] = {"file": f"{t.name}.{t.fmt}", "columns": [c.name for c in cols], "rows": rows}
         if role == "F":
             tables[t.name]["mess"] = _mess(rng, cols, rows, MESS[difficulty])
+        if role == "L" and difficulty >= LOG_REPEATS_FROM:  # the log is exported twice in places too
+            n = len(rows)
+            dups = sorted([i, rng.randint(i + 1, n)] for i in rng.sample(range(n), int(n * MESS[difficulty]["dups"])))
+            tables[t.name]["mess"] = {"dups": dups, "dates": None, "units": None}
     return {
         "theme": theme.id,
         "difficulty": difficulty,
@@ -280,9 +286,9 @@ class CodeWorld:
         start = dt.date.fromisoformat(self.data["period"][0])
         return [f"{start.year + (start.month - 1 + k) // 12}-{(start.month - 1 + k) % 12 + 1:02d}" for k in range(12)]
 
-    def messy(self, what: str) -> bool:
-        """Whether the fact table's files show this mess (``missing dups dates units``)."""
-        mess = self.data["tables"][self.roles["F"].name].get("mess") or {}
+    def messy(self, what: str, role: str = "F") -> bool:
+        """Whether a table's file shows this mess (``missing dups dates units``; the log: ``dups``)."""
+        mess = self.data["tables"][self.roles[role].name].get("mess") or {}
         if what == "missing":
             return any(v is None for r in self.rows["F"] for v in r.values())
         return bool(mess.get(what))

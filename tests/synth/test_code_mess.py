@@ -51,6 +51,11 @@ def test_mess_grows_with_difficulty_and_the_prompt_warns_of_it():
         units = sum(any(isinstance(v, str) and v.endswith((" cents", " m", " cm")) for v in r.values()) for r in raw)
         assert (blanks > 0, repeats > 0, iso < len(raw), units > 0) == (d >= 2, d >= 2, d >= 3, d >= 4), d
         assert len(raw) - repeats == len(world.rows["F"])  # a repeat is the same row: the truth has it once
+        if "L" in world.rows:  # the event log repeats events from 4
+            log = raw_rows(world, "L")
+            assert (len(log) > len(world.rows["L"])) == (d >= 4) and len({tuple(r.items()) for r in log}) == len(
+                world.rows["L"]
+            )
         draft = tasks.make_task(world, d, random.Random(1), only=["count"])
         assert ("may be messy" in draft.prompt) == (d >= 2) and ("tie" in draft.prompt) == (d >= 3)
 
