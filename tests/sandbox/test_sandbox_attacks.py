@@ -244,7 +244,7 @@ def test_libraries_import_but_cannot_be_changed(backend: Backend) -> None:
     for line in r.text.splitlines()[1:]:
         assert line.split()[1] in ("EROFS", "EACCES", "EPERM"), line
     with backend.open(limits=LIMITS) as s:  # and the kernel finds them without any sys.path edit
-        out = s.python().run("import pandas as pd; pd.DataFrame({'a': [1, 2]}).a.sum()", timeout=30)
+        out = s.python().run("import pandas as pd; print(pd.DataFrame({'a': [1, 2]}).a.sum())", timeout=30)
     assert out.stdout == b"3\n", out
 
 
