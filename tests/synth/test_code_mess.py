@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,18 @@ def test_numpy_and_pandas_are_importable_in_run_python():
     finally:
         ctx.close()
     assert ok and out["status"] == "ok" and out["stdout"] == "2 2 6\n", out
+
+
+def test_sandbox_libraries_are_found_only_when_fully_installed(tmp_path, monkeypatch):
+    """An interrupted install (no marker) is not used; a directory the slot uids cannot enter is named."""
+    monkeypatch.setenv("TOOLGYM_SANDBOX_LIBS", str(tmp_path / "libs"))
+    (tmp_path / "libs").mkdir()
+    assert pylibs.find() is None
+    (tmp_path / "libs" / pylibs.MARKER).write_text("numpy pandas\n")
+    assert pylibs.find() == tmp_path / "libs"
+    closed = tmp_path / "closed"
+    (closed / "inner").mkdir(parents=True)
+    closed.chmod(0o700)
+    first = pylibs._traversable(closed / "inner")  # pytest's own 0700 base may come first
+    assert first is not None and (first == closed or first in closed.parents)
+    assert pylibs._traversable(Path("/usr/lib")) is None
