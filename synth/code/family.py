@@ -36,6 +36,7 @@ import datetime as dt
 import math
 import random
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from toolgym.envs.tools import Tool
@@ -158,6 +159,10 @@ class CodeInterpreter(Family):
         return code_tools.CodeContext(
             world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
         )
+
+    def gate_scope(self) -> AbstractContextManager[None]:
+        """The gate episodes of one task share one sandbox (:func:`.tools.shared_sessions`)."""
+        return code_tools.shared_sessions()
 
     def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""

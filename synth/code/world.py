@@ -151,12 +151,9 @@ def generate(seed: int, difficulty: int) -> dict[str, Any]:
         if role == "L":
             rng.shuffle(rows)  # the log is not in time order: a simulation must sort it first
         tables[t.name] = {"file": f"{t.name}.{t.fmt}", "columns": [c.name for c in cols], "rows": rows}
-        if role == "F":
-            tables[t.name]["mess"] = _mess(rng, cols, rows, MESS[difficulty])
-        if role == "L" and difficulty >= LOG_REPEATS_FROM:  # the log is exported twice in places too
-            n = len(rows)
-            dups = sorted([i, rng.randint(i + 1, n)] for i in rng.sample(range(n), int(n * MESS[difficulty]["dups"])))
-            tables[t.name]["mess"] = {"dups": dups, "dates": None, "units": None}
+        mess = _table_mess(rng, role, cols, rows, difficulty)
+        if mess is not None:
+            tables[t.name]["mess"] = mess
     return {
         "theme": theme.id,
         "difficulty": difficulty,
@@ -176,13 +173,28 @@ def _mess(rng: random.Random, cols: list[Col], rows: list[list[Any]], mess: dict
         for j in blankable:
             if rng.random() < mess["missing"]:
                 row[j] = None
-    n = len(rows)
-    dups = sorted([i, rng.randint(i + 1, n)] for i in rng.sample(range(n), int(n * mess["dups"])))
+    dups = _repeats(rng, len(rows), mess["dups"])
     dates = [rng.randrange(1, 4) if rng.random() < mess["dates"] else 0 for _ in rows] if mess["dates"] else None
     unit = next((c for c in cols if c.unit is not None), None)
     alt = rng.uniform(0.15, 0.35)
     units = [int(rng.random() < alt) for _ in rows] if mess["units"] and unit is not None else None
     return {"dups": dups, "dates": dates, "units": units}
+
+
+def _table_mess(
+    rng: random.Random, role: str, cols: list[Col], rows: list[list[Any]], difficulty: int
+) -> dict[str, Any] | None:
+    """A table's mess (None: its file is clean): the fact table's (:func:`_mess`), or the log's repeats."""
+    if role == "F":
+        return _mess(rng, cols, rows, MESS[difficulty])
+    if role == "L" and difficulty >= LOG_REPEATS_FROM:  # the log is exported twice in places too
+        return {"dups": _repeats(rng, len(rows), MESS[difficulty]["dups"]), "dates": None, "units": None}
+    return None
+
+
+def _repeats(rng: random.Random, n: int, share: float) -> list[list[int]]:
+    """``[row, position]`` pairs: ``share`` of ``n`` rows repeated exactly at a later position."""
+    return sorted([i, rng.randint(i + 1, n)] for i in rng.sample(range(n), int(n * share)))
 
 
 def _cell(value: Any, col: Col) -> str:

@@ -122,3 +122,24 @@ def test_sandbox_libraries_are_found_only_when_fully_installed(tmp_path, monkeyp
     first = pylibs._traversable(closed / "inner")  # pytest's own 0700 base may come first
     assert first is not None and (first == closed or first in closed.parents)
     assert pylibs._traversable(Path("/usr/lib")) is None
+
+
+def test_gate_episodes_share_one_sandbox_and_no_other_episodes_do():
+    """Inside gate_scope (one task's gate agents: the generator's own code) contexts over the same
+    files share one sandbox, closed when the scope ends; outside it every context opens its own."""
+    files = {"t.csv": "a\n1\n"}
+    with FAM.gate_scope():
+        first, second = CodeContext(files), CodeContext(files)
+        kernel = first.python()
+        session = first.session
+        assert second.python() is kernel
+        first.close()
+        second.close()
+        assert not session.closed  # an episode's end does not close the shared sandbox
+    assert session.closed
+    a, b = CodeContext(files), CodeContext(files)
+    try:
+        assert a.python() is not b.python()
+    finally:
+        a.close()
+        b.close()
