@@ -9,9 +9,9 @@ or files. The one exception is synthesis's gate episodes of one task (:func:`sha
 entered by ``CodeInterpreter.gate_scope``): their code is the generator's own random gate, and
 verification is by answer only, so they share one sandbox instead of opening one each. The
 process's backend keeps one spare sandbox launched ahead (``LocalConfig.spare_kernels``), so
-the first ``run_python`` of an episode mostly finds its kernel already started: a fresh, never-used sandbox that receives this episode's files. The
-env calls :meth:`CodeContext.close` at episode end, reset and close; it kills the kernel and
-removes the workspace.
+the first ``run_python`` of an episode mostly finds its kernel already started: a fresh,
+never-used sandbox that receives this episode's files. The env calls :meth:`CodeContext.close`
+at episode end, reset and close; it kills the kernel and removes the workspace.
 
 **Errors are results, not tool errors.** An exception in the policy's code, a timeout, an
 output flood or a memory error is what the code *did*, so ``run_python`` returns it as a normal
