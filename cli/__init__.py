@@ -10,11 +10,13 @@ Seeds are range-checked by Click (``0 <= seed < 2**63``), before any file is cre
 One module per command group, and this module's table below registers each command with one line
 (in the order ``toolgym --help`` lists them)::
 
-    synth    families, synth                 what can be synthesized; synthesizing a dataset
+    families families                        the catalog: every family and archetype, with an example prompt
+    synth    synth                           synthesizing a dataset
     data     show, tasks, export             reading a dataset (and load_task, for show and play)
     play     play                            a human plays a task in the terminal
     eval     eval                            pass@k / pass^k of a policy
     serve    serve                           the in-repo policy as an OpenAI-compatible server
+    serve_mcp  mcp                           a task's tools over MCP (stdio), submit returning the reward
     bench    bench env|synth|sandbox|model|eval|train|learn   the benchmarks of toolgym.bench, printed as tables
     train    train lm, train sft, train grpo  training the in-repo policy (LM, SFT cold start, GRPO)
     common   consoles, progress bar, table rows, the seed bound
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from toolgym.cli import bench, data, eval, play, serve, synth, train
+from toolgym.cli import bench, data, eval, families, play, serve, serve_mcp, synth, train
 from toolgym.cli.common import SEED_MAX
 from toolgym.cli.errors import OneLineErrors
 
@@ -56,7 +58,7 @@ def _load_plugins() -> None:
         typer.echo(f"warning: plugin family {name!r} not loaded ({why})", err=True)
 
 
-app.command()(synth.families)
+app.command()(families.families)
 app.command()(synth.synth)
 app.command()(data.show)
 app.command()(data.tasks)
@@ -64,6 +66,7 @@ app.command()(play.play)
 app.command(name="eval")(eval.eval_)
 app.command()(data.export)
 app.command()(serve.serve)
+app.command()(serve_mcp.mcp)
 bench_app.command("env")(bench.bench_env)
 bench_app.command("synth")(bench.bench_synth)
 bench_app.command("sandbox")(bench.bench_sandbox)

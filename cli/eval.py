@@ -48,6 +48,9 @@ def eval_(
     api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the API key")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="episodes at once (endpoint policies)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per request (endpoint policies)")] = None,
+    api: Annotated[
+        str | None, typer.Option(help="chat | responses: the endpoint's API (openai policy; default chat)")
+    ] = None,
 ) -> None:
     """Evaluate a policy: unbiased pass@k and pass^k by family and difficulty; results.jsonl, summary.json, report."""
     from toolgym.spec import check_split
@@ -59,6 +62,10 @@ def eval_(
     lo, hi = parse_range(difficulty)
     given = locals()
     options: dict[str, Any] = {"seed": seed} | policy_options(given)
+    if api is not None:  # only when given: the options (and the run directory) of chat runs stay as they were
+        if api not in ("chat", "responses"):
+            raise ConfigError(f"--api must be chat or responses, got {api!r}")
+        options["api"] = api
     settings = {
         "policy": policy,
         "options": {o: (str(v) if isinstance(v, Path) else v) for o, v in options.items() if o not in SPEED_OPTIONS},

@@ -1,4 +1,4 @@
-"""``toolgym families`` and ``toolgym synth``: what can be synthesized, and synthesizing it into a dataset."""
+"""``toolgym synth``: synthesizing a family's tasks into a dataset (``toolgym families`` lists the families)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 import toolgym
 from toolgym.cli.common import (
@@ -22,25 +21,12 @@ from toolgym.cli.common import (
     TemperatureOption,
     TimeoutOption,
     TopPOption,
-    add_row,
     console,
     policy_options,
     progress,
 )
 from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint, parse_range
 from toolgym.errors import ConfigError
-
-
-@cli_errors
-def families() -> None:
-    """List the registered families and their env ids."""
-    from toolgym.synth import FAMILIES, get_family
-
-    table = Table("family", "env id", "summary")
-    for fid in FAMILIES:
-        f = get_family(fid)
-        add_row(table, fid, f.env_id, f.summary)
-    console.print(table)
 
 
 @cli_errors

@@ -59,6 +59,7 @@ import toolgym
 from toolgym.envs import chat
 from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
+from toolgym.envs import responses as rsp
 from toolgym.envs.runtime import Runtime, final_state, open_context
 from toolgym.envs.sources import TaskSource, make_source
 from toolgym.envs.textspace import UnicodeText
@@ -118,6 +119,11 @@ class EnvConfig(BaseModel):
         description="keep info['messages'] (the OpenAI-style chat view) up to date; token-level RL loops and the "
         "synthesis pipeline turn it off and rebuild it from the text when needed (chat.messages_from_text)",
     )
+    response_items: bool = Field(
+        False,
+        description="also keep info['response_items']: the same conversation as OpenAI Responses-API input items "
+        "(toolgym.envs.responses); needs messages=True",
+    )
 
     @field_validator("difficulty")
     @classmethod
@@ -138,6 +144,12 @@ class EnvConfig(BaseModel):
                 f"of max_action_chars={self.max_action_chars} can make; use at least {least} (4096 + 4 x the action "
                 "limit) or lower max_action_chars"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _items_need_messages(self) -> EnvConfig:
+        if self.response_items and not self.messages:
+            raise ValueError("response_items=True needs messages=True (the items are built from the chat view)")
         return self
 
     def limits_text(self) -> str:
@@ -309,6 +321,9 @@ class ToolEnv(gym.Env[str, str]):
         }
         if self.config.messages:
             info["messages"] = list(self._messages)
+        if self.config.response_items:
+            self._items = rsp.response_items(self._messages)
+            info["response_items"] = list(self._items)
         return obs, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -361,7 +376,10 @@ class ToolEnv(gym.Env[str, str]):
             payloads = lim.cap_payloads(payloads, c.max_observation_chars)
             obs = _observation(payloads, ended, self._done)
         if c.messages:
-            self._messages += chat.turn_messages(self._turn, action, parsed, payloads, n_lead, calls is not None)
+            new = chat.turn_messages(self._turn, action, parsed, payloads, n_lead, calls is not None)
+            self._messages += new
+            if c.response_items:
+                self._items += rsp.response_items(new, first_turn=self._turn)
         if self.render_mode == "ansi":
             self._context_text += [action, obs]
         info: dict[str, Any] = {
@@ -374,6 +392,8 @@ class ToolEnv(gym.Env[str, str]):
         }
         if c.messages:
             info["messages"] = list(self._messages)
+        if c.response_items:
+            info["response_items"] = list(self._items)
         if verdict is not None:
             info["verdict"] = verdict.model_dump()
         if self._done:

@@ -1,4 +1,9 @@
-"""The ``openai`` policy: any OpenAI-compatible Chat Completions endpoint (vLLM, SGLang, ``toolgym serve``, …).
+"""The ``openai`` policy: any OpenAI-compatible endpoint, Chat Completions or Responses (vLLM, SGLang, …).
+
+``api="responses"`` (``toolgym eval --api responses``) speaks the Responses API instead: the
+conversation goes out as the env's Responses view (:mod:`toolgym.envs.responses`, ``store=False``),
+the reply's reasoning, message and function-call items come back as the same action text
+(:func:`response_action`); retries, errors and the probe are the chat path's.
 
 Each action is one request: the episode's ``info["messages"]`` (the env's chat view,
 :mod:`toolgym.envs.chat`) and ``info["tools"]`` go out; the reply's ``reasoning_content``,
@@ -44,7 +49,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -74,6 +79,9 @@ class OpenAIPolicyConfig(BaseModel):
     max_retries: int = Field(4, ge=0, le=20, description="retries (with backoff) on 429, 5xx and connection errors")
     seed: int = Field(0, ge=0, description="seed of the per-request seeds")
     concurrency: int | None = Field(None, ge=1, description="episodes at once (used by the eval runner)")
+    api: Literal["chat", "responses"] = Field(
+        "chat", description="chat: POST /chat/completions; responses: POST /responses (the Responses API)"
+    )
 
 
 #: What a server says when it cannot serve tool calls (vLLM, SGLang, Ollama, llama.cpp, OpenAI).
@@ -160,6 +168,37 @@ def wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def response_action(output: list[dict[str, Any]], cut: bool = False) -> str:
+    """A Responses-API reply's ``output`` items as the action text the env reads.
+
+    Args:
+        output: The reply's output items as dicts: ``reasoning`` (its ``reasoning_text`` content,
+            else its summaries: :func:`~toolgym.envs.responses.reasoning_text`), assistant
+            ``message`` items (``output_text`` and ``refusal`` parts) and ``function_call`` items,
+            in order; other item types (a hosted tool's) are left out.
+        cut: True when the reply is ``incomplete`` for ``max_output_tokens`` (no ``<|end|>``).
+
+    Returns:
+        :func:`action_text` of the reasoning (several items joined by blank lines), the text and
+        the calls.
+    """
+    from toolgym.envs.responses import reasoning_text
+
+    thoughts: list[str] = []
+    text: list[str] = []
+    calls: list[tuple[str, str]] = []
+    for item in output:
+        kind = item.get("type")
+        if kind == "reasoning":
+            thoughts.append(reasoning_text(item))
+        elif kind == "message":
+            text += [p.get("text") or p.get("refusal") or "" for p in item.get("content") or ()]
+        elif kind == "function_call":
+            calls.append((item.get("name") or "", item.get("arguments") or ""))
+    reasoning = "\n\n".join(thoughts) if thoughts else None
+    return action_text("".join(text), reasoning, calls, ended=not cut)
+
+
 def _reply_reasoning(message: Any) -> str | None:
     """``reasoning_content`` (DeepSeek, vLLM, SGLang) or ``reasoning`` (newer vLLM, OpenRouter) of a reply."""
     extra = getattr(message, "model_extra", None) or {}
@@ -234,6 +273,38 @@ class _Endpoint:
             return EndpointError(f"{where} answered HTTP {exc.status_code}: {said}")
         return EndpointError(f"{where} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
+    def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+        """One Responses-API request (``store=False``: the whole conversation goes out each time), as action text.
+
+        The Responses API has no ``seed``: none is sent (a server that repeats evals needs one of its own).
+
+        Raises:
+            EndpointError: after the retries.
+        """
+        from toolgym.envs.responses import response_items, response_tools
+
+        c = self.config
+        sampling: dict[str, Any] = {}
+        if c.temperature is not None:
+            sampling["temperature"] = c.temperature
+        if c.top_p is not None:
+            sampling["top_p"] = c.top_p
+        if c.max_new_tokens is not None:
+            sampling["max_output_tokens"] = c.max_new_tokens
+        try:
+            reply = self.client.responses.create(
+                model=self.model,
+                input=response_items(messages),
+                tools=response_tools(tools) or self.openai.omit,
+                store=False,
+                **sampling,
+            )
+        except self.openai.OpenAIError as exc:
+            raise self.failure(exc) from None
+        details = getattr(reply, "incomplete_details", None)
+        cut = reply.status == "incomplete" and getattr(details, "reason", None) == "max_output_tokens"
+        return response_action([item.model_dump() for item in reply.output], cut)
+
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], seed: int) -> str:
         """One chat completion, as action text.
 
@@ -282,6 +353,8 @@ class OpenAIPolicy:
         messages = info.get("messages")
         if messages is None:
             raise ConfigError("the openai policy needs info['messages']; make the env with messages=True")
+        if self.endpoint.config.api == "responses":
+            return self.endpoint.respond(messages, info.get("tools") or [])
         seed = _request_seed(self.seed, info.get("task_id"), self.sample, info.get("turn", 0))
         return self.endpoint.complete(messages, info.get("tools") or [], seed)
 

@@ -56,6 +56,9 @@ class Family(ABC):
     env_name: ClassVar[str]
     version: ClassVar[int]
     summary: ClassVar[str]
+    #: What kind of work the family's tasks are, for the catalog (``toolgym families``): a few
+    #: lowercase tags, e.g. ``("planning", "constraints")``.
+    categories: ClassVar[tuple[str, ...]] = ()
     #: Candidate tasks per world when a run does not say (``toolgym synth --tasks-per-world``):
     #: families whose worlds cost more than their tasks amortize them over more tasks.
     tasks_per_world: ClassVar[int] = 4

@@ -15,7 +15,7 @@ Layers, lowest first (DESIGN.md)::
     L4  synth/<family>/ (a folder, or a file named by a family entry point) and the family
         toolkit: synth/family.py, synth/names.py, synth/text.py
     L5  the rest of synth/ (package __init__ included), data/
-    L6  policy/
+    L6  policy/, adapters/ (the trainer and protocol adapters: they use envs, data and synth)
     L7  cli/, bench/
 
 Decision on the package face: ``toolgym/__init__.py`` is L0. Everything below it imports it
@@ -148,7 +148,7 @@ def layer_of(module: str, families: set[str]) -> int:
         return 5
     if top == "data":
         return 5
-    if top == "policy":
+    if top in {"policy", "adapters"}:
         return 6
     if top in {"cli", "bench"}:
         return 7

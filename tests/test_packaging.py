@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_installed_layout_has_no_top_level_parts(tmp_path):
     # Run from elsewhere: `python -m pytest` puts the checkout itself on sys.path.
     code = (
-        "import importlib.util, toolgym, toolgym.envs.toolenv, toolgym.policy.evaluate;"
+        "import importlib.util, os, toolgym, toolgym.envs.toolenv, toolgym.policy.evaluate;"
         "print(toolgym.__file__);"
         "parts = ('envs', 'synth', 'verifiers', 'policy', 'cli', 'bench', 'sandbox', 'errors');"
-        "print([n for n in parts if importlib.util.find_spec(n)])"
-    )
+        "print([n for n in parts if (s := importlib.util.find_spec(n)) and "
+        f"os.path.realpath(s.origin or '').startswith(os.path.join({str(ROOT)!r}, n))])"
+    )  # only the checkout's own folder counts: a same-named distribution (the PyPI `verifiers`, in a
+    # venv that may itself live inside the checkout, as CI's .venv does) is no clash
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     path, tops = out.stdout.splitlines()
     assert Path(path).resolve().parent == ROOT and tops == "[]"
@@ -56,9 +58,10 @@ def package_dirs(root: Path) -> list[Path]:
 def wheel(tmp_path_factory):
     """The wheel built from a clean copy of the checkout, plus one package no packaging file names.
 
-    A copy (sources, package data, pyproject.toml, README.md; no build/ left over from an earlier build) keeps
-    the checkout clean and the build honest. The probe package ``synth/zz_probe`` is added to the
-    copy only: it must ship without a line in pyproject.toml or setup.py.
+    A copy (sources, package data (.yaml, .json), pyproject.toml, README.md; no build/ left over
+    from an earlier build) keeps the checkout clean and the build honest. The probe package
+    ``synth/zz_probe`` is added to the copy only: it must ship without a line in pyproject.toml
+    or setup.py.
     """
     src = tmp_path_factory.mktemp("src")
 
@@ -68,7 +71,7 @@ def wheel(tmp_path_factory):
             n
             for n in names
             if (Path(folder, n).is_dir() and skipped(n))
-            or (Path(folder, n).is_file() and not n.endswith((".py", ".yaml")) and n not in keep)
+            or (Path(folder, n).is_file() and not n.endswith((".py", ".yaml", ".json")) and n not in keep)
         ]
 
     shutil.copytree(ROOT, src / "repo", ignore=ignore)
@@ -118,3 +121,8 @@ def test_the_domain_archetypes_ship_as_package_data(wheel):
     shipped = {p.name for p in (ROOT / "synth" / "domains" / "archetypes").glob("*.yaml")}
     assert len(shipped) >= 40
     assert {f"toolgym/synth/domains/archetypes/{n}" for n in shipped} <= names
+
+
+def test_the_catalog_snapshot_ships_as_package_data(wheel):
+    """``toolgym families`` reads synth/catalog.json; without it every listing would regenerate (minutes)."""
+    assert "toolgym/synth/catalog.json" in set(zipfile.ZipFile(wheel).namelist())

@@ -129,6 +129,7 @@ class CodeInterpreter(Family):
     env_name = "CodeInterpreter"
     version = 1
     summary = "data files + stateful sandboxed Python: conditional stats, joins, group-by, simulation, search"
+    categories = ("code execution", "data analysis", "python sandbox")
 
     def make_world(self, seed: int, difficulty: int) -> CodeWorld:
         """Generate a world's data files."""

@@ -64,6 +64,7 @@ class Domains(Family):
     env_name = "Domains"
     version = 0  # the env id is Domains-v0; data changes are caught by the world digest (world.GENERATOR)
     summary = "relational tool worlds sampled from domain archetypes: reads, writes, policies, state checks"
+    categories = ("customer service", "stateful writes", "policy following")
     # A world's tables, indices and toolsets serve 16 candidates: 218 vs 170 shipped tasks/s on 2
     # workers against 8, with about as many distinct toolsets per task (1,299 vs 1,352 in 2,000:
     # toolsets vary by task), half as many distinct schemas.

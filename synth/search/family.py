@@ -43,6 +43,7 @@ class Search(Family):
     env_name = "SearchAgent"
     version = 0
     summary = "multi-hop and clue-intersection questions over a generated, indexed document collection"
+    categories = ("retrieval", "multi-hop question answering")
     # A difficulty-5 world (100k documents) takes ~2.5 s to generate, render and index, a candidate
     # ~15-30 ms: 64 candidates (the most SynthConfig allows) share one world.
     tasks_per_world = 64

@@ -46,6 +46,7 @@ class SQLAnalyst(Family):
     env_name = "SQLAnalyst"
     version = 0
     summary = "analysis questions over a generated DuckDB database: filters, joins, group-bys, windows, NULLs"
+    categories = ("sql", "data analysis", "databases")
     # A world's tables and database cost ~60-120 ms to generate, build and open (d5); its tasks a
     # few ms each (queries cached per world): 32 candidates amortize a world to ~4 ms a task.
     tasks_per_world = 32

@@ -43,6 +43,7 @@ class TripPlanning(Family):
     env_name = "TripPlanning"
     version = 1
     summary = "multi-day itinerary under budget, rating, opening-day, weather and tier constraints"
+    categories = ("planning", "constraint satisfaction", "multi-step tool use")
 
     def make_world(self, seed: int, difficulty: int) -> TripWorld:
         """Generate a region."""
