@@ -11,7 +11,8 @@ Hardness, per difficulty, over the shipped tasks:
   venues of the right kind in each day's city): the search space a solver faces;
 * ``random pass`` — the fraction of random plausible plans the verifier accepts (Monte Carlo):
   how likely a guess is to be right;
-* ``ref calls`` / ``ref turns`` — what the tool-only reference solution needed;
+* ``ref calls`` / ``ref turns`` — what the tool-only reference solution needed; ``ref chars``
+  the characters of its string arguments (for code, the length of the source it ran);
 * ``verify µs`` — the verifier's time on the reference answer: checking is cheap;
 * ``world`` — what a family reports of one world of the difficulty (``world_stats``, optional;
   search: its documents and the seconds its index took to build);
@@ -83,6 +84,7 @@ class HardnessRow:
     heuristic: float | None = None  # share of sampled tasks the family's heuristic solves (None: no heuristic)
     heuristic_tasks: int = 0  # tasks the heuristic share is measured on
     world: dict[str, float] = field(default_factory=dict)  # Family.world_stats of one world (search: docs, index s)
+    ref_chars: float = 0.0  # median characters of the reference's call arguments (code: the source it ran)
 
 
 def heuristic_reward(family: Any, task: Any, world: Any) -> float | None:
@@ -128,7 +130,7 @@ def hardness(
         for tid in ids:
             by_d.setdefault(ds.task(tid).difficulty, []).append(tid)
         for d in sorted(by_d):
-            cands, calls, turns, vus, writes, used = [], [], [], [], [], []
+            cands, calls, turns, vus, writes, used, chars = [], [], [], [], [], [], []
             world_stats: dict[str, float] = {}
             passed = total = 0
             for j, tid in enumerate(by_d[d]):
@@ -139,6 +141,7 @@ def hardness(
                 calls.append(traj.tool_calls)
                 turns.append(traj.turns)
                 n_writes, names = reference_calls(fam, task, traj.actions)
+                chars.append(argument_chars(traj.actions))
                 writes.append(n_writes)
                 used.append(len(names))
                 if j >= tasks_per_difficulty:
@@ -177,6 +180,7 @@ def hardness(
                     statistics.median(used),
                     *heuristic_share(ds, spread(by_d[d], heuristic_tasks)),
                     world=world_stats,
+                    ref_chars=statistics.median(chars),
                 )
             )
     return rows
@@ -213,6 +217,14 @@ def reference_calls(family: Any, task: Any, actions: list[str]) -> tuple[int, se
     kinds = {t.name: t.kind for t in family.tools(task.tool_config)}
     names = [c.name for a in actions for c in mk.parse_action(a).tool_calls]
     return sum(kinds.get(n) == "write" for n in names), set(names)
+
+
+def argument_chars(actions: list[str]) -> int:
+    """Characters of the string arguments of a reference's calls (code: the source it ran), submit excluded."""
+    from toolgym.envs import markup as mk
+
+    calls = [c for a in actions for c in mk.parse_action(a).tool_calls if c.name != "submit"]
+    return sum(len(v) for c in calls for v in c.arguments.values() if isinstance(v, str))
 
 
 @dataclass

@@ -307,6 +307,8 @@ def kernel(req_fd, resp_fd, setup_b64):
     os.environ.clear()
     os.environ.update(limits["env"])
     sys.argv = [""]
+    if os.path.isdir("/opt/toolgym/libs"):  # numpy and pandas, bound read-only (pylibs.py)
+        sys.path.append("/opt/toolgym/libs")
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     respond(resp_fd, {"ready": True})

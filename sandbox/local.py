@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from .kernel import LocalKernel
 
 INSIDE_SOURCE = (Path(__file__).parent / "inside.py").read_text()
+LIBS_MOUNT = "/opt/toolgym/libs"  # pylibs.MOUNT; inside.py appends it to the kernel's sys.path
 SANDBOX_UID = 1000  # the uid programs see inside the sandbox
 _INSTALL_HINT = (
     "No bubblewrap found: install one with `apt-get install bubblewrap` or "
@@ -103,6 +104,9 @@ class LocalConfig(BaseModel):
             in the kernel) overlaps the episode before it. A spare is a fresh, never-used
             sandbox; the caller's files go into its workspace when it is handed out, so
             sessions still share nothing. It costs one idle interpreter and one slot.
+        libs: A directory of extra Python packages (numpy, pandas: :mod:`.pylibs`) bound
+            read-only at ``/opt/toolgym/libs``, which the kernel appends to ``sys.path``;
+            ``None`` binds nothing (the standard library only).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,6 +117,7 @@ class LocalConfig(BaseModel):
     slots: int = Field(default=32, ge=1, le=4096)
     base_uid: int | None = Field(default=None, ge=1000, le=2**31)
     spare_kernels: int = Field(default=0, ge=0, le=1)
+    libs: Path | None = None
 
 
 def find_bwrap(explicit: str | None = None) -> Path:
@@ -344,6 +349,8 @@ class LocalBackend(Backend):
         for extra in ("/etc/ld.so.cache", "/etc/alternatives"):
             if os.path.exists(extra):
                 argv += ["--ro-bind", extra, extra]
+        if self.config.libs is not None:
+            argv += ["--ro-bind", str(self.config.libs), LIBS_MOUNT]
         argv += [
             "--ro-bind", str(self._etc / "passwd"), "/etc/passwd",
             "--ro-bind", str(self._etc / "group"), "/etc/group",

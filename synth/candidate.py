@@ -150,18 +150,22 @@ def evaluate_candidate(
     # difficulty 5 a random episode costs about a tenth of a candidate's time).
     random_tries = config.random_tries if chance is None else min(config.random_tries, EXACT_RANDOM_TRIES)
     vandals, damaged = vandal_gate(family, task, world, ref, reference.answer, rng, config.vandal_tries, writes)
-    report = run_gates(
-        lambda a: run_episode(env, a, options=opts),
-        ref,
-        random_answers=[family.random_answer(world, task, rng) for _ in range(random_tries)],
-        bluff_answers=[family.bluff_answer(task, rng) for _ in range(config.bluff_tries)],
-        perturbed_answers=family.perturb(world, task, reference.answer, rng),
-        rng=rng,
-        replay=replay,
-        vandals=vandals,
-        damaged=damaged,
-        extra=[(g, functools.partial(ProgramPolicy, p, strict=False)) for g, p in family.gate_agents(world, task, rng)],
-    )
+    with family.gate_scope():  # the gate agents' episodes (the generator's own code) may share a sandbox
+        report = run_gates(
+            lambda a: run_episode(env, a, options=opts),
+            ref,
+            random_answers=[family.random_answer(world, task, rng) for _ in range(random_tries)],
+            bluff_answers=[family.bluff_answer(task, rng) for _ in range(config.bluff_tries)],
+            perturbed_answers=family.perturb(world, task, reference.answer, rng),
+            rng=rng,
+            replay=replay,
+            vandals=vandals,
+            damaged=damaged,
+            extra=[
+                (g, functools.partial(ProgramPolicy, p, strict=False))
+                for g, p in family.gate_agents(world, task, rng)
+            ],
+        )
     if not report.shipped:
         return Outcome(0, report.failed or "?", report.reason)
     ref.answer = reference.answer

@@ -33,9 +33,11 @@ from the run seed), never a global generator.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import orjson
@@ -166,6 +168,16 @@ class Family(ABC):
     def episode_context(self, world: Any, task: TaskSpec) -> Any:
         """What the tools of one episode receive; the env copies the world itself for write toolsets."""
         return world
+
+    def gate_scope(self) -> AbstractContextManager[Any]:
+        """A scope around one task's gate episodes; default: nothing.
+
+        Gate agents run the generator's own code, never a policy's, so a family whose episodes
+        open sandboxes may let the gate episodes of one task share one (``code``: the random
+        gate's ``run_python`` calls) where its verdicts cannot depend on what an earlier episode
+        left. The reference episode runs outside the scope, in a sandbox of its own.
+        """
+        return contextlib.nullcontext()
 
     def close_context(self, context: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``episode_context`` opened (sandboxes, files); default: nothing."""

@@ -50,7 +50,7 @@ def _cond(world: CodeWorld, rng: random.Random, kind: str, used: set[str], diffi
         return None
     col = rng.choice(cols)
     ref = {"t": role, "col": col.name}
-    values = [r[col.name] for r in world.rows[role]]
+    values = [r[col.name] for r in world.rows[role] if r[col.name] is not None]
     if col.kind == "cat":
         op = "ne" if difficulty >= 3 and rng.random() < 0.3 else "eq"
         return {"ref": ref, "op": op, "value": rng.choice(sorted(set(values)))}
@@ -59,7 +59,12 @@ def _cond(world: CodeWorld, rng: random.Random, kind: str, used: set[str], diffi
         span = rng.choice((1, 3, 3, 6)) if difficulty >= 2 else 3
         first = rng.randrange(len(months) - span + 1)
         return {"ref": ref, "op": "months", "value": months[first : first + span]}
-    return {"ref": ref, "op": rng.choice(("gt", "ge", "lt", "le")), "value": quantile(values, rng.uniform(0.25, 0.75))}
+    threshold = quantile(values, rng.uniform(0.25, 0.75))
+    if col.unit is not None and world.messy("units"):
+        # A half step between data values: a value read back from another unit (450 cents ->
+        # 4.499999…) falls on the same side of the threshold as the exact value.
+        threshold = round(threshold + 0.5 * 10**-col.dec, col.dec + 1)
+    return {"ref": ref, "op": rng.choice(("gt", "ge", "lt", "le")), "value": threshold}
 
 
 def _where(world: CodeWorld, rng: random.Random, n: int, difficulty: int, avoid: set[str]) -> list[dict[str, Any]]:
@@ -110,10 +115,10 @@ def build_stat(world: CodeWorld, rng: random.Random, difficulty: int, n: int) ->
     where = _where(world, rng, n, difficulty, {r["col"] for r in m["refs"]})
 
     def answer_of(w: list[dict[str, Any]]) -> float:
-        vals = [qy.measure(world, r, m) for r in qy.selected(world, w)]
+        vals = [qy.measure(world, r, m) for r in qy.selected(world, w, m)]
         return round(qy.stat(vals, how), 6) if vals else float("nan")
 
-    rows = qy.selected(world, where)
+    rows = qy.selected(world, where, m)
     if not 5 <= len(rows) <= 0.85 * len(world.rows["F"]):
         return None
     expected = answer_of(where)
@@ -186,7 +191,12 @@ def build_argmax(world: CodeWorld, rng: random.Random, difficulty: int, n: int) 
         return (top[0][0], 0.0 if by_date else round(top[0][1], 6))  # a date answer is the date alone
 
     top = qy.ranked(qy.grouped(world, q), best)
-    if len(top) < 3 or abs(top[0][1] - top[1][1]) < max(2 * TOL, 0.005 * abs(top[0][1])) or top[0][1] == 0:
+    # A clear margin, or (counts, from difficulty 3) an exact tie that the stated rule settles:
+    # the tied name that sorts first.
+    tie = agg == "count" and difficulty >= 3 and len(top) > 1 and top[0][1] == top[1][1]
+    if len(top) < 3 or top[0][1] == 0:
+        return None
+    if not tie and abs(top[0][1] - top[1][1]) < max(2 * TOL, 0.005 * abs(top[0][1])):
         return None
     if agg == "mean" and qy.grouped(world, {**q, "agg": "count"})[top[0][0]] < 5:
         return None  # the best average of a two-row group is luck, not a finding

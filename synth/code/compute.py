@@ -27,7 +27,7 @@ def build_simulate(world: CodeWorld, rng: random.Random, difficulty: int, n: int
         q["until"] = sorted(r["ts"] for r in world.rows["L"])[int(len(world.rows["L"]) * rng.uniform(0.5, 0.8))][:10]
     sim = qy.simulate(world, q)
     name = world.name_of("E")
-    ranked = sorted(sim["rejected"].items(), key=lambda kv: -kv[1])
+    ranked = sorted(sim["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))  # ties: the first name
     until = f" up to and including {q['until']} (ignore later events)" if q["until"] else ""
     extra: dict[str, Any] = {}
     if ask == "rejected":
@@ -42,7 +42,7 @@ def build_simulate(world: CodeWorld, rng: random.Random, difficulty: int, n: int
             "runner_up": ranked[1][0],
             "record": "name_count",
         }
-        ok = ranked[0][1] > ranked[1][1]
+        ok = ranked[0][1] > (ranked[1][1] if difficulty < 3 else 0)  # from 3, ties follow the stated rule
     elif ask == "emptied":
         expected = sorted(sim["first_empty"])
         question, answer = f"Which {e.plural} reach a level of exactly 0 at some point? Give their `{name}`s.", "names"

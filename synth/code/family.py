@@ -9,6 +9,11 @@ rules, verifier specs) with the kinds in ``aggregate.py`` and ``compute.py``, ``
 (wording), ``programs.py`` + ``reference.py`` (the tool-only reference) and ``tools.py`` (the
 toolset and the lazily opened sandbox).
 
+The hardness baseline is a naive one-shot analysis (``heuristic.py``: one cell, no cleaning, no
+tie rule); ``random_pass`` gives the random answer's exact chance, so synthesis samples one
+random episode instead of eight where that chance is at most 0.1% (each random episode that
+calls ``run_python`` opens a sandbox: they were most of a task's sandboxes).
+
 Verification is by **answer only**: no code runs to judge an episode, so nothing the policy's
 code writes in its workspace can reach the verdict (sandbox.md §5, verifier hygiene). Numbers
 are checked with the tolerance the prompt states, sets in any order, records field by field.
@@ -31,12 +36,13 @@ import datetime as dt
 import math
 import random
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
+from toolgym.synth.code import heuristic, reference, tasks
 from toolgym.synth.code import queries as qy
-from toolgym.synth.code import reference, tasks
 from toolgym.synth.code import tools as code_tools
 from toolgym.synth.code.themes import person
 from toolgym.synth.code.world import CodeWorld, generate
@@ -46,7 +52,7 @@ from toolgym.synth.family import Family, Program
 def _range(world: CodeWorld, q: dict[str, Any]) -> tuple[float, float]:
     """The plausible range of a numeric answer, read off the data."""
     if q.get("measure"):
-        values = [qy.measure(world, r, q["measure"]) for r in world.rows["F"]]
+        values = [qy.measure(world, r, q["measure"]) for r in qy.selected(world, [], q["measure"])]
         if q.get("stat", q.get("agg")) == "sum":
             return 0.0, math.fsum(values)
         return min(values), max(values)
@@ -75,6 +81,40 @@ def _domain(world: CodeWorld, q: dict[str, Any]) -> list[str]:
         start, end = (dt.date.fromisoformat(d) for d in world.data["period"])
         return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
     return sorted({str(r[group["col"]]) for r in world.rows[group["t"]]})
+
+
+#: Above this exact random-pass chance :meth:`CodeInterpreter.random_pass` defers to the sampled gate.
+RANDOM_PASS_SAMPLED = 0.001
+
+
+def _p_number(lo: float, hi: float, x: float) -> float:
+    """Upper bound on the chance that ``round(uniform(lo, hi), 2)`` lies within 0.01 of ``x``."""
+    if not lo - 0.011 <= x <= hi + 0.011:
+        return 0.0
+    return min(1.0, 0.03 / max(hi - lo, 1e-9))
+
+
+def _chance(world: CodeWorld, q: dict[str, Any], kind: str, record: str, expected: Any) -> float:
+    """The chance a random answer (``CodeInterpreter.random_answer``) equals ``expected``."""
+    if kind == "number":
+        return _p_number(*_range(world, q), float(expected))
+    if kind == "integer":
+        top = _count_range(world, q)
+        return 1.0 / (top + 1) if 0 <= expected <= top else 0.0
+    domain = _domain(world, q)
+    if kind == "string":
+        return domain.count(expected) / len(domain)
+    if kind == "names":
+        n, k = len(domain), len(expected)
+        sizes = max(1, n // 2)
+        if not 1 <= k <= sizes or not set(expected) <= set(domain):
+            return 0.0
+        return 1.0 / sizes / math.comb(n, k)
+    p_name = domain.count(expected["name"]) / len(domain)
+    if record == "name_count":
+        return p_name * (1 / 12 if 1 <= expected["count"] <= 12 else 0.0)
+    lo, hi = _range(world, q) if q.get("agg") != "count" else (1.0, float(len(world.rows["F"])))
+    return p_name * _p_number(lo, hi, float(expected["value"]))
 
 
 def _shift(x: float) -> float:
@@ -111,11 +151,19 @@ class CodeInterpreter(Family):
         """The tool-only reference: load the files, compute in the same kernel, submit."""
         return reference.program(params)
 
+    def heuristic(self, task: TaskSpec) -> Program:
+        """The naive one-shot analysis of :mod:`toolgym.synth.code.heuristic` (no cleaning, no tie rule)."""
+        return heuristic.program(task.params)
+
     def episode_context(self, world: CodeWorld, task: TaskSpec) -> code_tools.CodeContext:
         """A fresh context per episode; its sandbox opens on the first run_python."""
         return code_tools.CodeContext(
             world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
         )
+
+    def gate_scope(self) -> AbstractContextManager[None]:
+        """The gate episodes of one task share one sandbox (:func:`.tools.shared_sessions`)."""
+        return code_tools.shared_sessions()
 
     def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""
@@ -137,6 +185,24 @@ class CodeInterpreter(Family):
             return {"name": rng.choice(domain), "count": rng.randint(1, 12)}
         lo, hi = _range(world, q) if q.get("agg") != "count" else (1.0, float(len(world.rows["F"])))
         return {"name": rng.choice(domain), "value": round(rng.uniform(lo, hi), 2)}
+
+    def random_pass(self, world: CodeWorld, task: TaskSpec) -> float | None:
+        """The chance that :meth:`random_answer` passes (an upper bound for numbers), or None.
+
+        Known exactly from how the random answer is drawn: a number is a uniform draw rounded
+        to 2 decimals, so at most 3 grid points lie within the 0.01 tolerance; an integer, a
+        string or a record's name is one of its domain's values; a set is a uniform size then a
+        uniform subset. With it known, synthesis runs 1 sampled random episode instead of 8,
+        which is most of the sandboxes a task opened (each random episode that calls
+        ``run_python`` opens one).
+
+        Above :data:`RANDOM_PASS_SAMPLED` (counts over a few hundred rows, dates of one year)
+        it returns None, so the sampled gate decides as before: issue 11's 0.1% limit would
+        otherwise drop every count task below difficulty 5 for a 1-in-200 guess.
+        """
+        q, kind, expected = task.params["query"], task.params["answer"], task.verifier_spec["expected"]
+        chance = _chance(world, q, kind, task.tool_config["answer"], expected)
+        return chance if chance <= RANDOM_PASS_SAMPLED or task.difficulty == 1 else None
 
     def bluff_answer(self, task: TaskSpec, rng: random.Random) -> Any:
         """A well-formed answer made up without reading a file."""

@@ -2,7 +2,8 @@
 
 From a task's public parameters (the structured query and the file schema, never the data)
 this module writes the cells: ``load_cell`` reads the files the task needs with the standard
-library (``csv.DictReader`` for CSV, ``json`` for JSON; the sandbox has no pandas) and prints
+library (``csv.DictReader`` for CSV, ``json`` for JSON: the sandbox has pandas, but importing it
+costs about half a second of every synthesized task's reference episode) and prints
 their sizes and columns; ``solve_cells`` filters and joins (reporting how many rows matched),
 then groups, simulates or searches, and prints the answer as JSON on its last line. The kernel
 is stateful, so later cells use earlier cells' variables, as in a notebook.
@@ -20,6 +21,8 @@ import json
 import string
 import textwrap
 from typing import Any
+
+from toolgym.synth.code.cleaning import clean_cells, present
 
 Schema = dict[str, dict[str, Any]]
 
@@ -54,10 +57,13 @@ def _cond(c: dict[str, Any], schema: Schema) -> str:
     return f"float({expr}) {op} {_lit(c['value'])}"
 
 
-def _keep(where: list[dict[str, Any]], schema: Schema) -> str:
-    if not where:
+def _keep(where: list[dict[str, Any]], schema: Schema, measure: dict[str, Any] | None = None) -> str:
+    """``keep(row)``: the conditions, after guards that leave out rows missing a used fact value."""
+    used = [r["col"] for r in [c["ref"] for c in where] + list((measure or {}).get("refs", [])) if r["t"] == "F"]
+    parts = present(used, schema) + [_cond(c, schema) for c in where]
+    if not parts:
         return "def keep(row):\n    return True\n"
-    body = "\n        and ".join(_cond(c, schema) for c in where)
+    body = "\n        and ".join(parts)
     return f"def keep(row):\n    return (\n        {body}\n    )\n"
 
 
@@ -120,15 +126,15 @@ def _filter_rows(q: dict[str, Any], schema: Schema) -> list[str]:
     """The cell that selects the fact rows (with joins) and says how many matched."""
     facts = schema["F"]["table"]
     return [
-        _keep(q["where"], schema),
+        _keep(q["where"], schema, q.get("measure")),
         "",
         f"selected = [row for row in {facts} if keep(row)]",
         f'print(len(selected), "of", len({facts}), "rows match")',
     ]
 
 
-def _aggregate(q: dict[str, Any], schema: Schema) -> list[str]:
-    """The cell that turns the selected rows into the answer."""
+def _aggregate(q: dict[str, Any], schema: Schema, ties: bool = True) -> list[str]:
+    """The cell that turns the selected rows into the answer (``ties=False``: no tie rule, first seen wins)."""
     kind, measure = q["kind"], _measure(q.get("measure"), schema)
     if kind == "stat":
         stat = textwrap.dedent(_STAT[q["stat"]]).splitlines()
@@ -179,12 +185,16 @@ def _aggregate(q: dict[str, Any], schema: Schema) -> list[str]:
     out += _code(
         """
         scores = $scores
-        ranking = sorted(scores.items(), key=lambda kv: kv[1], reverse=$reverse)
+        $note
+        ranking = sorted(scores.items(), key=lambda kv: $key)
         print("best three:", ranking[:3])
         best, value = ranking[0]
         """,
         scores=_SCORES[q["agg"]],
-        reverse=q["best"] == "max",
+        key=("(-kv[1], kv[0])" if ties else "-kv[1]")
+        if q["best"] == "max"
+        else ("(kv[1], kv[0])" if ties else "kv[1]"),
+        note="# Best first; ties go to the name that sorts first." if ties else "# Best first.",
     )
     if q["group"] == {"t": "F", "col": "date"}:
         return [*out, "print(json.dumps(best))"]
@@ -194,7 +204,7 @@ def _aggregate(q: dict[str, Any], schema: Schema) -> list[str]:
 _ASK = {
     "rejected": "print(json.dumps(sum(rejected.values())))",
     "record": """\
-        worst = max(rejected, key=rejected.get)
+        worst = min(rejected, key=lambda key: (-rejected[key], name[key]))  # ties: the first name
         print(json.dumps({"name": name[worst], "count": rejected[worst]}))""",
     "emptied": "print(json.dumps(sorted(name[key] for key in first_empty)))",
     "first_empty": """\
@@ -300,17 +310,22 @@ def _numbers(q: dict[str, Any]) -> list[str]:
 def solve_cells(params: dict[str, Any]) -> list[str]:
     """The cells that compute and print the answer (JSON on the last line of the last cell).
 
-    Questions over the fact table with two or more conditions take two cells, as a careful
-    analyst would: select the rows and check how many matched, then aggregate.
+    Questions over the fact table first clean it (:func:`.cleaning.clean_cells`, one cell per
+    kind of mess its files show); with two or more conditions they then take two cells, as a
+    careful analyst would: select the rows and check how many matched, then aggregate.
     """
     q, schema = params["query"], params["schema"]
+    cleaning = clean_cells(schema, q["kind"])
+    if q["kind"] in ("stat", "count", "argmax", "compare"):
+        return cleaning + _fact_cells(q, schema)
     if q["kind"] == "numbers":
-        cells = [_numbers(q)]
-    elif q["kind"] == "simulate":
-        cells = [_simulate(q, schema)]
-    elif q["kind"] == "pairs":
-        cells = [_pairs(q, schema)]
-    elif len(q["where"]) >= 2:
+        return ["\n".join(_numbers(q)) + "\n"]
+    return cleaning + ["\n".join(_simulate(q, schema) if q["kind"] == "simulate" else _pairs(q, schema)) + "\n"]
+
+
+def _fact_cells(q: dict[str, Any], schema: Schema) -> list[str]:
+    """Select (with joins) and aggregate: one cell, or two with two or more conditions."""
+    if len(q["where"]) >= 2:
         cells = [_filter_rows(q, schema), _aggregate(q, schema)]
     else:
         cells = [_filter_rows(q, schema) + _aggregate(q, schema)]

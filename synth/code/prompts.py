@@ -149,6 +149,26 @@ def intro(world: CodeWorld, roles: list[str], difficulty: int, rng: random.Rando
     return text
 
 
+#: The data notes of messy worlds (difficulty 2 on): general warnings and the rules that make
+#: every answer unique, never a list of what this world's files actually contain.
+NOTES = (
+    " The files are raw exports and may be messy. A value can be missing: leave out every row that lacks "
+    "a value the question uses. A row can appear twice: an exact repeat is the same row, count it once. "
+    "Dates and numbers are not always written the same way: read each whatever its format; a number "
+    "written with a unit counts in the unit most values of its column use (100 cents are 1, 1000 m are "
+    "1 km, 10 mm are 1 cm)."
+)
+TIES = (
+    " When several groups or items tie for the best value, the answer is the tied name that sorts first "
+    "(plain character order)."
+)
+
+
+def notes(difficulty: int) -> str:
+    """The data notes a prompt carries at ``difficulty`` (empty at 1: its files are clean)."""
+    return (NOTES if difficulty >= 2 else "") + (TIES if difficulty >= 3 else "")
+
+
 def question(kind: str, rng: random.Random, **values: Any) -> str:
     """One of the kind's question templates, rendered."""
     return render_one(QUESTION[kind], rng, **values)

@@ -25,6 +25,7 @@ Number-theory tasks (``numbers``) have predicates ``[name, arg…]``: ``mod`` (n
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import statistics
 from collections import Counter
@@ -45,8 +46,12 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def fk_col(world: CodeWorld, role: str, table: str = "F") -> str:
-    """The column of ``table`` that points at the ``role`` table."""
-    return next(c.name for c in world.roles[table].by_kind("fk") if c.ref == role)
+    """The column of ``table`` that points at the ``role`` table (memoized on the world)."""
+    key = (role, table)
+    col = world.memo.get(key)
+    if col is None:
+        col = world.memo[key] = next(c.name for c in world.roles[table].by_kind("fk") if c.ref == role)
+    return col
 
 
 def value(world: CodeWorld, row: Row, ref: dict[str, str]) -> Any:
@@ -59,14 +64,45 @@ def value(world: CodeWorld, row: Row, ref: dict[str, str]) -> Any:
 def holds(world: CodeWorld, row: Row, cond: dict[str, Any]) -> bool:
     """Whether a fact row meets a condition."""
     v = value(world, row, cond["ref"])
+    if v is None:  # a missing value meets no condition (the prompt's rule: such rows are left out)
+        return False
     if cond["op"] == "months":
         return v[:7] in cond["value"]
     return bool(OPS[cond["op"]](v, cond["value"]))
 
 
-def selected(world: CodeWorld, where: list[dict[str, Any]]) -> list[Row]:
-    """The fact rows meeting every condition."""
-    return [r for r in world.rows["F"] if all(holds(world, r, c) for c in where)]
+def selected(world: CodeWorld, where: list[dict[str, Any]], need: dict[str, Any] | None = None) -> list[Row]:
+    """The fact rows meeting every condition and, with ``need`` (a measure), having its values.
+
+    Rows lacking a value the question uses are left out (the rule every messy prompt states).
+    """
+    masks = [_mask(world, c) for c in where]
+    masks += [_present(world, ref) for ref in (need or {}).get("refs", [])]
+    rows = world.rows["F"]
+    if not masks:
+        return list(rows)
+    return [r for r, *ok in zip(rows, *masks, strict=True) if all(ok)]
+
+
+def _mask(world: CodeWorld, cond: dict[str, Any]) -> list[bool]:
+    """Whether each fact row meets ``cond``, memoized on the world.
+
+    A task's soundness checks evaluate the same conditions many times over (each dropped in turn).
+    """
+    key = ("cond", json.dumps(cond, sort_keys=True))
+    mask = world.memo.get(key)
+    if mask is None:
+        mask = world.memo[key] = [holds(world, r, cond) for r in world.rows["F"]]
+    return mask
+
+
+def _present(world: CodeWorld, ref: dict[str, str]) -> list[bool]:
+    """Whether each fact row has a value for ``ref`` (memoized)."""
+    key = ("present", ref["t"], ref["col"])
+    mask = world.memo.get(key)
+    if mask is None:
+        mask = world.memo[key] = [value(world, r, ref) is not None for r in world.rows["F"]]
+    return mask
 
 
 def measure(world: CodeWorld, row: Row, m: dict[str, Any]) -> float:
@@ -89,7 +125,7 @@ def stat(values: list[float], how: str) -> float:
 def grouped(world: CodeWorld, q: dict[str, Any], extra: Iterable[dict[str, Any]] = ()) -> dict[str, float]:
     """``agg`` of the measure (or the row count) per group key, over rows meeting the conditions."""
     buckets: dict[str, list[float]] = {}
-    for r in selected(world, [*q["where"], *extra]):
+    for r in selected(world, [*q["where"], *extra], q.get("measure")):
         m = measure(world, r, q["measure"]) if q.get("measure") else 1.0
         buckets.setdefault(str(value(world, r, q["group"])), []).append(m)
     agg = q["agg"]
@@ -97,8 +133,8 @@ def grouped(world: CodeWorld, q: dict[str, Any], extra: Iterable[dict[str, Any]]
 
 
 def ranked(totals: dict[str, float], best: str) -> list[tuple[str, float]]:
-    """Groups from best to worst (``best`` is ``max`` or ``min``)."""
-    return sorted(totals.items(), key=lambda kv: -kv[1] if best == "max" else kv[1])
+    """Groups from best to worst (``best`` is ``max`` or ``min``); ties: the name that sorts first."""
+    return sorted(totals.items(), key=lambda kv: (-kv[1] if best == "max" else kv[1], kv[0]))
 
 
 def compare(world: CodeWorld, q: dict[str, Any]) -> tuple[set[str], float]:
@@ -107,7 +143,8 @@ def compare(world: CodeWorld, q: dict[str, Any]) -> tuple[set[str], float]:
         a, b = grouped(world, q, [q["a"]]), grouped(world, q, [q["b"]])
         gaps = {g: a.get(g, 0.0) - b.get(g, 0.0) for g in set(a) | set(b)}
     else:  # group mean strictly above the mean over all selected rows
-        overall = statistics.fmean(measure(world, r, q["measure"]) for r in selected(world, q["where"]))
+        rows = selected(world, q["where"], q["measure"])
+        overall = statistics.fmean(measure(world, r, q["measure"]) for r in rows)
         gaps = {g: v - overall for g, v in grouped(world, q).items()}
     return {g for g, d in gaps.items() if d > 0}, min((abs(d) for d in gaps.values()), default=0.0)
 

@@ -2,8 +2,9 @@
 
 It sees the task's public parameters (the structured query and the file schema) and nothing of
 the data. Its trajectory is what a careful analyst does in a notebook: list the files, load the
-ones the task needs and look at their sizes and columns (one ``run_python`` call), then compute
-in the same kernel, reusing the first call's variables: with two or more conditions, one cell
+ones the task needs and look at their sizes and columns (one ``run_python`` call), clean a
+messy fact table one kind of mess per cell (:mod:`.cleaning`: gaps, repeats, dates, units), then
+compute in the same kernel, reusing the earlier calls' variables: with two or more conditions, one cell
 selects the rows and reports how many matched and a second aggregates them; otherwise one cell
 does both. It submits the JSON value the last cell printed. Number-theory tasks need no files:
 one cell.
@@ -19,6 +20,7 @@ from typing import Any
 
 from toolgym.envs.rollout import Final, Program, Step
 from toolgym.errors import ReferenceSolutionError
+from toolgym.synth.code.cleaning import clean_cells
 from toolgym.synth.code.programs import load_cell, solve_cells
 from toolgym.synth.text import clip, join_words
 
@@ -36,6 +38,17 @@ THOUGHTS = {
 def _all_conditions(n: int) -> str:
     """``"the condition"``, ``"both conditions"``, ``"all 3 conditions"``."""
     return "the condition" if n == 1 else "both conditions" if n == 2 else f"all {n} conditions"
+
+
+def _clean_thought(cell: str) -> str:
+    """Why a cleaning cell runs (told by what it fixes)."""
+    if "missing values per column" in cell:
+        return "The file is a raw export: first make the empty cells missing values and see which columns have gaps."
+    if "exact repeats" in cell:
+        return "Exact repeats are the same row exported twice; drop them before counting anything."
+    if "date shapes" in cell:
+        return "The dates come in several formats; parse each into YYYY-MM-DD so the month conditions work."
+    return "One column carries a unit, and not always the same one; convert every value to the main unit."
 
 
 def _checked(result: dict[str, Any], what: str) -> str:
@@ -58,10 +71,14 @@ def program(params: dict[str, Any]) -> Program:
         )
         _checked(loaded, "load")
     cells = solve_cells(params)
-    if len(cells) > 1:
+    cleaning = clean_cells(schema, q["kind"])
+    for cell in cleaning:
+        (cleaned,) = yield Step([("run_python", {"code": cell})], _clean_thought(cell))
+        _checked(cleaned, "cleaning")
+    if len(cells) - len(cleaning) > 1:
         (selected,) = yield Step(
-            [("run_python", {"code": cells[0]})],
-            f"First select the rows that meet {_all_conditions(len(q['where']))} and check how many there are.",
+            [("run_python", {"code": cells[-2]})],
+            f"Now select the rows that meet {_all_conditions(len(q['where']))} and check how many there are.",
         )
         _checked(selected, "filter")
     (solved,) = yield Step([("run_python", {"code": cells[-1]})], THOUGHTS[q["kind"]])

@@ -16,11 +16,18 @@ Kinds (the answer type in brackets):
 Difficulty raises the task step by step: more files (the actor table from 2, the event log
 from 3), more conditions (1 → 4), joins (from 2), derived measures and period comparisons
 (from 4), a log cut-off and triples (5), larger data (120 → 1,600 fact rows), and less help in the
-prompt (no file list from 3, no join keys from 4).
+prompt (no file list from 3, no join keys from 4). The fact table's files get messier
+(``world.MESS``): missing values and exact repeats from 2, mixed date formats from 3, a column
+written with mixed units from 4; every prompt from 2 warns of such mess in general terms and
+states the rules that keep the answer unique (a row lacking a used value is left out, a repeat
+counts once, a unit converts to its column's majority unit), and from 3 the tie rule (the tied
+name that sorts first), which lets a count's best group be an exact tie. From 4 the event log
+repeats some events too; at 5 ``numbers`` (no files, one brute-force cell) leaves the ladder.
 
 Soundness, checked on every draw (a failed check redraws): each condition changes the answer
-(no decorative constraints); a best group beats the runner-up by a clear margin (a best
-average over at least 5 rows) and no group
+(no decorative constraints); a best group beats the runner-up by a clear margin or, for
+counts from difficulty 3, ties it exactly (the stated rule decides; a best average needs at
+least 5 rows), a threshold on a unit column lies half a step between data values, and no group
 sits within 0.005 of a comparison threshold, so float summation order cannot flip an answer;
 sets have at least two members and leave at least two out; counts, sums and levels are never 0
 (the null agent's answer). Expected answers are computed by :mod:`.queries` on typed rows.
@@ -45,7 +52,7 @@ LEVELS: dict[int, tuple[dict[str, int], tuple[int, int]]] = {
     2: ({"stat": 3, "count": 2, "argmax": 2, "pairs": 1, "numbers": 1}, (1, 2)),
     3: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2}, (2, 2)),
     4: ({"stat": 2, "count": 1, "argmax": 1, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (2, 3)),
-    5: ({"stat": 2, "count": 1, "argmax": 2, "compare": 2, "simulate": 2, "pairs": 1, "numbers": 1}, (3, 4)),
+    5: ({"stat": 2, "count": 2, "argmax": 2, "compare": 2, "simulate": 2, "pairs": 1}, (3, 4)),
 }
 TRIES = 6
 
@@ -85,8 +92,17 @@ def schema(world: CodeWorld, roles: list[str]) -> dict[str, dict[str, Any]]:
             info["level"] = t.by_kind("level")[0].name
         if r == "F":
             info["fk"] = {ref: qy.fk_col(world, ref) for ref in ("E", "A") if ref in world.roles}
+            info["numeric"] = [c.name for c in t.by_kind("int", "float") if c.name in world.columns("F")]
+            unit = next((c for c in t.cols if c.unit is not None), None) if world.messy("units") else None
+            info["mess"] = {
+                "missing": world.messy("missing"),
+                "dups": world.messy("dups"),
+                "dates": world.messy("dates"),
+                "unit": None if unit is None else [unit.name, *unit.unit[:3]],  # type: ignore[misc]
+            }
         if r == "L":
             info["fk"] = {"E": qy.fk_col(world, "E", "L")}
+            info["mess"] = {"dups": world.messy("dups", "L")}
             info["add"], info["remove"] = t.by_kind("event")[0].values
             info["qty"], info["key"] = t.by_kind("int")[0].name, "ts"
         out[r] = info
@@ -117,7 +133,8 @@ def make_task(
         if b is None:
             continue
         head = pr.intro(world, b["roles"], difficulty, rng) if b["roles"] else "Use the Python tool to compute this."
-        prompt = f"{head}\n{b['text']}\n{pr.answer_format(b['answer'], b.get('fields', ''))}"
+        notes = pr.notes(difficulty)
+        prompt = f"{head}{notes}\n{b['text']}\n{pr.answer_format(b['answer'], b.get('fields', ''))}"
         files = {world.file_of[r]: len(world.files[world.file_of[r]].splitlines()) for r in b["roles"]}
         return TaskDraft(
             prompt=prompt,

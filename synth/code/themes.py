@@ -93,6 +93,9 @@ class Col:
         additive: A sum over rows is meaningful.
         fine: Many distinct values (median/max/min questions allowed).
         ref: Target role of a foreign key (``E`` or ``A``).
+        unit: ``(base, alt, factor, alt_decimals)`` for a fact column whose messy files write
+            each value with a unit: ``"4.50 USD"`` or, converted, ``"450 cents"`` (value times
+            ``factor``, shown with ``alt_decimals``). None: never written with a unit.
     """
 
     name: str
@@ -109,6 +112,7 @@ class Col:
     additive: bool = True
     fine: bool = False
     ref: str = ""
+    unit: tuple[str, str, float, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ SHOP = Theme(
             Col("product_id", "fk", ref="E"),
             _num("quantity", "quantity", 1, 12, dist="skew", effect=True),
             _num("discount_pct", "discount (percent)", 0, 35, additive=False),
-            _num("shipping_fee", "shipping fee", 0, 25, 2, fine=True),
+            _num("shipping_fee", "shipping fee", 0, 25, 2, fine=True, unit=("USD", "cents", 100, 0)),
             Col("status", "cat", "status", values=("delivered", "shipped", "cancelled", "returned")),
         )),
         Table("L", "inventory_log", "csv", "inventory event", "inventory events", (
@@ -218,7 +222,8 @@ SENSORS = Theme(
             _num("temperature_c", "temperature (°C)", -25, 42, 1, dist="gauss", effect=True, additive=False,
                  fine=True),
             _num("humidity_pct", "relative humidity (percent)", 5, 100, additive=False),
-            _num("rain_mm", "rainfall (mm)", 0, 60, 1, dist="skew", effect=True, fine=True),
+            _num("rain_mm", "rainfall (mm)", 0, 60, 1, dist="skew", effect=True, fine=True,
+                 unit=("mm", "cm", 0.1, 2)),
             Col("flag", "cat", "quality flag", values=("ok", "suspect", "error")),
         )),
         Table("L", "power_log", "csv", "power event", "power events", (
@@ -255,7 +260,7 @@ LIBRARY = Theme(
             Col("book_id", "fk", ref="E"),
             Col("member_id", "fk", ref="A"),
             _num("days_kept", "days kept", 1, 60, dist="skew", effect=True),
-            _num("late_fee", "late fee", 0, 18, 2, dist="skew", fine=True),
+            _num("late_fee", "late fee", 0, 18, 2, dist="skew", fine=True, unit=("EUR", "cents", 100, 0)),
             Col("channel", "cat", "checkout channel", values=("desk", "kiosk", "app")),
         )),
         Table("L", "circulation_log", "csv", "circulation event", "circulation events", (
@@ -290,7 +295,8 @@ BIKES = Theme(
             Col("dock_id", "fk", ref="E"),
             Col("rider_id", "fk", ref="A"),
             _num("duration_min", "duration (minutes)", 2, 120, dist="skew", effect=True),
-            _num("distance_km", "distance (km)", 0.3, 25, 2, dist="lognormal", effect=True, fine=True),
+            _num("distance_km", "distance (km)", 0.3, 25, 2, dist="lognormal", effect=True, fine=True,
+                 unit=("km", "m", 1000, 0)),
             Col("bike_type", "cat", "bike type", values=("classic", "electric", "cargo")),
         )),
         Table("L", "dock_log", "csv", "dock event", "dock events", (

@@ -5,11 +5,13 @@ and nothing else until the first ``run_python`` call, which opens one local sand
 (bubblewrap; see :mod:`toolgym.sandbox`) with those files in its workspace and starts one
 warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
 cost nothing, and every episode that does gets its own sandbox: episodes never share variables
-or files. The process's backend keeps one spare sandbox launched ahead
-(``LocalConfig.spare_kernels``), so the first ``run_python`` of an episode mostly finds its
-kernel already started: a fresh, never-used sandbox that receives this episode's files. The
-env calls :meth:`CodeContext.close` at episode end, reset and close; it kills the kernel and
-removes the workspace.
+or files. The one exception is synthesis's gate episodes of one task (:func:`shared_sessions`,
+entered by ``CodeInterpreter.gate_scope``): their code is the generator's own random gate, and
+verification is by answer only, so they share one sandbox instead of opening one each. The
+process's backend keeps one spare sandbox launched ahead (``LocalConfig.spare_kernels``), so
+the first ``run_python`` of an episode mostly finds its kernel already started: a fresh,
+never-used sandbox that receives this episode's files. The env calls :meth:`CodeContext.close`
+at episode end, reset and close; it kills the kernel and removes the workspace.
 
 **Errors are results, not tool errors.** An exception in the policy's code, a timeout, an
 output flood or a memory error is what the code *did*, so ``run_python`` returns it as a normal
@@ -41,7 +43,10 @@ the episode's scratch copy, and code tasks are verified by their answer only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,7 +55,7 @@ from toolgym.envs import naming
 from toolgym.envs.strict import Integer, Number, Page, Text
 from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
 from toolgym.errors import ConfigError, SandboxError
-from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend
+from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend, pylibs
 from toolgym.sandbox.base import clean_relpath
 
 PAGE_LINES = 50
@@ -67,8 +72,36 @@ def backend() -> Backend:
         _BACKENDS.clear()
         # One spare sandbox launched ahead: an episode's first run_python finds its kernel
         # (nearly) started, because it was launched during the episode before (LocalConfig).
-        _BACKENDS[pid] = get_backend("local", spare_kernels=1)
+        # numpy and pandas come from the project's dedicated, read-only library directory
+        # (sandbox/pylibs.py; installed by `python -m toolgym.sandbox.pylibs`, which .ci/run runs).
+        _BACKENDS[pid] = get_backend("local", spare_kernels=1, libs=pylibs.find())
     return _BACKENDS[pid]
+
+
+#: Inside :func:`shared_sessions`: the open sandboxes by (files object, timeout), for reuse.
+_SHARED: ContextVar[dict[tuple[int, float], tuple[Session, PythonKernel]] | None] = ContextVar(
+    "code_shared_sessions", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_sessions() -> Iterator[None]:
+    """Let the episodes inside share one sandbox per world's files (synthesis gates only).
+
+    :meth:`CodeInterpreter.gate_scope` wraps one task's gate episodes in it: their code is the
+    random gate's (the generator's own), and code tasks are verified by the answer alone, so
+    what one gate episode leaves in the kernel or the workspace cannot change another's
+    verdict. Every episode outside the scope (the reference, every policy's) opens its own.
+    The shared sandboxes close when the scope ends.
+    """
+    pool: dict[tuple[int, float], tuple[Session, PythonKernel]] = {}
+    token = _SHARED.set(pool)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+        for session, _ in pool.values():
+            session.close()
 
 
 COPY_NOTE = (
@@ -86,6 +119,7 @@ class CodeContext:
         self.session: Session | None = None
         self.kernel: PythonKernel | None = None
         self.copied_live = False  # copied or unpickled while its sandbox was open (see __getstate__)
+        self.shared = False  # the sandbox belongs to a shared_sessions() scope (closed by it)
 
     def copy_note(self) -> dict[str, str]:
         """``{"note": …}`` once after a copy lost the live sandbox, else ``{}`` (never silent)."""
@@ -97,9 +131,17 @@ class CodeContext:
     def python(self) -> PythonKernel:
         """The episode's kernel, opening the sandbox on first use."""
         if self.kernel is None:
+            pool, key = _SHARED.get(), (id(self.files), self.timeout_s)
+            if pool is not None and key in pool:
+                self.session, self.kernel = pool[key]
+                self.shared = True
+                return self.kernel
             try:
                 self.session = backend().open(self.files, limits=Limits(wall_s=self.timeout_s))
                 self.kernel = self.session.python()
+                if pool is not None:
+                    pool[key] = (self.session, self.kernel)
+                    self.shared = True
             except SandboxError as exc:
                 self.close()
                 raise ToolError(f"the Python sandbox is unavailable here: {exc}") from exc
@@ -177,14 +219,16 @@ class CodeContext:
     def close(self) -> None:
         """Stop the kernel and remove the sandbox (idempotent)."""
         session, self.session, self.kernel = self.session, None, None
-        if session is not None:
+        if session is not None and not self.shared:
             session.close()
+        self.shared = False
 
     def __getstate__(self) -> dict[str, Any]:
         # A live sandbox (processes, a workspace) cannot be copied: the copy starts again from the
         # world's files, and its next tool result says so (copy_note), so a policy is never misled.
         live = self.session is not None or self.copied_live
-        return {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None, "copied_live": live}
+        state = {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None}
+        return {**state, "copied_live": live, "shared": False}
 
 
 def _clip(text: str) -> str:
@@ -199,8 +243,8 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
     """Run Python 3 code in a stateful sandboxed interpreter, like a Jupyter cell.
 
     The working directory holds the data files. Variables, imports and functions persist
-    between calls, and the value of a last bare expression is printed. Only the standard library
-    is installed (no pandas or numpy) and there is no network. A call has a time limit (10 s
+    between calls, and the value of a last bare expression is printed. numpy and pandas are
+    installed besides the standard library; there is no network. A call has a time limit (10 s
     unless the task says otherwise); passing it or printing a flood of output restarts the
     interpreter and loses its variables (files stay). Output past 4000 characters is cut in the
     middle. Exceptions come back with status "error" and the traceback in stderr.

@@ -11,6 +11,13 @@ strings); :class:`CodeWorld` renders the workspace files from them deterministic
 fixed decimals, JSON arrays with one object per line so paging by lines works), and keeps the
 typed rows for the generator's own computations. A float rendered as ``"12.50"`` parses back to
 exactly ``round(x, 2)``, so the files and the typed rows agree bit for bit.
+
+**Mess** (:data:`MESS`, from difficulty 2): the fact table's files are a raw export. The typed
+rows stay the truth (a missing cell is None there; a repeat is not a row), and the stored
+``mess`` says how the file departs from them: empty cells, exact repeats at later positions,
+dates in other unambiguous formats (:data:`DATE_FORMATS`), and the theme's unit column written
+with a unit on every value, some converted (``"4.50 USD"`` / ``"450 cents"``). A world stored
+before the mess existed has no ``mess`` entry and renders clean.
 """
 
 from __future__ import annotations
@@ -34,6 +41,24 @@ SIZES: dict[int, dict[str, int]] = {
     5: {"E": 60, "A": 80, "F": 1600, "L": 600},
 }
 MONTHS = 12
+#: Per difficulty, the mess of the fact table's files (the typed rows stay the truth):
+#: ``missing`` share of category and number cells left empty (the typed row holds None),
+#: ``dups`` share of rows repeated exactly elsewhere in the file, ``dates`` share of dates in a
+#: non-ISO format, ``units`` whether the theme's unit column carries a unit on every value
+#: (some converted to the other unit).
+MESS: dict[int, dict[str, float]] = {
+    1: {"missing": 0.0, "dups": 0.0, "dates": 0.0, "units": 0.0},
+    2: {"missing": 0.03, "dups": 0.02, "dates": 0.0, "units": 0.0},
+    3: {"missing": 0.04, "dups": 0.03, "dates": 0.3, "units": 0.0},
+    4: {"missing": 0.05, "dups": 0.04, "dates": 0.35, "units": 1.0},
+    5: {"missing": 0.06, "dups": 0.05, "dates": 0.4, "units": 1.0},
+}
+#: From this difficulty the event log also repeats some events exactly (its only mess).
+LOG_REPEATS_FROM = 4
+#: Date formats of messy files besides ISO (each unambiguous on its own): ``2024/03/05``,
+#: ``5 Mar 2024``, ``Mar 5, 2024``.
+DATE_FORMATS = ("iso", "slash", "dmy", "mdy")
+_MON = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _number(rng: random.Random, c: Col, factor: float = 1.0) -> float | int:
@@ -126,6 +151,9 @@ def generate(seed: int, difficulty: int) -> dict[str, Any]:
         if role == "L":
             rng.shuffle(rows)  # the log is not in time order: a simulation must sort it first
         tables[t.name] = {"file": f"{t.name}.{t.fmt}", "columns": [c.name for c in cols], "rows": rows}
+        mess = _table_mess(rng, role, cols, rows, difficulty)
+        if mess is not None:
+            tables[t.name]["mess"] = mess
     return {
         "theme": theme.id,
         "difficulty": difficulty,
@@ -134,15 +162,93 @@ def generate(seed: int, difficulty: int) -> dict[str, Any]:
     }
 
 
+def _mess(rng: random.Random, cols: list[Col], rows: list[list[Any]], mess: dict[str, float]) -> dict[str, Any]:
+    """Draw the fact table's mess; blanks the missing cells of ``rows`` in place (None).
+
+    Returns ``{"dups": [[row, position], …], "dates": [format index per row] | None,
+    "units": [1 where the value is converted, per row] | None}`` (what :func:`render` needs).
+    """
+    blankable = [j for j, c in enumerate(cols) if c.kind in ("cat", "int", "float")]
+    for row in rows:
+        for j in blankable:
+            if rng.random() < mess["missing"]:
+                row[j] = None
+    dups = _repeats(rng, len(rows), mess["dups"])
+    dates = [rng.randrange(1, 4) if rng.random() < mess["dates"] else 0 for _ in rows] if mess["dates"] else None
+    unit = next((c for c in cols if c.unit is not None), None)
+    alt = rng.uniform(0.15, 0.35)
+    units = [int(rng.random() < alt) for _ in rows] if mess["units"] and unit is not None else None
+    return {"dups": dups, "dates": dates, "units": units}
+
+
+def _table_mess(
+    rng: random.Random, role: str, cols: list[Col], rows: list[list[Any]], difficulty: int
+) -> dict[str, Any] | None:
+    """A table's mess (None: its file is clean): the fact table's (:func:`_mess`), or the log's repeats."""
+    if role == "F":
+        return _mess(rng, cols, rows, MESS[difficulty])
+    if role == "L" and difficulty >= LOG_REPEATS_FROM:  # the log is exported twice in places too
+        return {"dups": _repeats(rng, len(rows), MESS[difficulty]["dups"]), "dates": None, "units": None}
+    return None
+
+
+def _repeats(rng: random.Random, n: int, share: float) -> list[list[int]]:
+    """``[row, position]`` pairs: ``share`` of ``n`` rows repeated exactly at a later position."""
+    return sorted([i, rng.randint(i + 1, n)] for i in rng.sample(range(n), int(n * share)))
+
+
 def _cell(value: Any, col: Col) -> str:
     if isinstance(value, float):
         return f"{value:.{col.dec}f}"
-    return str(value)
+    return "" if value is None else str(value)
 
 
-def render(table: Table, columns: list[str], rows: list[list[Any]], fmt: str) -> str:
-    """A table as file text: CSV with a header, or a JSON array with one object per line."""
+def show_date(iso: str, fmt: int) -> str:
+    """An ISO date in one of :data:`DATE_FORMATS`."""
+    d = dt.date.fromisoformat(iso)
+    return [iso, f"{d.year}/{d.month:02d}/{d.day:02d}", f"{d.day} {_MON[d.month - 1]} {d.year}",
+            f"{_MON[d.month - 1]} {d.day}, {d.year}"][fmt]  # fmt: skip
+
+
+def show_unit(value: float | int, col: Col, converted: int) -> str:
+    """A value written with its unit: ``"4.50 USD"``, or converted: ``"450 cents"``, ``"2,350 m"``."""
+    assert col.unit is not None
+    base, alt, factor, dec = col.unit
+    if converted:
+        return f"{value * factor:,.{dec}f} {alt}"
+    return f"{value:,.{col.dec}f} {base}"
+
+
+def _messy(cols: list[Col], rows: list[list[Any]], mess: dict[str, Any] | None) -> list[list[Any]]:
+    """The rows as the files show them: dates and units formatted, duplicates inserted."""
+    if not mess:
+        return rows
+    out: list[list[Any]] = []
+    for i, r in enumerate(rows):
+        row = list(r)
+        for j, c in enumerate(cols):
+            if row[j] is None:
+                continue
+            if c.kind == "date" and mess["dates"]:
+                row[j] = show_date(row[j], mess["dates"][i])
+            elif c.unit is not None and mess["units"]:
+                row[j] = show_unit(row[j], c, mess["units"][i])
+        out.append(row)
+    for i, pos in reversed(mess["dups"]):  # later positions first, so earlier ones stay valid
+        out.insert(pos, list(out[i]))
+    return out
+
+
+def render(
+    table: Table, columns: list[str], rows: list[list[Any]], fmt: str, mess: dict[str, Any] | None = None
+) -> str:
+    """A table as file text: CSV with a header, or a JSON array with one object per line.
+
+    ``mess`` (fact tables, see :func:`_mess`) writes dates and units as the messy export does
+    and repeats rows; missing values are empty CSV cells or JSON nulls.
+    """
     cols = [table.col(c) for c in columns]
+    rows = _messy(cols, rows, mess)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -171,8 +277,11 @@ class CodeWorld:
             self.roles[t.role] = t
             cols = stored["columns"]
             self.rows[t.role] = [dict(zip(cols, r, strict=True)) for r in stored["rows"]]
-            self.files[stored["file"]] = render(t, cols, stored["rows"], t.fmt)
+            self.files[stored["file"]] = render(t, cols, stored["rows"], t.fmt, stored.get("mess"))
             self.file_of[t.role] = stored["file"]
+        # Memos of the generator's own computations (queries.py: condition masks, fk columns);
+        # derived from the rows only, never part of the data.
+        self.memo: dict[Any, Any] = {}
         # Lookups by id, for joins in the generator's own computations.
         self.by_id = {r: {row[self.roles[r].key]: row for row in self.rows[r]} for r in ("E", "A") if r in self.rows}
 
@@ -188,6 +297,13 @@ class CodeWorld:
         """The ``YYYY-MM`` months the data covers, in order."""
         start = dt.date.fromisoformat(self.data["period"][0])
         return [f"{start.year + (start.month - 1 + k) // 12}-{(start.month - 1 + k) % 12 + 1:02d}" for k in range(12)]
+
+    def messy(self, what: str, role: str = "F") -> bool:
+        """Whether a table's file shows this mess (``missing dups dates units``; the log: ``dups``)."""
+        mess = self.data["tables"][self.roles[role].name].get("mess") or {}
+        if what == "missing":
+            return any(v is None for r in self.rows["F"] for v in r.values())
+        return bool(mess.get(what))
 
     def name_of(self, role: str) -> str:
         """The display-name column of an entity or actor table."""

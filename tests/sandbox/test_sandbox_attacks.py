@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from toolgym.sandbox import Backend, ExecStatus, Limits, get_backend
+from toolgym.sandbox import Backend, ExecStatus, Limits, get_backend, pylibs
 from toolgym.sandbox.container import docker_unavailable_reason
 
 MiB = 1 << 20
@@ -42,7 +42,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         reason = os.environ.get("TOOLGYM_DOCKER_SKIP_REASON") or docker_unavailable_reason()
         if reason:
             pytest.skip(f"docker backend: {reason}")
-    b = get_backend(request.param)
+    # The local backend binds the sandbox's numpy/pandas when installed (sandbox/pylibs.py), as the
+    # code family does: every attack must be contained with them there too.
+    b = get_backend(request.param, **({"libs": pylibs.find()} if request.param == "local" else {}))
     yield b
     if request.param == "docker":
         b.close()  # type: ignore[attr-defined]
@@ -220,6 +222,30 @@ def test_write_system_dirs(backend: Backend) -> None:
     assert r.ok, r
     for line in r.text.splitlines():
         assert line.split()[1] in ("EROFS", "EACCES", "EPERM"), line
+
+
+def test_libraries_import_but_cannot_be_changed(backend: Backend) -> None:
+    """numpy and pandas (pylibs) import in the kernel; their directory refuses every write."""
+    if backend.name != "local" or pylibs.find() is None:
+        pytest.skip(
+            "the sandbox libraries are bound by the local backend once installed (python -m toolgym.sandbox.pylibs)"
+        )
+    code = (
+        "import errno, os, sys\n"
+        "sys.path.append('/opt/toolgym/libs')\n"
+        "import numpy, pandas\n"
+        "print('import', numpy.__version__, pandas.__version__)\n"
+        "for path in ('/opt/toolgym/libs/x.py', numpy.__file__, '/opt/toolgym/x'):\n"
+        "    try:\n        open(path, 'a').write('x')\n        print(path, 'WROTE')\n"
+        "    except OSError as e:\n        print(path, errno.errorcode[e.errno])\n"
+    )
+    r = attack(backend, code, timeout=30)
+    assert r.ok and r.text.startswith("import "), r
+    for line in r.text.splitlines()[1:]:
+        assert line.split()[1] in ("EROFS", "EACCES", "EPERM"), line
+    with backend.open(limits=LIMITS) as s:  # and the kernel finds them without any sys.path edit
+        out = s.python().run("import pandas as pd; print(pd.DataFrame({'a': [1, 2]}).a.sum())", timeout=30)
+    assert out.stdout == b"3\n", out
 
 
 def test_read_host_files(backend: Backend) -> None:

@@ -1,6 +1,7 @@
 """Code interpreter: worlds, expected answers against a literal reading of the files, verifiers,
 tools on the real sandbox (state, errors, timeouts, lifecycle, pickling), and gate answers."""
 
+import collections
 import csv
 import io
 import itertools
@@ -72,11 +73,45 @@ def test_sizes_files_and_themes_grow_and_vary():
     assert len(set(names)) == len(names)  # generated, never a short fixed list
 
 
+MONTHS = {m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
+TO_BASE = {"cents": Decimal("0.01"), "m": Decimal("0.001"), "cm": Decimal(10)}  # the prompt's conversions
+
+
+def literal_date(text):
+    """Any of the messy files' date formats, as ISO (by hand: no strptime)."""
+    parts = text.replace(",", "").replace("/", "-").split()
+    if len(parts) == 1:
+        return parts[0]
+    day, mon, year = (parts[0], parts[1], parts[2]) if parts[0].isdigit() else (parts[1], parts[0], parts[2])
+    return f"{int(year):04d}-{MONTHS[mon]:02d}-{int(day):02d}"
+
+
+def clean(rows):
+    """The prompt's rules, applied literally: blanks are missing, exact repeats count once, dates to
+    ISO, numbers with a unit to the column's majority unit (as Decimal)."""
+    rows = [{k: (None if v == "" else v) for k, v in r.items()} for r in rows]
+    unique = list({tuple(r.items()): r for r in rows}.values())
+    for col in unique[0] if unique else ():
+        values = [r[col] for r in unique if isinstance(r[col], str)]
+        if col == "date":
+            for r in unique:
+                r[col] = literal_date(r[col])
+        elif values and all(" " in v and v.replace(",", "").split()[0].replace(".", "").isdigit() for v in values):
+            units = collections.Counter(v.split()[1] for v in values)
+            base = units.most_common(1)[0][0]
+            for r in unique:
+                if r[col] is not None:
+                    number, unit = r[col].replace(",", "").split()
+                    r[col] = Decimal(number) * (1 if unit == base else TO_BASE[unit])
+    return unique
+
+
 def parse(world):
-    """Every file as a list of dicts, read the way a user would (CSV cells stay strings)."""
+    """Every file as a list of dicts, read the way a user would and cleaned by the prompt's rules."""
     out = {}
     for name, text in world.files.items():
-        out[name] = json.loads(text) if name.endswith(".json") else list(csv.DictReader(io.StringIO(text)))
+        rows = json.loads(text) if name.endswith(".json") else list(csv.DictReader(io.StringIO(text)))
+        out[name] = clean(rows)
     return out
 
 
@@ -90,10 +125,10 @@ def test_files_hold_exactly_the_typed_rows():
             for typed, read in zip(rows, parsed, strict=True):
                 assert list(read) == list(typed)
                 for k, v in typed.items():
-                    if isinstance(v, str):
+                    if v is None or isinstance(v, str):
                         assert read[k] == v
-                    else:  # "12.50" parses back to exactly round(x, 2); JSON keeps the number
-                        assert float(read[k]) == v
+                    else:  # "12.50" parses back to exactly round(x, 2); "1,250 cents" to 12.5
+                        assert Decimal(str(read[k])) == Decimal(str(v))
 
 
 # ------------------------------------------------------- expected answers vs a literal reading
@@ -107,6 +142,8 @@ def lit_value(by_key, schema, row, ref):
 
 def lit_holds(by_key, schema, row, c):
     v = lit_value(by_key, schema, row, c["ref"])
+    if v is None:  # a row lacking a value the question uses is left out
+        return False
     if c["op"] == "months":
         return v[:7] in c["value"]
     if isinstance(c["value"], str):
@@ -160,15 +197,20 @@ def literal(world, params):
         if q["ask"] == "rejected":
             return sum(rejected.values())
         if q["ask"] == "record":
-            worst = max(rejected, key=lambda k: rejected[k])
+            worst = min(rejected, key=lambda k: (-rejected[k], name[k]))  # ties: the first name
             return {"name": name[worst], "count": rejected[worst]}
         if q["ask"] == "emptied":
             return sorted(name[k] for k in empty_at)
         return next(ts for k, ts in empty_at.items() if name[k] == q["item"])
-    rows = [r for r in files[schema["F"]["file"]] if all(lit_holds(by_key, schema, r, c) for c in q["where"])]
+    refs = (q.get("measure") or {"refs": []})["refs"]
+    rows = [
+        r
+        for r in files[schema["F"]["file"]]
+        if all(lit_holds(by_key, schema, r, c) for c in q["where"])
+        and all(lit_value(by_key, schema, r, ref) is not None for ref in refs)
+    ]
 
     def m(r):
-        refs = (q.get("measure") or {"refs": []})["refs"]
         return math.prod((Decimal(str(lit_value(by_key, schema, r, ref))) for ref in refs), start=Decimal(1))
 
     if kind == "count":
@@ -197,7 +239,8 @@ def literal(world, params):
         "count": lambda g: Decimal(len(g)),
         "mean": lambda g: sum(map(m, g)) / len(g),
     }[q["agg"]]
-    best = (max if q["best"] == "max" else min)(groups, key=lambda k: score(groups[k]))
+    sign = -1 if q["best"] == "max" else 1
+    best = min(groups, key=lambda k: (sign * score(groups[k]), k))  # ties: the name that sorts first
     if q["group"]["t"] == "F":
         return best
     return {"name": best, "value": float(score(groups[best]))}
