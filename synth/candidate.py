@@ -162,8 +162,7 @@ def evaluate_candidate(
             vandals=vandals,
             damaged=damaged,
             extra=[
-                (g, functools.partial(ProgramPolicy, p, strict=False))
-                for g, p in family.gate_agents(world, task, rng)
+                (g, functools.partial(ProgramPolicy, p, strict=False)) for g, p in family.gate_agents(world, task, rng)
             ],
         )
     if not report.shipped:
