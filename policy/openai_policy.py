@@ -283,14 +283,7 @@ class _Endpoint:
         """
         from toolgym.envs.responses import response_items, response_tools
 
-        c = self.config
-        sampling: dict[str, Any] = {}
-        if c.temperature is not None:
-            sampling["temperature"] = c.temperature
-        if c.top_p is not None:
-            sampling["top_p"] = c.top_p
-        if c.max_new_tokens is not None:
-            sampling["max_output_tokens"] = c.max_new_tokens
+        sampling = self.sampling("max_output_tokens")  # the Responses API has no seed
         try:
             reply = self.client.responses.create(
                 model=self.model,
@@ -305,20 +298,23 @@ class _Endpoint:
         cut = reply.status == "incomplete" and getattr(details, "reason", None) == "max_output_tokens"
         return response_action([item.model_dump() for item in reply.output], cut)
 
+    def sampling(self, max_key: str) -> dict[str, Any]:
+        """The configured sampling settings as request fields, unset ones left out.
+
+        ``max_key`` names the length limit: ``max_tokens`` in Chat Completions, ``max_output_tokens``
+        in Responses.
+        """
+        c = self.config
+        fields = {"temperature": c.temperature, "top_p": c.top_p, max_key: c.max_new_tokens}
+        return {k: v for k, v in fields.items() if v is not None}
+
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], seed: int) -> str:
         """One chat completion, as action text.
 
         Raises:
             EndpointError: after the retries, or when the reply has no choice.
         """
-        c = self.config
-        sampling: dict[str, Any] = {"seed": seed}
-        if c.temperature is not None:
-            sampling["temperature"] = c.temperature
-        if c.top_p is not None:
-            sampling["top_p"] = c.top_p
-        if c.max_new_tokens is not None:
-            sampling["max_tokens"] = c.max_new_tokens
+        sampling = {"seed": seed, **self.sampling("max_tokens")}
         try:
             reply = self.client.chat.completions.create(
                 model=self.model, messages=wire_messages(messages), tools=tools or self.openai.omit, **sampling

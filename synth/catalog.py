@@ -112,36 +112,17 @@ def entry(family: Any, archetype: str | None = None) -> CatalogEntry:
     without the example, and ``note`` says why: one broken family never hides the others.
     """
     categories = list(getattr(family, "categories", ()))
+    common = {"family": family.id, "archetype": archetype, "env_id": family.env_id, "version": family.version}
+    common.update(summary=family.summary, categories=categories, difficulty=(1, 5))
     try:
         seed, world, draft = example(family, archetype)
     except Exception as exc:  # a family's code may raise anything; the listing goes on
-        return CatalogEntry(
-            family=family.id,
-            archetype=archetype,
-            env_id=family.env_id,
-            version=family.version,
-            summary=family.summary,
-            categories=categories,
-            difficulty=(1, 5),
-            tool_count=None,
-            example_seed=None,
-            example_prompt=None,
-            note=f"no example: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
-        )
+        note = f"no example: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return CatalogEntry(**common, tool_count=None, example_seed=None, example_prompt=None, note=note)
     if archetype is not None:
         categories.append(_title(family, world, archetype))
-    return CatalogEntry(
-        family=family.id,
-        archetype=archetype,
-        env_id=family.env_id,
-        version=family.version,
-        summary=family.summary,
-        categories=categories,
-        difficulty=(1, 5),
-        tool_count=len(family.tools(draft.tool_config)),
-        example_seed=seed,
-        example_prompt=draft.prompt,
-    )
+    tool_count = len(family.tools(draft.tool_config))
+    return CatalogEntry(**common, tool_count=tool_count, example_seed=seed, example_prompt=draft.prompt)
 
 
 def family_entries(family: Any) -> list[CatalogEntry]:
