@@ -54,7 +54,11 @@ from toolgym.bench.learn_config import LearnConfig
 from toolgym.errors import ConfigError
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
+    from toolgym.policy.corpus import Corpus
     from toolgym.policy.grpo_train import GRPOConfig, GRPOResult
+    from toolgym.policy.tokenizer import Tokenizer
 
 STAGES = ("synth", "lm", "sft", "eval_sft", "grpo", "eval_grpo")
 STATE, DATASET, FAMILY = "learn.json", "domains.duckdb", "domains"
@@ -154,6 +158,24 @@ def _synth(out: Path, config: LearnConfig) -> dict[str, Any]:
     return {"shipped": stats.shipped, "candidates": stats.candidates, "tasks": splits}
 
 
+def _induction_streams(tokenizer: Tokenizer, corpus: Corpus, tokens: str, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, held-out) token streams of one induction phase: the corpus's, or uniform random ids.
+
+    Random streams draw every id above the special ones (the lowest ids, ``Tokenizer``) alike,
+    2M training and 200k held-out tokens from a generator seeded by ``seed``.
+    """
+    import torch
+
+    from toolgym.policy.train_lm import encode_documents
+
+    if tokens == "corpus":
+        return encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
+    g, low = torch.Generator().manual_seed(seed), max(tokenizer.special_ids.values()) + 1
+    return torch.randint(low, tokenizer.vocab_size, (2_000_000,), generator=g), torch.randint(
+        low, tokenizer.vocab_size, (200_000,), generator=g
+    )
+
+
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     """The induction warm-up (when set), then LM pre-training; the repeat probe after each.
 
@@ -176,21 +198,25 @@ def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     (out / "lm").mkdir(parents=True, exist_ok=True)
     c, init, probes = config.lm, None, {}
     corpus = dataset_corpus(out / DATASET, family=FAMILY) if c.corpus == "episodes" else stdlib_corpus(c.corpus_bytes)
-    if c.induction is not None:
-        w = c.induction
+    if c.induction:
         tokenizer = Tokenizer.train(corpus.train, c.vocab_size)
-        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=w.seed)
-        train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
-        longest = min(128, (w.seq_len + 1) // 2)
-        sizes = {"min_len": min(16, longest), "max_len": longest}
-        held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
+        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=c.train.seed)
         init = out / "lm" / "induction"
-        train_lm(
-            model, repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed), **sizes),
-            [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init, progress=progress,
-            meta={"stage": "induction warm-up"}, log=_metrics_log(out / "lm" / "induction.jsonl", 0, None),
-        )  # fmt: skip
-        probes["after_induction"] = copy_gain(model, val, length=longest)
+        log, done = _metrics_log(out / "lm" / "induction.jsonl", 0, None), 0
+        for i, phase in enumerate(c.induction):
+            train, val = _induction_streams(tokenizer, corpus, phase.tokens, seed=phase.train.seed + i)
+            sizes = {"min_len": phase.min_len, "max_len": phase.max_len}
+            w = phase.train
+            held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
+            rows = repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed + i), **sizes)
+            train_lm(
+                model, rows, [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init,
+                progress=progress, meta={"stage": f"induction warm-up, phase {i + 1} of {len(c.induction)}"},
+                log=lambda rec, done=done, i=i: log({**rec, "step": rec["step"] + done, "phase": i}),
+            )  # fmt: skip
+            done += w.steps
+        val = encode_documents(tokenizer, corpus.val)
+        probes["after_induction"] = copy_gain(model, val, length=min(128, len(val) // 16))
     result = pretrain(
         out / "lm" / "checkpoint", c.train, init=init, model_config=c.fresh_model_config(), vocab_size=c.vocab_size,
         progress=progress, log=_metrics_log(out / "lm" / "metrics.jsonl", 0, None), corpus=corpus,

@@ -42,6 +42,45 @@ def _lm_loop(**settings: Any) -> LMTrainConfig:
     return LMTrainConfig.model_validate({"batch_size": 4, "eval_every": 100, "eval_batches": 4, **settings})
 
 
+class InductionPhase(_Strict):
+    """One phase of the induction warm-up: ``policy.induction.repeat_batches`` rows, loss on the second copy.
+
+    Attributes:
+        train: the loop; ``seq_len`` is the row length (inputs per row).
+        min_len: the shortest repeated window (tokens).
+        max_len: the longest (inclusive); ``2 * max_len <= train.seq_len + 1``.
+        tokens: ``random``: uniform over the tokenizer's non-special ids (only copying lowers the
+            loss, and every id is taught alike); ``corpus``: the train split's token stream.
+    """
+
+    train: LMTrainConfig
+    min_len: int = Field(default=4, ge=2)
+    max_len: int = Field(default=12, ge=2)
+    tokens: Literal["random", "corpus"] = "random"
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> InductionPhase:
+        if self.min_len > self.max_len or 2 * self.max_len > self.train.seq_len + 1:
+            raise ValueError(
+                f"induction windows {self.min_len}..{self.max_len} must satisfy min <= max and "
+                f"2 * max <= seq_len + 1 = {self.train.seq_len + 1}"
+            )
+        return self
+
+
+#: The default warm-up (issue 12's measurements, ``policy/induction.py``): content copying forms in
+#: short rows (32 tokens, windows 4-12: few positions to search), then carries over to long rows
+#: in a few hundred steps.
+DEFAULT_INDUCTION = (
+    InductionPhase(train=_lm_loop(steps=1200, batch_size=64, seq_len=31, lr=1e-3, warmup_steps=20, eval_every=200)),
+    InductionPhase(
+        train=_lm_loop(steps=200, batch_size=16, seq_len=255, lr=1e-3, warmup_steps=0, eval_every=100),
+        max_len=32,
+        tokens="corpus",
+    ),
+)
+
+
 class SynthStage(_Strict):
     """The dataset: ``domains`` tasks split by world, with whole archetypes held out to test.
 
@@ -75,10 +114,10 @@ class LMStage(_Strict):
             experts (top-2, one shared, 128 wide) instead of 72 (top-4, two shared, 64 wide):
             1.33x the training tokens/s on this CPU (2,260 vs 1,700 at batch 4 x 1,024), and
             it is still a fine-grained MoE whose routing GRPO must keep.
-        induction: the induction warm-up before LM pre-training (None: none): the loop over
-            ``policy.induction.repeat_batches`` of the corpus (windows of 16 to 128 tokens, or half
-            a row when rows are shorter, repeated after a gap, the loss on the second copy), so the
-            model learns to copy from its context before it must (see that module for why).
+        induction: the induction warm-up before LM pre-training, phase after phase on the same
+            model (empty: none); see :class:`InductionPhase`. The default is the curriculum that
+            formed a content-copying head on this CPU: short rows of random tokens first, then
+            longer rows of the corpus (the measurements are in ``policy/induction.py``).
         corpus: ``episodes``: the train split's reference episodes (``corpus.dataset_corpus``,
             val split held out), the text the policy acts in; ``stdlib``: the standard library's
             source (``corpus_bytes`` of it). The tokenizer is trained on the same corpus.
@@ -89,11 +128,7 @@ class LMStage(_Strict):
     train: LMTrainConfig = Field(
         default_factory=lambda: _lm_loop(steps=350, seq_len=1024, lr=2e-3, warmup_steps=20, eval_every=50)
     )
-    induction: LMTrainConfig | None = Field(
-        default_factory=lambda: _lm_loop(
-            steps=400, batch_size=8, seq_len=319, lr=1e-3, warmup_steps=20, eval_every=100, eval_batches=1
-        )
-    )
+    induction: list[InductionPhase] = Field(default_factory=lambda: list(DEFAULT_INDUCTION))
     model: Literal["default", "micro"] = "default"
     model_overrides: dict[str, int | float | bool] = Field(
         default_factory=lambda: (
@@ -227,7 +262,10 @@ def micro_profile() -> LearnConfig:
         synth=SynthStage(count=200, workers=1),
         lm=LMStage(
             train=_lm_loop(steps=2, batch_size=2, seq_len=64, warmup_steps=1, eval_every=2, eval_batches=1),
-            induction=_lm_loop(steps=2, batch_size=2, seq_len=63, warmup_steps=1, eval_every=2, eval_batches=1),
+            induction=[
+                InductionPhase(train=_lm_loop(steps=2, batch_size=2, seq_len=31, warmup_steps=1, eval_every=2)),
+                InductionPhase(train=_lm_loop(steps=1, batch_size=2, seq_len=63, eval_every=1), tokens="corpus"),
+            ],
             model="micro",
             model_overrides={},
             corpus_bytes=100_000,

@@ -222,3 +222,28 @@ def test_ablation_rows_compare_each_run_with_all_stabilizers_on(tmp_path):
     assert "| no keep_routing | 2 | 0.125 ± 0.100 |" in md and "ablations.png" in md
     assert stage_names(LearnConfig())[-4:] == [f"no_{s}" for s in LearnConfig().ablations.switches]
     assert stage_names(micro_profile()) == [*STAGES, "no_keep_routing"]
+
+
+def test_induction_phases_check_their_windows_and_random_streams_skip_special_ids(tmp_path):
+    from toolgym.bench.learn import _induction_streams
+    from toolgym.bench.learn_config import InductionPhase, _lm_loop
+    from toolgym.policy.corpus import Corpus
+    from toolgym.policy.tokenizer import Tokenizer
+
+    phases = LearnConfig().lm.induction  # the default curriculum: short random rows, then longer corpus rows
+    assert [p.tokens for p in phases] == ["random", "corpus"] and phases[0].train.seq_len < phases[1].train.seq_len
+    with pytest.raises(ValueError, match=r"2 \* max <= seq_len \+ 1 = 32"):
+        InductionPhase(train=_lm_loop(seq_len=31), max_len=17)
+    with pytest.raises(ValueError, match="min <= max"):
+        InductionPhase(train=_lm_loop(seq_len=63), min_len=9, max_len=8)
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"lm": {"induction": [{"train": {"seq_len": 15}, "max_len": 12}]}}))
+    with pytest.raises(ConfigError, match=r"lm\.induction\.0"):
+        load_learn_config("default", bad)
+    docs = ["the quick brown fox jumps over the lazy dog " * 20] * 4
+    tokenizer = Tokenizer.train(docs, 300)
+    train, val = _induction_streams(tokenizer, Corpus(train=docs, val=docs, source="test"), "random", seed=3)
+    assert int(train.min()) > max(tokenizer.special_ids.values()) and int(train.max()) < tokenizer.vocab_size
+    again, _ = _induction_streams(tokenizer, Corpus(train=docs, val=docs, source="test"), "random", seed=3)
+    assert bool((train == again).all()) and len(val) == 200_000  # seeded
+    assert len(train.unique()) == tokenizer.vocab_size - max(tokenizer.special_ids.values()) - 1  # every other id drawn
