@@ -44,7 +44,11 @@ def synth(
     ] = None,
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[
-        int | None, typer.Option(help="candidate tasks per world [default: the family's, 4 or 8]")
+        int | None,
+        typer.Option(
+            help="candidate tasks per world [default: the family's (4-64), at most COUNT / (10 x difficulties), "
+            "so a small run spans worlds, difficulties and splits]"
+        ),
     ] = None,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     holdout_archetypes: Annotated[
@@ -80,7 +84,6 @@ def synth(
     The policy options (``--checkpoint`` … ``--timeout``, as ``toolgym eval`` takes them) configure
     the ``--solvable-by`` policy, and ``--max-turns`` its episodes; given without it they are refused.
     """
-    from toolgym.synth import get_family
     from toolgym.synth.config import SynthConfig
     from toolgym.synth.run import synthesize
 
@@ -90,7 +93,9 @@ def synth(
         count=count,
         difficulty=parse_range(difficulty),
         seed=seed,
-        tasks_per_world=tasks_per_world if tasks_per_world is not None else get_family(family).tasks_per_world,
+        tasks_per_world=tasks_per_world
+        if tasks_per_world is not None
+        else default_tasks_per_world(family, count, difficulty),
         holdout=holdout,
         holdout_archetypes=[a.strip() for a in holdout_archetypes.split(",") if a.strip()],
         random_tries=random_tries,
@@ -174,7 +179,7 @@ def _report(stats: Any, out: Path, family: str, count: int) -> None:
     resumed = "" if stats.resumed_from is None else f" (resumed: {stats.existing} were already there)"
     rate = stats.shipped / stats.seconds if stats.seconds else 0.0
     console.print(
-        f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({rate:.0f} tasks/s); "
+        f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({rate:.3g} tasks/s); "
         f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}",
         markup=False,
     )
@@ -191,3 +196,16 @@ def _solver(config: Any) -> Any:
     from toolgym.policy.solvable import policy_solver
 
     return policy_solver(config)
+
+
+def default_tasks_per_world(family: str, count: int, difficulty: str) -> int:
+    """Candidate tasks per world when ``--tasks-per-world`` is not given.
+
+    The family's own figure (4 to 64: a world that is costly to build serves many tasks), but at
+    most ``count / (10 x difficulties)``: otherwise ``--count 20`` of a 32-task family shipped
+    one world, one difficulty and one split (a newcomer's report, issue 13).
+    """
+    from toolgym.synth import get_family
+
+    lo, hi = parse_range(difficulty)
+    return max(1, min(get_family(family).tasks_per_world, count // (10 * (hi - lo + 1))))

@@ -163,7 +163,7 @@ class Dataset:
         if not create and not self.path.exists():
             raise DatasetError(
                 f"no dataset at {self.path}: the file does not exist (make one with `toolgym synth --out "
-                f"{self.path}`, or pass create=True to start an empty one)"
+                f"{self.path}`; in Python, Dataset(path, create=True) starts an empty one)"
             )
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -555,3 +555,11 @@ def test_bench_env_prints_the_install_hint_with_its_extra():
         assert "pip install 'toolgym[bench]'" in proc.stdout
     else:
         assert "skyrl-gym sql step" in proc.stdout and "not installed" not in proc.stdout
+
+
+def test_a_small_synth_run_spans_worlds_and_difficulties():
+    from toolgym.cli.synth import default_tasks_per_world
+
+    assert default_tasks_per_world("sql", 20, "1-5") == 1  # was 32: one world, one difficulty, one split
+    assert default_tasks_per_world("sql", 6000, "1-5") == 32 and default_tasks_per_world("search", 1000, "3") == 64
+    assert default_tasks_per_world("trip", 200, "1-2") == 4  # the family's own figure when the run is large
