@@ -58,7 +58,13 @@ def test_pickles_mid_episode(env_id):
     assert clone.step("again")[0] == env.step("again")[0]
 
 
-@pytest.mark.parametrize("env_id", IDS)
+# The shipped ids run in the slow tier here: tests/test_vector_envs.py runs each of them in Sync
+# and Async vector envs (shared memory on and off) in the default tier; the test families keep the
+# raw `<|end|>` action of this test in the default tier.
+VECTOR_IDS = [pytest.param(i, marks=pytest.mark.slow) if i in toolgym.ENV_IDS else i for i in IDS]
+
+
+@pytest.mark.parametrize("env_id", VECTOR_IDS)
 @pytest.mark.parametrize("vector", ["sync", "async"])
 def test_vector_envs(env_id, vector):
     fns = [lambda: gym.make(env_id, difficulty=1) for _ in range(2)]

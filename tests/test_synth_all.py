@@ -13,7 +13,18 @@ from toolgym.synth import FAMILIES, get_family
 from toolgym.synth.candidate import synthesize_world
 from toolgym.synth.config import SynthConfig
 
-CASES = [(f, d, w) for f in FAMILIES for d in (1, 3, 5) for w in (0, 1)]
+# Default tier: two representatives per family, the easiest and the hardest difficulty (one world
+# each), so every family's reference and gates run on every commit; the other four cases of each
+# family (d3, and the second world of d1 and d5) are the slow tier. The same machinery (synthesize,
+# then replay reference and gates) is what every case exercises; the family's own test file covers
+# each of its task kinds' gates per difficulty (e.g. tests/synth/test_code.py).
+FAST = {(1, 0), (5, 1)}
+CASES = [
+    pytest.param(f, d, w, marks=() if (d, w) in FAST else pytest.mark.slow)
+    for f in FAMILIES
+    for d in (1, 3, 5)
+    for w in (0, 1)
+]
 
 
 @pytest.mark.parametrize(("family_id", "difficulty", "w"), CASES)

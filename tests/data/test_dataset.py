@@ -37,15 +37,16 @@ def dump(path: Path) -> dict:
     return out
 
 
-def test_same_seed_and_config_give_identical_rows_whatever_the_workers(tmp_path):
-    a, b, c = tmp_path / "a.duckdb", tmp_path / "b.duckdb", tmp_path / "c.duckdb"
-    synthesize(SynthConfig(family="trip", count=24, seed=3, workers=1), a)
-    synthesize(SynthConfig(family="trip", count=24, seed=3, workers=2), b)
+def test_same_seed_and_config_give_identical_rows_whatever_the_workers(trip_dataset, tmp_path):
+    # The 1-worker run is the session's trip dataset (conftest.py: count 30, seed 7, 1 worker),
+    # synthesized once for every test that reads one.
+    a, b, c = trip_dataset, tmp_path / "b.duckdb", tmp_path / "c.duckdb"
+    synthesize(SynthConfig(family="trip", count=30, seed=7, workers=2), b)
     assert dump(a) == dump(b)
-    synthesize(SynthConfig(family="trip", count=24, seed=4, workers=1), c)
+    synthesize(SynthConfig(family="trip", count=30, seed=8, workers=1), c)
     assert dump(c)["tasks"] != dump(a)["tasks"]
     with Dataset(a, read_only=True) as ds:
-        assert len(ds.task_ids()) == 24
+        assert len(ds.task_ids()) == 30
         splits = {ds.task(t).split for t in ds.task_ids()}
         assert splits <= {"train", "val", "test"}
 
@@ -58,11 +59,11 @@ def test_splits_are_by_world(trip_dataset):
     assert mismatched.fetchone()[0] == 0
 
 
-def test_growing_a_run_equals_running_it_at_once(tmp_path):
-    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    synthesize(SynthConfig(family="trip", count=10, seed=2, workers=1), a)
-    synthesize(SynthConfig(family="trip", count=21, seed=2, workers=1), a)
-    synthesize(SynthConfig(family="trip", count=21, seed=2, workers=1), b)
+def test_growing_a_run_equals_running_it_at_once(trip_dataset, tmp_path):
+    # Run at once: the session's trip dataset (conftest.py: count 30, seed 7, 1 worker).
+    a, b = tmp_path / "a.duckdb", trip_dataset
+    synthesize(SynthConfig(family="trip", count=10, seed=7, workers=1), a)
+    synthesize(SynthConfig(family="trip", count=30, seed=7, workers=1), a)
     assert dump(a) == dump(b)
     with pytest.raises(ConfigError, match="different settings"):
         synthesize(SynthConfig(family="trip", count=21, seed=9, workers=1), a)

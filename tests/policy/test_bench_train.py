@@ -31,6 +31,9 @@ def test_seq_len_too_short_for_any_episode_is_a_clear_error():
         run_train_bench(TrainBenchConfig(**{**TINY, "seq_len": 16}))
 
 
+# Slow: it reruns the whole tiny bench (~10 s of CPU, the default tier's costliest test measured) through
+# the CLI; test_rows_count_what_each_loop_fed runs the same run_train_bench in the default tier.
+@pytest.mark.slow
 def test_bench_train_command_prints_both_loops_and_the_ratio():
     args = ["bench", "train", "--models", "micro", "--steps", "1", "--rounds", "1", "--batch-size", "1"]
     args += ["--seq-len", "2048", "--tasks", "2", "--corpus-bytes", "100000", "--family", "trip"]
