@@ -42,7 +42,7 @@ from typing import Any
 from toolgym.envs.rollout import Final, Step
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
-from toolgym.synth.codeagent import tasks
+from toolgym.synth.codeagent import heuristic, tasks
 from toolgym.synth.codeagent import tools as ca_tools
 from toolgym.synth.codeagent.gatejudge import judge_in_process
 from toolgym.synth.codeagent.mutate import apply, line_edit, mutations
@@ -113,6 +113,10 @@ class CodeAgent(Family):
     def reference(self, params: dict[str, Any], tool_config: dict[str, Any]) -> Program:
         """Read each buggy file, undo each mutation with edit_file, submit."""
         return _reference(params)
+
+    def heuristic(self, task: TaskSpec) -> Program:
+        """The shallow repair agent of :mod:`.heuristic` (issue test, one-token fixes where failures point)."""
+        return heuristic.program(task.params["package"], task.prompt)
 
     def episode_context(self, world: CodeAgentWorld, task: TaskSpec) -> ca_tools.AgentContext:
         """A fresh file store holding the buggy package; its sandbox opens on the first run_tests."""
