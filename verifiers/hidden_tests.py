@@ -22,6 +22,12 @@ How an episode is judged (DESIGN.md "Sandboxes"; :mod:`toolgym.sandbox.judge` fo
    the right outcomes it has to compute them. No file is read back: the verdict comes from the
    run's standard output and the spec.
 
+**At synthesis only**, a family may judge its *own* gate agents' repairs without a sandbox: inside
+:func:`trusted_judge` (entered by ``CodeAgent.gate_scope`` around one task's gate episodes) the
+verifier first asks the given judge, which runs the package in-process when it can vouch for the
+result and returns None otherwise (then the sandbox judges as above). Outside such a scope — every
+policy's episode, and the synthesis reference's — nothing changes: one fresh sandbox per verification.
+
 A run that times out, breaks a limit or prints no outcome line scores 0. The score is binary:
 1 when every hidden case (fail-to-pass and pass-to-pass) matches, else 0; the reason counts the
 failures of each kind but never names a hidden input.
@@ -32,7 +38,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from toolgym.sandbox import Backend, ExecStatus, Limits, get_backend
@@ -41,6 +49,9 @@ from toolgym.verifiers.verdict import Verdict
 MARKER = "@@toolgym-hidden-outcomes "
 JUDGE_TIMEOUT_S = 20.0
 _BACKENDS: dict[int, Backend] = {}
+#: ``judge(files, spec) -> outcomes | None``: a synthesis-time judge of trusted repairs (see :func:`trusted_judge`).
+TrustedJudge = Callable[[Mapping[str, str], Mapping[str, Any]], "dict[str, Any] | None"]
+_TRUSTED: ContextVar[TrustedJudge | None] = ContextVar("hidden_tests_trusted_judge", default=None)
 
 #: Runs in the judge sandbox's fresh interpreter: calls each case, prints one marker line of outcomes.
 #: ``CALLS`` is the JSON of :func:`hidden_calls` (no expected outcome is in it).
@@ -129,6 +140,21 @@ def run_hidden(
     return (outcomes, "") if isinstance(outcomes, dict) else (None, "the hidden tests' outcomes are not an object")
 
 
+@contextmanager
+def trusted_judge(judge: TrustedJudge) -> Iterator[None]:
+    """Let ``judge`` score the verifications inside the scope before any sandbox does (synthesis gates only).
+
+    ``judge(files, spec)`` returns the outcomes by case id, or None to leave the verdict to the
+    judge sandbox. The caller vouches that every episode judged inside runs code it wrote itself
+    (the family's gate agents): what an untrusted policy wrote must never be judged this way.
+    """
+    token = _TRUSTED.set(judge)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
 def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """Score a repair: every hidden case must give its expected outcome (see the module docstring).
 
@@ -142,7 +168,11 @@ def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdic
     files = state.judge_files()
     if package_digest(files, spec["package"]) == spec["buggy"]:
         return Verdict.fail("the package is unchanged from the reported state: the fail-to-pass tests fail")
-    outcomes, problem = run_hidden(files, spec)
+    trusted = _TRUSTED.get()
+    outcomes = trusted(files, spec) if trusted is not None else None
+    problem = ""
+    if outcomes is None:
+        outcomes, problem = run_hidden(files, spec)
     if outcomes is None:
         return Verdict.fail(problem)
     f2p = set(spec["fail_to_pass"])
@@ -161,6 +191,7 @@ __all__ = [
     "RUNNER",
     "hidden_calls",
     "runner_code",
+    "trusted_judge",
     "judged_files",
     "package_digest",
     "run_hidden",

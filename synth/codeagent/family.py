@@ -21,6 +21,10 @@ each of which must score 0:
 * ``constant``: the reported function made to return the expected value for the issue's input
   and for its visible test cases (an ``if`` table at the top of its body).
 
+The gate episodes of a task run inside :meth:`CodeAgent.gate_scope`, where the verifier judges
+the gate agents' repairs in-process (:mod:`.gatejudge`: our own code, the sandbox's twin there;
+the reference and every policy keep one fresh judge sandbox per verification).
+
 The reference reads each buggy file, undoes each mutation with one ``edit_file`` and submits; it
 does not run the tests (a sandbox start per reference episode buys a synthesis run nothing: the
 hidden tests are the proof). Its calls grow with the bugs: 3 at one bug, 5–6 at two, 7–9 at three.
@@ -29,18 +33,22 @@ hidden tests are the proof). Its calls grow with the bugs: 3 at one bug, 5–6 a
 from __future__ import annotations
 
 import ast
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from toolgym.envs.rollout import Final, Step
 from toolgym.envs.tools import Tool
 from toolgym.spec import TaskDraft, TaskSpec
-from toolgym.synth.codeagent import tasks
+from toolgym.synth.codeagent import heuristic, tasks
 from toolgym.synth.codeagent import tools as ca_tools
+from toolgym.synth.codeagent.gatejudge import judge_in_process
 from toolgym.synth.codeagent.mutate import apply, line_edit, mutations
 from toolgym.synth.codeagent.package import CodeAgentWorld, generate
 from toolgym.synth.family import Family, Program
+from toolgym.verifiers.hidden_tests import trusted_judge
 
 SUMMARIES = [
     "Fixed the reported bug.",
@@ -106,10 +114,18 @@ class CodeAgent(Family):
         """Read each buggy file, undo each mutation with edit_file, submit."""
         return _reference(params)
 
+    def heuristic(self, task: TaskSpec) -> Program:
+        """The shallow repair agent of :mod:`.heuristic` (issue test, one-token fixes where failures point)."""
+        return heuristic.program(task.params["package"], task.prompt)
+
     def episode_context(self, world: CodeAgentWorld, task: TaskSpec) -> ca_tools.AgentContext:
         """A fresh file store holding the buggy package; its sandbox opens on the first run_tests."""
         timeout = float(task.tool_config.get("timeout_s", ca_tools.DEFAULT_TIMEOUT_S))
         return ca_tools.AgentContext(_buggy_files(world, task), world.package, timeout)
+
+    def gate_scope(self) -> AbstractContextManager[None]:
+        """One task's gate episodes: repairs judged in-process where exact (:mod:`.gatejudge`), one kept sandbox."""
+        return _gate_scope()
 
     def close_context(self, context: ca_tools.AgentContext) -> None:
         """Close the episode's sandbox, if it opened one."""
@@ -141,6 +157,13 @@ class CodeAgent(Family):
             ("edit_tests", _edit_tests(files)),
             ("constant", _constant(world, files, task)),
         ]
+
+
+@contextlib.contextmanager
+def _gate_scope() -> Iterator[None]:
+    """The trusted in-process judge and the kept gate sandbox (:func:`.tools.gate_sessions`), together."""
+    with trusted_judge(judge_in_process), ca_tools.gate_sessions():
+        yield
 
 
 def _reference(params: dict[str, Any]) -> Program:

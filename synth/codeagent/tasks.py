@@ -36,6 +36,7 @@ from toolgym.verifiers.hidden_tests import package_digest
 
 BUGS = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
 TRIES = 60  # candidate mutations checked per task, at most
+KIND_TRIES = 12  # candidate mutations of one kind checked for one bug, at most
 TIMEOUT_S = 20.0
 
 
@@ -60,21 +61,51 @@ def _callers(world: CodeAgentWorld, mid: str) -> set[str]:
 
 
 def _pick_bugs(world: CodeAgentWorld, difficulty: int, rng: random.Random) -> list[tuple[Mutation, dict[str, Any]]]:
-    """Up to BUGS[difficulty] shipping mutations, each with its failing cases, in distinct functions."""
+    """Up to BUGS[difficulty] shipping mutations, each with its failing cases, in distinct functions.
+
+    **Kind first, then a mutation of that kind.** Drawing from the pool of every mutation made
+    the kinds as common as their sites: integer literals are everywhere (two ``off_by_one`` and
+    often an ``operator`` per line), defaults and guards are few, so off-by-one and operator
+    bugs filled most shipped tasks. Each bug now takes the next kind of a shuffled order of the
+    world's kinds and tries that kind's mutations (at most :data:`KIND_TRIES`) until one ships; a
+    kind that shipped goes to the back of the order (a task's bugs differ in kind when the world
+    allows), one that found none is dropped. Every kind the world offers is about equally likely.
+    """
     pool = [m for mid in world.data["order"] for m in mutations(mid, world.data["sources"][mid])]
     rng.shuffle(pool)
     if difficulty >= 3:  # causes in modules that others call: the symptom can be reported far away
         pool.sort(key=lambda m: not _callers(world, m.module))
+    by_kind: dict[str, list[Mutation]] = {}
+    for m in pool:
+        by_kind.setdefault(m.kind, []).append(m)
+    order = sorted(by_kind)
+    rng.shuffle(order)
     chosen: list[tuple[Mutation, dict[str, Any]]] = []
-    for m in pool[:TRIES]:
+    tries = 0
+    while order and len(chosen) < BUGS[difficulty] and tries < TRIES:
+        kind = order.pop(0)
+        found = _first_shipping(world, by_kind[kind], chosen, min(KIND_TRIES, TRIES - tries))
+        tries += found[1]
+        if found[0] is not None:
+            chosen.append(found[0])
+            order.append(kind)
+    return chosen
+
+
+def _first_shipping(
+    world: CodeAgentWorld, candidates: list[Mutation], chosen: list[tuple[Mutation, Any]], limit: int
+) -> tuple[tuple[Mutation, dict[str, Any]] | None, int]:
+    """The first of ``candidates`` (consumed) that ships beside ``chosen``, and how many were checked."""
+    checked = 0
+    while candidates and checked < limit:
+        m = candidates.pop(0)
         if any(m.module == c.module and m.function == c.function for c, _ in chosen):
             continue
+        checked += 1
         fails = _failing(world, [m])
         if len(fails) >= 2:  # hidden cases have distinct inputs: one special-cased input cannot pass
-            chosen.append((m, fails))
-        if len(chosen) == BUGS[difficulty]:
-            break
-    return chosen
+            return (m, fails), checked
+    return None, checked
 
 
 def world_case(world: CodeAgentWorld, cid: str) -> list[Any]:

@@ -16,6 +16,14 @@ visible tests are plain ``test_*`` functions with ``assert`` (they run under pyt
 the runner imports each ``tests/test_*.py``, calls its tests in order and reports each failure
 with its assertion message or exception, and a module that fails to import as one error.
 
+**Gate episodes reuse one sandbox** (:func:`gate_sessions`, entered by ``CodeAgent.gate_scope``):
+the random gate's ``run_tests`` calls were the other half of synthesis's sandbox time (a
+bubblewrap start and, above all, a teardown per episode). Inside the scope an episode's first
+``run_tests`` takes this process's kept gate sandbox, empties its workspace with one call and
+copies the episode's files in; closing the episode leaves the sandbox open for the next one (it
+closes at exit). Its runs cannot change a verdict: the verdict comes from the file store, never
+from the sandbox. Every other episode (the reference's, every policy's) opens its own.
+
 ``edit_file`` replaces one **unique** snippet; a snippet that is missing, ambiguous or a no-op is
 an error saying why nothing was applied (and where the closest line is). With an empty ``old``
 it creates a new file. Paths follow the one name rule (:mod:`toolgym.envs.naming`).
@@ -23,10 +31,14 @@ it creates a new file. Paths follow the one name rule (:mod:`toolgym.envs.naming
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import difflib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from toolgym.envs import naming
@@ -42,6 +54,18 @@ OUTPUT_CHARS = 3000
 DEFAULT_TIMEOUT_S = 20.0
 MARKER = "@@toolgym-visible-results "
 _BACKENDS: dict[int, Backend] = {}
+_IN_GATES: ContextVar[bool] = ContextVar("codeagent_gate_sessions", default=False)
+#: This process's kept gate sandboxes by (pid, wall limit); a forked child keeps its own.
+_GATE_SESSIONS: dict[tuple[int, float], Session] = {}
+#: Empties a gate sandbox's workspace between episodes (run as ``python -I -S -c WIPE``).
+WIPE = """
+import os, shutil
+for p in os.listdir("."):
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p)
+    else:
+        os.remove(p)
+"""
 
 #: Runs the visible tests inside the agent's sandbox (``python -I -S -c TEST_RUNNER <target>``).
 TEST_RUNNER = r"""
@@ -87,6 +111,47 @@ def backend() -> Backend:
     return _BACKENDS[pid]
 
 
+@contextlib.contextmanager
+def gate_sessions() -> Iterator[None]:
+    """Let the episodes inside share this process's kept gate sandbox (synthesis gates only; see above)."""
+    token = _IN_GATES.set(True)
+    try:
+        yield
+    finally:
+        _IN_GATES.reset(token)
+
+
+def _close_gate_sessions() -> None:
+    for (pid, _), session in list(_GATE_SESSIONS.items()):
+        if pid == os.getpid():
+            session.close()
+    _GATE_SESSIONS.clear()
+
+
+atexit.register(_close_gate_sessions)
+
+
+def _gate_session(files: dict[str, str], timeout_s: float) -> Session:
+    """The kept gate sandbox holding exactly ``files`` (opened, or emptied and refilled).
+
+    Raises:
+        SandboxError: The sandbox cannot be opened here.
+    """
+    key = (os.getpid(), timeout_s)
+    if any(pid != key[0] for pid, _ in _GATE_SESSIONS):  # inherited from a parent: not ours to use
+        _GATE_SESSIONS.clear()
+    session = _GATE_SESSIONS.get(key)
+    if session is not None and not session.closed:
+        wiped = session.exec([session.python_path, "-I", "-S", "-c", WIPE], timeout=timeout_s)
+        if wiped.status is ExecStatus.OK:
+            for rel, text in sorted(files.items()):
+                session.put(rel, text)
+            return session
+        session.close()
+    _GATE_SESSIONS[key] = session = backend().open(files, Limits(wall_s=timeout_s))
+    return session
+
+
 class AgentContext:
     """One episode's workspace (a file store) and, once tests have run, its sandbox."""
 
@@ -95,6 +160,7 @@ class AgentContext:
         self.package = package
         self.timeout_s = timeout_s
         self.session: Session | None = None
+        self.shared = False  # the session is the kept gate sandbox (left open by close)
         self.dirty: set[str] = set()
 
     def path(self, path: str, must_exist: bool = True) -> str:
@@ -116,7 +182,11 @@ class AgentContext:
         """The episode's sandbox, opened on first use, with every edited file copied in."""
         try:
             if self.session is None or self.session.closed:
-                self.session = backend().open(self.files, Limits(wall_s=self.timeout_s))
+                self.shared = _IN_GATES.get()
+                if self.shared:
+                    self.session = _gate_session(self.files, self.timeout_s)
+                else:
+                    self.session = backend().open(self.files, Limits(wall_s=self.timeout_s))
             else:
                 for rel in sorted(self.dirty):
                     self.session.put(rel, self.files[rel])
@@ -135,8 +205,9 @@ class AgentContext:
         """Remove the sandbox (idempotent); the file store stays."""
         session, self.session = self.session, None
         self.dirty = set()  # a new sandbox starts from every file
-        if session is not None:
+        if session is not None and not self.shared:
             session.close()
+        self.shared = False
 
     def __getstate__(self) -> dict[str, Any]:
         # A live sandbox cannot be copied; the copy opens its own from the same files when it runs tests.
@@ -145,6 +216,7 @@ class AgentContext:
             "package": self.package,
             "timeout_s": self.timeout_s,
             "session": None,
+            "shared": False,
             "dirty": set(),
         }
 

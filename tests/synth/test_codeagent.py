@@ -114,3 +114,16 @@ def test_edit_file_applies_one_unique_snippet_and_says_why_not_otherwise():
     # the judge copies the package's sources only: tests and conftest files never count
     ctx.files["p/conftest.py"] = "raise SystemExit"
     assert set(judged_files(ctx.files, "p")) == {"p/a.py", "p/c.py"}
+
+
+def test_bug_kinds_are_balanced_not_as_common_as_their_sites():
+    counts: dict[str, int] = {}
+    for seed in range(30):
+        world = FAM.make_world(seed, 1)
+        draft = FAM.make_task(world, 1, random.Random(seed))
+        if draft is not None:
+            for kind in draft.meta["kinds"]:
+                counts[kind] = counts.get(kind, 0) + 1
+    total = sum(counts.values())
+    assert total >= 25 and len(counts) >= 5, counts
+    assert max(counts.values()) <= 0.35 * total, counts  # by sites: off-by-one and operator ~40% each

@@ -233,3 +233,45 @@ def test_the_expected_outcomes_never_reach_a_sandbox(shipped, monkeypatch):
     cases = task.verifier_spec["cases"]
     assert calls == [[c[0], f"{world.package}.{c[1]}", c[2], c[3]] for c in cases]  # id, where, args: no outcome
     assert sent[-1] == {p: t for p, t in world.files.items() if p.startswith(world.package + "/")}  # the fixed sources
+
+
+def test_gate_repairs_are_judged_in_process_only_inside_the_gate_scope_and_as_the_sandbox_would(shipped, monkeypatch):
+    import threading
+
+    import toolgym.synth.codeagent.family as ca_family
+    import toolgym.verifiers.hidden_tests as ht
+    from toolgym.synth.codeagent.gatejudge import judge_in_process
+
+    world, task, env = shipped
+    spec = task.verifier_spec
+    seen = []
+
+    def spy(files, spec_):
+        seen.append((dict(files), judge_in_process(files, spec_)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(ca_family, "judge_in_process", spy)
+    assert _reference(env, task).reward == 1.0 and not seen  # outside the scope: the sandbox alone judges
+    for gate, program in FAM.gate_agents(world, task, random.Random(3)):
+        with FAM.gate_scope():
+            ep = run_episode(env, ProgramPolicy(program, strict=False), options={"task_id": task.task_id})
+        assert ep.reward == 0.0, gate
+    judged = [(f, o) for f, o in seen if o is not None]
+    assert len(judged) >= 2  # random_edits, delete_function, constant (edit_tests is unchanged: no run)
+    for files, outcomes in judged:  # the same outcomes as the judge sandbox, or (a broken import) the same verdict
+        sandbox, _ = ht.run_hidden(files, spec)
+        broken = {c[0] for c in spec["cases"] if outcomes[c[0]] == ["raise", "ImportError"]}
+        assert {k: v for k, v in outcomes.items() if k not in broken} == {
+            k: v for k, v in sandbox.items() if k not in broken
+        }
+        assert all(sandbox[c[0]] != c[4] for c in spec["cases"] if c[0] in broken and c[4][0] == "ok")
+    pkg = world.package
+    fixed = dict(world.files)
+    assert judge_in_process(fixed, spec) is not None
+    for path, text in [(f"{pkg}/__init__.py", "import os\n"), (f"{pkg}/extra.py", "X = 1\n")]:
+        assert judge_in_process({**fixed, path: text}, spec) is None  # code the twin run would not execute
+    box = []
+    worker = threading.Thread(target=lambda: box.append(judge_in_process(fixed, spec)))
+    worker.start()
+    worker.join()
+    assert box == [None]  # no SIGALRM backstop off the main thread: the sandbox judges
