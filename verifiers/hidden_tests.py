@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -155,6 +156,25 @@ def trusted_judge(judge: TrustedJudge) -> Iterator[None]:
         _TRUSTED.reset(token)
 
 
+def same_outcome(got: Any, expected: Any) -> bool:
+    """Whether an outcome (JSON: ``["ok", value]`` or ``["raise", name]``) is the expected one.
+
+    Types must match, not only values: Python's ``True == 1 == 1.0`` would accept a function that
+    returns ``int(...)`` where its docstring promises a bool (a newcomer's report, issue 14).
+    Floats match within a relative 1e-9 (and 1e-12 absolute), so an algebraically equal repair that
+    rounds differently in the last bits is not refused.
+    """
+    if type(got) is not type(expected):
+        return False
+    if isinstance(got, float):
+        return math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12) or got == expected
+    if isinstance(got, list):
+        return len(got) == len(expected) and all(same_outcome(a, b) for a, b in zip(got, expected, strict=True))
+    if isinstance(got, dict):
+        return got.keys() == expected.keys() and all(same_outcome(got[k], expected[k]) for k in got)
+    return bool(got == expected)
+
+
 def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdict:
     """Score a repair: every hidden case must give its expected outcome (see the module docstring).
 
@@ -176,7 +196,7 @@ def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdic
     if outcomes is None:
         return Verdict.fail(problem)
     f2p = set(spec["fail_to_pass"])
-    failed = [c[0] for c in spec["cases"] if outcomes.get(c[0]) != c[4]]
+    failed = [c[0] for c in spec["cases"] if not same_outcome(outcomes.get(c[0]), c[4])]
     if not failed:
         return Verdict.ok(f"all {len(spec['cases'])} hidden tests pass")
     n_f2p = sum(1 for c in failed if c in f2p)
@@ -188,6 +208,7 @@ def verify_hidden_tests(spec: dict[str, Any], answer: Any, state: Any) -> Verdic
 
 __all__ = [
     "MARKER",
+    "same_outcome",
     "RUNNER",
     "hidden_calls",
     "runner_code",

@@ -32,7 +32,7 @@ from toolgym.spec import TaskDraft
 from toolgym.synth.codeagent.composites import ALL
 from toolgym.synth.codeagent.mutate import Mutation, apply, fix_edits, mutations
 from toolgym.synth.codeagent.package import CodeAgentWorld, run_cases
-from toolgym.verifiers.hidden_tests import package_digest
+from toolgym.verifiers.hidden_tests import package_digest, same_outcome
 
 BUGS = {1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
 TRIES = 60  # candidate mutations checked per task, at most
@@ -52,7 +52,7 @@ def _failing(world: CodeAgentWorld, bugs: list[Mutation]) -> dict[str, list[Any]
         touched |= {m for m in d["order"] if touched & set(ALL[m].deps)}
     cases = [c for c in d["hidden"] if c[1] in touched]
     got = run_cases(sources, d["order"], cases)
-    return {c[0]: got[c[0]] for c in cases if got[c[0]] != c[4]}
+    return {c[0]: got[c[0]] for c in cases if not same_outcome(got[c[0]], c[4])}
 
 
 def _callers(world: CodeAgentWorld, mid: str) -> set[str]:

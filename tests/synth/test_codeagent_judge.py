@@ -275,3 +275,24 @@ def test_gate_repairs_are_judged_in_process_only_inside_the_gate_scope_and_as_th
     worker.start()
     worker.join()
     assert box == [None]  # no SIGALRM backstop off the main thread: the sandbox judges
+
+
+def test_outcomes_match_by_type_and_floats_within_rounding():
+    from toolgym.verifiers.hidden_tests import same_outcome, trusted_judge, verify_hidden_tests
+
+    assert same_outcome(["ok", True], ["ok", True]) and same_outcome(["ok", [1, "a"]], ["ok", [1, "a"]])
+    assert not same_outcome(["ok", 1], ["ok", True])  # int(...) where a bool is promised (newcomer's report)
+    assert not same_outcome(["ok", 1.0], ["ok", 1]) and not same_outcome(["ok", [1]], ["ok", [1, 2]])
+    assert same_outcome(["ok", 0.1 + 0.2], ["ok", 0.3]) and not same_outcome(["ok", 0.31], ["ok", 0.3])
+    assert same_outcome(["ok", {"a": 1}], ["ok", {"a": 1}]) and not same_outcome(["ok", {"a": 1}], ["ok", {"a": True}])
+    assert not same_outcome(None, ["ok", 1]) and same_outcome(["raise", "ValueError"], ["raise", "ValueError"])
+
+    class State:
+        def judge_files(self):
+            return {"pkg/a.py": "def f():\n    return int(True)\n"}
+
+    spec = {"package": "pkg", "cases": [["a#1", "pkg.a", "f", [], ["ok", True]]], "fail_to_pass": ["a#1"], "buggy": ""}
+    with trusted_judge(lambda files, spec: {"a#1": ["ok", 1]}):
+        assert not verify_hidden_tests(spec, "fixed", State()).passed
+    with trusted_judge(lambda files, spec: {"a#1": ["ok", True]}):
+        assert verify_hidden_tests(spec, "fixed", State()).passed
