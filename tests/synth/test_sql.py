@@ -332,6 +332,30 @@ def test_a_dataset_round_trip_replays_every_reference_and_a_copy_mid_episode_goe
     clone.close(), env.close()
 
 
+def test_a_dataset_source_keeps_its_worlds_within_a_byte_budget(tmp_path, monkeypatch):
+    """32 kept sql worlds held ~300 MB (a DuckDB instance each): the source evicts by world_bytes too."""
+    from toolgym.data import source as data_source
+    from toolgym.synth import fly
+    from toolgym.synth.run import synthesize
+
+    assert data_source.DATASET_BYTES == fly.FLY_BYTES  # one budget for both sources
+    path = tmp_path / "sql.duckdb"
+    synthesize(
+        SynthConfig(family="sql", count=3, difficulty=(1, 1), tasks_per_world=1, workers=1, random_tries=2), path
+    )
+    first = data_source.DatasetSource(FAM, path, None, None)
+    ids = first.task_ids
+    weight = FAM.world_bytes(first.get(ids[0])[1])
+    assert 7 * 2**20 <= weight <= 12 * 2**20  # a DuckDB instance and its rows (family.py, measured)
+    monkeypatch.setattr(data_source, "DATASET_BYTES", int(2.2 * weight))
+    source = data_source.DatasetSource(FAM, path, None, None)
+    worlds = [source.get(t)[0].world_id for t in ids]
+    held = source._worlds
+    assert len(set(worlds)) == 3 and len(held) == 2 and sum(held.weights.values()) <= 2.2 * weight
+    assert list(held)[-1] == worlds[-1]  # the newest stays
+    assert pickle.loads(pickle.dumps(source))._worlds.budget == int(2.2 * weight)
+
+
 def test_a_forked_process_builds_its_own_database(world):
     import multiprocessing
 
