@@ -76,7 +76,12 @@ class SQLAnalyst(Family):
         return DB_BYTES + ROW_BYTES * sum(t.rows for t in world.tables.values())
 
     def archetypes(self) -> Sequence[str]:
-        """The domain archetypes worlds are drawn from."""
+        """The domain archetypes worlds are drawn from.
+
+        Four of them (``conference``, ``course_registration``, ``restaurant_chain``, ``school``)
+        only at difficulty 1: their schemas never have what the harder kinds read
+        (:func:`toolgym.synth.sql.world.analysable`), so from difficulty 2 their seeds redraw.
+        """
         from toolgym.synth.domains.world import archetype_ids
 
         return list(archetype_ids())

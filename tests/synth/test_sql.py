@@ -292,6 +292,26 @@ def test_reference_calls_grow_with_difficulty_and_plausible_bluffs_score_zero():
     assert calls[1] < calls[3] < calls[5], calls
 
 
+def test_every_archetype_is_drawn_at_difficulty_1_and_four_are_left_out_above():
+    """Difficulty 1 needs a table ``filter`` reads; from 2 the world check is the harder kinds' need.
+
+    ``conference``, ``course_registration``, ``restaurant_chain`` and ``school`` never meet the
+    latter (world.analysable); that rule once applied at difficulty 1 too and left them out there.
+    """
+    from toolgym.synth.domains.family import pick_archetype
+    from toolgym.synth.domains.world import archetype, archetype_ids, generate
+    from toolgym.synth.sql.world import SqlWorld, analysable
+
+    for arch in archetype_ids():
+        assert analysable(SqlWorld(DomainWorld(generate(archetype(arch), 0, 1))), 1), arch
+    for arch in ("conference", "course_registration", "restaurant_chain", "school"):
+        seed = next(s for s in range(10_000) if pick_archetype(s) == arch)
+        world = make_world(seed, 1)
+        assert FAM.world_archetype(world) == arch and not analysable(world, 2)
+        draft = FAM.make_task(world, 1, random.Random(0))
+        assert draft is not None and draft.meta["kind"] in ("filter", "total")
+
+
 def test_every_kind_ships_and_its_query_has_what_it_claims():
     kinds = {}
     for d in (2, 3, 4, 5):
