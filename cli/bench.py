@@ -21,7 +21,7 @@ def bench_env(
     ] = None,
 ) -> None:
     """Env step and reset vs a plain-Python floor, a re-templating step and SkyRL-Gym's SQL step."""
-    from toolgym.bench.env import run_env_bench
+    from toolgym.bench.env import run_env_bench, sql_target_lines
     from toolgym.synth import get_family
 
     for f in family or ():
@@ -34,6 +34,8 @@ def bench_env(
         add_row(table, r.name, f"{r.median_us:.1f}", f"{r.p90_us:.1f}", ratio, r.note)  # notes hold [extras]
     console.print(table)
     console.print("targets: step ≤ 200 µs median, reset ≤ 1000 µs median")
+    for line in sql_target_lines(rows):
+        console.print(line)
 
 
 @cli_errors

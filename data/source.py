@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from toolgym.envs.runtime import Runtime
     from toolgym.spec import TaskSpec
 
-__all__ = ["DatasetSource"]
+__all__ = ["DATASET_BYTES", "DatasetSource"]
+
+#: What the worlds a dataset source keeps may weigh in all (``Family.world_bytes``; 32 worlds at
+#: most): the on-the-fly source's budget (``toolgym.synth.fly.FLY_BYTES``, not imported: it would
+#: pull synthesis into every dataset-backed env; a test holds the two equal).
+DATASET_BYTES = 64 * 2**20
 
 
 class DatasetSource(TaskSource):
@@ -27,6 +32,11 @@ class DatasetSource(TaskSource):
 
     The ``"dataset"`` task source of the central table (``toolgym.SOURCES``): a ToolEnv with a
     ``dataset`` path gets one from :func:`toolgym.envs.sources.make_source`.
+
+    Worlds loaded are kept for reuse, at most 32 and, like the on-the-fly source's, within
+    :data:`DATASET_BYTES` by the family's ``world_bytes`` (a runtime without one weighs nothing):
+    an sql world holds a DuckDB instance of ~10 MB, a difficulty-5 search world ~10 MB of
+    entities, so 32 of them held ~300 MB an env.
     """
 
     def __init__(self, family: Runtime, path: Path, split: str | None, difficulties: list[int] | None):
@@ -40,7 +50,12 @@ class DatasetSource(TaskSource):
             )
         self._ds: Any = None
         self._tasks: LRU = LRU(256)
-        self._worlds: LRU = LRU(32)
+        self._worlds: LRU = LRU(32, DATASET_BYTES, self._weight)
+
+    def _weight(self, world: Any) -> int:
+        """The bytes a kept world holds (the family's ``world_bytes``; 0 for a runtime without it)."""
+        weigh = getattr(self.family, "world_bytes", None)
+        return int(weigh(world)) if weigh is not None else 0
 
     def _dataset(self) -> Any:
         if self._ds is None:

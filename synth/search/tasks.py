@@ -14,9 +14,17 @@
   index: exactly one person meets every clue, and more than one meets the pivot.
 
 Answers are names of entities whose type has enough members that a random name of the right
-type passes with chance at most ``random_pass_max`` of the difficulty (:func:`answer_types`):
-the family reports that chance exactly (``Search.random_pass``). The verifier is the ``alias``
-check (:mod:`toolgym.verifiers.aliases`): the name or one of its aliases, normalised.
+type passes with chance at most ``random_pass_max`` of the difficulty, and from difficulty 2 at
+most a quarter of it (:data:`RANDOM_PASS_MARGIN`, :func:`answer_types`): the family reports that
+chance exactly (``Search.random_pass``). The margin is there because nothing else makes a search
+answer guessable: a random name of the answer's type passes with exactly ``1 / count`` whatever
+the task (names and aliases are distinct under the check's normal form; the random gate draws
+names only), so the hardness table's sampled figure (``toolgym bench synth``: 8 tasks x 400
+draws) only scatters around ``1 / count``. With 1,100 people at difficulty 2 (1 / 1,100 =
+0.091%, just under the 0.1% limit) it read 0.19% (6 hits in 3,200 draws, spread over 5 chains);
+with at least 4,000 people (<= 0.025%) the chance that 3,200 draws read above 0.1% (4 hits or
+more) is under 1%. The verifier is the ``alias`` check (:mod:`toolgym.verifiers.aliases`): the
+name or one of its aliases, normalised.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from toolgym.synth.text import join_words, with_article
 
 #: Per difficulty: the most a random name of the answer's type may pass with (SynthConfig's default).
 RANDOM_PASS_MAX = (0.05, 0.001, 0.001, 0.001, 0.001)
+#: From difficulty 2, an answer type's exact random chance is at most the limit / this (see the
+#: module docstring: a sampled estimate of a chance at the limit reads above it half the time).
+RANDOM_PASS_MARGIN = 4
 #: From this difficulty, 70% of the chains whose start has an alias name it by the alias (and half
 #: the inverted tasks' clue objects named directly).
 ALIAS_START = 3
@@ -89,10 +100,15 @@ IDENTIFY = (
 INSTRUCTION = " The answer is a name only."
 
 
+def random_pass_limit(difficulty: int) -> float:
+    """The most an answer type's random chance may be at ``difficulty`` (the margin from difficulty 2)."""
+    return RANDOM_PASS_MAX[difficulty - 1] / (RANDOM_PASS_MARGIN if difficulty >= 2 else 1)
+
+
 def answer_types(difficulty: int) -> list[str]:
-    """The entity types an answer may have: a random name of one passes with chance <= the limit."""
+    """The entity types an answer may have: a random name of one passes with chance <= :func:`random_pass_limit`."""
     level = LEVELS[difficulty]
-    return [t for t in ("person", "org") if 1 / level.count(t) <= RANDOM_PASS_MAX[difficulty - 1]]
+    return [t for t in ("person", "org") if 1 / level.count(t) <= random_pass_limit(difficulty)]
 
 
 def entity_phrase(kind: str, name: str) -> str:
@@ -310,4 +326,5 @@ __all__ = [
     "identify_prompt",
     "inverted_task",
     "make_task",
+    "random_pass_limit",
 ]

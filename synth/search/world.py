@@ -40,7 +40,7 @@ from toolgym.synth import names as nm
 from toolgym.verifiers.aliases import normalize
 
 #: Bump when generation changes: stored worlds regenerate only under the same generator.
-GENERATOR = 2
+GENERATOR = 3
 
 TYPES = ("person", "org", "work", "event", "city", "region")
 #: How prompts and documents name each type.
@@ -115,11 +115,16 @@ class Level:
         return int(getattr(self, kind))
 
 
-#: Corpus size grows with difficulty: about 0.5k, 5k, 14k, 40k and 100k documents.
+#: Corpus size grows with difficulty: about 0.5k, 9.5k, 18k, 40k and 100k documents. From
+#: difficulty 2 there are at least 4,000 people (the answer type of every difficulty): a random
+#: name passes with at most 1 / 4,000, a quarter of the 0.1% limit
+#: (:data:`toolgym.synth.search.tasks.RANDOM_PASS_MARGIN`); organisations (~4.4 people each, an
+#: inverted task's pivot pool), cities (~15-20 people born in each) and articles (one per ~4
+#: entities, as at the other levels) grow with them.
 LEVELS = {
     1: Level(60, 20, 50, 20, 12, 3, 40, 300),
-    2: Level(1100, 250, 900, 250, 60, 6, 600, 2000),
-    3: Level(2500, 600, 2000, 600, 150, 10, 1500, 7000),
+    2: Level(4000, 900, 900, 250, 200, 6, 1400, 2000),
+    3: Level(5000, 1200, 2000, 600, 300, 10, 2200, 7000),
     4: Level(7000, 1600, 6000, 1600, 300, 16, 4000, 19000),
     5: Level(16000, 4000, 14000, 4000, 600, 24, 10000, 50000),
 }

@@ -38,6 +38,11 @@ from toolgym.synth.sql.gates import bluff_value, draw, random_pass_bound, typed
 from toolgym.synth.sql.tools import SqlSession, toolset
 from toolgym.synth.sql.world import SqlWorld, load, make_world
 
+#: What an open world database holds besides its rows (DuckDB instance, buffers, file: measured).
+DB_BYTES = 7 * 2**20
+#: What a row holds, its domain data, DuckDB blocks and cached results together (measured).
+ROW_BYTES = 600
+
 
 class SQLAnalyst(Family):
     """Analysis questions over a generated relational database, answered with read-only SQL."""
@@ -59,8 +64,24 @@ class SQLAnalyst(Family):
         """Rebuild a world from its stored inputs (see :func:`toolgym.synth.sql.world.load`)."""
         return load(data)
 
+    def world_bytes(self, world: SqlWorld) -> int:
+        """~7 MiB a world plus ~600 bytes a row: its DuckDB instance once opened, and its rows.
+
+        Measured (difficulty 5, 12 worlds kept, each queried by 16 task drafts): ~9 MB of process
+        memory a world (the instance, its buffers, the result cache, the domain rows) and ~1.4 MB
+        of ``/dev/shm`` (its file); difficulty 1 (~400 rows), ~6 MB and the same file. Counted
+        whether or not the database is open yet (it opens on the first query of any episode), so
+        the task sources' byte budgets (``FLY_BYTES``, ``DATASET_BYTES``) keep about six worlds.
+        """
+        return DB_BYTES + ROW_BYTES * sum(t.rows for t in world.tables.values())
+
     def archetypes(self) -> Sequence[str]:
-        """The domain archetypes worlds are drawn from."""
+        """The domain archetypes worlds are drawn from.
+
+        Four of them (``conference``, ``course_registration``, ``restaurant_chain``, ``school``)
+        only at difficulty 1: their schemas never have what the harder kinds read
+        (:func:`toolgym.synth.sql.world.analysable`), so from difficulty 2 their seeds redraw.
+        """
         from toolgym.synth.domains.world import archetype_ids
 
         return list(archetype_ids())

@@ -40,9 +40,39 @@ def test_bench_env_sql_rows_time_a_join_group_by_cached_and_uncached(tmp_path):
     from toolgym.bench.env import family_rows
 
     step, uncached, reset = family_rows("sql", 3, 40, tmp_path)
-    assert step.name == "sql d3 read step" and "run_sql" in step.note and "rows in" in step.note
-    assert uncached.name == "sql d3 read step, uncached" and reset.name == "sql d3 reset"
+    assert step.name == "sql d3 read step" and "run_sql, a join + group-by" in step.note
+    rows = int(step.note.split(" rows in ")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert rows >= 40  # the database is at least SkyRL's baseline's size (40 rows)
+    assert uncached.name == "sql d3 read step, uncached" and "join + group-by" in uncached.note
+    assert reset.name == "sql d3 reset"
     assert step.median_us < uncached.median_us  # a cache hit against a DuckDB plan and run (~10x apart at least)
+
+
+def test_the_sql_step_compared_with_skyrl_is_a_join_and_a_group_by():
+    from toolgym.bench.env import sql_join_group
+    from toolgym.envs import markup as mk
+
+    def call(name, query):
+        return mk.parse_action(mk.render_action([(name, {"query": query})])).tool_calls[0]
+
+    grouped = "SELECT p.region, count(*) FROM orders f JOIN shops p ON f.shop_id = p.id GROUP BY p.region"
+    assert sql_join_group(call("run_sql", grouped))
+    assert not sql_join_group(call("run_sql", "SELECT region, count(*) FROM shops GROUP BY region"))
+    assert not sql_join_group(call("run_sql", "SELECT * FROM orders f JOIN shops p ON f.shop_id = p.id"))
+    assert not sql_join_group(call("describe_table", grouped))
+
+
+def test_the_sql_targets_line_checks_the_cached_row_and_prints_the_uncached_ratio():
+    from toolgym.bench.env import SKYRL_MISSING, BenchRow, sql_target_lines
+
+    skyrl = BenchRow("skyrl-gym sql step", 700.0, 800.0)
+    step, uncached = BenchRow("sql d3 read step", 28.0, 30.0), BenchRow("sql d3 read step, uncached", 875.0, 900.0)
+    (line,) = sql_target_lines([step, uncached, skyrl])
+    assert "target ≥ 5x" in line and "cached 25.0x, met" in line and "uncached 0.80x" in line
+    (line,) = sql_target_lines([BenchRow("sql d5 read step", 200.0, 210.0), skyrl])
+    assert "cached 3.5x, MISSED" in line and "uncached" not in line
+    (line,) = sql_target_lines([step, uncached, SKYRL_MISSING])
+    assert "not compared" in line
 
 
 def test_hardness_rows_carry_the_domains_heuristic_share(tmp_path):

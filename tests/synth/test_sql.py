@@ -292,6 +292,26 @@ def test_reference_calls_grow_with_difficulty_and_plausible_bluffs_score_zero():
     assert calls[1] < calls[3] < calls[5], calls
 
 
+def test_every_archetype_is_drawn_at_difficulty_1_and_four_are_left_out_above():
+    """Difficulty 1 needs a table ``filter`` reads; from 2 the world check is the harder kinds' need.
+
+    ``conference``, ``course_registration``, ``restaurant_chain`` and ``school`` never meet the
+    latter (world.analysable); that rule once applied at difficulty 1 too and left them out there.
+    """
+    from toolgym.synth.domains.family import pick_archetype
+    from toolgym.synth.domains.world import archetype, archetype_ids, generate
+    from toolgym.synth.sql.world import SqlWorld, analysable
+
+    for arch in archetype_ids():
+        assert analysable(SqlWorld(DomainWorld(generate(archetype(arch), 0, 1))), 1), arch
+    for arch in ("conference", "course_registration", "restaurant_chain", "school"):
+        seed = next(s for s in range(10_000) if pick_archetype(s) == arch)
+        world = make_world(seed, 1)
+        assert FAM.world_archetype(world) == arch and not analysable(world, 2)
+        draft = FAM.make_task(world, 1, random.Random(0))
+        assert draft is not None and draft.meta["kind"] in ("filter", "total")
+
+
 def test_every_kind_ships_and_its_query_has_what_it_claims():
     kinds = {}
     for d in (2, 3, 4, 5):
@@ -330,6 +350,30 @@ def test_a_dataset_round_trip_replays_every_reference_and_a_copy_mid_episode_goe
     assert '"rows":[[42]]' in obs.replace(" ", "") and "copied" in obs and "copied" not in first
     assert "copied" not in env.step(query)[0]
     clone.close(), env.close()
+
+
+def test_a_dataset_source_keeps_its_worlds_within_a_byte_budget(tmp_path, monkeypatch):
+    """32 kept sql worlds held ~300 MB (a DuckDB instance each): the source evicts by world_bytes too."""
+    from toolgym.data import source as data_source
+    from toolgym.synth import fly
+    from toolgym.synth.run import synthesize
+
+    assert data_source.DATASET_BYTES == fly.FLY_BYTES  # one budget for both sources
+    path = tmp_path / "sql.duckdb"
+    synthesize(
+        SynthConfig(family="sql", count=3, difficulty=(1, 1), tasks_per_world=1, workers=1, random_tries=2), path
+    )
+    first = data_source.DatasetSource(FAM, path, None, None)
+    ids = first.task_ids
+    weight = FAM.world_bytes(first.get(ids[0])[1])
+    assert 7 * 2**20 <= weight <= 12 * 2**20  # a DuckDB instance and its rows (family.py, measured)
+    monkeypatch.setattr(data_source, "DATASET_BYTES", int(2.2 * weight))
+    source = data_source.DatasetSource(FAM, path, None, None)
+    worlds = [source.get(t)[0].world_id for t in ids]
+    held = source._worlds
+    assert len(set(worlds)) == 3 and len(held) == 2 and sum(held.weights.values()) <= 2.2 * weight
+    assert list(held)[-1] == worlds[-1]  # the newest stays
+    assert pickle.loads(pickle.dumps(source))._worlds.budget == int(2.2 * weight)
 
 
 def test_a_forked_process_builds_its_own_database(world):
