@@ -161,9 +161,9 @@ class CodeInterpreter(Family):
             world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
         )
 
-    def gate_scope(self) -> AbstractContextManager[None]:
-        """The gate episodes of one task share one sandbox (:func:`.tools.shared_sessions`)."""
-        return code_tools.shared_sessions()
+    def synthesis_scope(self) -> AbstractContextManager[None]:
+        """A world's reference and gate episodes take turns in one warm sandbox (:func:`.tools.synthesis_sandbox`)."""
+        return code_tools.synthesis_sandbox()
 
     def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""
