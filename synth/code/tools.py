@@ -381,6 +381,15 @@ class GroupValue(BaseModel):
     value: Number = Field(description="its aggregate, rounded to 2 decimals")
 
 
+class CountTotal(BaseModel):
+    """A number of rows and the total of a measure over them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: Integer = Field(description="how many rows")
+    total: Number = Field(description="their total, rounded to 2 decimals")
+
+
 class NameCount(BaseModel):
     """A name and a count."""
 
@@ -435,6 +444,15 @@ def submit_group_value(ctx: CodeContext, answer: GroupValue) -> str:
     return "submitted"
 
 
+def submit_count_total(ctx: CodeContext, answer: CountTotal) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The count and the total.
+    """
+    return "submitted"
+
+
 def submit_name_count(ctx: CodeContext, answer: NameCount) -> str:
     """Submit the answer; this ends the episode.
 
@@ -454,6 +472,7 @@ SUBMITS: dict[str, Tool] = {
         "names": submit_names,
         "group_value": submit_group_value,
         "name_count": submit_name_count,
+        "count_total": submit_count_total,
     }.items()
 }
 
