@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.util
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -133,6 +134,9 @@ def warm_sandbox(timeout_s: float) -> WarmSandbox | None:
         _WARM.clear()  # a forked child's inherited entries belong to its parent
         _WARM[pid] = {}
         atexit.register(_close_warm)
+        # A multiprocessing worker (synthesis's process pool) ends with os._exit, after its
+        # finalizers but without atexit: close it there too, so its workspace is not left behind.
+        multiprocessing.util.Finalize(None, _close_warm, exitpriority=10)
     pool = _WARM[pid]
     warm = pool.get(timeout_s)
     if warm is None or warm.session.closed:
