@@ -13,7 +13,9 @@ inside the sandbox, so nothing from the host has to be bound in. It has four mod
 ``kernel REQ_FD RESP_FD SETUP_B64``
     The stateful Python kernel: one warm interpreter whose namespace lives between calls. A
     trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is an
-    RLIMIT_CPU soft limit moved forward before each call.
+    RLIMIT_CPU soft limit moved forward before each call. With ``"forks": true`` in the set-up
+    the interpreter is a forked child of a zygote that serves a fresh one on ``{"renew": true}``
+    (:func:`fork_server`).
 ``once``
     The docker backend's per-exec launcher: the same fork/limits/exec/kill-leftovers as
     ``serve`` for one request (read from the environment), then a trailer ``\n<NONCE>{json}``
@@ -293,11 +295,73 @@ def idle():
             time.sleep(0.05)
 
 
+def clear_dir(path):
+    """Delete everything under ``path`` (the directory stays); entries that resist are skipped."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, 0o700)
+                clear_dir(entry.path)
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def mirror_exit(status):
+    """End this process the way a child with wait ``status`` ended (same signal or exit code)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        _signal.signal(sig, _signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def fork_server():
+    """Serve fresh interpreters by forking (``kernel`` mode with ``"forks": true``).
+
+    This process (the *zygote*) never runs a cell. It forks a child that runs the kernel loop on
+    the same pipes; a ``{"renew": true}`` request makes that child report on a private pipe and
+    exit, and the zygote then kills every other process in the sandbox, empties ``/tmp`` and
+    ``/dev/shm``, and forks the next child, which answers ``{"ready": true}``. The new child
+    starts from the zygote's pristine state: no variable, import, working-directory or
+    environment change of the previous child survives. A child that ends any other way
+    (``os._exit``, a signal) ends the zygote the same way, so the host sees what it sees
+    without forking. Returns in each child (the write end of its renew pipe).
+    """
+    while True:
+        renew_r, renew_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(renew_r)
+            return renew_w
+        os.close(renew_w)
+        _, status = os.waitpid(pid, 0)
+        kill_leftovers()
+        reap_nohang()
+        os.set_blocking(renew_r, False)
+        try:
+            renewed = os.read(renew_r, 1) == b"r"
+        except OSError:
+            renewed = False
+        os.close(renew_r)
+        if not renewed:
+            mirror_exit(status)
+        clear_dir("/tmp")
+        clear_dir("/dev/shm")
+
+
 def kernel(req_fd, resp_fd, setup_b64):
-    """The stateful Python kernel loop (mode ``kernel``)."""
-    import ast
-    import builtins
-    import traceback
+    """The stateful Python kernel (mode ``kernel``): set-up, then the cell loop."""
+    import ast  # noqa: F401 - imported before any fork, so every child has it warm
+    import builtins  # noqa: F401
+    import traceback  # noqa: F401
 
     for fd in (req_fd, resp_fd):
         os.set_inheritable(fd, False)
@@ -309,6 +373,20 @@ def kernel(req_fd, resp_fd, setup_b64):
     sys.argv = [""]
     if os.path.isdir("/opt/toolgym/libs"):  # numpy and pandas, bound read-only (pylibs.py)
         sys.path.append("/opt/toolgym/libs")
+    renew_w = fork_server() if limits.get("forks") else -1
+    cells(req_fd, resp_fd, renew_w)
+
+
+def cells(req_fd, resp_fd, renew_w):
+    """The cell loop: one request frame per cell, one response frame back.
+
+    ``renew_w`` >= 0 (a forked child of :func:`fork_server`): a ``{"renew": true}`` request
+    writes ``r`` on it and exits, and the zygote forks the next interpreter.
+    """
+    import ast
+    import builtins
+    import traceback
+
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     respond(resp_fd, {"ready": True})
@@ -317,6 +395,9 @@ def kernel(req_fd, resp_fd, setup_b64):
             req = read_request(req_fd)
         except EOFError:
             return
+        if req.get("renew") and renew_w >= 0:
+            write_all(renew_w, b"r")
+            os._exit(0)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used = usage.ru_utime + usage.ru_stime
         soft = int(used + req["cpu_s"]) + 1

@@ -19,6 +19,18 @@ own, as the session's slot uid, with the session's workspace bound at ``/workspa
 Not isolated *between calls of one kernel*: code can leave threads or child processes running;
 their later output shows up in a later call's result (Jupyter shows it similarly). Everything
 dies with the kernel's sandbox on restart or close.
+
+**Forking kernels** (``forks=True``; synthesis's warm sandbox, :mod:`toolgym.synth.code.tools`):
+the interpreter is a forked child of a zygote in the same sandbox (``inside.fork_server``), and
+:meth:`LocalKernel.restart` asks for a fresh child instead of killing the sandbox: about a
+millisecond (one fork, a ``/proc`` scan, ``/tmp`` emptied) instead of a new sandbox's ~40 ms of
+namespaces and interpreter start-up. The fresh child has none of the previous one's variables,
+imports, working directory, environment or processes, and ``/tmp`` and ``/dev/shm`` are empty;
+what it *shares* with the previous one is the sandbox itself (namespaces, SysV IPC, the slot uid,
+the workspace, which the caller resets) and the zygote, which the previous child's code could
+have tampered with (same uid). So a renewed interpreter is a fresh interpreter for **trusted**
+code (the generator's own reference and gate agents), not an isolation boundary against hostile
+code: a policy's episode gets a sandbox of its own.
 """
 
 from __future__ import annotations
@@ -43,11 +55,13 @@ class LocalKernel(PythonKernel):
             process as a whole (memory, processes, files).
     """
 
-    def __init__(self, session: LocalSession, limits: Limits) -> None:
+    def __init__(self, session: LocalSession, limits: Limits, forks: bool = False) -> None:
         self.session = session
         self.limits = limits
+        self.forks = forks
         self._proc: SandboxProcess | None = None
         self._closed = False
+        self._used = False  # a cell ran since the interpreter started (or was renewed)
 
     @property
     def launched_alive(self) -> bool:
@@ -70,6 +84,9 @@ class LocalKernel(PythonKernel):
         # The CPU limit moves per call; the kernel as a whole has none.
         triples = rlimits(limits, nproc=self.session.nproc_limit(limits), cpu=False)
         setup: KernelSetup = {"rlimits": triples, "cwd": WORKSPACE, "env": dict(BASE_ENV)}
+        if self.forks:
+            setup["forks"] = True
+        self._used = False
         return self.session.spawn("kernel", encode_setup(setup), wait=wait)
 
     def run(self, code: str, *, timeout: float | None = None) -> ExecResult:
@@ -95,6 +112,7 @@ class LocalKernel(PythonKernel):
         limits = self.limits
         wall = timeout if timeout is not None else limits.wall_s
         request = frame(encode({"code": code, "cpu_s": limits.cpu_seconds}))
+        self._used = True
         ex = self._proc.exchange(request, deadline=started + wall, cap=limits.output_bytes)
         response = decode_response(ex.payload)
         lost = ex.reason != "frame" or response is None
@@ -135,7 +153,24 @@ class LocalKernel(PythonKernel):
             self._proc = None
 
     def restart(self) -> None:
-        """Drop all state; the next call starts a fresh interpreter."""
+        """Drop all state; the next call starts a fresh interpreter.
+
+        A forking kernel whose sandbox is up gets its fresh interpreter forked in the same
+        sandbox now (see the module docstring), unless it ran no cell since it started (it is
+        already fresh). Otherwise, or when the renewal fails, the sandbox is
+        killed and the next call starts a new one.
+        """
+        proc = self._proc
+        if not self.forks or proc is None or not proc.alive:
+            self._drop()
+            return
+        if not self._used:
+            return
+        if proc.ready:
+            ex = proc.exchange(frame(encode({"renew": True})), deadline=time.monotonic() + 10.0, cap=1 << 16)
+            if ex.reason == "frame" and decode_response(ex.payload) == {"ready": True}:
+                self._used = False
+                return
         self._drop()
 
     def close(self) -> None:

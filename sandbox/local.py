@@ -479,6 +479,11 @@ class LocalSession(Session):
         self._check_open()
         self.workspace.put(path, data)
 
+    def clear(self) -> None:
+        """Remove every entry of the workspace (the workspace itself stays, empty)."""
+        self._check_open()
+        self.workspace.clear()
+
     def get(self, path: str, max_bytes: int | None = None) -> bytes:
         """Read a workspace file without following links (see :class:`Session`)."""
         self._check_open()
@@ -499,16 +504,26 @@ class LocalSession(Session):
         self._check_open()
         return self.workspace.snapshot(max_bytes or self.limits.workspace_bytes)
 
-    def python(self, limits: Limits | None = None) -> PythonKernel:
-        """Start a stateful Python kernel sharing this session's workspace and slot."""
+    def python(self, limits: Limits | None = None, *, forks: bool = False) -> PythonKernel:
+        """Start a stateful Python kernel sharing this session's workspace and slot.
+
+        Args:
+            limits: The kernel's limits; ``None``: the session's.
+            forks: A forking kernel, whose ``restart`` forks a fresh interpreter in the same
+                sandbox (for trusted code only: :mod:`.kernel`). A spare kernel launched ahead
+                is not one; it is stopped.
+        """
         from .kernel import LocalKernel
 
         self._check_open()
         spare = self._spare_kernel
-        if spare is not None and (limits is None or limits == self.limits):
+        if spare is not None and forks:
+            self._spare_kernel = None
+            spare.close()
+        elif spare is not None and (limits is None or limits == self.limits):
             self._spare_kernel = None
             return spare
-        kernel = LocalKernel(self, limits or self.limits)
+        kernel = LocalKernel(self, limits or self.limits, forks=forks)
         self._kernels.append(kernel)
         return kernel
 

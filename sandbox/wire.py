@@ -20,6 +20,7 @@ numbers (:func:`encode`); the host is trusted, so the sandbox may unmarshal them
 * :class:`KernelSetup` — ``kernel`` mode's start-up (``rlimits``, ``cwd``, ``env``), passed as
   one base64 argv string (:func:`encode_setup`).
 * :class:`KernelCall` — one cell: ``code`` and ``cpu_s``, framed.
+* :class:`KernelRenew` — ``{"renew": true}``, framed: a forking kernel's fresh interpreter.
 
 An rlimit is ``[name, soft, hard]`` with ``name`` a ``resource.RLIMIT_*`` name and -1 meaning
 unlimited (:func:`rlimits`).
@@ -67,12 +68,23 @@ class ExecRequest(TypedDict):
     stdin: bytes
 
 
-class KernelSetup(TypedDict):
-    """Start the stateful Python kernel (``kernel`` mode's argv)."""
+class KernelSetup(TypedDict, total=False):
+    """Start the stateful Python kernel (``kernel`` mode's argv).
+
+    ``forks`` (optional, default false): run cells in a forked child of a zygote that serves a
+    fresh interpreter on :class:`KernelRenew` (``inside.fork_server``).
+    """
 
     rlimits: list[Rlimit]
     cwd: str
     env: dict[str, str]
+    forks: bool
+
+
+class KernelRenew(TypedDict):
+    """Replace a forking kernel's interpreter by a fresh one; answered by ``{"ready": true}``."""
+
+    renew: bool
 
 
 class KernelCall(TypedDict):
@@ -130,7 +142,7 @@ def take_frame(buf: bytearray) -> bytes | None:
     return payload
 
 
-def encode(request: ExecRequest | KernelSetup | KernelCall) -> bytes:
+def encode(request: ExecRequest | KernelSetup | KernelCall | KernelRenew) -> bytes:
     """The marshal payload of a request (not framed)."""
     return marshal.dumps(cast("dict[str, Any]", request), MARSHAL_VERSION)
 

@@ -370,6 +370,17 @@ class HostWorkspace:
             os.close(root_fd)
         return files
 
+    def clear(self) -> None:
+        """Delete every entry in the directory, whatever the agent made unreadable; it stays, empty."""
+        for entry in os.scandir(self.path):
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(Path(entry.path))
+            else:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
+
     def remove(self) -> None:
         """Unmount (if mounted) and delete the directory. Idempotent."""
         if self.mounted:

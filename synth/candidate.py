@@ -269,7 +269,8 @@ def synthesize_world(config: SynthConfig, w: int, skip: int = 0, first_only: boo
     result = WorldResult(w, spec)
     tool_configs: list[dict[str, Any]] = []  # of the candidates run, for the message below
     try:
-        _evaluate_world(family, config, w, world, result, skip, first_only, tool_configs)
+        with family.synthesis_scope():  # its reference and gate episodes: the generator's own code
+            _evaluate_world(family, config, w, world, result, skip, first_only, tool_configs)
     except ReferenceSolutionError:  # a mutated shared world is the likelier cause: say so if so
         check_world_unchanged(family, world, snapshot, result.world.world_id, tool_configs)
         raise

@@ -173,9 +173,19 @@ class Family(ABC):
         """A scope around one task's gate episodes; default: nothing.
 
         Gate agents run the generator's own code, never a policy's, so a family whose episodes
-        open sandboxes may let the gate episodes of one task share one (``code``: the random
-        gate's ``run_python`` calls) where its verdicts cannot depend on what an earlier episode
-        left. The reference episode runs outside the scope, in a sandbox of its own.
+        open sandboxes may let the gate episodes of one task share one where its verdicts cannot
+        depend on what an earlier episode left. The reference episode runs outside the scope.
+        (``code`` uses the wider :meth:`synthesis_scope` instead.)
+        """
+        return contextlib.nullcontext()
+
+    def synthesis_scope(self) -> AbstractContextManager[Any]:
+        """A scope around one world's candidates in synthesis (reference and gate episodes); default: nothing.
+
+        Everything inside runs the generator's own code (the reference, the gate agents), never
+        a policy's, so a family whose episodes open sandboxes may reuse one across them where an
+        episode still sees what a fresh one would show it (``code``: one warm sandbox per worker
+        process, its interpreter forked anew and its workspace refilled per episode).
         """
         return contextlib.nullcontext()
 

@@ -8,6 +8,7 @@ entity or actor row a fact points to. Each builder returns ``None`` when its dra
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -139,18 +140,34 @@ def build_stat(world: CodeWorld, rng: random.Random, difficulty: int, n: int) ->
 
 
 def build_count(world: CodeWorld, rng: random.Random, difficulty: int, n: int) -> Built | None:
-    """The number of rows meeting every condition."""
-    where = _where(world, rng, n + 1, difficulty, set())
+    """The number of rows meeting every condition, and their total of an additive measure.
 
-    def answer_of(w: list[dict[str, Any]]) -> int:
-        return len(qy.selected(world, w))
-
-    expected = answer_of(where)
-    if len(where) < 2 or not 3 <= expected <= len(world.rows["F"]) - 3 or not _bites(where, answer_of, expected):
+    A record ``{count, total}``, not the count alone: a count is one of a few hundred integers
+    (a random plausible guess passed 1 time in 120 at difficulty 1, 1 in 200 at 2, 1 in 450 at
+    3), the total one of tens of thousands of 2-decimal values, so the pair is guessed about
+    1 time in a million. Rows lacking the measure are left out of both (the stated rule).
+    """
+    m = _measure(world, rng, difficulty, need_additive=True)
+    if m is None:
         return None
-    q = {"kind": "count", "where": where}
-    text = pr.question("count", rng, rows=_rows_text(world), where=pr.where_text(world, where, rng))
-    return Built(q=q, answer="integer", expected=expected, text=text, roles=roles(q))
+    where = _where(world, rng, n + 1, difficulty, {r["col"] for r in m["refs"]})
+
+    def answer_of(w: list[dict[str, Any]]) -> tuple[int, float]:
+        rows = qy.selected(world, w, m)
+        return len(rows), round(math.fsum(qy.measure(world, r, m) for r in rows), 6)
+
+    count, total = answer_of(where)
+    if len(where) < 2 or not 3 <= count <= len(world.rows["F"]) - 3 or not _bites(where, answer_of, (count, total)):
+        return None
+    q = {"kind": "count", "where": where, "measure": m}
+    text = pr.question(
+        "count", rng, rows=_rows_text(world), where=pr.where_text(world, where, rng), measure=pr.measure_text(world, m)
+    )
+    fields = '{"count": <the number of rows>, "total": <their total ' + pr.measure_text(world, m) + ">}"
+    expected = {"count": count, "total": total}
+    return Built(
+        q=q, answer="record", expected=expected, text=text, roles=roles(q), fields=fields, record="count_total"
+    )
 
 
 def _group(world: CodeWorld, rng: random.Random, difficulty: int, names_only: bool) -> dict[str, str] | None:

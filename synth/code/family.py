@@ -50,10 +50,10 @@ from toolgym.synth.family import Family, Program
 
 
 def _range(world: CodeWorld, q: dict[str, Any]) -> tuple[float, float]:
-    """The plausible range of a numeric answer, read off the data."""
+    """The plausible range of a numeric answer (a count's total: up to the grand total), read off the data."""
     if q.get("measure"):
         values = [qy.measure(world, r, q["measure"]) for r in qy.selected(world, [], q["measure"])]
-        if q.get("stat", q.get("agg")) == "sum":
+        if q.get("stat", q.get("agg")) == "sum" or q["kind"] == "count":
             return 0.0, math.fsum(values)
         return min(values), max(values)
     return 0.0, float(len(world.rows["F"]))
@@ -101,6 +101,10 @@ def _chance(world: CodeWorld, q: dict[str, Any], kind: str, record: str, expecte
     if kind == "integer":
         top = _count_range(world, q)
         return 1.0 / (top + 1) if 0 <= expected <= top else 0.0
+    if record == "count_total":
+        top = _count_range(world, q)
+        p_count = 1.0 / (top + 1) if 0 <= expected["count"] <= top else 0.0
+        return p_count * _p_number(*_range(world, q), float(expected["total"]))
     domain = _domain(world, q)
     if kind == "string":
         return domain.count(expected) / len(domain)
@@ -161,9 +165,9 @@ class CodeInterpreter(Family):
             world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
         )
 
-    def gate_scope(self) -> AbstractContextManager[None]:
-        """The gate episodes of one task share one sandbox (:func:`.tools.shared_sessions`)."""
-        return code_tools.shared_sessions()
+    def synthesis_scope(self) -> AbstractContextManager[None]:
+        """A world's reference and gate episodes take turns in one warm sandbox (:func:`.tools.synthesis_sandbox`)."""
+        return code_tools.synthesis_sandbox()
 
     def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""
@@ -176,6 +180,8 @@ class CodeInterpreter(Family):
             return round(rng.uniform(*_range(world, q)), 2)
         if answer == "integer":
             return rng.randint(0, _count_range(world, q))
+        if task.tool_config["answer"] == "count_total":
+            return {"count": rng.randint(0, _count_range(world, q)), "total": round(rng.uniform(*_range(world, q)), 2)}
         domain = _domain(world, q)
         if answer == "string":
             return rng.choice(domain)
@@ -196,9 +202,14 @@ class CodeInterpreter(Family):
         which is most of the sandboxes a task opened (each random episode that calls
         ``run_python`` opens one).
 
-        Above :data:`RANDOM_PASS_SAMPLED` (counts over a few hundred rows, dates of one year)
-        it returns None, so the sampled gate decides as before: issue 11's 0.1% limit would
-        otherwise drop every count task below difficulty 5 for a 1-in-200 guess.
+        Above :data:`RANDOM_PASS_SAMPLED` it returns None, so the sampled gate decides as before.
+        Since the ``count`` kind answers ``{count, total}`` (it was a bare count: 1 in 120 at
+        difficulty 1, the bulk of every difficulty's random pass), what is left above it is a
+        minority whose answer space is small by nature (a log replay's rejected events, the
+        busiest date of a year, a pair count at difficulty 2, a mean over a narrow range; about
+        0.1-0.6% each), and the mean chance over a difficulty's tasks is under 0.1% at every
+        difficulty (``toolgym bench synth``'s random pass). Dropping those outright would empty
+        the ``simulate`` kind at difficulty 3.
         """
         q, kind, expected = task.params["query"], task.params["answer"], task.verifier_spec["expected"]
         chance = _chance(world, q, kind, task.tool_config["answer"], expected)
@@ -220,6 +231,8 @@ class CodeInterpreter(Family):
             )
         if answer == "names":
             return [person(rng) for _ in range(rng.randint(2, 5))]
+        if task.tool_config["answer"] == "count_total":
+            return {"count": rng.randint(1, 2000), "total": round(rng.uniform(1, 1000), 2)}
         if task.tool_config["answer"] == "name_count":
             return {"name": person(rng), "count": rng.randint(1, 12)}
         return {"name": person(rng), "value": round(rng.uniform(1, 1000), 2)}
@@ -231,6 +244,13 @@ class CodeInterpreter(Family):
             return [round(answer + _shift(answer), 2), round(answer - _shift(answer), 2)]
         if kind == "integer":
             return [answer + 1, answer - 1]
+        if task.tool_config["answer"] == "count_total":
+            shift = _shift(answer["total"])
+            return [
+                {**answer, "count": answer["count"] + 1},
+                {**answer, "total": answer["total"] + shift},
+                {**answer, "total": answer["total"] - shift},
+            ]
         runner_up = task.meta.get("runner_up")
         domain = _domain(world, q)
         if kind == "string":

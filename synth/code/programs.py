@@ -140,7 +140,10 @@ def _aggregate(q: dict[str, Any], schema: Schema, ties: bool = True) -> list[str
         stat = textwrap.dedent(_STAT[q["stat"]]).splitlines()
         return [f"values = [{measure} for row in selected]", *stat, "print(json.dumps(round(result, 2)))"]
     if kind == "count":
-        return ["print(json.dumps(len(selected)))"]
+        return [
+            f"total = sum({measure} for row in selected)",
+            'print(json.dumps({"count": len(selected), "total": round(total, 2)}))',
+        ]
     key = _expr(q["group"], schema)
     if kind == "compare" and q["mode"] == "periods":
         return _code(

@@ -37,8 +37,8 @@ QUESTION = {
         "Take every one of the {{ rows }}{{ where }} and compute the {{ stat }} of {{ measure }}.",
     ),
     "count": _t(
-        "How many {{ rows }} are there{{ where }}?",
-        "Count the {{ rows }}{{ where }}.",
+        "How many {{ rows }} are there{{ where }}, and what is their total {{ measure }}?",
+        "Count the {{ rows }}{{ where }}, and add up their {{ measure }}.",
     ),
     "argmax": _t(
         "Among the {{ rows }}{{ where }}, group by {{ group }} and compute the {{ agg }} of each group. "

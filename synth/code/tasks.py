@@ -3,7 +3,8 @@
 Kinds (the answer type in brackets):
 
 * ``stat`` — a statistic of a measure over rows meeting conditions [number, 2 decimals];
-* ``count`` — rows meeting several conditions, negations included [integer];
+* ``count`` — rows meeting several conditions, negations included, and their total of a
+  measure [record ``{count, total}``: a bare count is too easy to guess];
 * ``argmax`` — group, aggregate, pick the best group [record ``{name, value}``], or the busiest
   date [string];
 * ``compare`` — per-group comparison: groups above the overall mean, or higher in one period

@@ -5,9 +5,11 @@ and nothing else until the first ``run_python`` call, which opens one local sand
 (bubblewrap; see :mod:`toolgym.sandbox`) with those files in its workspace and starts one
 warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
 cost nothing, and every episode that does gets its own sandbox: episodes never share variables
-or files. The one exception is synthesis's gate episodes of one task (:func:`shared_sessions`,
-entered by ``CodeInterpreter.gate_scope``): their code is the generator's own random gate, and
-verification is by answer only, so they share one sandbox instead of opening one each. The
+or files. The one exception is synthesis (:func:`synthesis_sandbox`, entered by
+``CodeInterpreter.synthesis_scope`` around a world's candidates): the reference and the gate
+agents run the generator's own code, so their episodes take turns in one warm sandbox per worker
+process, renewed between episodes (:class:`WarmSandbox`: a fresh interpreter forked in it, the
+workspace emptied and refilled), which shows each episode what a new sandbox would. The
 process's backend keeps one spare sandbox launched ahead (``LocalConfig.spare_kernels``), so
 the first ``run_python`` of an episode mostly finds its kernel already started: a fresh,
 never-used sandbox that receives this episode's files. The env calls :meth:`CodeContext.close`
@@ -43,7 +45,9 @@ the episode's scratch copy, and code tasks are verified by their answer only.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import multiprocessing.util
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -78,30 +82,85 @@ def backend() -> Backend:
     return _BACKENDS[pid]
 
 
-#: Inside :func:`shared_sessions`: the open sandboxes by (files object, timeout), for reuse.
-_SHARED: ContextVar[dict[tuple[int, float], tuple[Session, PythonKernel]] | None] = ContextVar(
-    "code_shared_sessions", default=None
-)
+class WarmSandbox:
+    """One sandbox kept open across synthesis episodes: a forking kernel, renewed per episode.
+
+    :meth:`take` hands it to an episode as if it were new: the interpreter is renewed (a fresh
+    fork of the kernel's zygote, :mod:`toolgym.sandbox.kernel`: no variable, import, process or
+    ``/tmp`` file of an earlier episode survives) and the workspace is emptied and given the
+    episode's files. So an episode sees exactly what a fresh sandbox shows it (the same
+    observations, hence the same trajectory and the same gate verdicts: the test compares whole
+    synthesis runs), for about a millisecond instead of a sandbox's start and teardown (~40 ms
+    of namespaces, a tmpfs mount and an interpreter). Trusted code only (:func:`synthesis_sandbox`).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.session: Session = backend().open(limits=Limits(wall_s=timeout_s))
+        self.kernel = self.session.python(forks=True)
+        self.busy = False
+
+    def take(self, files: dict[str, str]) -> tuple[Session, PythonKernel]:
+        """The sandbox, renewed and holding ``files`` only, marked busy until :meth:`release`."""
+        self.kernel.restart()
+        self.session.clear()
+        for name, content in files.items():
+            self.session.put(name, content)
+        self.busy = True
+        return self.session, self.kernel
+
+    def release(self) -> None:
+        """The episode is over; the next :meth:`take` renews the sandbox."""
+        self.busy = False
+
+    def close(self) -> None:
+        """Kill the sandbox and remove its workspace."""
+        self.session.close()
+
+
+#: This process's warm sandboxes by episode timeout (``pid`` first: a forked child opens its own).
+_WARM: dict[int, dict[float, WarmSandbox]] = {}
+_TRUSTED: ContextVar[bool] = ContextVar("code_synthesis_sandbox", default=False)
+
+
+def _close_warm() -> None:
+    for warm in _WARM.pop(os.getpid(), {}).values():
+        warm.close()
+
+
+def warm_sandbox(timeout_s: float) -> WarmSandbox | None:
+    """This process's idle warm sandbox for ``timeout_s`` (opened on first use); None if it is busy."""
+    pid = os.getpid()
+    if pid not in _WARM:
+        _WARM.clear()  # a forked child's inherited entries belong to its parent
+        _WARM[pid] = {}
+        atexit.register(_close_warm)
+        # A multiprocessing worker (synthesis's process pool) ends with os._exit, after its
+        # finalizers but without atexit: close it there too, so its workspace is not left behind.
+        multiprocessing.util.Finalize(None, _close_warm, exitpriority=10)
+    pool = _WARM[pid]
+    warm = pool.get(timeout_s)
+    if warm is None or warm.session.closed:
+        warm = pool[timeout_s] = WarmSandbox(timeout_s)
+    return None if warm.busy else warm
 
 
 @contextlib.contextmanager
-def shared_sessions() -> Iterator[None]:
-    """Let the episodes inside share one sandbox per world's files (synthesis gates only).
+def synthesis_sandbox() -> Iterator[None]:
+    """Let the episodes inside reuse this process's warm sandbox (synthesis only).
 
-    :meth:`CodeInterpreter.gate_scope` wraps one task's gate episodes in it: their code is the
-    random gate's (the generator's own), and code tasks are verified by the answer alone, so
-    what one gate episode leaves in the kernel or the workspace cannot change another's
-    verdict. Every episode outside the scope (the reference, every policy's) opens its own.
-    The shared sandboxes close when the scope ends.
+    :meth:`CodeInterpreter.synthesis_scope` wraps one world's candidates in it: the reference and
+    the gate agents run the generator's own code, never a policy's, so one sandbox per worker
+    process serves all of their episodes, renewed between them (:class:`WarmSandbox`), instead of
+    one sandbox per reference episode and one per task's gates. Every episode outside the scope
+    (every policy's, the bench's heuristic) opens a sandbox of its own, and so does an episode
+    inside it while the warm one is busy. The warm sandbox stays open, idle, until the process
+    exits (one slot and one idle interpreter per worker).
     """
-    pool: dict[tuple[int, float], tuple[Session, PythonKernel]] = {}
-    token = _SHARED.set(pool)
+    token = _TRUSTED.set(True)
     try:
         yield
     finally:
-        _SHARED.reset(token)
-        for session, _ in pool.values():
-            session.close()
+        _TRUSTED.reset(token)
 
 
 COPY_NOTE = (
@@ -119,7 +178,7 @@ class CodeContext:
         self.session: Session | None = None
         self.kernel: PythonKernel | None = None
         self.copied_live = False  # copied or unpickled while its sandbox was open (see __getstate__)
-        self.shared = False  # the sandbox belongs to a shared_sessions() scope (closed by it)
+        self.warm: WarmSandbox | None = None  # the sandbox is this process's warm one (released, not closed)
 
     def copy_note(self) -> dict[str, str]:
         """``{"note": …}`` once after a copy lost the live sandbox, else ``{}`` (never silent)."""
@@ -131,17 +190,14 @@ class CodeContext:
     def python(self) -> PythonKernel:
         """The episode's kernel, opening the sandbox on first use."""
         if self.kernel is None:
-            pool, key = _SHARED.get(), (id(self.files), self.timeout_s)
-            if pool is not None and key in pool:
-                self.session, self.kernel = pool[key]
-                self.shared = True
-                return self.kernel
             try:
+                warm = warm_sandbox(self.timeout_s) if _TRUSTED.get() else None
+                if warm is not None:
+                    self.warm = warm
+                    self.session, self.kernel = warm.take(self.files)
+                    return self.kernel
                 self.session = backend().open(self.files, limits=Limits(wall_s=self.timeout_s))
                 self.kernel = self.session.python()
-                if pool is not None:
-                    pool[key] = (self.session, self.kernel)
-                    self.shared = True
             except SandboxError as exc:
                 self.close()
                 raise ToolError(f"the Python sandbox is unavailable here: {exc}") from exc
@@ -218,17 +274,19 @@ class CodeContext:
 
     def close(self) -> None:
         """Stop the kernel and remove the sandbox (idempotent)."""
-        session, self.session, self.kernel = self.session, None, None
-        if session is not None and not self.shared:
+        session, self.session, self.kernel, warm = self.session, None, None, self.warm
+        self.warm = None
+        if warm is not None:
+            warm.release()
+        elif session is not None:
             session.close()
-        self.shared = False
 
     def __getstate__(self) -> dict[str, Any]:
         # A live sandbox (processes, a workspace) cannot be copied: the copy starts again from the
         # world's files, and its next tool result says so (copy_note), so a policy is never misled.
         live = self.session is not None or self.copied_live
         state = {"files": self.files, "timeout_s": self.timeout_s, "session": None, "kernel": None}
-        return {**state, "copied_live": live, "shared": False}
+        return {**state, "copied_live": live, "warm": None}
 
 
 def _clip(text: str) -> str:
@@ -327,6 +385,15 @@ class GroupValue(BaseModel):
     value: Number = Field(description="its aggregate, rounded to 2 decimals")
 
 
+class CountTotal(BaseModel):
+    """A number of rows and the total of a measure over them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: Integer = Field(description="how many rows")
+    total: Number = Field(description="their total, rounded to 2 decimals")
+
+
 class NameCount(BaseModel):
     """A name and a count."""
 
@@ -381,6 +448,15 @@ def submit_group_value(ctx: CodeContext, answer: GroupValue) -> str:
     return "submitted"
 
 
+def submit_count_total(ctx: CodeContext, answer: CountTotal) -> str:
+    """Submit the answer; this ends the episode.
+
+    Args:
+        answer: The count and the total.
+    """
+    return "submitted"
+
+
 def submit_name_count(ctx: CodeContext, answer: NameCount) -> str:
     """Submit the answer; this ends the episode.
 
@@ -400,6 +476,7 @@ SUBMITS: dict[str, Tool] = {
         "names": submit_names,
         "group_value": submit_group_value,
         "name_count": submit_name_count,
+        "count_total": submit_count_total,
     }.items()
 }
 

@@ -214,7 +214,7 @@ def literal(world, params):
         return math.prod((Decimal(str(lit_value(by_key, schema, r, ref))) for ref in refs), start=Decimal(1))
 
     if kind == "count":
-        return len(rows)
+        return {"count": len(rows), "total": float(sum(map(m, rows)))}
     if kind == "stat":
         vals = sorted(m(r) for r in rows)
         mid = len(vals) // 2
@@ -256,6 +256,8 @@ def test_expected_answer_equals_a_literal_reading_of_the_files(kind, difficulty)
             assert got == pytest.approx(want, abs=1e-6), task.prompt
         elif isinstance(want, dict) and "value" in want:
             assert got["name"] == want["name"] and got["value"] == pytest.approx(want["value"], abs=1e-6)
+        elif isinstance(want, dict) and "total" in want:
+            assert got["count"] == want["count"] and got["total"] == pytest.approx(want["total"], abs=1e-6)
         else:
             assert got == want, task.prompt
 
@@ -264,9 +266,11 @@ def test_expected_answer_equals_a_literal_reading_of_the_files(kind, difficulty)
 def test_prompts_are_rendered_and_say_what_to_submit(kind, difficulty):
     task, _ = task_of(kind, difficulty)
     text, answer = task.prompt, task.params["answer"]
-    assert "{" not in text.replace('{"name"', "") and "}" not in text.replace(">}", "")  # no template left over
+    assert "{" not in text.replace('{"name"', "").replace('{"count"', "")  # no template left over
+    assert "}" not in text.replace(">}", "")
+    record = '{"count": <' if kind == "count" else '{"name": <'
     assert {"number": "within 0.01", "integer": "exact integer", "string": "exactly as written",
-            "names": "any order", "record": '{"name": <'}[answer] in text  # fmt: skip
+            "names": "any order", "record": record}[answer] in text  # fmt: skip
     if task.params["schema"]:  # easy tasks list the files they need; harder ones leave finding them to the policy
         assert (": `" in text.splitlines()[0]) == (difficulty <= 2)
 
@@ -358,7 +362,7 @@ def run_actions(env, answers):
 
 
 def test_submit_schema_refuses_the_wrong_type_and_the_episode_goes_on():
-    task, world = task_of("count", 2)
+    task, world = task_of("numbers", 2)
     env = make_env("code", source=MemorySource([(task, world)]))
     n = task.verifier_spec["expected"]
     env.reset(options={"task_id": task.task_id})
@@ -493,7 +497,7 @@ def sandbox_processes(workspace: Path) -> list[int]:
 
 
 def test_sandbox_opens_lazily_and_is_gone_at_episode_end():
-    task, world = task_of("count", 2)
+    task, world = task_of("stat", 2)
     env = make_env("code", source=MemorySource([(task, world)]))
     for end in ("submit", "reset", "close"):
         env.reset(options={"task_id": task.task_id})

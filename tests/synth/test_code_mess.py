@@ -1,9 +1,11 @@
 """Code interpreter, made real (issue 14): messy files whose rules the prompt states, numpy and
 pandas in the sandbox, the naive one-shot baseline, ties, and the exact random-pass chance."""
 
+import contextlib
 import csv
 import io
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from toolgym.envs.toolenv import make_env
 from toolgym.envs.tools import Toolset
 from toolgym.sandbox import pylibs
 from toolgym.synth import get_family
-from toolgym.synth.candidate import build_task
+from toolgym.synth.candidate import build_task, synthesize_world
 from toolgym.synth.code import queries as qy
 from toolgym.synth.code import tasks
 from toolgym.synth.code.tools import CodeContext
+from toolgym.synth.config import SynthConfig
 from toolgym.verifiers.verdict import verify
 
 FAM = get_family("code")
@@ -124,22 +127,46 @@ def test_sandbox_libraries_are_found_only_when_fully_installed(tmp_path, monkeyp
     assert pylibs._traversable(Path("/usr/lib")) is None
 
 
-def test_gate_episodes_share_one_sandbox_and_no_other_episodes_do():
-    """Inside gate_scope (one task's gate agents: the generator's own code) contexts over the same
-    files share one sandbox, closed when the scope ends; outside it every context opens its own."""
-    files = {"t.csv": "a\n1\n"}
-    with FAM.gate_scope():
-        first, second = CodeContext(files), CodeContext(files)
-        kernel = first.python()
+def test_synthesis_episodes_take_turns_in_one_renewed_sandbox_and_no_other_episodes_do():
+    """Inside synthesis_scope (the generator's own code) one warm sandbox serves every episode in
+    turn, each seeing a fresh interpreter and only its own files; outside it, and while the warm
+    one is busy, every context opens its own sandbox, closed when its episode ends."""
+    with FAM.synthesis_scope():
+        first = CodeContext({"t.csv": "a\n1\n"})
+        assert first.python().run("x = 1; open('scratch.txt', 'w').write('y')").status.value == "ok"
         session = first.session
-        assert second.python() is kernel
+        busy = CodeContext({"t.csv": "a\n1\n"})  # while the warm sandbox is in use: one of its own
+        assert busy.python() is not first.kernel and busy.warm is None
+        busy.close()
         first.close()
+        assert not session.closed  # an episode's end releases the warm sandbox
+        second = CodeContext({"u.csv": "b\n2\n"})
+        out = second.python().run("import os; print(sorted(os.listdir('.')), 'x' in globals())")
+        assert second.session is session and out.text.strip() == "['u.csv'] False"
+        assert pickle.loads(pickle.dumps(second)).warm is None
         second.close()
-        assert not session.closed  # an episode's end does not close the shared sandbox
-    assert session.closed
-    a, b = CodeContext(files), CodeContext(files)
+    outside = CodeContext({"t.csv": "a\n1\n"})
     try:
-        assert a.python() is not b.python()
+        assert outside.python() is not None and outside.session is not session and outside.warm is None
     finally:
-        a.close()
-        b.close()
+        outside.close()
+    assert not session.closed
+
+
+def test_the_warm_sandbox_ships_exactly_the_rows_of_fresh_sandboxes(monkeypatch):
+    """Determinism: synthesis with the warm sandbox stores the same tasks and trajectories
+    (observations included) as synthesis that opens a fresh sandbox for every episode."""
+    config = SynthConfig(family="code", count=6, difficulty=(2, 4), seed=5, tasks_per_world=2, workers=1)
+
+    def rows():
+        out = []
+        for w in range(3):
+            for o in synthesize_world(config, w).outcomes:
+                out.append((o.status, o.task and o.task.model_dump(), o.trajectory and o.trajectory.model_dump()))
+        return out
+
+    warm = rows()
+    monkeypatch.setattr(type(FAM), "synthesis_scope", lambda self: contextlib.nullcontext())
+    fresh = rows()
+    assert [r[0] for r in warm].count("shipped") >= 3
+    assert warm == fresh
