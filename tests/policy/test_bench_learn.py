@@ -231,7 +231,8 @@ def test_induction_phases_check_their_windows_and_random_streams_skip_special_id
     from toolgym.policy.tokenizer import Tokenizer
 
     phases = LearnConfig().lm.induction  # the default curriculum: short random rows, then longer corpus rows
-    assert [p.tokens for p in phases] == ["random", "random", "corpus"] and phases[0].train.seq_len < phases[1].train.seq_len
+    assert [p.tokens for p in phases] == ["random", "random", "corpus"]
+    assert phases[0].train.seq_len < phases[1].train.seq_len
     with pytest.raises(ValueError, match=r"2 \* max <= seq_len \+ 1 = 32"):
         InductionPhase(train=_lm_loop(seq_len=31), max_len=17)
     with pytest.raises(ValueError, match="min <= max"):
