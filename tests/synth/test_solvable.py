@@ -182,7 +182,7 @@ def test_a_policy_that_always_or_never_solves_drops_everything_and_the_run_stops
 ):
     out = tmp_path / f"{policy}.duckdb"
     line = error_line(run("synth", "--family", "ledger", "--workers", 1, "--count", 1, "--out", out,
-                          "--solvable-by", policy, "--k", 2))  # fmt: skip
+                          "--tasks-per-world", 4, "--solvable-by", policy, "--k", 2))  # fmt: skip
     # count 1 x max_candidates_per_task 20: stops at the first batch past 20 candidates (worlds of 4).
     assert (
         f"only 0 of 1 tasks shipped after 24 candidates (max_candidates_per_task 20); drops: {{'{status}': 24}}" in line
@@ -198,7 +198,7 @@ def test_max_turns_limits_the_filter_s_episodes_and_is_a_recorded_setting(tmp_pa
     out = tmp_path / "ledger.duckdb"
     args = ("synth", "--family", "ledger", "--workers", 1, "--count", 1, "--out", out, "--solvable-by", "reference")
     line = error_line(run(*args, "--k", 2, "--max-turns", 1))
-    assert f"drops: {{'{UNSOLVED}': 24}}" in line
+    assert f"drops: {{'{UNSOLVED}': 21}}" in line  # worlds of 1 task: count 1 (cli.synth.default_tasks_per_world)
     with Dataset(out, read_only=True) as ds:
         assert ds.manifest("ledger")["config"]["solvable_options"] == {"max_turns": 1}
     assert "different settings (solvable_options)" in error_line(run(*args, "--k", 2, "--max-turns", 2))
