@@ -45,10 +45,7 @@ def synth(
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[
         int | None,
-        typer.Option(
-            help="candidate tasks per world [default: the family's (4-64), at most COUNT / (10 x difficulties), "
-            "so a small run spans worlds, difficulties and splits]"
-        ),
+        typer.Option(help="candidate tasks per world [default: the family's, at most COUNT / (10 x difficulties)]"),
     ] = None,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     holdout_archetypes: Annotated[

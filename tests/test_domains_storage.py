@@ -46,7 +46,10 @@ def test_synth_takes_the_family_s_candidates_per_world_unless_told(tmp_path):
     from toolgym.data.dataset import Dataset
 
     assert Domains.tasks_per_world != 3
-    for extra, want in (([], Domains.tasks_per_world), (["--tasks-per-world", "3"], 3)):
+    from toolgym.cli.synth import default_tasks_per_world
+
+    assert default_tasks_per_world("domains", 1000, "1") == Domains.tasks_per_world  # a small --count caps it
+    for extra, want in (([], default_tasks_per_world("domains", 3, "1")), (["--tasks-per-world", "3"], 3)):
         out = tmp_path / f"d{want}.duckdb"
         args = ["synth", "--family", "domains", "--count", "3", "--difficulty", "1", "--workers", "1"]
         args += ["--out", str(out)]
