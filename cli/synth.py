@@ -45,7 +45,7 @@ def synth(
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[
         int | None,
-        typer.Option(help="candidate tasks per world [default: the family's, at most COUNT / (10 x difficulties)]"),
+        typer.Option(help="candidate tasks per world [default: the family's, at most COUNT / 10 / difficulties]"),
     ] = None,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     holdout_archetypes: Annotated[
@@ -90,9 +90,9 @@ def synth(
         count=count,
         difficulty=parse_range(difficulty),
         seed=seed,
-        tasks_per_world=tasks_per_world
-        if tasks_per_world is not None
-        else default_tasks_per_world(family, count, difficulty),
+        tasks_per_world=default_tasks_per_world(family, count, difficulty)
+        if tasks_per_world is None
+        else tasks_per_world,
         holdout=holdout,
         holdout_archetypes=[a.strip() for a in holdout_archetypes.split(",") if a.strip()],
         random_tries=random_tries,
