@@ -44,8 +44,7 @@ def synth(
     ] = None,
     out: Annotated[Path, typer.Option(help="dataset file (created, or resumed)")] = Path("datasets/toolgym.duckdb"),
     tasks_per_world: Annotated[
-        int | None,
-        typer.Option(help="candidate tasks per world [default: the family's, at most COUNT / 10 / difficulties]"),
+        int | None, typer.Option(help="candidate tasks per world [default: the family's, <= COUNT/10/difficulties]")
     ] = None,
     holdout: Annotated[bool, typer.Option(help="put every world of this family in the test split")] = False,
     holdout_archetypes: Annotated[
@@ -85,14 +84,13 @@ def synth(
     from toolgym.synth.run import synthesize
 
     extra = _filter_settings(solvable_by, k, locals()) | ({"workers": workers} if workers is not None else {})
+    per_world = default_tasks_per_world(family, count, difficulty) if tasks_per_world is None else tasks_per_world
     config = SynthConfig(
         family=family,
         count=count,
         difficulty=parse_range(difficulty),
         seed=seed,
-        tasks_per_world=default_tasks_per_world(family, count, difficulty)
-        if tasks_per_world is None
-        else tasks_per_world,
+        tasks_per_world=per_world,
         holdout=holdout,
         holdout_archetypes=[a.strip() for a in holdout_archetypes.split(",") if a.strip()],
         random_tries=random_tries,
