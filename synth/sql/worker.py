@@ -23,7 +23,12 @@ machine, once per process). A world's file has no name once opened (it is unlink
 (:meth:`Worker.query`'s ``source``), unlinked again once open.
 
 The handle is per process (:func:`worker`): a fork or an unpickled copy starts its own on first use
-and never writes to the parent's socket.
+and never writes to the parent's socket. Queries of one process go through its one worker one at a
+time (threads of a process share it); processes (vector envs, forked rollouts) each have their own.
+
+Synthesis: the reference and the gate agents play through the env, so through the worker, like any
+policy (one worker per synthesis process, and a copy of each world's file opened there); the
+trusted queries that build tasks and draw gate answers use :attr:`engine.Database.con` in-process.
 """
 
 from __future__ import annotations
