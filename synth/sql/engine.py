@@ -13,16 +13,24 @@ Security comes from the database engine, not from parsing SQL here:
   host process (DuckDB's replacement scans of data frames in the caller's frames);
 * ``lock_configuration=true``, set last: no ``SET``/``PRAGMA``/``RESET`` can loosen any of it;
 * time: DuckDB has no statement timeout, so a process-wide :class:`Watchdog` thread calls the
-  connection's ``interrupt()`` when a query runs past its cap (:data:`TIME_CAP_S`).
+  connection's ``interrupt()`` when a query runs past its cap (:data:`TIME_CAP_S`);
+* process isolation: DuckDB checks neither interrupts nor its memory limit inside one giant value
+  (``SELECT list(range(100000000))``), so the episodes' queries run in a worker process
+  (:mod:`toolgym.synth.sql.worker`) that the env process kills past the cap plus a grace, under an
+  address-space limit of its own. Trusted queries (task synthesis, the gates' draws) use
+  :attr:`Database.con` in-process; the reference and the gate agents play through the env, so
+  through the worker, like any policy.
 
-Each episode gets its own session, a DuckDB cursor (a connection of its own to the shared
-database): what a session may still create (temporary tables, ``SET VARIABLE``) lives in that
-connection only and is gone when the episode ends, so episodes never see each other's.
+Each episode gets its own session (:class:`RemoteSession`, a DuckDB cursor of the worker, a
+connection of its own to the shared database): what a session may still create (temporary
+tables, ``SET VARIABLE``) lives in that connection only and is gone when the episode ends, so
+episodes never see each other's.
 
 Results are cached per database (:class:`ResultCache`, see :func:`cacheable` for which): the data
 never changes, so a read query of a session that has created nothing gives the same rows every
 time, and a GRPO group's rollouts, a task's gate episodes and its reference repeat each other's
-queries. A cache hit costs ~10 µs against ~0.2-1 ms for DuckDB to plan and run even a small query.
+queries. A cache hit costs ~10 µs against ~0.2-1 ms for DuckDB to plan and run even a small query;
+the cache lives in the env process, so a hit never reaches the worker.
 
 Every failure (a syntax error, a refused statement, an interrupt, out of memory) is raised as
 :class:`toolgym.envs.tools.ToolError` with DuckDB's message: an error observation, after which the
@@ -31,25 +39,26 @@ next query runs normally.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
+import contextlib
 import functools
 import itertools
-import math
 import os
 import re
-import threading
-import time
+import shutil
+import tempfile
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from toolgym.envs.tools import ToolError
+from toolgym.synth.sql import worker as _worker
+from toolgym.synth.sql.worker import CELL_CHARS, WATCHDOG, QueryFailed, Watchdog, WorkerLost, cell
+
+__all__ = ["CELL_CHARS", "WATCHDOG", "Database", "RemoteSession", "ResultCache", "Watchdog", "cell", "run_query"]
 
 #: Rows a ``run_sql`` result shows; more are cut and the result says so (``truncated``).
 ROW_CAP = 50
-#: Characters a cell shows (longer text is cut with an ellipsis).
-CELL_CHARS = 80
 #: Wall-clock seconds a statement may run before the watchdog interrupts it.
 TIME_CAP_S = 2.0
 #: DuckDB's memory limit for one world's database (all its sessions together).
@@ -86,77 +95,7 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-class Watchdog:
-    """One daemon thread per process that interrupts statements past their deadline.
-
-    Arming must cost the query nothing: waking a thread per query (a ``threading.Timer``, or a
-    notify on every arm) hands the GIL over and cost ~1 ms a query in synthesis. So the thread polls
-    every :attr:`POLL_S` while queries come (a statement stops at most that late), and sleeps
-    until the next arm after :attr:`IDLE_S` without one; only that arm notifies. A fork starts its
-    own thread on first use (threads do not survive a fork).
-    """
-
-    POLL_S = 0.05
-    IDLE_S = 1.0
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._armed: dict[int, tuple[float, Any]] = {}
-        self._ids = itertools.count()
-        self._pid = -1
-        self._idle = True
-        self._last_arm = 0.0
-
-    def arm(self, target: Any, seconds: float) -> int:
-        """Interrupt ``target`` (anything with ``interrupt()``) in ``seconds`` unless disarmed first."""
-        with self._cond:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._armed, self._idle = {}, True
-                threading.Thread(target=self._loop, name="toolgym-sql-watchdog", daemon=True).start()
-            token = next(self._ids)
-            self._last_arm = now = time.monotonic()
-            self._armed[token] = (now + seconds, target)
-            if self._idle:
-                self._idle = False
-                self._cond.notify()
-            return token
-
-    def reset_after_fork(self) -> None:
-        """In a forked child: new lock, nothing armed, no thread (the parent's may have held the lock at the fork)."""
-        self._cond = threading.Condition()
-        self._armed, self._idle, self._pid = {}, True, -1
-
-    def disarm(self, token: int) -> None:
-        """Cancel an arming."""
-        with self._cond:
-            self._armed.pop(token, None)
-
-    def _loop(self) -> None:
-        pid = os.getpid()
-        with self._cond:
-            while pid == os.getpid():
-                now = time.monotonic()
-                for token, (deadline, target) in list(self._armed.items()):
-                    if deadline <= now:
-                        del self._armed[token]
-                        target.interrupt()
-                if not self._armed and now - self._last_arm > self.IDLE_S:
-                    self._idle = True
-                    self._cond.wait()
-                else:
-                    self._cond.wait(self.POLL_S)
-
-
-WATCHDOG = Watchdog()
-
-
-def _after_fork_in_child() -> None:
-    _orphan_inherited()
-    WATCHDOG.reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=lambda: _orphan_inherited())
 
 
 #: DuckDB connections and cursors this process opened (weakly held).
@@ -278,42 +217,114 @@ def cacheable(sql: str) -> bool:
 
 
 class Database:
-    """A world's DuckDB file opened read-only with :data:`SETTINGS` (one per world and process).
+    """A world's DuckDB file, read-only with :data:`SETTINGS` (one per world and process).
 
-    ``results`` caches the results of cacheable queries of sessions that created nothing.
+    The file's name may go as soon as this is made: it holds a descriptor, and each DuckDB
+    instance (``con`` in this process, the worker's) opens a copy of it (:meth:`materialize`).
+    ``con`` is for trusted queries (task synthesis, gates); the sessions of episodes run in the
+    worker (:meth:`session`). ``results`` caches the results of cacheable queries of sessions
+    that created nothing (in this process: a hit never reaches the worker).
     """
 
     def __init__(self, path: str):
-        import duckdb
-
         self.path = path
         self.pid = os.getpid()
-        self.con = duckdb.connect(path, read_only=True, config=dict(SETTINGS))
+        self.id = next(_DB_IDS)
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.results = ResultCache()
+        self._con: Any = None
         _LIVE.add(self)
-        _LIVE.add(self.con)
+        weakref.finalize(self, _release, self.fd, self.id, self.pid)
 
-    def session(self) -> Any:
-        """A new connection to the database for one episode (a DuckDB cursor)."""
+    @property
+    def con(self) -> Any:
+        """This process's own DuckDB connection to the database (opened on first use), for trusted queries."""
+        if self._con is None:
+            import duckdb
+
+            with self.materialize() as (path, settings):
+                self._con = duckdb.connect(path, read_only=True, config=settings)
+            _LIVE.add(self._con)
+        return self._con
+
+    @contextlib.contextmanager
+    def materialize(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A copy of the file under a new name, with the settings to open it; the copy's name goes after."""
+        from toolgym.synth.sql.world import _scratch
+
+        folder = tempfile.mkdtemp(prefix="toolgym-sql-", dir=_scratch())
+        try:
+            path = os.path.join(folder, "world.duckdb")
+            size, offset = os.fstat(self.fd).st_size, 0
+            with open(path, "wb") as out:
+                while offset < size:
+                    offset += os.sendfile(out.fileno(), self.fd, offset, size - offset)
+            yield path, dict(SETTINGS)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def session(self, isolated: bool = True) -> Any:
+        """A new connection for one episode: a :class:`RemoteSession` in the worker, or a local DuckDB cursor."""
+        if isolated:
+            return RemoteSession(self)
         cursor = self.con.cursor()
         _LIVE.add(cursor)
         return cursor
 
 
-def cell(value: Any) -> Any:
-    """A result value as JSON: dates ISO, decimals and floats as numbers (NaN as null), long text cut."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="minutes" if not value.second else "seconds")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+_DB_IDS = itertools.count()
+_SESSION_IDS = itertools.count()
+
+
+def _release(fd: int, db: int, owner: int) -> None:
+    """A database's finalizer: close its descriptor and drop it from the worker (in its own process only)."""
+    if os.getpid() == owner:
+        os.close(fd)
+        w = _worker._WORKER
+        if w is not None and w.pid == owner:
+            w.send("drop", db)
+
+
+class RemoteSession:
+    """An episode's connection to a database in this process's worker (:mod:`toolgym.synth.sql.worker`).
+
+    ``restarted`` turns true when the worker was restarted since this session's last query (its
+    temporary objects are gone); the reader resets it.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.sid = next(_SESSION_IDS)
+        self.worker = _worker.worker()
+        self.generation: int | None = None  # the worker generation of its last query (None: none yet)
+        self.restarted = False
+
+    def query(self, sql: str, row_cap: int, time_cap_s: float) -> dict[str, Any]:
+        """Run ``sql`` in the worker (see :meth:`toolgym.synth.sql.worker.Worker.query`).
+
+        Raises:
+            QueryFailed: The query's error (:class:`WorkerLost` when the worker was killed).
+        """
+        w = self.worker
+        try:
+            out = w.query(self.db.id, self.db.materialize, self.sid, sql, (row_cap, time_cap_s, MEMORY_LIMIT))
+        except WorkerLost:
+            self.generation = None  # the message says so; the next query starts afresh
+            raise
+        except QueryFailed:
+            self._saw(w.generation)
+            raise
+        self._saw(w.generation)
+        return out
+
+    def _saw(self, generation: int) -> None:
+        if self.generation is not None and generation != self.generation:
+            self.restarted = True
+        self.generation = generation
+
+    def close(self) -> None:
+        """Close the session in the worker (what it created goes with it)."""
+        self.worker.send("close", self.db.id, self.sid)
 
 
 def run_query(
@@ -353,31 +364,10 @@ def run_query(
 
 
 def _run(cursor: Any, sql: str, row_cap: int, time_cap_s: float) -> dict[str, Any]:
-    """:func:`run_query` without the cache."""
-    import duckdb
-
-    token = WATCHDOG.arm(cursor, time_cap_s)
+    """:func:`run_query` without the cache: in the worker for a :class:`RemoteSession`, else here."""
     try:
-        cursor.execute(sql)
-        if cursor.description is None:
-            return {"columns": [], "rows": [], "row_count": 0}
-        rows = cursor.fetchmany(row_cap + 1)
-        columns = [d[0] for d in cursor.description]
-    except duckdb.InterruptException:
-        raise ToolError(f"query stopped: it ran past the {time_cap_s:g} s time cap; narrow it") from None
-    except duckdb.OutOfMemoryException:
-        raise ToolError(f"query stopped: it needed more than the {MEMORY_LIMIT} memory cap; aggregate more") from None
-    except duckdb.Error as exc:
-        raise ToolError(f"{type(exc).__name__}: {str(exc).strip()[:400]}") from None
-    finally:
-        WATCHDOG.disarm(token)
-    out: dict[str, Any] = {
-        "columns": columns,
-        "rows": [[cell(v) for v in r] for r in rows[:row_cap]],
-        "row_count": len(rows),
-    }
-    if len(rows) > row_cap:
-        out["row_count"] = f"> {row_cap}"
-        out["truncated"] = True
-        out["note"] = f"only the first {row_cap} rows are shown; aggregate, filter or add LIMIT/OFFSET"
-    return out
+        if isinstance(cursor, RemoteSession):
+            return cursor.query(sql, row_cap, time_cap_s)
+        return _worker.execute(cursor, sql, row_cap, time_cap_s, MEMORY_LIMIT)
+    except QueryFailed as exc:
+        raise ToolError(str(exc)) from None

@@ -32,6 +32,12 @@ COPY_NOTE = (
     "this episode was copied (pickled) after SQL had run: the copy has a new connection, so temporary "
     "tables and variables made before are gone; the data is the same"
 )
+#: What a result's note says once after the SQL worker was restarted (another query ran past its
+#: hard deadline or brought it down) since this session's last query.
+RESTART_NOTE = (
+    "the SQL worker was restarted since your last query (a query ran past its time cap or out of memory): "
+    "temporary tables and variables made before are gone; the data is the same"
+)
 
 
 class SqlSession:
@@ -41,11 +47,17 @@ class SqlSession:
     (:func:`toolgym.synth.sql.engine.cacheable`): it has created nothing (no temporary table,
     variable or macro), so its queries see exactly the world's data and share the database's
     result cache. The first other statement ends that for the connection's life.
+
+    ``isolated`` (the default, and what every env uses) runs the connection in the process's SQL
+    worker (:mod:`toolgym.synth.sql.worker`): a query past the hard deadline or the worker's memory
+    limit is killed there, never in this process. ``False`` runs it in this process (trusted SQL
+    only, e.g. a benchmark's comparison).
     """
 
-    def __init__(self, world: SqlWorld, time_cap_s: float = engine.TIME_CAP_S):
+    def __init__(self, world: SqlWorld, time_cap_s: float = engine.TIME_CAP_S, isolated: bool = True):
         self.world = world
         self.time_cap_s = time_cap_s
+        self.isolated = isolated
         self._cursor: Any = None
         self._pid = -1
         self.copied_live = False  # copied while its connection was open (see __getstate__)
@@ -54,7 +66,7 @@ class SqlSession:
     def cursor(self) -> Any:
         """The episode's DuckDB connection, opened on first use (and again in a forked copy)."""
         if self._cursor is None or self._pid != os.getpid():
-            self._cursor = self.world.database().session()
+            self._cursor = self.world.database().session(self.isolated)
             self._pid = os.getpid()
             self.pristine = True  # a new connection has created nothing
         return self._cursor
@@ -67,7 +79,13 @@ class SqlSession:
         return engine.run_query(cursor, sql, time_cap_s=self.time_cap_s, cache=cache)
 
     def note(self) -> dict[str, str]:
-        """``{"note": COPY_NOTE}`` once after a copy lost the live connection, else ``{}``."""
+        """``{"note": ...}`` once after a copy lost its connection or the worker restarted, else ``{}``.
+
+        The note is :data:`COPY_NOTE` or :data:`RESTART_NOTE`.
+        """
+        if getattr(self._cursor, "restarted", False):
+            self._cursor.restarted = False
+            return {"note": RESTART_NOTE}
         if not self.copied_live:
             return {}
         self.copied_live = False
@@ -88,6 +106,7 @@ class SqlSession:
         return {
             "world": self.world,
             "time_cap_s": self.time_cap_s,
+            "isolated": self.isolated,
             "_cursor": None,
             "_pid": -1,
             "copied_live": live,
