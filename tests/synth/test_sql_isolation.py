@@ -63,12 +63,15 @@ def test_a_value_bomb_is_an_error_within_the_deadline_and_the_host_is_unaffected
     s.close()
 
 
-def test_a_kill_says_the_session_restarted_and_other_sessions_are_told_once(world):
+def test_a_kill_says_the_session_restarted_and_other_sessions_are_told_once(world, monkeypatch):
     worker.worker().kill()  # a fresh worker: one that ran bombs before may fail the list for memory at once
     a, b = SqlSession(world, time_cap_s=CAP_S), SqlSession(world)
     assert call(b, "CREATE TEMP TABLE mine AS SELECT 7 AS x")[0]
     pid = worker.worker()._proc.pid
-    ok, msg = call(a, "SELECT list(range(10000000)) AS l")  # past cap + grace: the worker is killed
+    # the parent's deadline 0.1 s, before the worker's own interrupt at the cap: a kill, however fast the machine
+    monkeypatch.setattr(worker, "GRACE_S", 0.1 - CAP_S)
+    ok, msg = call(a, "SELECT list(range(10000000)) AS l")
+    monkeypatch.setattr(worker, "GRACE_S", 1.0)
     assert not ok and "killed" in msg and "temporary tables" in msg, msg
     assert worker.worker()._proc.pid != pid  # the next worker is already starting
     ok, out = call(b, "SELECT 1 AS n")
@@ -106,3 +109,17 @@ def test_sessions_pickle_without_the_worker_and_trusted_sql_stays_in_process(wor
     assert world.database().con.execute("SELECT 5").fetchone() == (5,)
     s.close(), clone.close(), local.close()
     assert os.getpid() == worker.worker().pid
+
+
+def test_synthesis_episodes_query_in_process_and_every_env_outside_is_isolated():
+    from toolgym.synth import get_family
+    from toolgym.synth.sql.tools import SqlSession, trusted_queries
+
+    fam = get_family("sql")
+    world = make_world(11, 2)
+    assert SqlSession.__init__.__defaults__[-1] is None  # isolated unless told or trusted
+    with fam.synthesis_scope():
+        inside = SqlSession(world)
+    assert inside.isolated is False and SqlSession(world).isolated is True
+    with trusted_queries():
+        assert SqlSession(world, isolated=True).isolated is True  # an explicit choice wins
