@@ -175,6 +175,13 @@ def test_a_diverged_sft_run_is_refused_and_metrics_stay_strict_json(sft_dataset,
     assert not (fresh / CHECKPOINT).exists()
 
 
+@pytest.fixture(scope="module")
+def one_step_run(sft_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sft") / "run"
+    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    return out
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -188,9 +195,9 @@ def test_a_diverged_sft_run_is_refused_and_metrics_stay_strict_json(sft_dataset,
         (["--vocab-size", "500"], "vocab_size"),
     ],
 )
-def test_resume_with_other_settings_is_refused(sft_dataset, tmp_path, change, named):
+def test_resume_with_other_settings_is_refused(sft_dataset, one_step_run, tmp_path, change, named):
     out = tmp_path / "run"
-    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    shutil.copytree(one_step_run, out)  # the same finished step-1 run for every change (one SFT, not eight)
     r = _sft(sft_dataset, out, "--steps", "2", *change)
     _one_error(r, "different settings (")
     assert named in r.output.split("settings (")[1].split(")")[0].split(", ")  # seq_len may change the data too
