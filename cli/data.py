@@ -55,7 +55,7 @@ def show(
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="dataset file")] = None,
     full: Annotated[bool, typer.Option(help="print whole tool observations")] = False,
 ) -> None:
-    """Show a task (prompt, tools, hardness, reference trajectory), or without one a dataset's summary."""
+    """Show a task (prompt, tools, hardness, a dataset task's reference trajectory), or a dataset's summary."""
     if task_id is None:
         if dataset is None:
             raise ConfigError("give a task id, or -d/--dataset to summarize a dataset")
@@ -70,7 +70,8 @@ def show(
         console.print(f"{t['function']['name']}({params}): {t['function']['description']}", markup=False)
     console.rule("hardness")
     console.print(json.dumps({k: v for k, v in task.meta.items() if k != "planted"}), markup=False)
-    if traj is None:
+    if traj is None:  # an on-the-fly task: its reference runs only when `toolgym synth` ships it
+        console.print("no reference trajectory: on-the-fly tasks store none (`toolgym synth` runs and stores it)")
         return
     console.rule(f"reference trajectory: {traj.turns} turns, {traj.tool_calls} tool calls, reward {traj.reward}")
     for act, obs in zip(traj.actions, traj.observations[1:], strict=True):
