@@ -173,8 +173,9 @@ def _report(stats: Any, out: Path, family: str, count: int) -> None:
         return
     resumed = "" if stats.resumed_from is None else f" (resumed: {stats.existing} were already there)"
     rate = stats.shipped / stats.seconds if stats.seconds else 0.0
+    shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"  # 166, 2.7, 0.43 (.3g wrote 1.23e+03)
     console.print(
-        f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({rate:.3g} tasks/s); "
+        f"shipped {stats.shipped} tasks to {out}{resumed} in {stats.seconds:.1f}s ({shown} tasks/s); "
         f"candidates {stats.candidates}, dropped {stats.dropped or 'none'}",
         markup=False,
     )
