@@ -36,8 +36,9 @@ from __future__ import annotations
 import contextlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import orjson
@@ -180,14 +181,15 @@ class Family(ABC):
         return contextlib.nullcontext()
 
     def synthesis_scope(self) -> AbstractContextManager[Any]:
-        """A scope around one world's candidates in synthesis (reference and gate episodes); default: nothing.
+        """A scope around one world's candidates in synthesis (reference and gate episodes): :func:`trusted_episodes`.
 
         Everything inside runs the generator's own code (the reference, the gate agents), never
-        a policy's, so a family whose episodes open sandboxes may reuse one across them where an
-        episode still sees what a fresh one would show it (``code``: one warm sandbox per worker
-        process, its interpreter forked anew and its workspace refilled per episode).
+        a policy's, so a family may skip protections that only untrusted code needs while
+        :func:`episodes_trusted` holds (``code``: one warm sandbox per worker process, its
+        interpreter forked anew and its workspace refilled per episode; ``sql``: queries in this
+        process instead of the SQL worker).
         """
-        return contextlib.nullcontext()
+        return trusted_episodes()
 
     def close_context(self, context: Any) -> None:  # noqa: B027 - optional hook
         """Release what ``episode_context`` opened (sandboxes, files); default: nothing."""
@@ -196,3 +198,22 @@ class Family(ABC):
 def params_key(draft: TaskDraft) -> str:
     """The canonical JSON of a draft's public parameters (a :meth:`Family.task_key`)."""
     return orjson.dumps(draft.params, option=orjson.OPT_SORT_KEYS).decode()
+
+
+#: True inside :func:`trusted_episodes` (see :meth:`Family.synthesis_scope`).
+_TRUSTED_EPISODES: ContextVar[bool] = ContextVar("toolgym_trusted_episodes", default=False)
+
+
+@contextlib.contextmanager
+def trusted_episodes() -> Iterator[None]:
+    """Mark the episodes run inside as the generator's own code (a world's reference and gates)."""
+    token = _TRUSTED_EPISODES.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED_EPISODES.reset(token)
+
+
+def episodes_trusted() -> bool:
+    """Whether the episodes running now are the generator's own (inside :func:`trusted_episodes`)."""
+    return _TRUSTED_EPISODES.get()

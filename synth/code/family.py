@@ -36,7 +36,6 @@ import datetime as dt
 import math
 import random
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from toolgym.envs.tools import Tool
@@ -164,10 +163,6 @@ class CodeInterpreter(Family):
         return code_tools.CodeContext(
             world.files, float(task.tool_config.get("timeout_s", code_tools.DEFAULT_TIMEOUT_S))
         )
-
-    def synthesis_scope(self) -> AbstractContextManager[None]:
-        """A world's reference and gate episodes take turns in one warm sandbox (:func:`.tools.synthesis_sandbox`)."""
-        return code_tools.synthesis_sandbox()
 
     def close_context(self, context: code_tools.CodeContext) -> None:
         """Kill the episode's kernel and remove its workspace."""

@@ -5,8 +5,8 @@ and nothing else until the first ``run_python`` call, which opens one local sand
 (bubblewrap; see :mod:`toolgym.sandbox`) with those files in its workspace and starts one
 warm Python kernel in it. Gate episodes that never run code (null, bluff, perturbed) therefore
 cost nothing, and every episode that does gets its own sandbox: episodes never share variables
-or files. The one exception is synthesis (:func:`synthesis_sandbox`, entered by
-``CodeInterpreter.synthesis_scope`` around a world's candidates): the reference and the gate
+or files. The one exception is synthesis (:func:`toolgym.synth.family.episodes_trusted`, set by
+``Family.synthesis_scope`` around a world's candidates): the reference and the gate
 agents run the generator's own code, so their episodes take turns in one warm sandbox per worker
 process, renewed between episodes (:class:`WarmSandbox`: a fresh interpreter forked in it, the
 workspace emptied and refilled), which shows each episode what a new sandbox would. The
@@ -46,11 +46,8 @@ the episode's scratch copy, and code tasks are verified by their answer only.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import multiprocessing.util
 import os
-from collections.abc import Iterator
-from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +58,7 @@ from toolgym.envs.tools import Tool, ToolError, as_tool, make_tool, tool
 from toolgym.errors import ConfigError, SandboxError
 from toolgym.sandbox import Backend, Limits, PythonKernel, Session, get_backend, pylibs
 from toolgym.sandbox.base import clean_relpath
+from toolgym.synth.family import episodes_trusted
 
 PAGE_LINES = 50
 MAX_LINE_CHARS = 1000
@@ -91,7 +89,7 @@ class WarmSandbox:
     episode's files. So an episode sees exactly what a fresh sandbox shows it (the same
     observations, hence the same trajectory and the same gate verdicts: the test compares whole
     synthesis runs), for about a millisecond instead of a sandbox's start and teardown (~40 ms
-    of namespaces, a tmpfs mount and an interpreter). Trusted code only (:func:`synthesis_sandbox`).
+    of namespaces, a tmpfs mount and an interpreter). Trusted code only (:func:`toolgym.synth.family.episodes_trusted`).
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -119,7 +117,6 @@ class WarmSandbox:
 
 #: This process's warm sandboxes by episode timeout (``pid`` first: a forked child opens its own).
 _WARM: dict[int, dict[float, WarmSandbox]] = {}
-_TRUSTED: ContextVar[bool] = ContextVar("code_synthesis_sandbox", default=False)
 
 
 def _close_warm() -> None:
@@ -142,25 +139,6 @@ def warm_sandbox(timeout_s: float) -> WarmSandbox | None:
     if warm is None or warm.session.closed:
         warm = pool[timeout_s] = WarmSandbox(timeout_s)
     return None if warm.busy else warm
-
-
-@contextlib.contextmanager
-def synthesis_sandbox() -> Iterator[None]:
-    """Let the episodes inside reuse this process's warm sandbox (synthesis only).
-
-    :meth:`CodeInterpreter.synthesis_scope` wraps one world's candidates in it: the reference and
-    the gate agents run the generator's own code, never a policy's, so one sandbox per worker
-    process serves all of their episodes, renewed between them (:class:`WarmSandbox`), instead of
-    one sandbox per reference episode and one per task's gates. Every episode outside the scope
-    (every policy's, the bench's heuristic) opens a sandbox of its own, and so does an episode
-    inside it while the warm one is busy. The warm sandbox stays open, idle, until the process
-    exits (one slot and one idle interpreter per worker).
-    """
-    token = _TRUSTED.set(True)
-    try:
-        yield
-    finally:
-        _TRUSTED.reset(token)
 
 
 COPY_NOTE = (
@@ -191,7 +169,7 @@ class CodeContext:
         """The episode's kernel, opening the sandbox on first use."""
         if self.kernel is None:
             try:
-                warm = warm_sandbox(self.timeout_s) if _TRUSTED.get() else None
+                warm = warm_sandbox(self.timeout_s) if episodes_trusted() else None
                 if warm is not None:
                     self.warm = warm
                     self.session, self.kernel = warm.take(self.files)

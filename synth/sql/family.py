@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from toolgym.envs.tools import Tool
@@ -36,7 +35,7 @@ from toolgym.spec import TaskDraft, TaskSpec
 from toolgym.synth.family import Family, Program, params_key
 from toolgym.synth.sql import heuristic, kinds, reference, tasks
 from toolgym.synth.sql.gates import bluff_value, draw, random_pass_bound, typed
-from toolgym.synth.sql.tools import SqlSession, toolset, trusted_queries
+from toolgym.synth.sql.tools import SqlSession, toolset
 from toolgym.synth.sql.world import SqlWorld, load, make_world
 
 #: What an open world database holds besides its rows (DuckDB instance, buffers, file: measured).
@@ -114,10 +113,6 @@ class SQLAnalyst(Family):
     def heuristic(self, task: TaskSpec) -> Program:
         """The shallow analyst of :mod:`toolgym.synth.sql.heuristic` (one query, dates as written, no fine print)."""
         return heuristic.program(task.params)
-
-    def synthesis_scope(self) -> AbstractContextManager[None]:
-        """A world's reference and gate episodes query in this process (:func:`.tools.trusted_queries`)."""
-        return trusted_queries()
 
     def episode_context(self, world: SqlWorld, task: TaskSpec) -> SqlSession:
         """A session of the episode's own (a connection opened on its first query)."""

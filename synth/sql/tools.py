@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from toolgym.envs import naming
 from toolgym.envs.strict import Integer, Number, Text
 from toolgym.envs.tools import Tool, ToolError, make_tool
+from toolgym.synth.family import episodes_trusted
 from toolgym.synth.sql import engine
 from toolgym.synth.sql.world import SqlWorld
 
@@ -43,25 +41,6 @@ RESTART_NOTE = (
 )
 
 
-#: Set inside :func:`trusted_queries`: sessions opened there run in this process.
-_TRUSTED: ContextVar[bool] = ContextVar("toolgym_sql_trusted", default=False)
-
-
-@contextmanager
-def trusted_queries() -> Iterator[None]:
-    """Sessions opened inside run their queries in this process, not in the SQL worker.
-
-    For synthesis only (``SQLAnalyst.synthesis_scope``): a world's reference and gate episodes run
-    the generator's own SQL, never a policy's, and the worker's round trip and per-world open
-    would cost synthesis throughput for no protection. Every env outside stays isolated.
-    """
-    token = _TRUSTED.set(True)
-    try:
-        yield
-    finally:
-        _TRUSTED.reset(token)
-
-
 class SqlSession:
     """One episode's context: the world and, after the first query, a connection of its own.
 
@@ -73,14 +52,16 @@ class SqlSession:
     ``isolated`` (the default, and what every env uses) runs the connection in the process's SQL
     worker (:mod:`toolgym.synth.sql.worker`): a query past the hard deadline or the worker's memory
     limit is killed there, never in this process. ``False`` runs it in this process (trusted SQL
-    only, e.g. a benchmark's comparison); None (the default) means isolated except inside
-    :func:`trusted_queries`.
+    only, e.g. a benchmark's comparison); None (the default) means isolated except in a world's
+    synthesis, whose reference and gates run the generator's own SQL
+    (:func:`toolgym.synth.family.episodes_trusted`: the worker's round trip and per-world open would
+    cost synthesis throughput for no protection).
     """
 
     def __init__(self, world: SqlWorld, time_cap_s: float = engine.TIME_CAP_S, isolated: bool | None = None):
         self.world = world
         self.time_cap_s = time_cap_s
-        self.isolated = not _TRUSTED.get() if isolated is None else isolated
+        self.isolated = not episodes_trusted() if isolated is None else isolated
         self._cursor: Any = None
         self._pid = -1
         self.copied_live = False  # copied while its connection was open (see __getstate__)

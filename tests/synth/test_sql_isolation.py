@@ -113,7 +113,8 @@ def test_sessions_pickle_without_the_worker_and_trusted_sql_stays_in_process(wor
 
 def test_synthesis_episodes_query_in_process_and_every_env_outside_is_isolated():
     from toolgym.synth import get_family
-    from toolgym.synth.sql.tools import SqlSession, trusted_queries
+    from toolgym.synth.family import trusted_episodes
+    from toolgym.synth.sql.tools import SqlSession
 
     fam = get_family("sql")
     world = make_world(11, 2)
@@ -121,5 +122,5 @@ def test_synthesis_episodes_query_in_process_and_every_env_outside_is_isolated()
     with fam.synthesis_scope():
         inside = SqlSession(world)
     assert inside.isolated is False and SqlSession(world).isolated is True
-    with trusted_queries():
+    with trusted_episodes():
         assert SqlSession(world, isolated=True).isolated is True  # an explicit choice wins
