@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,21 @@ def fly(difficulty: int, seed: int = 0) -> tuple[Any, Any]:
     return SynthSource(get_family("trip"), [difficulty], None).get(f"trip-fly-s{seed}-d{difficulty}")
 
 
+def kill(handle: Any) -> None:
+    """``ray.kill`` an actor and wait until a call on it fails: the kill is asynchronous, and a call
+    submitted at once can still be served (CI saw a step succeed on a just-killed actor)."""
+    import ray
+
+    ray.kill(handle)
+    for _ in range(300):
+        try:
+            ray.get(handle.__ray_ready__.remote(), timeout=10)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            return
+        time.sleep(0.1)
+    raise AssertionError("a killed Ray actor still answered after 30 s")
+
+
 class KillAt:
     """The reference policy, killing every actor holding a slot of ``pool`` before its ``at``-th action."""
 
@@ -71,11 +87,9 @@ class KillAt:
     def act(self, observation: str, info: dict[str, Any]) -> str:
         self.turn += 1
         if self.turn == self.at:
-            import ray
-
             for actor in self.pool.actors:
                 if len(actor.free) < self.pool.slots:  # one of its slots is leased
-                    ray.kill(actor.handle)
+                    kill(actor.handle)
         return self.inner.act(observation, info)
 
 
@@ -100,10 +114,8 @@ def test_an_actor_killed_again_drops_the_episode_and_counts_it(ray_runtime):
         policy = reference_policy(seed=0)(task, world, 0)
         obs, info = env.reset(seed=0, options={"task_id": task.task_id})
         env.step(policy.act(obs, info))
-        import ray
-
         for actor in pool.actors:  # the leased one and the one the retry would take
-            ray.kill(actor.handle)
+            kill(actor.handle)
         with pytest.raises(EpisodeLost, match="died, and again on the retry"):
             env.step("anything")
         assert pool.stats == {"episodes": 1, "actor_deaths": 2, "retried": 1, "dropped": 1}
