@@ -176,6 +176,7 @@ def plot_curve(out: Path, report: dict[str, Any], png: Path) -> None:
     fig, (ax_loss, ax_rl, ax_eval) = plt.subplots(1, 3, figsize=(14, 4))
     lm, sft = _records(out / "lm" / "metrics.jsonl"), _records(out / "sft" / "metrics.jsonl")
     offset = lm[-1]["step"] if lm else 0
+    lm, sft = [r for r in lm if "loss" in r], [r for r in sft if "loss" in r]  # not the copy rows' steps
     ax_loss.plot([r["step"] for r in lm], [r["loss"] for r in lm], label="LM train loss")
     ax_loss.plot([offset + r["step"] for r in sft], [r["loss"] for r in sft], label="SFT train loss (actions)")
     val = [(offset + r["step"], r["val_loss"]) for r in sft if "val_loss" in r]

@@ -43,9 +43,12 @@ def train_lm(
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
     model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
+    copy_every: Annotated[
+        int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
+    ] = 0,
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
-    from toolgym.policy.train_lm import LMTrainConfig, pretrain
+    from toolgym.policy.train_lm import CopyMix, LMTrainConfig, pretrain
 
     model_config = fresh_model_config(model)
 
@@ -58,6 +61,7 @@ def train_lm(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         seed=seed,
+        copy_mix=CopyMix(every=copy_every),
     )
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
     result = pretrain(
@@ -87,6 +91,9 @@ def train_sft(
     vocab_size: Annotated[int, typer.Option(help="tokenizer size of a fresh model")] = 4096,
     model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batch order")] = 0,
+    copy_every: Annotated[
+        int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
+    ] = 0,
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
@@ -106,6 +113,7 @@ def train_sft(
             "eval_every": eval_every,
             "checkpoint_every": checkpoint_every,
             "seed": seed,
+            "copy_mix": {"every": copy_every},
         }
     )
     check_writable(out, "--out")

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from toolgym.errors import ConfigError
 from toolgym.policy.model import Transformer
-from toolgym.policy.train_lm import Batch
+from toolgym.policy.train_lm import Batch, CopyMix
 
 
 def repeat_batches(
@@ -107,3 +107,22 @@ def copy_gain(model: Transformer, stream: Tensor, length: int = 128, rows: int =
     model.train(was_training)
     nll = -logp.gather(-1, x[:, 1:, None])[..., 0]
     return float(nll[:, : length - 1].mean()), float(nll[:, length:].mean())
+
+
+def copy_batch(mix: CopyMix, low: int, high: int, seed: int, step: int) -> Batch:
+    """The repeat rows of mixed step ``step`` (``CopyMix``): a function of (seed, step) alone.
+
+    Args:
+        mix: the rows' sizes.
+        low: the lowest id drawn (the first non-special id).
+        high: ids are drawn from [low, high) uniformly (the vocabulary size).
+        seed: the run's seed.
+        step: the 0-based optimizer step.
+
+    Returns:
+        A ``Batch`` of [mix.batch_size, mix.seq_len + 1] tokens with ``copy`` set.
+    """
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+    stream = torch.randint(low, high, (2 * (mix.seq_len + 1) + mix.max_len + 1,), generator=g)
+    batch = next(repeat_batches(stream, mix.batch_size, mix.seq_len, g, mix.min_len, mix.max_len))
+    return Batch(batch.tokens, batch.loss_mask, copy=True)

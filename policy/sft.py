@@ -121,7 +121,11 @@ def plot_losses(metrics: Path, png: Path) -> None:
 
     records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["step"] for r in records], [r["loss"] for r in records], label="train (action tokens)", lw=1)
+    main = [r for r in records if "loss" in r]
+    ax.plot([r["step"] for r in main], [r["loss"] for r in main], label="train (action tokens)", lw=1)
+    copy = [r for r in records if "copy_loss" in r]
+    if copy:  # the repeat rows of LMTrainConfig.copy_mix
+        ax.plot([r["step"] for r in copy], [r["copy_loss"] for r in copy], ".", ms=2, label="train (copy rows)")
     val = [r for r in records if "val_loss" in r]
     if val:
         ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val")
@@ -379,7 +383,7 @@ def train_sft(
 
     result = train_lm(
         model,
-        data.batches(config.seed, start),
+        data.batches(config.seed, config.copy_mix.main_batches_before(start)),
         [held.batch(g) for g in range(len(held.groups))][: config.eval_batches],
         config,
         tokenizer=tokenizer,

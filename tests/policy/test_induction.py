@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from toolgym.errors import ConfigError
-from toolgym.policy.induction import copy_gain, repeat_batches
+from toolgym.policy.induction import copy_batch, copy_gain, repeat_batches
 from toolgym.policy.model import ModelConfig, Transformer
+from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, train_lm
 
 
 def test_the_mask_covers_exactly_the_second_copy_after_its_first_token():
@@ -47,3 +48,43 @@ def test_copy_gain_measures_each_copy_and_restores_the_mode():
     assert model.training
     with pytest.raises(ConfigError, match="needs 128 tokens"):
         copy_gain(model, stream[:100], length=32, rows=4)
+
+
+def test_copy_batches_are_a_function_of_seed_and_step():
+    mix = CopyMix(every=3, batch_size=4, seq_len=63, min_len=4, max_len=16)
+    a, b = copy_batch(mix, 10, 500, seed=7, step=5), copy_batch(mix, 10, 500, seed=7, step=5)
+    assert a.copy and a.tokens.shape == (4, 64) and torch.equal(a.tokens, b.tokens)
+    assert int(a.tokens.min()) >= 10 and int(a.tokens.max()) < 500  # only non-special ids
+    assert not torch.equal(a.tokens, copy_batch(mix, 10, 500, seed=7, step=8).tokens)
+    assert not torch.equal(a.tokens, copy_batch(mix, 10, 500, seed=8, step=5).tokens)
+    assert a.loss_mask is not None and 3 * 4 <= int(a.loss_mask.sum()) <= 15 * 4  # the second copies only
+    with pytest.raises(ValueError, match="copy windows"):
+        CopyMix(seq_len=31, max_len=20)
+
+
+class Counted:
+    """Endless LM batches of one fixed row, counting how many the loop drew."""
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def __iter__(self) -> Counted:
+        return self
+
+    def __next__(self) -> Batch:
+        self.drawn += 1
+        return Batch(torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(self.drawn)))
+
+
+def test_a_mixed_loop_trains_every_kth_step_on_copy_rows_and_resumes_at_the_right_batch():
+    mix = CopyMix(every=3, batch_size=2, seq_len=15, min_len=2, max_len=8)
+    cfg = LMTrainConfig(steps=7, batch_size=2, seq_len=16, warmup_steps=0, eval_every=100, copy_mix=mix)
+    model, main = Transformer(ModelConfig.micro(vocab_size=64), seed=0), Counted()
+    val = [Batch(torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(99)))]
+    res = train_lm(model, main, val, cfg, progress=False)
+    kinds = ["copy_loss" if "copy_loss" in r else "loss" for r in res.history]
+    assert kinds == ["loss", "loss", "copy_loss", "loss", "loss", "copy_loss", "loss"]
+    assert all(("loss" in r) != ("copy_loss" in r) for r in res.history)
+    assert main.drawn == 5 == mix.main_batches_before(7)
+    assert [mix.main_batches_before(s) for s in range(7)] == [0, 1, 2, 2, 3, 4, 4]
+    assert CopyMix().main_batches_before(5) == 5 and not CopyMix().is_copy_step(2)  # default: no mixing

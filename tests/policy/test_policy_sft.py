@@ -213,3 +213,21 @@ def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dat
     r = _sft(sft_dataset, out, "--steps", "2", "--eval-every", "7", "--checkpoint-every", "0")
     assert r.exit_code == 0, r.output
     assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.slow  # ~20 s of real training
+def test_a_resumed_mixed_run_sees_the_batches_of_an_uninterrupted_one(sft_dataset, make_config, tmp_path):
+    mix = {"every": 2, "batch_size": 2, "seq_len": 31, "min_len": 2, "max_len": 8}
+    cfg = LMTrainConfig.model_validate(
+        {"steps": 4, "batch_size": 2, "seq_len": 3072, "warmup_steps": 0, "min_lr_ratio": 1.0, "eval_every": 100}
+        | {"checkpoint_every": 2}
+        | {"copy_mix": mix}
+    )
+    same = {"model_config": make_config(), "vocab_size": 400, "action_prompts": 0, "progress": False}
+    # a constant learning rate, so the 2-step run's weights are the 4-step run's after its step 2
+    whole, _ = train_sft(sft_dataset, tmp_path / "whole", cfg, **same)
+    train_sft(sft_dataset, tmp_path / "cut", cfg.model_copy(update={"steps": 2}), **same)
+    rest, _ = train_sft(sft_dataset, tmp_path / "cut", cfg, **same)
+    assert ["copy_loss" in r for r in whole.history] == [False, True, False, True]
+    key = ("loss", "copy_loss")
+    assert [[r.get(k) for k in key] for r in whole.history[2:]] == [[r.get(k) for k in key] for r in rest.history]
