@@ -16,7 +16,9 @@ own, as the session's slot uid, with the session's workspace bound at ``/workspa
   not kept: :meth:`LocalKernel._outcome`). Because the budget counts CPU the cell used, not
   time that passed, the same cell gets the same outcome on an idle and on a loaded host. Code
   that evades the interrupt (swallows it, ignores SIGPROF, loops in C) meets an RLIMIT_CPU soft
-  limit moved to 1–2 s past the budget before each call (SIGXCPU: ``timeout`` too);
+  limit moved to 1–2 s past the budget before each call (SIGXCPU: ``timeout`` too). Child
+  processes a cell starts are not counted in its budget; each inherits that RLIMIT_CPU, and the
+  wall clock ends them all;
 * wall clock and output caps: enforced by the host; passing one kills the kernel's sandbox, the
   call reports the status with ``state_lost=True``, and the next call starts a fresh kernel.
   Where the CPU budget should decide, the wall clock (``Limits.wall_s``) is a generous backstop
