@@ -59,8 +59,13 @@ class Limits(BaseModel):
 
     Attributes:
         wall_s: Wall-clock seconds per call, enforced by the host (kill, status ``timeout``).
-        cpu_s: CPU seconds per call (RLIMIT_CPU); ``None`` means ``wall_s + 1``, a backstop in
-            case the host dies.
+            Where the CPU budget is what should decide (a Python kernel's cells: their outcome
+            must not depend on how loaded the host is), set ``cpu_s`` and make this a generous
+            backstop that only ends calls which sleep or block.
+        cpu_s: CPU seconds per call (user + system). Programs (``exec``) get it as RLIMIT_CPU in
+            whole seconds (:attr:`cpu_seconds`); a Python kernel's cell gets it exactly, measured
+            inside the sandbox (:attr:`cpu_budget_s`, :mod:`.kernel`). ``None`` means
+            ``wall_s + 1``, a backstop in case the host dies.
         memory_bytes: Address space (local, RLIMIT_AS) or memory+swap cgroup (docker).
         max_processes: Processes and threads per sandbox slot (RLIMIT_NPROC on the slot's own
             host uid locally, ``pids_limit`` in docker). Counts the sandbox's own helper
@@ -104,12 +109,17 @@ class Limits(BaseModel):
         value = self.cpu_s if self.cpu_s is not None else self.wall_s + 1.0
         return max(1, int(-(-value // 1)))
 
+    @property
+    def cpu_budget_s(self) -> float:
+        """The CPU budget of one kernel cell in seconds: ``cpu_s``, or ``wall_s + 1`` when unset."""
+        return self.cpu_s if self.cpu_s is not None else self.wall_s + 1.0
+
 
 class ExecStatus(enum.StrEnum):
     """Why a call ended."""
 
     OK = "ok"  # ran to completion inside its limits; see exit_code
-    TIMEOUT = "timeout"  # wall clock (host) or CPU rlimit
+    TIMEOUT = "timeout"  # wall clock (host), CPU rlimit, or a kernel cell's CPU budget
     OUTPUT_LIMIT = "output_limit"  # stdout or stderr passed Limits.output_bytes
     OOM = "oom"  # memory limit: MemoryError / ENOMEM locally, OOM-kill in docker
     KILLED = "killed"  # ended by a signal that was not one of the above

@@ -9,11 +9,23 @@ engine's ``import`` endpoint (``docker import``), with ``USER 1000:1000`` and ``
 /workspace``. About 60 MB; a second of work. ``docker build FROM`` this image then works offline
 for environments that need more.
 
+**numpy and pandas.** The image carries the same analysis libraries as the local backend: the
+project's dedicated environment (:mod:`.pylibs`, built for this same interpreter) is copied to
+:data:`~toolgym.sandbox.pylibs.MOUNT` (``/opt/toolgym/libs``), owned by root, without write bits,
+on a root filesystem the containers mount read-only. It goes on the interpreter's path the way the
+local backend puts it on the kernel's: appended after the standard library (a ``.pth`` file in
+the system ``dist-packages``, so every ``python3 -I`` in the image finds it; ``-S`` programs such
+as the sandbox's own helper do not), so nothing of the standard library is shadowed. The libraries
+are required unless ``--no-libs`` says otherwise (a silently poorer image would fail ``code``
+tasks only later), and the image records what it holds in the label :data:`LIBS_LABEL`; an
+existing image whose label differs from the installed libraries is rebuilt.
+
 Run it::
 
     python -m toolgym.sandbox.build_image            # uses DOCKER_HOST
     python -m toolgym.sandbox.build_image --force --tag toolgym/sandbox:py3.11
     python -m toolgym.sandbox.build_image --rootfs-only /tmp/rootfs   # no engine needed
+    python -m toolgym.sandbox.build_image --no-libs  # standard library only
 """
 
 from __future__ import annotations
@@ -31,7 +43,13 @@ from typing import Any
 
 from toolgym.errors import SandboxError
 
+from . import pylibs
+
 DEFAULT_IMAGE = "toolgym/sandbox:py3.11"
+#: The image label naming the analysis libraries it carries (:func:`libs_label`); absent: none.
+LIBS_LABEL = "toolgym.libs"
+#: Puts the libraries on ``sys.path`` of every interpreter started without ``-S``.
+_LIBS_PTH = "/usr/lib/python3/dist-packages/toolgym-libs.pth"
 PYTHON = "/usr/bin/python3.11"
 # Parts of the standard library no sandboxed program needs: tests, GUI, installers, the static
 # libpython, byte-code of the excluded parts.
@@ -93,6 +111,38 @@ class _Rootfs:
         dest.chmod(mode)
 
 
+def libs_label(libs: Path) -> str:
+    """What a libraries directory holds, as the image label records it: its distributions.
+
+    Args:
+        libs: An installed :mod:`.pylibs` directory.
+
+    Returns:
+        The sorted ``name-version`` of every ``*.dist-info`` in it, space-separated, e.g.
+        ``"numpy-2.2.6 pandas-2.3.3 ..."``.
+    """
+    return " ".join(sorted(p.name.removesuffix(".dist-info") for p in libs.glob("*.dist-info")))
+
+
+def _add_libs(fs: _Rootfs, libs: Path) -> None:
+    """Copy the libraries to ``/opt/toolgym/libs`` read-only and on the path, with what they link to."""
+    target = fs.dest(Path(pylibs.MOUNT))
+    shutil.copytree(libs, target, symlinks=True)
+    for root, dirs, files in os.walk(target):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & 0o555 | 0o444)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o555)
+    target.chmod(0o555)
+    fs.write(_LIBS_PTH, pylibs.MOUNT + "\n", mode=0o444)
+    # Their extension modules need host libraries that wheels do not bundle (libstdc++, libm...).
+    for lib in sorted(_shared_libraries(sorted(libs.rglob("*.so*")))):
+        if not Path(os.path.realpath(lib)).is_relative_to(libs.resolve()):  # bundled ones came with the copy
+            fs.add(lib)
+
+
 def _shared_libraries(binaries: list[Path]) -> set[str]:
     """Absolute paths of every library ``ldd`` reports for ``binaries`` (loader included)."""
     libs: set[str] = set()
@@ -107,12 +157,14 @@ def _shared_libraries(binaries: list[Path]) -> set[str]:
     return libs
 
 
-def build_rootfs(dest: Path, python: str = PYTHON) -> Path:
+def build_rootfs(dest: Path, python: str = PYTHON, libs: Path | None = None) -> Path:
     """Assemble the base image's root filesystem in ``dest`` (created; must not exist).
 
     Args:
         dest: Target directory.
         python: The host interpreter to copy (its stdlib is found from its version).
+        libs: An installed :mod:`.pylibs` directory (built for ``python``) to carry at
+            ``/opt/toolgym/libs``; ``None``: the standard library only.
 
     Returns:
         ``dest``.
@@ -152,42 +204,76 @@ def build_rootfs(dest: Path, python: str = PYTHON) -> Path:
     for d in ("tmp", "workspace", "proc", "dev", "sys", "etc", "root"):
         (dest / d).mkdir(exist_ok=True)
     (dest / "tmp").chmod(0o1777)
+    if libs is not None:
+        _add_libs(fs, libs)
     return dest
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Every file of the image belongs to root, whoever built it (the sandbox user owns nothing)."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 def _tar(rootfs: Path, out: Path) -> None:
     with tarfile.open(out, "w") as tar:
         for path in sorted(rootfs.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(rootfs)), recursive=False)
+            tar.add(path, arcname=str(path.relative_to(rootfs)), recursive=False, filter=_owned_by_root)
 
 
-def build_base_image(client: Any | None = None, tag: str = DEFAULT_IMAGE, force: bool = False) -> str:
+def image_libs(with_libs: bool = True) -> Path | None:
+    """The libraries directory an image should carry: the installed :mod:`.pylibs`, or None.
+
+    Raises:
+        SandboxError: ``with_libs`` and the libraries are not installed.
+    """
+    if not with_libs:
+        return None
+    libs = pylibs.find()
+    if libs is None:
+        raise SandboxError(
+            "the sandbox's numpy/pandas are not installed, and the image should carry them: run "
+            "`python -m toolgym.sandbox.pylibs` first (or build with --no-libs for the standard library only)"
+        )
+    return libs
+
+
+def build_base_image(
+    client: Any | None = None, tag: str = DEFAULT_IMAGE, force: bool = False, with_libs: bool = True
+) -> str:
     """Build (or find) the base image and return its id.
 
     Args:
         client: A ``docker.DockerClient``; ``None`` uses ``docker.from_env()`` (``DOCKER_HOST``).
         tag: Image reference to create.
-        force: Rebuild even if ``tag`` exists.
+        force: Rebuild even if ``tag`` exists with the wanted libraries.
+        with_libs: Carry the installed :mod:`.pylibs` (numpy, pandas) at ``/opt/toolgym/libs``.
 
     Returns:
         The image id.
 
     Raises:
-        SandboxError: If the engine is unreachable or refuses the import.
+        SandboxError: If the engine is unreachable or refuses the import, or ``with_libs`` and
+            the libraries are not installed.
     """
     import docker
     import docker.errors
 
+    libs = image_libs(with_libs)
+    label = libs_label(libs) if libs is not None else ""
     try:
         client = client or docker.from_env(timeout=120)
         if not force:
             try:
-                return str(client.images.get(tag).id)
+                image = client.images.get(tag)
+                if ((image.attrs.get("Config") or {}).get("Labels") or {}).get(LIBS_LABEL, "") == label:
+                    return str(image.id)
             except docker.errors.ImageNotFound:
                 pass
         repository, _, version = tag.partition(":")
         with tempfile.TemporaryDirectory(prefix="toolgym-image-") as tmp:
-            rootfs = build_rootfs(Path(tmp) / "rootfs")
+            rootfs = build_rootfs(Path(tmp) / "rootfs", libs=libs)
             archive = Path(tmp) / "rootfs.tar"
             _tar(rootfs, archive)
             changes = [
@@ -197,6 +283,8 @@ def build_base_image(client: Any | None = None, tag: str = DEFAULT_IMAGE, force:
                 "ENV LANG=C.UTF-8",
                 'CMD ["/usr/bin/python3"]',
             ]
+            if label:
+                changes.append(f'LABEL {LIBS_LABEL}="{label}"')
             with open(archive, "rb") as f:
                 client.api.import_image(src=f, repository=repository, tag=version or "latest", changes=changes)
         return str(client.images.get(tag).id)
@@ -211,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild if it exists")
     parser.add_argument("--base-url", help="Docker API socket (default: DOCKER_HOST)")
     parser.add_argument("--rootfs-only", type=Path, help="only assemble the rootfs here")
+    parser.add_argument("--no-libs", action="store_true", help="leave out numpy and pandas (sandbox/pylibs.py)")
     args = parser.parse_args(argv)
     try:
         if args.rootfs_only:
-            build_rootfs(args.rootfs_only)
+            build_rootfs(args.rootfs_only, libs=image_libs(not args.no_libs))
             print(args.rootfs_only)
             return 0
         client = None
@@ -222,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             import docker
 
             client = docker.DockerClient(base_url=args.base_url, timeout=120)
-        print(build_base_image(client, args.tag, args.force))
+        print(build_base_image(client, args.tag, args.force, with_libs=not args.no_libs))
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

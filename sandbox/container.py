@@ -3,7 +3,9 @@ r"""The ``docker`` backend: one container per session, one ``exec`` per call, vi
 Talks to any Docker-API socket (``dockerd``, or rootful ``podman system service`` with ``runc``;
 never rootless podman, which ignores memory and pids limits on cgroup v1, sandbox.md §7): the
 ``base_url`` given, else ``DOCKER_HOST``. Use it for environments that need their own image; the
-default image is built offline from host files by :mod:`.build_image`.
+default image is built offline from host files by :mod:`.build_image`, and carries numpy and
+pandas read-only at ``/opt/toolgym/libs`` (on every ``python3 -I``'s path) when the project's
+:mod:`.pylibs` are installed, as the local backend binds them.
 
 A session is a container whose pid 1 is :mod:`.inside` in ``idle`` mode (it reaps orphans and
 ignores signals from inside), plus a tmpfs-backed named volume mounted at ``/workspace`` that
@@ -49,6 +51,7 @@ from pydantic import BaseModel, ConfigDict
 
 from toolgym.errors import ConfigError, SandboxError
 
+from . import pylibs
 from .archive import build_tar, first_regular_file, regular_files
 from .base import (
     BASE_ENV,
@@ -86,7 +89,8 @@ class DockerConfig(BaseModel):
         user: ``uid:gid`` the programs run as (never root).
         runtime: OCI runtime, e.g. ``"runsc"``; ``None`` for the engine's default.
         build_image: Build :data:`~toolgym.sandbox.build_image.DEFAULT_IMAGE` when it is
-            the configured image and missing.
+            the configured image and missing, or lacks the installed numpy/pandas
+            (:mod:`.pylibs`; with them installed, the image carries them).
         api_timeout_s: Timeout of each API request.
     """
 
@@ -153,14 +157,29 @@ class DockerBackend(Backend):
                 f"No Docker engine reachable ({exc}); start one (see .ci/docker.sh) and set "
                 "DOCKER_HOST, or use the local backend."
             ) from exc
-        try:
-            self.client.images.get(self.config.image)
-        except docker.errors.ImageNotFound:
-            if not (self.config.build_image and self.config.image == DEFAULT_IMAGE):
-                raise SandboxError(f"Image {self.config.image} is not on the engine.") from None
-            from .build_image import build_base_image
+        self._ensure_image()
 
-            build_base_image(self.client, self.config.image)
+    def _ensure_image(self) -> None:
+        """Find the image; build the default one when missing or without the installed pylibs.
+
+        Raises:
+            SandboxError: If the image is missing and is not the default one (or building is
+                off), or the build fails.
+        """
+        from .build_image import LIBS_LABEL, build_base_image, libs_label
+
+        try:
+            image = self.client.images.get(self.config.image)
+        except self._errors.ImageNotFound:
+            image = None
+        if not (self.config.build_image and self.config.image == DEFAULT_IMAGE):
+            if image is None:
+                raise SandboxError(f"Image {self.config.image} is not on the engine.")
+            return
+        libs = pylibs.find()
+        labels = ((image.attrs.get("Config") or {}).get("Labels") or {}) if image is not None else {}
+        if image is None or (libs is not None and labels.get(LIBS_LABEL, "") != libs_label(libs)):
+            build_base_image(self.client, self.config.image, with_libs=libs is not None)
 
     def capabilities(self) -> Capabilities:
         """What this backend guarantees (cgroup limits; no stateful kernel)."""

@@ -12,8 +12,9 @@ inside the sandbox, so nothing from the host has to be bound in. It has four mod
     the exit status and CPU time goes back.
 ``kernel REQ_FD RESP_FD SETUP_B64``
     The stateful Python kernel: one warm interpreter whose namespace lives between calls. A
-    trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is an
-    RLIMIT_CPU soft limit moved forward before each call. With ``"forks": true`` in the set-up
+    trailing expression is echoed like the REPL (``sys.displayhook``). CPU time per call is a
+    budget measured here (an ``ITIMER_PROF`` timer, :func:`run_cell`), backed by an RLIMIT_CPU
+    soft limit moved forward before each call. With ``"forks": true`` in the set-up
     the interpreter is a forked child of a zygote that serves a fresh one on ``{"renew": true}``
     (:func:`fork_server`).
 ``once``
@@ -377,36 +378,38 @@ def kernel(req_fd, resp_fd, setup_b64):
     cells(req_fd, resp_fd, renew_w)
 
 
-def cells(req_fd, resp_fd, renew_w):
-    """The cell loop: one request frame per cell, one response frame back.
+class CPUTimeExceeded(BaseException):
+    """Raised in a cell that used up its CPU budget (a BaseException, like KeyboardInterrupt)."""
 
-    ``renew_w`` >= 0 (a forked child of :func:`fork_server`): a ``{"renew": true}`` request
-    writes ``r`` on it and exits, and the zygote forks the next interpreter.
+
+def run_cell(code, namespace, budget):
+    """Run one cell under a CPU-time budget; returns ``(error type name or None, budget passed)``.
+
+    The budget is an ``ITIMER_PROF`` timer (user + system time of this process, all threads,
+    measured by the kernel) set to ``budget`` seconds when the cell starts. When it fires, the
+    handler raises :class:`CPUTimeExceeded` in the cell (once: the timer does not repeat), whose
+    traceback says where the cell was. A cell that swallows it, ignores SIGPROF or spends its
+    time in C code that never returns to the interpreter is stopped by the RLIMIT_CPU backstop
+    (:func:`cells`) or the host's wall clock. The timer can fire after the cell, in this
+    function's own code; that is caught here and still counts as the budget passed.
     """
     import ast
-    import builtins
     import traceback
 
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    respond(resp_fd, {"ready": True})
-    while True:
+    state = {"armed": True, "hit": False}
+
+    def on_sigprof(signum, frame):
+        if state["armed"]:
+            state["armed"] = False
+            state["hit"] = True
+            raise CPUTimeExceeded(f"the call used more than {budget:g} s of CPU time")
+
+    _signal.signal(_signal.SIGPROF, on_sigprof)
+    error = None
+    try:
         try:
-            req = read_request(req_fd)
-        except EOFError:
-            return
-        if req.get("renew") and renew_w >= 0:
-            write_all(renew_w, b"r")
-            os._exit(0)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        used = usage.ru_utime + usage.ru_stime
-        soft = int(used + req["cpu_s"]) + 1
-        if cpu_hard != resource.RLIM_INFINITY:
-            soft = min(soft, cpu_hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, cpu_hard))
-        error = None
-        try:
-            tree = ast.parse(req["code"], "<cell>", "exec")
+            _signal.setitimer(_signal.ITIMER_PROF, budget)
+            tree = ast.parse(code, "<cell>", "exec")
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             exec(compile(tree, "<cell>", "exec"), namespace)
             if last is not None:
@@ -421,14 +424,50 @@ def cells(req_fd, resp_fd, renew_w):
                 traceback.print_exception(type(exc), exc, tb)
             except BaseException:  # noqa: BLE001 - a broken sys.stderr must not kill us
                 pass
+        finally:
+            state["armed"] = False
+            _signal.setitimer(_signal.ITIMER_PROF, 0)
+    except CPUTimeExceeded:  # fired in the lines above, after the cell's own code
+        _signal.setitimer(_signal.ITIMER_PROF, 0)
+    return error, state["hit"]
+
+
+def cells(req_fd, resp_fd, renew_w):
+    """The cell loop: one request frame per cell, one response frame back.
+
+    Each cell has a CPU budget of ``req["cpu_s"]`` seconds (:func:`run_cell`), backed by an
+    RLIMIT_CPU soft limit moved to 1–2 s past it before each call (SIGXCPU kills the kernel:
+    the host reports a timeout and starts a fresh one).
+
+    ``renew_w`` >= 0 (a forked child of :func:`fork_server`): a ``{"renew": true}`` request
+    writes ``r`` on it and exits, and the zygote forks the next interpreter.
+    """
+    import builtins
+
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    respond(resp_fd, {"ready": True})
+    while True:
+        try:
+            req = read_request(req_fd)
+        except EOFError:
+            return
+        if req.get("renew") and renew_w >= 0:
+            write_all(renew_w, b"r")
+            os._exit(0)
+        used = time.process_time()  # this process's user + system time, as ITIMER_PROF counts it
+        soft = int(used + req["cpu_s"] + 1.0) + 1
+        if cpu_hard != resource.RLIM_INFINITY:
+            soft = min(soft, cpu_hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, cpu_hard))
+        error, cpu_out = run_cell(req["code"], namespace, float(req["cpu_s"]))
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except BaseException:  # noqa: BLE001
                 pass
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_ms = (after.ru_utime + after.ru_stime - used) * 1000.0
-        respond(resp_fd, {"error": error, "cpu_ms": cpu_ms})
+        cpu_ms = (time.process_time() - used) * 1000.0
+        respond(resp_fd, {"error": error, "cpu_ms": cpu_ms, "cpu_out": cpu_out})
 
 
 def main(argv):

@@ -9,9 +9,20 @@ Isolation is the local backend's (see :mod:`.local`): the kernel runs in a bwrap
 own, as the session's slot uid, with the session's workspace bound at ``/workspace`` (its
 ``/tmp`` is its own, not the one ``Session.exec`` programs see). Limits per call:
 
+* CPU: a budget of ``Limits.cpu_budget_s`` seconds of the cell's own CPU time (user + system,
+  all threads), measured inside the sandbox by an ``ITIMER_PROF`` timer (:func:`.inside.run_cell`).
+  Past it the cell is interrupted (its traceback says where) and the call reports ``timeout``
+  with ``state_lost=True``; the kernel is replaced, so the next call starts fresh (why state is
+  not kept: :meth:`LocalKernel._outcome`). Because the budget counts CPU the cell used, not
+  time that passed, the same cell gets the same outcome on an idle and on a loaded host. Code
+  that evades the interrupt (swallows it, ignores SIGPROF, loops in C) meets an RLIMIT_CPU soft
+  limit moved to 1–2 s past the budget before each call (SIGXCPU: ``timeout`` too). Child
+  processes a cell starts are not counted in its budget; each inherits that RLIMIT_CPU, and the
+  wall clock ends them all;
 * wall clock and output caps: enforced by the host; passing one kills the kernel's sandbox, the
-  call reports the status with ``state_lost=True``, and the next call starts a fresh kernel;
-* CPU: an RLIMIT_CPU soft limit moved to "CPU used so far + ``cpu_seconds``" before each call;
+  call reports the status with ``state_lost=True``, and the next call starts a fresh kernel.
+  Where the CPU budget should decide, the wall clock (``Limits.wall_s``) is a generous backstop
+  for cells that sleep or block (the code family sets it to several times the budget);
 * memory: RLIMIT_AS for the whole kernel. A ``MemoryError`` is reported as status ``oom`` but
   the kernel survives with its state (Python recovers from failed allocations);
 * processes, files, file size, core: as for ``exec``, set once when the kernel starts.
@@ -111,31 +122,18 @@ class LocalKernel(PythonKernel):
         assert self._proc is not None
         limits = self.limits
         wall = timeout if timeout is not None else limits.wall_s
-        request = frame(encode({"code": code, "cpu_s": limits.cpu_seconds}))
+        budget = limits.cpu_budget_s
+        request = frame(encode({"code": code, "cpu_s": budget}))
         self._used = True
         ex = self._proc.exchange(request, deadline=started + wall, cap=limits.output_bytes)
         response = decode_response(ex.payload)
-        lost = ex.reason != "frame" or response is None
-        error = response.get("error") if response else None
-        if ex.reason == "timeout":
-            status, detail = ExecStatus.TIMEOUT, "wall-clock limit reached; the kernel was killed"
-        elif ex.reason == "output_limit":
-            status = ExecStatus.OUTPUT_LIMIT
-            detail = f"output passed {limits.output_bytes} bytes; the kernel was killed"
-        elif lost:
-            sig = _signal_name(self._proc.wait_exit(0.5))
-            status = ExecStatus.TIMEOUT if sig == "SIGXCPU" else ExecStatus.KILLED
-            detail = f"the kernel died during the call ({sig or 'no signal'}); state was lost"
-        elif error == "MemoryError":
-            status, detail = ExecStatus.OOM, "memory limit reached (the kernel kept its state)"
-        else:
-            status, detail = ExecStatus.OK, ""
+        status, detail, lost = self._outcome(ex.reason, response, wall)
         if lost:
             self._drop()
         cpu = response.get("cpu_ms") if response else None
         return ExecResult(
             status=status,
-            exit_code=None if lost else (0 if error is None else 1),
+            exit_code=None if lost else (0 if response and response.get("error") is None else 1),
             signal=None,
             stdout=bytes(ex.stdout.data),
             stderr=bytes(ex.stderr.data),
@@ -146,6 +144,33 @@ class LocalKernel(PythonKernel):
             state_lost=lost,
             detail=detail,
         )
+
+    def _outcome(self, reason: str, response: dict[str, object] | None, wall: float) -> tuple[ExecStatus, str, bool]:
+        """A finished call's status, its sentence, and whether the kernel's state is lost.
+
+        A cell past its CPU budget is a ``timeout`` whose state is lost, as when a limit kills
+        the kernel: the interrupt lands at whatever bytecode the cell had reached, which depends
+        on the machine's speed, so keeping the half-updated namespace (a half-imported module, a
+        half-built frame) would make the following calls machine-dependent too.
+        """
+        limits = self.limits
+        budget = f"{limits.cpu_budget_s:g}"
+        if reason == "timeout":
+            return ExecStatus.TIMEOUT, f"wall-clock limit of {wall:g} s reached; the kernel was killed", True
+        if reason == "output_limit":
+            return ExecStatus.OUTPUT_LIMIT, f"output passed {limits.output_bytes} bytes; the kernel was killed", True
+        if reason != "frame" or response is None:
+            assert self._proc is not None
+            sig = _signal_name(self._proc.wait_exit(0.5))
+            if sig == "SIGXCPU":
+                detail = f"the call used more than {budget} s of CPU time (stopped by SIGXCPU); state was lost"
+                return ExecStatus.TIMEOUT, detail, True
+            return ExecStatus.KILLED, f"the kernel died during the call ({sig or 'no signal'}); state was lost", True
+        if response.get("cpu_out") is True:
+            return ExecStatus.TIMEOUT, f"the call used more than {budget} s of CPU time; the kernel was stopped", True
+        if response.get("error") == "MemoryError":
+            return ExecStatus.OOM, "memory limit reached (the kernel kept its state)", False
+        return ExecStatus.OK, "", False
 
     def _drop(self) -> None:
         if self._proc is not None:

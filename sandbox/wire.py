@@ -91,7 +91,7 @@ class KernelCall(TypedDict):
     """Run one cell in the kernel."""
 
     code: str
-    cpu_s: int
+    cpu_s: float  # the cell's CPU budget in seconds (Limits.cpu_budget_s)
 
 
 class ExecResponse(TypedDict, total=False):
@@ -109,6 +109,7 @@ class KernelResponse(TypedDict, total=False):
 
     error: str | None
     cpu_ms: float
+    cpu_out: bool  # the cell passed its CPU budget and was interrupted
 
 
 def frame(payload: bytes) -> bytes:

@@ -15,7 +15,8 @@ the first ``run_python`` of an episode mostly finds its kernel already started: 
 never-used sandbox that receives this episode's files. The env calls :meth:`CodeContext.close`
 at episode end, reset and close; it kills the kernel and removes the workspace.
 
-**Errors are results, not tool errors.** An exception in the policy's code, a timeout, an
+**Errors are results, not tool errors.** An exception in the policy's code, a timeout (more
+CPU time than the call's budget, or a sleep past the wall-clock backstop: :func:`call_limits`), an
 output flood or a memory error is what the code *did*, so ``run_python`` returns it as a normal
 result: ``status`` (``ok``, ``error``, ``timeout``, ``output_limit``, ``oom``, ``killed``,
 ``sandbox_error``), ``stdout``, ``stderr`` (the traceback) and a ``note`` when the interpreter
@@ -63,7 +64,34 @@ from toolgym.synth.family import episodes_trusted
 PAGE_LINES = 50
 MAX_LINE_CHARS = 1000
 OUTPUT_CHARS = 4000  # per stream: the head and the tail are kept, the middle is cut
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 10.0  # a run_python call's CPU budget, seconds (tool_config "timeout_s")
+WALL_FACTOR = 4.0  # the wall-clock backstop is WALL_FACTOR × the CPU budget + WALL_SLACK_S
+WALL_SLACK_S = 5.0
+
+
+def call_limits(cpu_budget_s: float) -> Limits:
+    """The sandbox limits of a ``run_python`` call with a CPU budget of ``cpu_budget_s`` seconds.
+
+    What decides a call is its **CPU time**, measured inside the sandbox by the kernel
+    (:mod:`toolgym.sandbox.kernel`): a cell that needs 0.6 s of CPU fits a 1 s budget however
+    loaded the host is, so the reward an RL loop sees does not change with load. The wall
+    clock is only a backstop for calls that sleep or block, which use no CPU: ``4 × budget +
+    5 s`` (45 s for the default 10 s). Decision: a factor of 4 lets a call that spends its
+    whole budget keep its outcome while it gets at least a quarter of a core (2-core hosts
+    running training beside synthesis were seen at load ~4); cells that use a fraction of
+    the budget, as analysis cells do, survive proportionally heavier load. The 5 s cover the
+    sandbox's start, which the same clock counts. A larger factor would hold every sleeping
+    call that much longer: an RL episode that calls ``time.sleep`` waits out the backstop.
+
+    Args:
+        cpu_budget_s: CPU seconds per call (at least 0.1).
+
+    Returns:
+        ``Limits`` with ``cpu_s`` the budget and ``wall_s`` the backstop; the rest default.
+    """
+    return Limits(cpu_s=cpu_budget_s, wall_s=WALL_FACTOR * cpu_budget_s + WALL_SLACK_S)
+
+
 _BACKENDS: dict[int, Backend] = {}  # one backend per process (it owns slot locks and a subreaper)
 
 
@@ -93,7 +121,7 @@ class WarmSandbox:
     """
 
     def __init__(self, timeout_s: float) -> None:
-        self.session: Session = backend().open(limits=Limits(wall_s=timeout_s))
+        self.session: Session = backend().open(limits=call_limits(timeout_s))
         self.kernel = self.session.python(forks=True)
         self.busy = False
 
@@ -148,7 +176,12 @@ COPY_NOTE = (
 
 
 class CodeContext:
-    """One episode's state: the workspace files, and the sandbox once code has run."""
+    """One episode's state: the workspace files, and the sandbox once code has run.
+
+    Args:
+        files: The world's files, ``{name: text}``.
+        timeout_s: The CPU budget of each ``run_python`` call in seconds (:func:`call_limits`).
+    """
 
     def __init__(self, files: dict[str, str], timeout_s: float = DEFAULT_TIMEOUT_S):
         self.files = files
@@ -174,7 +207,7 @@ class CodeContext:
                     self.warm = warm
                     self.session, self.kernel = warm.take(self.files)
                     return self.kernel
-                self.session = backend().open(self.files, limits=Limits(wall_s=self.timeout_s))
+                self.session = backend().open(self.files, limits=call_limits(self.timeout_s))
                 self.kernel = self.session.python()
             except SandboxError as exc:
                 self.close()
@@ -280,17 +313,18 @@ def run_python(ctx: CodeContext, code: str) -> dict[str, Any]:
 
     The working directory holds the data files. Variables, imports and functions persist
     between calls, and the value of a last bare expression is printed. numpy and pandas are
-    installed besides the standard library; there is no network. A call has a time limit (10 s
-    unless the task says otherwise); passing it or printing a flood of output restarts the
-    interpreter and loses its variables (files stay). Output past 4000 characters is cut in the
-    middle. Exceptions come back with status "error" and the traceback in stderr.
+    installed besides the standard library; there is no network. A call may use 10 s of CPU
+    time unless the task says otherwise (a call that sleeps or waits is stopped later by a
+    wall-clock limit); passing a limit or printing a flood of output restarts the interpreter
+    and loses its variables (files stay). Output past 4000 characters is cut in the middle.
+    Exceptions come back with status "error" and the traceback in stderr.
 
     Args:
         code: The Python source to run.
     """
     if not code.strip():
         raise ToolError("code is empty; pass the Python source to run")
-    result = ctx.python().run(code, timeout=ctx.timeout_s)
+    result = ctx.python().run(code)  # the CPU budget and the wall backstop are the session's
     status = result.status.value
     if status == "ok" and result.exit_code not in (0, None):
         status = "error"

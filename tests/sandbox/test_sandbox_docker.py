@@ -1,7 +1,7 @@
 """The docker backend against a real engine (marker ``docker``), and the offline image builder.
 
 The engine tests skip, saying why, when no engine answers (``.ci/docker.sh start`` starts one).
-The rootfs test needs no engine: it runs the assembled rootfs under bubblewrap.
+The rootfs tests need no engine: they run the assembled rootfs under bubblewrap.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from toolgym.errors import ConfigError
-from toolgym.sandbox import ExecStatus, Limits, get_backend
-from toolgym.sandbox.build_image import DEFAULT_IMAGE, build_base_image, build_rootfs
+from toolgym.sandbox import ExecStatus, Limits, get_backend, pylibs
+from toolgym.sandbox.build_image import DEFAULT_IMAGE, LIBS_LABEL, build_base_image, build_rootfs, libs_label
 from toolgym.sandbox.container import LABEL, DockerBackend, docker_unavailable_reason
 from toolgym.sandbox.judge import judge_session
 from toolgym.sandbox.local import find_bwrap
@@ -25,34 +25,46 @@ MiB = 1 << 20
 SMALL = Limits(wall_s=3.0, memory_bytes=256 * MiB, max_processes=32, output_bytes=8192, workspace_bytes=16 * MiB)
 
 
+def _in_rootfs(rootfs: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python3 -I -c code`` with ``rootfs`` as ``/``, under bubblewrap (no engine needed)."""
+    bwrap = str(find_bwrap())
+    argv = [bwrap, "--unshare-all", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--tmpfs", "/tmp", "/usr/bin/python3", "-I", "-c", code]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+
+
 def test_rootfs_is_self_contained(tmp_path: Path) -> None:
     rootfs = build_rootfs(tmp_path / "rootfs")
     assert (rootfs / "usr/bin/python3.11").is_file() and (rootfs / "bin").is_symlink()
     assert not (rootfs / "usr/lib/python3.11/test").exists()
     assert "sandbox:x:1000" in (rootfs / "etc/passwd").read_text()
+    assert not (rootfs / "opt").exists()  # no libraries unless asked for
     code = (
         "import json, sqlite3, ssl, ctypes, decimal, subprocess\n"
         "print(subprocess.run(['sh', '-c', 'echo sh'], capture_output=True).stdout)"
     )
-    bwrap = str(find_bwrap())
-    argv = [
-        bwrap,
-        "--unshare-all",
-        "--bind",
-        str(rootfs),
-        "/",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "/usr/bin/python3",
-        "-I",
-        "-c",
-        code,
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    out = _in_rootfs(rootfs, code)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "b'sh\\n'\n"
+
+
+def test_rootfs_carries_numpy_and_pandas_on_the_path_without_write_bits(tmp_path: Path) -> None:
+    libs = pylibs.find()
+    if libs is None:
+        pytest.skip("the sandbox libraries are not installed (python -m toolgym.sandbox.pylibs)")
+    rootfs = build_rootfs(tmp_path / "rootfs", libs=libs)
+    target = rootfs / "opt/toolgym/libs"
+    modes = [p.stat().st_mode for p in [target, *target.rglob("*")] if not p.is_symlink()]
+    assert modes and not any(m & 0o222 for m in modes)  # nothing writable, even by its owner
+    assert libs_label(libs).startswith("numpy-") and " pandas-" in libs_label(libs)
+    code = (
+        "import sys, numpy, pandas\n"
+        "print(numpy.__file__, pandas.DataFrame({'a': [1, 2]}).a.sum())\n"
+        "print(sys.path.index('/opt/toolgym/libs') > sys.path.index('/usr/lib/python3.11'))"
+    )
+    out = _in_rootfs(rootfs, code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "/opt/toolgym/libs/numpy/__init__.py 3\nTrue\n"  # after the standard library
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +85,33 @@ def _ours(backend: DockerBackend) -> tuple[list[object], list[object]]:
 
 @pytest.mark.docker
 def test_image_build_is_idempotent(backend: DockerBackend) -> None:
-    first = build_base_image(backend.client, DEFAULT_IMAGE)
-    assert build_base_image(backend.client, DEFAULT_IMAGE) == first
-    assert backend.client.images.get(DEFAULT_IMAGE).attrs["Config"]["User"] == "1000:1000"
+    with_libs = pylibs.find() is not None
+    first = build_base_image(backend.client, DEFAULT_IMAGE, with_libs=with_libs)
+    assert build_base_image(backend.client, DEFAULT_IMAGE, with_libs=with_libs) == first
+    config = backend.client.images.get(DEFAULT_IMAGE).attrs["Config"]
+    assert config["User"] == "1000:1000"
+    libs = pylibs.find()
+    assert (config.get("Labels") or {}).get(LIBS_LABEL, "") == (libs_label(libs) if libs else "")
+
+
+@pytest.mark.docker
+def test_image_carries_numpy_and_pandas_read_only(backend: DockerBackend) -> None:
+    """A ``code`` task that imports pandas works under docker as under the local backend."""
+    if pylibs.find() is None:
+        pytest.skip("the sandbox libraries are not installed (python -m toolgym.sandbox.pylibs)")
+    code = (
+        "import errno, numpy, pandas\n"  # no sys.path edit: the image puts them on the path
+        "print(numpy.__file__, pandas.DataFrame({'a': [1, 2]}).a.sum())\n"
+        "for path in ('/opt/toolgym/libs/x.py', numpy.__file__):\n"
+        "    try:\n        open(path, 'a').write('x')\n        print(path, 'WROTE')\n"
+        "    except OSError as e:\n        print(path, errno.errorcode[e.errno])\n"
+    )
+    with backend.open(limits=Limits(wall_s=120, memory_bytes=512 * MiB, output_bytes=8192)) as s:
+        r = s.exec_code(code)
+    assert r.ok, r
+    first, *writes = r.text.splitlines()
+    assert first == "/opt/toolgym/libs/numpy/__init__.py 3", r
+    assert len(writes) == 2 and all(line.split()[1] in ("EROFS", "EACCES") for line in writes), r
 
 
 @pytest.mark.docker
