@@ -374,6 +374,18 @@ def _prepare(
     return params, opt
 
 
+def _next_batch(
+    train: Iterator[Batch], config: LMTrainConfig, model: Transformer, tokenizer: Tokenizer | None, step: int
+) -> Batch:
+    """The batch of 0-based ``step``: repeat rows at a mixed step (``CopyMix``), else ``train``'s next."""
+    if not config.copy_mix.is_copy_step(step):
+        return next(train)
+    from toolgym.policy.induction import copy_batch
+
+    low = max(tokenizer.special_ids.values()) + 1 if tokenizer is not None else 0
+    return copy_batch(config.copy_mix, low, model.config.vocab_size, config.seed, step)
+
+
 def train_lm(
     model: Transformer,
     train: Iterator[Batch],
@@ -393,9 +405,7 @@ def train_lm(
 
     Args:
         model: the policy; its attention mode is set for the stage and left that way.
-        train: endless batches (``random_windows`` for LM, assistant-masked batches for SFT),
-            starting at batch ``config.copy_mix.main_batches_before(start_step)``: under
-            ``config.copy_mix`` the loop draws repeat rows instead at every mixed step.
+        train: endless batches (LM windows, SFT episodes) from ``copy_mix.main_batches_before(start_step)`` on.
         val: fixed held-out batches, evaluated every ``eval_every`` steps and at the end.
         config: the run's settings.
         tokenizer: saved with each checkpoint (required when ``out_dir`` is given).
@@ -417,14 +427,8 @@ def train_lm(
         TrainingDivergedError: a step's loss, gradient norm, held-out numbers or weights became
             NaN or infinite; that step is not logged and no checkpoint is written for it.
     """
-    from toolgym.policy.induction import copy_batch
-
     params, opt = _prepare(model, config, out_dir, tokenizer, optimizer_state)
     start = start_step
-    low = max(tokenizer.special_ids.values()) + 1 if tokenizer is not None else 0
-
-    def copy_rows(step: int) -> Batch:
-        return copy_batch(config.copy_mix, low, model.config.vocab_size, config.seed, step)
 
     want_kl = config.stage != "dense"
     history: list[dict[str, float]] = []
@@ -442,8 +446,7 @@ def train_lm(
     try:
         val_loss, val_kl = float("nan"), None
         for step in range(start, config.steps):
-            batch = copy_rows(step) if config.copy_mix.is_copy_step(step) else next(train)
-            record = _train_step(model, opt, params, batch, config, step)
+            record = _train_step(model, opt, params, _next_batch(train, config, model, tokenizer, step), config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
                 val_loss, val_kl = _held_out_eval(model, val, want_kl, extra_eval, record, config)
