@@ -170,7 +170,7 @@ def _induction_streams(tokenizer: Tokenizer, corpus: Corpus, tokens: str, seed: 
 
     if tokens == "corpus":
         return encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
-    g, low = torch.Generator().manual_seed(seed), max(tokenizer.special_ids.values()) + 1
+    g, low = torch.Generator().manual_seed(seed), tokenizer.first_plain_id
     return torch.randint(low, tokenizer.vocab_size, (2_000_000,), generator=g), torch.randint(
         low, tokenizer.vocab_size, (200_000,), generator=g
     )

@@ -47,6 +47,7 @@ class Tokenizer:
             raise ConfigError(f"Tokenizer lacks the special tokens {missing}; train it with Tokenizer.train.")
         self.special_ids = {s: int(hf.token_to_id(s)) for s in ALL_SPECIAL_TOKENS}
         self.end_id, self.pad_id, self.bos_id = self.special_ids[END], self.special_ids[PAD], self.special_ids[BOS]
+        self.first_plain_id = max(self.special_ids.values()) + 1  # the special ids are the lowest
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:

@@ -382,7 +382,7 @@ def _next_batch(
         return next(train)
     from toolgym.policy.induction import copy_batch
 
-    low = max(tokenizer.special_ids.values()) + 1 if tokenizer is not None else 0
+    low = tokenizer.first_plain_id if tokenizer is not None else 0
     return copy_batch(config.copy_mix, low, model.config.vocab_size, config.seed, step)
 
 
