@@ -428,9 +428,13 @@ class _Steps:
             self.routes.append(route)
 
     def turns(self, active: Tensor, stopped: Tensor) -> list[Turn | None]:
-        """Per row, its ``Turn`` (None for rows that were not active)."""
-        ids = torch.stack(self.ids, 1)  # [B, S]
-        lps = torch.stack(self.logprobs, 1)
+        """Per row, its ``Turn`` (None for rows that were not active).
+
+        With no step recorded (cancelled before the first token), an active row's turn is empty:
+        no tokens, no log-probs, and no kept sets or routing.
+        """
+        ids = torch.stack(self.ids, 1) if self.ids else torch.full((self.B, 0), -1, dtype=torch.long)  # [B, S]
+        lps = torch.stack(self.logprobs, 1) if self.logprobs else torch.zeros(self.B, 0)
         masks = torch.stack(self.masks, 1) if self.masks else None  # [B, S, V]
         routes = torch.stack(self.routes, 0).permute(2, 0, 1, 3) if self.routes else None  # [B, S, n_moe, K]
         lengths = (ids >= 0).sum(1).tolist()

@@ -119,6 +119,15 @@ def test_generate_needs_context(make_model):
         Session(make_model(), 1, stop_ids=[4]).generate(SamplingParams(), torch.Generator())
 
 
+def test_a_generation_stopped_before_its_first_token_returns_empty_turns(make_model):
+    """A request cancelled before any token (a client that went away) ends cleanly, nothing sampled."""
+    s = Session(make_model(), 2, stop_ids=[4])
+    s.append([[20, 21, 22], [30, 31]])
+    turns = s.generate(SamplingParams(max_new_tokens=5), torch.Generator().manual_seed(0), should_stop=lambda: True)
+    assert [(t.tokens.tolist(), t.logprobs.tolist(), t.stopped) for t in turns] == [([], [], False)] * 2
+    assert s.lengths == [3, 2]
+
+
 @pytest.mark.parametrize("per_row", [False, True])
 def test_draws_follow_the_tempered_distribution_and_never_leave_the_kept_set(per_row):
     """The inverse-CDF draw: frequencies match softmax(logits / T) on the kept set; others never come up."""
