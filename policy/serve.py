@@ -1,8 +1,11 @@
-"""``toolgym serve``: the in-repo policy behind an OpenAI-compatible Chat Completions API (FastAPI + uvicorn).
+"""``toolgym serve``: the in-repo policy behind OpenAI-compatible Chat Completions and Responses APIs (FastAPI).
 
 Routes: ``GET /v1/models`` (the one served model) and ``POST /v1/chat/completions`` with
 ``tools``; the reply carries ``content``, ``reasoning_content`` and ``tool_calls`` (ids, JSON-string
-arguments). Every error is OpenAI-style JSON, ``{"error": {"message", "type", "param", "code"}}``.
+arguments). ``POST /v1/responses`` (:mod:`toolgym.policy.serve_responses`) reads its ``input`` items
+back into this route's request and answers with the same generation as ``output`` items
+(``reasoning``, ``message``, ``function_call``). Every error is OpenAI-style JSON,
+``{"error": {"message", "type", "param", "code"}}``.
 
 **Token-exact with the env.** A request is rendered with the env's own markup: its messages go
 through :func:`toolgym.envs.chat.render_conversation` (the inverse of the env's ``info["messages"]``),
@@ -272,11 +275,15 @@ def reply_message(action: str) -> tuple[dict[str, Any], str]:
     return message, finish
 
 
-def _validation_error(exc: Any) -> APIError:
-    """A request that does not fit :class:`ChatRequest`, as one OpenAI-style 400."""
+def _validation_error(exc: Any, where: tuple[str | int, ...] = ()) -> APIError:
+    """A request that does not fit its model (:class:`ChatRequest`, …), as one OpenAI-style 400.
+
+    ``where`` is the location of the validated value in the request body (``("input", 3)`` for
+    one input item of ``POST /v1/responses``), put in front of the error's own.
+    """
     errors = exc.errors()
     first = errors[0] if errors else {"type": "", "loc": (), "msg": str(exc)}
-    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    loc = [str(x) for x in (*where, *first.get("loc", ())) if x != "body"]
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
         return APIError(400, f"Unrecognized request argument supplied: {param}", "unknown_parameter", param)
@@ -285,21 +292,36 @@ def _validation_error(exc: Any) -> APIError:
     return APIError(400, f"invalid request: {one_line(exc)}", "invalid_value", param)
 
 
-def _budget(req: ChatRequest, config: ServeConfig) -> int:
-    """The request's token budget (``max_completion_tokens``, ``max_tokens``, or the server's default).
+def _budget(requested: int | None, config: ServeConfig, param: str = "max_tokens") -> int:
+    """A request's token budget: ``requested`` (the field named ``param``), or the server's default.
 
     Raises:
         APIError: 400 when it is over ``config.max_tokens_limit``.
     """
-    budget = req.max_completion_tokens or req.max_tokens or config.max_tokens
+    budget = requested or config.max_tokens
     if budget > config.max_tokens_limit:
         raise APIError(
             400,
-            f"max_tokens={budget} is over this server's limit of {config.max_tokens_limit}",
+            f"{param}={budget} is over this server's limit of {config.max_tokens_limit}",
             "invalid_value",
-            "max_tokens",
+            param,
         )
     return budget
+
+
+def _check_model(model: str, config: ServeConfig) -> None:
+    """Refuse a request for a model this server does not serve.
+
+    Raises:
+        APIError: 404 ``model_not_found``.
+    """
+    if model != config.name:
+        raise APIError(
+            404,
+            f"The model {model!r} does not exist; this server serves {config.name!r}",
+            "model_not_found",
+            "model",
+        )
 
 
 def create_app(engine: Engine) -> Any:
@@ -342,20 +364,14 @@ def create_app(engine: Engine) -> Any:
 
     @app.post("/v1/chat/completions")
     async def completions(req: ChatRequest, request: Request) -> dict[str, Any]:
-        if req.model != config.name:
-            raise APIError(
-                404,
-                f"The model {req.model!r} does not exist; this server serves {config.name!r}",
-                "model_not_found",
-                "model",
-            )
+        _check_model(req.model, config)
         if req.n not in (None, 1):
             raise APIError(
                 400, f"n={req.n} is not supported; toolgym serve returns one choice (n=1)", "unsupported_value", "n"
             )
         if req.stream:
             raise APIError(400, "stream=true is not supported by toolgym serve", "unsupported_value", "stream")
-        budget = _budget(req, config)
+        budget = _budget(req.max_completion_tokens or req.max_tokens, config)
         text = render_request(req)
         temperature = 1.0 if req.temperature is None else req.temperature
         action, n_prompt, n_completion = await _generate_unless_gone(
@@ -375,6 +391,9 @@ def create_app(engine: Engine) -> Any:
             },
         }
 
+    from toolgym.policy.serve_responses import add_responses_route
+
+    add_responses_route(app, engine)
     return app
 
 

@@ -1,5 +1,8 @@
 """End to end through the CLI: ``train lm`` → ``serve`` → ``eval --policy openai`` equals ``eval --policy model``.
 
+The openai eval runs twice, once per API of the server: Chat Completions (``--api chat``) and
+Responses (``--api responses``, ``POST /v1/responses``); both must equal the in-process eval.
+
 A micro checkpoint (:func:`toolgym.bench.eval.micro_checkpoint`: a 4096-id BPE and the
 ``ModelConfig.micro`` model) is trained a few steps with ``toolgym train lm --init``, served by a
 real ``toolgym serve`` process on 127.0.0.1, and evaluated twice on the same on-the-fly trip tasks
@@ -119,8 +122,17 @@ def results(out: Path) -> dict[tuple[str, int], dict]:
     return {(r["task_id"], r["sample"]): r for r in rows}
 
 
+@pytest.fixture(scope="module")
+def local(checkpoint, tmp_path_factory) -> dict[tuple[str, int], dict]:
+    """The in-process eval (``--policy model``) the served evals are compared to, by (task, sample)."""
+    out = tmp_path_factory.mktemp("model")
+    invoke("eval", "--policy", "model", "--checkpoint", checkpoint, "--device", "cpu", *EVAL, *SAMPLING, "--out", out)
+    return results(out)
+
+
 @pytest.mark.slow
-def test_eval_through_toolgym_serve_equals_the_in_process_model_policy(checkpoint, tmp_path):
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_eval_through_toolgym_serve_equals_the_in_process_model_policy(checkpoint, local, api, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "toolgym.cli", "serve", str(checkpoint), "--host", "127.0.0.1", "--port", "0"]
     server = subprocess.Popen(
@@ -129,15 +141,13 @@ def test_eval_through_toolgym_serve_equals_the_in_process_model_policy(checkpoin
     )  # fmt: skip
     try:
         base = wait_ready(server)
-        invoke("eval", "--policy", "openai", "--base-url", base, *EVAL, *SAMPLING, "--out", tmp_path / "openai")
+        invoke("eval", "--policy", "openai", "--api", api, "--base-url", base, *EVAL, *SAMPLING, "--out", tmp_path)
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert server.returncode in (0, -15), err  # uvicorn exits cleanly on SIGTERM
-    invoke("eval", "--policy", "model", "--checkpoint", checkpoint, "--device", "cpu", *EVAL, *SAMPLING,
-           "--out", tmp_path / "model")  # fmt: skip
 
-    served, local = results(tmp_path / "openai"), results(tmp_path / "model")
+    served = results(tmp_path)
     assert len(served) == 4 and served.keys() == local.keys()
     generated = 0
     for key, a in served.items():
@@ -152,5 +162,6 @@ def test_eval_through_toolgym_serve_equals_the_in_process_model_policy(checkpoin
         assert b["tokens"] and b["tokens"] <= 3 * 8
         generated += sum(len(x) for x in acts_b)
     assert generated > 0  # real generations, not empty turns
-    summary = json.loads((tmp_path / "openai" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["settings"]["max_turns"] == 3 and summary["policy"]["options"]["temperature"] == 0.0
+    assert summary["policy"]["options"]["api"] == api

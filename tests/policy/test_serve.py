@@ -44,32 +44,7 @@ from toolgym.policy.serve import (  # noqa: E402
 )
 from toolgym.synth import get_family  # noqa: E402
 
-BUDGET = 12  # tokens per action: enough to see real generations, cheap on a shared CPU
-
-
-@pytest.fixture(scope="module")
-def ckpt(small_tokenizer):
-    from toolgym.policy.model import ModelConfig, Transformer
-
-    cfg = ModelConfig(
-        vocab_size=300, dim=64, n_layers=2, n_dense_layers=1, inter_dim=128, n_heads=4, q_lora_rank=32,
-        kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8,
-        n_shared_experts=1, n_activated_experts=2, moe_inter_dim=32, index_n_heads=2, index_head_dim=16, index_topk=8,
-    )  # fmt: skip
-    return Checkpoint(Transformer(cfg, seed=0).double().eval(), small_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def url(ckpt):
-    torch.set_num_threads(1)
-    engine = Engine(ckpt, ServeConfig(name="tiny", max_tokens=BUDGET, max_tokens_limit=64))
-    with BackgroundServer(create_app(engine)) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def client(url):
-    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+BUDGET = 12  # the served default of the url fixture (conftest): tokens per action
 
 
 def greedy(ckpt, text: str, budget: int = BUDGET, tokens: bool = False):
