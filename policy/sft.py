@@ -295,19 +295,31 @@ def _with_toolsets(ds: Dataset, prompts: list[tuple[list[int], str, str]]) -> li
     return out
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; infinite for a blank, torn or foreign line (never kept)."""
+    try:
+        step = json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+    return step if isinstance(step, int) else float("inf")
+
+
 def _metrics_log(
     metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
 ) -> Callable[[dict[str, float]], None]:
     """The metrics log of a (resumed) run: the appender of one record to metrics.jsonl.
 
-    Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none); each
-    appended record is then passed to ``log``.
+    Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none), and so
+    is a line that is not a record: one torn by an interrupted write (disk full, power loss),
+    whose step was past the checkpoint, as a record is logged before its step's checkpoint. The
+    kept records replace the file atomically. Each appended record is then passed to ``log``.
     """
     kept = []
     if metrics.exists():
-        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        kept = [ln for ln in kept if json.loads(ln)["step"] <= start]
-    metrics.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= start]
+    part = metrics.with_name(metrics.name + ".part")
+    part.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+    part.replace(metrics)
 
     def record(rec: dict[str, float]) -> None:
         with metrics.open("a", encoding="utf-8") as f:

@@ -65,7 +65,7 @@ class Limits(BaseModel):
         cpu_s: CPU seconds per call (user + system). Programs (``exec``) get it as RLIMIT_CPU in
             whole seconds (:attr:`cpu_seconds`); a Python kernel's cell gets it exactly, measured
             inside the sandbox (:attr:`cpu_budget_s`, :mod:`.kernel`). ``None`` means
-            ``wall_s + 1``, a backstop in case the host dies.
+            ``wall_s + 1``, a backstop in case the host dies. At most a day, as ``wall_s``.
         memory_bytes: Address space (local, RLIMIT_AS) or memory+swap cgroup (docker).
         max_processes: Processes and threads per sandbox slot (RLIMIT_NPROC on the slot's own
             host uid locally, ``pids_limit`` in docker). Counts the sandbox's own helper
@@ -86,7 +86,7 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     wall_s: float = Field(default=10.0, gt=0, le=24 * 3600)
-    cpu_s: float | None = Field(default=None, gt=0)
+    cpu_s: float | None = Field(default=None, gt=0, le=24 * 3600)  # finite: it becomes an integer rlimit
     memory_bytes: int = Field(default=1024 * MiB, ge=32 * MiB)
     max_processes: int = Field(default=64, ge=4, le=4096)
     max_open_files: int = Field(default=256, ge=16)
@@ -143,6 +143,8 @@ class ExecResult:
         cpu_ms: User+system CPU time of the program and its waited-for children, when known.
         state_lost: The sandbox was torn down after this call (limit hit, crash): processes,
             ``/tmp`` and, for a Python kernel, all variables are gone. The workspace survives.
+            For a Python kernel also: it had died since the last call (code that call left
+            running ended it), so this call ran in a fresh interpreter (``detail`` says so).
         detail: A sentence for ``sandbox_error`` and for limit kills.
     """
 

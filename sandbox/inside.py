@@ -391,7 +391,10 @@ def run_cell(code, namespace, budget):
     traceback says where the cell was. A cell that swallows it, ignores SIGPROF or spends its
     time in C code that never returns to the interpreter is stopped by the RLIMIT_CPU backstop
     (:func:`cells`) or the host's wall clock. The timer can fire after the cell, in this
-    function's own code; that is caught here and still counts as the budget passed.
+    function's own code; that is caught here and still counts as the budget passed. A cell
+    that disarms the interrupt and the backstop (ignores SIGPROF and SIGXCPU, or raises its
+    RLIMIT_CPU) and ends within the wall clock has still passed the budget when the CPU time
+    it used exceeds it: the outcome must not depend on whether the wall clock came first.
     """
     import ast
     import traceback
@@ -406,6 +409,7 @@ def run_cell(code, namespace, budget):
 
     _signal.signal(_signal.SIGPROF, on_sigprof)
     error = None
+    start = time.process_time()  # the same clock as ITIMER_PROF: this process's user + system time
     try:
         try:
             _signal.setitimer(_signal.ITIMER_PROF, budget)
@@ -429,7 +433,7 @@ def run_cell(code, namespace, budget):
             _signal.setitimer(_signal.ITIMER_PROF, 0)
     except CPUTimeExceeded:  # fired in the lines above, after the cell's own code
         _signal.setitimer(_signal.ITIMER_PROF, 0)
-    return error, state["hit"]
+    return error, state["hit"] or time.process_time() - start > budget
 
 
 def cells(req_fd, resp_fd, renew_w):

@@ -29,7 +29,9 @@ own, as the session's slot uid, with the session's workspace bound at ``/workspa
 
 Not isolated *between calls of one kernel*: code can leave threads or child processes running;
 their later output shows up in a later call's result (Jupyter shows it similarly). Everything
-dies with the kernel's sandbox on restart or close.
+dies with the kernel's sandbox on restart or close. Such code can also end the kernel while it
+is idle (a spinning thread passes the RLIMIT_CPU of the call that started it); the next call
+then runs in a fresh interpreter and reports ``state_lost=True`` with a ``detail`` saying so.
 
 **Forking kernels** (``forks=True``; synthesis's warm sandbox, :mod:`toolgym.synth.code.tools`):
 the interpreter is a forked child of a zygote in the same sandbox (``inside.fork_server``), and
@@ -110,6 +112,7 @@ class LocalKernel(PythonKernel):
             raise SandboxError("The Python kernel is closed; start a new one.")
         started = time.monotonic()
         fresh = self._proc is None or not self._proc.alive
+        died = self._died_between_calls() if fresh else ""
         try:
             if fresh:
                 self._drop()
@@ -141,8 +144,23 @@ class LocalKernel(PythonKernel):
             stderr_truncated=ex.stderr.truncated,
             wall_ms=(time.monotonic() - started) * 1000.0,
             cpu_ms=float(cpu) if isinstance(cpu, int | float) else None,
-            state_lost=lost,
-            detail=detail,
+            state_lost=lost or bool(died),
+            detail=detail or died,
+        )
+
+    def _died_between_calls(self) -> str:
+        """The sentence for a kernel that ran cells and then died while idle; "" if it did not.
+
+        Code a cell left running (a thread, a child process) can end the kernel between calls,
+        e.g. a spinning thread that uses up the RLIMIT_CPU set for the last call (SIGXCPU). The
+        next call runs in a fresh interpreter, and its result must say the variables are gone.
+        """
+        if self._proc is None or not self._used:
+            return ""
+        sig = _signal_name(self._proc.wait_exit(0.5))
+        return (
+            f"the kernel died between calls ({sig or 'no signal'}; code left running, such as a thread, "
+            "can end it), so this call ran in a fresh one; state was lost"
         )
 
     def _outcome(self, reason: str, response: dict[str, object] | None, wall: float) -> tuple[ExecStatus, str, bool]:

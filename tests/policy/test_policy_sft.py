@@ -204,6 +204,16 @@ def test_resume_with_other_settings_is_refused(sft_dataset, one_step_run, tmp_pa
     assert json.loads((out / CHECKPOINT / "config.json").read_text())["meta"]["step"] == 1
 
 
+def test_a_metrics_line_torn_by_an_interrupted_write_does_not_block_the_resume(sft_dataset, one_step_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(one_step_run, out)
+    with (out / METRICS).open("a") as f:
+        f.write('{"step": 2, "lr": 0.00')  # step 2's record, cut off: no checkpoint was written for it
+    r = _sft(sft_dataset, out, "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]
+
+
 def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dataset, tmp_path):
     out = tmp_path / "run"
     assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0

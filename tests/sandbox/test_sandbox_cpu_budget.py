@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from toolgym.sandbox import ExecStatus, Limits, get_backend
+from toolgym.sandbox.kernel import LocalKernel
 from toolgym.sandbox.local import LocalBackend
 
 GENEROUS_WALL_S = 600.0  # never reached by a CPU-bound cell unless the host is all but stopped
@@ -57,6 +58,46 @@ def test_a_cpu_bound_cell_past_its_budget_is_a_timeout(backend: LocalBackend) ->
         assert r.status is ExecStatus.TIMEOUT and r.state_lost, r
         assert r.detail.startswith("the call used more than 0.5 s of CPU time (stopped by SIGXCPU)"), r
         assert k.run("2 + 2").stdout == b"4\n"
+
+
+def test_a_cell_that_disarms_interrupt_and_backstop_is_still_over_budget(backend: LocalBackend) -> None:
+    # With SIGPROF and SIGXCPU ignored, neither the interrupt nor RLIMIT_CPU stops the cell; it
+    # ends by itself after 3x its budget of CPU, within the wall clock. It must still be a
+    # timeout, or its outcome would depend on whether the wall clock (host load) came first.
+    cell = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGPROF, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 1.5:\n"
+        "    pass\n"
+        "print('done')"
+    )
+    with backend.open(limits=Limits(cpu_s=0.5, wall_s=GENEROUS_WALL_S)) as s:
+        k = s.python()
+        assert k.run("x = 1").ok
+        r = k.run(cell)
+        assert r.status is ExecStatus.TIMEOUT and r.state_lost, r
+        assert r.detail.startswith("the call used more than 0.5 s of CPU time"), r
+        assert b"NameError" in k.run("x").stderr  # the over-budget kernel was replaced
+
+
+def test_a_kernel_ended_between_calls_says_its_state_was_lost(backend: LocalBackend) -> None:
+    # A thread left spinning uses up the RLIMIT_CPU set for the call that started it, and
+    # SIGXCPU ends the idle kernel. The next call runs in a fresh one and must say so.
+    spin = "import threading\ndef spin():\n    while True:\n        pass\n"
+    spin += "threading.Thread(target=spin, daemon=True).start()"
+    with backend.open(limits=Limits(cpu_s=0.5, wall_s=GENEROUS_WALL_S)) as s:
+        k = s.python()
+        assert k.run("x = 1").ok
+        assert k.run(spin).ok
+        assert isinstance(k, LocalKernel)
+        assert k._proc is not None and k._proc.wait_exit(GENEROUS_WALL_S) is not None  # SIGXCPU ended it
+        r = k.run("print('hello')")
+        assert r.ok and r.stdout == b"hello\n", r
+        assert r.state_lost and r.detail.startswith("the kernel died between calls (SIGXCPU"), r
+        after = k.run("x")
+        assert b"NameError" in after.stderr and not after.state_lost and after.detail == "", after
 
 
 def test_a_sleeping_cell_still_ends_at_the_wall_clock_backstop(backend: LocalBackend) -> None:

@@ -54,6 +54,9 @@ def test_limits_forbid_unknown_keys_and_bad_values() -> None:
         Limits(wall_s=0)
     with pytest.raises(ValidationError):
         Limits(max_processes=1)
+    for cpu in (float("inf"), 24 * 3600 + 1):  # inf once crashed every kernel call and exec
+        with pytest.raises(ValidationError):
+            Limits(cpu_s=cpu)
 
 
 def test_unknown_backend_names_the_choices() -> None:
