@@ -109,6 +109,50 @@ def copy_gain(model: Transformer, stream: Tensor, length: int = 128, rows: int =
     return float(nll[:, : length - 1].mean()), float(nll[:, length:].mean())
 
 
+#: Filler tokens of cued rows are drawn from the lowest ids above the special ones: in a byte-level
+#: BPE the single bytes (quotes, colons, spaces), the tokens that sit between a key and its value.
+FILLER_IDS = 16
+
+
+def cued_rows(
+    batch_size: int, seq_len: int, generator: torch.Generator, low: int, high: int, min_len: int, max_len: int, cue: int
+) -> Batch:
+    """Rows ``[k f1 w] [gap] [k f2 w] [rest]``: a window ``w`` after the same key ``k``, twice.
+
+    ``f1`` and ``f2`` are 0..``cue`` filler ids each (from the ``FILLER_IDS`` lowest of [low, high)),
+    drawn apart; the key, the window, the gap and the rest are uniform over the other ids. The
+    loss mask covers every token of the second ``w``, its first too: only the key's earlier
+    occurrence, read past its fillers, predicts it (``CopyMix.cue``).
+
+    Returns:
+        A ``Batch`` of [batch_size, seq_len + 1] tokens and a [batch_size, seq_len] loss mask.
+
+    Raises:
+        ConfigError: the copies cannot fit a row, or [low, high) has too few ids.
+    """
+    S = seq_len + 1
+    if not 1 <= min_len <= max_len or 2 * (max_len + cue + 1) > S or high - low <= 2 * FILLER_IDS:
+        raise ConfigError(f"cued windows {min_len}..{max_len} with {cue} fillers do not fit rows of {S} ids")
+    rows, masks = [], []
+    for _ in range(batch_size):
+        n, f1, f2 = (
+            int(torch.randint(a, b + 1, (), generator=generator)) for a, b in ((min_len, max_len), (0, cue), (0, cue))
+        )
+        first, second = 1 + f1 + n, 1 + f2 + n
+        gap = int(torch.randint(0, S - first - second + 1, (), generator=generator))
+        row = torch.randint(low + FILLER_IDS, high, (S,), generator=generator)  # key, w, gap and rest
+        key, w = row[0].clone(), row[1 + f1 : first].clone()
+        fill = torch.randint(low, low + FILLER_IDS, (f1 + f2,), generator=generator)
+        row[1 : 1 + f1] = fill[:f1]
+        at = first + gap  # the second copy's key
+        row[at], row[at + 1 : at + 1 + f2], row[at + 1 + f2 : at + second] = key, fill[f1:], w
+        mask = torch.zeros(seq_len)
+        mask[at + f2 : at + f2 + n] = 1  # target t predicts token t + 1: every token of the second w
+        rows.append(row)
+        masks.append(mask)
+    return Batch(torch.stack(rows), torch.stack(masks))
+
+
 def copy_batch(mix: CopyMix, low: int, high: int, seed: int, step: int) -> Batch:
     """The repeat rows of mixed step ``step`` (``CopyMix``): a function of (seed, step) alone.
 
@@ -123,6 +167,9 @@ def copy_batch(mix: CopyMix, low: int, high: int, seed: int, step: int) -> Batch
         A ``Batch`` of [mix.batch_size, mix.seq_len + 1] tokens with ``copy`` set.
     """
     g = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+    if mix.cue:
+        rows = cued_rows(mix.batch_size, mix.seq_len, g, low, high, mix.min_len, mix.max_len, mix.cue)
+        return Batch(rows.tokens, rows.loss_mask, copy=True)
     stream = torch.randint(low, high, (2 * (mix.seq_len + 1) + mix.max_len + 1,), generator=g)
     batch = next(repeat_batches(stream, mix.batch_size, mix.seq_len, g, mix.min_len, mix.max_len))
     return Batch(batch.tokens, batch.loss_mask, copy=True)

@@ -65,6 +65,13 @@ class CopyMix(BaseModel):
     loss alone does not keep it. The batch of a mixed step is a function of (seed, step), so a
     resumed run sees the same rows. Their loss is logged as ``copy_loss`` (the step has no
     ``loss``). 0: no mixing.
+
+    ``cue`` > 0 makes the rows *cued* (``induction.cued_rows``): each copy of the window follows
+    the same key token and 0..``cue`` filler tokens, drawn apart for each copy, and the loss covers
+    the whole second copy, its first token too. Predicting that first token means finding the
+    key's earlier occurrence and reading past its fillers: the lookup a call's argument value
+    needs ("whose name is Garden Queen Studio" → ``"name":"Garden Queen Studio"``), which plain
+    repeat rows (whose first copied token nothing predicts) never train.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,13 +81,15 @@ class CopyMix(BaseModel):
     seq_len: int = Field(255, ge=3)
     min_len: int = Field(4, ge=2)
     max_len: int = Field(32, ge=2)
+    cue: int = Field(0, ge=0, le=8)
 
     @model_validator(mode="after")
     def _windows_fit(self) -> CopyMix:
-        if self.min_len > self.max_len or 2 * self.max_len > self.seq_len + 1:
+        copy = self.max_len + (self.cue + 1 if self.cue else 0)  # the longest copy: key and fillers too
+        if self.min_len > self.max_len or 2 * copy > self.seq_len + 1:
             raise ValueError(
-                f"copy windows {self.min_len}..{self.max_len} must satisfy min <= max and "
-                f"2 * max <= seq_len + 1 = {self.seq_len + 1}"
+                f"copy windows {self.min_len}..{self.max_len} (plus key and {self.cue} fillers when cued) must "
+                f"satisfy min <= max and 2 * longest copy <= seq_len + 1 = {self.seq_len + 1}"
             )
         return self
 

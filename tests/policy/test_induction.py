@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from toolgym.errors import ConfigError
-from toolgym.policy.induction import copy_batch, copy_gain, repeat_batches
+from toolgym.policy.induction import FILLER_IDS, copy_batch, copy_gain, cued_rows, repeat_batches
 from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, train_lm
 
@@ -60,6 +60,38 @@ def test_copy_batches_are_a_function_of_seed_and_step():
     assert a.loss_mask is not None and 3 * 4 <= int(a.loss_mask.sum()) <= 15 * 4  # the second copies only
     with pytest.raises(ValueError, match="copy windows"):
         CopyMix(seq_len=31, max_len=20)
+
+
+def test_cued_rows_put_the_same_key_and_fillers_before_each_copy_and_mask_all_of_the_second():
+    low, high = 10, 5000
+    b = cued_rows(64, 95, torch.Generator().manual_seed(3), low, high, min_len=2, max_len=12, cue=3)
+    fillers = {0: 0, 1: 0}  # how many rows had fillers before the first / second copy
+    for row, mask in zip(b.tokens, b.loss_mask, strict=True):
+        t = mask.nonzero()[:, 0]
+        n, start = len(t), int(t[0]) + 1  # every token of the second window is a target; it starts at start
+        assert 2 <= n <= 12 and (t == torch.arange(t[0], t[0] + n)).all()
+        w = row[start : start + n]
+        before = row[:start]
+        f2 = 0
+        while low <= int(before[-1 - f2]) < low + FILLER_IDS:  # fillers sit between the key and the window
+            f2 += 1
+        key = row[start - 1 - f2]
+        assert int(key) == int(row[0]) and f2 <= 3  # the same key opens both copies
+        f1 = 0
+        while low <= int(row[1 + f1]) < low + FILLER_IDS:
+            f1 += 1
+        assert torch.equal(row[1 + f1 : 1 + f1 + n], w) and f1 <= 3  # the first copy is the same window
+        fillers[0] += f1 > 0
+        fillers[1] += f2 > 0
+        assert int(w.min()) >= low + FILLER_IDS and int(row.max()) < high
+    assert min(fillers.values()) > 16 and max(fillers.values()) < 64  # filler counts vary, apart per copy
+    mix = CopyMix(every=2, batch_size=4, seq_len=95, min_len=2, max_len=12, cue=3)
+    a = copy_batch(mix, low, high, seed=1, step=1)
+    assert a.copy and torch.equal(a.tokens, copy_batch(mix, low, high, seed=1, step=1).tokens)
+    with pytest.raises(ValueError, match="fillers"):
+        CopyMix(seq_len=31, max_len=14, cue=2)  # 2 * (14 + 3) > 32
+    with pytest.raises(ConfigError, match="do not fit"):
+        cued_rows(1, 31, torch.Generator(), low, high, min_len=2, max_len=14, cue=2)
 
 
 class Counted:
