@@ -46,6 +46,9 @@ def train_lm(
     copy_every: Annotated[
         int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
     ] = 0,
+    copy_cue: Annotated[
+        int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
+    ] = 0,
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
     from toolgym.policy.train_lm import CopyMix, LMTrainConfig, pretrain
@@ -61,7 +64,7 @@ def train_lm(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         seed=seed,
-        copy_mix=CopyMix(every=copy_every),
+        copy_mix=CopyMix(every=copy_every, cue=copy_cue),
     )
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
     result = pretrain(
@@ -94,6 +97,9 @@ def train_sft(
     copy_every: Annotated[
         int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
     ] = 0,
+    copy_cue: Annotated[
+        int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
+    ] = 0,
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
@@ -113,7 +119,7 @@ def train_sft(
             "eval_every": eval_every,
             "checkpoint_every": checkpoint_every,
             "seed": seed,
-            "copy_mix": {"every": copy_every},
+            "copy_mix": {"every": copy_every, "cue": copy_cue},
         }
     )
     check_writable(out, "--out")

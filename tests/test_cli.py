@@ -134,6 +134,7 @@ def test_play_a_task_by_hand():
         (("synth", "--k", 4), "--k 4: policy options need --solvable-by POLICY"),
         (("train", "sft", "-d", "x.duckdb", "--action-prompts", -1), "Invalid value for '--action-prompts'"),
         (("train", "lm", "--corpus-bytes", 0), "Invalid value for '--corpus-bytes'"),
+        (("train", "lm", "--copy-cue", 9), "Invalid value for '--copy-cue'"),
         (("train", "lm", "--model", "big"), "--model must be default or micro, not 'big'"),
         (("bench", "eval", "--device", "tpu"), "--device: Input should be 'cpu', 'cuda' or 'auto'"),
     ],
