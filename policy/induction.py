@@ -168,8 +168,8 @@ def copy_batch(mix: CopyMix, low: int, high: int, seed: int, step: int) -> Batch
     """
     g = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
     if mix.cue:
-        rows = cued_rows(mix.batch_size, mix.seq_len, g, low, high, mix.min_len, mix.max_len, mix.cue)
-        return Batch(rows.tokens, rows.loss_mask, copy=True)
-    stream = torch.randint(low, high, (2 * (mix.seq_len + 1) + mix.max_len + 1,), generator=g)
-    batch = next(repeat_batches(stream, mix.batch_size, mix.seq_len, g, mix.min_len, mix.max_len))
+        batch = cued_rows(mix.batch_size, mix.seq_len, g, low, high, mix.min_len, mix.max_len, mix.cue)
+    else:
+        stream = torch.randint(low, high, (2 * (mix.seq_len + 1) + mix.max_len + 1,), generator=g)
+        batch = next(repeat_batches(stream, mix.batch_size, mix.seq_len, g, mix.min_len, mix.max_len))
     return Batch(batch.tokens, batch.loss_mask, copy=True)
