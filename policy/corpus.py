@@ -112,8 +112,9 @@ def dataset_corpus(
     split is the dataset's (by world), never a hash, so no held-out world's text is trained on.
     A tokenizer trained on these compresses the gym's JSON schemas, ids and markup far better
     than one trained on Python source (``toolgym bench learn``: median domains d1–2 episode
-    838 vs 1,354 tokens at vocabulary 4,096), and an LM trained on them learns the format the
-    policy acts in.
+    838 vs 1,354 tokens at vocabulary 4,096, with GPT-2's pre-tokenizer; ~1,090 with the
+    space-free words of ``tokenizer.PRE_TOKENIZE``), and an LM trained on them learns the
+    format the policy acts in.
 
     Raises:
         DatasetError: the dataset cannot be opened.

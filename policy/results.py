@@ -46,33 +46,56 @@ def default_out(policy: str, settings: dict[str, Any]) -> Path:
     return Path("runs") / "eval" / f"{safe}-{settings_digest(settings)}"
 
 
-def read_results(path: Path) -> list[EpisodeRecord]:
-    """The episodes of a ``results.jsonl``; a last line without its newline is cut from the file.
+def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """The JSON objects of a log written one whole line per write; a last line without its newline is cut from the file.
 
-    Each line is written with its newline in one write, so a line lacking it is one the process
-    was killed writing (even if it happens to parse), and its episode is run again.
+    The one rule for toolgym's append-only logs (``results.jsonl``, ``train sft``'s
+    ``metrics.jsonl``): each line is written with its newline in one write, so a line lacking it is
+    one the process was killed writing (even if it happens to parse) and is dropped, while a bad
+    line that has its newline was written whole and is corruption.
+
+    Args:
+        path: the log (missing: no records).
+        what: what a line holds, for the error ("an episode record").
 
     Raises:
-        ConfigError: A line other than the last is not a valid record (naming the file and line).
+        ConfigError: A line other than the last is not a JSON object (naming the file and line).
     """
     if not path.exists():
         return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
+    lines = path.read_bytes().split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline, else a line cut short
     records, good_end = [], 0
     for i, line in enumerate(lines, 1):
         try:
-            records.append(EpisodeRecord(**orjson.loads(line)))
-        except (orjson.JSONDecodeError, TypeError) as exc:  # a line with its newline was written whole
-            raise ConfigError(
-                f"{path}: line {i} is not an episode record ({exc}); move the file away to start over"
-            ) from None
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: line {i} is not {what} ({exc}); move the file away to start over") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}: line {i} is not {what} (not a JSON object); move the file away to start over")
+        records.append(record)
         good_end += len(line) + 1
     if tail:
         with path.open("r+b") as f:
             f.truncate(good_end)
     return records
+
+
+def read_results(path: Path) -> list[EpisodeRecord]:
+    """The episodes of a ``results.jsonl`` (:func:`read_jsonl`'s rule: a torn last line is cut, its episode runs again).
+
+    Raises:
+        ConfigError: A line other than the last is not a valid record (naming the file and line).
+    """
+    out = []
+    for i, record in enumerate(read_jsonl(path, "an episode record"), 1):
+        try:
+            out.append(EpisodeRecord(**record))
+        except TypeError as exc:
+            raise ConfigError(
+                f"{path}: line {i} is not an episode record ({exc}); move the file away to start over"
+            ) from None
+    return out
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -42,6 +42,7 @@ import torch
 from toolgym.envs import markup
 from toolgym.errors import ConfigError
 from toolgym.policy.model import ModelConfig, Transformer
+from toolgym.policy.results import read_jsonl
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
 from toolgym.policy.train_lm import LMTrainConfig, TrainResult, train_lm
@@ -295,30 +296,23 @@ def _with_toolsets(ds: Dataset, prompts: list[tuple[list[int], str, str]]) -> li
     return out
 
 
-def _step_of(line: str) -> float:
-    """The step of a metrics line; infinite for a blank, torn or foreign line (never kept)."""
-    try:
-        step = json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
-    return step if isinstance(step, int) else float("inf")
-
-
 def _metrics_log(
     metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
 ) -> Callable[[dict[str, float]], None]:
     """The metrics log of a (resumed) run: the appender of one record to metrics.jsonl.
 
     Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none), and so
-    is a line that is not a record: one torn by an interrupted write (disk full, power loss),
-    whose step was past the checkpoint, as a record is logged before its step's checkpoint. The
-    kept records replace the file atomically. Each appended record is then passed to ``log``.
+    is a last line torn by an interrupted write (disk full, power loss), whose step was past the
+    checkpoint, as a record is logged before its step's checkpoint (``results.read_jsonl``, the
+    rule of every toolgym log). The kept records replace the file atomically. Each appended record
+    is then passed to ``log``.
+
+    Raises:
+        ConfigError: a line other than the last is not a JSON object (corruption, named).
     """
-    kept = []
-    if metrics.exists():
-        kept = [ln for ln in metrics.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= start]
+    kept = [r for r in read_jsonl(metrics, "a metrics record") if isinstance(r.get("step"), int) and r["step"] <= start]
     part = metrics.with_name(metrics.name + ".part")
-    part.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+    part.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     part.replace(metrics)
 
     def record(rec: dict[str, float]) -> None:

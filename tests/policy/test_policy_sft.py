@@ -214,6 +214,16 @@ def test_a_metrics_line_torn_by_an_interrupted_write_does_not_block_the_resume(s
     assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]
 
 
+def test_a_corrupt_metrics_line_is_named_and_nothing_is_lost(sft_dataset, one_step_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(one_step_run, out)
+    whole = (out / METRICS).read_text()
+    (out / METRICS).write_text("not json\n" + whole)  # a line written whole, then damaged: corruption, not a torn write
+    _one_error(_sft(sft_dataset, out, "--steps", "2"), "line 1 is not a metrics record")
+    assert (out / METRICS).read_text() == "not json\n" + whole  # the log is left as it was
+    assert json.loads((out / CHECKPOINT / "config.json").read_text())["meta"]["step"] == 1
+
+
 def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dataset, tmp_path):
     out = tmp_path / "run"
     assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0

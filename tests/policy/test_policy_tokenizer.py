@@ -68,3 +68,15 @@ def test_policy_package_tokenizer_and_corpus_do_not_import_torch():
         "import sys, toolgym.policy, toolgym.policy.tokenizer, toolgym.policy.corpus; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_word_is_the_same_tokens_in_prose_and_in_json():
+    """Issue 12: a value copied from the question into a call must be a copy of tokens, not a translation."""
+    texts = ['Find the guest whose name is Noor Pruquy, case CL-00098. {"name":"Noor Pruquy","id":"CL-00098"}'] * 50
+    tok = Tokenizer.train(texts, 400)
+    for value in ("Noor Pruquy", "CL-00098"):
+        prose, call = tok.encode(f"whose name is {value}"), tok.encode(f'{{"name":"{value}"}}')
+        ids = tok.encode(value)
+        assert len(ids) < len(value)  # merged into words, not left as bytes
+        assert any(prose[i : i + len(ids)] == ids for i in range(len(prose)))
+        assert any(call[i : i + len(ids)] == ids for i in range(len(call)))
