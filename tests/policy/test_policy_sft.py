@@ -120,7 +120,7 @@ def test_cli_errors_are_one_line(sft_dataset, tmp_path):
     assert r.exit_code == 2 and "no tasks in the 'test' split" in r.output and len(r.output.strip().splitlines()) == 1
 
 
-TINY = ["--model", "micro", "--vocab-size", "400", "--seq-len", "3072", "--batch-size", "2", "--action-prompts", "0"]
+TINY = ["--model", "micro", "--vocab-size", "1000", "--seq-len", "6144", "--batch-size", "2", "--action-prompts", "0"]
 
 
 def _sft(dataset, out, *extra):
