@@ -85,16 +85,16 @@ def _tiny(make_config, vocab):
     return make_config(vocab_size=vocab)
 
 
-@pytest.mark.slow  # ~25 s of real training; resume and refusal keep default-tier tests below
+@pytest.mark.slow  # ~100 s of real training (rows of 6,144 tokens); resume and refusal keep default-tier tests below
 def test_sft_learns_and_resumes(sft_dataset, tok, make_config, tmp_path):
-    cfg = LMTrainConfig(steps=6, batch_size=2, seq_len=3072, lr=3e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
+    cfg = LMTrainConfig(steps=6, batch_size=2, seq_len=6144, lr=3e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
     out = tmp_path / "run"
     res, data = train_sft(
         sft_dataset,
         out,
         cfg,
         model_config=make_config(),
-        vocab_size=400,
+        vocab_size=1000,
         action_prompts=2,
         max_new_tokens=8,
         progress=False,
@@ -104,7 +104,7 @@ def test_sft_learns_and_resumes(sft_dataset, tok, make_config, tmp_path):
     assert (out / CHECKPOINT).is_dir() and (out / PLOT).is_file()
     # resume: a run with more steps continues at step 6 with the saved optimizer state
     more = cfg.model_copy(update={"steps": 8})
-    same = {"model_config": make_config(), "vocab_size": 400}  # a resume must repeat the run's settings
+    same = {"model_config": make_config(), "vocab_size": 1000}  # a resume must repeat the run's settings
     res2, _ = train_sft(sft_dataset, out, more, action_prompts=0, progress=False, **same)
     assert [r["step"] for r in res2.history] == [7, 8]
     steps = [json.loads(line)["step"] for line in (out / METRICS).read_text().splitlines()]
@@ -235,15 +235,15 @@ def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dat
     assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]
 
 
-@pytest.mark.slow  # ~20 s of real training
+@pytest.mark.slow  # ~100 s of real training (rows of 6,144 tokens)
 def test_a_resumed_mixed_run_sees_the_batches_of_an_uninterrupted_one(sft_dataset, make_config, tmp_path):
     mix = {"every": 2, "batch_size": 2, "seq_len": 31, "min_len": 2, "max_len": 8}
     cfg = LMTrainConfig.model_validate(
-        {"steps": 4, "batch_size": 2, "seq_len": 3072, "warmup_steps": 0, "min_lr_ratio": 1.0, "eval_every": 100}
+        {"steps": 4, "batch_size": 2, "seq_len": 6144, "warmup_steps": 0, "min_lr_ratio": 1.0, "eval_every": 100}
         | {"checkpoint_every": 2}
         | {"copy_mix": mix}
     )
-    same = {"model_config": make_config(), "vocab_size": 400, "action_prompts": 0, "progress": False}
+    same = {"model_config": make_config(), "vocab_size": 1000, "action_prompts": 0, "progress": False}
     # a constant learning rate, so the 2-step run's weights are the 4-step run's after its step 2
     whole, _ = train_sft(sft_dataset, tmp_path / "whole", cfg, **same)
     train_sft(sft_dataset, tmp_path / "cut", cfg.model_copy(update={"steps": 2}), **same)
