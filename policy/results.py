@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -33,6 +34,8 @@ from toolgym.policy.runner import EpisodeRecord
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.md"
+
+T = TypeVar("T")
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
@@ -46,20 +49,22 @@ def default_out(policy: str, settings: dict[str, Any]) -> Path:
     return Path("runs") / "eval" / f"{safe}-{settings_digest(settings)}"
 
 
-def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
-    """The JSON objects of a log written one whole line per write; a last line without its newline is cut from the file.
+def read_jsonl(path: Path, what: str, make: Callable[[dict[str, Any]], T]) -> list[T]:
+    """The records of a log written one whole line per write; a last line without its newline is cut from the file.
 
     The one rule for toolgym's append-only logs (``results.jsonl``, ``train sft``'s
     ``metrics.jsonl``): each line is written with its newline in one write, so a line lacking it is
     one the process was killed writing (even if it happens to parse) and is dropped, while a bad
-    line that has its newline was written whole and is corruption.
+    line that has its newline was written whole and is corruption. The file is cut only once
+    every whole line has been read, so a corrupt file is refused untouched.
 
     Args:
         path: the log (missing: no records).
         what: what a line holds, for the error ("an episode record").
+        make: builds a record from a line's JSON object; a TypeError means the line is not one.
 
     Raises:
-        ConfigError: A line other than the last is not a JSON object (naming the file and line).
+        ConfigError: A line other than the last is not a record (naming the file and line).
     """
     if not path.exists():
         return []
@@ -68,12 +73,12 @@ def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     records, good_end = [], 0
     for i, line in enumerate(lines, 1):
         try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            obj = orjson.loads(line)
+            if not isinstance(obj, dict):
+                raise TypeError("not a JSON object")
+            records.append(make(obj))
+        except (orjson.JSONDecodeError, TypeError) as exc:  # a line with its newline was written whole
             raise ConfigError(f"{path}: line {i} is not {what} ({exc}); move the file away to start over") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path}: line {i} is not {what} (not a JSON object); move the file away to start over")
-        records.append(record)
         good_end += len(line) + 1
     if tail:
         with path.open("r+b") as f:
@@ -87,15 +92,7 @@ def read_results(path: Path) -> list[EpisodeRecord]:
     Raises:
         ConfigError: A line other than the last is not a valid record (naming the file and line).
     """
-    out = []
-    for i, record in enumerate(read_jsonl(path, "an episode record"), 1):
-        try:
-            out.append(EpisodeRecord(**record))
-        except TypeError as exc:
-            raise ConfigError(
-                f"{path}: line {i} is not an episode record ({exc}); move the file away to start over"
-            ) from None
-    return out
+    return read_jsonl(path, "an episode record", lambda obj: EpisodeRecord(**obj))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -310,7 +310,8 @@ def _metrics_log(
     Raises:
         ConfigError: a line other than the last is not a JSON object (corruption, named).
     """
-    kept = [r for r in read_jsonl(metrics, "a metrics record") if isinstance(r.get("step"), int) and r["step"] <= start]
+    records = read_jsonl(metrics, "a metrics record", dict)
+    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= start]
     part = metrics.with_name(metrics.name + ".part")
     part.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     part.replace(metrics)

@@ -8,9 +8,9 @@ Why this shape:
 * **A word is the same tokens wherever it stands** (:data:`PRE_TOKENIZE`): runs of letters and
   runs of digits never carry the space before them, unlike GPT-2's rule (a letter run takes the
   space before it). A tool policy copies names between prose and JSON: "whose name is Noor
-  Pruquy" and ``{"name":"Noor Pruquy"}``. With GPT-2's rule the first word was ``" N" "oor"`` in the question
-  and ``"Noor"`` in the call, and ``" CL"`` vs ``"CL"`` in ids, so the first token of every copied
-  value needed a learned translation, not a copy (issue 12: a policy that copied the rest of a
+  Pruquy" and ``{"name":"Noor Pruquy"}``. With GPT-2's rule the first word was ``" N" "oor"``
+  in the question and ``"Noor"`` in the call, and ``" CL"`` vs ``"CL"`` in ids, so the first
+  token of every copied value needed a learned translation, not a copy (issue 12: a policy that copied the rest of a
   value, median 0.5 nats a token, paid 5.2 nats for its first token, and wrote ``PS-00089`` for
   ``LN-00089``). The cost is a token per space: on ``domains`` episodes +30% tokens (mostly the
   system prompt's prose) and +6% in actions, at a 4,096 vocabulary. It removes the translation,

@@ -192,6 +192,12 @@ def test_read_results_drops_a_cut_line_and_refuses_a_corrupt_one(tmp_path):
     path.write_text(good.replace('"sample": 1', '"sampl'))
     with pytest.raises(ConfigError, match="line 2 is not an episode record"):
         read_results(path)
+    # a line that is JSON but not a record, and a torn tail: refused, and the file left as it was
+    corrupt = good.replace('"sample": 1', '"not_a_field": 1') + '{"task_id": "cut'
+    path.write_text(corrupt)
+    with pytest.raises(ConfigError, match="line 2 is not an episode record"):
+        read_results(path)
+    assert path.read_text() == corrupt
 
 
 def test_open_run_refuses_results_without_a_summary(tmp_path):
