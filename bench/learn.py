@@ -7,7 +7,7 @@ stage       what                                                   the code it c
 =========== ====================================================== =============================
 synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run.synthesize``
             whole archetypes held out to the test split
-lm          LM pre-training on the train split's reference         ``policy.train_lm.pretrain``
+lm          LM pre-training on the train split's reference         ``policy.pretrain.pretrain``
             episodes (tokenizer trained on them too)
 sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
 eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
@@ -27,7 +27,7 @@ Layout of ``--out DIR``::
 
     DIR/learn.json          the config and each finished stage: seconds and results (atomic)
     DIR/domains.duckdb      the dataset
-    DIR/lm/                 checkpoint/, metrics.jsonl
+    DIR/lm/                 induction/, induction.jsonl (the warm-up), checkpoint/, metrics.jsonl
     DIR/sft/, DIR/grpo/     as ``toolgym train sft|grpo`` lay out their --out
     DIR/ablations/SWITCH/   the GRPO run with SWITCH off, laid out as DIR/grpo/
     DIR/learning_curve.png  LM and SFT loss, GRPO reward, held-out pass@1 (``learn_report``)
@@ -35,9 +35,10 @@ Layout of ``--out DIR``::
 
 **Resuming.** A stage recorded in ``learn.json`` is finished and never run again; a rerun runs
 the first unfinished stage and goes on. An interrupted stage resumes with its own machinery:
-synthesis resumes its dataset, SFT and GRPO resume from their checkpoints (``train sft|grpo``
-resume rules), while the LM stage and an eval start over (``pretrain`` and ``evaluate`` do not
-resume; both are the short stages). A stage's seconds are those of the run that finished it.
+synthesis resumes its dataset, the LM stage's induction phases and pre-training, SFT and GRPO
+resume from their checkpoints (``_induction``; the ``train lm|sft|grpo`` resume rules), while an
+eval starts over (``evaluate`` does not resume; it is a short stage). A stage's seconds are
+those of the run that finished it.
 A rerun must use the recorded config: another one is refused, naming the sections that differ.
 """
 
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolgym.bench.learn_config import LearnConfig
+from toolgym.bench.learn_config import LearnConfig, LMStage
 from toolgym.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -176,56 +177,84 @@ def _induction_streams(tokenizer: Tokenizer, corpus: Corpus, tokens: str, seed: 
     )
 
 
-def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
-    """The induction warm-up (when set), then LM pre-training; the repeat probe after each.
+def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
+    """Run (or resume) the induction warm-up's phases; return its checkpoint, ``lm/induction``.
 
-    Metrics go to ``lm/induction.jsonl`` and ``lm/metrics.jsonl``, checkpoints to
-    ``lm/induction`` and ``lm/checkpoint``. The probe (``policy.induction.copy_gain``) runs on the
-    corpus's held-out documents.
+    Each phase checkpoints there with ``meta["phase"]`` (0-based) and its own ``step``, so a rerun
+    skips the phases done and resumes the current one from its last checkpoint (weights, optimizer
+    state, and its rows: the ones already trained on are drawn and skipped); ``induction.jsonl``
+    keeps the records up to that point (``results.metrics_log``).
     """
     from dataclasses import replace
 
     import torch
 
+    from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
+    from toolgym.policy.induction import repeat_batches
+    from toolgym.policy.model import Transformer
+    from toolgym.policy.results import metrics_log
+    from toolgym.policy.tokenizer import Tokenizer
+    from toolgym.policy.train_lm import train_lm
+
+    init = out / "lm" / "induction"
+    init.parent.mkdir(parents=True, exist_ok=True)
+    offsets = [sum(p.train.steps for p in c.induction[:i]) for i in range(len(c.induction))]  # global step 0 of each
+    phase0, step0, opt_state = 0, 0, None
+    if init.is_dir() and any(init.iterdir()):
+        ck = load_checkpoint(init)
+        model, tokenizer = ck.model, ck.tokenizer
+        phase0, step0, opt_state = int(ck.meta["phase"]), int(ck.meta["step"]), load_optimizer_state(init)
+    else:
+        tokenizer = Tokenizer.train(corpus.train, c.vocab_size)
+        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=c.train.seed)
+    log = metrics_log(out / "lm" / "induction.jsonl", offsets[phase0] + step0, None)
+    for i, phase in enumerate(c.induction[phase0:], start=phase0):
+        start, w = (step0, opt_state) if i == phase0 else (0, None), phase.train
+        train, val = _induction_streams(tokenizer, corpus, phase.tokens, seed=w.seed + i)
+        sizes = {"min_len": phase.min_len, "max_len": phase.max_len}
+        held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
+        rows = repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed + i), **sizes)
+        for _ in range(start[0]):
+            next(rows)  # the rows of the steps already done
+        train_lm(
+            model, rows, [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init,
+            progress=progress, meta={"phase": i, "phases": len(c.induction)}, start_step=start[0],
+            optimizer_state=start[1], log=lambda rec, i=i: log({**rec, "step": rec["step"] + offsets[i], "phase": i}),
+        )  # fmt: skip
+    return init
+
+
+def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
+    """The induction warm-up (when set), then LM pre-training; the repeat probe after each.
+
+    Metrics go to ``lm/induction.jsonl`` and ``lm/metrics.jsonl``, checkpoints to
+    ``lm/induction`` and ``lm/checkpoint``; an interrupted stage resumes from them (``_induction``,
+    ``policy.pretrain``). The probe (``policy.induction.copy_gain``) runs on the corpus's held-out
+    documents.
+    """
     from toolgym.policy.checkpoint import load_checkpoint
     from toolgym.policy.corpus import dataset_corpus, stdlib_corpus
-    from toolgym.policy.induction import copy_gain, repeat_batches
-    from toolgym.policy.model import Transformer
-    from toolgym.policy.sft import _metrics_log
-    from toolgym.policy.tokenizer import Tokenizer
-    from toolgym.policy.train_lm import encode_documents, pretrain, train_lm
+    from toolgym.policy.induction import copy_gain
+    from toolgym.policy.pretrain import pretrain
+    from toolgym.policy.train_lm import encode_documents
 
     (out / "lm").mkdir(parents=True, exist_ok=True)
     c, init, probes = config.lm, None, {}
     corpus = dataset_corpus(out / DATASET, family=FAMILY) if c.corpus == "episodes" else stdlib_corpus(c.corpus_bytes)
     if c.induction:
-        tokenizer = Tokenizer.train(corpus.train, c.vocab_size)
-        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=c.train.seed)
-        init = out / "lm" / "induction"
-        log, done = _metrics_log(out / "lm" / "induction.jsonl", 0, None), 0
-        for i, phase in enumerate(c.induction):
-            train, val = _induction_streams(tokenizer, corpus, phase.tokens, seed=phase.train.seed + i)
-            sizes = {"min_len": phase.min_len, "max_len": phase.max_len}
-            w = phase.train
-            held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
-            rows = repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed + i), **sizes)
-            train_lm(
-                model, rows, [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init,
-                progress=progress, meta={"stage": f"induction warm-up, phase {i + 1} of {len(c.induction)}"},
-                log=lambda rec, done=done, i=i: log({**rec, "step": rec["step"] + done, "phase": i}),
-            )  # fmt: skip
-            done += w.steps
-        val = encode_documents(tokenizer, corpus.val)
-        probes["after_induction"] = copy_gain(model, val, length=min(128, len(val) // 16))
+        init = _induction(out, c, corpus, progress)
+        ck = load_checkpoint(init)
+        val = encode_documents(ck.tokenizer, corpus.val)
+        probes["after_induction"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
     result = pretrain(
         out / "lm" / "checkpoint", c.train, init=init, model_config=c.fresh_model_config(), vocab_size=c.vocab_size,
-        progress=progress, log=_metrics_log(out / "lm" / "metrics.jsonl", 0, None), corpus=corpus,
+        progress=progress, metrics=out / "lm" / "metrics.jsonl", corpus=corpus,
     )  # fmt: skip
     ck = load_checkpoint(out / "lm" / "checkpoint")
     val = encode_documents(ck.tokenizer, corpus.val)
     probes["after_lm"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
     return {
-        "steps": result.steps, "val_loss": result.val_loss, "train_seconds": result.seconds,
+        "steps": ck.meta["step"], "val_loss": ck.meta["val_loss"], "train_seconds": result.seconds,
         "copy_probe": {k: {"first_nll": a, "second_nll": b} for k, (a, b) in probes.items()},
     }  # fmt: skip
 

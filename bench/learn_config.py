@@ -76,14 +76,26 @@ class InductionPhase(_Strict):
 DEFAULT_INDUCTION = (
     InductionPhase(
         train=_lm_loop(
-            steps=1600, batch_size=64, seq_len=31, lr=1e-3, min_lr_ratio=1.0, warmup_steps=20, eval_every=200
+            steps=1600,
+            batch_size=64,
+            seq_len=31,
+            lr=1e-3,
+            min_lr_ratio=1.0,
+            warmup_steps=20,
+            eval_every=200,
+            checkpoint_every=200,
         )
     ),
     InductionPhase(
-        train=_lm_loop(steps=200, batch_size=16, seq_len=255, lr=1e-3, min_lr_ratio=1.0, warmup_steps=0), max_len=32
+        train=_lm_loop(
+            steps=200, batch_size=16, seq_len=255, lr=1e-3, min_lr_ratio=1.0, warmup_steps=0, checkpoint_every=100
+        ),
+        max_len=32,
     ),
     InductionPhase(
-        train=_lm_loop(steps=200, batch_size=16, seq_len=255, lr=1e-3, warmup_steps=0), max_len=32, tokens="corpus"
+        train=_lm_loop(steps=200, batch_size=16, seq_len=255, lr=1e-3, warmup_steps=0, checkpoint_every=100),
+        max_len=32,
+        tokens="corpus",
     ),
 )
 
@@ -141,7 +153,7 @@ class LMStage(_Strict):
 
     train: LMTrainConfig = Field(
         default_factory=lambda: _lm_loop(
-            steps=350, seq_len=1024, lr=2e-3, warmup_steps=20, eval_every=50, copy_mix=COPY_MIX
+            steps=350, seq_len=1024, lr=2e-3, warmup_steps=20, eval_every=50, checkpoint_every=50, copy_mix=COPY_MIX
         )
     )
     induction: list[InductionPhase] = Field(default_factory=lambda: list(DEFAULT_INDUCTION))

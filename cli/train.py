@@ -51,7 +51,8 @@ def train_lm(
     ] = 0,
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
-    from toolgym.policy.train_lm import CopyMix, LMTrainConfig, pretrain
+    from toolgym.policy.pretrain import pretrain
+    from toolgym.policy.train_lm import CopyMix, LMTrainConfig
 
     model_config = fresh_model_config(model)
 

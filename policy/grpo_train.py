@@ -64,7 +64,7 @@ from toolgym.policy.grpo import (
 from toolgym.policy.grpo_rollout import RolloutBatch, RolloutEpisode, rollout
 from toolgym.policy.grpo_tasks import Curriculum, TaskPool
 from toolgym.policy.model import Transformer
-from toolgym.policy.sft import _metrics_log
+from toolgym.policy.results import metrics_log
 
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "grpo.png"
 RESUME_FREE = frozenset({"steps", "checkpoint_every"})
@@ -426,7 +426,7 @@ def train_grpo(
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     out.mkdir(parents=True, exist_ok=True)
-    record = _metrics_log(out / METRICS, start, log)
+    record = metrics_log(out / METRICS, start, log)
     meta = {"kind": "grpo", "settings": settings, "init": str(init)}
     history: list[dict[str, float]] = []
     t_start = time.perf_counter()

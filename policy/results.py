@@ -21,6 +21,7 @@ command always lands in the same place (and so resumes), other settings in anoth
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,32 @@ class ResultsLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def metrics_log(
+    metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
+) -> Callable[[dict[str, float]], None]:
+    """The metrics log of a (resumed) run: the appender of one record to ``metrics`` (JSONL).
+
+    Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none), and so
+    is a last line torn by an interrupted write (disk full, power loss), whose step was past the
+    checkpoint, as a record is logged before its step's checkpoint (``results.read_jsonl``, the
+    rule of every toolgym log). The kept records replace the file atomically. Each appended record
+    is then passed to ``log``.
+
+    Raises:
+        ConfigError: a line other than the last is not a JSON object (corruption, named).
+    """
+    records = read_jsonl(metrics, "a metrics record", dict)
+    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= start]
+    part = metrics.with_name(metrics.name + ".part")
+    part.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    part.replace(metrics)
+
+    def record(rec: dict[str, float]) -> None:
+        with metrics.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, allow_nan=False) + "\n")  # strict JSON: train_lm never logs NaN
+        if log is not None:
+            log(rec)
+
+    return record

@@ -42,7 +42,7 @@ import torch
 from toolgym.envs import markup
 from toolgym.errors import ConfigError
 from toolgym.policy.model import ModelConfig, Transformer
-from toolgym.policy.results import read_jsonl
+from toolgym.policy.results import metrics_log
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
 from toolgym.policy.train_lm import LMTrainConfig, TrainResult, train_lm
@@ -296,35 +296,6 @@ def _with_toolsets(ds: Dataset, prompts: list[tuple[list[int], str, str]]) -> li
     return out
 
 
-def _metrics_log(
-    metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
-) -> Callable[[dict[str, float]], None]:
-    """The metrics log of a (resumed) run: the appender of one record to metrics.jsonl.
-
-    Records past step ``start`` are dropped first (a fresh run, ``start`` 0, keeps none), and so
-    is a last line torn by an interrupted write (disk full, power loss), whose step was past the
-    checkpoint, as a record is logged before its step's checkpoint (``results.read_jsonl``, the
-    rule of every toolgym log). The kept records replace the file atomically. Each appended record
-    is then passed to ``log``.
-
-    Raises:
-        ConfigError: a line other than the last is not a JSON object (corruption, named).
-    """
-    records = read_jsonl(metrics, "a metrics record", dict)
-    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= start]
-    part = metrics.with_name(metrics.name + ".part")
-    part.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    part.replace(metrics)
-
-    def record(rec: dict[str, float]) -> None:
-        with metrics.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, allow_nan=False) + "\n")  # strict JSON: train_lm never logs NaN
-        if log is not None:
-            log(rec)
-
-    return record
-
-
 def train_sft(
     dataset: Path,
     out: Path,
@@ -383,7 +354,7 @@ def train_sft(
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = out / METRICS
-    record = _metrics_log(metrics, start, log)
+    record = metrics_log(metrics, start, log)
 
     def extra(m: Transformer) -> dict[str, float]:
         return action_validity(m, tokenizer, prompts, max_new_tokens) if prompts else {}

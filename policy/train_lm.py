@@ -24,7 +24,8 @@ step), held-out numbers, or weights (checked before each checkpoint) are NaN or 
 ``TrainingDivergedError`` naming the step; that step is neither logged nor checkpointed, so the
 last good checkpoint stays and logged records stay strict JSON.
 
-Run from the command line as ``toolgym train lm --out runs/lm``.
+Run from the command line as ``toolgym train lm --out runs/lm`` (``policy/pretrain.py``: the
+corpus, the tokenizer and resuming).
 """
 
 from __future__ import annotations
@@ -42,13 +43,12 @@ from torch import Tensor
 
 from toolgym.errors import ConfigError, TrainingDivergedError
 from toolgym.policy.checkpoint import check_replaceable, save_checkpoint
-from toolgym.policy.model import ModelConfig, Transformer
+from toolgym.policy.model import Transformer
 from toolgym.policy.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from toolgym.policy.corpus import Corpus
 
 Stage = Literal["dense", "indexer_warmup", "sparse"]
 
@@ -475,65 +475,3 @@ def train_lm(
             p.requires_grad_(True)
         model.eval()
     return TrainResult(val_loss, val_kl, max(0, config.steps - start), time.perf_counter() - t_start, history)
-
-
-def pretrain(
-    out_dir: Path,
-    config: LMTrainConfig,
-    *,
-    init: Path | None = None,
-    model_config: ModelConfig | None = None,
-    corpus_bytes: int = 8_000_000,
-    vocab_size: int = 4096,
-    progress: bool = True,
-    log: Callable[[dict[str, float]], None] | None = None,
-    corpus: Corpus | None = None,
-) -> TrainResult:
-    """``toolgym train lm``: train on an offline corpus (the standard library's by default) and checkpoint to out_dir.
-
-    Args:
-        out_dir: checkpoint directory (the final and periodic checkpoints replace each other).
-        config: the run (its ``stage`` picks dense pre-training, indexer warm-up or sparse).
-        init: continue from this checkpoint (model and tokenizer); otherwise a tokenizer is
-            trained on the corpus and a fresh model is built.
-        model_config: config of a fresh model (default ``ModelConfig()``; its vocab_size is set
-            to the tokenizer's).
-        corpus_bytes: size of the standard-library corpus (see ``corpus.stdlib_corpus``).
-        vocab_size: tokenizer size when training one.
-        progress: show a progress bar.
-        log: called with each logged record.
-        corpus: the documents to train on (and to train a fresh tokenizer on), e.g.
-            ``corpus.dataset_corpus``'s episodes; None: ``stdlib_corpus(corpus_bytes)``.
-
-    Raises:
-        CheckpointError: ``out_dir`` holds something other than a checkpoint (checked before
-            any work), or ``init`` is not a valid checkpoint.
-        TrainingDivergedError: the run diverged (see ``train_lm``).
-    """
-    from dataclasses import replace
-
-    from toolgym.policy.checkpoint import load_checkpoint
-    from toolgym.policy.corpus import stdlib_corpus
-
-    check_replaceable(out_dir)
-    corpus = corpus or stdlib_corpus(corpus_bytes)
-    if init is not None:
-        ck = load_checkpoint(init)
-        model, tokenizer = ck.model, ck.tokenizer
-    else:
-        tokenizer = Tokenizer.train(corpus.train, vocab_size)
-        model = Transformer(replace(model_config or ModelConfig(), vocab_size=tokenizer.vocab_size), seed=config.seed)
-    train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
-    batches = random_windows(train, config.batch_size, config.seq_len, torch.Generator().manual_seed(config.seed))
-    held_out = fixed_windows(val, config.batch_size, config.seq_len, config.eval_batches)
-    return train_lm(
-        model,
-        batches,
-        held_out,
-        config,
-        tokenizer=tokenizer,
-        out_dir=out_dir,
-        progress=progress,
-        meta={"corpus": corpus.source, "init": str(init) if init else None},
-        log=log,
-    )
