@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolgym.cli.common import SEED_MAX, console
-from toolgym.cli.errors import check_writable, cli_errors
+from toolgym.cli.errors import check_writable, cli_errors, interrupt_hint
 
 if TYPE_CHECKING:
     from toolgym.policy.model import ModelConfig
@@ -68,6 +68,7 @@ def train_lm(
         copy_mix=CopyMix(every=copy_every, cue=copy_cue),
     )
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
+    interrupt_hint(f"{out} keeps the last checkpoint; rerun the same command to resume from it")
     result = pretrain(
         out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size, model_config=model_config
     )

@@ -71,7 +71,7 @@ def lm_settings(
 def _start(
     out_dir: Path, init: Path | None, model_config: ModelConfig | None, corpus: Corpus, vocab_size: int, seed: int
 ) -> tuple[Transformer, Tokenizer, int, dict[str, Any] | None, dict[str, Any] | None]:
-    """(model, tokenizer, step done, optimizer state, recorded settings): resume, ``init``, or fresh.
+    """(model, tokenizer, step done, optimizer state, the resumed checkpoint's meta): resume, ``init``, or fresh.
 
     Raises:
         ConfigError: ``out_dir`` holds a checkpoint that is not a resumable LM run's.
@@ -85,7 +85,7 @@ def _start(
                 f"{out_dir} holds a checkpoint that is not a resumable LM run's (an SFT or GRPO checkpoint, or "
                 "one written before runs were recorded); pick another --out, or remove it to start over"
             )
-        return ck.model, ck.tokenizer, int(ck.meta["step"]), load_optimizer_state(out_dir), ck.meta.get("settings")
+        return ck.model, ck.tokenizer, int(ck.meta["step"]), load_optimizer_state(out_dir), ck.meta
     if init is not None:
         ck = load_checkpoint(init)
         return ck.model, ck.tokenizer, 0, None, None
@@ -94,8 +94,13 @@ def _start(
     return model, tokenizer, 0, None, None
 
 
-def _check_resume(out_dir: Path, prior: dict[str, Any] | None, settings: dict[str, Any]) -> None:
-    """Raise ConfigError naming the settings that differ from the resumed run's."""
+def _check_resume(out_dir: Path, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int) -> None:
+    """Raise ConfigError naming the settings that differ from the resumed run's, or a ``steps`` below ``done``."""
+    if done > steps:
+        raise ConfigError(
+            f"{out_dir} holds an LM run already at step {done}; --steps {steps} cannot shorten it "
+            f"(--steps {done} or more resumes it), or use another --out"
+        )
     if prior is None or prior == settings:
         return
     diff = sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
@@ -143,7 +148,7 @@ def pretrain(
     Raises:
         CheckpointError: ``out_dir`` holds something other than a checkpoint (checked before
             any work), or ``init`` or the checkpoint to resume is not a valid checkpoint.
-        ConfigError: ``out_dir`` holds another run (module docstring).
+        ConfigError: ``out_dir`` holds another run (module docstring), or this run already past ``steps``.
         TrainingDivergedError: the run diverged (see ``train_lm``).
     """
     from toolgym.policy.corpus import stdlib_corpus
@@ -154,7 +159,9 @@ def pretrain(
     model, tokenizer, step, opt_state, prior = _start(out_dir, init, model_config, corpus, vocab_size, config.seed)
     train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
     settings = lm_settings(corpus, (train, val), init, config, model_config, vocab_size)
-    _check_resume(out_dir, prior, settings)
+    _check_resume(out_dir, (prior or {}).get("settings"), settings, config.steps, step)
+    if prior is not None and step == config.steps:  # finished: nothing to do; its held-out loss, not NaN
+        return TrainResult(float(prior.get("val_loss", float("nan"))), None, 0, 0.0)
     batches = random_windows(train, config.batch_size, config.seq_len, torch.Generator().manual_seed(config.seed))
     for _ in range(config.copy_mix.main_batches_before(step)):
         next(batches)  # the windows of the steps already done

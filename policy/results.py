@@ -167,6 +167,18 @@ class ResultsLog:
         self.close()
 
 
+def _metrics_record(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` if it is a metrics record (an integer ``step``).
+
+    Raises:
+        TypeError: it has no integer ``step``.
+    """
+    step = obj.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise TypeError(f"no integer step: {step!r}")
+    return obj
+
+
 def metrics_log(
     metrics: Path, start: int, log: Callable[[dict[str, float]], None] | None
 ) -> Callable[[dict[str, float]], None]:
@@ -179,12 +191,16 @@ def metrics_log(
     is then passed to ``log``.
 
     Raises:
-        ConfigError: a line other than the last is not a JSON object (corruption, named).
+        ConfigError: a line other than the last is not a JSON object with an integer ``step``
+            (corruption, named; the file is left as it is rather than the line silently dropped).
     """
-    records = read_jsonl(metrics, "a metrics record", dict)
-    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= start]
+    records = read_jsonl(metrics, "a metrics record", _metrics_record)
+    kept = [r for r in records if r["step"] <= start]
     part = metrics.with_name(metrics.name + ".part")
-    part.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    with part.open("w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in kept))
+        f.flush()
+        os.fsync(f.fileno())  # else a power loss after the rename can leave an empty log, not the old one
     part.replace(metrics)
 
     def record(rec: dict[str, float]) -> None:

@@ -95,3 +95,26 @@ def test_ctrl_c_during_synth_is_one_line_exit_130_and_the_rerun_resumes_to_the_s
     whole = tmp_path / "whole.duckdb"
     assert subprocess.run(_synth(whole, count, *opts), capture_output=True, timeout=300).returncode == 0
     assert _rows(out) == _rows(whole)
+
+
+def test_ctrl_c_during_train_lm_says_it_resumes(tmp_path):
+    """Ctrl-C after the first checkpoint: one line that says the rerun resumes (it used to say only 'interrupted')."""
+    out = tmp_path / "lm run"  # a space in the path too
+    args = ["--model", "micro", "--corpus-bytes", "100000", "--vocab-size", "300", "--batch-size", "2"]
+    args += ["--seq-len", "64", "--steps", "100000", "--checkpoint-every", "2", "--eval-every", "50"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolgym.cli", "train", "lm", "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (out / "config.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert stderr.splitlines() == [
+        f"error: interrupted; {out} keeps the last checkpoint; rerun the same command to resume from it"
+    ], stderr

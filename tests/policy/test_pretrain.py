@@ -80,6 +80,14 @@ def test_a_resume_with_other_settings_or_onto_another_checkpoint_is_refused(tmp_
     assert load_checkpoint(foreign).meta == {"step": 3}  # left as it was
 
 
+def test_a_finished_run_reports_its_loss_and_refuses_to_be_shortened(tmp_path, corpus):
+    done = _run(tmp_path / "lm", corpus, _config(steps=2, checkpoint_every=0))
+    again = _run(tmp_path / "lm", corpus, _config(steps=2, checkpoint_every=0))
+    assert (again.steps, again.val_loss) == (0, done.val_loss)  # not NaN ("held-out loss nan" on the CLI)
+    with pytest.raises(ConfigError, match="already at step 2; --steps 1 cannot shorten it"):
+        _run(tmp_path / "lm", corpus, _config(steps=1, checkpoint_every=0))
+
+
 def _stage() -> LMStage:
     phase = {"batch_size": 4, "seq_len": 31, "lr": 1e-3, "warmup_steps": 0, "eval_every": 2, "eval_batches": 1}
     return LMStage(
