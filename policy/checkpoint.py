@@ -7,8 +7,10 @@ Layout of ``<dir>/``::
     tokenizer.json      the tokenizers-library serialisation
 
 Writes are atomic: everything goes into a hidden temporary sibling directory, is flushed, and
-the directory is renamed into place, so a crash leaves either the old checkpoint or the new one,
-never a mix. Only a toolgym checkpoint (or an empty directory) is ever replaced:
+the directory is swapped with the old one in one step (``renameat2(RENAME_EXCHANGE)``; a plain
+rename where there is none yet), so a crash leaves either the old checkpoint or the new one at the
+path, never a mix and never nothing. What a killed save leaves beside it is swept by the next
+writer (``check_replaceable``). Only a toolgym checkpoint (or an empty directory) is ever replaced:
 ``check_replaceable`` refuses any other file or directory at the target, so a mistyped
 ``--out`` cannot delete a user's files. Loading checks, in order, that the files exist, that
 the config parses and matches this code's ``ModelConfig``, that the weights' SHA-256 matches
@@ -18,6 +20,9 @@ builds, and that the tokenizer fits the vocabulary; each failure raises ``Checkp
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -82,6 +87,8 @@ def check_replaceable(path: Path | str) -> None:
     files whose ``config.json`` has this format (weights may be corrupt: a broken checkpoint is
     still ours to replace). Anything else (a plain file, a symbolic link, a directory with other
     files or without a checkpoint config) would be deleted by the atomic replace, so it is refused.
+    Every writer calls this before any work, so it first finishes what a killed save to ``path``
+    left behind (``_sweep``): a resume then finds the last checkpoint where it belongs.
 
     Raises:
         CheckpointError: naming the path and what is there.
@@ -90,6 +97,8 @@ def check_replaceable(path: Path | str) -> None:
     refuse = "refusing to replace it; pick another path or move it away"
     if path.is_symlink():
         raise CheckpointError(f"{path} is a symbolic link, not a checkpoint directory; {refuse}.")
+    if path.parent.is_dir():
+        _sweep(path)
     if not path.exists():
         return
     if not path.is_dir():
@@ -103,6 +112,41 @@ def check_replaceable(path: Path | str) -> None:
         raise CheckpointError(f"{path} holds files that are not a checkpoint's ({shown}); {refuse}.")
     if not _has_checkpoint_config(path):
         raise CheckpointError(f"{path} is not a toolgym checkpoint (no {CONFIG} of format {FORMAT!r}); {refuse}.")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``, glibc >= 2.28).
+
+    Returns False, having done nothing, where the C library, kernel or filesystem lacks it.
+
+    Raises:
+        OSError: the swap failed for another reason.
+    """
+    rename2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if rename2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if rename2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _sweep(path: Path) -> None:
+    """Delete what killed saves to ``path`` left; a lone previous checkpoint goes back in place.
+
+    The leftovers are ``.NAME.tmp-*`` siblings (a new checkpoint unfinished, or the old one swapped
+    out) and ``.NAME.old-*`` ones (the fallback swap's old checkpoint). Only one process may write
+    a checkpoint path at a time (as before: two would replace each other).
+    """
+    name = glob.escape(path.name)
+    olds = sorted(path.parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not path.exists() and _has_checkpoint_config(olds[-1]):
+        olds.pop().rename(path)  # killed between the two renames of the fallback swap
+    for junk in [*olds, *path.parent.glob(f".{name}.tmp-*")]:
+        shutil.rmtree(junk, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -153,10 +197,13 @@ def save_checkpoint(
             with (tmp / name).open("rb") as f:
                 os.fsync(f.fileno())
         old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            path.rename(old)
-        tmp.rename(path)
+        if path.exists() and _exchange(tmp, path):  # no moment without a checkpoint at path
+            old = tmp
+        else:
+            if path.exists():  # fallback: a kill between these renames is undone by the next _sweep
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                path.rename(old)
+            tmp.rename(path)
         _fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,6 +37,32 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(saved, small_tokenizer):
     save_checkpoint(path, model, small_tokenizer, {"step": 8})
     assert [p.name for p in path.parent.iterdir()] == ["ck"]
     assert load_checkpoint(path).meta["step"] == 8
+
+
+def test_the_swap_has_no_moment_without_a_checkpoint(saved, small_tokenizer, monkeypatch):
+    """The old and new checkpoint swap in one step (renameat2), not two renames a kill could split."""
+    path, model = saved
+
+    def killed(self, target):
+        raise KeyboardInterrupt  # what a kill between two renames would leave: nothing at path
+
+    monkeypatch.setattr(Path, "rename", killed)
+    save_checkpoint(path, model, small_tokenizer, {"step": 8})
+    monkeypatch.undo()
+    assert load_checkpoint(path).meta["step"] == 8
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ck"]
+
+
+def test_what_a_killed_save_left_is_cleaned_and_a_lone_old_checkpoint_restored(saved, small_tokenizer):
+    path, model = saved
+    (path.parent / ".ck.tmp-dead0000").mkdir()  # killed while writing the new one
+    (path.parent / ".ck.tmp-dead0000" / "model.safetensors").write_bytes(b"half")
+    check_replaceable(path)  # every writer calls it first
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ck"]
+    path.rename(path.parent / ".ck.old-dead0000")  # killed between the fallback swap's two renames
+    check_replaceable(path)
+    assert load_checkpoint(path).meta == {"step": 7}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ck"]
 
 
 def test_truncated_weights_are_named(saved):
