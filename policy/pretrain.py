@@ -34,7 +34,14 @@ from toolgym.policy.corpus import Corpus
 from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.results import metrics_log
 from toolgym.policy.tokenizer import Tokenizer
-from toolgym.policy.train_lm import LMTrainConfig, TrainResult, encode_documents, fixed_windows, random_windows
+from toolgym.policy.train_lm import (
+    LMTrainConfig,
+    TrainResult,
+    changed_settings,
+    encode_documents,
+    fixed_windows,
+    random_windows,
+)
 
 KIND = "lm"
 # loop settings a resumed run may change: the length of the run and how often it is measured
@@ -101,9 +108,8 @@ def _check_resume(out_dir: Path, prior: dict[str, Any] | None, settings: dict[st
             f"{out_dir} holds an LM run already at step {done}; --steps {steps} cannot shorten it "
             f"(--steps {done} or more resumes it), or use another --out"
         )
-    if prior is None or prior == settings:
+    if not (diff := changed_settings(prior, settings)):
         return
-    diff = sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
     raise ConfigError(
         f"{out_dir} holds an LM run with different settings ({', '.join(diff)}); use another --out, "
         "or the same settings to resume (only --steps and how often it evaluates and saves may change)"

@@ -45,7 +45,7 @@ from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.results import metrics_log
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
-from toolgym.policy.train_lm import LMTrainConfig, TrainResult, train_lm
+from toolgym.policy.train_lm import LMTrainConfig, TrainResult, changed_settings, train_lm
 
 if TYPE_CHECKING:
     from toolgym.data.dataset import Dataset
@@ -231,9 +231,8 @@ def run_settings(
 
 def _check_resume(out: Path, prior: dict[str, Any] | None, settings: dict[str, Any]) -> None:
     """Raise ConfigError naming the settings that differ from the resumed run's (None: nothing recorded)."""
-    if prior is None or prior == settings:
+    if not (diff := changed_settings(prior, settings)):
         return
-    diff = sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
     raise ConfigError(
         f"{out} holds an SFT run with different settings ({', '.join(diff)}); use another --out, "
         "or the same settings to resume (only --steps and how often it evaluates, probes and saves may change)"

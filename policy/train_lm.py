@@ -153,6 +153,16 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def changed_settings(prior: dict[str, Any] | None, settings: dict[str, Any]) -> list[str]:
+    """The keys, sorted, whose values differ between a resumed run's recorded settings and this run's.
+
+    A run that recorded none (``prior`` None: written before settings were recorded) differs in none.
+    """
+    if prior is None:
+        return []
+    return sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
+
+
 def encode_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> Tensor:
     """One long [N] stream of documents, each preceded by ``<|bos|>``."""
     ids: list[int] = []
