@@ -331,7 +331,8 @@ def train_sft(
     Raises:
         DatasetError: the dataset cannot be opened.
         ConfigError: a split has no reference trajectories, ``out`` is a file or holds another
-            kind of run, or the run in ``out`` has different settings (``run_settings``).
+            kind of run, or the run in ``out`` has different settings (``run_settings``) or is
+            already past ``config.steps``.
         CheckpointError: ``out/checkpoint`` holds something other than a checkpoint.
         TrainingDivergedError: the run diverged (``train_lm``); the last checkpoint is kept.
     """
@@ -345,6 +346,11 @@ def train_sft(
             return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
 
         model, tokenizer, start, opt_state, prior = _start(out, init, model_config, texts, config.seed, vocab_size)
+        if start > config.steps:  # else a silent no-op that looked like success
+            raise ConfigError(
+                f"{out} holds an SFT run already at step {start}; --steps {config.steps} cannot shorten it "
+                f"(--steps {start} or more resumes it), or use another --out"
+            )
         data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
         digest = episodes_digest(data.episodes, held.episodes)
         settings = run_settings(dataset, init, val_split, config, model_config, vocab_size, digest)

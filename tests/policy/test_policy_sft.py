@@ -233,6 +233,8 @@ def test_resume_names_another_dataset_and_extends_with_the_same_settings(sft_dat
     r = _sft(sft_dataset, out, "--steps", "2", "--eval-every", "7", "--checkpoint-every", "0")
     assert r.exit_code == 0, r.output
     assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]
+    _one_error(_sft(sft_dataset, out, "--steps", "1"), "already at step 2; --steps 1 cannot shorten it")
+    assert [json.loads(x)["step"] for x in (out / METRICS).read_text().splitlines()] == [1, 2]  # nothing cut
 
 
 @pytest.mark.slow  # ~100 s of real training (rows of 6,144 tokens)
