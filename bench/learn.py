@@ -200,8 +200,8 @@ def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
     init.parent.mkdir(parents=True, exist_ok=True)
     offsets = [sum(p.train.steps for p in c.induction[:i]) for i in range(len(c.induction))]  # global step 0 of each
     phase0, step0, opt_state = 0, 0, None
-    if init.is_dir() and any(init.iterdir()):
-        ck = load_checkpoint(init)
+    ck = load_checkpoint(init) if init.is_dir() and any(init.iterdir()) else None
+    if ck is not None and "phase" in ck.meta:  # one without a phase predates resuming: start over
         model, tokenizer = ck.model, ck.tokenizer
         phase0, step0, opt_state = int(ck.meta["phase"]), int(ck.meta["step"]), load_optimizer_state(init)
     else:
