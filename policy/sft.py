@@ -229,8 +229,17 @@ def run_settings(
     return dict(json.loads(json.dumps(settings)))  # tuples become lists, as in a loaded checkpoint
 
 
-def _check_resume(out: Path, prior: dict[str, Any] | None, settings: dict[str, Any]) -> None:
-    """Raise ConfigError naming the settings that differ from the resumed run's (None: nothing recorded)."""
+def _check_resume(out: Path, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int) -> None:
+    """Raise ConfigError for a resume that cannot go on.
+
+    That is: settings that differ from the resumed run's (named; None: nothing recorded), or a
+    ``steps`` below ``done`` (else a silent no-op that looked like success).
+    """
+    if done > steps:
+        raise ConfigError(
+            f"{out} holds an SFT run already at step {done}; --steps {steps} cannot shorten it "
+            f"(--steps {done} or more resumes it), or use another --out"
+        )
     if not (diff := changed_settings(prior, settings)):
         return
     raise ConfigError(
@@ -331,8 +340,7 @@ def train_sft(
     Raises:
         DatasetError: the dataset cannot be opened.
         ConfigError: a split has no reference trajectories, ``out`` is a file or holds another
-            kind of run, or the run in ``out`` has different settings (``run_settings``) or is
-            already past ``config.steps``.
+            kind of run, or one with other settings (``run_settings``) or past ``config.steps``.
         CheckpointError: ``out/checkpoint`` holds something other than a checkpoint.
         TrainingDivergedError: the run diverged (``train_lm``); the last checkpoint is kept.
     """
@@ -346,15 +354,10 @@ def train_sft(
             return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
 
         model, tokenizer, start, opt_state, prior = _start(out, init, model_config, texts, config.seed, vocab_size)
-        if start > config.steps:  # else a silent no-op that looked like success
-            raise ConfigError(
-                f"{out} holds an SFT run already at step {start}; --steps {config.steps} cannot shorten it "
-                f"(--steps {start} or more resumes it), or use another --out"
-            )
         data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
         digest = episodes_digest(data.episodes, held.episodes)
         settings = run_settings(dataset, init, val_split, config, model_config, vocab_size, digest)
-        _check_resume(out, prior, settings)
+        _check_resume(out, prior, settings, config.steps, start)
         prompts = _with_toolsets(ds, turn_prompts(val_eps, tokenizer, action_prompts))
 
     out.mkdir(parents=True, exist_ok=True)
