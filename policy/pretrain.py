@@ -37,7 +37,7 @@ from toolgym.policy.tokenizer import Tokenizer
 from toolgym.policy.train_lm import (
     LMTrainConfig,
     TrainResult,
-    changed_settings,
+    check_resume,
     encode_documents,
     fixed_windows,
     random_windows,
@@ -101,21 +101,6 @@ def _start(
     return model, tokenizer, 0, None, None
 
 
-def _check_resume(out_dir: Path, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int) -> None:
-    """Raise ConfigError naming the settings that differ from the resumed run's, or a ``steps`` below ``done``."""
-    if done > steps:
-        raise ConfigError(
-            f"{out_dir} holds an LM run already at step {done}; --steps {steps} cannot shorten it "
-            f"(--steps {done} or more resumes it), or use another --out"
-        )
-    if not (diff := changed_settings(prior, settings)):
-        return
-    raise ConfigError(
-        f"{out_dir} holds an LM run with different settings ({', '.join(diff)}); use another --out, "
-        "or the same settings to resume (only --steps and how often it evaluates and saves may change)"
-    )
-
-
 def pretrain(
     out_dir: Path,
     config: LMTrainConfig,
@@ -165,7 +150,8 @@ def pretrain(
     model, tokenizer, step, opt_state, prior = _start(out_dir, init, model_config, corpus, vocab_size, config.seed)
     train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
     settings = lm_settings(corpus, (train, val), init, config, model_config, vocab_size)
-    _check_resume(out_dir, (prior or {}).get("settings"), settings, config.steps, step)
+    free = "--steps and how often it evaluates and saves"
+    check_resume(out_dir, "an LM", (prior or {}).get("settings"), settings, config.steps, step, free)
     if prior is not None and step == config.steps:  # finished: nothing to do; its held-out loss, not NaN
         return TrainResult(float(prior.get("val_loss", float("nan"))), None, 0, 0.0)
     batches = random_windows(train, config.batch_size, config.seq_len, torch.Generator().manual_seed(config.seed))

@@ -45,7 +45,7 @@ from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.results import metrics_log
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
-from toolgym.policy.train_lm import LMTrainConfig, TrainResult, changed_settings, train_lm
+from toolgym.policy.train_lm import LMTrainConfig, TrainResult, check_resume, train_lm
 
 if TYPE_CHECKING:
     from toolgym.data.dataset import Dataset
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "loss.png"
 # loop settings a resumed run may change: the length of the run and how often it is measured
 RESUME_FREE = frozenset({"steps", "eval_every", "checkpoint_every"})
+RESUME_FREE_TEXT = "--steps and how often it evaluates, probes and saves"
 
 
 def action_validity(
@@ -229,25 +230,6 @@ def run_settings(
     return dict(json.loads(json.dumps(settings)))  # tuples become lists, as in a loaded checkpoint
 
 
-def _check_resume(out: Path, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int) -> None:
-    """Raise ConfigError for a resume that cannot go on.
-
-    That is: settings that differ from the resumed run's (named; None: nothing recorded), or a
-    ``steps`` below ``done`` (else a silent no-op that looked like success).
-    """
-    if done > steps:
-        raise ConfigError(
-            f"{out} holds an SFT run already at step {done}; --steps {steps} cannot shorten it "
-            f"(--steps {done} or more resumes it), or use another --out"
-        )
-    if not (diff := changed_settings(prior, settings)):
-        return
-    raise ConfigError(
-        f"{out} holds an SFT run with different settings ({', '.join(diff)}); use another --out, "
-        "or the same settings to resume (only --steps and how often it evaluates, probes and saves may change)"
-    )
-
-
 def _check_splits(ds: Dataset, dataset: Path, val_split: str) -> None:
     """Raise ConfigError unless both the train split and ``val_split`` hold tasks."""
     for split in ("train", val_split):
@@ -357,7 +339,7 @@ def train_sft(
         data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
         digest = episodes_digest(data.episodes, held.episodes)
         settings = run_settings(dataset, init, val_split, config, model_config, vocab_size, digest)
-        _check_resume(out, prior, settings, config.steps, start)
+        check_resume(out, "an SFT", prior, settings, config.steps, start, RESUME_FREE_TEXT)
         prompts = _with_toolsets(ds, turn_prompts(val_eps, tokenizer, action_prompts))
 
     out.mkdir(parents=True, exist_ok=True)

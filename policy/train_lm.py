@@ -153,14 +153,35 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def changed_settings(prior: dict[str, Any] | None, settings: dict[str, Any]) -> list[str]:
-    """The keys, sorted, whose values differ between a resumed run's recorded settings and this run's.
+def check_resume(
+    out: Path, kind: str, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int, free: str
+) -> None:
+    """Refuse a resume that cannot go on (``train lm`` and ``train sft`` share the rule).
 
-    A run that recorded none (``prior`` None: written before settings were recorded) differs in none.
+    Args:
+        out: the run's output, named in the message.
+        kind: the run's kind as the message says it ("an LM", "an SFT").
+        prior: the resumed run's recorded settings (None: nothing recorded, nothing to compare).
+        settings: this run's.
+        steps: the steps asked for.
+        done: the steps the resumed checkpoint holds.
+        free: what the message says may change.
+
+    Raises:
+        ConfigError: ``steps`` below ``done`` (else a silent no-op that looked like success), or
+            settings that differ from the recorded ones (named, sorted).
     """
-    if prior is None:
-        return []
-    return sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
+    if done > steps:
+        raise ConfigError(
+            f"{out} holds {kind} run already at step {done}; --steps {steps} cannot shorten it "
+            f"(--steps {done} or more resumes it), or use another --out"
+        )
+    diff = [] if prior is None else sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
+    if diff:
+        raise ConfigError(
+            f"{out} holds {kind} run with different settings ({', '.join(diff)}); use another --out, "
+            f"or the same settings to resume (only {free} may change)"
+        )
 
 
 def encode_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> Tensor:
