@@ -422,9 +422,7 @@ def train_grpo(
     curriculum = Curriculum(**state) if state is not None else Curriculum(level=first)
     model, tokenizer = ck.model, ck.tokenizer
     ref = load_checkpoint(init, device=device).model.eval().requires_grad_(False) if config.kl_coef > 0 else None
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95), fused=True
-    )  # fused: see train_lm._optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     out.mkdir(parents=True, exist_ok=True)

@@ -273,19 +273,13 @@ def _lr_at(step: int, config: LMTrainConfig) -> float:
 
 
 def _optimizer(params: list[torch.nn.Parameter], config: LMTrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (biases, norms and router biases are not decayed).
-
-    torch's fused kernel (``fused=True``, one pass over each tensor, on CPU since torch 2.4): the
-    same update as the per-tensor loop up to float rounding (``test_fused_adamw_is_the_loop_s_update``)
-    at a fraction of its time, which on this CPU was a large share of a short-row step.
-    """
+    """AdamW with weight decay on matrices only (biases, norms and router biases are not decayed)."""
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
         betas=(0.9, 0.95),
-        fused=True,
     )
 
 
