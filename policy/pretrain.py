@@ -35,6 +35,7 @@ from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.results import metrics_log
 from toolgym.policy.tokenizer import Tokenizer
 from toolgym.policy.train_lm import (
+    RESUME_FREE,
     LMTrainConfig,
     TrainResult,
     check_resume,
@@ -44,8 +45,6 @@ from toolgym.policy.train_lm import (
 )
 
 KIND = "lm"
-# loop settings a resumed run may change: the length of the run and how often it is measured
-RESUME_FREE = frozenset({"steps", "eval_every", "checkpoint_every"})
 
 
 def lm_settings(

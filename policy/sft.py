@@ -45,14 +45,12 @@ from toolgym.policy.model import ModelConfig, Transformer
 from toolgym.policy.results import metrics_log
 from toolgym.policy.sft_data import Episode, SFTData, load_episodes
 from toolgym.policy.tokenizer import Tokenizer
-from toolgym.policy.train_lm import LMTrainConfig, TrainResult, check_resume, train_lm
+from toolgym.policy.train_lm import RESUME_FREE, LMTrainConfig, TrainResult, check_resume, train_lm
 
 if TYPE_CHECKING:
     from toolgym.data.dataset import Dataset
 
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "loss.png"
-# loop settings a resumed run may change: the length of the run and how often it is measured
-RESUME_FREE = frozenset({"steps", "eval_every", "checkpoint_every"})
 RESUME_FREE_TEXT = "--steps and how often it evaluates, probes and saves"
 
 

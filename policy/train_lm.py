@@ -153,6 +153,11 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+#: ``LMTrainConfig`` fields a resumed run (``train lm``, ``train sft``) may change: the length of
+#: the run and how often it is measured; the recorded settings leave them out.
+RESUME_FREE = frozenset({"steps", "eval_every", "checkpoint_every"})
+
+
 def check_resume(
     out: Path, kind: str, prior: dict[str, Any] | None, settings: dict[str, Any], steps: int, done: int, free: str
 ) -> None:
