@@ -121,10 +121,20 @@ def _fallback(obj: Any) -> Any:
     return str(obj)
 
 
+def scalar_text(text: str) -> str:
+    r"""``text`` with every lone surrogate replaced by U+FFFD and valid surrogate pairs joined.
+
+    A Python ``str`` may hold surrogate code points (``"\ud800"``, or a pair left split by a
+    decoder); they are not Unicode scalar values, so UTF-8 (orjson, the tokenizer) cannot encode
+    them. U+FFFD is the standard replacement character (Unicode §3.9, U+FFFD substitution).
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _scrub(obj: Any) -> Any:
-    """``obj`` with every lone surrogate replaced by U+FFFD (valid pairs are joined)."""
+    """``obj`` with every string passed through :func:`scalar_text`."""
     if isinstance(obj, str):
-        return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return scalar_text(obj)
     if isinstance(obj, dict):
         return {_scrub(k): _scrub(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

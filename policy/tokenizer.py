@@ -34,7 +34,7 @@ from pathlib import Path
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from toolgym.envs.markup import END, SPECIAL_TOKENS
+from toolgym.envs.markup import END, SPECIAL_TOKENS, scalar_text
 from toolgym.errors import CheckpointError, ConfigError
 
 #: Pre-tokenization chunks: a run of letters, a run of digits, punctuation with at most one space
@@ -100,8 +100,18 @@ class Tokenizer:
         return int(self.hf.get_vocab_size(with_added_tokens=True))
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of text; special strings anywhere in it become their single ids."""
-        return self.hf.encode(text, add_special_tokens=False).ids
+        """Token ids of text; special strings anywhere in it become their single ids.
+
+        A lone surrogate (not a Unicode scalar value, so not encodable) is encoded as U+FFFD
+        (:func:`~toolgym.envs.markup.scalar_text`, the env's own rule for tool results); the
+        check costs a second pass only on that failure path.
+        """
+        try:
+            return self.hf.encode(text, add_special_tokens=False).ids
+        except TypeError:  # the library's error for a str it cannot convert to UTF-8
+            if not isinstance(text, str):
+                raise
+            return self.hf.encode(scalar_text(text), add_special_tokens=False).ids
 
     def encode_prompt(self, text: str) -> list[int]:
         """The first tokens of a model context: ``<|bos|>``, then ``text`` (an episode's first observation).
@@ -113,11 +123,16 @@ class Tokenizer:
         return [self.bos_id, *self.encode(text)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """``encode`` over many texts (parallel inside the library)."""
-        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+        """``encode`` over many texts (parallel inside the library), lone surrogates as in ``encode``."""
+        try:
+            return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+        except TypeError:
+            if not all(isinstance(t, str) for t in texts):
+                raise
+            return [e.ids for e in self.hf.encode_batch([scalar_text(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of ids, special tokens included, so ``decode(encode(t)) == t`` for every t."""
+        """Text of ids, special tokens included, so ``decode(encode(t)) == t`` for every t without lone surrogates."""
         return self.hf.decode(list(ids), skip_special_tokens=False)
 
     def to_str(self) -> str:

@@ -32,6 +32,16 @@ def test_round_trip_is_exact(small_tokenizer, text):
     assert small_tokenizer.decode(small_tokenizer.encode(text)) == text
 
 
+def test_a_lone_surrogate_encodes_as_the_replacement_character(small_tokenizer):
+    # Not a Unicode scalar value, so UTF-8 cannot hold it: the library raised a bare TypeError.
+    tok = small_tokenizer
+    assert tok.encode("a\ud800b") == tok.encode("a\ufffdb")
+    assert tok.encode("\ud83d\ude00") == tok.encode("\U0001f600")  # a split pair is joined
+    assert tok.encode_batch(["x", "a\udfffb"]) == [tok.encode("x"), tok.encode("a\ufffdb")]
+    with pytest.raises(TypeError):
+        tok.encode(b"bytes")  # type: ignore[arg-type]
+
+
 def test_piecewise_equals_whole_across_the_protocol(small_tokenizer):
     tok = small_tokenizer
     obs0 = f"{mk.SYSTEM}tools: get_x(city){mk.END}{mk.USER}  find  the  café {mk.END}{mk.ASSISTANT}"
