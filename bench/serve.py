@@ -138,7 +138,7 @@ def run_serve_bench(config: ServeBenchConfig, log: Log = lambda line: None) -> l
                 return r.usage.prompt_tokens, r.usage.completion_tokens
 
             def local() -> tuple[int, int]:
-                return engine.generate(text, 0.0, 1.0, budget, None)[1:]
+                return engine.generate(text, 0.0, 1.0, budget, None)[1:3]
 
             rows = [LatencyRow("served", [], 0, 0), LatencyRow("in process", [], 0, 0)]
             for i in range(config.requests + 1):  # the first round warms up, untimed

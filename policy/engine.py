@@ -7,9 +7,12 @@ Split from :mod:`toolgym.policy.serve` (which re-exports :class:`Engine`, :class
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from toolgym.envs.markup import THINK_CLOSE, THINK_OPEN
 
 
 class APIError(Exception):
@@ -24,6 +27,37 @@ class APIError(Exception):
         kind = "not_found_error" if self.status == 404 else "invalid_request_error"
         kind = kind if self.status < 500 else "server_error"
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+class Generated(NamedTuple):
+    """One generated action and its token counts (the ``usage`` of both routes)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int  # of completion_tokens: see :func:`reasoning_token_count`
+
+
+def reasoning_token_count(tokens: Sequence[int], think_open: int, think_close: int) -> int:
+    """How many of an action's generated ``tokens`` are its thought.
+
+    The thought is a leading ``<think>`` through its ``</think>`` (both tags counted, as the
+    model generated them); when the budget ran out inside it, every generated token is thought.
+    An action that does not start with ``<think>`` has none. This is what OpenAI's
+    ``reasoning_tokens`` counts (Responses ``output_tokens_details``, chat
+    ``completion_tokens_details``): output tokens spent reasoning, a part of the output count.
+
+    Args:
+        tokens: the action's generated ids (``<|end|>`` included when it was sampled).
+        think_open: the id of ``<think>``.
+        think_close: the id of ``</think>``.
+    """
+    if not tokens or tokens[0] != think_open:
+        return 0
+    for i, t in enumerate(tokens):
+        if t == think_close:
+            return i + 1
+    return len(tokens)
 
 
 class ServeConfig(BaseModel):
@@ -106,14 +140,14 @@ class Engine:
         max_tokens: int,
         seed: int | None,
         cancel: threading.Event | None = None,
-    ) -> tuple[str, int, int]:
+    ) -> Generated:
         """Sample one action after ``text`` until ``<|end|>`` or ``max_tokens``, or until ``cancel`` is set.
 
         A cancelled request (its client went away) stops before its next token, or does not
         start if it was still waiting for the lock; what it sampled stays in its cache row.
 
         Returns:
-            ``(action text, prompt tokens, completion tokens)``.
+            The action text and its prompt, completion and reasoning token counts.
 
         Raises:
             APIError: 400 ``context_length_exceeded`` when the prompt plus ``max_tokens`` is over
@@ -137,7 +171,7 @@ class Engine:
         with self.lock:
             if cancel is not None and cancel.is_set():
                 self.cancelled += 1
-                return "", len(ids), 0
+                return Generated("", len(ids), 0, 0)
             row, n = self._row_for(ids)
             self.session.append([ids[n:] if r == row else [] for r in rows])
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
@@ -152,4 +186,6 @@ class Engine:
             self._tick += 1
             self._last_use[row] = self._tick
             self.prefilled, self.shared = self.prefilled + len(ids) - n, self.shared + n
-        return self.tokenizer.decode(tokens), len(ids), len(tokens)
+        tok = self.tokenizer
+        thought = reasoning_token_count(tokens, tok.special_ids[THINK_OPEN], tok.special_ids[THINK_CLOSE])
+        return Generated(tok.decode(tokens), len(ids), len(tokens), thought)

@@ -59,7 +59,7 @@ from toolgym.envs import limits as lim
 from toolgym.envs import markup as mk
 from toolgym.envs.toolenv import system_text
 from toolgym.errors import ConfigError, one_line
-from toolgym.policy.engine import APIError, Engine, ServeConfig
+from toolgym.policy.engine import APIError, Engine, Generated, ServeConfig
 
 try:  # a module-level name, so FastAPI can read the endpoint's ``request: Request`` annotation
     from starlette.requests import Request
@@ -374,7 +374,7 @@ def create_app(engine: Engine) -> Any:
         budget = _budget(req.max_completion_tokens or req.max_tokens, config)
         text = render_request(req)
         temperature = 1.0 if req.temperature is None else req.temperature
-        action, n_prompt, n_completion = await _generate_unless_gone(
+        action, n_prompt, n_completion, n_thought = await _generate_unless_gone(
             request, engine, text, temperature, req.top_p or 1.0, budget, req.seed
         )
         message, finish = reply_message(action)
@@ -388,6 +388,7 @@ def create_app(engine: Engine) -> Any:
                 "prompt_tokens": n_prompt,
                 "completion_tokens": n_completion,
                 "total_tokens": n_prompt + n_completion,
+                "completion_tokens_details": {"reasoning_tokens": n_thought},
             },
         }
 
@@ -397,7 +398,7 @@ def create_app(engine: Engine) -> Any:
     return app
 
 
-async def _generate_unless_gone(request: Any, engine: Engine, *args: Any) -> tuple[str, int, int]:
+async def _generate_unless_gone(request: Any, engine: Engine, *args: Any) -> Generated:
     """``engine.generate(*args)`` in a worker thread, cancelled when the client disconnects.
 
     The generation holds the engine's lock; without this a client that timed out or was

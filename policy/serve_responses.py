@@ -38,8 +38,9 @@ Decisions:
   naming it. The Responses API has no ``seed``: the server's own seeded generator samples.
 * **The reply** is ``status: "completed"``, or ``"incomplete"`` with ``incomplete_details.reason``
   ``"max_output_tokens"`` when the budget ran out before ``<|end|>`` (what the ``openai`` policy
-  reads as a cut action). ``usage`` counts input and output tokens; the details the type requires
-  (cached, reasoning tokens) are not counted and read 0.
+  reads as a cut action). ``usage`` counts input and output tokens, and the output's reasoning
+  tokens (:func:`~toolgym.policy.engine.reasoning_token_count`); cached tokens are not counted
+  and read 0.
 """
 
 from __future__ import annotations
@@ -279,7 +280,7 @@ def output_items(action: str) -> tuple[list[dict[str, Any]], bool]:
 
 
 def response_body(
-    req: ResponsesRequest, model: str, action: str, usage: tuple[int, int], sampling: tuple[float, float, int]
+    req: ResponsesRequest, model: str, action: str, usage: tuple[int, int, int], sampling: tuple[float, float, int]
 ) -> dict[str, Any]:
     """The Response object of a generated ``action``.
 
@@ -287,11 +288,11 @@ def response_body(
         req: The request (its instructions, tools and metadata are echoed).
         model: The served model's name.
         action: The generated action text.
-        usage: ``(input tokens, output tokens)``.
+        usage: ``(input tokens, output tokens, reasoning tokens among the output)``.
         sampling: ``(temperature, top_p, max_output_tokens)`` as applied.
     """
     output, cut = output_items(action)
-    n_in, n_out = usage
+    n_in, n_out, n_thought = usage
     temperature, top_p, budget = sampling
     tools = [{"description": None, "parameters": None, "strict": None, **t} for t in req.tools or ()]
     return {
@@ -319,7 +320,7 @@ def response_body(
             "input_tokens": n_in,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": n_out,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": n_thought},
             "total_tokens": n_in + n_out,
         },
     }
@@ -356,7 +357,9 @@ def add_responses_route(app: Any, engine: Engine) -> None:
         top_p = req.top_p or 1.0
         try:
             text = render_request(chat)
-            action, n_in, n_out = await _generate_unless_gone(request, engine, text, temperature, top_p, budget, None)
+            action, n_in, n_out, n_thought = await _generate_unless_gone(
+                request, engine, text, temperature, top_p, budget, None
+            )
         except APIError as exc:
             raise _on_input(exc) from None
-        return response_body(req, config.name, action, (n_in, n_out), (temperature, top_p, budget))
+        return response_body(req, config.name, action, (n_in, n_out, n_thought), (temperature, top_p, budget))

@@ -30,6 +30,7 @@ from toolgym.envs import markup as mk  # noqa: E402
 from toolgym.envs.agents import RandomAgent  # noqa: E402
 from toolgym.envs.toolenv import make_env  # noqa: E402
 from toolgym.policy.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from toolgym.policy.engine import reasoning_token_count  # noqa: E402
 from toolgym.policy.generate import SamplingParams, Session  # noqa: E402
 from toolgym.policy.openai_policy import action_text, openai_policy, wire_messages  # noqa: E402
 from toolgym.policy.serve import (  # noqa: E402
@@ -191,6 +192,17 @@ def test_greedy_serving_equals_the_in_process_policy(ckpt, client):
         assert reply_action(reply) == canonical(raw)
         assert reply.usage.prompt_tokens == len(ckpt.tokenizer.encode_prompt(text))
         assert reply.usage.completion_tokens == n
+        ids = ckpt.tokenizer.special_ids
+        thought = reasoning_token_count(ckpt.tokenizer.encode(raw), ids[mk.THINK_OPEN], ids[mk.THINK_CLOSE])
+        assert reply.usage.completion_tokens_details.reasoning_tokens == thought
+
+
+def test_reasoning_tokens_are_the_leading_thought_tags_included():
+    o, c = 3, 4  # ids of <think> and </think>
+    assert reasoning_token_count([o, 10, 11, c, 12, 2], o, c) == 4
+    assert reasoning_token_count([o, 10, 11], o, c) == 3  # the budget ran out inside the thought
+    assert reasoning_token_count([12, o, 10, c], o, c) == 0  # a thought after content is not leading
+    assert reasoning_token_count([], o, c) == 0
 
 
 def test_the_prefix_cache_serves_each_turn_from_the_conversation_s_row_token_exactly(ckpt):
@@ -204,7 +216,7 @@ def test_the_prefix_cache_serves_each_turn_from_the_conversation_s_row_token_exa
         for c, conv in enumerate(convs):
             text = conv[turn][0]
             before = engine.prefilled
-            action, n_prompt, n_completion = engine.generate(text, 0.0, 1.0, BUDGET, None)
+            action, n_prompt, n_completion, _ = engine.generate(text, 0.0, 1.0, BUDGET, None)
             assert (action, n_completion) == greedy(ckpt, text, tokens=True)
             assert n_prompt == len(tok.encode_prompt(text))
             if turn:  # the previous turn's prompt is served from the cache: at most its action is recomputed

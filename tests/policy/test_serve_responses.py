@@ -114,6 +114,9 @@ def test_the_client_parses_replies_that_are_the_chat_route_s_actions(ckpt, url, 
             chat.usage.prompt_tokens,
             chat.usage.completion_tokens,
         )
+        assert reply.usage.output_tokens_details.reasoning_tokens == (
+            chat.usage.completion_tokens_details.reasoning_tokens
+        )
         assert reply.usage.input_tokens == len(ckpt.tokenizer.encode_prompt(text))
         assert reply.model == "tiny" and reply.object == "response" and reply.id.startswith("resp_")
 
