@@ -7,8 +7,9 @@ stage       what                                                   the code it c
 =========== ====================================================== =============================
 synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run.synthesize``
             whole archetypes held out to the test split
-lm          LM pre-training on the train split's reference         ``policy.pretrain.pretrain``
-            episodes (tokenizer trained on them too)
+lm          induction warm-up, LM pre-training on the train        ``policy.pretrain.pretrain``
+            split's reference episodes (tokenizer trained on       (warm-ups: ``policy.induction``,
+            them too), lookup warm-up                              ``policy.lookup``)
 sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
 eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
             held-out archetypes apart, and other families
@@ -27,7 +28,8 @@ Layout of ``--out DIR``::
 
     DIR/learn.json          the config and each finished stage: seconds and results (atomic)
     DIR/domains.duckdb      the dataset
-    DIR/lm/                 induction/, induction.jsonl (the warm-up), checkpoint/, metrics.jsonl
+    DIR/lm/                 induction/, induction.jsonl (the copy warm-up), checkpoint/, metrics.jsonl,
+                            lookup/, lookup.jsonl (the lookup warm-up; SFT starts from lookup/)
     DIR/sft/, DIR/grpo/     as ``toolgym train sft|grpo`` lay out their --out
     DIR/ablations/SWITCH/   the GRPO run with SWITCH off, laid out as DIR/grpo/
     DIR/learning_curve.png  LM and SFT loss, GRPO reward, held-out pass@1 (``learn_report``)
@@ -36,7 +38,7 @@ Layout of ``--out DIR``::
 **Resuming.** A stage recorded in ``learn.json`` is finished and never run again; a rerun runs
 the first unfinished stage and goes on. An interrupted stage resumes with its own machinery:
 synthesis resumes its dataset, the LM stage's induction phases and pre-training, SFT and GRPO
-resume from their checkpoints (``_induction``; the ``train lm|sft|grpo`` resume rules), while an
+resume from their checkpoints (``_phased`` for the warm-ups; the ``train lm|sft|grpo`` resume rules), while an
 eval starts over (``evaluate`` does not resume; it is a short stage). A stage's seconds are
 those of the run that finished it.
 A rerun must use the recorded config: another one is refused, naming the sections that differ.
@@ -46,12 +48,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolgym.bench.learn_config import LearnConfig, LMStage
+from toolgym.bench.learn_config import InductionPhase, LearnConfig, LMStage, LookupPhase
 from toolgym.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -177,51 +179,127 @@ def _induction_streams(tokenizer: Tokenizer, corpus: Corpus, tokens: str, seed: 
     )
 
 
-def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
-    """Run (or resume) the induction warm-up's phases; return its checkpoint, ``lm/induction``.
+#: ``(phase index, phase, tokenizer, start step) -> (train batches, held-out batches, extra_eval)``.
+RowsOf = Callable[[int, Any, Any, int], tuple[Any, list[Any], Any]]
+
+
+def _phased(
+    ckpt: Path, log_path: Path, phases: Sequence[Any], fresh: Callable[[], Any], rows: RowsOf, progress: bool
+) -> Path:
+    """Run (or resume) a warm-up's phases on one model; return its checkpoint directory ``ckpt``.
 
     Each phase checkpoints there with ``meta["phase"]`` (0-based) and its own ``step``, so a rerun
     skips the phases done and resumes the current one from its last checkpoint (weights, optimizer
-    state, and its rows: the ones already trained on are drawn and skipped); ``induction.jsonl``
-    keeps the records up to that point (``results.metrics_log``).
+    state, and its rows: the ones already trained on are skipped); ``log_path`` keeps the records
+    up to that point (``results.metrics_log``) with the step counted over all phases.
+
+    Args:
+        ckpt: the checkpoint directory.
+        log_path: the JSONL metrics log.
+        phases: each with a ``train`` loop (``LMTrainConfig``).
+        fresh: ``() -> Checkpoint``: the model and tokenizer to start from (not called on a resume).
+        rows: ``(phase index, phase, tokenizer, start step) -> (train batches from that step,
+            held-out batches, extra_eval or None)``.
+        progress: show the loop's progress line.
+    """
+    from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
+    from toolgym.policy.results import metrics_log
+    from toolgym.policy.train_lm import train_lm
+
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    offsets = [sum(p.train.steps for p in phases[:i]) for i in range(len(phases))]  # global step 0 of each
+    phase0, step0, opt_state = 0, 0, None
+    ck = load_checkpoint(ckpt) if ckpt.is_dir() and any(ckpt.iterdir()) else None
+    if ck is not None and "phase" in ck.meta:  # one without a phase predates resuming: start over
+        phase0, step0, opt_state = int(ck.meta["phase"]), int(ck.meta["step"]), load_optimizer_state(ckpt)
+    else:
+        ck = fresh()
+    model, tokenizer = ck.model, ck.tokenizer
+    log = metrics_log(log_path, offsets[phase0] + step0, None)
+    for i, phase in enumerate(phases[phase0:], start=phase0):
+        start, state = (step0, opt_state) if i == phase0 else (0, None)
+        train, held, extra = rows(i, phase, tokenizer, start)
+        train_lm(
+            model, train, held, phase.train, tokenizer=tokenizer, out_dir=ckpt, progress=progress,
+            meta={"phase": i, "phases": len(phases)}, start_step=start, optimizer_state=state, extra_eval=extra,
+            log=lambda rec, i=i: log({**rec, "step": rec["step"] + offsets[i], "phase": i}),
+        )  # fmt: skip
+    return ckpt
+
+
+def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
+    """Run (or resume) the induction warm-up's phases (``_phased``); return ``lm/induction``.
+
+    A fresh run trains the tokenizer on the corpus and builds the fresh model.
     """
     from dataclasses import replace
 
     import torch
 
-    from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
+    from toolgym.policy.checkpoint import Checkpoint
     from toolgym.policy.induction import repeat_batches
     from toolgym.policy.model import Transformer
-    from toolgym.policy.results import metrics_log
     from toolgym.policy.tokenizer import Tokenizer
-    from toolgym.policy.train_lm import train_lm
 
-    init = out / "lm" / "induction"
-    init.parent.mkdir(parents=True, exist_ok=True)
-    offsets = [sum(p.train.steps for p in c.induction[:i]) for i in range(len(c.induction))]  # global step 0 of each
-    phase0, step0, opt_state = 0, 0, None
-    ck = load_checkpoint(init) if init.is_dir() and any(init.iterdir()) else None
-    if ck is not None and "phase" in ck.meta:  # one without a phase predates resuming: start over
-        model, tokenizer = ck.model, ck.tokenizer
-        phase0, step0, opt_state = int(ck.meta["phase"]), int(ck.meta["step"]), load_optimizer_state(init)
-    else:
+    def fresh() -> Checkpoint:
         tokenizer = Tokenizer.train(corpus.train, c.vocab_size)
-        model = Transformer(replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size), seed=c.train.seed)
-    log = metrics_log(out / "lm" / "induction.jsonl", offsets[phase0] + step0, None)
-    for i, phase in enumerate(c.induction[phase0:], start=phase0):
-        start, w = (step0, opt_state) if i == phase0 else (0, None), phase.train
+        config = replace(c.fresh_model_config(), vocab_size=tokenizer.vocab_size)
+        return Checkpoint(Transformer(config, seed=c.train.seed), tokenizer)
+
+    def rows(i: int, phase: InductionPhase, tokenizer: Tokenizer, start: int) -> tuple[Any, list[Any], None]:
+        w = phase.train
         train, val = _induction_streams(tokenizer, corpus, phase.tokens, seed=w.seed + i)
         sizes = {"min_len": phase.min_len, "max_len": phase.max_len}
         held = repeat_batches(val, w.batch_size, w.seq_len, torch.Generator().manual_seed(1), **sizes)
-        rows = repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed + i), **sizes)
-        for _ in range(start[0]):
-            next(rows)  # the rows of the steps already done
-        train_lm(
-            model, rows, [next(held) for _ in range(w.eval_batches)], w, tokenizer=tokenizer, out_dir=init,
-            progress=progress, meta={"phase": i, "phases": len(c.induction)}, start_step=start[0],
-            optimizer_state=start[1], log=lambda rec, i=i: log({**rec, "step": rec["step"] + offsets[i], "phase": i}),
+        batches = repeat_batches(train, w.batch_size, w.seq_len, torch.Generator().manual_seed(w.seed + i), **sizes)
+        for _ in range(start):
+            next(batches)  # the rows of the steps already done
+        return batches, [next(held) for _ in range(w.eval_batches)], None
+
+    return _phased(out / "lm" / "induction", out / "lm" / "induction.jsonl", c.induction, fresh, rows, progress)
+
+
+def _lookup_held(tokenizer: Tokenizer, i: int, phase: LookupPhase) -> list[Any]:
+    """Held-out rows of lookup phase ``i``: its shape without JSON pairs (the lookup itself), another seed."""
+    from itertools import islice
+
+    from toolgym.policy.lookup import lookup_batches
+
+    w = phase.train
+    rows = lookup_batches(
+        tokenizer, w.batch_size, 1_000_003 + i, max_facts=phase.max_facts, json_share=0.0, json_decay_steps=0,
+        wrap=phase.wrap, max_tokens=w.seq_len + 1,
+    )  # fmt: skip
+    return list(islice(rows, w.eval_batches))
+
+
+def _lookup(out: Path, c: LMStage, progress: bool) -> Path:
+    """Run (or resume) the lookup warm-up's phases (``_phased``) from the LM checkpoint; return ``lm/lookup``.
+
+    Held-out rows are the phase's shape without JSON pairs (the lookup itself, from another seed);
+    each evaluation adds ``val_first_value_nll`` (mean and median, ``policy.lookup.first_value_nll``).
+    """
+    from toolgym.policy.checkpoint import Checkpoint, load_checkpoint
+    from toolgym.policy.lookup import first_value_nll, lookup_batches
+
+    def rows(i: int, phase: LookupPhase, tokenizer: Tokenizer, start: int) -> tuple[Any, list[Any], Any]:
+        held = _lookup_held(tokenizer, i, phase)
+        shape = {"max_facts": phase.max_facts, "wrap": phase.wrap, "max_tokens": phase.train.seq_len + 1}
+        train = lookup_batches(
+            tokenizer, phase.train.batch_size, phase.train.seed + i, json_share=phase.json_share,
+            json_decay_steps=phase.json_decay_steps, start=start, **shape,
         )  # fmt: skip
-    return init
+
+        def probe(model: Any) -> dict[str, float]:
+            mean, median = first_value_nll(model, held)
+            return {"first_value_nll": mean, "first_value_nll_median": median}
+
+        return train, held, probe
+
+    def fresh() -> Checkpoint:
+        return load_checkpoint(out / "lm" / "checkpoint")
+
+    return _phased(out / "lm" / "lookup", out / "lm" / "lookup.jsonl", c.lookup, fresh, rows, progress)
 
 
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
@@ -253,9 +331,18 @@ def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     ck = load_checkpoint(out / "lm" / "checkpoint")
     val = encode_documents(ck.tokenizer, corpus.val)
     probes["after_lm"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
+    lookup = {}
+    if c.lookup:
+        ck = load_checkpoint(_lookup(out, c, progress))
+        probes["after_lookup"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
+        from toolgym.policy.lookup import first_value_nll
+
+        mean, median = first_value_nll(ck.model, _lookup_held(ck.tokenizer, len(c.lookup) - 1, c.lookup[-1]))
+        lookup = {"first_value_nll": mean, "first_value_nll_median": median}
     return {
         "steps": ck.meta["step"], "val_loss": ck.meta["val_loss"], "train_seconds": result.seconds,
         "copy_probe": {k: {"first_nll": a, "second_nll": b} for k, (a, b) in probes.items()},
+        "lookup_probe": lookup,
     }  # fmt: skip
 
 
@@ -263,9 +350,9 @@ def _sft(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     """SFT (or resume it) from the LM checkpoint on the dataset's train split (val split held out)."""
     from toolgym.policy.sft import train_sft
 
-    c = config.sft
+    c, init = config.sft, out / "lm" / ("lookup" if config.lm.lookup else "checkpoint")
     result, data = train_sft(
-        out / DATASET, out / "sft", c.train, init=out / "lm" / "checkpoint", val_split="val",
+        out / DATASET, out / "sft", c.train, init=init, val_split="val",
         action_prompts=c.action_prompts, max_new_tokens=config.eval.max_new_tokens, progress=progress,
     )  # fmt: skip
     last = result.history[-1] if result.history else {}

@@ -100,6 +100,52 @@ DEFAULT_INDUCTION = (
 )
 
 
+class LookupPhase(_Strict):
+    """One phase of the lookup warm-up: ``policy.lookup.lookup_batches`` rows, loss on the values.
+
+    Attributes:
+        train: the loop; rows are as long as they are (~45 tokens, ~110 wrapped), and those
+            over ``train.seq_len + 1`` tokens are drawn again.
+        max_facts: most facts per request.
+        json_share: the share of facts stated as their JSON pair at the phase's first step.
+        json_decay_steps: steps over which that share falls linearly to 0 (0: it stays).
+        wrap: rows shaped as a request and a ``find_*`` call, not bare facts and an object.
+    """
+
+    train: LMTrainConfig
+    max_facts: int = Field(default=3, ge=1, le=8)
+    json_share: float = Field(default=1.0, ge=0.0, le=1.0)
+    json_decay_steps: int = Field(default=300, ge=0)
+    wrap: bool = False
+
+
+#: The default lookup warm-up after LM pre-training (``policy/lookup.py``): bare rows with the
+#: JSON-pair curriculum (the lookup formed in them: first value token 0.37 nats median at step 400,
+#: from 5.0 after 1,200 steps without the curriculum), then rows shaped as requests and calls.
+DEFAULT_LOOKUP = (
+    LookupPhase(
+        train=_lm_loop(
+            steps=400,
+            batch_size=64,
+            seq_len=255,
+            lr=2e-3,
+            min_lr_ratio=1.0,
+            warmup_steps=20,
+            eval_every=50,
+            checkpoint_every=100,
+        )
+    ),  # fmt: skip
+    LookupPhase(
+        train=_lm_loop(
+            steps=300, batch_size=64, seq_len=255, lr=2e-3, warmup_steps=0, eval_every=50, checkpoint_every=100
+        ),
+        json_share=0.5,
+        json_decay_steps=150,
+        wrap=True,
+    ),
+)
+
+
 #: Repeat rows mixed into LM pre-training and SFT (``train_lm.CopyMix``): one step in three, rows of
 #: 256 tokens with windows of 4-32. Without them 350 LM steps took the warm-up's copying from 4.96
 #: nats to 11.37 (worse than chance); SFT with them from the warm-up's checkpoint brought it from 5.25
@@ -144,6 +190,8 @@ class LMStage(_Strict):
             model (empty: none); see :class:`InductionPhase`. The default is the curriculum that
             formed a content-copying head on this CPU: short rows of random tokens first, then
             longer rows of the corpus (the measurements are in ``policy/induction.py``).
+        lookup: the lookup warm-up after LM pre-training, phase after phase (empty: none; SFT
+            then starts from the LM's checkpoint); see :class:`LookupPhase` and ``policy/lookup.py``.
         corpus: ``episodes``: the train split's reference episodes (``corpus.dataset_corpus``,
             val split held out), the text the policy acts in; ``stdlib``: the standard library's
             source (``corpus_bytes`` of it). The tokenizer is trained on the same corpus.
@@ -157,6 +205,7 @@ class LMStage(_Strict):
         )
     )
     induction: list[InductionPhase] = Field(default_factory=lambda: list(DEFAULT_INDUCTION))
+    lookup: list[LookupPhase] = Field(default_factory=lambda: list(DEFAULT_LOOKUP))
     model: Literal["default", "micro"] = "default"
     model_overrides: dict[str, int | float | bool] = Field(
         default_factory=lambda: (
@@ -295,6 +344,12 @@ def micro_profile() -> LearnConfig:
             induction=[
                 InductionPhase(train=_lm_loop(steps=2, batch_size=2, seq_len=31, warmup_steps=1, eval_every=2)),
                 InductionPhase(train=_lm_loop(steps=1, batch_size=2, seq_len=63, eval_every=1), tokens="corpus"),
+            ],
+            lookup=[
+                LookupPhase(
+                    train=_lm_loop(steps=2, batch_size=2, seq_len=255, warmup_steps=1, eval_every=2), max_facts=2
+                ),
+                LookupPhase(train=_lm_loop(steps=1, batch_size=2, seq_len=255, eval_every=1), wrap=True),
             ],
             model="micro",
             model_overrides={},

@@ -124,6 +124,13 @@ def report_markdown(report: dict[str, Any]) -> str:
     if probe:  # policy.induction.copy_gain: a model that copies predicts the second copy far better
         cells = [f"{k.replace('_', ' ')}: {v['first_nll']:.2f} → {v['second_nll']:.2f}" for k, v in probe.items()]
         lines += ["Repeat probe (nats/token, first → second copy of a repeated window): " + "; ".join(cells), ""]
+    lookup = report["stages"].get("lm", {}).get("result", {}).get("lookup_probe")
+    if lookup:  # policy.lookup.first_value_nll: the first token of each value a call copies from the request
+        lines += [
+            f"Lookup probe (nats, first token of a value copied from the request into a call): mean "
+            f"{lookup['first_value_nll']:.2f}, median {lookup['first_value_nll_median']:.2f}",
+            "",
+        ]
     lines += ["pass@1 (95% interval over tasks) on the test split (other families: on the fly, difficulty 1):", ""]
     groups = report["groups"]
     lines += ["| checkpoint | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]

@@ -165,6 +165,7 @@ def lookup_batches(
     json_decay_steps: int = 300,
     wrap: bool = False,
     start: int = 0,
+    max_tokens: int | None = None,
 ) -> Iterator[Batch]:
     """Endless batches of :func:`lookup_row`; batch i is a function of (seed, i) alone.
 
@@ -177,19 +178,26 @@ def lookup_batches(
         json_decay_steps: batches over which the share falls linearly to 0 (0: it stays).
         wrap: rows shaped as a request and a call (see :func:`lookup_row`).
         start: the first batch's index (a resumed run skips the batches done without drawing them).
+        max_tokens: rows longer than this are drawn again (None: any length).
 
     Raises:
-        ConfigError: ``max_facts`` < 1, or a vocabulary without enough word tokens.
+        ConfigError: ``max_facts`` < 1, ``max_tokens`` below 64 (no room for a row), or a
+            vocabulary without enough word tokens.
     """
     if max_facts < 1:
         raise ConfigError(f"max_facts must be at least 1, not {max_facts}")
+    if max_tokens is not None and max_tokens < 64:
+        raise ConfigError(f"lookup rows need max_tokens >= 64, not {max_tokens}")
     words = lookup_words(tokenizer)
     for step in range(start, 1 << 62):
         rng = random.Random(seed * 1_000_003 + step)
         share = json_share_at(step, json_share, json_decay_steps)
-        yield make_batch(
-            [lookup_row(tokenizer, words, rng, max_facts, share, wrap) for _ in range(batch_size)], tokenizer.pad_id
-        )
+        rows: list[Episode] = []
+        while len(rows) < batch_size:
+            row = lookup_row(tokenizer, words, rng, max_facts, share, wrap)
+            if max_tokens is None or len(row.ids) <= max_tokens:
+                rows.append(row)
+        yield make_batch(rows, tokenizer.pad_id)
 
 
 @torch.no_grad()

@@ -108,9 +108,15 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     assert eval_sft["heldout_worlds"]["tasks"] == eval_sft["heldout_archetypes"]["tasks"] == 2
     assert state["stages"]["sft"]["result"]["steps"] == 2 and state["stages"]["grpo"]["result"]["steps"] == 1
     assert math.isfinite(state["stages"]["lm"]["result"]["val_loss"])
-    probe = state["stages"]["lm"]["result"]["copy_probe"]  # the repeat probe after the warm-up and the LM
-    assert set(probe) == {"after_induction", "after_lm"} and all(math.isfinite(v["second_nll"]) for v in probe.values())
-    assert "Repeat probe (nats/token" in (out / "report.md").read_text()
+    probe = state["stages"]["lm"]["result"]["copy_probe"]  # the repeat probe after each warm-up and the LM
+    assert set(probe) == {"after_induction", "after_lm", "after_lookup"}
+    assert all(math.isfinite(v["second_nll"]) for v in probe.values())
+    assert math.isfinite(state["stages"]["lm"]["result"]["lookup_probe"]["first_value_nll"])
+    assert (out / "lm" / "lookup" / "model.safetensors").is_file() and (out / "lm" / "lookup.jsonl").is_file()
+    assert (
+        "Repeat probe (nats/token" in (out / "report.md").read_text()
+        and "Lookup probe (nats" in (out / "report.md").read_text()
+    )
     assert (out / "lm" / "induction" / "model.safetensors").is_file() and (out / "lm" / "induction.jsonl").is_file()
     assert [r["run"] for r in report["ablations"]] == ["all on", "no keep_routing"]
     assert (out / "ablations" / "keep_routing" / "checkpoint" / "model.safetensors").is_file()

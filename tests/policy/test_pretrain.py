@@ -120,3 +120,35 @@ def test_an_interrupted_induction_warm_up_resumes_to_the_same_weights(tmp_path, 
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     log = [json.loads(line) for line in (tmp_path / "cut" / "lm" / "induction.jsonl").read_text().splitlines()]
     assert [(r["phase"], r["step"]) for r in log] == [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (1, 6)]
+
+
+def test_an_interrupted_lookup_warm_up_resumes_to_the_same_weights(tmp_path, corpus, monkeypatch):
+    from toolgym.bench.learn import _lookup
+    from toolgym.bench.learn_config import LookupPhase
+    from toolgym.policy.model import Transformer
+    from toolgym.policy.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.train(corpus.train, vocab_size=700)  # enough word tokens for keys
+    phase = {"batch_size": 3, "seq_len": 255, "lr": 1e-3, "warmup_steps": 0, "eval_every": 2, "eval_batches": 1}
+    stage = LMStage(
+        model="micro",
+        lookup=[
+            LookupPhase(train=LMTrainConfig(steps=3, checkpoint_every=1, **phase), json_decay_steps=2),
+            LookupPhase(train=LMTrainConfig(steps=2, checkpoint_every=1, **phase), wrap=True, json_share=0.5),
+        ],
+    )
+    for run in ("whole", "cut"):  # the LM checkpoint the warm-up starts from
+        model = Transformer(ModelConfig.micro(vocab_size=tokenizer.vocab_size), seed=0)
+        save_checkpoint(tmp_path / run / "lm" / "checkpoint", model, tokenizer, {"kind": "lm"})
+    whole = _weights(_lookup(tmp_path / "whole", stage, progress=False))
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        _lookup(tmp_path / "cut", stage, progress=False)
+    meta = load_checkpoint(tmp_path / "cut" / "lm" / "lookup").meta
+    assert (meta["phase"], meta["step"]) == (0, 2)
+    monkeypatch.undo()
+    cut = _weights(_lookup(tmp_path / "cut", stage, progress=False))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    log = [json.loads(line) for line in (tmp_path / "cut" / "lm" / "lookup.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["step"]) for r in log] == [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5)]
+    assert all(0 < r["val_first_value_nll"] < 30 for r in log if "val_loss" in r)
