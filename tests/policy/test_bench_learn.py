@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from toolgym.bench.learn import STAGES, Stage, load_state, run_stages
-from toolgym.bench.learn_config import LearnConfig, load_learn_config, micro_profile
+from toolgym.bench.learn_config import DEFAULT_LOOKUP, LearnConfig, load_learn_config, micro_profile
 from toolgym.bench.learn_report import build_report, report_markdown
 from toolgym.cli import app
 from toolgym.errors import ConfigError
@@ -62,6 +62,10 @@ def test_a_rerun_with_other_settings_is_refused_naming_the_section(tmp_path):
 def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     assert LearnConfig().profile == "default" and load_learn_config("micro").lm.model == "micro"
     assert LearnConfig().synth.difficulty == (1, 2) and LearnConfig().synth.holdout_archetypes
+    assert LearnConfig().lm.lookup == [] and load_learn_config("lookup").lm.lookup == list(DEFAULT_LOOKUP)
+    assert (
+        load_learn_config("lookup").model_copy(update={"lm": LearnConfig().lm, "profile": "default"}) == LearnConfig()
+    )
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps({"sft": {"train": {"stepz": 3}}}))
     with pytest.raises(ConfigError, match=r"sft\.train\.stepz: Extra inputs are not permitted"):
@@ -69,7 +73,7 @@ def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     good = tmp_path / "g.json"
     good.write_text(micro_profile().model_dump_json())
     assert load_learn_config("default", good) == micro_profile()  # the file replaces the profile
-    with pytest.raises(ConfigError, match="--profile must be one of default, micro"):
+    with pytest.raises(ConfigError, match="--profile must be one of default, micro, lookup"):
         load_learn_config("huge")
 
 
