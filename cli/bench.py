@@ -394,7 +394,7 @@ def bench_train(
 @cli_errors
 def bench_learn(
     out: Annotated[Path, typer.Option(help="run directory (a rerun resumes it)")] = Path("runs/learn"),
-    profile: Annotated[str, typer.Option(help="default | lookup (default + the lookup warm-up) | micro (seconds, for tests)")] = "default",
+    profile: Annotated[str, typer.Option(help="default | lookup (+ lookup warm-up) | micro (tests)")] = "default",
     config: Annotated[
         Path | None, typer.Option("--config", help="a JSON LearnConfig (replaces the profile; see --show-config)")
     ] = None,
