@@ -9,7 +9,7 @@ synth       ``domains`` tasks, difficulty 1–2, split by world,     ``synth.run
             whole archetypes held out to the test split
 lm          induction warm-up, LM pre-training on the train        ``policy.pretrain.pretrain``
             split's reference episodes (tokenizer trained on       (warm-ups: ``policy.induction``,
-            them too), lookup warm-up                              ``policy.lookup``)
+            them too), lookup warm-up (when set)                   ``policy.lookup``)
 sft         SFT from the LM on the train worlds' references        ``policy.sft.train_sft``
 eval_sft    pass@1 of the SFT checkpoint, held-out worlds and      ``policy.evaluate``
             held-out archetypes apart, and other families
