@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -259,42 +259,47 @@ def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
     return _phased(out / "lm" / "induction", out / "lm" / "induction.jsonl", c.induction, fresh, rows, progress)
 
 
-def _lookup_held(tokenizer: Tokenizer, i: int, phase: LookupPhase) -> list[Any]:
-    """Held-out rows of lookup phase ``i``: its shape without JSON pairs (the lookup itself), another seed."""
-    from itertools import islice
+def _lookup_rows(tokenizer: Tokenizer, i: int, phase: LookupPhase, held: bool, start: int = 0) -> Iterator[Any]:
+    """Lookup phase ``i``'s batches (``policy.lookup.lookup_batches``) from batch ``start``.
 
+    Training rows follow the phase's JSON-pair schedule (seed ``train.seed + i``); held-out rows
+    have no JSON pair (the lookup itself) and another seed.
+    """
     from toolgym.policy.lookup import lookup_batches
 
     w = phase.train
-    rows = lookup_batches(
-        tokenizer, w.batch_size, 1_000_003 + i, max_facts=phase.max_facts, json_share=0.0, json_decay_steps=0,
-        wrap=phase.wrap, max_tokens=w.seq_len + 1,
+    seed, share, decay = (1_000_003 + i, 0.0, 0) if held else (w.seed + i, phase.json_share, phase.json_decay_steps)
+    return lookup_batches(
+        tokenizer, w.batch_size, seed, max_facts=phase.max_facts, json_share=share, json_decay_steps=decay,
+        wrap=phase.wrap, start=start, max_tokens=w.seq_len + 1,
     )  # fmt: skip
-    return list(islice(rows, w.eval_batches))
+
+
+def _lookup_held(tokenizer: Tokenizer, i: int, phase: LookupPhase) -> list[Any]:
+    """Lookup phase ``i``'s held-out batches (``train.eval_batches`` of them)."""
+    from itertools import islice
+
+    return list(islice(_lookup_rows(tokenizer, i, phase, held=True), phase.train.eval_batches))
+
+
+def _lookup_probe(model: Any, held: list[Any]) -> dict[str, float]:
+    """``policy.lookup.first_value_nll`` on ``held`` as a record's ``first_value_nll[_median]``."""
+    from toolgym.policy.lookup import first_value_nll
+
+    mean, median = first_value_nll(model, held)
+    return {"first_value_nll": mean, "first_value_nll_median": median}
 
 
 def _lookup(out: Path, c: LMStage, progress: bool) -> Path:
     """Run (or resume) the lookup warm-up's phases (``_phased``) from the LM checkpoint; return ``lm/lookup``.
 
-    Held-out rows are the phase's shape without JSON pairs (the lookup itself, from another seed);
-    each evaluation adds ``val_first_value_nll`` (mean and median, ``policy.lookup.first_value_nll``).
+    Each evaluation adds ``val_first_value_nll`` and its median (``_lookup_probe``) on held-out rows.
     """
     from toolgym.policy.checkpoint import Checkpoint, load_checkpoint
-    from toolgym.policy.lookup import first_value_nll, lookup_batches
 
     def rows(i: int, phase: LookupPhase, tokenizer: Tokenizer, start: int) -> tuple[Any, list[Any], Any]:
         held = _lookup_held(tokenizer, i, phase)
-        shape = {"max_facts": phase.max_facts, "wrap": phase.wrap, "max_tokens": phase.train.seq_len + 1}
-        train = lookup_batches(
-            tokenizer, phase.train.batch_size, phase.train.seed + i, json_share=phase.json_share,
-            json_decay_steps=phase.json_decay_steps, start=start, **shape,
-        )  # fmt: skip
-
-        def probe(model: Any) -> dict[str, float]:
-            mean, median = first_value_nll(model, held)
-            return {"first_value_nll": mean, "first_value_nll_median": median}
-
-        return train, held, probe
+        return _lookup_rows(tokenizer, i, phase, held=False, start=start), held, lambda m: _lookup_probe(m, held)
 
     def fresh() -> Checkpoint:
         return load_checkpoint(out / "lm" / "checkpoint")
@@ -303,12 +308,13 @@ def _lookup(out: Path, c: LMStage, progress: bool) -> Path:
 
 
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
-    """The induction warm-up (when set), then LM pre-training; the repeat probe after each.
+    """The induction warm-up (when set), LM pre-training, the lookup warm-up (when set); probes after each.
 
-    Metrics go to ``lm/induction.jsonl`` and ``lm/metrics.jsonl``, checkpoints to
-    ``lm/induction`` and ``lm/checkpoint``; an interrupted stage resumes from them (``_induction``,
-    ``policy.pretrain``). The probe (``policy.induction.copy_gain``) runs on the corpus's held-out
-    documents.
+    Metrics go to ``lm/induction.jsonl``, ``lm/metrics.jsonl`` and ``lm/lookup.jsonl``, checkpoints
+    to ``lm/induction``, ``lm/checkpoint`` and ``lm/lookup``; an interrupted stage resumes from them
+    (``_phased``, ``policy.pretrain``). The repeat probe (``policy.induction.copy_gain``) runs on
+    the corpus's held-out documents, the lookup probe (``_lookup_probe``) on the last lookup
+    phase's held-out rows.
     """
     from toolgym.policy.checkpoint import load_checkpoint
     from toolgym.policy.corpus import dataset_corpus, stdlib_corpus
@@ -335,10 +341,7 @@ def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     if c.lookup:
         ck = load_checkpoint(_lookup(out, c, progress))
         probes["after_lookup"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
-        from toolgym.policy.lookup import first_value_nll
-
-        mean, median = first_value_nll(ck.model, _lookup_held(ck.tokenizer, len(c.lookup) - 1, c.lookup[-1]))
-        lookup = {"first_value_nll": mean, "first_value_nll_median": median}
+        lookup = _lookup_probe(ck.model, _lookup_held(ck.tokenizer, len(c.lookup) - 1, c.lookup[-1]))
     return {
         "steps": ck.meta["step"], "val_loss": ck.meta["val_loss"], "train_seconds": result.seconds,
         "copy_probe": {k: {"first_nll": a, "second_nll": b} for k, (a, b) in probes.items()},
