@@ -102,6 +102,9 @@ def train_sft(
     copy_cue: Annotated[
         int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
     ] = 0,
+    copy_lookup: Annotated[
+        bool, typer.Option(help="the mixed rows are lookup rows: a request's values copied into a call's arguments")
+    ] = False,
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
@@ -121,7 +124,7 @@ def train_sft(
             "eval_every": eval_every,
             "checkpoint_every": checkpoint_every,
             "seed": seed,
-            "copy_mix": {"every": copy_every, "cue": copy_cue},
+            "copy_mix": {"every": copy_every, "cue": copy_cue, "lookup": copy_lookup},
         }
     )
     check_writable(out, "--out")

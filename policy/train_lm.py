@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +72,12 @@ class CopyMix(BaseModel):
     key's earlier occurrence and reading past its fillers: the lookup a call's argument value
     needs ("whose name is Garden Queen Studio" → ``"name":"Garden Queen Studio"``), which plain
     repeat rows (whose first copied token nothing predicts) never train.
+
+    ``lookup`` makes them *lookup rows* instead (``policy.lookup.lookup_batches``, wrapped as a
+    request and a ``find_<entity>s`` call, facts in prose only, rows of at most ``seq_len + 1``
+    tokens; the sizes ``min_len``/``max_len`` do not apply): the loss is on the argument values
+    a call copies from the request, the skill the lookup warm-up (``bench learn``) trains and SFT
+    would otherwise wash out. Needs a tokenizer.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,9 +88,14 @@ class CopyMix(BaseModel):
     min_len: int = Field(4, ge=2)
     max_len: int = Field(32, ge=2)
     cue: int = Field(0, ge=0, le=8)
+    lookup: bool = False
 
     @model_validator(mode="after")
     def _windows_fit(self) -> CopyMix:
+        if self.lookup and self.cue:
+            raise ValueError("copy rows are cued repeats (cue) or lookup rows (lookup), not both")
+        if self.lookup and self.seq_len < 63:
+            raise ValueError(f"lookup rows need seq_len >= 63, not {self.seq_len}")
         copy = self.max_len + (self.cue + 1 if self.cue else 0)  # the longest copy: key and fillers too
         if self.min_len > self.max_len or 2 * copy > self.seq_len + 1:
             raise ValueError(
@@ -422,9 +433,17 @@ def _prepare(
 def _next_batch(
     train: Iterator[Batch], config: LMTrainConfig, model: Transformer, tokenizer: Tokenizer | None, step: int
 ) -> Batch:
-    """The batch of 0-based ``step``: repeat rows at a mixed step (``CopyMix``), else ``train``'s next."""
-    if not config.copy_mix.is_copy_step(step):
+    """The batch of 0-based ``step``: repeat or lookup rows at a mixed step (``CopyMix``), else ``train``'s next."""
+    mix = config.copy_mix
+    if not mix.is_copy_step(step):
         return next(train)
+    if mix.lookup:
+        from toolgym.policy.lookup import lookup_batches
+
+        if tokenizer is None:
+            raise ConfigError("copy_mix.lookup needs a tokenizer (lookup rows are text)")
+        rows = lookup_batches(tokenizer, mix.batch_size, config.seed, 3, 0.0, 0, True, step, mix.seq_len + 1)
+        return replace(next(rows), copy=True)
     from toolgym.policy.induction import copy_batch
 
     low = tokenizer.first_plain_id if tokenizer is not None else 0

@@ -104,3 +104,29 @@ def test_bad_settings_are_config_errors(tok, small_tokenizer):
         next(lookup_batches(tok, 2, seed=0, max_facts=0))
     with pytest.raises(ConfigError, match="word tokens"):
         lookup_words(small_tokenizer)
+
+
+def test_a_lookup_mix_trains_every_kth_step_on_wrapped_prose_rows_by_step(tok):
+    from pydantic import ValidationError
+
+    from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, _next_batch
+
+    mix = CopyMix(every=2, batch_size=3, seq_len=200, lookup=True)
+    cfg = LMTrainConfig(steps=4, seq_len=16, copy_mix=mix, seed=7)
+    model = Transformer(ModelConfig.micro(vocab_size=tok.vocab_size), seed=0)
+    main = iter([Batch(torch.zeros(1, 17, dtype=torch.long))] * 2)
+    batches = [_next_batch(main, cfg, model, tok, step) for step in range(4)]
+    assert [b.copy for b in batches] == [False, True, False, True]
+    row = batches[3]  # the rows of step 3: lookup_batches' batch 3, prose facts, wrapped, <= seq_len + 1
+    want = next(lookup_batches(tok, 3, seed=7, json_share=0.0, wrap=True, start=3, max_tokens=201))
+    assert torch.equal(row.tokens, want.tokens) and torch.equal(row.loss_mask, want.loss_mask)
+    assert row.tokens.shape[1] <= 201 and row.loss_mask.sum() > 0
+    text = tok.decode(row.tokens[0].tolist())
+    assert "<tool_call>" in text and '"arguments":' in text.split("<|assistant|>")[1]
+    assert '":' not in text.split("<|assistant|>")[0]  # no fact is stated as the call's own pair
+    with pytest.raises(ConfigError, match="tokenizer"):
+        _next_batch(main, cfg, model, None, 1)
+    with pytest.raises(ValidationError, match="not both"):
+        CopyMix(every=2, cue=2, lookup=True)
+    with pytest.raises(ValidationError, match="seq_len >= 63"):
+        CopyMix(every=2, seq_len=40, lookup=True)
