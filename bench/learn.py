@@ -183,8 +183,21 @@ def _induction_streams(tokenizer: Tokenizer, corpus: Corpus, tokens: str, seed: 
 RowsOf = Callable[[int, Any, Any, int], tuple[Any, list[Any], Any]]
 
 
+def _device(name: str) -> str:
+    """A stage's ``device`` setting resolved (``auto``: cuda when there is one; ``model_policy.resolve_device``)."""
+    from toolgym.policy.model_policy import resolve_device
+
+    return resolve_device(name)
+
+
 def _phased(
-    ckpt: Path, log_path: Path, phases: Sequence[Any], fresh: Callable[[], Any], rows: RowsOf, progress: bool
+    ckpt: Path,
+    log_path: Path,
+    phases: Sequence[Any],
+    fresh: Callable[[], Any],
+    rows: RowsOf,
+    progress: bool,
+    device: str = "cpu",
 ) -> Path:
     """Run (or resume) a warm-up's phases on one model; return its checkpoint directory ``ckpt``.
 
@@ -201,6 +214,7 @@ def _phased(
         rows: ``(phase index, phase, tokenizer, start step) -> (train batches from that step,
             held-out batches, extra_eval or None)``.
         progress: show the loop's progress line.
+        device: where the model trains (resolved: cpu, cuda, …).
     """
     from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
     from toolgym.policy.results import metrics_log
@@ -214,7 +228,7 @@ def _phased(
         phase0, step0, opt_state = int(ck.meta["phase"]), int(ck.meta["step"]), load_optimizer_state(ckpt)
     else:
         ck = fresh()
-    model, tokenizer = ck.model, ck.tokenizer
+    model, tokenizer = ck.model.to(device), ck.tokenizer
     log = metrics_log(log_path, offsets[phase0] + step0, None)
     for i, phase in enumerate(phases[phase0:], start=phase0):
         start, state = (step0, opt_state) if i == phase0 else (0, None)
@@ -256,7 +270,9 @@ def _induction(out: Path, c: LMStage, corpus: Corpus, progress: bool) -> Path:
             next(batches)  # the rows of the steps already done
         return batches, [next(held) for _ in range(w.eval_batches)], None
 
-    return _phased(out / "lm" / "induction", out / "lm" / "induction.jsonl", c.induction, fresh, rows, progress)
+    return _phased(
+        out / "lm" / "induction", out / "lm" / "induction.jsonl", c.induction, fresh, rows, progress, _device(c.device)
+    )
 
 
 def _lookup_rows(tokenizer: Tokenizer, i: int, phase: LookupPhase, held: bool, start: int = 0) -> Iterator[Any]:
@@ -304,7 +320,8 @@ def _lookup(out: Path, c: LMStage, progress: bool) -> Path:
     def fresh() -> Checkpoint:
         return load_checkpoint(out / "lm" / "checkpoint")
 
-    return _phased(out / "lm" / "lookup", out / "lm" / "lookup.jsonl", c.lookup, fresh, rows, progress)
+    lookup, log = out / "lm" / "lookup", out / "lm" / "lookup.jsonl"
+    return _phased(lookup, log, c.lookup, fresh, rows, progress, _device(c.device))
 
 
 def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
@@ -332,7 +349,7 @@ def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
         probes["after_induction"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
     result = pretrain(
         out / "lm" / "checkpoint", c.train, init=init, model_config=c.fresh_model_config(), vocab_size=c.vocab_size,
-        progress=progress, metrics=out / "lm" / "metrics.jsonl", corpus=corpus,
+        progress=progress, metrics=out / "lm" / "metrics.jsonl", corpus=corpus, device=_device(c.device),
     )  # fmt: skip
     ck = load_checkpoint(out / "lm" / "checkpoint")
     val = encode_documents(ck.tokenizer, corpus.val)
@@ -357,6 +374,7 @@ def _sft(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
     result, data = train_sft(
         out / DATASET, out / "sft", c.train, init=init, val_split="val",
         action_prompts=c.action_prompts, max_new_tokens=config.eval.max_new_tokens, progress=progress,
+        device=_device(c.device),
     )  # fmt: skip
     last = result.history[-1] if result.history else {}
     return {
@@ -457,14 +475,17 @@ def run_learn(
         The report (``learn_report.build_report``).
 
     Raises:
-        ConfigError: ``until`` is not a stage, ``out`` holds another run, or a stage refuses its
-            settings; any error of a stage (the stage stays unfinished, a rerun resumes it).
+        ConfigError: ``until`` is not a stage, a stage asks for cuda where there is none (both
+            before any work), ``out`` holds another run, or a stage refuses its settings; any
+            error of a stage (the stage stays unfinished, a rerun resumes it).
     """
     from toolgym.bench.learn_report import write_report
 
     names = stage_names(config)
     if until is not None and until not in names:
         raise ConfigError(f"--until must be one of {', '.join(names)}, not {until!r}")
+    for device in {config.lm.device, config.sft.device, config.grpo.train.device, config.eval.device}:
+        _device(device)
     state = load_state(out, config)
     run_stages(out, state, pipeline(out, config, progress), until, log)
     return write_report(out, state)

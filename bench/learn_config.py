@@ -187,6 +187,7 @@ class LMStage(_Strict):
             source (``corpus_bytes`` of it). The tokenizer is trained on the same corpus.
         corpus_bytes: size of the standard-library corpus (``stdlib`` only).
         vocab_size: size of the tokenizer trained on the corpus (SFT and GRPO keep it).
+        device: where the warm-ups and pre-training run: cpu, cuda or auto.
     """
 
     train: LMTrainConfig = Field(
@@ -205,6 +206,7 @@ class LMStage(_Strict):
     corpus: Literal["episodes", "stdlib"] = "episodes"
     corpus_bytes: int = Field(default=2_000_000, ge=10_000)
     vocab_size: int = Field(default=4096, ge=300)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
 
     def fresh_model_config(self) -> ModelConfig:
         """The fresh model's config (``vocab_size`` is set later to the tokenizer's).
@@ -222,6 +224,7 @@ class SFTStage(_Strict):
     Attributes:
         train: the loop (stage ``dense``; ``seq_len`` bounds an episode, longer ones are cut at an action).
         action_prompts: val prompts for the action-validity probe at each held-out eval (0: none).
+        device: where it trains: cpu, cuda or auto.
     """
 
     train: LMTrainConfig = Field(
@@ -230,6 +233,7 @@ class SFTStage(_Strict):
         )
     )
     action_prompts: int = Field(default=16, ge=0)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
 
 
 class GRPOStage(_Strict):
@@ -322,6 +326,17 @@ class LearnConfig(_Strict):
         if self.sft.train.stage == "indexer_warmup" or self.lm.train.stage == "indexer_warmup":
             raise ValueError("the lm and sft stages train dense or sparse, not indexer_warmup")
         return self
+
+    def on_device(self, device: Literal["cpu", "cuda", "auto"]) -> LearnConfig:
+        """These settings with every stage that runs the model (lm, sft, grpo, eval) on ``device``."""
+        return self.model_copy(
+            update={
+                "lm": self.lm.model_copy(update={"device": device}),
+                "sft": self.sft.model_copy(update={"device": device}),
+                "grpo": GRPOStage(train=self.grpo.train.model_copy(update={"device": device})),
+                "eval": self.eval.model_copy(update={"device": device}),
+            }
+        )
 
 
 def micro_profile() -> LearnConfig:

@@ -402,13 +402,21 @@ def bench_learn(
         str | None, typer.Option(help="stop after this stage: synth|lm|sft|eval_sft|grpo|eval_grpo|no_<stabilizer>")
     ] = None,
     show_config: Annotated[bool, typer.Option("--show-config", help="print the settings as JSON and exit")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cpu | cuda | auto: run every model stage there (default: the config's, cpu)")
+    ] = None,
 ) -> None:
     """Synth → LM → SFT → GRPO on domains d1-2, pass@1 on held-out worlds and archetypes; report and curve."""
     from toolgym.bench.learn import run_learn
     from toolgym.bench.learn_config import load_learn_config
     from toolgym.bench.learn_report import pass1_cell
+    from toolgym.errors import ConfigError
 
     learn_config = load_learn_config(profile, config)
+    if device is not None:
+        if device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"--device must be cpu, cuda or auto, not {device!r}")
+        learn_config = learn_config.on_device(device)  # type: ignore[arg-type]
     if show_config:
         console.print_json(learn_config.model_dump_json())
         return

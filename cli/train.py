@@ -49,12 +49,14 @@ def train_lm(
     copy_cue: Annotated[
         int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
     ] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
+    from toolgym.policy.model_policy import resolve_device
     from toolgym.policy.pretrain import pretrain
     from toolgym.policy.train_lm import CopyMix, LMTrainConfig
 
-    model_config = fresh_model_config(model)
+    model_config, device = fresh_model_config(model), resolve_device(device)
 
     config = LMTrainConfig(
         stage=stage,
@@ -70,8 +72,9 @@ def train_lm(
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
     interrupt_hint(f"{out} keeps the last checkpoint; rerun the same command to resume from it")
     result = pretrain(
-        out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size, model_config=model_config
-    )
+        out, config, init=init, corpus_bytes=corpus_bytes, vocab_size=vocab_size, model_config=model_config,
+        device=device,
+    )  # fmt: skip
     console.print(
         f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
         + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
@@ -105,15 +108,17 @@ def train_sft(
     copy_lookup: Annotated[
         bool, typer.Option(help="the mixed rows are lookup rows: a request's values copied into a call's arguments")
     ] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
 ) -> None:
     """SFT cold start on a dataset's reference trajectories (loss on action tokens only; resumes)."""
     from toolgym.errors import ConfigError
+    from toolgym.policy.model_policy import resolve_device
     from toolgym.policy.sft import train_sft as run
     from toolgym.policy.train_lm import LMTrainConfig
 
     if not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}")
-    model_config = fresh_model_config(model)
+    model_config, device = fresh_model_config(model), resolve_device(device)
     config = LMTrainConfig.model_validate(
         {
             "stage": stage,
@@ -137,6 +142,7 @@ def train_sft(
         vocab_size=vocab_size,
         val_split=val_split,
         action_prompts=action_prompts,
+        device=device,
     )
     last = result.history[-1] if result.history else {}
     console.print(

@@ -106,15 +106,22 @@ def longest_prefix(ids: list[int], rows: list[list[int]], limit: int, prefer: in
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``.
+    """``auto`` -> ``cuda`` when available else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` as given.
 
     Raises:
-        ConfigError: ``cuda`` asked for where torch sees no CUDA device.
+        ConfigError: another name, or ``cuda`` asked for where torch sees no CUDA device (or no
+            device ``N``).
     """
+    import re
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, not {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if ":" in device and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA devices")
     return device
 
 

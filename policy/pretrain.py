@@ -112,6 +112,7 @@ def pretrain(
     log: Callable[[dict[str, float]], None] | None = None,
     corpus: Corpus | None = None,
     metrics: Path | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train (or resume training) on an offline corpus, checkpointing to ``out_dir``.
 
@@ -131,6 +132,8 @@ def pretrain(
             ``corpus.dataset_corpus``'s episodes; None: ``stdlib_corpus(corpus_bytes)``.
         metrics: a JSONL file that gets every record (``results.metrics_log``: on a resume,
             records past the checkpoint's step are dropped first).
+        device: where the model trains (``cpu``, ``cuda``, ``cuda:1``; a fresh model is built
+            on the CPU first, so its weights do not depend on it). A run may resume on another.
 
     Returns:
         The ``TrainResult`` of this call's steps (none when the checkpoint is already at ``steps``).
@@ -147,6 +150,7 @@ def pretrain(
     check_replaceable(out_dir)
     corpus = corpus or stdlib_corpus(corpus_bytes)
     model, tokenizer, step, opt_state, prior = _start(out_dir, init, model_config, corpus, vocab_size, config.seed)
+    model.to(device)
     train, val = encode_documents(tokenizer, corpus.train), encode_documents(tokenizer, corpus.val)
     settings = lm_settings(corpus, (train, val), init, config, model_config, vocab_size)
     free = "--steps and how often it evaluates and saves"

@@ -152,29 +152,31 @@ def _start(
     init: Path | None,
     model_config: ModelConfig | None,
     texts: Callable[[], list[str]],
-    seed: int,
+    config: LMTrainConfig,
     vocab_size: int,
+    device: str,
 ) -> tuple[Transformer, Tokenizer, int, dict[str, Any] | None, dict[str, Any] | None]:
-    """(model, tokenizer, step done, optimizer state, recorded settings): resume, --init, or fresh.
+    """(model on ``device``, tokenizer, step done, optimizer state, recorded settings): resume, --init, or fresh.
 
     The recorded settings are the resumed checkpoint's ``run_settings`` (None: not a resume, or a
-    checkpoint written before settings were recorded).
+    checkpoint written before settings were recorded). A fresh model is built on the CPU (seeded
+    by ``config.seed``) and then moved, so its weights do not depend on the device.
     """
     from toolgym.policy.checkpoint import load_checkpoint, load_optimizer_state
 
     ck_dir = out / CHECKPOINT
     if ck_dir.exists():
-        ck = load_checkpoint(ck_dir)
+        ck = load_checkpoint(ck_dir, device=device)
         if ck.meta.get("kind") != "sft":
             raise ConfigError(f"{ck_dir} holds a checkpoint that is not an SFT run's; pick another --out")
         step = int(ck.meta.get("step", 0))
         return ck.model, ck.tokenizer, step, load_optimizer_state(ck_dir), ck.meta.get("settings")
     if init is not None:
-        ck = load_checkpoint(init)
+        ck = load_checkpoint(init, device=device)
         return ck.model, ck.tokenizer, 0, None, None
     tokenizer = Tokenizer.train(texts(), vocab_size)
-    model = Transformer(replace(model_config or ModelConfig(), vocab_size=tokenizer.vocab_size), seed=seed)
-    return model, tokenizer, 0, None, None
+    model = Transformer(replace(model_config or ModelConfig(), vocab_size=tokenizer.vocab_size), seed=config.seed)
+    return model.to(device), tokenizer, 0, None, None
 
 
 def _check_out(out: Path) -> None:
@@ -297,6 +299,7 @@ def train_sft(
     max_new_tokens: int = 256,
     progress: bool = True,
     log: Callable[[dict[str, float]], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[TrainResult, SFTData]:
     """Run (or resume) the SFT cold start; see the module docstring for the layout of ``out``.
 
@@ -304,8 +307,7 @@ def train_sft(
         dataset: a synthesized dataset (``toolgym synth``).
         out: the run directory.
         config: the loop's settings (``batch_size`` rows and ``seq_len`` tokens per row at most).
-        init: start from this checkpoint (``toolgym train lm``); None: a fresh model whose
-            tokenizer is trained on the train split's trajectories.
+        init: an LM checkpoint to start from; None: a fresh model, its tokenizer trained on the train split.
         model_config: config of a fresh model (default ``ModelConfig()``).
         vocab_size: tokenizer size of a fresh model.
         val_split: the held-out split.
@@ -313,6 +315,7 @@ def train_sft(
         max_new_tokens: token budget of each of those generated actions.
         progress: show a progress bar.
         log: called with each record (after it is appended to metrics.jsonl).
+        device: where the model trains (as ``pretrain``'s; a run may resume on another).
 
     Returns:
         The loop's result and the training data (its counts of truncated and dropped episodes).
@@ -333,7 +336,7 @@ def train_sft(
         def texts() -> list[str]:
             return [ds.trajectory(t).text for t in ds.task_ids(split="train")]
 
-        model, tokenizer, start, opt_state, prior = _start(out, init, model_config, texts, config.seed, vocab_size)
+        model, tokenizer, start, opt_state, prior = _start(out, init, model_config, texts, config, vocab_size, device)
         data, held, val_eps = _episode_data(ds, val_split, tokenizer, config)
         digest = episodes_digest(data.episodes, held.episodes)
         settings = run_settings(dataset, init, val_split, config, model_config, vocab_size, digest)
@@ -341,8 +344,7 @@ def train_sft(
         prompts = _with_toolsets(ds, turn_prompts(val_eps, tokenizer, action_prompts))
 
     out.mkdir(parents=True, exist_ok=True)
-    metrics = out / METRICS
-    record = metrics_log(metrics, start, log)
+    metrics, held_batches = out / METRICS, [held.batch(g) for g in range(len(held.groups))][: config.eval_batches]
 
     def extra(m: Transformer) -> dict[str, float]:
         return action_validity(m, tokenizer, prompts, max_new_tokens) if prompts else {}
@@ -350,13 +352,13 @@ def train_sft(
     result = train_lm(
         model,
         data.batches(config.seed, config.copy_mix.main_batches_before(start)),
-        [held.batch(g) for g in range(len(held.groups))][: config.eval_batches],
+        held_batches,
         config,
         tokenizer=tokenizer,
         out_dir=out / CHECKPOINT,
         progress=progress,
         meta=_run_meta(dataset, init, val_split, data, settings),
-        log=record,
+        log=metrics_log(metrics, start, log),
         start_step=start,
         optimizer_state=opt_state,
         extra_eval=extra,

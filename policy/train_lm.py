@@ -152,6 +152,13 @@ class Batch:
     n_tokens: int | None = None
     copy: bool = False  # repeat rows of ``CopyMix``: the record names the loss ``copy_loss``
 
+    def to(self, device: torch.device) -> Batch:
+        """This batch with its tensors on ``device`` (the model's; itself when they are there)."""
+        if self.tokens.device == device:
+            return self
+        mask = self.loss_mask.to(device) if self.loss_mask is not None else None
+        return replace(self, tokens=self.tokens.to(device), loss_mask=mask)
+
 
 @dataclass
 class TrainResult:
@@ -271,9 +278,9 @@ def _set_stage(model: Transformer, stage: Stage) -> list[torch.nn.Parameter]:
 
 @torch.no_grad()
 def evaluate(model: Transformer, batches: Sequence[Batch], index_loss: bool = False) -> tuple[float, float | None]:
-    """Mean held-out LM loss (and indexer KL when asked) over fixed batches."""
-    lm, kl = 0.0, 0.0
-    for batch in batches:
+    """Mean held-out LM loss (and indexer KL when asked) over fixed batches (moved to the model's device)."""
+    lm, kl, device = 0.0, 0.0, model.embed.weight.device
+    for batch in (b.to(device) for b in batches):
         out = model(batch.tokens[:, :-1], index_loss=index_loss)
         lm += lm_loss(out.logits, batch.tokens[:, 1:], batch.loss_mask).item()
         kl += out.index_loss.item() if index_loss else 0.0
@@ -299,8 +306,8 @@ def _optimizer(params: list[torch.nn.Parameter], config: LMTrainConfig) -> torch
     )
 
 
-def _progress_bar(stage: Stage, steps: int) -> Progress:
-    """A started rich progress bar with one task of ``steps`` steps (stop it with ``bar.stop()``)."""
+def _progress_bar(stage: Stage, steps: int, done: int = 0) -> Progress:
+    """A started rich progress bar of ``steps`` steps, ``done`` of them done (stop it with ``bar.stop()``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
@@ -312,7 +319,7 @@ def _progress_bar(stage: Stage, steps: int) -> Progress:
         transient=True,
     )
     bar.start()
-    bar.add_task("train", total=steps, info="")
+    bar.add_task("train", total=steps, completed=done, info="")
     return bar
 
 
@@ -468,7 +475,8 @@ def train_lm(
     """Train ``model`` in place up to ``config.steps`` optimizer steps of the given stage.
 
     Args:
-        model: the policy; its attention mode is set for the stage and left that way.
+        model: the policy, trained on its weights' device (batches go there as they are drawn);
+            its attention mode is set for the stage and left that way.
         train: endless batches (LM windows, SFT episodes) from ``copy_mix.main_batches_before(start_step)`` on.
         val: fixed held-out batches, evaluated every ``eval_every`` steps and at the end.
         config: the run's settings.
@@ -504,13 +512,12 @@ def train_lm(
             facts = {"stage": config.stage, "step": step, "val_loss": val_loss, "train_config": config.model_dump()}
             save_checkpoint(out_dir, model, tokenizer, {**(meta or {}), **facts}, opt.state_dict())
 
-    bar = _progress_bar(config.stage, config.steps) if progress else None
-    if bar is not None:
-        bar.update(bar.task_ids[0], completed=start)
+    bar = _progress_bar(config.stage, config.steps, start) if progress else None
     try:
         val_loss, val_kl = float("nan"), None
         for step in range(start, config.steps):
-            record = _train_step(model, opt, params, _next_batch(train, config, model, tokenizer, step), config, step)
+            batch = _next_batch(train, config, model, tokenizer, step).to(model.embed.weight.device)
+            record = _train_step(model, opt, params, batch, config, step)
             last = step + 1 == config.steps
             if (step + 1) % config.eval_every == 0 or last:
                 val_loss, val_kl = _held_out_eval(model, val, want_kl, extra_eval, record, config)

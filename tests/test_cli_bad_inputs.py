@@ -108,3 +108,18 @@ def test_serve_device_cuda_without_cuda_is_one_line(checkpoint, tmp_path, monkey
     assert "torch sees no CUDA device" in error_line("serve", checkpoint, "--port", 0, "--device", "cuda")
     assert "--device must be" in error_line("serve", checkpoint, "--port", 0, "--device", "tpu")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_on_a_device_that_is_not_there_is_one_line_before_any_work(tmp_path, monkeypatch):
+    """``train lm``, ``train sft`` and ``bench learn`` resolve ``--device`` first: no corpus, no synth, no files."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.duckdb").write_bytes(b"")  # train sft checks the dataset exists first; never opened here
+    assert "torch sees no CUDA device" in error_line("train", "lm", "--device", "cuda", "--out", "lm")
+    assert "device must be" in error_line("train", "lm", "--device", "tpu", "--out", "lm")
+    assert "torch sees no CUDA device" in error_line("train", "sft", "-d", "d.duckdb", "--device", "cuda:1")
+    assert "torch sees no CUDA device" in error_line("bench", "learn", "--device", "cuda", "--out", "run")
+    assert "--device must be cpu, cuda or auto" in error_line("bench", "learn", "--device", "gpu", "--out", "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.duckdb"]

@@ -75,6 +75,11 @@ def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     assert load_learn_config("default", good) == micro_profile()  # the file replaces the profile
     with pytest.raises(ConfigError, match="--profile must be one of default, micro, lookup"):
         load_learn_config("huge")
+    on = micro_profile().on_device("auto")  # bench learn --device: every stage that runs the model
+    assert (on.lm.device, on.sft.device, on.grpo.train.device, on.eval.device) == ("auto",) * 4
+    assert on.model_copy(update={k: getattr(micro_profile(), k) for k in ("lm", "sft", "grpo", "eval")}) == (
+        micro_profile()
+    )  # and nothing else
 
 
 def test_report_checks_the_targets_on_held_out_worlds():

@@ -12,6 +12,7 @@ from toolgym.errors import TrainingDivergedError
 from toolgym.policy.checkpoint import load_checkpoint
 from toolgym.policy.corpus import Corpus, stdlib_corpus, stdlib_source_files
 from toolgym.policy.train_lm import (
+    Batch,
     LMTrainConfig,
     encode_documents,
     fixed_windows,
@@ -153,3 +154,12 @@ def test_non_finite_weights_stop_every_stage_at_step_one(make_model, streams, sm
     with pytest.raises(TrainingDivergedError, match="diverged at step 1: "):
         _diverging_run(model, streams, small_tokenizer, tmp_path / "ck", logged.append, steps=2, stage=stage, lr=1e-3)
     assert not logged and not (tmp_path / "ck").exists()
+
+
+def test_a_batch_moves_to_a_device_whole_and_stays_when_it_is_there():
+    b = Batch(torch.ones(2, 5, dtype=torch.long), torch.ones(2, 4), n_tokens=7, copy=True)
+    assert b.to(torch.device("cpu")) is b
+    moved = b.to(torch.device("meta"))  # any other device: both tensors go, the rest is kept
+    assert (moved.tokens.device.type, moved.loss_mask.device.type) == ("meta", "meta")
+    assert (moved.n_tokens, moved.copy, moved.tokens.shape) == (7, True, (2, 5))
+    assert Batch(torch.ones(1, 3)).to(torch.device("meta")).loss_mask is None
