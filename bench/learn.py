@@ -351,16 +351,16 @@ def _lm(out: Path, config: LearnConfig, progress: bool) -> dict[str, Any]:
         out / "lm" / "checkpoint", c.train, init=init, model_config=c.fresh_model_config(), vocab_size=c.vocab_size,
         progress=progress, metrics=out / "lm" / "metrics.jsonl", corpus=corpus, device=_device(c.device),
     )  # fmt: skip
-    ck = load_checkpoint(out / "lm" / "checkpoint")
-    val = encode_documents(ck.tokenizer, corpus.val)
-    probes["after_lm"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
+    lm = load_checkpoint(out / "lm" / "checkpoint")
+    val = encode_documents(lm.tokenizer, corpus.val)
+    probes["after_lm"] = copy_gain(lm.model, val, length=min(128, len(val) // 16))
     lookup = {}
-    if c.lookup:
+    if c.lookup:  # its own numbers; the stage's steps and val_loss stay the LM's
         ck = load_checkpoint(_lookup(out, c, progress))
         probes["after_lookup"] = copy_gain(ck.model, val, length=min(128, len(val) // 16))
         lookup = _lookup_probe(ck.model, _lookup_held(ck.tokenizer, len(c.lookup) - 1, c.lookup[-1]))
     return {
-        "steps": ck.meta["step"], "val_loss": ck.meta["val_loss"], "train_seconds": result.seconds,
+        "steps": lm.meta["step"], "val_loss": lm.meta["val_loss"], "train_seconds": result.seconds,
         "copy_probe": {k: {"first_nll": a, "second_nll": b} for k, (a, b) in probes.items()},
         "lookup_probe": lookup,
     }  # fmt: skip

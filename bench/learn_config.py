@@ -119,6 +119,14 @@ class LookupPhase(_Strict):
     json_decay_steps: int = Field(default=300, ge=0)
     wrap: bool = False
 
+    @model_validator(mode="after")
+    def _rows_fit(self) -> LookupPhase:
+        from toolgym.policy.lookup import MIN_ROW_TOKENS
+
+        if self.train.seq_len + 1 < MIN_ROW_TOKENS:
+            raise ValueError(f"lookup rows need train.seq_len >= {MIN_ROW_TOKENS - 1}, not {self.train.seq_len}")
+        return self
+
 
 #: The default lookup warm-up after LM pre-training (``policy/lookup.py``): bare rows with the
 #: JSON-pair curriculum (the lookup formed in them: first value token 0.37 nats median at step 400,
@@ -325,6 +333,9 @@ class LearnConfig(_Strict):
             raise ValueError("ablations.switches names a stabilizer twice")
         if self.sft.train.stage == "indexer_warmup" or self.lm.train.stage == "indexer_warmup":
             raise ValueError("the lm and sft stages train dense or sparse, not indexer_warmup")
+        warm_ups = [p.train.stage for p in [*self.lm.induction, *self.lm.lookup]]
+        if "indexer_warmup" in warm_ups:  # it trains the indexer alone: the phase would teach nothing
+            raise ValueError("the induction and lookup phases train dense or sparse, not indexer_warmup")
         return self
 
     def on_device(self, device: Literal["cpu", "cuda", "auto"]) -> LearnConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,21 @@ def fresh_model_config(name: str) -> ModelConfig | None:
     return ModelConfig.micro() if name == "micro" else None
 
 
+def copy_mix_options(every: int, cue: int, lookup: bool) -> dict[str, Any]:
+    """``LMTrainConfig.copy_mix`` of ``--copy-every/--copy-cue/--copy-lookup``.
+
+    Raises:
+        ConfigError: cued or lookup rows without mixed steps, or both kinds (named as options).
+    """
+    from toolgym.errors import ConfigError
+
+    if (cue or lookup) and not every:
+        raise ConfigError("--copy-cue and --copy-lookup choose the mixed rows: they need --copy-every K > 0")
+    if cue and lookup:
+        raise ConfigError("--copy-cue and --copy-lookup are two kinds of mixed rows: pick one")
+    return {"every": every, "cue": cue, "lookup": lookup}
+
+
 @cli_errors
 def train_lm(
     out: Annotated[Path, typer.Option(help="checkpoint directory (only a checkpoint is replaced)")] = Path("runs/lm"),
@@ -44,11 +59,15 @@ def train_lm(
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batches")] = 0,
     model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
     copy_every: Annotated[
-        int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
+        int,
+        typer.Option(min=0, help="every K-th step trains on repeat, cued or lookup rows that keep copying (0: none)"),
     ] = 0,
     copy_cue: Annotated[
         int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
     ] = 0,
+    copy_lookup: Annotated[
+        bool, typer.Option(help="the mixed rows are lookup rows: a request's values copied into a call's arguments")
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
 ) -> None:
     """Train the policy LM on the offline standard-library corpus (dense, indexer warm-up or sparse)."""
@@ -67,7 +86,7 @@ def train_lm(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         seed=seed,
-        copy_mix=CopyMix(every=copy_every, cue=copy_cue),
+        copy_mix=CopyMix(**copy_mix_options(copy_every, copy_cue, copy_lookup)),
     )
     check_writable(out, "--out")  # before training, not when the first checkpoint is written
     interrupt_hint(f"{out} keeps the last checkpoint; rerun the same command to resume from it")
@@ -78,7 +97,8 @@ def train_lm(
     console.print(
         f"{stage}: {result.steps} steps in {result.seconds:.0f}s, held-out loss {result.val_loss:.4f}"
         + (f", indexer KL {result.val_index_loss:.4f}" if result.val_index_loss is not None else "")
-        + f"; checkpoint at {out}"
+        + f"; checkpoint at {out}",
+        markup=False,  # a path is not rich markup
     )
 
 
@@ -100,7 +120,8 @@ def train_sft(
     model: Annotated[str, typer.Option(help="fresh model config: default | micro")] = "default",
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of weights and batch order")] = 0,
     copy_every: Annotated[
-        int, typer.Option(min=0, help="every K-th step trains on repeat rows that keep copying (0: none)")
+        int,
+        typer.Option(min=0, help="every K-th step trains on repeat, cued or lookup rows that keep copying (0: none)"),
     ] = 0,
     copy_cue: Annotated[
         int, typer.Option(min=0, max=8, help="cued repeat rows: a key and 0..N filler ids before each copy (0: plain)")
@@ -129,7 +150,7 @@ def train_sft(
             "eval_every": eval_every,
             "checkpoint_every": checkpoint_every,
             "seed": seed,
-            "copy_mix": {"every": copy_every, "cue": copy_cue, "lookup": copy_lookup},
+            "copy_mix": copy_mix_options(copy_every, copy_cue, copy_lookup),
         }
     )
     check_writable(out, "--out")
@@ -149,7 +170,8 @@ def train_sft(
         f"sft: {result.steps} steps in {result.seconds:.0f}s on {len(data.episodes)} episodes "
         f"({data.truncated} cut at an action, {data.dropped} dropped), held-out loss {result.val_loss:.4f}"
         + (f", action validity {last['val_action_valid']:.0%}" if "val_action_valid" in last else "")
-        + f"; checkpoint at {out / 'checkpoint'}"
+        + f"; checkpoint at {out / 'checkpoint'}",
+        markup=False,  # a path is not rich markup
     )
 
 
@@ -220,5 +242,6 @@ def train_grpo(
     console.print(
         f"grpo: {result.steps} steps in {result.seconds:.0f}s"
         + (f", last reward {last['reward']:.3f}, pass rate {last['pass_rate']:.0%}" if last else "")
-        + f"; checkpoint at {out / 'checkpoint'}"
+        + f"; checkpoint at {out / 'checkpoint'}",
+        markup=False,  # a path is not rich markup
     )

@@ -62,6 +62,10 @@ QUESTIONS = (
     "Find all {e}s {p} and submit their ids.",
     "Which {e}s are there {p}? Submit all their ids.",
 )
+#: The fewest tokens a lookup row may be held to (``max_tokens``): a one-fact bare row fits. Short
+#: limits skew the rows (at vocabulary 1,024 the median wrapped row is ~100 tokens, and rows over
+#: the limit are drawn again, so a limit near this keeps mostly one-fact rows).
+MIN_ROW_TOKENS = 64
 _UPPER, _LOWER, _DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789"
 
 
@@ -69,12 +73,14 @@ def lookup_words(tokenizer: Tokenizer) -> list[str]:
     """The tokenizer's lowercase alphabetic word tokens of 3+ letters, sorted: the key words.
 
     Raises:
-        ConfigError: fewer than 16 (a vocabulary too small for the warm-up).
+        ConfigError: fewer than 16 (a vocabulary too small for lookup rows).
     """
     words = {w for i in range(tokenizer.first_plain_id, tokenizer.vocab_size) if (w := tokenizer.decode([i])).isalpha()}
     keep = sorted(w for w in words if w.islower() and len(w) >= 3)
     if len(keep) < 16:
-        raise ConfigError(f"the tokenizer has {len(keep)} lowercase word tokens; the lookup warm-up needs 16")
+        raise ConfigError(
+            f"the tokenizer has {len(keep)} lowercase word tokens; lookup rows need 16 (a larger vocabulary)"
+        )
     return keep
 
 
@@ -186,8 +192,8 @@ def lookup_batches(
     """
     if max_facts < 1:
         raise ConfigError(f"max_facts must be at least 1, not {max_facts}")
-    if max_tokens is not None and max_tokens < 64:
-        raise ConfigError(f"lookup rows need max_tokens >= 64, not {max_tokens}")
+    if max_tokens is not None and max_tokens < MIN_ROW_TOKENS:
+        raise ConfigError(f"lookup rows need max_tokens >= {MIN_ROW_TOKENS}, not {max_tokens}")
     words = lookup_words(tokenizer)
     for step in range(start, 1 << 62):
         rng = random.Random(seed * 1_000_003 + step)

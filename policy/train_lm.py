@@ -92,10 +92,16 @@ class CopyMix(BaseModel):
 
     @model_validator(mode="after")
     def _windows_fit(self) -> CopyMix:
+        from toolgym.policy.lookup import MIN_ROW_TOKENS
+
+        if (self.lookup or self.cue) and not self.every:
+            raise ValueError("cued or lookup rows need every > 0 (the mixed steps), or they are never drawn")
         if self.lookup and self.cue:
             raise ValueError("copy rows are cued repeats (cue) or lookup rows (lookup), not both")
-        if self.lookup and self.seq_len < 63:
-            raise ValueError(f"lookup rows need seq_len >= 63, not {self.seq_len}")
+        if self.lookup:  # min_len and max_len size repeat windows only
+            if self.seq_len + 1 < MIN_ROW_TOKENS:
+                raise ValueError(f"lookup rows need seq_len >= {MIN_ROW_TOKENS - 1}, not {self.seq_len}")
+            return self
         copy = self.max_len + (self.cue + 1 if self.cue else 0)  # the longest copy: key and fillers too
         if self.min_len > self.max_len or 2 * copy > self.seq_len + 1:
             raise ValueError(
@@ -422,11 +428,18 @@ def _prepare(
     """Check the output, set the stage's trainable parameters, build (or restore) the optimizer.
 
     Raises:
-        ConfigError: ``out_dir`` without a tokenizer.
+        ConfigError: ``out_dir`` without a tokenizer; lookup rows (``CopyMix.lookup``) without a
+            tokenizer or with one too small for them.
         CheckpointError: ``out_dir`` holds something other than a checkpoint.
     """
     if out_dir is not None and tokenizer is None:
         raise ConfigError("Saving checkpoints needs the tokenizer: pass tokenizer=... with out_dir.")
+    if config.copy_mix.lookup and config.copy_mix.every:  # before the first step, not at the first mixed one
+        from toolgym.policy.lookup import lookup_words
+
+        if tokenizer is None:
+            raise ConfigError("copy_mix.lookup needs a tokenizer (lookup rows are text)")
+        lookup_words(tokenizer)
     if out_dir is not None:
         check_replaceable(out_dir)
     params = _set_stage(model, config.stage)

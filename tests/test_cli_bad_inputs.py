@@ -123,3 +123,13 @@ def test_training_on_a_device_that_is_not_there_is_one_line_before_any_work(tmp_
     assert "torch sees no CUDA device" in error_line("bench", "learn", "--device", "cuda", "--out", "run")
     assert "--device must be cpu, cuda or auto" in error_line("bench", "learn", "--device", "gpu", "--out", "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.duckdb"]
+
+
+def test_copy_row_options_that_would_do_nothing_or_clash_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.duckdb").write_bytes(b"")  # never opened: the options are checked first
+    assert "need --copy-every K > 0" in error_line("train", "sft", "-d", "d.duckdb", "--copy-lookup")
+    assert "need --copy-every K > 0" in error_line("train", "lm", "--copy-cue", 2, "--out", "lm")
+    both = ("--copy-every", 3, "--copy-cue", 2, "--copy-lookup")
+    assert "pick one" in error_line("train", "sft", "-d", "d.duckdb", *both)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.duckdb"]

@@ -75,6 +75,16 @@ def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     assert load_learn_config("default", good) == micro_profile()  # the file replaces the profile
     with pytest.raises(ConfigError, match="--profile must be one of default, micro, lookup"):
         load_learn_config("huge")
+    short = micro_profile().model_dump()
+    short["lm"]["lookup"][0]["train"]["seq_len"] = 40  # refused when loaded, not an hour into a run
+    bad.write_text(json.dumps(short))
+    with pytest.raises(ConfigError, match=r"lm\.lookup\.0: .*train\.seq_len >= 63"):
+        load_learn_config("default", bad)
+    short = micro_profile().model_dump()
+    short["lm"]["induction"][1]["train"]["stage"] = "indexer_warmup"  # it would train the indexer alone
+    bad.write_text(json.dumps(short))
+    with pytest.raises(ConfigError, match="induction and lookup phases train dense or sparse"):
+        load_learn_config("default", bad)
     on = micro_profile().on_device("auto")  # bench learn --device: every stage that runs the model
     assert (on.lm.device, on.sft.device, on.grpo.train.device, on.eval.device) == ("auto",) * 4
     assert on.model_copy(update={k: getattr(micro_profile(), k) for k in ("lm", "sft", "grpo", "eval")}) == (
@@ -116,7 +126,11 @@ def test_micro_profile_end_to_end_then_a_rerun_resumes(tmp_path):
     eval_sft = state["stages"]["eval_sft"]["result"]
     assert eval_sft["heldout_worlds"]["tasks"] == eval_sft["heldout_archetypes"]["tasks"] == 2
     assert state["stages"]["sft"]["result"]["steps"] == 2 and state["stages"]["grpo"]["result"]["steps"] == 1
-    assert math.isfinite(state["stages"]["lm"]["result"]["val_loss"])
+    lm = state["stages"]["lm"]["result"]  # the LM's own numbers, not the lookup warm-up's after it
+    assert (
+        lm["steps"] == 2
+        and lm["val_loss"] == json.loads((out / "lm" / "checkpoint" / "config.json").read_text())["meta"]["val_loss"]
+    )
     probe = state["stages"]["lm"]["result"]["copy_probe"]  # the repeat probe after each warm-up and the LM
     assert set(probe) == {"after_induction", "after_lm", "after_lookup"}
     assert all(math.isfinite(v["second_nll"]) for v in probe.values())

@@ -130,3 +130,23 @@ def test_a_lookup_mix_trains_every_kth_step_on_wrapped_prose_rows_by_step(tok):
         CopyMix(every=2, cue=2, lookup=True)
     with pytest.raises(ValidationError, match="seq_len >= 63"):
         CopyMix(every=2, seq_len=40, lookup=True)
+    with pytest.raises(ValidationError, match="need every > 0"):  # else the option would do nothing
+        CopyMix(lookup=True)
+    assert CopyMix(every=2, seq_len=63, max_len=40, lookup=True).lookup  # repeat windows' sizes do not apply
+
+
+def test_a_vocabulary_too_small_for_lookup_rows_is_refused_before_the_first_step(small_tokenizer):
+    from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, train_lm
+
+    cfg = LMTrainConfig(steps=2, seq_len=16, copy_mix=CopyMix(every=2, seq_len=100, lookup=True))
+    model = Transformer(ModelConfig.micro(vocab_size=small_tokenizer.vocab_size), seed=0)
+    drawn = []
+
+    def main():
+        while True:
+            drawn.append(1)
+            yield Batch(torch.zeros(1, 17, dtype=torch.long))
+
+    with pytest.raises(ConfigError, match="lookup rows need 16"):
+        train_lm(model, main(), [], cfg, tokenizer=small_tokenizer, progress=False)
+    assert drawn == []  # no step was trained

@@ -156,8 +156,9 @@ def test_lm_out_that_is_not_a_checkpoint_is_refused_untouched(tmp_path):
 
 
 def test_a_diverged_sft_run_is_refused_and_metrics_stay_strict_json(sft_dataset, tmp_path):
-    out = tmp_path / "run"
-    assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0
+    out = tmp_path / "run[/x]"  # a path that reads as rich markup is printed as it is
+    r = _sft(sft_dataset, out, "--steps", "1")
+    assert r.exit_code == 0 and "".join(f"checkpoint at {out / CHECKPOINT}".split()) in "".join(r.output.split())
     good = (out / CHECKPOINT / "model.safetensors").read_bytes()
     shutil.rmtree(out)
     assert _sft(sft_dataset, out, "--steps", "1").exit_code == 0  # the same run again: a good checkpoint
