@@ -89,7 +89,7 @@ def test_cued_rows_put_the_same_key_and_fillers_before_each_copy_and_mask_all_of
     a = copy_batch(mix, low, high, seed=1, step=1)
     assert a.copy and torch.equal(a.tokens, copy_batch(mix, low, high, seed=1, step=1).tokens)
     with pytest.raises(ValueError, match="fillers"):
-        CopyMix(seq_len=31, max_len=14, cue=2)  # 2 * (14 + 3) > 32
+        CopyMix(every=2, seq_len=31, max_len=14, cue=2)  # 2 * (14 + 3) > 32
     with pytest.raises(ConfigError, match="do not fit"):
         cued_rows(1, 31, torch.Generator(), low, high, min_len=2, max_len=14, cue=2)
 
