@@ -92,13 +92,32 @@ def load_state(out: Path, config: LearnConfig) -> dict[str, Any]:
         prior = state["config"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a bench learn state file ({exc}); use another --out") from None
-    if prior != want:
-        diff = sorted(k for k in prior.keys() | want.keys() if prior.get(k) != want.get(k))
+    prior, mine = _comparable(prior), _comparable(want)
+    if prior != mine:
+        diff = sorted(k for k in prior.keys() | mine.keys() if prior.get(k) != mine.get(k))
         raise ConfigError(
             f"{out} holds a bench learn run with other settings ({', '.join(diff)}); "
             "use another --out, or the same profile and config to resume"
         )
+    state["config"] = want  # the same run; its devices are this rerun's
     return dict(state)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config as a resume compares it: defaults filled in, devices left out.
+
+    A setting added since the run was recorded takes its default (a run recorded before
+    ``lm.device`` existed ran with the default), and a run may go on on another device
+    (``bench learn --device``).
+    """
+    try:
+        config = LearnConfig.model_validate(config).model_dump(mode="json")
+    except ValueError:  # a config today's rules refuse: compared as recorded, so the difference is named
+        config = json.loads(json.dumps(config))
+    for stage in (config.get("lm"), config.get("sft"), config.get("eval"), (config.get("grpo") or {}).get("train")):
+        if isinstance(stage, dict):
+            stage.pop("device", None)
+    return config
 
 
 def run_stages(

@@ -13,7 +13,7 @@ Layout of ``--out DIR`` (as ``train sft``)::
     DIR/grpo.png      reward / pass rate, KL, entropy, routing agreement and fractions by step
 
 A run whose ``DIR/checkpoint`` holds a GRPO checkpoint resumes at its step with the recorded
-settings (only ``steps`` and ``checkpoint_every`` may change); metric records past its step are
+settings (only ``steps``, ``checkpoint_every`` and ``device`` may change); metric records past its step are
 dropped. Every random draw is a function of (seed, step): the step's tasks, and each episode's
 sampling (seeded from (seed, step), task and sample), so a resumed run continues exactly.
 
@@ -67,7 +67,7 @@ from toolgym.policy.model import Transformer
 from toolgym.policy.results import metrics_log
 
 CHECKPOINT, METRICS, PLOT = "checkpoint", "metrics.jsonl", "grpo.png"
-RESUME_FREE = frozenset({"steps", "checkpoint_every"})
+RESUME_FREE = frozenset({"steps", "checkpoint_every", "device"})  # a run may resume on another device
 
 
 class GRPOConfig(BaseModel):
@@ -323,11 +323,13 @@ def _start(
         if ck.meta.get("kind") != "grpo":
             raise ConfigError(f"{ck_dir} holds a checkpoint that is not a GRPO run's; pick another --out")
         prior = ck.meta.get("settings")
+        if prior is not None:  # recorded before a setting became free: not a difference
+            prior = {k: v for k, v in prior.items() if k not in RESUME_FREE}
         if prior != settings:
             diff = sorted(k for k in (prior or {}).keys() | settings.keys() if (prior or {}).get(k) != settings.get(k))
             raise ConfigError(
                 f"{out} holds a GRPO run with different settings ({', '.join(diff)}); use another --out, "
-                "or the same settings to resume (only --steps and --checkpoint-every may change)"
+                "or the same settings to resume (only --steps, --checkpoint-every and --device may change)"
             )
         return ck, int(ck.meta.get("step", 0)), load_optimizer_state(ck_dir), ck.meta.get("curriculum")
     return load_checkpoint(init, device=device), 0, None, None

@@ -205,12 +205,30 @@ def check_resume(
             f"{out} holds {kind} run already at step {done}; --steps {steps} cannot shorten it "
             f"(--steps {done} or more resumes it), or use another --out"
         )
+    prior = (
+        None if prior is None else _with_defaults(prior, LMTrainConfig().model_dump(mode="json", exclude=RESUME_FREE))
+    )
     diff = [] if prior is None else sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
     if diff:
         raise ConfigError(
             f"{out} holds {kind} run with different settings ({', '.join(diff)}); use another --out, "
             f"or the same settings to resume (only {free} may change)"
         )
+
+
+def _with_defaults(prior: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``prior`` with the loop settings it lacks (nested ones too) set to their defaults.
+
+    A checkpoint recorded before a setting existed ran with its default (``CopyMix.lookup`` was
+    added after runs were recorded), so that is no difference to refuse a resume over.
+    """
+    out = dict(prior)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], default)
+    return out
 
 
 def encode_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> Tensor:

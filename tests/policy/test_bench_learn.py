@@ -59,6 +59,20 @@ def test_a_rerun_with_other_settings_is_refused_naming_the_section(tmp_path):
         load_state(tmp_path / "file", micro_profile())
 
 
+def test_a_rerun_may_change_devices_and_a_run_recorded_before_a_new_setting_resumes(tmp_path):
+    run_stages(tmp_path, load_state(tmp_path, micro_profile()), _fake_stages([]), until="a")
+    state = load_state(tmp_path, micro_profile().on_device("auto"))  # bench learn --device: the same run
+    assert state["stages"] and state["config"]["lm"]["device"] == "auto"
+    recorded = json.loads((tmp_path / "learn.json").read_text())
+    del recorded["config"]["lm"]["device"], recorded["config"]["sft"]["train"]["copy_mix"]["lookup"]
+    (tmp_path / "learn.json").write_text(json.dumps(recorded))  # as a run from before those settings
+    assert load_state(tmp_path, micro_profile())["stages"] == recorded["stages"]
+    recorded["config"]["sft"]["train"]["copy_mix"]["cue"] = 2  # a real difference is still named
+    (tmp_path / "learn.json").write_text(json.dumps(recorded))
+    with pytest.raises(ConfigError, match=r"other settings \(sft\)"):
+        load_state(tmp_path, micro_profile())
+
+
 def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     assert LearnConfig().profile == "default" and load_learn_config("micro").lm.model == "micro"
     assert LearnConfig().synth.difficulty == (1, 2) and LearnConfig().synth.holdout_archetypes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -163,3 +164,16 @@ def test_a_batch_moves_to_a_device_whole_and_stays_when_it_is_there():
     assert (moved.tokens.device.type, moved.loss_mask.device.type) == ("meta", "meta")
     assert (moved.n_tokens, moved.copy, moved.tokens.shape) == (7, True, (2, 5))
     assert Batch(torch.ones(1, 3)).to(torch.device("meta")).loss_mask is None
+
+
+def test_a_resume_fills_settings_recorded_before_they_existed_with_their_defaults(tmp_path):
+    from toolgym.errors import ConfigError
+    from toolgym.policy.train_lm import CopyMix, check_resume
+
+    settings = {"corpus": "c", **LMTrainConfig(copy_mix=CopyMix(every=3)).model_dump(mode="json")}
+    old = json.loads(json.dumps(settings))
+    del old["copy_mix"]["lookup"], old["index_loss_weight"]  # a checkpoint from before these settings
+    check_resume(tmp_path, "an LM", old, settings, 10, 5, "--steps")  # they ran with the defaults: resumes
+    with pytest.raises(ConfigError, match=r"different settings \(copy_mix\)"):
+        lookup = {**settings, "copy_mix": {**settings["copy_mix"], "lookup": True}}
+        check_resume(tmp_path, "an LM", old, lookup, 10, 5, "--steps")
