@@ -351,7 +351,7 @@ class LearnConfig(_Strict):
 
 
 def micro_profile() -> LearnConfig:
-    """A few steps of the micro model on a few tasks: the whole pipeline in seconds (tests)."""
+    """A few steps of the micro model on a few tasks: the whole pipeline, tiny warm-ups included, in minutes (tests)."""
     return LearnConfig(
         profile="micro",
         synth=SynthStage(count=200, workers=1),
@@ -415,7 +415,7 @@ def load_learn_config(profile: str, path: Path | None = None) -> LearnConfig:
             raise ConfigError(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
         return PROFILES[profile]()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (some editors write one) is not JSON
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
     try:

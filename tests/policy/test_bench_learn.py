@@ -87,6 +87,8 @@ def test_configs_forbid_unknown_keys_and_profiles_differ(tmp_path):
     good = tmp_path / "g.json"
     good.write_text(micro_profile().model_dump_json())
     assert load_learn_config("default", good) == micro_profile()  # the file replaces the profile
+    good.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())  # with a UTF-8 byte-order mark, as some editors save
+    assert load_learn_config("default", good) == micro_profile()
     with pytest.raises(ConfigError, match="--profile must be one of default, micro, lookup"):
         load_learn_config("huge")
     short = micro_profile().model_dump()
