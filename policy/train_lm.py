@@ -205,9 +205,8 @@ def check_resume(
             f"{out} holds {kind} run already at step {done}; --steps {steps} cannot shorten it "
             f"(--steps {done} or more resumes it), or use another --out"
         )
-    prior = (
-        None if prior is None else _with_defaults(prior, LMTrainConfig().model_dump(mode="json", exclude=RESUME_FREE))
-    )
+    if prior is not None:
+        prior = _with_defaults(prior, LMTrainConfig().model_dump(mode="json", exclude=set(RESUME_FREE)))
     diff = [] if prior is None else sorted(k for k in prior.keys() | settings.keys() if prior.get(k) != settings.get(k))
     if diff:
         raise ConfigError(
@@ -478,9 +477,11 @@ def _next_batch(
     if mix.lookup:
         from toolgym.policy.lookup import lookup_batches
 
-        if tokenizer is None:
-            raise ConfigError("copy_mix.lookup needs a tokenizer (lookup rows are text)")
-        rows = lookup_batches(tokenizer, mix.batch_size, config.seed, 3, 0.0, 0, True, step, mix.seq_len + 1)
+        assert tokenizer is not None  # _prepare refused lookup rows without one
+        rows = lookup_batches(
+            tokenizer, mix.batch_size, config.seed, json_share=0.0, json_decay_steps=0, wrap=True, start=step,
+            max_tokens=mix.seq_len + 1,
+        )  # fmt: skip
         return replace(next(rows), copy=True)
     from toolgym.policy.induction import copy_batch
 

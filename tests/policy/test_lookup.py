@@ -109,7 +109,7 @@ def test_bad_settings_are_config_errors(tok, small_tokenizer):
 def test_a_lookup_mix_trains_every_kth_step_on_wrapped_prose_rows_by_step(tok):
     from pydantic import ValidationError
 
-    from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, _next_batch
+    from toolgym.policy.train_lm import Batch, CopyMix, LMTrainConfig, _next_batch, train_lm
 
     mix = CopyMix(every=2, batch_size=3, seq_len=200, lookup=True)
     cfg = LMTrainConfig(steps=4, seq_len=16, copy_mix=mix, seed=7)
@@ -124,8 +124,8 @@ def test_a_lookup_mix_trains_every_kth_step_on_wrapped_prose_rows_by_step(tok):
     text = tok.decode(row.tokens[0].tolist())
     assert "<tool_call>" in text and '"arguments":' in text.split("<|assistant|>")[1]
     assert '":' not in text.split("<|assistant|>")[0]  # no fact is stated as the call's own pair
-    with pytest.raises(ConfigError, match="tokenizer"):
-        _next_batch(main, cfg, model, None, 1)
+    with pytest.raises(ConfigError, match="tokenizer"):  # checked before the first step
+        train_lm(model, main, [], cfg, progress=False)
     with pytest.raises(ValidationError, match="not both"):
         CopyMix(every=2, cue=2, lookup=True)
     with pytest.raises(ValidationError, match="seq_len >= 63"):
